@@ -1,0 +1,433 @@
+//! The DEALER socket: one connection to one endpoint, reconnected automatically.
+//!
+//! Queue policy: outbound messages wait in a queue bounded by the send high-water marks
+//! (messages and bytes) whether or not a connection is up; `try_send` says `Full` at the mark
+//! and `send` waits. Messages still queued when a connection drops stay queued and go out on
+//! the next connection; bytes already handed to a dead TCP connection are lost, as with any
+//! ZeroMQ socket. [`Dealer::reconnect`] is a fresh start: it drops the connection and both
+//! queues, so nothing from an abandoned exchange leaks into the new one (the Lazy Pirate
+//! pattern relies on this).
+//!
+//! Reconnects back off exponentially from `reconnect_interval` to `reconnect_interval_max`,
+//! each delay jittered into [d/2, d), and reset after a successful handshake.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use crate::driver::{CloseKind, Connection, Ended, Port, OUT_BATCH_BYTES};
+use crate::endpoint::Endpoint;
+use crate::error::{Error, TrySendError};
+use crate::options::{message_bytes, Hwm, Options};
+use crate::proto::{Decoder, Encoder, Handshake};
+use crate::socket_type::SocketType;
+use crate::stats::{Counters, Stats};
+use crate::transport::{self, Stream};
+use crate::util::jitter;
+
+#[derive(Debug, Default)]
+struct Inner {
+    out: VecDeque<Vec<Bytes>>,
+    out_bytes: usize,
+    inq: VecDeque<Vec<Bytes>>,
+    in_bytes: usize,
+    connected: bool,
+    closed: bool,
+    /// `reconnect()` asked for a new connection.
+    reconnect: bool,
+    task: Option<Waker>,
+    wants_out: bool,
+    wants_room: bool,
+    recv_waiters: Vec<Waker>,
+    send_waiters: Vec<Waker>,
+    conn_waiters: Vec<Waker>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    opts: Options,
+    endpoint: Endpoint,
+    send_hwm: Hwm,
+    recv_hwm: Hwm,
+    inner: Mutex<Inner>,
+    /// Wakes the connect loop out of a backoff sleep (close or reconnect).
+    control: Notify,
+    counters: Counters,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
+    for w in wakers {
+        w.wake();
+    }
+}
+
+/// A DEALER socket connected to one endpoint.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use bytes::Bytes;
+/// use domo_zmtp::{Dealer, Options};
+/// let dealer = Dealer::connect("tcp://127.0.0.1:5555", Options::default())?;
+/// dealer.send(vec![Bytes::new(), Bytes::from_static(b"hello")]).await?;
+/// let reply = dealer.recv().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Dealer {
+    shared: Arc<Shared>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Dealer {
+    /// Starts connecting to `endpoint` in the background and returns at once. Messages sent
+    /// before the connection is up are queued. Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEndpoint`] for a malformed endpoint, [`Error::InvalidOption`] for an
+    /// identity that is empty, longer than 255 bytes or starts with a zero byte.
+    pub fn connect(endpoint: &str, opts: Options) -> Result<Self, Error> {
+        let endpoint: Endpoint = endpoint.parse()?;
+        if let Some(id) = &opts.identity {
+            if id.is_empty() || id.len() > 255 || id[0] == 0 {
+                return Err(Error::InvalidOption(
+                    "identity must be 1-255 bytes, not starting with 0",
+                ));
+            }
+        }
+        let shared = Arc::new(Shared {
+            send_hwm: Hwm {
+                msgs: opts.send_hwm.max(1),
+                bytes: opts.send_hwm_bytes.max(1),
+            },
+            recv_hwm: Hwm {
+                msgs: opts.recv_hwm.max(1),
+                bytes: opts.recv_hwm_bytes.max(1),
+            },
+            opts,
+            endpoint,
+            inner: Mutex::new(Inner::default()),
+            control: Notify::new(),
+            counters: Counters::default(),
+        });
+        let task = tokio::spawn(connect_loop(shared.clone()));
+        Ok(Self {
+            shared,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// The endpoint this dealer connects to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.shared.endpoint
+    }
+
+    /// Whether a connection is up (handshake done).
+    pub fn is_connected(&self) -> bool {
+        self.shared.lock().connected
+    }
+
+    /// Waits until a connection is up.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after shutdown.
+    pub async fn connected(&self) -> Result<(), Error> {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if inner.closed {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            if inner.connected {
+                return Poll::Ready(Ok(()));
+            }
+            inner.conn_waiters.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Queues a message without waiting.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`] at the send high-water mark, [`TrySendError::Closed`] after
+    /// shutdown; both hand the message back.
+    pub fn try_send(&self, msg: Vec<Bytes>) -> Result<(), TrySendError> {
+        self.try_send_inner(msg, None)
+    }
+
+    fn try_send_inner(
+        &self,
+        msg: Vec<Bytes>,
+        cx: Option<&Context<'_>>,
+    ) -> Result<(), TrySendError> {
+        let mut inner = self.shared.lock();
+        if inner.closed {
+            return Err(TrySendError::Closed(msg));
+        }
+        if self.shared.send_hwm.full(inner.out.len(), inner.out_bytes) {
+            if let Some(cx) = cx {
+                inner.send_waiters.push(cx.waker().clone());
+            }
+            return Err(TrySendError::Full(msg));
+        }
+        inner.out_bytes += message_bytes(&msg);
+        inner.out.push_back(msg);
+        let wake = if inner.wants_out {
+            inner.wants_out = false;
+            inner.task.clone()
+        } else {
+            None
+        };
+        drop(inner);
+        wake_all(wake);
+        Ok(())
+    }
+
+    /// Queues a message, waiting while the queue is full.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after shutdown.
+    pub async fn send(&self, msg: Vec<Bytes>) -> Result<(), Error> {
+        let mut msg = Some(msg);
+        poll_fn(|cx| {
+            let Some(m) = msg.take() else {
+                return Poll::Ready(Ok(()));
+            };
+            match self.try_send_inner(m, Some(cx)) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(TrySendError::Full(m)) => {
+                    msg = Some(m);
+                    Poll::Pending
+                }
+                Err(_) => Poll::Ready(Err(Error::Closed)),
+            }
+        })
+        .await
+    }
+
+    /// Receives the next message, waiting (across reconnects) until one arrives.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after shutdown.
+    pub async fn recv(&self) -> Result<Vec<Bytes>, Error> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next message.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Vec<Bytes>, Error>> {
+        let mut inner = self.shared.lock();
+        if let Some(msg) = inner.inq.pop_front() {
+            inner.in_bytes -= message_bytes(&msg);
+            let wake = if inner.wants_room
+                && !self.shared.recv_hwm.full(inner.inq.len(), inner.in_bytes)
+            {
+                inner.wants_room = false;
+                inner.task.clone()
+            } else {
+                None
+            };
+            drop(inner);
+            wake_all(wake);
+            return Poll::Ready(Ok(msg));
+        }
+        if inner.closed {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        if !inner.recv_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            inner.recv_waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Drops the current connection and both queues, and connects again at once on a new
+    /// connection (a new routing id at the peer unless an identity is set).
+    pub fn reconnect(&self) {
+        let mut inner = self.shared.lock();
+        inner.out.clear();
+        inner.out_bytes = 0;
+        inner.inq.clear();
+        inner.in_bytes = 0;
+        inner.reconnect = true;
+        let mut wakers: Vec<Waker> = inner.task.clone().into_iter().collect();
+        wakers.append(&mut inner.send_waiters);
+        drop(inner);
+        self.shared.control.notify_one();
+        wake_all(wakers);
+    }
+
+    /// Counters since the dealer was created.
+    pub fn stats(&self) -> Stats {
+        let peers = usize::from(self.is_connected());
+        self.shared.counters.snapshot(peers)
+    }
+
+    /// Closes the socket: what is queued is written for up to the linger time, then the
+    /// connection closes and the background task ends.
+    pub async fn shutdown(&self) {
+        self.close();
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let grace = self.shared.opts.linger + Duration::from_millis(500);
+            if tokio::time::timeout(grace, task).await.is_err() {
+                debug!("Dealer still lingering after the grace period");
+            }
+        }
+    }
+
+    fn close(&self) {
+        let mut inner = self.shared.lock();
+        inner.closed = true;
+        let mut wakers: Vec<Waker> = inner.task.clone().into_iter().collect();
+        wakers.append(&mut inner.recv_waiters);
+        wakers.append(&mut inner.send_waiters);
+        wakers.append(&mut inner.conn_waiters);
+        drop(inner);
+        self.shared.control.notify_one();
+        wake_all(wakers);
+    }
+}
+
+impl Drop for Dealer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+async fn connect_loop(shared: Arc<Shared>) {
+    let opts = &shared.opts;
+    let mut backoff = opts.reconnect_interval;
+    loop {
+        {
+            let mut inner = shared.lock();
+            if inner.closed {
+                return;
+            }
+            inner.reconnect = false;
+        }
+        match connect_once(&shared).await {
+            Some(Ended::Closed) => {
+                backoff = opts.reconnect_interval;
+                continue; // closed for good (checked above) or reconnect() asked: go again now
+            }
+            Some(ended) => {
+                debug!(endpoint = %shared.endpoint, reason = %ended, "Connection lost");
+                backoff = opts.reconnect_interval;
+            }
+            None => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(jitter(backoff)) => {}
+            () = shared.control.notified() => {}
+        }
+        backoff = (backoff * 2).min(opts.reconnect_interval_max.max(opts.reconnect_interval));
+    }
+}
+
+/// One connection attempt. `None` if it never reached the data phase.
+async fn connect_once(shared: &Arc<Shared>) -> Option<Ended> {
+    let opts = &shared.opts;
+    let attempt = tokio::time::timeout(opts.connect_timeout, Stream::connect(&shared.endpoint));
+    let (mut stream, addr) = match attempt.await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => {
+            debug!(endpoint = %shared.endpoint, error = %e, "Connect failed");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let mut hs = Handshake::null(SocketType::Dealer, opts.identity.clone());
+    if let Err(e) = transport::handshake(&mut stream, &mut hs, opts.handshake_timeout).await {
+        shared
+            .counters
+            .handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
+        debug!(endpoint = %shared.endpoint, peer.addr = %addr, error = %e, "Handshake failed");
+        return None;
+    }
+    shared.counters.connects.fetch_add(1, Ordering::Relaxed);
+    let wakers = {
+        let mut inner = shared.lock();
+        inner.connected = true;
+        std::mem::take(&mut inner.conn_waiters)
+    };
+    wake_all(wakers);
+    let decoder = Decoder::with_buffer(opts.limits(), hs.into_leftover());
+    let port = DealerPort {
+        shared: shared.clone(),
+    };
+    let ended = Connection::new(stream, port, decoder, opts.linger).await;
+    if let Ended::Protocol(_) = &ended {
+        shared
+            .counters
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    let mut inner = shared.lock();
+    inner.connected = false;
+    inner.task = None;
+    Some(ended)
+}
+
+struct DealerPort {
+    shared: Arc<Shared>,
+}
+
+impl Port for DealerPort {
+    fn exchange(
+        &mut self,
+        enc: &mut Encoder,
+        inbound: &mut VecDeque<Vec<Bytes>>,
+        cx: &Context<'_>,
+    ) -> Option<CloseKind> {
+        let (send_hwm, recv_hwm) = (self.shared.send_hwm, self.shared.recv_hwm);
+        let mut inner = self.shared.lock();
+        if inner.reconnect {
+            return Some(CloseKind::Now);
+        }
+        let mut wakers = Vec::new();
+        while enc.pending() < OUT_BATCH_BYTES {
+            let Some(msg) = inner.out.pop_front() else {
+                break;
+            };
+            inner.out_bytes -= message_bytes(&msg);
+            enc.encode_message(msg);
+        }
+        inner.wants_out = inner.out.is_empty();
+        if !inner.send_waiters.is_empty() && !send_hwm.full(inner.out.len(), inner.out_bytes) {
+            wakers.append(&mut inner.send_waiters);
+        }
+        let mut delivered = false;
+        while !inbound.is_empty() && !recv_hwm.full(inner.inq.len(), inner.in_bytes) {
+            if let Some(msg) = inbound.pop_front() {
+                inner.in_bytes += message_bytes(&msg);
+                inner.inq.push_back(msg);
+                delivered = true;
+            }
+        }
+        inner.wants_room = !inbound.is_empty();
+        if delivered {
+            wakers.append(&mut inner.recv_waiters);
+        }
+        match &inner.task {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => inner.task = Some(cx.waker().clone()),
+        }
+        let close = inner.closed.then_some(CloseKind::Linger);
+        drop(inner);
+        wake_all(wakers);
+        close
+    }
+}

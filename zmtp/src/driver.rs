@@ -1,0 +1,223 @@
+//! The data phase of one connection: a hand-written future that moves bytes between a stream
+//! and its owner's queues.
+//!
+//! Design: one task per connection does both directions. Each turn of its loop takes the
+//! owner's lock once ([`Port::exchange`]) to move a batch of outbound messages into the
+//! [`Encoder`] and a batch of decoded inbound messages out, then writes and reads until the
+//! socket would block. When nothing moved, it returns `Pending` with its waker registered with
+//! the socket (by the poll calls) and with the owner (by `exchange`), so either side wakes it.
+//! After a bounded number of turns it yields, so one busy peer cannot starve the runtime.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Sleep;
+
+use crate::error::ProtocolError;
+use crate::proto::{Command, Decoded, Decoder, Encoder};
+
+/// Stop moving outbound messages into the encoder beyond this many pending bytes.
+pub(crate) const OUT_BATCH_BYTES: usize = 256 * 1024;
+/// Turns of the loop before the task yields to the runtime.
+const TURNS_PER_POLL: usize = 16;
+/// Most slices handed to one vectored write.
+const MAX_SLICES: usize = 64;
+
+/// How the owner wants the connection to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseKind {
+    /// Stop reading, write what is queued (up to the linger time), then close.
+    Linger,
+    /// Close at once, dropping anything queued.
+    Now,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The peer closed the connection.
+    Eof,
+    /// A socket error.
+    Io(io::Error),
+    /// The peer broke the framing rules.
+    Protocol(ProtocolError),
+    /// The peer sent `ERROR`.
+    PeerError(Bytes),
+    /// We closed it on the owner's request.
+    Closed,
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Eof => f.write_str("closed by peer"),
+            Self::Io(e) => write!(f, "i/o error: {e}"),
+            Self::Protocol(e) => write!(f, "protocol error: {e}"),
+            Self::PeerError(reason) => {
+                write!(f, "peer sent ERROR {:?}", String::from_utf8_lossy(reason))
+            }
+            Self::Closed => f.write_str("closed locally"),
+        }
+    }
+}
+
+/// The owner's side of a connection.
+pub(crate) trait Port: Unpin {
+    /// Moves queued outbound messages into `enc` (while it holds less than
+    /// [`OUT_BATCH_BYTES`]) and delivers messages from the front of `inbound` while the
+    /// owner has room. Registers `cx`'s waker so the owner can wake the task when it queues
+    /// output, frees room or asks to close. Returns the owner's close request, if any.
+    fn exchange(
+        &mut self,
+        enc: &mut Encoder,
+        inbound: &mut VecDeque<Vec<Bytes>>,
+        cx: &Context<'_>,
+    ) -> Option<CloseKind>;
+}
+
+/// A connection in its data phase.
+pub(crate) struct Connection<S, P> {
+    stream: S,
+    port: P,
+    decoder: Decoder,
+    enc: Encoder,
+    inbound: VecDeque<Vec<Bytes>>,
+    linger: Duration,
+    closing: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S, P> Connection<S, P>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: Port,
+{
+    pub(crate) fn new(stream: S, port: P, decoder: Decoder, linger: Duration) -> Self {
+        Self {
+            stream,
+            port,
+            decoder,
+            enc: Encoder::new(),
+            inbound: VecDeque::new(),
+            linger,
+            closing: None,
+        }
+    }
+
+    /// Writes until the encoder is empty or the socket would block.
+    /// `Ready(Ok(true))` if anything was written.
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let mut wrote = false;
+        while !self.enc.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = self.enc.slices(&mut slices);
+            match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(written)) => {
+                    self.enc.advance(written);
+                    wrote = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if wrote => return Poll::Ready(Ok(true)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(wrote))
+    }
+
+    /// Reads once and decodes everything complete. `Ready(Ok(true))` if bytes arrived.
+    fn poll_read_in(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Ended>> {
+        let buf = self.decoder.read_buf();
+        debug_assert!(
+            buf.capacity() > buf.len(),
+            "decoder always leaves room to read"
+        );
+        match ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.stream),
+            cx,
+            buf
+        )) {
+            Ok(0) => return Poll::Ready(Err(Ended::Eof)),
+            Ok(_) => {}
+            Err(e) => return Poll::Ready(Err(Ended::Io(e))),
+        }
+        loop {
+            match self.decoder.decode() {
+                Ok(Some(Decoded::Message(msg))) => self.inbound.push_back(msg),
+                Ok(Some(Decoded::Command(cmd))) => self.on_command(cmd)?,
+                Ok(None) => return Poll::Ready(Ok(true)),
+                Err(e) => return Poll::Ready(Err(Ended::Protocol(e))),
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) -> Result<(), Ended> {
+        match cmd {
+            Command::Ping { context, .. } => {
+                self.enc.encode_command(&Command::Pong { context });
+                Ok(())
+            }
+            Command::Error(reason) => Err(Ended::PeerError(reason)),
+            // PONG answers a PING we never send; READY, SUBSCRIBE, CANCEL and unknown
+            // commands mean nothing to ROUTER/DEALER in the data phase and are ignored.
+            _ => Ok(()),
+        }
+    }
+
+    fn poll_turn(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Ended>> {
+        for _ in 0..TURNS_PER_POLL {
+            let mut progressed = false;
+            match self.port.exchange(&mut self.enc, &mut self.inbound, cx) {
+                Some(CloseKind::Now) => return Poll::Ready(Err(Ended::Closed)),
+                Some(CloseKind::Linger) if self.closing.is_none() => {
+                    self.closing = Some(Box::pin(tokio::time::sleep(self.linger)));
+                }
+                _ => {}
+            }
+            if let Some(deadline) = &mut self.closing {
+                // `exchange` just moved all it could: an empty encoder means an empty queue.
+                if self.enc.is_empty() || deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(Ended::Closed));
+                }
+            }
+            match self.poll_write_out(cx) {
+                Poll::Ready(Ok(wrote)) => progressed |= wrote,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Ended::Io(e))),
+                Poll::Pending => {}
+            }
+            if self.inbound.is_empty() && self.closing.is_none() {
+                match self.poll_read_in(cx) {
+                    Poll::Ready(Ok(read)) => progressed |= read,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl<S, P> Future for Connection<S, P>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: Port,
+{
+    type Output = Ended;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended> {
+        let this = self.get_mut();
+        match ready!(this.poll_turn(cx)) {
+            Ok(()) => Poll::Ready(Ended::Closed),
+            Err(ended) => Poll::Ready(ended),
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! Frames (RFC 23 "Framing"): the incremental [`Decoder`] and the coalescing [`Encoder`].
+//!
+//! ```text
+//! frame      = flags size body
+//! flags      = %x00-07        ; bit 0 MORE, bit 1 LONG, bit 2 COMMAND
+//! size       = OCTET / 8OCTET ; 1 byte, or 8 bytes big-endian when LONG is set
+//! ```
+//!
+//! Memory discipline on the way in: the size of a frame is known from its header, before its
+//! body arrives, and is checked against [`Limits`] before anything is allocated for it. Frames
+//! smaller than [`READ_CHUNK`] are sliced out of the shared read buffer without a copy (a
+//! retained small frame keeps at most one read chunk alive, as libzmq's zero-copy receive
+//! does); larger frames are read straight into an allocation of their exact size.
+//!
+//! On the way out, frame headers and bodies below [`COPY_BELOW`] bytes are copied into one
+//! staging buffer so that many small frames leave in one write; larger bodies are written from
+//! their own `Bytes` with vectored writes, never copied.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::command::Command;
+use crate::error::ProtocolError;
+
+/// Flag bit: more frames follow in this message.
+pub const FLAG_MORE: u8 = 0x01;
+/// Flag bit: the size field is 8 bytes.
+pub const FLAG_LONG: u8 = 0x02;
+/// Flag bit: this frame is a command.
+pub const FLAG_COMMAND: u8 = 0x04;
+
+/// How much the decoder asks to read at a time.
+pub const READ_CHUNK: usize = 16 * 1024;
+/// Output bodies smaller than this are copied into the staging buffer.
+pub const COPY_BELOW: usize = 2048;
+/// Largest command frame accepted. Commands carry metadata, PINGs and mechanism data.
+pub const MAX_COMMAND_SIZE: usize = 64 * 1024;
+
+/// Limits the decoder enforces before allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message (sum of its frame bodies), in bytes.
+    pub max_message_size: u64,
+    /// Most frames in one message. Bounds the per-frame bookkeeping a peer can cause with
+    /// many empty frames.
+    pub max_frames: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_size: 64 * 1024 * 1024,
+            max_frames: 4096,
+        }
+    }
+}
+
+/// One item off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A complete multipart message.
+    Message(Vec<Bytes>),
+    /// A command frame.
+    Command(Command),
+}
+
+/// A frame body being read into its own allocation.
+#[derive(Debug)]
+struct LargeFrame {
+    body: BytesMut,
+    size: usize,
+    more: bool,
+    command: bool,
+}
+
+/// Incremental frame decoder. It owns the read buffer: the caller reads into
+/// [`Decoder::read_buf`] and then calls [`Decoder::decode`] until it returns `Ok(None)`.
+#[derive(Debug)]
+pub struct Decoder {
+    limits: Limits,
+    buf: BytesMut,
+    large: Option<LargeFrame>,
+    parts: Vec<Bytes>,
+    message_bytes: u64,
+}
+
+impl Decoder {
+    /// A decoder with an empty buffer.
+    pub fn new(limits: Limits) -> Self {
+        Self::with_buffer(limits, BytesMut::new())
+    }
+
+    /// A decoder that starts with bytes already read (for example during the handshake).
+    pub fn with_buffer(limits: Limits, buf: BytesMut) -> Self {
+        Self {
+            limits,
+            buf,
+            large: None,
+            parts: Vec::new(),
+            message_bytes: 0,
+        }
+    }
+
+    /// The buffer the next read should append to. Its spare capacity is what may be read:
+    /// while a large frame is pending this is the frame's own buffer, sized exactly, so a
+    /// read never runs past the frame.
+    pub fn read_buf(&mut self) -> &mut BytesMut {
+        if let Some(large) = &mut self.large {
+            return &mut large.body;
+        }
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        &mut self.buf
+    }
+
+    /// Appends bytes as if they had been read (for tests and fuzzing).
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let buf = self.read_buf();
+            let room = (buf.capacity() - buf.len()).max(1);
+            let n = room.min(bytes.len());
+            buf.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+        }
+    }
+
+    /// Bytes buffered but not yet decoded.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() + self.large.as_ref().map_or(0, |l| l.body.len())
+    }
+
+    /// Whether a message is partially received.
+    pub fn in_message(&self) -> bool {
+        !self.parts.is_empty() || self.large.is_some()
+    }
+
+    /// Decodes the next complete message or command, `Ok(None)` if more bytes are needed.
+    pub fn decode(&mut self) -> Result<Option<Decoded>, ProtocolError> {
+        loop {
+            if let Some(large) = self.large.take() {
+                if large.body.len() < large.size {
+                    self.large = Some(large);
+                    return Ok(None);
+                }
+                let LargeFrame {
+                    body,
+                    more,
+                    command,
+                    ..
+                } = large;
+                if let Some(item) = self.finish_frame(body.freeze(), more, command)? {
+                    return Ok(Some(item));
+                }
+                continue;
+            }
+            let Some((header, size, flags)) = self.peek_header()? else {
+                return Ok(None);
+            };
+            let (more, command) = (flags & FLAG_MORE != 0, flags & FLAG_COMMAND != 0);
+            if self.buf.len() >= header + size {
+                self.buf.advance(header);
+                let body = self.buf.split_to(size).freeze();
+                if let Some(item) = self.finish_frame(body, more, command)? {
+                    return Ok(Some(item));
+                }
+            } else if size > READ_CHUNK {
+                self.buf.advance(header);
+                let mut body = BytesMut::with_capacity(size);
+                body.put(self.buf.split());
+                self.large = Some(LargeFrame {
+                    body,
+                    size,
+                    more,
+                    command,
+                });
+            } else {
+                self.buf.reserve(header + size - self.buf.len());
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Parses and checks the header at the front of the buffer: `(header_len, body_len, flags)`.
+    fn peek_header(&self) -> Result<Option<(usize, usize, u8)>, ProtocolError> {
+        let Some(&flags) = self.buf.first() else {
+            return Ok(None);
+        };
+        let (header, size) = if flags & FLAG_LONG != 0 {
+            let Some(raw) = self.buf.get(1..9) else {
+                return Ok(None);
+            };
+            let mut be = [0u8; 8];
+            be.copy_from_slice(raw);
+            (9, u64::from_be_bytes(be))
+        } else {
+            let Some(&size) = self.buf.get(1) else {
+                return Ok(None);
+            };
+            (2, u64::from(size))
+        };
+        if flags & FLAG_COMMAND != 0 {
+            if flags & FLAG_MORE != 0 {
+                return Err(ProtocolError::CommandWithMore);
+            }
+            if !self.parts.is_empty() {
+                return Err(ProtocolError::CommandInsideMessage);
+            }
+            if size > MAX_COMMAND_SIZE as u64 {
+                return Err(ProtocolError::CommandTooLarge {
+                    size,
+                    max: MAX_COMMAND_SIZE,
+                });
+            }
+        } else {
+            let total = self.message_bytes.saturating_add(size);
+            if total > self.limits.max_message_size {
+                return Err(ProtocolError::MessageTooLarge {
+                    size: total,
+                    max: self.limits.max_message_size,
+                });
+            }
+            if self.parts.len() >= self.limits.max_frames {
+                return Err(ProtocolError::TooManyFrames {
+                    max: self.limits.max_frames,
+                });
+            }
+        }
+        // No allocation can exceed isize::MAX bytes, whatever the configured limit; refusing
+        // here also keeps `header + size` from overflowing.
+        const ALLOCATABLE: u64 = (isize::MAX as u64) / 2;
+        if size > ALLOCATABLE {
+            return Err(ProtocolError::MessageTooLarge {
+                size,
+                max: ALLOCATABLE,
+            });
+        }
+        let size = usize::try_from(size).map_err(|_| ProtocolError::MessageTooLarge {
+            size,
+            max: usize::MAX as u64,
+        })?;
+        Ok(Some((header, size, flags)))
+    }
+
+    fn finish_frame(
+        &mut self,
+        body: Bytes,
+        more: bool,
+        command: bool,
+    ) -> Result<Option<Decoded>, ProtocolError> {
+        if command {
+            return Ok(Some(Decoded::Command(Command::decode(body)?)));
+        }
+        self.message_bytes += body.len() as u64;
+        self.parts.push(body);
+        if more {
+            return Ok(None);
+        }
+        self.message_bytes = 0;
+        Ok(Some(Decoded::Message(std::mem::take(&mut self.parts))))
+    }
+
+    /// Hands back bytes buffered beyond what was decoded (used when switching decoders).
+    pub fn into_buffer(self) -> BytesMut {
+        self.buf
+    }
+}
+
+/// Encoder that coalesces small frames and keeps large bodies zero-copy.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    staging: BytesMut,
+    chunks: VecDeque<Bytes>,
+    pending: usize,
+}
+
+impl Encoder {
+    /// An empty encoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues a multipart message. An empty `Vec` is sent as one empty frame, since a ZMTP
+    /// message has at least one frame.
+    pub fn encode_message(&mut self, msg: Vec<Bytes>) {
+        if msg.is_empty() {
+            self.put_header(0, 0);
+            return;
+        }
+        let last = msg.len() - 1;
+        for (i, body) in msg.into_iter().enumerate() {
+            let flags = if i < last { FLAG_MORE } else { 0 };
+            self.put_frame(flags, body);
+        }
+    }
+
+    /// Queues a command frame.
+    pub fn encode_command(&mut self, cmd: &Command) {
+        let body = cmd.to_body();
+        self.put_frame(FLAG_COMMAND, body);
+    }
+
+    /// Queues raw bytes (the greeting).
+    pub fn put_raw(&mut self, bytes: &[u8]) {
+        self.staging.extend_from_slice(bytes);
+        self.pending += bytes.len();
+    }
+
+    fn put_frame(&mut self, flags: u8, body: Bytes) {
+        let len = body.len();
+        self.put_header(flags, len);
+        if len < COPY_BELOW {
+            self.staging.extend_from_slice(&body);
+        } else {
+            self.seal();
+            self.chunks.push_back(body);
+        }
+        self.pending += len;
+    }
+
+    fn put_header(&mut self, flags: u8, len: usize) {
+        if len <= usize::from(u8::MAX) {
+            self.staging.put_u8(flags);
+            self.staging.put_u8(len as u8);
+            self.pending += 2;
+        } else {
+            self.staging.put_u8(flags | FLAG_LONG);
+            self.staging.put_u64(len as u64);
+            self.pending += 9;
+        }
+    }
+
+    fn seal(&mut self) {
+        if !self.staging.is_empty() {
+            self.chunks.push_back(self.staging.split().freeze());
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Whether nothing is waiting to be written.
+    pub fn is_empty(&self) -> bool {
+        self.pending == 0
+    }
+
+    /// Fills `slices` with the next bytes to write, returns how many slices were filled.
+    pub fn slices<'a>(&'a mut self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.seal();
+        let mut n = 0;
+        for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        n
+    }
+
+    /// Marks `n` bytes as written.
+    pub fn advance(&mut self, mut n: usize) {
+        self.pending -= n.min(self.pending);
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// Everything queued as one contiguous buffer (for tests and the handshake).
+    pub fn take_all(&mut self) -> Bytes {
+        self.seal();
+        let mut out = BytesMut::with_capacity(self.pending);
+        for chunk in self.chunks.drain(..) {
+            out.extend_from_slice(&chunk);
+        }
+        self.pending = 0;
+        out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,767 @@
+//! The ROUTER socket: many peers, each with a routing id, fair receive, non-blocking send.
+//!
+//! Layout: [`Router`] is the owner's handle. Each accepted connection runs its handshake and
+//! then a [`Connection`] future in its own task; all of them share one [`Inner`] behind a
+//! mutex, which holds every peer's send and receive queue. Critical sections are a few queue
+//! operations long, and a connection task takes the lock once per batch, not per message.
+//!
+//! Receive fairness: peers with deliverable messages sit in a `ready` ring; each receive takes
+//! one message from the peer at the front and, if it has more, moves it to the back. So a
+//! flooding peer gets one turn in N like everybody else, and when its own queue is full its
+//! connection stops being read, which pushes back on it alone.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::driver::{CloseKind, Connection, Ended, Port, OUT_BATCH_BYTES};
+use crate::endpoint::Endpoint;
+use crate::error::{Error, HandshakeError, ProtocolError, TrySendError};
+use crate::options::{message_bytes, DuplicateIdentity, Hwm, Options};
+use crate::proto::{Decoder, Encoder, Handshake, PeerInfo};
+use crate::socket_type::SocketType;
+use crate::stats::{Counters, Stats};
+use crate::transport::{self, Listener, PeerAddr, Stream};
+use crate::PeerId;
+
+/// Something that happened on a [`Router`], in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouterEvent {
+    /// A peer finished its handshake. Comes before any message from it.
+    Connected {
+        /// Its routing id.
+        peer: PeerId,
+        /// Where it connected from.
+        addr: PeerAddr,
+        /// Its socket type.
+        socket_type: SocketType,
+    },
+    /// A message from a peer.
+    Message {
+        /// The sender's routing id.
+        peer: PeerId,
+        /// The frames, without the routing id.
+        msg: Vec<Bytes>,
+    },
+    /// A peer's connection is gone. Comes after every message received from it.
+    Disconnected {
+        /// Its routing id.
+        peer: PeerId,
+    },
+    /// A peer whose send queue was full (a `try_send` returned `Full`) has drained to half of
+    /// its high-water mark.
+    Writable {
+        /// Its routing id.
+        peer: PeerId,
+    },
+}
+
+/// One peer's queues and flags.
+#[derive(Debug)]
+struct Slot {
+    id: PeerId,
+    out: VecDeque<Vec<Bytes>>,
+    out_bytes: usize,
+    /// A `try_send` found the queue full: announce `Writable` when it drains.
+    out_blocked: bool,
+    inq: VecDeque<Vec<Bytes>>,
+    in_bytes: usize,
+    /// In the `ready` ring.
+    in_ready: bool,
+    /// `None`: unlimited; `Some(n)`: `n` more messages may be received.
+    credit: Option<u64>,
+    /// The connection task, to wake when there is output, room, or a close request.
+    task: Option<Waker>,
+    /// The task is waiting for output.
+    wants_out: bool,
+    /// The task holds messages it could not deliver.
+    wants_room: bool,
+    close: Option<CloseKind>,
+    /// The connection task has ended.
+    gone: bool,
+    /// Its id went to a newcomer (handover); its `Disconnected` was already announced.
+    handed_over: bool,
+    send_waiters: Vec<Waker>,
+}
+
+impl Slot {
+    fn new(id: PeerId) -> Self {
+        Self {
+            id,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            out_blocked: false,
+            inq: VecDeque::new(),
+            in_bytes: 0,
+            in_ready: false,
+            credit: None,
+            task: None,
+            wants_out: false,
+            wants_room: false,
+            close: None,
+            gone: false,
+            handed_over: false,
+            send_waiters: Vec::new(),
+        }
+    }
+
+    fn deliverable(&self) -> bool {
+        !self.inq.is_empty() && self.credit != Some(0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    closed: bool,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    by_id: HashMap<PeerId, usize>,
+    ready: VecDeque<usize>,
+    events: VecDeque<RouterEvent>,
+    recv_waiters: Vec<Waker>,
+    next_id: u32,
+}
+
+impl Inner {
+    fn slot(&mut self, idx: usize) -> Option<&mut Slot> {
+        self.slots.get_mut(idx).and_then(Option::as_mut)
+    }
+
+    fn insert(&mut self, slot: Slot) -> usize {
+        match self.free.pop() {
+            Some(idx) => {
+                self.slots[idx] = Some(slot);
+                idx
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// Frees a slot whose task has ended once nothing remains to deliver from it.
+    fn reap(&mut self, idx: usize) {
+        let done = matches!(self.slot(idx), Some(s) if s.gone && s.inq.is_empty());
+        if !done {
+            return;
+        }
+        if let Some(slot) = self.slots[idx].take() {
+            if self.by_id.get(&slot.id) == Some(&idx) {
+                self.by_id.remove(&slot.id);
+            }
+            self.events
+                .push_back(RouterEvent::Disconnected { peer: slot.id });
+            self.free.push(idx);
+        }
+    }
+
+    fn mark_ready(&mut self, idx: usize) -> bool {
+        match self.slot(idx) {
+            Some(slot) if !slot.in_ready && slot.deliverable() => {
+                slot.in_ready = true;
+                self.ready.push_back(idx);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn generate_id(&mut self) -> PeerId {
+        loop {
+            self.next_id = self.next_id.wrapping_add(1);
+            let mut id = [0u8; 5];
+            id[1..].copy_from_slice(&self.next_id.to_be_bytes());
+            let id = PeerId::from(Bytes::copy_from_slice(&id));
+            if !self.by_id.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+}
+
+/// State shared by the handle, the accept loops and the connection tasks.
+#[derive(Debug)]
+struct Shared {
+    opts: Options,
+    send_hwm: Hwm,
+    recv_hwm: Hwm,
+    inner: Mutex<Inner>,
+    counters: Counters,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock would be a bug in this module; the queues are
+        // still consistent enough to keep serving, so poisoning is ignored.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn wake_all(wakers: Vec<Waker>) {
+    for w in wakers {
+        w.wake();
+    }
+}
+
+/// A ROUTER socket.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), domo_zmtp::Error> {
+/// use domo_zmtp::{Options, Router};
+/// let router = Router::new(Options::default());
+/// let ep = router.bind("tcp://127.0.0.1:0").await?;
+/// println!("listening on {ep}");
+/// loop {
+///     let (peer, msg) = router.recv().await?;
+///     let _ = router.try_send(&peer, msg); // echo
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Router {
+    shared: Arc<Shared>,
+    listeners: Mutex<Vec<JoinHandle<()>>>,
+    tracker: TaskTracker,
+}
+
+impl Router {
+    /// A router with no endpoints yet. Must be called inside a tokio runtime.
+    pub fn new(opts: Options) -> Self {
+        let seed = crate::util::random_u64() as u32;
+        let inner = Inner {
+            next_id: seed,
+            ..Inner::default()
+        };
+        let shared = Arc::new(Shared {
+            send_hwm: Hwm {
+                msgs: opts.send_hwm.max(1),
+                bytes: opts.send_hwm_bytes.max(1),
+            },
+            recv_hwm: Hwm {
+                msgs: opts.recv_hwm.max(1),
+                bytes: opts.recv_hwm_bytes.max(1),
+            },
+            opts,
+            inner: Mutex::new(inner),
+            counters: Counters::default(),
+        });
+        Self {
+            shared,
+            listeners: Mutex::new(Vec::new()),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Binds an endpoint (`tcp://host:port`, `tcp://*:port`, `ipc://path`) and starts
+    /// accepting on it. Returns the endpoint as bound, with port 0 resolved.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEndpoint`] for a malformed endpoint, [`Error::Io`] if the bind fails.
+    pub async fn bind(&self, endpoint: &str) -> Result<Endpoint, Error> {
+        let ep: Endpoint = endpoint.parse()?;
+        let (listener, bound) = Listener::bind(&ep).await?;
+        let shared = self.shared.clone();
+        let tracker = self.tracker.clone();
+        let task = tokio::spawn(accept_loop(listener, shared, tracker));
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+        debug!(endpoint = %bound, "Router bound");
+        Ok(bound)
+    }
+
+    /// Receives the next message from any peer, skipping peer events.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after [`Router::shutdown`].
+    pub async fn recv(&self) -> Result<(PeerId, Vec<Bytes>), Error> {
+        poll_fn(|cx| self.poll_next(cx, false))
+            .await
+            .map(|ev| match ev {
+                RouterEvent::Message { peer, msg } => (peer, msg),
+                _ => unreachable!("poll_next(.., false) only yields messages"),
+            })
+    }
+
+    /// Receives the next message or peer event.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after [`Router::shutdown`].
+    pub async fn recv_event(&self) -> Result<RouterEvent, Error> {
+        poll_fn(|cx| self.poll_next(cx, true)).await
+    }
+
+    /// Polls for the next message or (if `events`) peer event.
+    pub fn poll_next(
+        &self,
+        cx: &mut Context<'_>,
+        events: bool,
+    ) -> Poll<Result<RouterEvent, Error>> {
+        let mut inner = self.shared.lock();
+        let mut wake = None;
+        let result = self.next_locked(&mut inner, events, &mut wake);
+        if result.is_none() {
+            if inner.closed {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            if !inner.recv_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                inner.recv_waiters.push(cx.waker().clone());
+            }
+        }
+        drop(inner);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        result.map_or(Poll::Pending, |ev| Poll::Ready(Ok(ev)))
+    }
+
+    fn next_locked(
+        &self,
+        inner: &mut Inner,
+        events: bool,
+        wake: &mut Option<Waker>,
+    ) -> Option<RouterEvent> {
+        loop {
+            if let Some(ev) = inner.events.pop_front() {
+                if events {
+                    return Some(ev);
+                }
+                continue;
+            }
+            let idx = inner.ready.pop_front()?;
+            let recv_hwm = self.shared.recv_hwm;
+            let Some(slot) = inner.slot(idx) else {
+                continue;
+            };
+            slot.in_ready = false;
+            if !slot.deliverable() {
+                continue;
+            }
+            let Some(msg) = slot.inq.pop_front() else {
+                continue;
+            };
+            slot.in_bytes -= message_bytes(&msg);
+            if let Some(c) = &mut slot.credit {
+                *c -= 1;
+            }
+            if slot.wants_room && !recv_hwm.full(slot.inq.len(), slot.in_bytes) {
+                slot.wants_room = false;
+                *wake = slot.task.clone();
+            }
+            let peer = slot.id.clone();
+            inner.mark_ready(idx);
+            inner.reap(idx);
+            return Some(RouterEvent::Message { peer, msg });
+        }
+    }
+
+    /// Queues a message for a peer without waiting.
+    ///
+    /// # Errors
+    /// Hands the message back in [`TrySendError::Full`] when the peer's queue is at its
+    /// high-water mark (a [`RouterEvent::Writable`] follows when it drains),
+    /// [`TrySendError::Unroutable`] when no connected peer has this id, and
+    /// [`TrySendError::Closed`] after shutdown.
+    pub fn try_send(&self, peer: &PeerId, msg: Vec<Bytes>) -> Result<(), TrySendError> {
+        self.try_send_inner(peer, msg, None)
+    }
+
+    fn try_send_inner(
+        &self,
+        peer: &PeerId,
+        msg: Vec<Bytes>,
+        cx: Option<&Context<'_>>,
+    ) -> Result<(), TrySendError> {
+        let mut inner = self.shared.lock();
+        if inner.closed {
+            return Err(TrySendError::Closed(msg));
+        }
+        let Some(&idx) = inner.by_id.get(peer) else {
+            return Err(TrySendError::Unroutable(msg));
+        };
+        let hwm = self.shared.send_hwm;
+        let Some(slot) = inner.slot(idx) else {
+            return Err(TrySendError::Unroutable(msg));
+        };
+        if slot.gone || slot.close.is_some() {
+            return Err(TrySendError::Unroutable(msg));
+        }
+        if hwm.full(slot.out.len(), slot.out_bytes) {
+            slot.out_blocked = true;
+            if let Some(cx) = cx {
+                slot.send_waiters.push(cx.waker().clone());
+            }
+            return Err(TrySendError::Full(msg));
+        }
+        slot.out_bytes += message_bytes(&msg);
+        slot.out.push_back(msg);
+        let wake = if slot.wants_out {
+            slot.wants_out = false;
+            slot.task.clone()
+        } else {
+            None
+        };
+        drop(inner);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues a message for a peer, waiting while its queue is full.
+    ///
+    /// # Errors
+    /// [`TrySendError::Unroutable`] or [`TrySendError::Closed`] with the message.
+    pub async fn send(&self, peer: &PeerId, msg: Vec<Bytes>) -> Result<(), TrySendError> {
+        let mut msg = Some(msg);
+        poll_fn(|cx| {
+            let Some(m) = msg.take() else {
+                return Poll::Ready(Ok(()));
+            };
+            match self.try_send_inner(peer, m, Some(cx)) {
+                Err(TrySendError::Full(m)) => {
+                    msg = Some(m);
+                    Poll::Pending
+                }
+                other => Poll::Ready(other),
+            }
+        })
+        .await
+    }
+
+    /// Stops receiving from `peer`: its messages stay queued (up to the receive high-water
+    /// mark, after which its connection is no longer read) until [`Router::resume`] or
+    /// [`Router::grant`]. Other peers are not affected. Returns false for an unknown peer.
+    pub fn pause(&self, peer: &PeerId) -> bool {
+        self.set_credit(peer, |_| Some(0))
+    }
+
+    /// Receives from `peer` without limit again. Returns false for an unknown peer.
+    pub fn resume(&self, peer: &PeerId) -> bool {
+        self.set_credit(peer, |_| None)
+    }
+
+    /// Allows `n` more messages from `peer` to be received, then pauses it again. A peer that
+    /// was unlimited switches to credit mode with `n`. Returns false for an unknown peer.
+    pub fn grant(&self, peer: &PeerId, n: u64) -> bool {
+        self.set_credit(peer, |c| Some(c.unwrap_or(0).saturating_add(n)))
+    }
+
+    fn set_credit(&self, peer: &PeerId, f: impl FnOnce(Option<u64>) -> Option<u64>) -> bool {
+        let mut inner = self.shared.lock();
+        let Some(&idx) = inner.by_id.get(peer) else {
+            return false;
+        };
+        let Some(slot) = inner.slot(idx) else {
+            return false;
+        };
+        slot.credit = f(slot.credit);
+        let waiters = if inner.mark_ready(idx) {
+            std::mem::take(&mut inner.recv_waiters)
+        } else {
+            Vec::new()
+        };
+        drop(inner);
+        wake_all(waiters);
+        true
+    }
+
+    /// Closes the connection to `peer` after writing what is queued for it (up to the
+    /// linger time); messages received from it and not yet read are dropped. Returns false
+    /// for an unknown peer.
+    pub fn disconnect(&self, peer: &PeerId) -> bool {
+        let mut inner = self.shared.lock();
+        let Some(idx) = inner.by_id.remove(peer) else {
+            return false;
+        };
+        let wake = inner.slot(idx).and_then(|slot| {
+            slot.close = Some(CloseKind::Linger);
+            slot.inq.clear();
+            slot.in_bytes = 0;
+            slot.task.clone()
+        });
+        drop(inner);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        true
+    }
+
+    /// Ids of the peers connected now.
+    pub fn peers(&self) -> Vec<PeerId> {
+        self.shared.lock().by_id.keys().cloned().collect()
+    }
+
+    /// Number of messages queued for `peer` and not yet written, if it is connected.
+    pub fn queued(&self, peer: &PeerId) -> Option<usize> {
+        let mut inner = self.shared.lock();
+        let idx = *inner.by_id.get(peer)?;
+        inner.slot(idx).map(|s| s.out.len())
+    }
+
+    /// Counters since the router was created.
+    pub fn stats(&self) -> Stats {
+        let peers = self.shared.lock().by_id.len();
+        self.shared.counters.snapshot(peers)
+    }
+
+    /// Stops accepting, closes every connection after writing what is queued (up to the
+    /// linger time) and waits for the connection tasks to end. Receives then return
+    /// [`Error::Closed`].
+    pub async fn shutdown(&self) {
+        self.close();
+        self.tracker.close();
+        let grace = self.shared.opts.linger + std::time::Duration::from_millis(500);
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("Router connections still open after the linger time");
+        }
+    }
+
+    fn close(&self) {
+        for task in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+        let mut inner = self.shared.lock();
+        inner.closed = true;
+        let mut wakers = std::mem::take(&mut inner.recv_waiters);
+        for slot in inner.slots.iter_mut().flatten() {
+            slot.close.get_or_insert(CloseKind::Linger);
+            wakers.extend(slot.task.take());
+            wakers.append(&mut slot.send_waiters);
+        }
+        drop(inner);
+        wake_all(wakers);
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+async fn accept_loop(listener: Listener, shared: Arc<Shared>, tracker: TaskTracker) {
+    let mut backoff = std::time::Duration::from_millis(10);
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                backoff = std::time::Duration::from_millis(10);
+                shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                tracker.spawn(run_peer(stream, addr, shared.clone()));
+            }
+            Err(e) => {
+                // Typically EMFILE: wait for descriptors to free up rather than spin.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
+    let mut hs = Handshake::null(SocketType::Router, None);
+    let info = match transport::handshake(&mut stream, &mut hs, shared.opts.handshake_timeout).await
+    {
+        Ok(info) => info,
+        Err(e) => {
+            count_handshake_failure(&shared.counters, &e);
+            debug!(peer.addr = %addr, error = %e, "Handshake failed");
+            return;
+        }
+    };
+    let Some(idx) = register(&shared, &info, addr) else {
+        shared
+            .counters
+            .identity_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        debug!(peer.addr = %addr, "Duplicate identity refused");
+        return;
+    };
+    let decoder = Decoder::with_buffer(shared.opts.limits(), hs.into_leftover());
+    let port = RouterPort {
+        shared: shared.clone(),
+        idx,
+    };
+    let ended = Connection::new(stream, port, decoder, shared.opts.linger).await;
+    if let Ended::Protocol(e) = &ended {
+        count_protocol_error(&shared.counters, e);
+    }
+    debug!(peer.addr = %addr, reason = %ended, "Connection ended");
+    finish(&shared, idx);
+}
+
+fn count_handshake_failure(c: &Counters, e: &HandshakeError) {
+    c.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    if let HandshakeError::Protocol(p) = e {
+        count_protocol_error(c, p);
+    }
+}
+
+fn count_protocol_error(c: &Counters, e: &ProtocolError) {
+    c.protocol_errors.fetch_add(1, Ordering::Relaxed);
+    if matches!(
+        e,
+        ProtocolError::MessageTooLarge { .. } | ProtocolError::TooManyFrames { .. }
+    ) {
+        c.oversized.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Gives a peer its routing id and a slot; `None` if a duplicate identity is refused.
+fn register(shared: &Shared, info: &PeerInfo, addr: PeerAddr) -> Option<usize> {
+    let mut inner = shared.lock();
+    if inner.closed {
+        return None;
+    }
+    // An Identity starting with a zero byte is reserved for generated ids (RFC 23); such a
+    // peer is treated as having none.
+    let wanted = info.identity.as_ref().filter(|id| id.first() != Some(&0));
+    let id = match wanted {
+        Some(id) => PeerId::from(id.clone()),
+        None => inner.generate_id(),
+    };
+    let mut wakers = Vec::new();
+    if let Some(&old) = inner.by_id.get(&id) {
+        if shared.opts.duplicate_identity == DuplicateIdentity::Reject {
+            return None;
+        }
+        inner.by_id.remove(&id);
+        if let Some(slot) = inner.slot(old) {
+            slot.close = Some(CloseKind::Now);
+            slot.handed_over = true;
+            slot.inq.clear();
+            slot.in_bytes = 0;
+            wakers.extend(slot.task.clone());
+        }
+        // The old peer's Disconnected must precede the newcomer's Connected.
+        inner
+            .events
+            .push_back(RouterEvent::Disconnected { peer: id.clone() });
+    }
+    let idx = inner.insert(Slot::new(id.clone()));
+    inner.by_id.insert(id.clone(), idx);
+    inner.events.push_back(RouterEvent::Connected {
+        peer: id,
+        addr,
+        socket_type: info.socket_type,
+    });
+    wakers.append(&mut inner.recv_waiters);
+    drop(inner);
+    wake_all(wakers);
+    Some(idx)
+}
+
+/// The connection task has ended: drop its output, keep its input for delivery.
+fn finish(shared: &Shared, idx: usize) {
+    let mut inner = shared.lock();
+    let Some(slot) = inner.slot(idx) else { return };
+    slot.gone = true;
+    slot.task = None;
+    let dropped = slot.out.len() as u64;
+    slot.out.clear();
+    let mut wakers = std::mem::take(&mut slot.send_waiters);
+    if slot.handed_over {
+        // Its Disconnected event was already emitted at handover.
+        inner.slots[idx] = None;
+        inner.free.push(idx);
+    } else {
+        inner.reap(idx);
+    }
+    wakers.append(&mut inner.recv_waiters);
+    drop(inner);
+    shared
+        .counters
+        .dropped_outbound
+        .fetch_add(dropped, Ordering::Relaxed);
+    wake_all(wakers);
+}
+
+/// A router connection's view of its slot.
+struct RouterPort {
+    shared: Arc<Shared>,
+    idx: usize,
+}
+
+impl Port for RouterPort {
+    fn exchange(
+        &mut self,
+        enc: &mut Encoder,
+        inbound: &mut VecDeque<Vec<Bytes>>,
+        cx: &Context<'_>,
+    ) -> Option<CloseKind> {
+        let (send_hwm, recv_hwm) = (self.shared.send_hwm, self.shared.recv_hwm);
+        let mut inner = self.shared.lock();
+        let mut wakers = Vec::new();
+        let Inner {
+            slots,
+            ready,
+            events,
+            recv_waiters,
+            ..
+        } = &mut *inner;
+        let Some(slot) = slots.get_mut(self.idx).and_then(Option::as_mut) else {
+            return Some(CloseKind::Now);
+        };
+        if slot.close == Some(CloseKind::Now) {
+            return Some(CloseKind::Now);
+        }
+        while enc.pending() < OUT_BATCH_BYTES {
+            let Some(msg) = slot.out.pop_front() else {
+                break;
+            };
+            slot.out_bytes -= message_bytes(&msg);
+            enc.encode_message(msg);
+        }
+        slot.wants_out = slot.out.is_empty();
+        if !slot.send_waiters.is_empty() && !send_hwm.full(slot.out.len(), slot.out_bytes) {
+            wakers.append(&mut slot.send_waiters);
+        }
+        if slot.out_blocked && send_hwm.low(slot.out.len(), slot.out_bytes) {
+            slot.out_blocked = false;
+            events.push_back(RouterEvent::Writable {
+                peer: slot.id.clone(),
+            });
+            wakers.append(recv_waiters);
+        }
+        let mut delivered = false;
+        while !inbound.is_empty() && !recv_hwm.full(slot.inq.len(), slot.in_bytes) {
+            if let Some(msg) = inbound.pop_front() {
+                slot.in_bytes += message_bytes(&msg);
+                slot.inq.push_back(msg);
+                delivered = true;
+            }
+        }
+        slot.wants_room = !inbound.is_empty();
+        if delivered && !slot.in_ready && slot.deliverable() {
+            slot.in_ready = true;
+            ready.push_back(self.idx);
+            wakers.append(recv_waiters);
+        }
+        match &slot.task {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => slot.task = Some(cx.waker().clone()),
+        }
+        let close = slot.close;
+        drop(inner);
+        wake_all(wakers);
+        close
+    }
+}
