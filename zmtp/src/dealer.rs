@@ -41,6 +41,9 @@ struct Inner {
     in_bytes: usize,
     connected: bool,
     closed: bool,
+    /// Set by `close()`: until then a closed dealer with queued messages still tries to
+    /// connect and deliver them.
+    linger_until: Option<tokio::time::Instant>,
     /// `reconnect()` asked for a new connection.
     reconnect: bool,
     task: Option<Waker>,
@@ -228,8 +231,10 @@ impl Dealer {
 
     /// Polls for the next message.
     pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Vec<Bytes>, Error>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut inner = self.shared.lock();
         if let Some(msg) = inner.inq.pop_front() {
+            coop.made_progress();
             inner.in_bytes -= message_bytes(&msg);
             let wake = if inner.wants_room
                 && !self.shared.recv_hwm.full(inner.inq.len(), inner.in_bytes)
@@ -289,6 +294,9 @@ impl Dealer {
 
     fn close(&self) {
         let mut inner = self.shared.lock();
+        if !inner.closed {
+            inner.linger_until = Some(tokio::time::Instant::now() + self.shared.opts.linger);
+        }
         inner.closed = true;
         let mut wakers: Vec<Waker> = inner.task.clone().into_iter().collect();
         wakers.append(&mut inner.recv_waiters);
@@ -313,7 +321,12 @@ async fn connect_loop(shared: Arc<Shared>) {
         {
             let mut inner = shared.lock();
             if inner.closed {
-                return;
+                let lingering = inner
+                    .linger_until
+                    .is_some_and(|t| tokio::time::Instant::now() < t);
+                if inner.out.is_empty() || !lingering {
+                    return;
+                }
             }
             inner.reconnect = false;
         }

@@ -90,6 +90,8 @@ pub(crate) struct Connection<S, P> {
     inbound: VecDeque<Vec<Bytes>>,
     linger: Duration,
     closing: Option<Pin<Box<Sleep>>>,
+    /// The decoder may hold bytes read during the handshake: decode them before reading.
+    leftover: bool,
 }
 
 impl<S, P> Connection<S, P>
@@ -106,6 +108,7 @@ where
             inbound: VecDeque::new(),
             linger,
             closing: None,
+            leftover: true,
         }
     }
 
@@ -132,6 +135,10 @@ where
 
     /// Reads once and decodes everything complete. `Ready(Ok(true))` if bytes arrived.
     fn poll_read_in(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, Ended>> {
+        if std::mem::take(&mut self.leftover) && self.decoder.buffered() > 0 {
+            self.decode_buffered()?;
+            return Poll::Ready(Ok(true));
+        }
         let buf = self.decoder.read_buf();
         debug_assert!(
             buf.capacity() > buf.len(),
@@ -146,12 +153,18 @@ where
             Ok(_) => {}
             Err(e) => return Poll::Ready(Err(Ended::Io(e))),
         }
+        self.decode_buffered()?;
+        Poll::Ready(Ok(true))
+    }
+
+    /// Decodes every complete message and command in the read buffer.
+    fn decode_buffered(&mut self) -> Result<(), Ended> {
         loop {
             match self.decoder.decode() {
                 Ok(Some(Decoded::Message(msg))) => self.inbound.push_back(msg),
                 Ok(Some(Decoded::Command(cmd))) => self.on_command(cmd)?,
-                Ok(None) => return Poll::Ready(Ok(true)),
-                Err(e) => return Poll::Ready(Err(Ended::Protocol(e))),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Ended::Protocol(e)),
             }
         }
     }

@@ -306,6 +306,10 @@ impl Router {
         cx: &mut Context<'_>,
         events: bool,
     ) -> Poll<Result<RouterEvent, Error>> {
+        // Take part in tokio's cooperative budget, as its channels do: a loop that always
+        // finds a message waiting still yields now and then, so connection tasks sharing the
+        // thread keep running.
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut inner = self.shared.lock();
         let mut wake = None;
         let result = self.next_locked(&mut inner, events, &mut wake);
@@ -321,7 +325,13 @@ impl Router {
         if let Some(w) = wake {
             w.wake();
         }
-        result.map_or(Poll::Pending, |ev| Poll::Ready(Ok(ev)))
+        match result {
+            Some(ev) => {
+                coop.made_progress();
+                Poll::Ready(Ok(ev))
+            }
+            None => Poll::Pending,
+        }
     }
 
     fn next_locked(
@@ -506,6 +516,14 @@ impl Router {
         let mut inner = self.shared.lock();
         let idx = *inner.by_id.get(peer)?;
         inner.slot(idx).map(|s| s.out.len())
+    }
+
+    /// Number of messages received from `peer` and not yet returned by a receive, if it is
+    /// connected (these are what [`Router::pause`] holds back).
+    pub fn queued_in(&self, peer: &PeerId) -> Option<usize> {
+        let mut inner = self.shared.lock();
+        let idx = *inner.by_id.get(peer)?;
+        inner.slot(idx).map(|s| s.inq.len())
     }
 
     /// Counters since the router was created.

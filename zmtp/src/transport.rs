@@ -178,17 +178,13 @@ where
     let deadline = tokio::time::Instant::now() + timeout;
     let run = async {
         loop {
-            write_pending(stream, hs).await?;
-            match hs.process() {
-                Ok(HandshakeStatus::Done(info)) => {
-                    write_pending(stream, hs).await?;
-                    return Ok(info);
-                }
-                Ok(HandshakeStatus::InProgress) => {}
-                Err(e) => {
-                    let _ = write_pending(stream, hs).await;
-                    return Err(e);
-                }
+            let status = hs.process();
+            // Whatever the step produced (greeting, READY, ERROR) leaves before we wait.
+            let written = write_pending(stream, hs).await;
+            match status {
+                Ok(HandshakeStatus::Done(info)) => return written.map(|()| info),
+                Ok(HandshakeStatus::InProgress) => written?,
+                Err(e) => return Err(e),
             }
             let n = stream
                 .read_buf(hs.read_buf())

@@ -1,0 +1,463 @@
+//! Router and Dealer against each other over real sockets.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use domo_zmtp::{
+    Dealer, DuplicateIdentity, Options, PeerId, Router, RouterEvent, SocketType, TrySendError,
+};
+use tokio::time::timeout;
+
+const T: Duration = Duration::from_secs(10);
+
+fn msg(frames: &[&[u8]]) -> Vec<Bytes> {
+    frames.iter().map(|f| Bytes::copy_from_slice(f)).collect()
+}
+
+async fn bound(opts: Options) -> (Router, String) {
+    let router = Router::new(opts);
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    (router, ep.to_string())
+}
+
+async fn next_connected(router: &Router) -> PeerId {
+    loop {
+        match timeout(T, router.recv_event()).await.unwrap().unwrap() {
+            RouterEvent::Connected {
+                peer, socket_type, ..
+            } => {
+                assert_eq!(socket_type, SocketType::Dealer);
+                return peer;
+            }
+            other => panic!("expected Connected, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn echo_with_empty_and_binary_frames() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_test_writer()
+        .try_init();
+    let (router, ep) = bound(Options::default()).await;
+    let dealer = Dealer::connect(&ep, Options::default()).unwrap();
+    let sent = msg(&[b"", b"\x00\xff\x01", b"", &[7u8; 300]]);
+    dealer.send(sent.clone()).await.unwrap();
+    let (peer, got) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!(got, sent);
+    router.try_send(&peer, got).unwrap();
+    assert_eq!(timeout(T, dealer.recv()).await.unwrap().unwrap(), sent);
+}
+
+#[tokio::test]
+async fn generated_ids_are_libzmq_style_and_identity_is_used() {
+    let (router, ep) = bound(Options::default()).await;
+    let anon = Dealer::connect(&ep, Options::default()).unwrap();
+    let id = next_connected(&router).await;
+    assert_eq!(id.as_bytes().len(), 5);
+    assert_eq!(id.as_bytes()[0], 0);
+    let named = Dealer::connect(
+        &ep,
+        Options {
+            identity: Some(Bytes::from_static(b"w1")),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(next_connected(&router).await, PeerId::from("w1"));
+    named.send(msg(&[b"x"])).await.unwrap();
+    let (peer, _) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!(peer, PeerId::from("w1"));
+    drop(anon);
+}
+
+#[tokio::test]
+async fn events_are_ordered_connected_messages_disconnected() {
+    let (router, ep) = bound(Options::default()).await;
+    let dealer = Dealer::connect(&ep, Options::default()).unwrap();
+    for i in 0..5u8 {
+        dealer.send(msg(&[&[i]])).await.unwrap();
+    }
+    dealer.shutdown().await;
+    let peer = next_connected(&router).await;
+    for i in 0..5u8 {
+        match timeout(T, router.recv_event()).await.unwrap().unwrap() {
+            RouterEvent::Message { peer: p, msg: m } => {
+                assert_eq!(p, peer);
+                assert_eq!(m, msg(&[&[i]]));
+            }
+            other => panic!("expected message {i}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        timeout(T, router.recv_event()).await.unwrap().unwrap(),
+        RouterEvent::Disconnected { peer }
+    );
+    assert_eq!(router.stats().peers, 0);
+}
+
+#[tokio::test]
+async fn unknown_peer_is_unroutable_and_message_comes_back() {
+    let (router, _ep) = bound(Options::default()).await;
+    let m = msg(&[b"hello"]);
+    match router.try_send(&PeerId::from("nobody"), m.clone()) {
+        Err(TrySendError::Unroutable(back)) => assert_eq!(back, m),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Waits (bounded) until `peer` has `n` messages queued at the router.
+async fn until_queued(router: &Router, peer: &str, n: usize) {
+    let peer = PeerId::from(Bytes::copy_from_slice(peer.as_bytes()));
+    timeout(T, async {
+        while router.queued_in(&peer) != Some(n) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn receive_is_fair_across_peers() {
+    let (router, ep) = bound(Options::default()).await;
+    let flood = Dealer::connect(
+        &ep,
+        Options {
+            identity: Some("flood".into()),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let quiet = Dealer::connect(
+        &ep,
+        Options {
+            identity: Some("quiet".into()),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    next_connected(&router).await;
+    next_connected(&router).await;
+    router.pause(&PeerId::from("flood"));
+    router.pause(&PeerId::from("quiet"));
+    for _ in 0..500 {
+        flood.send(msg(&[b"f"])).await.unwrap();
+    }
+    for _ in 0..3 {
+        quiet.send(msg(&[b"q"])).await.unwrap();
+    }
+    until_queued(&router, "flood", 500).await;
+    until_queued(&router, "quiet", 3).await;
+    router.resume(&PeerId::from("flood"));
+    router.resume(&PeerId::from("quiet"));
+    // Both have messages waiting: receives alternate between them.
+    let mut order = Vec::new();
+    for _ in 0..8 {
+        order.push(timeout(T, router.recv()).await.unwrap().unwrap().1[0][0]);
+    }
+    assert_eq!(order, b"fqfqfqff", "{:?}", String::from_utf8_lossy(&order));
+}
+
+#[tokio::test]
+async fn pause_and_grant_control_one_peer_only() {
+    let (router, ep) = bound(Options::default()).await;
+    let a = Dealer::connect(
+        &ep,
+        Options {
+            identity: Some("a".into()),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let b = Dealer::connect(
+        &ep,
+        Options {
+            identity: Some("b".into()),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    next_connected(&router).await;
+    next_connected(&router).await;
+    assert!(router.pause(&PeerId::from("a")));
+    for i in 0..3u8 {
+        a.send(msg(&[b"a", &[i]])).await.unwrap();
+    }
+    b.send(msg(&[b"b"])).await.unwrap();
+    let (peer, _) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!(peer, PeerId::from("b"), "a is paused");
+    // Nothing more while a is paused.
+    assert!(timeout(Duration::from_millis(200), router.recv())
+        .await
+        .is_err());
+    assert!(router.grant(&PeerId::from("a"), 2));
+    for i in 0..2u8 {
+        let (peer, m) = timeout(T, router.recv()).await.unwrap().unwrap();
+        assert_eq!((peer, m), (PeerId::from("a"), msg(&[b"a", &[i]])));
+    }
+    assert!(
+        timeout(Duration::from_millis(200), router.recv())
+            .await
+            .is_err(),
+        "credit used up"
+    );
+    assert!(router.resume(&PeerId::from("a")));
+    let (_, m) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!(m, msg(&[b"a", &[2]]));
+}
+
+#[tokio::test]
+async fn paused_peer_is_pushed_back_at_its_high_water_mark() {
+    let opts = Options {
+        recv_hwm: 10,
+        ..Options::default()
+    };
+    let (router, ep) = bound(opts).await;
+    let a = Dealer::connect(
+        &ep,
+        Options {
+            identity: Some("a".into()),
+            send_hwm: 100_000,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    next_connected(&router).await;
+    router.pause(&PeerId::from("a"));
+    for _ in 0..50_000 {
+        a.send(msg(&[&[0u8; 100]])).await.unwrap();
+    }
+    // The router holds exactly its high-water mark for the paused peer and reads no more:
+    // the rest waits in TCP buffers and the dealer's queue.
+    until_queued(&router, "a", 10).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(router.queued_in(&PeerId::from("a")), Some(10));
+    router.resume(&PeerId::from("a"));
+    for _ in 0..50_000 {
+        timeout(T, router.recv()).await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn try_send_says_full_at_the_hwm_and_writable_follows() {
+    let opts = Options {
+        send_hwm: 5,
+        ..Options::default()
+    };
+    let (router, ep) = bound(opts).await;
+    // A dealer that is never read from: its receive queue fills, then TCP, then ours.
+    let dealer = Dealer::connect(
+        &ep,
+        Options {
+            recv_hwm: 1,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let peer = next_connected(&router).await;
+    let big = Bytes::from(vec![0u8; 64 * 1024]);
+    let mut accepted = 0usize;
+    let full = loop {
+        match router.try_send(&peer, vec![big.clone()]) {
+            Ok(()) => accepted += 1,
+            Err(TrySendError::Full(back)) => break back,
+            Err(e) => panic!("{e:?}"),
+        }
+        if accepted % 5 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(accepted < 10_000, "never full");
+    };
+    assert_eq!(full.len(), 1);
+    assert!(router.queued(&peer).unwrap() >= 5);
+    // Drain the dealer; the router announces that the peer is writable again.
+    let drain = async {
+        for _ in 0..accepted {
+            dealer.recv().await.unwrap();
+        }
+    };
+    let writable = async {
+        loop {
+            if let RouterEvent::Writable { peer: p } = router.recv_event().await.unwrap() {
+                return p;
+            }
+        }
+    };
+    let (_, p) = timeout(T, async { tokio::join!(drain, writable) })
+        .await
+        .unwrap();
+    assert_eq!(p, peer);
+}
+
+#[tokio::test]
+async fn dealer_queues_before_the_router_exists() {
+    // Reserve a port, free it, and start the router later.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let ep = format!("tcp://127.0.0.1:{port}");
+    let dealer = Dealer::connect(
+        &ep,
+        Options {
+            reconnect_interval_max: Duration::from_millis(200),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    dealer.send(msg(&[b"early"])).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let router = Router::new(Options::default());
+    router.bind(&ep).await.unwrap();
+    let (_, m) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!(m, msg(&[b"early"]));
+}
+
+#[tokio::test]
+async fn dealer_reconnects_after_router_restart() {
+    let (router, ep) = bound(Options::default()).await;
+    let dealer = Dealer::connect(
+        &ep,
+        Options {
+            reconnect_interval_max: Duration::from_millis(200),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    dealer.send(msg(&[b"one"])).await.unwrap();
+    assert_eq!(
+        timeout(T, router.recv()).await.unwrap().unwrap().1,
+        msg(&[b"one"])
+    );
+    router.shutdown().await;
+    drop(router);
+    let router = Router::new(Options::default());
+    router.bind(&ep).await.unwrap();
+    timeout(T, dealer.connected()).await.unwrap().unwrap();
+    // Wait for the new connection specifically (the old one may still be seen as up).
+    timeout(T, next_connected(&router)).await.unwrap();
+    dealer.send(msg(&[b"two"])).await.unwrap();
+    assert_eq!(
+        timeout(T, router.recv()).await.unwrap().unwrap().1,
+        msg(&[b"two"])
+    );
+    assert!(dealer.stats().connects >= 2);
+}
+
+#[tokio::test]
+async fn explicit_reconnect_gives_a_new_routing_id_and_drops_queues() {
+    let (router, ep) = bound(Options::default()).await;
+    let dealer = Dealer::connect(&ep, Options::default()).unwrap();
+    let first = next_connected(&router).await;
+    router.try_send(&first, msg(&[b"late reply"])).unwrap();
+    // Make sure the reply reached the dealer's queue before reconnecting.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    dealer.reconnect();
+    let mut second = None;
+    while second.is_none() {
+        match timeout(T, router.recv_event()).await.unwrap().unwrap() {
+            RouterEvent::Connected { peer, .. } => second = Some(peer),
+            RouterEvent::Disconnected { peer } => assert_eq!(peer, first),
+            other => panic!("{other:?}"),
+        }
+    }
+    let second = second.unwrap();
+    assert_ne!(first, second);
+    router.try_send(&second, msg(&[b"fresh"])).unwrap();
+    assert_eq!(
+        timeout(T, dealer.recv()).await.unwrap().unwrap(),
+        msg(&[b"fresh"]),
+        "late reply was dropped"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_identity_rejected_by_default() {
+    let (router, ep) = bound(Options::default()).await;
+    let opts = Options {
+        identity: Some("same".into()),
+        ..Options::default()
+    };
+    let a = Dealer::connect(&ep, opts.clone()).unwrap();
+    next_connected(&router).await;
+    let b = Dealer::connect(&ep, opts).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(router.stats().identity_rejected >= 1);
+    a.send(msg(&[b"from a"])).await.unwrap();
+    let (peer, m) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!((peer, m), (PeerId::from("same"), msg(&[b"from a"])));
+    drop(b);
+}
+
+#[tokio::test]
+async fn duplicate_identity_handover() {
+    let opts = Options {
+        duplicate_identity: DuplicateIdentity::Handover,
+        ..Options::default()
+    };
+    let (router, ep) = bound(opts).await;
+    let dopts = Options {
+        identity: Some("same".into()),
+        ..Options::default()
+    };
+    let _a = Dealer::connect(&ep, dopts.clone()).unwrap();
+    next_connected(&router).await;
+    let b = Dealer::connect(&ep, dopts).unwrap();
+    assert_eq!(
+        timeout(T, router.recv_event()).await.unwrap().unwrap(),
+        RouterEvent::Disconnected {
+            peer: PeerId::from("same")
+        }
+    );
+    assert_eq!(next_connected(&router).await, PeerId::from("same"));
+    router
+        .try_send(&PeerId::from("same"), msg(&[b"to b"]))
+        .unwrap();
+    assert_eq!(
+        timeout(T, b.recv()).await.unwrap().unwrap(),
+        msg(&[b"to b"])
+    );
+}
+
+#[tokio::test]
+async fn several_endpoints_including_ipc() {
+    let router = Router::new(Options::default());
+    let tcp = router.bind("tcp://127.0.0.1:0").await.unwrap();
+    assert_ne!(tcp.port(), Some(0));
+    let dir = std::env::temp_dir().join(format!("domo-zmtp-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ipc = format!("ipc://{}/r.sock", dir.display());
+    router.bind(&ipc).await.unwrap();
+    let d1 = Dealer::connect(&tcp.to_string(), Options::default()).unwrap();
+    let d2 = Dealer::connect(&ipc, Options::default()).unwrap();
+    d1.send(msg(&[b"tcp"])).await.unwrap();
+    d2.send(msg(&[b"ipc"])).await.unwrap();
+    let mut got = vec![
+        timeout(T, router.recv()).await.unwrap().unwrap().1,
+        timeout(T, router.recv()).await.unwrap().unwrap().1,
+    ];
+    got.sort();
+    assert_eq!(got, vec![msg(&[b"ipc"]), msg(&[b"tcp"])]);
+    router.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn shutdown_flushes_queued_messages() {
+    let (router, ep) = bound(Options::default()).await;
+    let dealer = Dealer::connect(&ep, Options::default()).unwrap();
+    let peer = next_connected(&router).await;
+    for i in 0..100u8 {
+        router.try_send(&peer, msg(&[&[i]])).unwrap();
+    }
+    router.shutdown().await;
+    for i in 0..100u8 {
+        assert_eq!(
+            timeout(T, dealer.recv()).await.unwrap().unwrap(),
+            msg(&[&[i]])
+        );
+    }
+    assert!(matches!(router.recv().await, Err(domo_zmtp::Error::Closed)));
+}
