@@ -140,7 +140,7 @@ impl Config {
         let (rounds, pipelined_n, pingpong_n, large_n) = if quick {
             (1, 20_000, 2_000, 100)
         } else {
-            (3, 400_000, 20_000, 2_000)
+            (5, 1_000_000, 20_000, 2_000)
         };
         Self {
             rounds: env("BENCH_ROUNDS", rounds).max(1),
