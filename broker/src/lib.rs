@@ -1,0 +1,1 @@
+//! domo-broker: the Majordomo broker (work in progress).
