@@ -284,12 +284,14 @@ impl Router {
     /// # Errors
     /// [`Error::Closed`] after [`Router::shutdown`].
     pub async fn recv(&self) -> Result<(PeerId, Vec<Bytes>), Error> {
-        poll_fn(|cx| self.poll_next(cx, false))
-            .await
-            .map(|ev| match ev {
-                RouterEvent::Message { peer, msg } => (peer, msg),
-                _ => unreachable!("poll_next(.., false) only yields messages"),
-            })
+        loop {
+            // With `events == false` only messages come back; the loop keeps the types honest.
+            if let RouterEvent::Message { peer, msg } =
+                poll_fn(|cx| self.poll_next(cx, false)).await?
+            {
+                return Ok((peer, msg));
+            }
+        }
     }
 
     /// Receives the next message or peer event.

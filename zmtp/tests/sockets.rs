@@ -22,16 +22,14 @@ async fn bound(opts: Options) -> (Router, String) {
 }
 
 async fn next_connected(router: &Router) -> PeerId {
-    loop {
-        match timeout(T, router.recv_event()).await.unwrap().unwrap() {
-            RouterEvent::Connected {
-                peer, socket_type, ..
-            } => {
-                assert_eq!(socket_type, SocketType::Dealer);
-                return peer;
-            }
-            other => panic!("expected Connected, got {other:?}"),
+    match timeout(T, router.recv_event()).await.unwrap().unwrap() {
+        RouterEvent::Connected {
+            peer, socket_type, ..
+        } => {
+            assert_eq!(socket_type, SocketType::Dealer);
+            peer
         }
+        other => panic!("expected Connected, got {other:?}"),
     }
 }
 
