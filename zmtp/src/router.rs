@@ -302,6 +302,26 @@ impl Router {
         poll_fn(|cx| self.poll_next(cx, true)).await
     }
 
+    /// Takes the next message or peer event if one is waiting, without waiting. Lets an owner
+    /// that was woken by [`Router::recv_event`] handle a whole batch in one go.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after [`Router::shutdown`].
+    pub fn try_recv_event(&self) -> Result<Option<RouterEvent>, Error> {
+        let mut inner = self.shared.lock();
+        let mut wake = None;
+        let result = self.next_locked(&mut inner, true, &mut wake);
+        let closed = inner.closed;
+        drop(inner);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        match result {
+            None if closed => Err(Error::Closed),
+            other => Ok(other),
+        }
+    }
+
     /// Polls for the next message or (if `events`) peer event.
     pub fn poll_next(
         &self,

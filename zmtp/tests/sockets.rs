@@ -459,3 +459,44 @@ async fn shutdown_flushes_queued_messages() {
     }
     assert!(matches!(router.recv().await, Err(domo_zmtp::Error::Closed)));
 }
+
+#[tokio::test]
+async fn try_recv_event_drains_a_batch_without_waiting() {
+    let (router, ep) = bound(Options::default()).await;
+    assert_eq!(router.try_recv_event().unwrap(), None);
+    let dealer = Dealer::connect(
+        &ep,
+        Options {
+            identity: Some("b".into()),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    next_connected(&router).await;
+    router.pause(&PeerId::from("b"));
+    for i in 0..3u8 {
+        dealer.send(msg(&[&[i]])).await.unwrap();
+    }
+    until_queued(&router, "b", 3).await;
+    router.resume(&PeerId::from("b"));
+    for i in 0..3u8 {
+        let ev = router.try_recv_event().unwrap();
+        assert_eq!(
+            ev,
+            Some(RouterEvent::Message {
+                peer: PeerId::from("b"),
+                msg: msg(&[&[i]])
+            })
+        );
+    }
+    assert_eq!(router.try_recv_event().unwrap(), None);
+    router.shutdown().await;
+    // What happened before the shutdown is still reported, then Closed.
+    assert_eq!(
+        router.try_recv_event().unwrap(),
+        Some(RouterEvent::Disconnected {
+            peer: PeerId::from("b")
+        })
+    );
+    assert!(router.try_recv_event().is_err());
+}
