@@ -1,0 +1,118 @@
+//! Client requests: MMI answers, admission into service queues, direct dispatch.
+
+use std::collections::hash_map::Entry;
+use std::time::Instant;
+
+use bytes::Bytes;
+use domo_mdp::{client, mmi, ClientRequest, MmiRequest, PeerId, ServiceName};
+use tracing::debug;
+
+use super::config::QueueLimits;
+use super::stats::{DisconnectReason, Stats};
+use super::worker::Request;
+use super::{Broker, PeerKind, Service};
+
+impl Broker {
+    /// Handles a decoded client REQUEST.
+    pub(super) fn on_client_request(&mut self, now: Instant, peer: PeerId, request: ClientRequest) {
+        if self.workers.contains_key(&peer) {
+            debug!(worker = %peer, "Client request on a worker session");
+            self.reject_worker(now, &peer, DisconnectReason::ClientRequest);
+            return;
+        }
+        let ClientRequest { service, body } = request;
+        if let Some(question) = MmiRequest::parse(&service, &body) {
+            self.answer_mmi(peer, service, question);
+            return;
+        }
+        self.stats.requests.received += 1;
+        self.route(now, service, Request::new(peer, body));
+    }
+
+    /// Sends a request to its service's longest-idle worker, or queues it if it fits.
+    ///
+    /// Creates the service if it is new; one hash lookup in all.
+    fn route(&mut self, now: Instant, name: ServiceName, request: Request) {
+        let total_fits = total_fits(&self.stats, self.config.total_queue, request.size);
+        let (service, created) = match self.services.entry(name) {
+            Entry::Occupied(entry) => (entry.into_mut(), false),
+            Entry::Vacant(entry) => {
+                self.stats.services += 1;
+                let service = Service::new(entry.key().clone());
+                (entry.insert(service), true)
+            }
+        };
+        if service.workers == 0 {
+            self.stats.requests.no_worker += 1;
+        }
+        if let Some(worker) = service.pop_idle() {
+            self.stats.workers_idle -= 1;
+            self.send_request(now, worker, request);
+            return;
+        }
+        if !total_fits || !service.queue.fits(request.size, self.config.service_queue) {
+            let name = service.name.clone();
+            self.stats.requests.dropped.queue_full += 1;
+            debug!(service = %name, client = %request.client, "Queue full, request dropped");
+            if created {
+                self.remove_service_if_unused(&name);
+            }
+            return;
+        }
+        let deadline = now + self.config.request_timeout;
+        self.stats.enqueued(request.size);
+        service.queue.push_fresh(request, deadline);
+        service.arm_timer(&mut self.timers, deadline);
+    }
+
+    /// Answers an `mmi.*` request at once, from the current registrations (RFC 8 and the
+    /// domo extensions documented in [`domo_mdp::mmi`]). Never creates a service.
+    fn answer_mmi(&mut self, peer: PeerId, service: ServiceName, question: MmiRequest) {
+        self.stats.mmi_requests += 1;
+        let body = match question {
+            MmiRequest::Service(name) => mmi::service_reply(self.worker_count(&name) > 0),
+            MmiRequest::Services => mmi::services_reply(self.served_services()),
+            MmiRequest::Workers(name) => mmi::workers_reply(self.worker_count(&name)),
+            MmiRequest::Unknown => mmi::not_implemented_reply(),
+            MmiRequest::BadRequest => mmi::bad_request_reply(),
+        };
+        let frames = client::encode_reply(&service, body);
+        self.emit(peer, PeerKind::Client, frames);
+    }
+
+    /// Registered workers, idle and busy, of a service.
+    fn worker_count(&self, name: &ServiceName) -> usize {
+        self.services.get(name).map_or(0, |service| service.workers)
+    }
+
+    /// Names of the services that have at least one worker, sorted by their bytes so the
+    /// answer does not depend on hash order.
+    fn served_services(&self) -> Vec<ServiceName> {
+        let mut names: Vec<ServiceName> = self
+            .services
+            .values()
+            .filter(|service| service.workers > 0)
+            .map(|service| service.name.clone())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Sends a worker's reply to the client, unless the broker is silent towards it.
+    pub(super) fn send_reply(&mut self, client: PeerId, service: &ServiceName, body: Vec<Bytes>) {
+        if self.is_silenced(&client) {
+            self.stats.requests.dropped.client_silenced += 1;
+            debug!(%client, %service, "Reply to a silenced peer dropped");
+            return;
+        }
+        self.stats.requests.replied += 1;
+        let frames = client::encode_reply(service, body);
+        self.emit(client, PeerKind::Client, frames);
+    }
+}
+
+/// Whether one more request of `size` body bytes fits the limits of all queues together.
+fn total_fits(stats: &Stats, limits: QueueLimits, size: usize) -> bool {
+    stats.queued_requests < limits.max_requests
+        && stats.queued_bytes.saturating_add(size) <= limits.max_bytes
+}

@@ -1,0 +1,183 @@
+//! Matching requests with workers: dispatch, idle lists, losing a worker, re-dispatch and
+//! queue expiry.
+
+use std::mem;
+use std::time::Instant;
+
+use domo_mdp::{worker, PeerId, ServiceName};
+use tracing::{debug, error, info, warn};
+
+use super::stats::Departure;
+use super::worker::{Request, WorkerState};
+use super::{Broker, PeerKind};
+
+impl Broker {
+    /// Sends `request` to `peer`, a registered worker just taken off its idle list, and
+    /// marks it busy.
+    pub(super) fn send_request(&mut self, now: Instant, peer: PeerId, mut request: Request) {
+        let Some(worker) = self.workers.get_mut(&peer) else {
+            // Unreachable: idle lists only hold registered workers. Not worth a panic.
+            error!(worker = %peer, "Idle worker is not registered; request dropped");
+            self.stats.requests.dropped.worker_lost += 1;
+            return;
+        };
+        let frames = if self.config.redispatch {
+            // Keep the body to send again if this worker is lost; frames are refcounted.
+            worker::encode_request(&request.client, request.body.iter().cloned())
+        } else {
+            worker::encode_request(&request.client, mem::take(&mut request.body))
+        };
+        worker.liveness.on_heartbeat_sent(now);
+        worker.state = WorkerState::Busy(request);
+        self.stats.workers_busy += 1;
+        self.stats.requests.dispatched += 1;
+        self.emit(peer, PeerKind::Worker, frames);
+    }
+
+    /// A worker replied: the request it held is done, and it goes to the back of its
+    /// service's idle list (the service it registered for, never another: zeromq/majordomo
+    /// #61); then the service dispatches (zeromq/majordomo #73).
+    pub(super) fn finish_request(&mut self, now: Instant, peer: &PeerId) {
+        let seq = self.new_idle_seq();
+        let Some(worker) = self.workers.get_mut(peer) else {
+            return;
+        };
+        let Some(service) = self.services.get_mut(&worker.service) else {
+            return;
+        };
+        match mem::replace(&mut worker.state, WorkerState::Idle { seq }) {
+            WorkerState::Busy(_) => self.stats.workers_busy -= 1,
+            // Not reached (only busy workers reply); kept total so the lists stay exact.
+            WorkerState::Idle { seq: old } => {
+                service.idle.remove(&old);
+                self.stats.workers_idle -= 1;
+            }
+        }
+        service.idle.insert(seq, peer.clone());
+        self.stats.workers_idle += 1;
+        let name = service.name.clone();
+        self.dispatch(now, &name);
+    }
+
+    /// A key for an idle list, larger than every key handed out before.
+    pub(super) fn new_idle_seq(&mut self) -> u64 {
+        let seq = self.next_idle_seq;
+        self.next_idle_seq += 1;
+        seq
+    }
+
+    /// Matches the service's queued requests with its idle workers, oldest request to
+    /// longest-idle worker, while it has both.
+    pub(super) fn dispatch(&mut self, now: Instant, name: &ServiceName) {
+        loop {
+            let Some(service) = self.services.get_mut(name) else {
+                return;
+            };
+            if service.idle.is_empty() || service.queue.is_empty() {
+                return;
+            }
+            let (Some(request), Some(worker)) = (service.queue.pop_front(), service.pop_idle())
+            else {
+                return;
+            };
+            self.stats.dequeued(request.size);
+            self.stats.workers_idle -= 1;
+            self.send_request(now, worker, request);
+        }
+    }
+
+    /// Removes a registered worker, if `peer` is one; its request, if any, is re-dispatched
+    /// or dropped. Sends nothing to the worker.
+    pub(super) fn remove_worker(&mut self, now: Instant, peer: &PeerId, departure: Departure) {
+        let Some(worker) = self.workers.remove(peer) else {
+            return;
+        };
+        self.timers.cancel(worker.timer);
+        self.stats.worker_departures.count(departure);
+        let name = worker.service;
+        if departure == Departure::Expired {
+            warn!(worker = %peer, service = %name, "Worker expired");
+        } else {
+            info!(worker = %peer, service = %name, reason = ?departure, "Worker removed");
+        }
+        if let Some(service) = self.services.get_mut(&name) {
+            service.workers -= 1;
+            if let WorkerState::Idle { seq } = worker.state {
+                service.idle.remove(&seq);
+            }
+        }
+        match worker.state {
+            WorkerState::Idle { .. } => self.stats.workers_idle -= 1,
+            WorkerState::Busy(request) => {
+                self.stats.workers_busy -= 1;
+                self.requeue(now, &name, request);
+            }
+        }
+        self.remove_service_if_unused(&name);
+    }
+
+    /// Puts a request whose worker was lost back at the head of its queue, unless
+    /// re-dispatch is off or the request has used up its re-dispatches.
+    fn requeue(&mut self, now: Instant, name: &ServiceName, mut request: Request) {
+        if !self.config.redispatch {
+            self.stats.requests.dropped.worker_lost += 1;
+            debug!(service = %name, client = %request.client, "Worker lost, request dropped");
+            return;
+        }
+        if request.redispatches >= self.config.max_redispatch {
+            self.stats.requests.dropped.redispatch_limit += 1;
+            warn!(
+                service = %name,
+                client = %request.client,
+                redispatches = request.redispatches,
+                "Request lost one worker too many, dropped"
+            );
+            return;
+        }
+        let Some(service) = self.services.get_mut(name) else {
+            return;
+        };
+        request.redispatches += 1;
+        self.stats.requests.redispatched += 1;
+        self.stats.enqueued(request.size);
+        let deadline = now + self.config.request_timeout;
+        service.queue.push_retried(request, deadline);
+        service.arm_timer(&mut self.timers, deadline);
+        self.dispatch(now, name);
+    }
+
+    /// The queue timer of a service fired: drops its expired requests and schedules the
+    /// timer again for the next deadline.
+    pub(super) fn on_queue_timer(&mut self, now: Instant, name: &ServiceName) {
+        let Some(service) = self.services.get_mut(name) else {
+            return;
+        };
+        service.timer = None;
+        while let Some(request) = service.queue.pop_expired(now) {
+            self.stats.dequeued(request.size);
+            self.stats.requests.dropped.expired += 1;
+            debug!(service = %name, client = %request.client, "Queued request expired");
+        }
+        if let Some(deadline) = service.queue.next_deadline() {
+            service.arm_timer(&mut self.timers, deadline);
+        }
+        self.remove_service_if_unused(name);
+    }
+
+    /// Forgets a service that has neither workers nor queued requests.
+    pub(super) fn remove_service_if_unused(&mut self, name: &ServiceName) {
+        if !self
+            .services
+            .get(name)
+            .is_some_and(|service| service.is_unused())
+        {
+            return;
+        }
+        if let Some(service) = self.services.remove(name) {
+            if let Some(key) = service.timer {
+                self.timers.cancel(key);
+            }
+            self.stats.services -= 1;
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The broker core: MDP/0.1 routing, worker sessions, heartbeats and bounded queues as a
+//! synchronous state machine.
+//!
+//! Inputs are `handle_*` calls that take the current time; outputs are pulled with
+//! [`Broker::poll_outbound`] (messages to send) and [`Broker::poll_timeout`] (when to call
+//! [`Broker::handle_timeout`] next), the shape of quinn-proto's `Connection`. A transport
+//! shell owns the socket and the clock and drives it.
+//!
+//! Design: the core only changes state and queues messages. It does no I/O, reads no clock
+//! (time is always a `now` argument; a `now` earlier than one already seen counts as that
+//! one), spawns nothing, never blocks and never panics on input. It keeps no per-client state,
+//! so memory is bounded by workers and queue limits rather than by how many clients come and
+//! go; it therefore does not know whether a client is still connected, and leaves vanished
+//! clients and slow readers to the shell ([`Outbound::kind`] tells client replies apart). It
+//! re-dispatches a request only when its worker is lost, never because a reply is slow (a
+//! busy worker that heartbeats may take as long as it needs). It sends no error replies (MDP
+//! has none): a dropped request is counted and the client's own timeout reports it. It never
+//! logs message bodies.
+//!
+//! # Routing
+//!
+//! * A request for service `S` goes to the worker of `S` that has been idle longest (LRU), or
+//!   waits in `S`'s FIFO queue. Whenever `S` has both an idle worker and a queued request,
+//!   they are matched at once: after READY, after every REPLY (zeromq/majordomo #73), and
+//!   after a lost request is put back. A worker always returns to its own service's idle
+//!   list (zeromq/majordomo #61). Cost per request is a few hash lookups, independent of the
+//!   number of services and workers.
+//! * Requests for a service with no worker wait like any other (RFC 7 SHOULD queue) and every
+//!   queued request is dropped after [`BrokerConfig::request_timeout`]; queues are bounded
+//!   per service and in total ([`QueueLimits`]). Services exist only while they have workers
+//!   or queued requests. `mmi.*` requests never create one.
+//! * When a worker holding a request is lost (connection closed, expired, DISCONNECT, or
+//!   removed for a protocol error), the request goes back to the head of its queue and is
+//!   dispatched again, at most [`BrokerConfig::max_redispatch`] times (at-least-once delivery,
+//!   so workers should be idempotent; [`BrokerConfig::redispatch`] turns it off).
+//! * Replies go to the client as `[""][MDPC01][service][body…]`, `service` being the worker's.
+//!
+//! # Heartbeats
+//!
+//! Every worker, idle or busy, is sent HEARTBEAT once per interval in which the broker sent
+//! it nothing else (RFC 7: no heartbeats while other traffic flows), and is removed after
+//! `interval * liveness` without a valid command from it; any command counts, not only
+//! HEARTBEAT. Each worker has its own timer in one deadline-ordered map, so every expired
+//! worker is found however expiries interleave (zguide #579). An expired worker is removed
+//! without a DISCONNECT (it is presumed dead); if it was alive after all, its next message
+//! gets DISCONNECT as an unknown worker and it re-registers.
+//!
+//! Timers due at or before `now` fire at the start of every `handle_*` call, before the
+//! input, so outcomes do not depend on how promptly the shell calls `handle_timeout`: a worker
+//! past its expiry is never given a request and `mmi.service` never counts it.
+//!
+//! # Session rules (RFC 7) and the decisions where it is silent
+//!
+//! * DISCONNECT, and the worker removed, for: a second READY; READY for an `mmi.*` service
+//!   (RFC 8; the service frame is checked); REPLY or HEARTBEAT from a peer that is not a
+//!   registered worker (HEARTBEAT before READY included); REPLY from a worker that holds no
+//!   request or holds one from another client (valid but unexpected; the reply is *not*
+//!   forwarded, so a worker cannot send unsolicited replies to arbitrary clients).
+//! * Undecodable messages are dropped and counted by sender kind. From a registered worker
+//!   they also cost it its session (DISCONNECT, request re-dispatched): RFC 7 says to treat
+//!   such a peer as invalid, and a worker whose REPLY was garbled would otherwise keep its
+//!   request forever. From anyone else they leave no state behind.
+//! * A client request from a registered worker is dropped and the worker disconnected: a
+//!   worker socket carries MDP/Worker only. The converse cannot be checked without client
+//!   state, so a peer that sent client requests may later register as a worker.
+//! * Silence: once the broker sends DISCONNECT to a peer, or a peer sends DISCONNECT, the
+//!   broker sends that peer nothing more, not even replies to its earlier requests, and
+//!   ignores what it sends, until its connection closes or `interval * liveness` passes
+//!   (a peer that keeps talking after that gets one more DISCONNECT).
+//! * A worker sending DISCONNECT is removed at once; the broker answers nothing.
+
+mod client;
+mod config;
+mod dispatch;
+mod queue;
+mod service;
+mod session;
+mod stats;
+mod timer;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+use domo_mdp::consts::MDPW01;
+use domo_mdp::{Incoming, PeerId, ServiceName};
+
+pub use self::config::{BrokerConfig, ConfigError, QueueLimits, MAX_DURATION};
+use self::service::Service;
+pub use self::stats::{
+    DisconnectsSent, ProtocolErrors, RequestDrops, RequestStats, Stats, WorkerDepartures,
+};
+use self::timer::{Timer, TimerKey, Timers};
+use self::worker::Worker;
+
+/// A message for the transport to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// Routing id of the peer to send to.
+    pub peer: PeerId,
+    /// Who receives it: a client (the message is a client REPLY, subject to the shell's flow
+    /// control towards slow readers) or a worker (a worker command).
+    pub kind: PeerKind,
+    /// The frames after the routing id.
+    pub frames: Vec<Bytes>,
+}
+
+/// The two kinds of MDP peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerKind {
+    /// Speaks MDP/Client (`MDPC01`).
+    Client,
+    /// Speaks MDP/Worker (`MDPW01`).
+    Worker,
+}
+
+/// The Majordomo broker's state machine. See the [module documentation](self) for its
+/// rules.
+#[derive(Debug)]
+pub struct Broker {
+    config: BrokerConfig,
+    /// Registered workers by routing id.
+    workers: HashMap<PeerId, Worker>,
+    /// Services with workers or queued requests.
+    services: HashMap<ServiceName, Service>,
+    /// Peers the broker is silent towards, with the timer that ends the silence.
+    silenced: HashMap<PeerId, TimerKey>,
+    /// Worker, queue and silence timers.
+    timers: Timers,
+    /// Messages waiting for [`Broker::poll_outbound`].
+    outbound: VecDeque<Outbound>,
+    stats: Stats,
+    /// Next key for a service's idle list; grows forever, so larger means idle more recently.
+    next_idle_seq: u64,
+    /// Latest `now` seen, so time never runs backwards inside the core.
+    now: Instant,
+}
+
+impl Broker {
+    /// Creates a broker with no workers and no services at time `now`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if `config` does not pass [`BrokerConfig::validate`].
+    pub fn new(config: BrokerConfig, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            workers: HashMap::new(),
+            services: HashMap::new(),
+            silenced: HashMap::new(),
+            timers: Timers::default(),
+            outbound: VecDeque::new(),
+            stats: Stats::default(),
+            next_idle_seq: 0,
+            now,
+        })
+    }
+
+    /// Handles a message from the ROUTER socket: the sender's routing id and the frames after
+    /// it. Anything may arrive here; invalid input is dropped and counted.
+    pub fn handle_message(&mut self, now: Instant, peer: PeerId, frames: Vec<Bytes>) {
+        let now = self.begin(now);
+        if self.is_silenced(&peer) {
+            self.stats.ignored_after_disconnect += 1;
+            return;
+        }
+        let worker_header = frames.iter().take(2).any(|frame| frame == MDPW01);
+        match domo_mdp::decode(frames) {
+            Ok(Incoming::Client(request)) => self.on_client_request(now, peer, request),
+            Ok(Incoming::Worker(command)) => self.on_worker_command(now, peer, command),
+            Err(error) => self.on_invalid(now, peer, worker_header, &error),
+        }
+    }
+
+    /// Handles the transport's report that the connection of `peer` closed. A worker is
+    /// removed at once (its request re-dispatched); a silenced peer is forgotten; nothing is
+    /// sent to the peer.
+    pub fn handle_disconnect(&mut self, now: Instant, peer: &PeerId) {
+        let now = self.begin(now);
+        if let Some(key) = self.silenced.remove(peer) {
+            self.timers.cancel(key);
+        }
+        self.remove_worker(now, peer, stats::Departure::ConnectionClosed);
+    }
+
+    /// Fires every timer due at or before `now`: heartbeats, worker expiry, request expiry.
+    /// Call it when `now` reaches [`Broker::poll_timeout`]; calling it at other times is
+    /// harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.begin(now);
+    }
+
+    /// When [`Broker::handle_timeout`] must next be called, or `None` if no timer is pending
+    /// (no workers, no queued requests, no silenced peers).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Takes the next message to send, in the order the broker produced them.
+    pub fn poll_outbound(&mut self) -> Option<Outbound> {
+        self.outbound.pop_front()
+    }
+
+    /// Counters and gauges for metrics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The settings this broker runs with.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Starts handling an input: clamps `now` to the latest time seen and fires due timers.
+    fn begin(&mut self, now: Instant) -> Instant {
+        self.now = self.now.max(now);
+        let now = self.now;
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Worker(peer) => self.on_worker_timer(now, peer),
+                Timer::Queue(service) => self.on_queue_timer(now, &service),
+                Timer::Silence(peer) => {
+                    self.silenced.remove(&peer);
+                }
+            }
+        }
+        now
+    }
+
+    fn is_silenced(&self, peer: &PeerId) -> bool {
+        !self.silenced.is_empty() && self.silenced.contains_key(peer)
+    }
+
+    /// Queues a message for the transport.
+    fn emit(&mut self, peer: PeerId, kind: PeerKind, frames: Vec<Bytes>) {
+        self.outbound.push_back(Outbound { peer, kind, frames });
+    }
+}

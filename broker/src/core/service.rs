@@ -1,0 +1,93 @@
+//! A service: its idle workers, least recently used first, and its request queue.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use domo_mdp::{PeerId, ServiceName};
+
+use super::queue::RequestQueue;
+use super::timer::{Timer, TimerKey, Timers};
+
+/// One service the broker knows.
+///
+/// Created when a worker registers for it or a request for it has to wait; removed as soon
+/// as it has neither workers nor queued requests, so clients naming arbitrary services cannot
+/// grow the broker's memory beyond the queue limits.
+///
+/// Invariant between events: never both an idle worker and a queued request (the broker
+/// dispatches as soon as both exist).
+#[derive(Debug)]
+pub(super) struct Service {
+    /// The service's name, also its key in the broker's map; kept here to name the service
+    /// in timers and logs without another lookup.
+    pub(super) name: ServiceName,
+    /// Idle workers by the sequence number they got when they became idle: the first entry
+    /// has waited longest, so popping it gives least-recently-used dispatch, and a worker that
+    /// leaves is removed by key without a scan.
+    pub(super) idle: BTreeMap<u64, PeerId>,
+    /// Requests waiting for a worker.
+    pub(super) queue: RequestQueue,
+    /// Registered workers, idle and busy.
+    pub(super) workers: usize,
+    /// The queue's expiry timer: pending whenever requests are queued, at or before the
+    /// earliest deadline among them.
+    pub(super) timer: Option<TimerKey>,
+}
+
+impl Service {
+    /// A service with no workers and an empty queue.
+    pub(super) fn new(name: ServiceName) -> Self {
+        Self {
+            name,
+            idle: BTreeMap::new(),
+            queue: RequestQueue::default(),
+            workers: 0,
+            timer: None,
+        }
+    }
+
+    /// Takes the worker that has been idle longest.
+    pub(super) fn pop_idle(&mut self) -> Option<PeerId> {
+        self.idle.pop_first().map(|(_, peer)| peer)
+    }
+
+    /// Makes sure the queue's expiry timer is pending; if it must be scheduled, it is set for
+    /// `deadline`, which must be the earliest deadline in the queue. A timer already pending
+    /// is left alone: it is at or before every deadline in the queue, since a request entering
+    /// the queue never expires before one already in it (all wait the same timeout).
+    pub(super) fn arm_timer(&mut self, timers: &mut Timers, deadline: Instant) {
+        if self.timer.is_none() {
+            self.timer = Some(timers.schedule(deadline, Timer::Queue(self.name.clone())));
+        }
+    }
+
+    /// Whether the service has nothing left and can be forgotten.
+    pub(super) fn is_unused(&self) -> bool {
+        self.workers == 0 && self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_workers_pop_least_recently_used_first() {
+        let mut service = Service::new(ServiceName::from_static("echo"));
+        for (seq, id) in [(7, "b"), (3, "a"), (9, "c")] {
+            service.idle.insert(seq, PeerId::new(id).unwrap());
+        }
+        service.idle.remove(&7);
+        assert_eq!(service.pop_idle(), Some(PeerId::new("a").unwrap()));
+        assert_eq!(service.pop_idle(), Some(PeerId::new("c").unwrap()));
+        assert_eq!(service.pop_idle(), None);
+    }
+
+    #[test]
+    fn service_without_workers_or_requests_is_unused() {
+        let mut service = Service::new(ServiceName::from_static("echo"));
+        assert!(service.is_unused());
+        service.workers = 1;
+        assert!(!service.is_unused());
+    }
+}

@@ -1,0 +1,167 @@
+//! Worker sessions: READY, REPLY, HEARTBEAT and DISCONNECT, invalid input, heartbeats and
+//! expiry, and the RFC 7 rule that a DISCONNECT ends all talk with a peer.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use domo_mdp::{worker, DecodeError, Liveness, PeerId, ServiceName, WorkerCommand};
+use tracing::{debug, info};
+
+use super::stats::{Departure, DisconnectReason};
+use super::timer::Timer;
+use super::worker::{Worker, WorkerState};
+use super::{Broker, PeerKind, Service};
+
+impl Broker {
+    /// Handles a decoded command from a worker.
+    pub(super) fn on_worker_command(&mut self, now: Instant, peer: PeerId, command: WorkerCommand) {
+        match command {
+            WorkerCommand::Ready { service } => self.on_ready(now, peer, service),
+            WorkerCommand::Reply { client, body } => self.on_reply(now, peer, client, body),
+            WorkerCommand::Heartbeat => self.on_heartbeat(now, peer),
+            WorkerCommand::Disconnect => self.on_disconnect_command(now, peer),
+            // `decode` never yields a REQUEST from a worker (it is `WrongDirection`); treated
+            // as the invalid message it would be, to keep this match total without a panic.
+            WorkerCommand::Request { .. } => {
+                let error = DecodeError::WrongDirection(domo_mdp::consts::REQUEST);
+                self.on_invalid(now, peer, true, &error);
+            }
+        }
+    }
+
+    fn on_ready(&mut self, now: Instant, peer: PeerId, service: ServiceName) {
+        if self.workers.contains_key(&peer) {
+            self.reject_worker(now, &peer, DisconnectReason::SecondReady);
+        } else if service.is_mmi() {
+            self.send_disconnect(now, peer, DisconnectReason::MmiReady);
+        } else {
+            self.register(now, peer, service);
+        }
+    }
+
+    /// Registers a new worker for `name` at the back of the service's idle list, then
+    /// dispatches (so it gets a queued request at once if there is one).
+    fn register(&mut self, now: Instant, peer: PeerId, name: ServiceName) {
+        info!(worker = %peer, service = %name, "Worker registered");
+        let seq = self.new_idle_seq();
+        let service = self.services.entry(name.clone()).or_insert_with(|| {
+            self.stats.services += 1;
+            Service::new(name.clone())
+        });
+        service.workers += 1;
+        service.idle.insert(seq, peer.clone());
+        self.stats.workers_idle += 1;
+        let liveness = Liveness::new(now, self.config.heartbeat);
+        let wake = liveness.next_heartbeat_due().min(liveness.deadline());
+        let timer = self.timers.schedule(wake, Timer::Worker(peer.clone()));
+        let state = WorkerState::Idle { seq };
+        let worker = Worker {
+            service: name.clone(),
+            liveness,
+            state,
+            timer,
+        };
+        self.workers.insert(peer, worker);
+        self.dispatch(now, &name);
+    }
+
+    fn on_reply(&mut self, now: Instant, peer: PeerId, client: PeerId, body: Vec<Bytes>) {
+        let Some(worker) = self.workers.get_mut(&peer) else {
+            self.send_disconnect(now, peer, DisconnectReason::UnknownWorker);
+            return;
+        };
+        worker.liveness.on_traffic(now);
+        if !worker.holds_request_for(&client) {
+            debug!(worker = %peer, %client, busy = worker.is_busy(), "Unexpected REPLY");
+            self.reject_worker(now, &peer, DisconnectReason::UnexpectedReply);
+            return;
+        }
+        let service = worker.service.clone();
+        self.send_reply(client, &service, body);
+        self.finish_request(now, &peer);
+    }
+
+    fn on_heartbeat(&mut self, now: Instant, peer: PeerId) {
+        match self.workers.get_mut(&peer) {
+            Some(worker) => worker.liveness.on_traffic(now),
+            None => self.send_disconnect(now, peer, DisconnectReason::UnknownWorker),
+        }
+    }
+
+    /// A peer sent DISCONNECT: a worker is removed, and the broker falls silent towards the
+    /// peer whether or not it was one (RFC 7: "the broker then sends nothing more").
+    fn on_disconnect_command(&mut self, now: Instant, peer: PeerId) {
+        self.remove_worker(now, &peer, Departure::Disconnect);
+        self.silence(now, peer);
+    }
+
+    /// Handles a message that did not decode: dropped and counted; a registered worker that
+    /// sent it loses its session.
+    pub(super) fn on_invalid(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        worker_header: bool,
+        error: &DecodeError,
+    ) {
+        let registered = self.workers.contains_key(&peer);
+        if registered || worker_header {
+            self.stats.protocol_errors.worker += 1;
+        } else {
+            self.stats.protocol_errors.client += 1;
+        }
+        debug!(%peer, registered, %error, "Invalid message dropped");
+        if registered {
+            self.reject_worker(now, &peer, DisconnectReason::InvalidMessage);
+        }
+    }
+
+    /// Removes a registered worker for a protocol violation and sends it DISCONNECT.
+    pub(super) fn reject_worker(&mut self, now: Instant, peer: &PeerId, reason: DisconnectReason) {
+        self.remove_worker(now, peer, Departure::ProtocolError);
+        self.send_disconnect(now, peer.clone(), reason);
+    }
+
+    /// Sends DISCONNECT, then nothing more: the peer is silenced.
+    fn send_disconnect(&mut self, now: Instant, peer: PeerId, reason: DisconnectReason) {
+        debug!(%peer, ?reason, "Sending DISCONNECT");
+        self.stats.disconnects_sent.count(reason);
+        self.emit(peer.clone(), PeerKind::Worker, worker::encode_disconnect());
+        self.silence(now, peer);
+    }
+
+    /// Ignores the peer and sends it nothing until its connection closes or a worker's
+    /// expiry time passes, whichever comes first.
+    fn silence(&mut self, now: Instant, peer: PeerId) {
+        if self.silenced.contains_key(&peer) {
+            return;
+        }
+        let until = now + self.config.heartbeat.expiry();
+        let key = self.timers.schedule(until, Timer::Silence(peer.clone()));
+        self.silenced.insert(peer, key);
+    }
+
+    /// A worker's timer fired: it expires, or gets a HEARTBEAT if one is due; then the timer
+    /// is set for the next of the two.
+    pub(super) fn on_worker_timer(&mut self, now: Instant, peer: PeerId) {
+        let Some(worker) = self.workers.get_mut(&peer) else {
+            return;
+        };
+        if worker.liveness.is_expired(now) {
+            self.remove_worker(now, &peer, Departure::Expired);
+            return;
+        }
+        let heartbeat_due = now >= worker.liveness.next_heartbeat_due();
+        if heartbeat_due {
+            worker.liveness.on_heartbeat_sent(now);
+        }
+        // Not expired and no heartbeat due: both instants are after `now`, so `begin` cannot
+        // spin on this timer.
+        let wake = worker.next_wake();
+        debug_assert!(wake > now, "worker timer rescheduled in the past");
+        worker.timer = self.timers.schedule(wake, Timer::Worker(peer.clone()));
+        if heartbeat_due {
+            self.emit(peer, PeerKind::Worker, worker::encode_heartbeat());
+        }
+    }
+}

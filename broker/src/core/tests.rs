@@ -1,0 +1,13 @@
+//! Synchronous tests of the broker core: a fake clock, no sockets, exact times.
+//!
+//! Every test runs through [`util::Harness`], which checks the core's invariants after each
+//! input and fails if the broker sends anything to a peer it disconnected.
+
+mod bad_input;
+mod liveness;
+mod mmi;
+mod props;
+mod queues;
+mod routing;
+mod session;
+mod util;

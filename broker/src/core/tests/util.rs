@@ -1,0 +1,322 @@
+//! Test harness: a broker, a fake clock, MDP peers speaking through the `domo-mdp` codec,
+//! and a checker for the core's invariants.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use domo_mdp::{client, worker, PeerId, ServiceName, WorkerCommand};
+
+use crate::core::worker::WorkerState;
+use crate::core::{Broker, BrokerConfig, Outbound, PeerKind};
+
+pub(super) const MS: Duration = Duration::from_millis(1);
+pub(super) const NS: Duration = Duration::from_nanos(1);
+/// The default heartbeat interval.
+pub(super) const INTERVAL: Duration = Duration::from_millis(2500);
+/// The default worker expiry: interval * liveness.
+pub(super) const EXPIRY: Duration = Duration::from_millis(7500);
+
+pub(super) fn id(name: &str) -> PeerId {
+    PeerId::new(Bytes::copy_from_slice(name.as_bytes())).unwrap()
+}
+
+pub(super) fn service(name: &str) -> ServiceName {
+    ServiceName::try_from(name).unwrap()
+}
+
+pub(super) fn frames(parts: &[&[u8]]) -> Vec<Bytes> {
+    parts
+        .iter()
+        .map(|part| Bytes::copy_from_slice(part))
+        .collect()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A message the broker sent, decoded for assertions. Bodies are joined with `|`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Sent {
+    /// Worker REQUEST: to worker, from client, body.
+    Request(String, String, String),
+    /// Client REPLY: to client, service, body.
+    Reply(String, String, String),
+    Heartbeat(String),
+    Disconnect(String),
+}
+
+impl Sent {
+    pub(super) fn request(worker: &str, client: &str, body: &str) -> Self {
+        Self::Request(worker.into(), client.into(), body.into())
+    }
+
+    pub(super) fn reply(client: &str, service: &str, body: &str) -> Self {
+        Self::Reply(client.into(), service.into(), body.into())
+    }
+
+    pub(super) fn heartbeat(worker: &str) -> Self {
+        Self::Heartbeat(worker.into())
+    }
+
+    pub(super) fn disconnect(worker: &str) -> Self {
+        Self::Disconnect(worker.into())
+    }
+
+    /// Decodes what the broker sent, checking it is valid MDP/0.1 for its receiver.
+    fn decode(outbound: Outbound) -> Self {
+        let peer = text(outbound.peer.as_bytes());
+        let join = |body: Vec<Bytes>| body.iter().map(|f| text(f)).collect::<Vec<_>>().join("|");
+        match outbound.kind {
+            PeerKind::Client => {
+                let reply = client::decode_reply(outbound.frames).expect("valid client reply");
+                Self::Reply(peer, reply.service.to_string(), join(reply.body))
+            }
+            PeerKind::Worker => match worker::decode_from_broker(outbound.frames) {
+                Ok(WorkerCommand::Request { client, body }) => {
+                    Self::Request(peer, text(client.as_bytes()), join(body))
+                }
+                Ok(WorkerCommand::Heartbeat) => Self::Heartbeat(peer),
+                Ok(WorkerCommand::Disconnect) => Self::Disconnect(peer),
+                other => panic!("broker sent an invalid worker command: {other:?}"),
+            },
+        }
+    }
+}
+
+/// A broker driven by a fake clock.
+pub(super) struct Harness {
+    pub(super) broker: Broker,
+    pub(super) now: Instant,
+    start: Instant,
+    /// Decoded messages not yet taken by the test, with the time they were produced.
+    sent: VecDeque<(Duration, Sent)>,
+    /// Peers sent DISCONNECT, with when, until their connection closes: the broker must send
+    /// them nothing more while silenced.
+    disconnected: HashMap<PeerId, Instant>,
+    /// Whether to check the invariants after every input (off for big tests, where the
+    /// O(state) check would dominate; they call `check_invariants` at the end).
+    pub(super) checking: bool,
+}
+
+impl Harness {
+    pub(super) fn new() -> Self {
+        Self::with_config(BrokerConfig::default())
+    }
+
+    pub(super) fn with_config(config: BrokerConfig) -> Self {
+        let start = Instant::now();
+        Self {
+            broker: Broker::new(config, start).unwrap(),
+            now: start,
+            start,
+            sent: VecDeque::new(),
+            disconnected: HashMap::new(),
+            checking: true,
+        }
+    }
+
+    /// Time since the harness started.
+    pub(super) fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    // === inputs ===
+
+    /// Delivers raw frames from `peer`.
+    pub(super) fn send(&mut self, peer: &str, frames: Vec<Bytes>) {
+        self.broker.handle_message(self.now, id(peer), frames);
+        self.collect();
+    }
+
+    pub(super) fn ready(&mut self, worker: &str, name: &str) {
+        self.send(worker, worker::encode_ready(&service(name)));
+    }
+
+    /// A client request with a body of one frame per `|`-separated part.
+    pub(super) fn request(&mut self, client: &str, name: &str, body: &str) {
+        let body = body
+            .split('|')
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()));
+        self.send(client, client::encode_request(&service(name), body));
+    }
+
+    pub(super) fn reply(&mut self, worker: &str, client: &str, body: &str) {
+        let body = [Bytes::copy_from_slice(body.as_bytes())];
+        self.send(worker, worker::encode_reply(&id(client), body));
+    }
+
+    pub(super) fn heartbeat(&mut self, worker: &str) {
+        self.send(worker, worker::encode_heartbeat());
+    }
+
+    /// The worker sends DISCONNECT.
+    pub(super) fn disconnect(&mut self, worker: &str) {
+        self.send(worker, worker::encode_disconnect());
+    }
+
+    /// The transport reports the peer's connection closed.
+    pub(super) fn close(&mut self, peer: &str) {
+        self.broker.handle_disconnect(self.now, &id(peer));
+        self.disconnected.remove(&id(peer));
+        self.collect();
+    }
+
+    /// Moves the clock forward by `by`, firing each timer at its exact deadline.
+    pub(super) fn advance(&mut self, by: Duration) {
+        let target = self.now + by;
+        while let Some(deadline) = self.broker.poll_timeout() {
+            if deadline > target {
+                break;
+            }
+            self.now = self.now.max(deadline);
+            self.broker.handle_timeout(self.now);
+            self.collect();
+            let next = self.broker.poll_timeout();
+            assert!(
+                next.is_none_or(|t| t > self.now),
+                "timer still due after firing"
+            );
+        }
+        self.now = target;
+    }
+
+    /// Moves the clock to `at` after the start.
+    pub(super) fn advance_to(&mut self, at: Duration) {
+        let target = self.start + at;
+        assert!(target >= self.now, "the clock only moves forward");
+        self.advance(target - self.now);
+    }
+
+    // === outputs ===
+
+    fn collect(&mut self) {
+        let expiry = self.broker.config().heartbeat.expiry();
+        while let Some(outbound) = self.broker.poll_outbound() {
+            if let Some(&since) = self.disconnected.get(&outbound.peer) {
+                let silent = self.now < since + expiry;
+                assert!(!silent, "broker sent to {} after DISCONNECT", outbound.peer);
+            }
+            let peer = outbound.peer.clone();
+            let sent = Sent::decode(outbound);
+            if matches!(sent, Sent::Disconnect(_)) {
+                self.disconnected.insert(peer, self.now);
+            }
+            self.sent.push_back((self.elapsed(), sent));
+        }
+        if self.checking {
+            self.broker.check_invariants(self.now);
+        }
+    }
+
+    /// Everything sent since the last call.
+    pub(super) fn take(&mut self) -> Vec<Sent> {
+        self.sent.drain(..).map(|(_, sent)| sent).collect()
+    }
+
+    /// Everything sent since the last call, with the time it was produced.
+    pub(super) fn take_timed(&mut self) -> Vec<(Duration, Sent)> {
+        self.sent.drain(..).collect()
+    }
+
+    /// Everything sent since the last call except heartbeats.
+    pub(super) fn take_traffic(&mut self) -> Vec<Sent> {
+        let all = self.take();
+        all.into_iter()
+            .filter(|sent| !matches!(sent, Sent::Heartbeat(_)))
+            .collect()
+    }
+
+    /// Asks `mmi.workers` how many workers `name` has (takes all pending output).
+    pub(super) fn worker_count(&mut self, name: &str) -> usize {
+        self.take();
+        self.request("mmi-probe", "mmi.workers", name);
+        match self.take().as_slice() {
+            [Sent::Reply(_, _, count)] => count.parse().unwrap(),
+            other => panic!("unexpected answer to mmi.workers: {other:?}"),
+        }
+    }
+
+    /// A full request/reply round trip on fresh peers and a fresh service: the broker still
+    /// serves.
+    pub(super) fn assert_still_serves(&mut self) {
+        self.take();
+        self.ready("probe-worker", "probe");
+        self.request("probe-client", "probe", "ping");
+        assert_eq!(
+            self.take(),
+            [Sent::request("probe-worker", "probe-client", "ping")]
+        );
+        self.reply("probe-worker", "probe-client", "pong");
+        assert_eq!(self.take(), [Sent::reply("probe-client", "probe", "pong")]);
+        self.disconnect("probe-worker");
+        self.close("probe-worker");
+    }
+}
+
+impl Broker {
+    /// Checks every invariant the core relies on; panics with the first one broken.
+    pub(super) fn check_invariants(&self, now: Instant) {
+        assert!(now <= self.now, "core clock behind the harness");
+        let (mut idle, mut busy) = (0, 0);
+        let mut workers_of: HashMap<&ServiceName, usize> = HashMap::new();
+        for (peer, worker) in &self.workers {
+            *workers_of.entry(&worker.service).or_default() += 1;
+            let service = &self.services[&worker.service];
+            match &worker.state {
+                WorkerState::Idle { seq } => {
+                    idle += 1;
+                    assert_eq!(service.idle.get(seq), Some(peer), "idle worker not listed");
+                }
+                WorkerState::Busy(_) => busy += 1,
+            }
+            assert!(self.timers.is_pending(worker.timer), "worker without timer");
+            assert!(worker.timer.at() <= worker.next_wake());
+            assert!(
+                !self.silenced.contains_key(peer),
+                "registered worker is silenced"
+            );
+        }
+        let mut queued = (0, 0);
+        let mut timed_services = 0;
+        for (name, service) in &self.services {
+            assert_eq!(&service.name, name);
+            assert!(!service.is_unused(), "unused service {name} kept");
+            assert!(
+                service.idle.is_empty() || service.queue.is_empty(),
+                "undispatched"
+            );
+            assert_eq!(service.workers, workers_of.get(name).copied().unwrap_or(0));
+            for (seq, peer) in &service.idle {
+                let state = &self.workers[peer].state;
+                assert!(matches!(state, WorkerState::Idle { seq: s } if s == seq));
+            }
+            if let Some(key) = service.timer {
+                timed_services += 1;
+                assert!(self.timers.is_pending(key));
+                assert!(service.queue.next_deadline().is_none_or(|d| key.at() <= d));
+            } else {
+                assert!(service.queue.is_empty(), "queued requests without a timer");
+            }
+            queued.0 += service.queue.len();
+            queued.1 += service.queue.bytes();
+        }
+        for key in self.silenced.values() {
+            assert!(self.timers.is_pending(*key));
+        }
+        let timers = self.workers.len() + timed_services + self.silenced.len();
+        assert_eq!(self.timers.len(), timers, "stale timers");
+        let stats = &self.stats;
+        assert_eq!((stats.workers_idle, stats.workers_busy), (idle, busy));
+        assert_eq!((stats.queued_requests, stats.queued_bytes), queued);
+        assert_eq!(stats.services, self.services.len());
+        let requests = &stats.requests;
+        let pending = (stats.queued_requests + stats.workers_busy) as u64;
+        assert_eq!(
+            requests.received,
+            requests.replied + requests.dropped.total() + pending,
+            "requests not accounted for"
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! A registered worker and the request it may hold.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use domo_mdp::{Liveness, PeerId, ServiceName};
+
+use super::timer::TimerKey;
+
+/// A client request the broker is responsible for, queued or held by a worker.
+#[derive(Debug)]
+pub(super) struct Request {
+    /// Routing id of the client that sent it; the reply goes there.
+    pub(super) client: PeerId,
+    /// The body frames. Kept while a worker holds the request when re-dispatch is on, so the
+    /// request can be sent again if the worker is lost; empty once sent when it is off.
+    pub(super) body: Vec<Bytes>,
+    /// Body bytes, counted against the queue limits.
+    pub(super) size: usize,
+    /// How many times the request was put back after losing its worker.
+    pub(super) redispatches: u32,
+}
+
+impl Request {
+    /// A request fresh from a client.
+    pub(super) fn new(client: PeerId, body: Vec<Bytes>) -> Self {
+        let size = body.iter().map(Bytes::len).sum();
+        Self {
+            client,
+            body,
+            size,
+            redispatches: 0,
+        }
+    }
+}
+
+/// A worker is either waiting in its service's idle list or holding exactly one request.
+#[derive(Debug)]
+pub(super) enum WorkerState {
+    /// In its service's idle list under this key; smaller keys have waited longer.
+    Idle {
+        /// The worker's key in [`super::service::Service::idle`].
+        seq: u64,
+    },
+    /// Holding a request; the next REPLY must be for `request.client`.
+    Busy(Request),
+}
+
+/// A worker that sent READY and has not left.
+#[derive(Debug)]
+pub(super) struct Worker {
+    /// The one service it serves; requests and the idle list always use this name, never one
+    /// taken from a later message (zeromq/majordomo #61).
+    pub(super) service: ServiceName,
+    /// When the worker expires and when it is owed a HEARTBEAT; the rule shared with the
+    /// worker SDK.
+    pub(super) liveness: Liveness,
+    /// Idle or busy.
+    pub(super) state: WorkerState,
+    /// The worker's pending timer: at or before both its expiry and its next heartbeat.
+    pub(super) timer: TimerKey,
+}
+
+impl Worker {
+    /// When the worker next needs attention: it expires, or a heartbeat is due.
+    pub(super) fn next_wake(&self) -> Instant {
+        self.liveness
+            .deadline()
+            .min(self.liveness.next_heartbeat_due())
+    }
+
+    /// Whether the worker holds a request.
+    pub(super) fn is_busy(&self) -> bool {
+        matches!(self.state, WorkerState::Busy(_))
+    }
+
+    /// Whether the worker holds a request from `client`.
+    pub(super) fn holds_request_for(&self, client: &PeerId) -> bool {
+        matches!(&self.state, WorkerState::Busy(request) if request.client == *client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domo_mdp::Heartbeat;
+
+    use super::*;
+    use crate::core::timer::{Timer, Timers};
+
+    #[test]
+    fn request_size_is_the_sum_of_body_frames() {
+        let body = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::new(),
+            Bytes::from_static(b"de"),
+        ];
+        let request = Request::new(PeerId::new("c").unwrap(), body);
+        assert_eq!(request.size, 5);
+        assert_eq!(request.redispatches, 0);
+    }
+
+    #[test]
+    fn worker_wakes_for_its_first_heartbeat_before_expiry() {
+        let now = Instant::now();
+        let liveness = Liveness::new(now, Heartbeat::default());
+        let first_heartbeat = liveness.next_heartbeat_due();
+        let peer = PeerId::new("w").unwrap();
+        let timer = Timers::default().schedule(now, Timer::Worker(peer.clone()));
+        let worker = Worker {
+            service: ServiceName::from_static("echo"),
+            liveness,
+            state: WorkerState::Idle { seq: 0 },
+            timer,
+        };
+        assert_eq!(worker.next_wake(), first_heartbeat);
+        assert!(!worker.is_busy());
+        assert!(!worker.holds_request_for(&peer));
+    }
+}
