@@ -17,7 +17,7 @@
 //! application thread of each side; domo runs each side on its own thread with a
 //! current-thread tokio runtime (the socket's connection task shares that thread). Both
 //! echo loops are zero-copy: they hand the received frames back to the socket. The client
-//! re-sends each reply it receives, so no side allocates payloads per message.
+//! re-sends each reply it receives, so payloads are allocated only where a socket receives.
 //!
 //! Runs are interleaved (round after round, case by case, domo and libzmq alternating which
 //! goes first) and the median of the rounds is reported, with the ratio domo/libzmq. Targets
@@ -31,6 +31,10 @@
 //! cargo bench -p domo-zmtp --bench echo -- --json        # also print one JSON line
 //! cargo bench -p domo-zmtp --bench echo -- domo/pipelined    # only cases matching a filter
 //! ```
+//!
+//! Each run also reports how much CPU other processes used meanwhile (from `/proc/stat`);
+//! above 10% of the machine the summary warns that the numbers are not trustworthy. On a
+//! 2-core machine a busy neighbour distorts the comparison in both directions.
 //!
 //! A filter is a substring of `IMPL/CASE` (`domo/pipelined`, `libzmq/pingpong`, `large`, ...).
 //! Environment overrides: `BENCH_ROUNDS`, `BENCH_PIPELINED_N`, `BENCH_PINGPONG_N`,
@@ -204,6 +208,8 @@ struct Sample {
     p50_us: f64,
     p99_us: f64,
     p999_us: f64,
+    /// CPU used by other processes during the run, in percent of the machine.
+    others_pct: f64,
 }
 
 impl Sample {
@@ -447,7 +453,44 @@ fn libzmq_rounds(
 // ---------------------------------------------------------------------------------------------
 // Driver
 
+/// CPU ticks (USER_HZ, 100/s) from `/proc`: all CPUs busy, and this process (all threads).
+/// `None` where `/proc` is not available.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| cpu.get(i)).sum();
+    let me = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = me.get(me.rfind(')')? + 1..)?.split_whitespace().collect();
+    let own = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((busy, own))
+}
+
+/// Share of the machine (percent of all CPUs) that other processes (or the hypervisor,
+/// as steal) used between two `cpu_ticks` readings `wall` apart.
+fn others_pct(before: Option<(u64, u64)>, after: Option<(u64, u64)>, wall: Duration) -> f64 {
+    let (Some((b0, o0)), Some((b1, o1))) = (before, after) else {
+        return 0.0;
+    };
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let others = b1.saturating_sub(b0).saturating_sub(o1.saturating_sub(o0)) as f64;
+    (others / (wall.as_secs_f64() * 100.0 * cpus) * 100.0).min(100.0)
+}
+
 fn run_one(imp: Impl, w: Workload) -> Sample {
+    let (before, t0) = (cpu_ticks(), Instant::now());
+    let mut s = run_pair(imp, w);
+    s.others_pct = others_pct(before, cpu_ticks(), t0.elapsed());
+    s
+}
+
+fn run_pair(imp: Impl, w: Workload) -> Sample {
     let (tx, rx) = mpsc::channel();
     let server = thread::Builder::new()
         .name(format!("{}-server", imp.name()))
@@ -549,6 +592,7 @@ fn main() {
     // samples[case][impl]
     let mut samples: Vec<[Vec<Sample>; 2]> = CASES.iter().map(|_| [vec![], vec![]]).collect();
     let started = Instant::now();
+    let mut max_others: f64 = 0.0;
     eprintln!(
         "echo bench: {} round(s){}, pipelined n={}, pingpong n={}, large n={}",
         cfg.rounds,
@@ -568,12 +612,14 @@ fn main() {
                     continue;
                 }
                 let s = run_one(imp, w);
+                max_others = max_others.max(s.others_pct);
                 eprintln!(
-                    "  round {} {:>6}/{:<9} {:>12.0} msg/s{}",
+                    "  round {} {:>6}/{:<9} {:>12.0} msg/s  (others {:>3.0}% cpu){}",
                     round + 1,
                     imp.name(),
                     case.name(),
                     s.msgs_per_s,
+                    s.others_pct,
                     if w.latency {
                         format!(
                             "  p50 {:.1} us  p99 {:.1} us  p99.9 {:.1} us",
@@ -697,12 +743,19 @@ fn main() {
             target
         );
     }
-    println!("(total {:.1} s)", started.elapsed().as_secs_f64());
+    println!(
+        "(total {:.1} s; other processes used up to {:.0}% of the CPUs during a run)",
+        started.elapsed().as_secs_f64(),
+        max_others
+    );
+    if max_others > 10.0 {
+        println!("WARNING: the machine was not idle; these numbers are not trustworthy");
+    }
 
     if cfg.json {
         let mut j = format!(
-            "{{\"bench\":\"echo\",\"rounds\":{},\"quick\":{},\"results\":{{",
-            cfg.rounds, cfg.quick
+            "{{\"bench\":\"echo\",\"rounds\":{},\"quick\":{},\"others_cpu_max_pct\":{:.1},\"results\":{{",
+            cfg.rounds, cfg.quick, max_others
         );
         for (i, r) in rows.iter().enumerate() {
             let sep = if i > 0 { "," } else { "" };
