@@ -10,6 +10,7 @@
 //!   --size B            request body size in bytes, at least 8 (default 64)
 //!   --window W          requests in flight per client (default 50)
 //!   --services S        spread workers and requests over S services (default 1)
+//!   --heartbeat MS      heartbeat interval of the spawned broker and the workers (default 2500)
 //!   --direct            no broker: DEALER <-> ROUTER echo, the ceiling
 //!   --json              one JSON object instead of text
 //! ```
@@ -37,6 +38,7 @@ struct Args {
     size: usize,
     window: usize,
     services: usize,
+    heartbeat_ms: u64,
     direct: bool,
     json: bool,
 }
@@ -51,6 +53,7 @@ fn parse_args() -> Args {
         size: 64,
         window: 50,
         services: 1,
+        heartbeat_ms: 2500,
         direct: false,
         json: false,
     };
@@ -66,6 +69,7 @@ fn parse_args() -> Args {
             "--size" => a.size = val().parse::<usize>().expect("--size").max(8),
             "--window" => a.window = val().parse().expect("--window"),
             "--services" => a.services = val().parse::<usize>().expect("--services").max(1),
+            "--heartbeat" => a.heartbeat_ms = val().parse().expect("--heartbeat"),
             "--direct" => a.direct = true,
             "--json" => a.json = true,
             "--bench" => {}
@@ -98,7 +102,7 @@ impl Drop for Broker {
     }
 }
 
-fn spawn_broker(path: &str) -> Broker {
+fn spawn_broker(path: &str, heartbeat_ms: u64) -> Broker {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -106,7 +110,7 @@ fn spawn_broker(path: &str) -> Broker {
         .port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
     let child = Command::new(path)
-        .args(["--bind", &endpoint])
+        .args(["--bind", &endpoint, "--heartbeat", &format!("{heartbeat_ms}ms")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -125,10 +129,10 @@ fn service(i: usize) -> ServiceName {
     ServiceName::new(format!("echo.{i}")).unwrap()
 }
 
-async fn echo_worker(endpoint: String, service: ServiceName) {
+async fn echo_worker(endpoint: String, service: ServiceName, heartbeat: Duration) {
     let dealer = Dealer::connect(&endpoint, Options::default()).unwrap();
     dealer.send(worker::encode_ready(&service)).await.unwrap();
-    let mut heartbeat = tokio::time::interval(Duration::from_millis(1000));
+    let mut heartbeat = tokio::time::interval(heartbeat);
     loop {
         tokio::select! {
             msg = dealer.recv() => {
@@ -279,7 +283,7 @@ fn main() {
         (ep.clone(), None)
     } else {
         let path = args.spawn.clone().unwrap_or_else(default_broker_path);
-        let b = spawn_broker(&path);
+        let b = spawn_broker(&path, args.heartbeat_ms);
         let stat = format!("/proc/{}/stat", b.child.id());
         let ep = b.endpoint.clone();
         spawned = Some(b);
@@ -288,7 +292,8 @@ fn main() {
     let report = rt.block_on(async {
         if !args.direct {
             for w in 0..args.workers {
-                tokio::spawn(echo_worker(endpoint.clone(), service(w % args.services)));
+                let hb = Duration::from_millis(args.heartbeat_ms);
+                tokio::spawn(echo_worker(endpoint.clone(), service(w % args.services), hb));
             }
             wait_for_workers(&endpoint, args.services).await;
         }
