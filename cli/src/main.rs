@@ -1,0 +1,2 @@
+//! `domo`: the command-line tool (work in progress).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Async MDP client SDK (Lazy Pirate with failover) (work in progress).

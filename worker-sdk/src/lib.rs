@@ -1,0 +1,1 @@
+//! Async MDP worker SDK (Paranoid Pirate) (work in progress).
