@@ -259,7 +259,12 @@ impl Decoder {
             return Ok(None);
         }
         self.message_bytes = 0;
-        Ok(Some(Decoded::Message(std::mem::take(&mut self.parts))))
+        // The next message most likely has as many frames: size its Vec once, not by regrowth.
+        let next = Vec::with_capacity(self.parts.len());
+        Ok(Some(Decoded::Message(std::mem::replace(
+            &mut self.parts,
+            next,
+        ))))
     }
 
     /// Hands back bytes buffered beyond what was decoded (used when switching decoders).
