@@ -110,7 +110,12 @@ fn spawn_broker(path: &str, heartbeat_ms: u64) -> Broker {
         .port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
     let child = Command::new(path)
-        .args(["--bind", &endpoint, "--heartbeat", &format!("{heartbeat_ms}ms")])
+        .args([
+            "--bind",
+            &endpoint,
+            "--heartbeat",
+            &format!("{heartbeat_ms}ms"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -293,7 +298,11 @@ fn main() {
         if !args.direct {
             for w in 0..args.workers {
                 let hb = Duration::from_millis(args.heartbeat_ms);
-                tokio::spawn(echo_worker(endpoint.clone(), service(w % args.services), hb));
+                tokio::spawn(echo_worker(
+                    endpoint.clone(),
+                    service(w % args.services),
+                    hb,
+                ));
             }
             wait_for_workers(&endpoint, args.services).await;
         }
