@@ -1,0 +1,1 @@
+//! Titanic (RFC 9) for domo (work in progress).
