@@ -5,11 +5,26 @@
 //! * [`core`]: the broker as a synchronous state machine (routing, worker sessions,
 //!   heartbeats, queues, MMI) driven by messages and a clock, with no I/O; tested without
 //!   sockets.
-//!
-//! The tokio shell that drives the core from a ZMTP ROUTER socket comes next.
+//! * [`shell`]: the tokio loop that drives the core from a ZMTP ROUTER socket, with drain
+//!   and reload controls and the health state.
+//! * [`health`]: liveness, readiness and status shared by the loop with the outside.
+//! * [`config`]: the daemon's configuration (TOML file, env, flags) and its checks.
+//! * [`metrics`]: the `domo_*` Prometheus metrics; [`http`]: `/metrics`, `/healthz`,
+//!   `/readyz`.
+//! * [`duration`]: `"2500ms"`-style durations.
 
+pub mod config;
 pub mod core;
 pub mod duration;
+pub mod health;
+pub mod http;
+pub mod metrics;
 pub mod shell;
 
 pub use crate::core::{Broker, BrokerConfig, ConfigError, Outbound, PeerKind, QueueLimits, Stats};
+
+/// The git commit the binary was built from, if the build set `DOMO_GIT_SHA`.
+pub const GIT_SHA: &str = match option_env!("DOMO_GIT_SHA") {
+    Some(sha) => sha,
+    None => "unknown",
+};

@@ -1,61 +1,133 @@
 //! `domo-broker`: the Majordomo broker daemon.
 //!
-//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 for a runtime failure (for
-//! example an endpoint that cannot be bound), 2 for a usage or configuration error.
+//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM, after the drain) or a successful
+//! `--check-config` / `--print-config`; 1 for a runtime failure (for example an endpoint or
+//! the metrics address that cannot be bound); 2 for a usage or configuration error.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
+use domo_broker::config::{describe_heartbeat, LogFormat, Overrides, Settings, DEFAULT_CONFIG};
 use domo_broker::duration::parse_duration;
-use domo_broker::shell::{self, ShellConfig};
-use domo_broker::BrokerConfig;
-use domo_mdp::Heartbeat;
-use tracing::error;
+use domo_broker::http;
+use domo_broker::metrics::Metrics;
+use domo_broker::shell::{self, Control, Health, ShellConfig, CONTROL_CAPACITY};
+use sd_notify::NotifyState;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
+
+/// Exit code for a configuration or usage error.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for a runtime failure.
+const EXIT_RUNTIME: u8 = 1;
 
 /// The domo Majordomo (MDP/0.1) broker.
+///
+/// Settings come from built-in defaults, then the --config file, then the environment
+/// variables named below, then flags (later wins). Without --config the built-in defaults
+/// are used; `--print-default-config` shows them, documented. Exit codes: 0 clean shutdown,
+/// 1 runtime failure (e.g. cannot bind), 2 configuration or usage error.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version = VERSION.as_str(), about, long_about)]
 struct Cli {
-    /// Endpoint to bind: tcp://host:port, tcp://*:port or ipc://path. Repeat for several.
+    /// Configuration file (TOML). Unknown keys and bad values are errors.
+    #[arg(long, short = 'c', value_name = "PATH", env = "DOMO_CONFIG")]
+    config: Option<PathBuf>,
+    /// Check the configuration (file, env, flags) and exit 0 if valid, 2 if not. Binds
+    /// nothing.
+    #[arg(long)]
+    check_config: bool,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Print the documented default configuration file and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    /// Endpoint to bind: tcp://host:port, tcp://*:port or ipc://path. Repeat for several
+    /// [default: tcp://127.0.0.1:5555; config broker.bind]
     #[arg(
         long = "bind",
         value_name = "EP",
-        default_value = "tcp://127.0.0.1:5555"
+        env = "DOMO_BROKER__BIND",
+        value_delimiter = ','
     )]
-    binds: Vec<String>,
-    /// Heartbeat interval towards workers (e.g. 2500ms, 1s). Workers must use the same value.
-    #[arg(long, value_name = "DURATION", default_value = "2500ms", value_parser = parse_duration)]
-    heartbeat: Duration,
-    /// Silent heartbeat intervals after which a worker is considered dead.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    liveness: u32,
+    binds: Option<Vec<String>>,
+    /// Heartbeat interval towards workers, e.g. 2500ms, 1s. Workers must use the same value
+    /// [default: 2500ms; config broker.heartbeat]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    heartbeat: Option<Duration>,
+    /// Silent heartbeat intervals after which a worker is considered dead
+    /// [default: 3; config broker.liveness]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    liveness: Option<u32>,
+    /// Address of the /metrics, /healthz, /readyz listener; port 0 picks a free port (the
+    /// address is logged); "off" disables it [default: 127.0.0.1:9464; config metrics.listen]
+    #[arg(long, value_name = "ADDR|off", env = "DOMO_METRICS__LISTEN")]
+    metrics_listen: Option<String>,
+    /// Log filter when RUST_LOG is unset, e.g. info or "info,domo_zmtp=debug"
+    /// [default: info; config log.level]
+    #[arg(long, value_name = "FILTER", env = "DOMO_LOG__LEVEL")]
+    log_level: Option<String>,
+    /// Log line format on stderr [default: text; config log.format]
+    #[arg(long, value_name = "FORMAT", env = "DOMO_LOG__FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+/// `--version`: the crate version and the git commit.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (git {})",
+        env!("CARGO_PKG_VERSION"),
+        domo_broker::GIT_SHA
+    )
+});
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            binds: self.binds.clone(),
+            heartbeat: self.heartbeat,
+            liveness: self.liveness,
+            metrics_listen: self.metrics_listen.clone(),
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let config = ShellConfig {
-        binds: cli.binds,
-        core: BrokerConfig {
-            heartbeat: Heartbeat {
-                interval: cli.heartbeat,
-                liveness: cli.liveness,
-            },
-            ..BrokerConfig::default()
-        },
-        ..ShellConfig::default()
-    };
-    if let Err(e) = config.core.validate() {
-        eprintln!("domo-broker: invalid configuration: {e}");
-        return ExitCode::from(2);
+    if cli.print_default_config {
+        print!("{DEFAULT_CONFIG}");
+        return ExitCode::SUCCESS;
     }
+    let settings = match Settings::load(cli.config.as_deref(), &cli.overrides()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("domo-broker: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if cli.print_config {
+        print!("{}", settings.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    if cli.check_config {
+        let source = cli
+            .config
+            .as_ref()
+            .map_or_else(|| "built-in defaults".into(), |p| p.display().to_string());
+        println!("domo-broker: configuration OK ({source})");
+        return ExitCode::SUCCESS;
+    }
+    let filter = init_logging(&settings);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -63,37 +135,207 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("domo-broker: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    runtime.block_on(async {
-        let bound = match shell::bind(config).await {
-            Ok(b) => b,
-            Err(e) => {
-                error!(error = %e, "Cannot start");
-                eprintln!("domo-broker: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        match bound.run(shutdown_signal()).await {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                error!(error = %e, "Broker failed");
-                ExitCode::from(1)
-            }
-        }
-    })
+    runtime.block_on(run(cli, settings, filter))
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
+type FilterHandle = reload::Handle<EnvFilter, Registry>;
+
+/// Sets up stderr logging; returns the handle that swaps the filter on reload.
+fn init_logging(settings: &Settings) -> FilterHandle {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+    let (filter, handle) = reload::Layer::new(filter);
+    let ansi = std::io::stderr().is_terminal();
+    let (text, json) = match settings.log_format {
+        LogFormat::Text => (
+            Some(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi)),
+            None,
+        ),
+        LogFormat::Json => (None, Some(fmt::layer().json().with_writer(std::io::stderr))),
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .init();
+    handle
+}
+
+async fn run(cli: Cli, settings: Settings, filter: FilterHandle) -> ExitCode {
+    match &settings.file {
+        Some(path) => info!(config = %path.display(), "Configuration loaded"),
+        None => info!("No configuration file; using built-in defaults"),
     }
+    info!(
+        heartbeat = %describe_heartbeat(&settings.core.heartbeat),
+        drain_timeout = ?settings.drain_timeout,
+        "Starting domo-broker {}",
+        VERSION.as_str()
+    );
+    let config = ShellConfig {
+        binds: settings.binds.clone(),
+        core: settings.core.clone(),
+        ..ShellConfig::default()
+    };
+    let bound = match shell::bind(config).await {
+        Ok(b) => b,
+        Err(e) => {
+            error!(error = %e, "Cannot start");
+            eprintln!("domo-broker: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let (control, control_rx) = mpsc::channel(CONTROL_CAPACITY);
+    let metrics = Arc::new(Mutex::new(Metrics::new(settings.metrics_max_services)));
+    let bound = bound.with_metrics(metrics.clone());
+    let health = bound.health();
+    if let Some(addr) = settings.metrics_listen {
+        let listener = match http::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!(error = %e, addr = %addr, "Cannot bind the metrics listener");
+                eprintln!("domo-broker: metrics listener {addr}: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        };
+        let local = listener.local_addr().unwrap_or(addr);
+        info!(addr = %local, "Metrics listening on http://{local}/metrics");
+        let endpoints = http::Endpoints {
+            health: health.clone(),
+            metrics,
+            control: control.clone(),
+        };
+        tokio::spawn(http::serve(listener, endpoints));
+    }
+    let signals = tokio::spawn(handle_signals(cli, settings, control, filter));
+    let notifier = tokio::spawn(notify_systemd(health));
+    let result = bound.run_with(control_rx).await;
+    signals.abort();
+    notifier.abort();
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "Broker failed");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// Tells systemd (when `NOTIFY_SOCKET` is set; a no-op otherwise) that the broker is ready,
+/// then keeps `STATUS=` current and pings the watchdog, if one is enabled, only while the
+/// loop keeps waking up.
+async fn notify_systemd(health: Arc<Health>) {
+    notify(&[NotifyState::Ready, NotifyState::Status(&health.status())]);
+    let watchdog = sd_notify::watchdog_enabled();
+    if let Some(period) = watchdog {
+        info!(period = ?period, "systemd watchdog enabled");
+    }
+    let every = watchdog.map_or(Duration::from_secs(5), |p| {
+        (p / 2).min(Duration::from_secs(5))
+    });
+    let mut last_stamp = health.tick_stamp();
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let stamp = health.tick_stamp();
+        let status = health.status();
+        if watchdog.is_some() && stamp != last_stamp {
+            notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
+        } else {
+            if watchdog.is_some() {
+                warn!("Main loop has not ticked; withholding the watchdog ping");
+            }
+            notify(&[NotifyState::Status(&status)]);
+        }
+        last_stamp = stamp;
+    }
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(states) {
+        warn!(%error, "sd_notify failed");
+    }
+}
+
+/// SIGTERM/SIGINT: drain (a second one stops at once). SIGHUP: reload the configuration.
+async fn handle_signals(
+    cli: Cli,
+    mut settings: Settings,
+    control: mpsc::Sender<Control>,
+    filter: FilterHandle,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("Cannot install signal handlers");
+        return;
+    };
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = hup.recv() => {
+                reload(&cli, &mut settings, &control, &filter).await;
+                continue;
+            }
+        }
+        if stopping {
+            info!("Second signal: stopping without waiting for in-flight requests");
+            let _ = control.send(Control::Stop).await;
+            continue;
+        }
+        stopping = true;
+        info!(timeout = ?settings.drain_timeout, "Shutting down: draining");
+        notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
+        let timeout = settings.drain_timeout;
+        let _ = control.send(Control::Drain { timeout }).await;
+    }
+}
+
+/// Re-reads the file, applies what can change live and logs what needs a restart.
+async fn reload(
+    cli: &Cli,
+    settings: &mut Settings,
+    control: &mpsc::Sender<Control>,
+    filter: &FilterHandle,
+) {
+    notify(&[NotifyState::Reloading]);
+    info!("SIGHUP: reloading the configuration");
+    let new = match Settings::load(cli.config.as_deref(), &cli.overrides()) {
+        Ok(new) => new,
+        Err(error) => {
+            error!(%error, "Reload failed; keeping the running configuration");
+            notify(&[NotifyState::Ready]);
+            return;
+        }
+    };
+    if std::env::var_os("RUST_LOG").is_some() {
+        if new.log_level != settings.log_level {
+            warn!("RUST_LOG is set; log.level change ignored");
+        }
+    } else if let Err(error) = filter.reload(EnvFilter::new(&new.log_level)) {
+        warn!(%error, "Cannot change the log filter");
+    } else {
+        info!(filter = %new.log_level, "Log filter applied");
+    }
+    let _ = control.send(Control::Reconfigure(new.core.clone())).await;
+    for key in settings.restart_needed(&new) {
+        warn!(key, "Changed setting needs a restart to apply");
+    }
+    let mut applied = new;
+    // What needs a restart keeps running with the old value until then.
+    applied.binds.clone_from(&settings.binds);
+    applied.metrics_listen = settings.metrics_listen;
+    applied.metrics_max_services = settings.metrics_max_services;
+    applied.log_format = settings.log_format;
+    *settings = applied;
+    notify(&[NotifyState::Ready]);
 }

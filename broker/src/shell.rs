@@ -11,15 +11,50 @@
 //! the client resumed. So no reply to a connected client is dropped for lack of room, a client
 //! that does not read slows only itself, and the overflow is bounded by the requests the client
 //! already had accepted. A reply to a client that has gone is dropped and counted.
+//!
+//! The outside talks to the loop through one bounded channel of [`Control`] messages (drain,
+//! stop, reload, scrape), so the core keeps a single owner. A drain asks the core to refuse
+//! new requests ([`Broker::begin_drain`]), waits until [`Broker::is_drained`] or the drain
+//! timeout, then has the core DISCONNECT every worker and closes the socket after writing
+//! what is queued. The loop wakes at least every [`TICK`] and stamps [`Health`], so a wedged
+//! loop shows in `/healthz` and stops the systemd watchdog pings.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use domo_zmtp::{Endpoint, Options, PeerId, Router, RouterEvent, TrySendError};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::core::{Broker, BrokerConfig, ConfigError, Outbound, PeerKind};
+pub use crate::health::Health;
+use crate::metrics::{Metrics, Snapshot};
+
+/// How often the loop wakes when nothing happens, so `/healthz` and the watchdog see it tick.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Capacity of the control channel into the loop.
+pub const CONTROL_CAPACITY: usize = 16;
+
+/// What the outside (signals, reload, the metrics listener) asks of a running broker.
+#[derive(Debug)]
+pub enum Control {
+    /// Begin draining: refuse new requests, wait up to `timeout` for those held by workers,
+    /// then DISCONNECT every worker and stop.
+    Drain {
+        /// Longest wait for in-flight requests.
+        timeout: Duration,
+    },
+    /// Stop now: DISCONNECT every worker (ends a drain early; a second signal).
+    Stop,
+    /// Apply new core settings (a reload).
+    Reconfigure(BrokerConfig),
+    /// Copy current figures into the metrics, then answer.
+    Scrape(oneshot::Sender<()>),
+}
 
 /// Most socket events handled per wake-up before outbound messages are flushed.
 const BATCH: usize = 256;
@@ -88,6 +123,8 @@ pub struct BoundBroker {
     router: Router,
     core: Broker,
     endpoints: Vec<Endpoint>,
+    health: Arc<Health>,
+    metrics: Option<Arc<std::sync::Mutex<Metrics>>>,
 }
 
 /// Binds every endpoint and builds the core. Nothing is served until [`BoundBroker::run`].
@@ -104,10 +141,14 @@ pub async fn bind(config: ShellConfig) -> Result<BoundBroker, ShellError> {
     for ep in &config.binds {
         endpoints.push(router.bind(ep).await?);
     }
+    let health = Arc::new(Health::default());
+    health.tick(&core);
     Ok(BoundBroker {
         router,
         core,
         endpoints,
+        health,
+        metrics: None,
     })
 }
 
@@ -117,26 +158,66 @@ impl BoundBroker {
         &self.endpoints
     }
 
-    /// Serves until `shutdown` completes, then closes the socket.
+    /// Health and status shared with the metrics listener and the service manager.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// Keeps metrics: from now on the loop feeds `metrics` (shared with the listener).
+    pub fn with_metrics(mut self, metrics: Arc<std::sync::Mutex<Metrics>>) -> Self {
+        self.core.record_events(true);
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Serves until `shutdown` completes, then closes the socket (no drain).
     ///
     /// # Errors
     /// Only if the socket fails underneath; a clean shutdown is `Ok`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<ShellStats, ShellError> {
+        let (_tx, control) = mpsc::channel(1);
+        self.serve(control, shutdown).await
+    }
+
+    /// Serves until told to stop on `control` (a [`Control::Drain`] that finished or a
+    /// [`Control::Stop`]), then closes the socket after writing what is queued (the workers'
+    /// DISCONNECTs among it). A closed channel is never a reason to stop.
+    ///
+    /// # Errors
+    /// Only if the socket fails underneath; a clean shutdown is `Ok`.
+    pub async fn run_with(
+        self,
+        control: mpsc::Receiver<Control>,
+    ) -> Result<ShellStats, ShellError> {
+        self.serve(control, std::future::pending()).await
+    }
+
+    async fn serve(
+        self,
+        control: mpsc::Receiver<Control>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<ShellStats, ShellError> {
         let Self {
             router,
             core,
             endpoints,
+            health,
+            metrics,
         } = self;
         for ep in &endpoints {
             info!(endpoint = %ep, "Broker listening");
         }
+        health.set_ready();
         let mut shell = Shell {
             router,
             core,
             overflow: HashMap::new(),
             stats: ShellStats::default(),
+            health,
+            metrics,
+            drain_until: None,
         };
-        let result = shell.serve(shutdown).await;
+        let result = shell.serve(control, shutdown).await;
         shell.router.shutdown().await;
         info!("Broker stopped");
         result.map(|()| shell.stats)
@@ -154,17 +235,48 @@ struct Shell {
     /// Replies that did not fit in a paused client's send queue, oldest first.
     overflow: HashMap<PeerId, VecDeque<Vec<Bytes>>>,
     stats: ShellStats,
+    health: Arc<Health>,
+    metrics: Option<Arc<std::sync::Mutex<Metrics>>>,
+    /// While draining: when to stop waiting for in-flight requests.
+    drain_until: Option<tokio::time::Instant>,
 }
 
 impl Shell {
-    async fn serve(&mut self, shutdown: impl Future<Output = ()>) -> Result<(), ShellError> {
+    async fn serve(
+        &mut self,
+        mut control: mpsc::Receiver<Control>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ShellError> {
         tokio::pin!(shutdown);
+        let mut control_open = true;
         loop {
             self.flush_core();
+            self.health.tick(&self.core);
+            if self.drain_until.is_some() && self.core.is_drained() {
+                info!("Drain complete: no request in flight");
+                self.finish_drain();
+                return Ok(());
+            }
             let deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
+            let tick = tokio::time::Instant::now() + TICK;
+            let wake = match (deadline, self.drain_until) {
+                (Some(d), Some(u)) => d.min(u).min(tick),
+                (Some(d), None) => d.min(tick),
+                (None, Some(u)) => u.min(tick),
+                (None, None) => tick,
+            };
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
+                message = control.recv(), if control_open => match message {
+                    Some(Control::Stop) => {
+                        info!("Stopping without waiting");
+                        self.finish_drain();
+                        return Ok(());
+                    }
+                    Some(message) => self.on_control(message),
+                    None => control_open = false,
+                },
                 event = self.router.recv_event() => {
                     self.on_event(event?);
                     for _ in 1..BATCH {
@@ -174,8 +286,77 @@ impl Shell {
                         }
                     }
                 }
-                () = sleep_until(deadline) => self.core.handle_timeout(now()),
+                () = tokio::time::sleep_until(wake) => {
+                    self.core.handle_timeout(now());
+                    if self.drain_until.is_some_and(|u| tokio::time::Instant::now() >= u) {
+                        warn!(
+                            busy = self.core.stats().workers_busy,
+                            "Drain timeout: disconnecting workers with requests still held"
+                        );
+                        self.finish_drain();
+                        return Ok(());
+                    }
+                }
             }
+        }
+    }
+
+    fn on_control(&mut self, message: Control) {
+        match message {
+            Control::Drain { timeout } => {
+                if self.drain_until.is_none() {
+                    self.drain_until = Some(tokio::time::Instant::now() + timeout);
+                    self.health.set_draining();
+                    self.core.begin_drain(now());
+                }
+            }
+            Control::Reconfigure(config) => match self.core.reconfigure(config) {
+                Ok(()) => info!("Broker settings reloaded"),
+                Err(error) => warn!(%error, "Reloaded settings refused; keeping the old ones"),
+            },
+            Control::Scrape(done) => {
+                // Fire overdue timers first, so the figures are as of now.
+                self.core.handle_timeout(now());
+                self.flush_core();
+                self.refresh_metrics();
+                let _ = done.send(());
+            }
+            // Handled by the loop.
+            Control::Stop => {}
+        }
+    }
+
+    /// DISCONNECTs every worker and sends what is queued.
+    fn finish_drain(&mut self) {
+        self.health.set_draining();
+        self.core.disconnect_workers(now());
+        self.flush_core();
+    }
+
+    fn refresh_metrics(&mut self) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let snapshot = Snapshot {
+            core: self.core.stats().clone(),
+            shell: self.stats,
+            router: self.router.stats(),
+            services: self.core.service_gauges(),
+            draining: self.core.is_draining(),
+        };
+        metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .refresh(&snapshot);
+    }
+
+    fn drain_events(&mut self) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let mut metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(event) = self.core.poll_event() {
+            metrics.on_event(event);
         }
     }
 
@@ -207,6 +388,7 @@ impl Shell {
 
     /// Sends everything the core has produced.
     fn flush_core(&mut self) {
+        self.drain_events();
         while let Some(Outbound { peer, kind, frames }) = self.core.poll_outbound() {
             let peer = PeerId::from(peer.into_bytes());
             if let Some(queue) = self.overflow.get_mut(&peer) {
@@ -260,11 +442,4 @@ impl Shell {
 
 fn to_mdp(peer: &PeerId) -> Option<domo_mdp::PeerId> {
     domo_mdp::PeerId::new(peer.as_bytes().clone()).ok()
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

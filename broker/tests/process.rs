@@ -29,7 +29,7 @@ fn free_endpoint() -> String {
 fn start(args: &[&str]) -> (Proc, String) {
     let ep = free_endpoint();
     let child = Command::new(BIN)
-        .args(["--bind", &ep])
+        .args(["--bind", &ep, "--metrics-listen", "127.0.0.1:0"])
         .args(args)
         .stderr(Stdio::null())
         .stdout(Stdio::null())
@@ -52,7 +52,24 @@ fn help_documents_the_flags() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--bind", "--heartbeat", "--liveness", "--version"] {
+    for flag in [
+        "--bind",
+        "--heartbeat",
+        "--liveness",
+        "--version",
+        "--config",
+        "--check-config",
+        "--print-config",
+        "--print-default-config",
+        "--metrics-listen",
+        "--log-level",
+        "--log-format",
+        "DOMO_CONFIG",
+        "DOMO_BROKER__BIND",
+        "DOMO_METRICS__LISTEN",
+        "DOMO_LOG__LEVEL",
+        "DOMO_LOG__FORMAT",
+    ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
 }
@@ -64,6 +81,10 @@ fn bad_flag_values_exit_2_with_one_line() {
         &["--heartbeat", "0ms"],
         &["--liveness", "0"],
         &["--bogus"],
+        &["--metrics-listen", "nowhere"],
+        &["--log-format", "xml"],
+        &["--log-level", "info,=["],
+        &["--config", "/nonexistent/broker.toml"],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -75,7 +96,17 @@ fn bad_flag_values_exit_2_with_one_line() {
 fn bind_failure_exits_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let ep = format!("tcp://127.0.0.1:{}", taken.local_addr().unwrap().port());
-    let out = Command::new(BIN).args(["--bind", &ep]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["--bind", &ep, "--metrics-listen", "off"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // The metrics address taken: also a runtime failure.
+    let out = Command::new(BIN)
+        .args(["--bind", "tcp://127.0.0.1:0", "--metrics-listen"])
+        .arg(taken.local_addr().unwrap().to_string())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
 

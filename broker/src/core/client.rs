@@ -8,6 +8,7 @@ use domo_mdp::{client, mmi, ClientRequest, MmiRequest, PeerId, ServiceName};
 use tracing::debug;
 
 use super::config::QueueLimits;
+use super::events::{DropReason, Event};
 use super::stats::{DisconnectReason, Stats};
 use super::worker::Request;
 use super::{Broker, PeerKind, Service};
@@ -26,7 +27,12 @@ impl Broker {
             return;
         }
         self.stats.requests.received += 1;
-        self.route(now, service, Request::new(peer, body));
+        if self.draining {
+            debug!(%service, client = %peer, "Draining; request dropped");
+            self.dropped(&service, DropReason::Shutdown);
+            return;
+        }
+        self.route(now, service, Request::new(peer, body, now));
     }
 
     /// Sends a request to its service's longest-idle worker, or queues it if it fits.
@@ -52,7 +58,7 @@ impl Broker {
         }
         if !total_fits || !service.queue.fits(request.size, self.config.service_queue) {
             let name = service.name.clone();
-            self.stats.requests.dropped.queue_full += 1;
+            self.dropped(&name, DropReason::QueueFull);
             debug!(service = %name, client = %request.client, "Queue full, request dropped");
             if created {
                 self.remove_service_if_unused(&name);
@@ -99,13 +105,24 @@ impl Broker {
     }
 
     /// Sends a worker's reply to the client, unless the broker is silent towards it.
-    pub(super) fn send_reply(&mut self, client: PeerId, service: &ServiceName, body: Vec<Bytes>) {
+    pub(super) fn send_reply(
+        &mut self,
+        now: Instant,
+        client: PeerId,
+        received_at: Instant,
+        service: &ServiceName,
+        body: Vec<Bytes>,
+    ) {
         if self.is_silenced(&client) {
-            self.stats.requests.dropped.client_silenced += 1;
+            self.dropped(service, DropReason::ClientSilenced);
             debug!(%client, %service, "Reply to a silenced peer dropped");
             return;
         }
         self.stats.requests.replied += 1;
+        self.event(|| Event::Replied {
+            service: service.clone(),
+            duration: now.saturating_duration_since(received_at),
+        });
         let frames = client::encode_reply(service, body);
         self.emit(client, PeerKind::Client, frames);
     }

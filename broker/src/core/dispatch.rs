@@ -7,6 +7,7 @@ use std::time::Instant;
 use domo_mdp::{worker, PeerId, ServiceName};
 use tracing::{debug, error, info, warn};
 
+use super::events::{DropReason, Event};
 use super::stats::Departure;
 use super::worker::{Request, WorkerState};
 use super::{Broker, PeerKind};
@@ -21,6 +22,14 @@ impl Broker {
             self.stats.requests.dropped.worker_lost += 1;
             return;
         };
+        if request.redispatches == 0 && self.recording {
+            let queue_wait = now.saturating_duration_since(request.received_at);
+            let service = worker.service.clone();
+            self.events.push_back(Event::Dispatched {
+                service,
+                queue_wait,
+            });
+        }
         let frames = if self.config.redispatch {
             // Keep the body to send again if this worker is lost; frames are refcounted.
             worker::encode_request(&request.client, request.body.iter().cloned())
@@ -119,13 +128,17 @@ impl Broker {
     /// Puts a request whose worker was lost back at the head of its queue, unless
     /// re-dispatch is off or the request has used up its re-dispatches.
     fn requeue(&mut self, now: Instant, name: &ServiceName, mut request: Request) {
+        if self.closing {
+            self.dropped(name, DropReason::Shutdown);
+            return;
+        }
         if !self.config.redispatch {
-            self.stats.requests.dropped.worker_lost += 1;
+            self.dropped(name, DropReason::WorkerLost);
             debug!(service = %name, client = %request.client, "Worker lost, request dropped");
             return;
         }
         if request.redispatches >= self.config.max_redispatch {
-            self.stats.requests.dropped.redispatch_limit += 1;
+            self.dropped(name, DropReason::RedispatchLimit);
             warn!(
                 service = %name,
                 client = %request.client,
@@ -144,6 +157,10 @@ impl Broker {
         service.queue.push_retried(request, deadline);
         service.arm_timer(&mut self.timers, deadline);
         self.dispatch(now, name);
+        if self.draining {
+            // No new work while draining: a request that found no idle worker at once goes.
+            self.drop_queued(name);
+        }
     }
 
     /// The queue timer of a service fired: drops its expired requests and schedules the
@@ -153,13 +170,22 @@ impl Broker {
             return;
         };
         service.timer = None;
+        let reason = if service.workers == 0 {
+            DropReason::UnknownService
+        } else {
+            DropReason::Expired
+        };
+        let mut expired = Vec::new();
         while let Some(request) = service.queue.pop_expired(now) {
-            self.stats.dequeued(request.size);
-            self.stats.requests.dropped.expired += 1;
-            debug!(service = %name, client = %request.client, "Queued request expired");
+            expired.push(request);
         }
         if let Some(deadline) = service.queue.next_deadline() {
             service.arm_timer(&mut self.timers, deadline);
+        }
+        for request in expired {
+            self.stats.dequeued(request.size);
+            self.dropped(name, reason);
+            debug!(service = %name, client = %request.client, "Queued request expired");
         }
         self.remove_service_if_unused(name);
     }

@@ -68,10 +68,20 @@
 //!   ignores what it sends, until its connection closes or `interval * liveness` passes
 //!   (a peer that keeps talking after that gets one more DISCONNECT).
 //! * A worker sending DISCONNECT is removed at once; the broker answers nothing.
+//!
+//! # Draining
+//!
+//! [`Broker::begin_drain`] drops every queued request and, from then on, every new client
+//! request (counted as `shutdown`; MDP clients retry); replies of busy workers are still
+//! routed, and `mmi.*` is still answered. [`Broker::is_drained`] says when no request is left;
+//! [`Broker::disconnect_workers`] then sends DISCONNECT to every worker. The shell owns the
+//! drain timeout. Per-service facts for metrics come out of [`Broker::poll_event`].
 
 mod client;
 mod config;
 mod dispatch;
+mod drain;
+mod events;
 mod queue;
 mod service;
 mod session;
@@ -90,6 +100,7 @@ use domo_mdp::consts::MDPW01;
 use domo_mdp::{Incoming, PeerId, ServiceName};
 
 pub use self::config::{BrokerConfig, ConfigError, QueueLimits, MAX_DURATION};
+pub use self::events::{DropReason, Event};
 use self::service::Service;
 pub use self::stats::{
     DisconnectsSent, ProtocolErrors, RequestDrops, RequestStats, Stats, WorkerDepartures,
@@ -138,6 +149,13 @@ pub struct Broker {
     next_idle_seq: u64,
     /// Latest `now` seen, so time never runs backwards inside the core.
     now: Instant,
+    /// Events for [`Broker::poll_event`], recorded only while `recording`.
+    events: VecDeque<Event>,
+    recording: bool,
+    /// Set by [`Broker::begin_drain`]: new client requests are dropped.
+    draining: bool,
+    /// Set by [`Broker::disconnect_workers`]: requests of lost workers are dropped.
+    closing: bool,
 }
 
 impl Broker {
@@ -158,6 +176,10 @@ impl Broker {
             stats: Stats::default(),
             next_idle_seq: 0,
             now,
+            events: VecDeque::new(),
+            recording: false,
+            draining: false,
+            closing: false,
         })
     }
 
@@ -214,6 +236,32 @@ impl Broker {
     /// The settings this broker runs with.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// Replaces the settings (a configuration reload). Queue limits, the request timeout and
+    /// re-dispatch apply to the next request; heartbeat settings apply to workers that
+    /// register afterwards (a registered worker keeps the interval it was registered with,
+    /// since it was told nothing new).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if `config` does not pass [`BrokerConfig::validate`]; nothing changes.
+    pub fn reconfigure(&mut self, config: BrokerConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Per-service gauges: `(service, queued requests, idle workers, busy workers)` for every
+    /// service the broker knows now. Costs one pass over the services; meant for a scrape.
+    pub fn service_gauges(&self) -> Vec<(ServiceName, usize, usize, usize)> {
+        self.services
+            .values()
+            .map(|s| {
+                let idle = s.idle.len();
+                (s.name.clone(), s.queue.len(), idle, s.workers - idle)
+            })
+            .collect()
     }
 
     /// Starts handling an input: clamps `now` to the latest time seen and fires due timers.

@@ -115,6 +115,7 @@ mod tests {
         Request::new(
             PeerId::new(client).unwrap(),
             vec![Bytes::from(vec![0; size])],
+            Instant::now(),
         )
     }
 

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use domo_mdp::{worker, DecodeError, Liveness, PeerId, ServiceName, WorkerCommand};
 use tracing::{debug, info};
 
+use super::events::Event;
 use super::stats::{Departure, DisconnectReason};
 use super::timer::Timer;
 use super::worker::{Worker, WorkerState};
@@ -62,6 +63,9 @@ impl Broker {
             timer,
         };
         self.workers.insert(peer, worker);
+        self.event(|| Event::WorkerRegistered {
+            service: name.clone(),
+        });
         self.dispatch(now, &name);
     }
 
@@ -77,7 +81,8 @@ impl Broker {
             return;
         }
         let service = worker.service.clone();
-        self.send_reply(client, &service, body);
+        let received_at = worker.received_at().unwrap_or(now);
+        self.send_reply(now, client, received_at, &service, body);
         self.finish_request(now, &peer);
     }
 
@@ -123,7 +128,7 @@ impl Broker {
     }
 
     /// Sends DISCONNECT, then nothing more: the peer is silenced.
-    fn send_disconnect(&mut self, now: Instant, peer: PeerId, reason: DisconnectReason) {
+    pub(super) fn send_disconnect(&mut self, now: Instant, peer: PeerId, reason: DisconnectReason) {
         debug!(%peer, ?reason, "Sending DISCONNECT");
         self.stats.disconnects_sent.count(reason);
         self.emit(peer.clone(), PeerKind::Worker, worker::encode_disconnect());

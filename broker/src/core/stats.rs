@@ -67,6 +67,9 @@ pub struct RequestDrops {
     /// The worker replied, but the broker is silent towards the client (it is a peer that
     /// sent or was sent DISCONNECT), so the reply was not sent.
     pub client_silenced: u64,
+    /// The broker was draining: queued when the drain began, received during it, or still
+    /// held by a worker when every worker was disconnected.
+    pub shutdown: u64,
 }
 
 impl RequestDrops {
@@ -77,6 +80,7 @@ impl RequestDrops {
             + self.redispatch_limit
             + self.worker_lost
             + self.client_silenced
+            + self.shutdown
     }
 }
 
@@ -107,6 +111,8 @@ pub struct DisconnectsSent {
     pub invalid_message: u64,
     /// A registered worker sent a client request on its worker session.
     pub client_request: u64,
+    /// The broker finished draining and disconnected every worker.
+    pub shutdown: u64,
 }
 
 /// Registered workers removed, by reason.
@@ -120,6 +126,8 @@ pub struct WorkerDepartures {
     pub expired: u64,
     /// The broker sent DISCONNECT for a protocol violation; [`DisconnectsSent`] says which.
     pub protocol_error: u64,
+    /// The broker disconnected it at the end of a drain.
+    pub shutdown: u64,
 }
 
 /// Why the broker sent DISCONNECT; selects a [`DisconnectsSent`] counter.
@@ -131,6 +139,7 @@ pub(super) enum DisconnectReason {
     UnexpectedReply,
     InvalidMessage,
     ClientRequest,
+    Shutdown,
 }
 
 /// Why a registered worker was removed; selects a [`WorkerDepartures`] counter.
@@ -140,6 +149,7 @@ pub(super) enum Departure {
     ConnectionClosed,
     Expired,
     ProtocolError,
+    Shutdown,
 }
 
 impl DisconnectsSent {
@@ -151,6 +161,7 @@ impl DisconnectsSent {
             DisconnectReason::UnexpectedReply => &mut self.unexpected_reply,
             DisconnectReason::InvalidMessage => &mut self.invalid_message,
             DisconnectReason::ClientRequest => &mut self.client_request,
+            DisconnectReason::Shutdown => &mut self.shutdown,
         };
         *counter += 1;
     }
@@ -163,6 +174,7 @@ impl WorkerDepartures {
             Departure::ConnectionClosed => &mut self.connection_closed,
             Departure::Expired => &mut self.expired,
             Departure::ProtocolError => &mut self.protocol_error,
+            Departure::Shutdown => &mut self.shutdown,
         };
         *counter += 1;
     }

@@ -4,6 +4,7 @@
 //! input and fails if the broker sends anything to a peer it disconnected.
 
 mod bad_input;
+mod drain;
 mod liveness;
 mod mmi;
 mod props;

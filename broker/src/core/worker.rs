@@ -19,17 +19,20 @@ pub(super) struct Request {
     pub(super) size: usize,
     /// How many times the request was put back after losing its worker.
     pub(super) redispatches: u32,
+    /// When the broker received it, for the request duration and queue wait metrics.
+    pub(super) received_at: Instant,
 }
 
 impl Request {
     /// A request fresh from a client.
-    pub(super) fn new(client: PeerId, body: Vec<Bytes>) -> Self {
+    pub(super) fn new(client: PeerId, body: Vec<Bytes>, received_at: Instant) -> Self {
         let size = body.iter().map(Bytes::len).sum();
         Self {
             client,
             body,
             size,
             redispatches: 0,
+            received_at,
         }
     }
 }
@@ -74,6 +77,14 @@ impl Worker {
         matches!(self.state, WorkerState::Busy(_))
     }
 
+    /// When the request the worker holds was received, if it holds one.
+    pub(super) fn received_at(&self) -> Option<Instant> {
+        match &self.state {
+            WorkerState::Busy(request) => Some(request.received_at),
+            WorkerState::Idle { .. } => None,
+        }
+    }
+
     /// Whether the worker holds a request from `client`.
     pub(super) fn holds_request_for(&self, client: &PeerId) -> bool {
         matches!(&self.state, WorkerState::Busy(request) if request.client == *client)
@@ -94,7 +105,7 @@ mod tests {
             Bytes::new(),
             Bytes::from_static(b"de"),
         ];
-        let request = Request::new(PeerId::new("c").unwrap(), body);
+        let request = Request::new(PeerId::new("c").unwrap(), body, Instant::now());
         assert_eq!(request.size, 5);
         assert_eq!(request.redispatches, 0);
     }

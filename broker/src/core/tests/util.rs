@@ -189,6 +189,11 @@ impl Harness {
         self.advance(target - self.now);
     }
 
+    /// Collects what the broker produced after a call made directly on `broker`.
+    pub(super) fn collect_now(&mut self) {
+        self.collect();
+    }
+
     // === outputs ===
 
     fn collect(&mut self) {

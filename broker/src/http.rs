@@ -1,0 +1,128 @@
+//! The metrics and health listener: `GET /metrics`, `/healthz`, `/readyz` over HTTP/1.1.
+//!
+//! Design: three fixed routes on plain hyper, no framework. `/healthz` and `/readyz` read the
+//! loop's [`Health`] atomics and do no I/O, so they answer even when the loop is busy;
+//! `/metrics` asks the loop to copy its figures in first ([`Control::Scrape`]) and renders
+//! whatever it has if the loop does not answer within [`SCRAPE_WAIT`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use crate::metrics::Metrics;
+use crate::shell::{Control, Health};
+
+/// Longest wait for the loop before `/metrics` answers with what it has.
+pub const SCRAPE_WAIT: Duration = Duration::from_secs(2);
+
+/// `/healthz` fails when the loop has not woken for this long (it wakes at least every
+/// [`crate::shell::TICK`]).
+pub const STALL: Duration = Duration::from_secs(10);
+
+/// What the listener serves from.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// The loop's health state.
+    pub health: Arc<Health>,
+    /// The metrics registry.
+    pub metrics: Arc<Mutex<Metrics>>,
+    /// The loop's control channel, for scrapes.
+    pub control: mpsc::Sender<Control>,
+}
+
+/// Binds the listener; serving starts with [`serve`].
+///
+/// # Errors
+/// The bind error.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Accepts connections until the task is dropped.
+pub async fn serve(listener: TcpListener, endpoints: Endpoints) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                debug!(%error, "Metrics accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let endpoints = endpoints.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let endpoints = endpoints.clone();
+                async move { Ok::<_, Infallible>(route(&endpoints, &req).await) }
+            });
+            if let Err(error) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%error, peer.addr = %peer, "Metrics connection failed");
+            }
+        });
+    }
+}
+
+async fn route(endpoints: &Endpoints, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+    }
+    match req.uri().path() {
+        "/metrics" => metrics(endpoints).await,
+        "/healthz" => {
+            let since = endpoints.health.since_tick();
+            if since < STALL {
+                text(StatusCode::OK, "ok\n")
+            } else {
+                let body = format!("main loop stalled for {}s\n", since.as_secs());
+                text(StatusCode::SERVICE_UNAVAILABLE, &body)
+            }
+        }
+        "/readyz" => match endpoints.health.readiness() {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n")),
+        },
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /healthz, /readyz\n",
+        ),
+    }
+}
+
+async fn metrics(endpoints: &Endpoints) -> Response<Full<Bytes>> {
+    let (done, answered) = oneshot::channel();
+    if endpoints.control.try_send(Control::Scrape(done)).is_ok() {
+        let _ = tokio::time::timeout(SCRAPE_WAIT, answered).await;
+    }
+    let body = endpoints
+        .metrics
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .render();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,427 @@
+//! Prometheus metrics (`domo_*`), fed by the shell from the core's [`Event`]s and [`Stats`]
+//! and the router's counters.
+//!
+//! Design: per-request facts (which service, how long) arrive as core events and go straight
+//! into counters and histograms; totals the core already keeps (departures, protocol errors,
+//! drops) and current gauges (queues, workers, connections) are copied in when the shell
+//! refreshes before a scrape, so the hot path never touches a gauge. The `service` label is
+//! given only to services that have had a worker, first come, up to `max_services`; any
+//! other name a client sends is counted under `_other`, so clients cannot grow the label set.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use domo_mdp::ServiceName;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::core::{Event, Stats};
+use crate::shell::ShellStats;
+
+/// Label value of services without their own label.
+pub const OTHER: &str = "_other";
+
+/// Histogram buckets in seconds: 0.5 ms to 30 s.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The broker's metric registry and handles.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    labelled: HashSet<ServiceName>,
+    max_services: usize,
+    client_requests: IntCounterVec,
+    replies: IntCounterVec,
+    request_duration: HistogramVec,
+    queue_wait: HistogramVec,
+    queued: IntGaugeVec,
+    workers: IntGaugeVec,
+    worker_disconnects: IntCounterVec,
+    protocol_errors: IntCounterVec,
+    dropped: IntCounterVec,
+    connections: IntGaugeVec,
+    transport: IntCounterVec,
+    draining: IntGauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(BUCKETS.to_vec());
+    let h = HistogramVec::new(opts, &["service"]).expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+/// Raises a counter to `total` (totals kept elsewhere only grow).
+fn set_total(vec: &IntCounterVec, labels: &[&str], total: u64) {
+    let c = vec.with_label_values(labels);
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+impl Metrics {
+    /// Registers every metric; `max_services` caps the `service` label.
+    ///
+    /// # Panics
+    /// Never in practice: metric names and labels are constants checked by the tests.
+    #[allow(clippy::expect_used)]
+    pub fn new(max_services: usize) -> Self {
+        let r = Registry::new();
+        let info = gauge(
+            &r,
+            "domo_build_info",
+            "Build metadata (always 1)",
+            &["version", "git_sha"],
+        );
+        info.with_label_values(&[env!("CARGO_PKG_VERSION"), crate::GIT_SHA])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("unique metric");
+        let draining = IntGauge::new("domo_draining", "1 while the broker drains before exit")
+            .expect("valid metric");
+        r.register(Box::new(draining.clone()))
+            .expect("unique metric");
+        Self {
+            client_requests: counter(
+                &r,
+                "domo_client_requests_total",
+                "Client requests by what first happened to them",
+                &["service", "outcome"],
+            ),
+            replies: counter(
+                &r,
+                "domo_replies_total",
+                "Worker replies routed to clients",
+                &["service"],
+            ),
+            request_duration: histogram(
+                &r,
+                "domo_request_duration_seconds",
+                "Broker receipt of a request to its reply being routed",
+            ),
+            queue_wait: histogram(
+                &r,
+                "domo_queue_wait_seconds",
+                "Time a request waited for a free worker",
+            ),
+            queued: gauge(
+                &r,
+                "domo_queued_requests",
+                "Requests waiting for a worker",
+                &["service"],
+            ),
+            workers: gauge(
+                &r,
+                "domo_workers",
+                "Registered workers",
+                &["service", "state"],
+            ),
+            worker_disconnects: counter(
+                &r,
+                "domo_worker_disconnects_total",
+                "Workers removed, by reason",
+                &["reason"],
+            ),
+            protocol_errors: counter(
+                &r,
+                "domo_protocol_errors_total",
+                "Malformed MDP messages dropped, by sender",
+                &["peer"],
+            ),
+            dropped: counter(
+                &r,
+                "domo_dropped_requests_total",
+                "Requests and replies dropped, by reason",
+                &["reason"],
+            ),
+            connections: gauge(&r, "domo_connections", "Connected peers", &["socket"]),
+            transport: counter(
+                &r,
+                "domo_transport_events_total",
+                "Connection-level events of the ZMTP socket",
+                &["event"],
+            ),
+            draining,
+            registry: r,
+            labelled: HashSet::new(),
+            max_services,
+        }
+    }
+
+    fn label(&self, service: &ServiceName) -> String {
+        if self.labelled.contains(service) {
+            service.to_string()
+        } else {
+            OTHER.to_string()
+        }
+    }
+
+    /// Records one core event.
+    pub fn on_event(&mut self, event: Event) {
+        match event {
+            Event::WorkerRegistered { service } => {
+                if self.labelled.len() < self.max_services {
+                    self.labelled.insert(service);
+                }
+            }
+            Event::Dispatched {
+                service,
+                queue_wait,
+            } => {
+                let label = self.label(&service);
+                self.client_requests
+                    .with_label_values(&[&label, "dispatched"])
+                    .inc();
+                self.queue_wait
+                    .with_label_values(&[&label])
+                    .observe(secs(queue_wait));
+            }
+            Event::Replied { service, duration } => {
+                let label = self.label(&service);
+                self.replies.with_label_values(&[&label]).inc();
+                self.request_duration
+                    .with_label_values(&[&label])
+                    .observe(secs(duration));
+            }
+            Event::Dropped { service, reason } => {
+                use crate::core::DropReason::{Expired, QueueFull, Shutdown, UnknownService};
+                if matches!(reason, QueueFull | Expired | UnknownService | Shutdown) {
+                    let label = self.label(&service);
+                    self.client_requests
+                        .with_label_values(&[&label, reason.as_str()])
+                        .inc();
+                }
+            }
+        }
+    }
+
+    /// Copies totals and current gauges in, before a scrape.
+    pub fn refresh(&self, snapshot: &Snapshot) {
+        let s = &snapshot.core;
+        let d = &s.worker_departures;
+        for (reason, total) in [
+            ("expired", d.expired),
+            ("disconnect", d.disconnect),
+            ("connection_closed", d.connection_closed),
+            ("protocol_error", d.protocol_error),
+            ("shutdown", d.shutdown),
+        ] {
+            set_total(&self.worker_disconnects, &[reason], total);
+        }
+        set_total(&self.protocol_errors, &["client"], s.protocol_errors.client);
+        set_total(&self.protocol_errors, &["worker"], s.protocol_errors.worker);
+        let r = &s.requests.dropped;
+        for (reason, total) in [
+            ("queue_full", r.queue_full),
+            ("expired", r.expired),
+            ("redispatch_limit", r.redispatch_limit),
+            ("worker_lost", r.worker_lost),
+            ("client_silenced", r.client_silenced),
+            ("shutdown", r.shutdown),
+            ("client_gone", snapshot.shell.replies_to_gone_clients),
+            ("worker_gone", snapshot.shell.worker_commands_dropped),
+        ] {
+            set_total(&self.dropped, &[reason], total);
+        }
+        let t = &snapshot.router;
+        for (event, total) in [
+            ("accepted", t.accepted),
+            ("handshake_failure", t.handshake_failures),
+            ("protocol_error", t.protocol_errors),
+            ("oversized", t.oversized),
+            ("identity_rejected", t.identity_rejected),
+        ] {
+            set_total(&self.transport, &[event], total);
+        }
+        self.connections
+            .with_label_values(&["router"])
+            .set(gauge_value(t.peers));
+        self.draining.set(i64::from(snapshot.draining));
+        self.queued.reset();
+        self.workers.reset();
+        for (service, queued, idle, busy) in &snapshot.services {
+            let label = self.label(service);
+            self.queued
+                .with_label_values(&[&label])
+                .add(gauge_value(*queued));
+            self.workers
+                .with_label_values(&[&label, "idle"])
+                .add(gauge_value(*idle));
+            self.workers
+                .with_label_values(&[&label, "busy"])
+                .add(gauge_value(*busy));
+        }
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+/// What the shell copies out for a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The core's counters and gauges.
+    pub core: Stats,
+    /// The shell's counters.
+    pub shell: ShellStats,
+    /// The socket's counters.
+    pub router: domo_zmtp::Stats,
+    /// Per-service `(name, queued, idle, busy)`.
+    pub services: Vec<(ServiceName, usize, usize, usize)>,
+    /// Whether a drain is in progress.
+    pub draining: bool,
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn gauge_value(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::DropReason;
+
+    fn svc(name: &str) -> ServiceName {
+        ServiceName::try_from(name).unwrap()
+    }
+
+    #[test]
+    fn service_label_only_for_services_with_workers_and_capped() {
+        let mut m = Metrics::new(1);
+        m.on_event(Event::WorkerRegistered {
+            service: svc("echo"),
+        });
+        m.on_event(Event::WorkerRegistered {
+            service: svc("late"),
+        });
+        for name in ["echo", "late", "typo"] {
+            m.on_event(Event::Replied {
+                service: svc(name),
+                duration: Duration::from_millis(3),
+            });
+        }
+        m.on_event(Event::Dropped {
+            service: svc("typo"),
+            reason: DropReason::UnknownService,
+        });
+        let text = m.render();
+        assert!(
+            text.contains("domo_replies_total{service=\"echo\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("domo_replies_total{service=\"_other\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "domo_client_requests_total{outcome=\"unknown_service\",service=\"_other\"} 1"
+        ));
+        assert!(!text.contains("typo"));
+        assert!(
+            text.contains("domo_request_duration_seconds_bucket{service=\"echo\",le=\"0.005\"} 1")
+        );
+        assert!(text.contains("domo_build_info{git_sha="));
+    }
+
+    #[test]
+    fn dashboard_and_deploy_readme_name_only_metrics_that_exist() {
+        let mut m = Metrics::new(10);
+        let echo = svc("echo");
+        m.on_event(Event::WorkerRegistered {
+            service: echo.clone(),
+        });
+        m.on_event(Event::Dispatched {
+            service: echo.clone(),
+            queue_wait: Duration::ZERO,
+        });
+        m.on_event(Event::Replied {
+            service: echo.clone(),
+            duration: Duration::ZERO,
+        });
+        m.refresh(&Snapshot {
+            services: vec![(echo, 0, 1, 0)],
+            ..Snapshot::default()
+        });
+        let text = m.render();
+        for (file, doc) in [
+            (
+                "grafana-dashboard.json",
+                include_str!("../../deploy/grafana-dashboard.json"),
+            ),
+            ("README.md", include_str!("../../deploy/README.md")),
+        ] {
+            let mut names = 0;
+            for (i, _) in doc.match_indices("domo_") {
+                let name: String = doc[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let base = ["_bucket", "_count", "_sum"]
+                    .iter()
+                    .fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+                if base == "domo_" || base == "domo_broker" {
+                    continue; // `domo_*` in prose; the job and dashboard names
+                }
+                names += 1;
+                assert!(text.contains(&format!("# TYPE {base} ")), "{file}: {name}");
+            }
+            assert!(names > 10, "{file}");
+        }
+    }
+
+    #[test]
+    fn refresh_sets_gauges_and_totals() {
+        let mut m = Metrics::new(10);
+        m.on_event(Event::WorkerRegistered {
+            service: svc("echo"),
+        });
+        let mut snapshot = Snapshot {
+            services: vec![(svc("echo"), 4, 1, 2)],
+            draining: true,
+            ..Snapshot::default()
+        };
+        snapshot.core.worker_departures.expired = 3;
+        snapshot.router.peers = 7;
+        m.refresh(&snapshot);
+        m.refresh(&snapshot);
+        let text = m.render();
+        for line in [
+            "domo_queued_requests{service=\"echo\"} 4",
+            "domo_workers{service=\"echo\",state=\"busy\"} 2",
+            "domo_worker_disconnects_total{reason=\"expired\"} 3",
+            "domo_connections{socket=\"router\"} 7",
+            "domo_draining 1",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+    }
+}
