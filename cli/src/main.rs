@@ -1,2 +1,150 @@
-//! `domo`: the command-line tool (work in progress).
-fn main() {}
+//! `domo`: call services, ask the broker's MMI, run an echo worker, benchmark.
+//!
+//! Exit codes: 0 success; 1 a failed request (one line on stderr saying why), or for
+//! `domo service` a 404; 2 bad usage.
+
+mod bench;
+mod call;
+mod output;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use domo_broker::duration::parse_duration;
+
+/// Command-line tool for domo, the Majordomo (MDP/0.1) broker.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the broker is; on every subcommand.
+#[derive(Debug, Args, Clone)]
+struct BrokerArg {
+    /// Broker endpoint(s), comma-separated for failover.
+    #[arg(
+        long,
+        env = "DOMO_BROKER",
+        default_value = "tcp://127.0.0.1:5555",
+        value_delimiter = ','
+    )]
+    broker: Vec<String>,
+}
+
+/// Request settings shared by the client subcommands.
+#[derive(Debug, Args, Clone)]
+struct RequestArgs {
+    #[command(flatten)]
+    broker: BrokerArg,
+    /// Per-attempt timeout, e.g. 2500ms or 5s.
+    #[arg(long, value_name = "DURATION", default_value = "2500ms", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Retries after the first attempt, each on a fresh connection.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    retries: u32,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Send a request and print the reply frames (UTF-8 as text, other bytes as hex).
+    Call {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// Print the reply as a JSON array instead.
+        #[arg(long)]
+        json: bool,
+        /// The service to call.
+        service: String,
+        /// Request body frames (one empty frame if none).
+        frames: Vec<String>,
+    },
+    /// List the services that have workers (mmi.services).
+    Services {
+        #[command(flatten)]
+        request: RequestArgs,
+    },
+    /// Check a service (mmi.service): exit 0 if it has workers (200), 1 if not (404).
+    Service {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// The service to check.
+        name: String,
+    },
+    /// Run a worker.
+    #[command(subcommand)]
+    Worker(WorkerCommand),
+    /// Load test through the SDKs, with the raw-socket path in the same run for comparison.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerCommand {
+    /// Echo every request back, until SIGINT or SIGTERM.
+    Echo {
+        #[command(flatten)]
+        broker: BrokerArg,
+        /// The service to serve.
+        service: String,
+        /// Concurrent sessions (worker connections).
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        sessions: usize,
+        /// Heartbeat interval; must match the broker's.
+        #[arg(long, value_name = "DURATION", default_value = "2500ms", value_parser = parse_duration)]
+        heartbeat: Duration,
+        /// Silent intervals before the broker is presumed dead; must match the broker's.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        liveness: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("domo: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Call {
+            request,
+            json,
+            service,
+            frames,
+        } => call::call(&request, &service, frames, json).await,
+        Command::Services { request } => call::services(&request).await,
+        Command::Service { request, name } => call::service(&request, &name).await,
+        Command::Worker(WorkerCommand::Echo {
+            broker,
+            service,
+            sessions,
+            heartbeat,
+            liveness,
+        }) => {
+            let heartbeat = domo_mdp::Heartbeat {
+                interval: heartbeat,
+                liveness,
+            };
+            call::echo_worker(&broker.broker, &service, sessions, heartbeat).await
+        }
+        Command::Bench(args) => bench::run(args).await,
+    }
+}

@@ -1,1 +1,219 @@
-//! Async MDP client SDK (Lazy Pirate with failover) (work in progress).
+//! domo-client: an async (tokio) MDP/0.1 client with Lazy Pirate retries and failover.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), domo_client::Error> {
+//! use bytes::Bytes;
+//! use domo_client::{Client, ClientOptions};
+//!
+//! let client = Client::connect(ClientOptions::new(["tcp://127.0.0.1:5555"]))?;
+//! let reply = client.request("echo", vec![Bytes::from_static(b"hello")]).await?;
+//! assert_eq!(reply, vec![Bytes::from_static(b"hello")]);
+//! # Ok(()) }
+//! ```
+//!
+//! # Reliability (Lazy Pirate)
+//!
+//! * Each attempt waits up to `timeout` (default 2500 ms) for its reply. A timed-out attempt
+//!   is retried, up to `retries` times (default 2), **each time on a fresh connection**: MDP
+//!   replies carry no request id, so the late reply to an abandoned attempt must not arrive
+//!   where the next answer is awaited.
+//! * Failover: when an attempt times out while its connection is not even up, the client
+//!   moves to the next endpoint of the list (for every later request too) and waits
+//!   `settle` (default 100 ms) before the next attempt.
+//! * Retries re-send the request: services that are not idempotent need their own
+//!   deduplication (the zguide's advice).
+//!
+//! # Concurrency
+//!
+//! A [`Client`] is cheap to clone; all clones share one pool of at most `pool_size`
+//! connections (default 16). MDP/0.1 allows one outstanding request per connection, so at
+//! most `pool_size` requests are in flight; further requests wait for a free connection.
+//! Dropping a request future is safe: its connection is reset before it is reused.
+//!
+//! # Errors
+//!
+//! [`Error`] says what the caller can do: [`Error::TimedOut`],
+//! [`Error::ServiceUnavailable`] (the broker's `mmi.service` says 404 after the timeouts),
+//! [`Error::Disconnected`], [`Error::Closed`], [`Error::MessageTooLarge`].
+//!
+//! # Layout
+//!
+//! * `pool`: the bounded connection pool and the reset-before-reuse rule.
+//! * `mmi`: helpers for the broker's management interface.
+//! * [`blocking`]: a wrapper for programs without a tokio runtime.
+
+pub mod blocking;
+mod error;
+mod mmi;
+mod options;
+mod pool;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domo_mdp::client::{decode_reply, encode_request};
+use domo_mdp::ServiceName;
+use domo_zmtp::Dealer;
+use tracing::{debug, instrument};
+
+pub use crate::error::Error;
+pub use crate::options::ClientOptions;
+use crate::pool::Pool;
+
+/// A handle for sending requests to services through a broker. Clones share connections.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pool: Arc<Pool>,
+}
+
+impl Client {
+    /// Creates a client. Connections open lazily, on the first requests. Must be called
+    /// inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoEndpoints`] or [`Error::InvalidEndpoint`] for bad endpoints.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), domo_client::Error> {
+    /// use std::time::Duration;
+    /// use domo_client::{Client, ClientOptions};
+    /// let options = ClientOptions::new(["tcp://10.0.0.1:5555", "tcp://10.0.0.2:5555"])
+    ///     .timeout(Duration::from_secs(1))
+    ///     .retries(3);
+    /// let client = Client::connect(options)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn connect(options: ClientOptions) -> Result<Self, Error> {
+        options.check()?;
+        Ok(Self {
+            pool: Arc::new(Pool::new(options)),
+        })
+    }
+
+    /// The options this client uses.
+    pub fn options(&self) -> &ClientOptions {
+        &self.pool.options
+    }
+
+    /// Sends `body` to `service` and returns the reply body (Lazy Pirate: see the crate
+    /// docs). An empty `body` is sent as one empty frame.
+    ///
+    /// # Errors
+    ///
+    /// See [`Error`]; [`Error::TimedOut`], [`Error::ServiceUnavailable`] and
+    /// [`Error::Disconnected`] come after every attempt timed out.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(client: domo_client::Client) -> Result<(), domo_client::Error> {
+    /// use bytes::Bytes;
+    /// let reply = client.request("echo", vec![Bytes::from("ping")]).await?;
+    /// # Ok(()) }
+    /// ```
+    #[instrument(skip(self, service, body), fields(service))]
+    pub async fn request(
+        &self,
+        service: impl Into<Bytes>,
+        body: Vec<Bytes>,
+    ) -> Result<Vec<Bytes>, Error> {
+        let service = ServiceName::new(service.into())?;
+        tracing::Span::current().record("service", tracing::field::display(&service));
+        match self.exchange(&service, body).await {
+            Err(Error::TimedOut { attempts })
+                if self.pool.options.check_service && !service.is_mmi() =>
+            {
+                match self.ask_service(&service).await {
+                    Ok(false) => Err(Error::ServiceUnavailable(service.to_string())),
+                    _ => Err(Error::TimedOut { attempts }),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// One request with its retries, without the `mmi.service` diagnosis.
+    pub(crate) async fn exchange(
+        &self,
+        service: &ServiceName,
+        body: Vec<Bytes>,
+    ) -> Result<Vec<Bytes>, Error> {
+        let options = &self.pool.options;
+        let size: usize = body.iter().map(Bytes::len).sum();
+        let limit = options.max_message_size;
+        if size > limit {
+            return Err(Error::MessageTooLarge { size, limit });
+        }
+        let msg = encode_request(service, body);
+        match self.attempts(service, &msg).await? {
+            Ok(reply) => Ok(reply),
+            Err(false) => Err(Error::Disconnected(options.endpoints.join(", "))),
+            Err(true) => Err(Error::TimedOut {
+                attempts: options.retries + 1,
+            }),
+        }
+    }
+
+    /// Runs the attempts: `Ok(Ok(reply))`, or `Ok(Err(ever_connected))` after the last
+    /// timeout.
+    async fn attempts(
+        &self,
+        service: &ServiceName,
+        msg: &[Bytes],
+    ) -> Result<Result<Vec<Bytes>, bool>, Error> {
+        let options = &self.pool.options;
+        let mut lease = self.pool.lease().await?;
+        let mut ever_connected = false;
+        for attempt in 0..=options.retries {
+            if attempt > 0 {
+                let before = lease.endpoint();
+                lease.refresh()?;
+                if lease.endpoint() != before {
+                    tokio::time::sleep(options.settle).await;
+                }
+            }
+            let dealer = lease.dealer();
+            dealer.send(msg.to_vec()).await.map_err(|_| Error::Closed)?;
+            match tokio::time::timeout(options.timeout, wait_reply(dealer, service)).await {
+                Ok(reply) => {
+                    let reply = reply?;
+                    lease.set_clean();
+                    return Ok(Ok(reply));
+                }
+                Err(_) => {
+                    let up = dealer.is_connected();
+                    ever_connected |= up;
+                    debug!(%service, attempt, connected = up, "Attempt timed out");
+                    if !up {
+                        self.pool.fail_over(lease.endpoint());
+                    }
+                }
+            }
+        }
+        Ok(Err(ever_connected))
+    }
+
+    /// Closes the client (every clone): requests in flight finish, new ones fail with
+    /// [`Error::Closed`], idle connections are shut down.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Waits for a reply from `service` on `dealer`; anything else (a malformed message or a
+/// reply naming another service) is dropped.
+async fn wait_reply(dealer: &Dealer, service: &ServiceName) -> Result<Vec<Bytes>, Error> {
+    loop {
+        let msg = dealer.recv().await.map_err(|_| Error::Closed)?;
+        match decode_reply(msg) {
+            Ok(reply) if reply.service == *service => return Ok(reply.body),
+            Ok(reply) => {
+                debug!(expected = %service, got = %reply.service, "Reply from another service dropped")
+            }
+            Err(error) => debug!(%error, "Malformed reply dropped"),
+        }
+    }
+}

@@ -1,1 +1,54 @@
-//! Titanic (RFC 9) for domo (work in progress).
+//! Titanic (ZeroMQ RFC 9, TSP) for domo: durable, disconnected request/reply.
+//!
+//! A client hands a request to `titanic.request`; it gets `200 <uuid>` only once the request is
+//! on disk. It polls `titanic.reply` with that id (`300` while pending, `200` plus the reply once
+//! a worker answered) and finally tells `titanic.close` to forget it.
+//!
+//! This crate is the storage and protocol layer, with no sockets and no async:
+//!
+//! # Layout
+//!
+//! - [`id`]: request ids (UUIDv7, 32 hex characters, FIFO by construction).
+//! - [`clock`]: the [`TimeSource`] seam for wall-clock times (created, completed, expiry).
+//! - [`record`]: the on-disk record encoding (postcard inside versioned enums).
+//! - [`store`]: the synchronous [`Store`] trait, [`MemoryStore`] for unit tests and
+//!   [`RedbStore`], the durable store with group commit.
+//! - [`service`]: pure handlers for `titanic.request`, `titanic.reply` and `titanic.close` over
+//!   MDP body frames.
+//! - [`error`]: the [`Error`] type (every variant maps to status `500` in [`service`]).
+//!
+//! # Plugging in the MDP side (phase 2)
+//!
+//! - **Workers**: one MDP worker per name in [`service::TitanicService::ALL`]; for each request
+//!   call [`service::handle`] with the body frames and send the returned frames as the reply.
+//!   Store calls block (a [`RedbStore`] call waits for the fsync of its group commit), so run
+//!   them on blocking threads (`spawn_blocking` or a small pool): the more requests wait at
+//!   once, the more share one commit. Several workers per service are fine; the store is
+//!   `Send + Sync` and meant to be shared as `Arc<dyn Store>`.
+//! - **Dispatcher**: page through [`Store::pending`] with the last id as cursor (ids grow in
+//!   commit order, so nothing committed later is skipped), group by [`Request::service`] so one
+//!   absent service blocks nothing else, send each through the client SDK, and store the answer
+//!   with [`Store::complete`] (first reply wins, a closed id is ignored). Delivery is
+//!   at-least-once: a crash between the service's answer and `complete` re-runs the request.
+//!   After a restart, start again from `pending(None, ..)`.
+//! - **Expiry**: call [`Store::expire`] periodically with the configured age.
+//! - **Health**: an [`Error`] with [`Error::is_write_failure`] means the disk is full or
+//!   failing; `/readyz` should say so (`Display` gives the reason). After such an error redb
+//!   refuses writes on that handle, so the embedding drops the store and opens it again (with
+//!   backoff) to recover; everything acknowledged before stays intact.
+//! - **Metrics**: [`Store::stats`] gives requests by state, live and file bytes, and commits.
+
+pub mod clock;
+pub mod error;
+pub mod id;
+pub mod record;
+pub mod service;
+pub mod store;
+
+pub use clock::{ManualClock, SystemClock, TimeSource};
+pub use error::Error;
+pub use id::{Id, IdGenerator, ParseIdError};
+pub use record::{Reply, Request};
+pub use store::memory::MemoryStore;
+pub use store::redb::{RedbOptions, RedbStore};
+pub use store::{Limits, Lookup, Stats, Store};

@@ -1,1 +1,207 @@
-//! Async MDP worker SDK (Paranoid Pirate) (work in progress).
+//! domo-worker: an async (tokio) MDP/0.1 worker, with Paranoid Pirate heartbeating and
+//! reconnection.
+//!
+//! A [`Worker`] serves one service over one or more *sessions*; each session is one MDP
+//! worker connection (one DEALER socket) to the broker and holds at most one request at a
+//! time, so `sessions` is also the worker's concurrency.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), domo_worker::Error> {
+//! use domo_worker::{Worker, WorkerOptions};
+//!
+//! let options = WorkerOptions::new(["tcp://127.0.0.1:5555"]).sessions(4);
+//! let worker = Worker::connect("echo", options)?;
+//! worker
+//!     .serve(
+//!         |body| async move { Ok::<_, std::convert::Infallible>(body) },
+//!         async { let _ = tokio::signal::ctrl_c().await; },
+//!     )
+//!     .await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Reliability
+//!
+//! * Each session heartbeats every `heartbeat.interval` (default 2500 ms) and declares the
+//!   broker dead after `heartbeat.liveness` (default 3) silent intervals, the broker's own
+//!   defaults. It then waits a backoff delay (1 s doubling to 32 s, jittered, back to 1 s
+//!   after any sign of life) and registers again on a new connection (new identity) with
+//!   the next endpoint of the list. A DISCONNECT from the broker re-registers with the same
+//!   endpoint after the backoff delay.
+//! * [`Worker::shutdown`] (or the end of [`Worker::serve`]) sends DISCONNECT on every
+//!   session, so the broker stops routing to it at once.
+//!
+//! # When a handler fails
+//!
+//! A handler that returns an error or panics, or a [`Request`] dropped without a reply, does
+//! not stop the worker. MDP/0.1 has no error reply, and a made-up reply body would reach the
+//! client as if it were an answer, so **the client gets no reply from this worker**. Instead
+//! the session sends DISCONNECT and registers again at once on a new connection. The broker
+//! then treats the request as having lost its worker: domo-broker re-dispatches it to a
+//! worker up to its `max_redispatch` limit and then drops it; the client's own timeout and
+//! retries apply (domo-client reports `TimedOut`).
+//!
+//! # Layout
+//!
+//! * `session`: the pure session rules (liveness, heartbeat, backoff, endpoint rotation),
+//!   driven by `now` arguments and tested with exact times.
+//! * `backoff`: the reconnect schedule.
+//! * `driver`: the tokio task of one session, owning its connection; tested on in-memory
+//!   links under tokio's paused clock.
+//! * `transport`: what the driver needs from a connection (a ZMTP DEALER in production).
+//! * `handler`: runs the [`Worker::serve`] handler inside the session, catching panics.
+//! * `request`: [`Request`], answered with [`Request::reply`].
+
+mod backoff;
+mod driver;
+mod error;
+mod handler;
+mod options;
+mod request;
+mod session;
+mod transport;
+
+use std::fmt::Display;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domo_mdp::ServiceName;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::warn;
+
+pub use crate::backoff::{Backoff, BackoffOptions};
+use crate::driver::Sink;
+pub use crate::error::Error;
+pub use crate::options::WorkerOptions;
+pub use crate::request::Request;
+pub use crate::session::{Action, Session};
+pub use domo_mdp::Heartbeat;
+
+/// A worker for one service: a set of sessions plus the queue of requests they received.
+///
+/// The sessions start (connect and send READY) on the first [`Worker::recv`], or in
+/// [`Worker::serve`], so a worker never registers before it is ready to take requests.
+/// Dropping it stops the sessions (without waiting for their DISCONNECT to be flushed; use
+/// [`Worker::shutdown`] for that).
+#[derive(Debug)]
+pub struct Worker {
+    service: ServiceName,
+    options: Arc<WorkerOptions>,
+    connector: Arc<transport::Zmtp>,
+    /// Set once the sessions run in channel mode (`recv`).
+    requests: Option<mpsc::Receiver<Request>>,
+    stop: watch::Sender<bool>,
+    sessions: JoinSet<()>,
+}
+
+impl Worker {
+    /// Checks the name and options and returns a worker whose sessions start on the first
+    /// [`Worker::recv`] or in [`Worker::serve`]; from then on they connect, register and
+    /// re-register in the background until shutdown. Use it inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidService`] or [`Error::ReservedService`] for a bad name,
+    /// [`Error::NoEndpoints`] or [`Error::InvalidEndpoint`] for bad endpoints.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), domo_worker::Error> {
+    /// use domo_worker::{Worker, WorkerOptions};
+    /// let mut worker = Worker::connect("echo", WorkerOptions::default())?;
+    /// while let Some(mut request) = worker.recv().await {
+    ///     let body = request.take_body();
+    ///     let _ = request.reply(body);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn connect(service: impl Into<Bytes>, options: WorkerOptions) -> Result<Self, Error> {
+        let service = ServiceName::new(service.into())?;
+        if service.is_mmi() {
+            return Err(Error::ReservedService);
+        }
+        options.check()?;
+        let (stop, _) = watch::channel(false);
+        let mut transport = options.transport.clone();
+        transport.identity = None;
+        let connector = Arc::new(transport::Zmtp(transport));
+        Ok(Self {
+            connector,
+            service,
+            options: Arc::new(options),
+            requests: None,
+            stop,
+            sessions: JoinSet::new(),
+        })
+    }
+
+    /// The service this worker serves.
+    pub fn service(&self) -> &ServiceName {
+        &self.service
+    }
+
+    fn start(&mut self, sink: &Sink) {
+        for n in 0..self.options.sessions {
+            let driver = driver::Driver {
+                connector: self.connector.clone(),
+                service: self.service.clone(),
+                options: self.options.clone(),
+                sink: sink.clone(),
+                stop: self.stop.subscribe(),
+            };
+            self.sessions.spawn(driver.run(n));
+        }
+    }
+
+    /// The next request from any session; `None` once every session has ended. The first
+    /// call starts the sessions.
+    pub async fn recv(&mut self) -> Option<Request> {
+        if self.requests.is_none() {
+            // One slot per session: a session holds one request at a time, so it never
+            // finds the channel full.
+            let (tx, rx) = mpsc::channel(self.options.sessions);
+            self.start(&Sink::Channel(tx));
+            self.requests = Some(rx);
+        }
+        self.requests.as_mut()?.recv().await
+    }
+
+    /// Starts the sessions and answers every request with `handler` until `shutdown`
+    /// completes, then shuts down (DISCONNECT on every session).
+    ///
+    /// Each session runs its handler futures itself, so up to `sessions` handlers run at
+    /// once and a request costs no task switch. A handler error or panic is logged (the
+    /// panic is caught) and the request is failed (see the crate docs). A handler that
+    /// blocks the thread also stops its session's heartbeats, as in the zguide's worker.
+    pub async fn serve<F, Fut, E>(mut self, handler: F, shutdown: impl Future<Output = ()>)
+    where
+        F: Fn(Vec<Bytes>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<Bytes>, E>> + Send + 'static,
+        E: Display + Send + 'static,
+    {
+        if self.requests.is_some() {
+            warn!(service = %self.service, "serve() after recv(): sessions already started");
+        } else {
+            self.start(&Sink::Handler(handler::wrap(handler)));
+        }
+        let sessions = async { while self.sessions.join_next().await.is_some() {} };
+        tokio::select! {
+            _ = shutdown => {}
+            _ = sessions => {}
+        }
+        self.shutdown().await;
+    }
+
+    /// Stops every session: each sends DISCONNECT and closes its connection, flushing for up
+    /// to the transport's linger time.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(rx) = self.requests.as_mut() {
+            rx.close();
+        }
+        while self.sessions.join_next().await.is_some() {}
+    }
+}

@@ -558,6 +558,20 @@ impl Router {
     /// linger time) and waits for the connection tasks to end. Receives then return
     /// [`Error::Closed`].
     pub async fn shutdown(&self) {
+        // Stop the accept loops and wait until their listeners are closed, so the endpoints
+        // can be bound again (by a restarted broker, say) as soon as this returns.
+        let listeners: Vec<JoinHandle<()>> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for task in &listeners {
+            task.abort();
+        }
+        for task in listeners {
+            let _ = task.await;
+        }
         self.close();
         self.tracker.close();
         let grace = self.shared.opts.linger + std::time::Duration::from_millis(500);

@@ -1,0 +1,133 @@
+//! The client and worker subcommands: `call`, `services`, `service`, `worker echo`.
+
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use domo_client::{Client, ClientOptions};
+use domo_mdp::Heartbeat;
+use domo_worker::{Worker, WorkerOptions};
+
+use crate::output::{frame_text, frames_json};
+use crate::RequestArgs;
+
+fn client(args: &RequestArgs) -> Result<Client, domo_client::Error> {
+    let options = ClientOptions::new(args.broker.broker.iter().cloned())
+        .timeout(args.timeout)
+        .retries(args.retries)
+        .pool_size(1);
+    Client::connect(options)
+}
+
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("domo: {error}");
+    ExitCode::FAILURE
+}
+
+/// `domo call SERVICE [FRAME]...`
+pub(crate) async fn call(
+    args: &RequestArgs,
+    service: &str,
+    frames: Vec<String>,
+    json: bool,
+) -> ExitCode {
+    let body: Vec<Bytes> = frames.into_iter().map(Bytes::from).collect();
+    let reply = match client(args) {
+        Ok(c) => c.request(service.to_string(), body).await,
+        Err(e) => Err(e),
+    };
+    match reply {
+        Ok(frames) if json => {
+            println!("{}", frames_json(&frames));
+            ExitCode::SUCCESS
+        }
+        Ok(frames) => {
+            for f in &frames {
+                println!("{}", frame_text(f));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error),
+    }
+}
+
+/// `domo services`
+pub(crate) async fn services(args: &RequestArgs) -> ExitCode {
+    let names = match client(args) {
+        Ok(c) => c.services().await,
+        Err(e) => Err(e),
+    };
+    match names {
+        Ok(names) => {
+            for n in names {
+                println!("{n}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error),
+    }
+}
+
+/// `domo service NAME`: 0 for 200, 1 for 404, 2 if the broker could not be asked.
+pub(crate) async fn service(args: &RequestArgs, name: &str) -> ExitCode {
+    let available = match client(args) {
+        Ok(c) => c.service_available(name.to_string()).await,
+        Err(e) => Err(e),
+    };
+    match available {
+        Ok(true) => {
+            println!("200 {name}");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("404 {name}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("domo: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `domo worker echo SERVICE`: serves until SIGINT or SIGTERM, then sends DISCONNECT.
+pub(crate) async fn echo_worker(
+    endpoints: &[String],
+    service: &str,
+    sessions: usize,
+    heartbeat: Heartbeat,
+) -> ExitCode {
+    let options = WorkerOptions::new(endpoints.iter().cloned())
+        .sessions(sessions)
+        .heartbeat(heartbeat);
+    let worker = match Worker::connect(service.to_string(), options) {
+        Ok(w) => w,
+        Err(error) => return fail(error),
+    };
+    eprintln!(
+        "domo: echo worker for {service:?} on {}",
+        endpoints.join(", ")
+    );
+    worker
+        .serve(
+            |body| async move { Ok::<_, std::convert::Infallible>(body) },
+            shutdown_signal(),
+        )
+        .await;
+    ExitCode::SUCCESS
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,176 @@
+//! The `domo` binary end to end against an in-process broker.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const DOMO: &str = env!("CARGO_BIN_EXE_domo");
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn domo(ep: &str, args: &[&str]) -> Output {
+    Command::new(DOMO)
+        .args(args)
+        .env("DOMO_BROKER", ep)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs `domo service NAME` until it exits with `code`.
+fn wait_service(ep: &str, name: &str, code: i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = domo(ep, &["service", name, "--timeout", "500ms"]);
+        if out.status.code() == Some(code) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "service {name} never exited {code}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_service_services_and_worker_echo_end_to_end() {
+    let broker = TestBroker::start(fast_heartbeat()).await;
+    let ep = broker.endpoint.clone();
+    blocking(move || {
+        let worker = Proc(
+            Command::new(DOMO)
+                .args([
+                    "worker",
+                    "echo",
+                    "echo",
+                    "--sessions",
+                    "2",
+                    "--heartbeat",
+                    "100ms",
+                ])
+                .args(["--broker", &ep])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_service(&ep, "echo", 0);
+        let out = domo(&ep, &["service", "echo"]);
+        assert_eq!(stdout(&out), "200 echo\n");
+
+        let out = domo(&ep, &["call", "echo", "hello", "world"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "hello\nworld\n");
+
+        let out = domo(&ep, &["call", "echo", "hello", "--json"]);
+        assert_eq!(stdout(&out), "[\"hello\"]\n");
+
+        let out = domo(&ep, &["services"]);
+        assert!(out.status.success());
+        assert_eq!(stdout(&out), "echo\n");
+
+        let out = domo(&ep, &["service", "nobody"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(stdout(&out), "404 nobody\n");
+
+        // SIGTERM: the worker sends DISCONNECT and the service is gone at once.
+        let pid = worker.0.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        wait_service(&ep, "echo", 1);
+        drop(worker);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_calls_exit_non_zero_with_one_line() {
+    let broker = TestBroker::start(fast_heartbeat()).await;
+    let ep = broker.endpoint.clone();
+    blocking(move || {
+        let out = domo(
+            &ep,
+            &[
+                "call",
+                "nobody",
+                "x",
+                "--timeout",
+                "200ms",
+                "--retries",
+                "0",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("has no workers"), "{err}");
+
+        let dead = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("tcp://127.0.0.1:{}", l.local_addr().unwrap().port())
+        };
+        let out = domo(
+            &dead,
+            &["call", "echo", "--timeout", "100ms", "--retries", "0"],
+        );
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("no broker reachable"),
+            "{}",
+            stderr(&out)
+        );
+
+        let out = domo(&ep, &["call", "echo", "--timeout", "2500"]);
+        assert_eq!(out.status.code(), Some(2), "bad duration is a usage error");
+    })
+    .await;
+}
+
+#[test]
+fn bench_runs_raw_and_sdk_phases_and_prints_json() {
+    let out = Command::new(DOMO)
+        .args([
+            "bench",
+            "--requests",
+            "300",
+            "--rounds",
+            "1",
+            "--clients",
+            "2",
+        ])
+        .args(["--workers", "2", "--window", "3", "--json"])
+        .env_remove("DOMO_BROKER")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for phase in ["raw", "raw1", "sdk"] {
+        assert_eq!(report[phase]["requests"], 300, "{report}");
+        assert!(report[phase]["req_per_s"].as_f64().unwrap() > 0.0);
+    }
+    assert!(report["sdk_over_raw"].as_f64().unwrap() > 0.0);
+}

@@ -1,0 +1,164 @@
+//! The bounded pool of connections: one DEALER per request in flight.
+//!
+//! MDP/0.1 replies carry no request id, so a connection may carry one outstanding request
+//! at a time, and a connection whose request was abandoned (timed out, or its future
+//! dropped) may still receive that request's late reply. Such a connection is never reused
+//! as is: [`Lease`]'s drop calls `reconnect()` on it (new TCP connection, new routing id,
+//! both queues dropped), so the late reply goes to a routing id that no longer exists.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use domo_zmtp::Dealer;
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tracing::{debug, info};
+
+use crate::error::Error;
+use crate::options::ClientOptions;
+
+/// One pooled connection and the endpoint it connects to.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) dealer: Dealer,
+    endpoint: usize,
+}
+
+/// The connections of one client.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub(crate) options: ClientOptions,
+    idle: Mutex<Vec<Conn>>,
+    /// One permit per connection: bounds the requests in flight to `pool_size`.
+    permits: Semaphore,
+    /// Index of the endpoint new attempts go to.
+    current: AtomicUsize,
+}
+
+impl Pool {
+    pub(crate) fn new(options: ClientOptions) -> Self {
+        let size = options.pool_size.max(1);
+        Self {
+            options,
+            idle: Mutex::new(Vec::with_capacity(size)),
+            permits: Semaphore::new(size),
+            current: AtomicUsize::new(0),
+        }
+    }
+
+    fn idle(&self) -> MutexGuard<'_, Vec<Conn>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for a free connection.
+    pub(crate) async fn lease(&self) -> Result<Lease<'_>, Error> {
+        let permit = self.permits.acquire().await.map_err(|_| Error::Closed)?;
+        let current = self.current();
+        let conn = match self.idle().pop() {
+            Some(conn) if conn.endpoint == current => conn,
+            _ => self.open(current)?,
+        };
+        Ok(Lease {
+            pool: self,
+            conn: Some(conn),
+            clean: false,
+            _permit: permit,
+        })
+    }
+
+    /// The endpoint index new attempts use.
+    pub(crate) fn current(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    /// Moves from endpoint `from` to the next one, unless another request already moved.
+    pub(crate) fn fail_over(&self, from: usize) {
+        let n = self.options.endpoints.len();
+        let next = (from + 1) % n;
+        if n > 1
+            && self
+                .current
+                .compare_exchange(from, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            info!(endpoint = %self.options.endpoints[next], "Failing over");
+        }
+    }
+
+    fn open(&self, endpoint: usize) -> Result<Conn, Error> {
+        let ep = &self.options.endpoints[endpoint];
+        let dealer = Dealer::connect(ep, self.options.transport()).map_err(|e| match e {
+            domo_zmtp::Error::Closed => Error::Closed,
+            other => Error::InvalidEndpoint(other),
+        })?;
+        debug!(endpoint = %ep, "Connection opened");
+        Ok(Conn { dealer, endpoint })
+    }
+
+    /// Stops handing out connections and closes the idle ones.
+    pub(crate) async fn close(&self) {
+        self.permits.close();
+        let idle: Vec<Conn> = self.idle().drain(..).collect();
+        for conn in idle {
+            conn.dealer.shutdown().await;
+        }
+    }
+}
+
+/// A connection lent to one request; returned to the pool on drop, reset unless the
+/// request completed cleanly.
+#[derive(Debug)]
+pub(crate) struct Lease<'a> {
+    pool: &'a Pool,
+    conn: Option<Conn>,
+    clean: bool,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Lease<'_> {
+    fn conn(&self) -> &Conn {
+        // Invariant: `conn` is only taken in `drop`.
+        #[allow(clippy::expect_used)]
+        self.conn
+            .as_ref()
+            .expect("lease holds a connection until dropped")
+    }
+
+    /// The leased connection.
+    pub(crate) fn dealer(&self) -> &Dealer {
+        &self.conn().dealer
+    }
+
+    /// The endpoint index of the leased connection.
+    pub(crate) fn endpoint(&self) -> usize {
+        self.conn().endpoint
+    }
+
+    /// The request got its reply: the connection can be reused as is.
+    pub(crate) fn set_clean(&mut self) {
+        self.clean = true;
+    }
+
+    /// Starts a fresh connection to the pool's current endpoint for the next attempt.
+    pub(crate) fn refresh(&mut self) -> Result<(), Error> {
+        let current = self.pool.current();
+        if self.endpoint() == current {
+            self.conn().dealer.reconnect();
+        } else {
+            self.conn = Some(self.pool.open(current)?);
+        }
+        self.clean = false;
+        Ok(())
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        if !self.clean {
+            conn.dealer.reconnect();
+        }
+        if !self.pool.permits.is_closed() {
+            self.pool.idle().push(conn);
+        }
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Long kill -9 campaign against the Titanic store (domo-titanic's tests/crash.rs).
+#
+# A child process writes requests and replies through RedbStore with 8 threads and prints each
+# acknowledged id; it is SIGKILLed at a random 150-500 ms, the store is reopened and every
+# acknowledged request and reply must be there, byte-exact. `cargo test` runs 3 kills; this
+# runs many (default 200; first argument overrides). The seed is printed for reproduction.
+#
+#   scripts/titanic-crash.sh [ITERATIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+iterations="${1:-200}"
+TITANIC_CRASH_ITERATIONS="$iterations" cargo test -p domo-titanic --test crash -- \
+  --exact acknowledged_writes_survive_kill_9_at_random_moments --nocapture

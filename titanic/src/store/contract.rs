@@ -1,0 +1,124 @@
+//! The same behaviour tests, run against both stores.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::memory::MemoryStore;
+use super::redb::{RedbOptions, RedbStore};
+use super::{Limits, Lookup, Store};
+use crate::clock::ManualClock;
+use crate::id::Id;
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn both(limits: Limits, check: impl Fn(&dyn Store, &ManualClock)) {
+    let clock = ManualClock::new(1_700_000_000_000);
+    check(&MemoryStore::new(Arc::new(clock.clone()), limits), &clock);
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let options = RedbOptions {
+        limits,
+        clock: Arc::new(clock.clone()),
+        ..RedbOptions::default()
+    };
+    let store = RedbStore::open(dir.path().join("titanic.redb"), options).unwrap();
+    check(&store, &clock);
+}
+
+#[test]
+fn lifecycle_pending_done_closed() {
+    both(Limits::default(), |s, _| {
+        let id = s.put_request(b("echo"), vec![b("x")]).unwrap();
+        assert_eq!(s.get(id).unwrap(), Lookup::Pending);
+        s.complete(id, vec![b("y")]).unwrap();
+        match s.get(id).unwrap() {
+            Lookup::Done(r) => assert_eq!(r.frames, vec![b("y")]),
+            other => panic!("{other:?}"),
+        }
+        let st = s.stats().unwrap();
+        assert_eq!((st.pending, st.done), (0, 1));
+        s.close(id).unwrap();
+        assert_eq!(s.get(id).unwrap(), Lookup::Unknown);
+        s.close(id).unwrap();
+        assert_eq!(s.stats().unwrap().live_bytes, 0);
+    });
+}
+
+#[test]
+fn the_first_reply_wins_and_replies_to_closed_ids_are_dropped() {
+    both(Limits::default(), |s, _| {
+        let id = s.put_request(b("echo"), vec![b("x")]).unwrap();
+        s.complete(id, vec![b("first")]).unwrap();
+        s.complete(id, vec![b("second")]).unwrap();
+        assert!(matches!(s.get(id).unwrap(), Lookup::Done(r) if r.frames == vec![b("first")]));
+        s.close(id).unwrap();
+        s.complete(id, vec![b("late")]).unwrap();
+        assert_eq!(s.get(id).unwrap(), Lookup::Unknown);
+    });
+}
+
+#[test]
+fn pending_is_fifo_skips_done_and_pages_with_a_cursor() {
+    both(Limits::default(), |s, clock| {
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            ids.push(s.put_request(b("svc"), vec![b(&i.to_string())]).unwrap());
+            if i % 3 == 0 {
+                clock.advance(1);
+            }
+        }
+        s.complete(ids[4], vec![b("done")]).unwrap();
+        let want: Vec<Id> = ids.iter().copied().filter(|id| *id != ids[4]).collect();
+        let mut got = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = s.pending(cursor, 4).unwrap();
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.0);
+            got.extend(page.iter().map(|(id, _)| *id));
+        }
+        assert_eq!(got, want);
+        let first = &s.pending(None, 1).unwrap()[0].1;
+        assert_eq!(first.body, vec![b("0")]);
+        assert_eq!(first.created_millis, 1_700_000_000_000);
+    });
+}
+
+#[test]
+fn expire_removes_old_requests_pending_or_done() {
+    both(Limits::default(), |s, clock| {
+        let old_pending = s.put_request(b("svc"), vec![b("1")]).unwrap();
+        let old_done = s.put_request(b("svc"), vec![b("2")]).unwrap();
+        s.complete(old_done, vec![b("r")]).unwrap();
+        clock.advance(60_000);
+        let young = s.put_request(b("svc"), vec![b("3")]).unwrap();
+        clock.advance(1_000);
+        assert_eq!(s.expire(30_000).unwrap(), 2);
+        assert_eq!(s.get(old_pending).unwrap(), Lookup::Unknown);
+        assert_eq!(s.get(old_done).unwrap(), Lookup::Unknown);
+        assert_eq!(s.get(young).unwrap(), Lookup::Pending);
+        assert_eq!(s.expire(30_000).unwrap(), 0);
+    });
+}
+
+#[test]
+fn the_byte_limit_refuses_requests_but_not_replies() {
+    both(Limits { max_bytes: 100 }, |s, _| {
+        let id = s
+            .put_request(b("svc"), vec![Bytes::from(vec![7; 60])])
+            .unwrap();
+        let err = s
+            .put_request(b("svc"), vec![Bytes::from(vec![7; 60])])
+            .unwrap_err();
+        assert!(matches!(err, crate::Error::StoreFull { .. }), "{err}");
+        assert!(!err.is_write_failure());
+        s.complete(id, vec![Bytes::from(vec![1; 80])]).unwrap();
+        assert!(s.stats().unwrap().live_bytes > 100);
+        s.close(id).unwrap();
+        s.put_request(b("svc"), vec![Bytes::from(vec![7; 60])])
+            .unwrap();
+    });
+}

@@ -1,0 +1,270 @@
+//! The single writer thread and its group commit.
+//!
+//! Callers queue an [`Op`] with a one-shot answer channel and block on it. The writer takes the
+//! first queued op, drains whatever else is queued (up to `max_batch`), applies them all in one
+//! write transaction and commits once, which is one fsync (`Durability::Immediate`). Only then
+//! does it answer each caller. So under load many requests share one fsync, and no caller hears
+//! "stored" before its bytes are durable. If any write or the commit fails, every op in the
+//! batch gets the error and nothing of the batch is visible (the transaction is aborted). A
+//! request refused by the byte limit fails alone: it is checked before anything is written.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redb::{Database, ReadableTable, Table, WriteTransaction};
+
+use super::{map_err, PENDING, REPLIES, REQUESTS};
+use crate::clock::TimeSource;
+use crate::error::{Error, Result};
+use crate::id::{Id, IdGenerator};
+use crate::record::{encode_reply, encode_request, Reply, Request};
+use crate::store::Limits;
+
+/// What a queued write does.
+pub(super) enum Kind {
+    Put { service: Bytes, body: Vec<Bytes> },
+    Complete { id: Id, frames: Vec<Bytes> },
+    Close { id: Id },
+    Expire { older_than_millis: u64 },
+}
+
+/// Where a queued write's outcome goes.
+pub(super) enum Answer {
+    Id(SyncSender<Result<Id>>),
+    Unit(SyncSender<Result<()>>),
+    Count(SyncSender<Result<usize>>),
+}
+
+/// A value an op produced, sent once its batch is durable.
+enum Value {
+    Id(Id),
+    Unit,
+    Count(usize),
+}
+
+/// One queued write.
+pub(super) struct Op {
+    pub(super) kind: Kind,
+    pub(super) answer: Answer,
+}
+
+impl Answer {
+    fn send(self, r: Result<Value>) {
+        // A caller that gave up (its thread ended) no longer listens; nothing to do then.
+        let delivered = match (self, r) {
+            (Self::Id(tx), Ok(Value::Id(id))) => tx.send(Ok(id)).is_ok(),
+            (Self::Id(tx), Err(e)) => tx.send(Err(e)).is_ok(),
+            (Self::Unit(tx), Ok(_)) => tx.send(Ok(())).is_ok(),
+            (Self::Unit(tx), Err(e)) => tx.send(Err(e)).is_ok(),
+            (Self::Count(tx), Ok(Value::Count(n))) => tx.send(Ok(n)).is_ok(),
+            (Self::Count(tx), Err(e)) => tx.send(Err(e)).is_ok(),
+            (Self::Id(tx), Ok(_)) => tx.send(Err(Error::Unavailable("no id".into()))).is_ok(),
+            (Self::Count(tx), Ok(_)) => tx.send(Err(Error::Unavailable("no count".into()))).is_ok(),
+        };
+        if !delivered {
+            tracing::debug!("Titanic store caller left before its answer");
+        }
+    }
+}
+
+/// The three tables, opened once per batch (opening a table per op costs a tree lookup).
+struct Tables<'txn> {
+    requests: Table<'txn, u128, &'static [u8]>,
+    replies: Table<'txn, u128, &'static [u8]>,
+    pending: Table<'txn, u128, ()>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self> {
+        Ok(Self {
+            requests: txn.open_table(REQUESTS).map_err(map_err)?,
+            replies: txn.open_table(REPLIES).map_err(map_err)?,
+            pending: txn.open_table(PENDING).map_err(map_err)?,
+        })
+    }
+}
+
+/// The writer's state; it lives on the writer thread.
+pub(super) struct Writer {
+    pub(super) db: Arc<Database>,
+    pub(super) clock: Arc<dyn TimeSource>,
+    pub(super) limits: Limits,
+    pub(super) ids: IdGenerator,
+    /// Live record bytes as committed; published for `stats()` after each commit.
+    pub(super) live: u64,
+    pub(super) live_shared: Arc<AtomicU64>,
+    /// Successful commits, for `stats()`.
+    pub(super) commits: Arc<AtomicU64>,
+    pub(super) max_batch: usize,
+}
+
+impl Writer {
+    /// Runs until every sender is dropped (the store was dropped).
+    pub(super) fn run(mut self, rx: Receiver<Op>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Op>) {
+        let live_before = self.live;
+        let txn = match self.db.begin_write().map_err(map_err) {
+            Ok(t) => t,
+            Err(e) => {
+                return fail_all(batch.into_iter().map(|op| (op.answer, Ok(Value::Unit))), &e)
+            }
+        };
+        let now = self.clock.now_millis();
+        let mut results = Vec::with_capacity(batch.len());
+        let mut fatal = None;
+        match Tables::open(&txn) {
+            Err(e) => {
+                fatal = Some(e);
+                results.extend(batch.into_iter().map(|op| (op.answer, Ok(Value::Unit))));
+            }
+            Ok(mut tables) => {
+                for op in batch {
+                    if fatal.is_some() {
+                        results.push((op.answer, Ok(Value::Unit)));
+                        continue;
+                    }
+                    match self.apply(&mut tables, now, op.kind) {
+                        Err(e @ Error::StoreFull { .. }) => results.push((op.answer, Err(e))),
+                        Err(e) => {
+                            fatal = Some(e);
+                            results.push((op.answer, Ok(Value::Unit)));
+                        }
+                        Ok(v) => results.push((op.answer, Ok(v))),
+                    }
+                }
+            }
+        }
+        let outcome = match fatal {
+            Some(e) => Err(e), // dropping `txn` aborts it
+            None => txn.commit().map_err(map_err),
+        };
+        match outcome {
+            Ok(()) => {
+                self.live_shared.store(self.live, Ordering::Relaxed);
+                self.commits.fetch_add(1, Ordering::Relaxed);
+                results.into_iter().for_each(|(a, r)| a.send(r));
+            }
+            Err(e) => {
+                self.live = live_before;
+                tracing::warn!(error = %e, batch = results.len(), "Titanic store commit failed");
+                fail_all(results.into_iter(), &e);
+            }
+        }
+    }
+
+    fn apply(&mut self, t: &mut Tables<'_>, now: u64, kind: Kind) -> Result<Value> {
+        match kind {
+            Kind::Put { service, body } => self.put(t, now, service, body).map(Value::Id),
+            Kind::Complete { id, frames } => {
+                self.complete(t, now, id, frames).map(|()| Value::Unit)
+            }
+            Kind::Close { id } => self.remove(t, id).map(|()| Value::Unit),
+            Kind::Expire { older_than_millis } => self
+                .expire(t, now.saturating_sub(older_than_millis))
+                .map(Value::Count),
+        }
+    }
+
+    fn put(
+        &mut self,
+        t: &mut Tables<'_>,
+        now: u64,
+        service: Bytes,
+        body: Vec<Bytes>,
+    ) -> Result<Id> {
+        let request = Request {
+            service,
+            body,
+            created_millis: now,
+            attempts: 0,
+        };
+        let bytes = encode_request(&request);
+        let size = bytes.len() as u64;
+        if self.live + size > self.limits.max_bytes {
+            return Err(Error::StoreFull {
+                used: self.live,
+                limit: self.limits.max_bytes,
+                needed: size,
+            });
+        }
+        let id = self.ids.next(now);
+        let key = id.as_u128();
+        t.requests.insert(key, bytes.as_slice()).map_err(map_err)?;
+        t.pending.insert(key, ()).map_err(map_err)?;
+        self.live += size;
+        Ok(id)
+    }
+
+    fn complete(&mut self, t: &mut Tables<'_>, now: u64, id: Id, frames: Vec<Bytes>) -> Result<()> {
+        let key = id.as_u128();
+        // Only a pending request takes a reply: a closed or expired id stays unknown, and the
+        // first reply of a done request is never replaced.
+        if t.pending.remove(key).map_err(map_err)?.is_none() {
+            return Ok(());
+        }
+        let bytes = encode_reply(&Reply {
+            frames,
+            completed_millis: now,
+        });
+        t.replies.insert(key, bytes.as_slice()).map_err(map_err)?;
+        self.live += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn remove(&mut self, t: &mut Tables<'_>, id: Id) -> Result<()> {
+        let key = id.as_u128();
+        let mut freed = 0;
+        if let Some(v) = t.requests.remove(key).map_err(map_err)? {
+            freed += v.value().len() as u64;
+        }
+        if let Some(v) = t.replies.remove(key).map_err(map_err)? {
+            freed += v.value().len() as u64;
+        }
+        t.pending.remove(key).map_err(map_err)?;
+        self.live = self.live.saturating_sub(freed);
+        Ok(())
+    }
+
+    /// Removes every request whose id was made before `cutoff_millis`. An id's time is its
+    /// creation time, or later if the clock stepped back (see [`IdGenerator::next`]), so this
+    /// never removes a request younger than the cutoff.
+    fn expire(&mut self, t: &mut Tables<'_>, cutoff_millis: u64) -> Result<usize> {
+        let end = Id::lowest_at(cutoff_millis).as_u128();
+        let old: Vec<u128> = {
+            let range = t.requests.range(..end).map_err(map_err)?;
+            range
+                .map(|e| e.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()
+                .map_err(map_err)?
+        };
+        for key in &old {
+            self.remove(t, Id::from_u128(*key))?;
+        }
+        Ok(old.len())
+    }
+}
+
+fn fail_all(results: impl Iterator<Item = (Answer, Result<Value>)>, e: &Error) {
+    for (answer, r) in results {
+        // An op already refused on its own (store full) keeps its own error.
+        let r = match r {
+            Err(own @ Error::StoreFull { .. }) => Err(own),
+            _ => Err(e.duplicate()),
+        };
+        answer.send(r);
+    }
+}

@@ -1,0 +1,150 @@
+//! kill -9 at random moments: every acknowledged write survives and the store reopens.
+//!
+//! The test binary runs itself as the writer child (`crash_child`, active only when
+//! `TITANIC_CRASH_CHILD` names a store file). The child prints `W <id>` after each acknowledged
+//! request and `D <id>` after each acknowledged reply; the parent SIGKILLs it after a random
+//! delay, reopens the store and checks every printed id. `TITANIC_CRASH_ITERATIONS` (default 3)
+//! sets how many kills; `scripts/titanic-crash.sh` runs a long campaign.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use domo_titanic::{Id, Lookup, RedbOptions, RedbStore, Store};
+
+const CHILD_ENV: &str = "TITANIC_CRASH_CHILD";
+
+fn body_for(id: Id) -> Bytes {
+    Bytes::from(format!("reply for {id}"))
+}
+
+/// The child: 8 threads submit and complete requests until killed (or for at most 30 s).
+#[test]
+fn crash_child() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let store = Arc::new(RedbStore::open(path, RedbOptions::default()).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let id = store
+                        .put_request(
+                            Bytes::from_static(b"svc"),
+                            vec![Bytes::from(format!("{t}/{n}"))],
+                        )
+                        .unwrap();
+                    emit('W', id);
+                    if n.is_multiple_of(2) {
+                        store.complete(id, vec![body_for(id)]).unwrap();
+                        emit('D', id);
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+fn emit(kind: char, id: Id) {
+    let line = format!("{kind} {id}\n");
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.as_bytes()).unwrap();
+    out.flush().unwrap();
+}
+
+/// A small xorshift for the kill delays, seeded from the clock (printed for reproduction).
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_at_random_moments() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let iterations: u32 = std::env::var("TITANIC_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let mut seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("crash campaign: {iterations} kills, seed {seed}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.redb");
+    let (mut written, mut done) = (Vec::new(), Vec::new());
+    for i in 0..iterations {
+        let delay = Duration::from_millis(150 + next(&mut seed) % 350);
+        let output = run_and_kill(&path, delay);
+        let before = (written.len(), done.len());
+        for line in output.lines() {
+            let (kind, hex) = line.split_at_checked(2).unwrap_or(("", ""));
+            let Ok(id) = hex.parse::<Id>() else { continue };
+            match kind {
+                "W " => written.push(id),
+                "D " => done.push(id),
+                _ => {}
+            }
+        }
+        let store = RedbStore::open(&path, RedbOptions::default())
+            .unwrap_or_else(|e| panic!("kill {i}: reopen failed: {e}"));
+        for id in &written {
+            assert_ne!(
+                store.get(*id).unwrap(),
+                Lookup::Unknown,
+                "kill {i}: lost request {id}"
+            );
+        }
+        for id in &done {
+            match store.get(*id).unwrap() {
+                Lookup::Done(r) => assert_eq!(r.frames, vec![body_for(*id)], "kill {i}: {id}"),
+                other => panic!("kill {i}: reply for {id} lost: {other:?}"),
+            }
+        }
+        eprintln!(
+            "kill {i} after {delay:?}: +{} requests, +{} replies acknowledged, all present",
+            written.len() - before.0,
+            done.len() - before.1
+        );
+    }
+    assert!(!written.is_empty(), "the child never acknowledged anything");
+}
+
+/// Runs the child, SIGKILLs it after `delay`, and returns everything it printed.
+fn run_and_kill(path: &std::path::Path, delay: Duration) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    std::thread::sleep(delay);
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    reader.join().unwrap()
+}

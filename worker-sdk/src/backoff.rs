@@ -1,0 +1,143 @@
+//! The reconnect schedule: exponential backoff with optional jitter, as in the zguide's
+//! `ppworker` (1 s, 2 s, 4 s … capped at 32 s, back to 1 s after any sign of life).
+//!
+//! Design: pure data. It never sleeps and never reads a clock; the jitter comes from a small
+//! seeded generator so tests can turn it off or reproduce it.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+/// Settings of the reconnect backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffOptions {
+    /// First delay after losing the broker. Default 1 s.
+    pub initial: Duration,
+    /// Cap on the doubling delay. Default 32 s.
+    pub max: Duration,
+    /// Add a random extra of up to a quarter of each delay, so many workers that lost the
+    /// same broker do not reconnect in lockstep. Default on; tests turn it off for exact times.
+    pub jitter: bool,
+}
+
+impl Default for BackoffOptions {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(32),
+            jitter: true,
+        }
+    }
+}
+
+/// The current position in the backoff schedule.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    options: BackoffOptions,
+    /// The nominal delay the next call to [`Backoff::next_delay`] uses.
+    current: Duration,
+    /// xorshift64 state for the jitter; never zero.
+    rng: u64,
+}
+
+impl Backoff {
+    /// A schedule at its first delay, with a random jitter seed.
+    pub fn new(options: BackoffOptions) -> Self {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(0x9E37_79B9_7F4A_7C15);
+        Self::with_seed(options, h.finish())
+    }
+
+    /// A schedule at its first delay whose jitter is reproducible from `seed`.
+    pub fn with_seed(options: BackoffOptions, seed: u64) -> Self {
+        Self {
+            options,
+            current: options.initial,
+            rng: seed | 1,
+        }
+    }
+
+    /// The delay to wait now (nominal delay plus jitter); doubles the nominal delay for the
+    /// next time, up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let nominal = self.current.min(self.options.max);
+        self.current = nominal.saturating_mul(2).min(self.options.max);
+        if self.options.jitter {
+            nominal + nominal.mul_f64(self.random_fraction() / 4.0)
+        } else {
+            nominal
+        }
+    }
+
+    /// Back to the first delay: the broker showed a sign of life.
+    pub fn reset(&mut self) {
+        self.current = self.options.initial;
+    }
+
+    /// The nominal delay the next [`Backoff::next_delay`] starts from.
+    pub fn current(&self) -> Duration {
+        self.current
+    }
+
+    fn random_fraction(&mut self) -> f64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exact() -> BackoffOptions {
+        BackoffOptions {
+            jitter: false,
+            ..BackoffOptions::default()
+        }
+    }
+
+    #[test]
+    fn delays_double_from_one_second_to_a_32_second_cap() {
+        let mut b = Backoff::with_seed(exact(), 7);
+        let secs: Vec<u64> = (0..8).map(|_| b.next_delay().as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 32, 32]);
+    }
+
+    #[test]
+    fn reset_goes_back_to_the_first_delay() {
+        let mut b = Backoff::with_seed(exact(), 7);
+        b.next_delay();
+        b.next_delay();
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn jitter_adds_at_most_a_quarter() {
+        let mut b = Backoff::with_seed(BackoffOptions::default(), 42);
+        let mut nominal = Duration::from_secs(1);
+        for _ in 0..20 {
+            let d = b.next_delay();
+            assert!(
+                d >= nominal && d < nominal + nominal / 4,
+                "{d:?} for {nominal:?}"
+            );
+            nominal = (nominal * 2).min(Duration::from_secs(32));
+        }
+    }
+
+    #[test]
+    fn jitter_varies_between_delays() {
+        let options = BackoffOptions {
+            max: Duration::from_secs(1),
+            ..BackoffOptions::default()
+        };
+        let mut b = Backoff::with_seed(options, 42);
+        let delays: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert!(delays.windows(2).any(|w| w[0] != w[1]), "{delays:?}");
+    }
+}

@@ -1,0 +1,217 @@
+//! The tokio task behind one worker session: owns the DEALER connection and drives the pure
+//! [`Session`] with tokio's clock. No protocol rules live here.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use domo_mdp::worker::{
+    decode_from_broker, encode_disconnect, encode_heartbeat, encode_ready, encode_reply,
+};
+use domo_mdp::{PeerId, ServiceName, WorkerCommand};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, trace, warn};
+
+use crate::handler::{Handler, OutcomeFuture};
+use crate::request::{Outcome, Request};
+use crate::session::{Action, Session};
+use crate::transport::{Connector, Link};
+use crate::WorkerOptions;
+
+/// Where a session's requests go.
+#[derive(Clone)]
+pub(crate) enum Sink {
+    /// To [`crate::Worker::recv`], as [`Request`]s.
+    Channel(mpsc::Sender<Request>),
+    /// Straight into the handler given to [`crate::Worker::serve`], run by the session.
+    Handler(Handler),
+}
+
+/// Everything one session task needs.
+pub(crate) struct Driver<C> {
+    pub(crate) connector: Arc<C>,
+    pub(crate) service: ServiceName,
+    pub(crate) options: Arc<WorkerOptions>,
+    pub(crate) sink: Sink,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+/// A request being handled: the client it came from and the future of its outcome.
+type Pending = (PeerId, OutcomeFuture);
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl<C: Connector> Driver<C> {
+    /// Runs the session until the worker stops; sends DISCONNECT on the way out.
+    pub(crate) async fn run(mut self, session_no: usize) {
+        let mut session = Session::new(
+            now(),
+            self.options.heartbeat,
+            self.options.new_backoff(),
+            self.options.endpoints.len(),
+        );
+        let Ok(mut dealer) = self.connect(0).await else {
+            return;
+        };
+        let mut pending: Option<Pending> = None;
+        info!(service = %self.service, session = session_no, endpoint = %self.options.endpoints[0], "Worker session registering");
+        let timer =
+            tokio::time::sleep_until(tokio::time::Instant::from_std(session.poll_timeout()));
+        tokio::pin!(timer);
+        loop {
+            // Reset the one timer only when the deadline moved: a new `Sleep` per message
+            // would cost a timer-wheel insert and removal each time.
+            let wake = tokio::time::Instant::from_std(session.poll_timeout());
+            if timer.deadline() != wake {
+                timer.as_mut().reset(wake);
+            }
+            tokio::select! {
+                biased;
+                _ = self.stop.changed() => break,
+                outcome = wait_outcome(&mut pending) => {
+                    let client = pending.take().map(|(c, _)| c);
+                    if let Some(client) = client {
+                        if !self.finish(&dealer, &mut session, client, outcome).await {
+                            let Ok(d) = self.restart(dealer, &mut session).await else {
+                                return;
+                            };
+                            dealer = d;
+                        }
+                    }
+                }
+                msg = dealer.recv() => match msg {
+                    Some(msg) => self.inbound(msg, &mut session, &mut pending),
+                    None => break,
+                },
+                _ = &mut timer => {}
+            }
+            while let Some(action) = session.poll_action(now()) {
+                match action {
+                    Action::SendHeartbeat => {
+                        dealer.try_send(encode_heartbeat());
+                        session.handle_sent(now());
+                    }
+                    Action::Abandon => {
+                        warn!(service = %self.service, "Broker lost; reconnecting after backoff");
+                        dealer.abandon();
+                        pending = None;
+                    }
+                    Action::Connect { endpoint } => {
+                        debug!(service = %self.service, endpoint = %self.options.endpoints[endpoint], "Re-registering");
+                        let Ok(d) = self.connect(endpoint).await else {
+                            return;
+                        };
+                        dealer = d;
+                    }
+                }
+            }
+        }
+        if session.is_live() {
+            dealer.try_send(encode_disconnect());
+        }
+        dealer.close().await;
+    }
+
+    /// A new connection to endpoint `index`, with READY queued on it.
+    ///
+    /// Fails only for an endpoint that does not parse, which [`crate::Worker::connect`]
+    /// already checked.
+    async fn connect(&self, index: usize) -> Result<C::Link, domo_zmtp::Error> {
+        let endpoint = &self.options.endpoints[index];
+        let link = self.connector.connect(endpoint)?;
+        link.send(encode_ready(&self.service)).await;
+        Ok(link)
+    }
+
+    /// Handles one message from the broker.
+    fn inbound(&self, msg: Vec<Bytes>, session: &mut Session, pending: &mut Option<Pending>) {
+        let at = now();
+        if !session.is_live() {
+            // Between connections: whatever arrives belongs to the abandoned one.
+            return;
+        }
+        match decode_from_broker(msg) {
+            Ok(WorkerCommand::Request { client, body }) => {
+                session.handle_traffic(at);
+                if pending.is_some() {
+                    warn!(service = %self.service, %client, "REQUEST while busy; dropped");
+                    return;
+                }
+                trace!(service = %self.service, %client, "Request");
+                *pending = self.dispatch(client, body);
+            }
+            Ok(WorkerCommand::Disconnect) => {
+                info!(service = %self.service, "Broker sent DISCONNECT; re-registering");
+                session.handle_disconnect(at);
+                *pending = None;
+            }
+            Ok(_) => session.handle_traffic(at),
+            Err(error) => debug!(service = %self.service, %error, "Malformed message dropped"),
+        }
+    }
+
+    /// Hands a request to the application.
+    fn dispatch(&self, client: PeerId, body: Vec<Bytes>) -> Option<Pending> {
+        match &self.sink {
+            Sink::Handler(handler) => Some((client, handler(body))),
+            Sink::Channel(requests) => {
+                let (tx, rx) = oneshot::channel();
+                let request = Request::new(client.clone(), body, tx);
+                // Capacity is one per session and a session holds one request at a time,
+                // so `Full` cannot happen; `Closed` means the worker is going away.
+                requests.try_send(request).ok()?;
+                let outcome: OutcomeFuture =
+                    Box::pin(async move { rx.await.unwrap_or(Outcome::Failed) });
+                Some((client, outcome))
+            }
+        }
+    }
+
+    /// Sends the reply; false if the request failed and the session must start over.
+    async fn finish(
+        &self,
+        dealer: &C::Link,
+        session: &mut Session,
+        client: PeerId,
+        outcome: Outcome,
+    ) -> bool {
+        match outcome {
+            Outcome::Reply(body) => {
+                dealer.send(encode_reply(&client, body)).await;
+                session.handle_sent(now());
+                true
+            }
+            Outcome::Failed => {
+                warn!(service = %self.service, %client, "Handler failed; no reply, session restarts");
+                false
+            }
+        }
+    }
+
+    /// DISCONNECT on the old connection (flushed as it lingers), READY on a new one.
+    async fn restart(
+        &self,
+        old: C::Link,
+        session: &mut Session,
+    ) -> Result<C::Link, domo_zmtp::Error> {
+        old.try_send(encode_disconnect());
+        tokio::spawn(old.close());
+        let dealer = self.connect(session.endpoint()).await?;
+        session.handle_restart(now());
+        Ok(dealer)
+    }
+}
+
+/// Waits for the application's outcome; a dropped [`Request`] counts as failed. Never
+/// resolves while nothing is pending.
+async fn wait_outcome(pending: &mut Option<Pending>) -> Outcome {
+    match pending {
+        Some((_, outcome)) => outcome.await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,256 @@
+//! The session driver on in-memory links under tokio's paused clock: exact times, no sockets.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use domo_mdp::worker::{decode_from_worker, encode_disconnect, encode_request};
+use domo_mdp::{Heartbeat, PeerId, ServiceName};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::{Driver, Sink};
+use crate::backoff::BackoffOptions;
+use crate::handler::wrap;
+use crate::transport::{Connector, Link};
+use crate::WorkerOptions;
+
+/// What the broker side sees: (milliseconds since start, connection number, what).
+type Seen = (u128, usize, String);
+
+struct MemLink {
+    id: usize,
+    events: mpsc::UnboundedSender<(usize, Event)>,
+    inbound: tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<Bytes>>>,
+}
+
+enum Event {
+    Connected(String),
+    Sent(Vec<Bytes>),
+    Abandoned,
+    Closed,
+}
+
+impl Link for MemLink {
+    async fn send(&self, msg: Vec<Bytes>) -> bool {
+        self.events.send((self.id, Event::Sent(msg))).is_ok()
+    }
+
+    fn try_send(&self, msg: Vec<Bytes>) {
+        let _ = self.events.send((self.id, Event::Sent(msg)));
+    }
+
+    async fn recv(&self) -> Option<Vec<Bytes>> {
+        self.inbound.lock().await.recv().await
+    }
+
+    fn abandon(&self) {
+        let _ = self.events.send((self.id, Event::Abandoned));
+    }
+
+    async fn close(self) {
+        let _ = self.events.send((self.id, Event::Closed));
+    }
+}
+
+struct MemConnector {
+    next: AtomicUsize,
+    events: mpsc::UnboundedSender<(usize, Event)>,
+    /// Senders into each connection, by connection number.
+    to_worker: Mutex<Vec<mpsc::UnboundedSender<Vec<Bytes>>>>,
+}
+
+impl Connector for MemConnector {
+    type Link = MemLink;
+
+    fn connect(&self, endpoint: &str) -> Result<MemLink, domo_zmtp::Error> {
+        let id = self.next.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.to_worker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        let _ = self
+            .events
+            .send((id, Event::Connected(endpoint.to_string())));
+        Ok(MemLink {
+            id,
+            events: self.events.clone(),
+            inbound: tokio::sync::Mutex::new(rx),
+        })
+    }
+}
+
+/// The broker's side of the in-memory links.
+struct Broker {
+    start: Instant,
+    connector: Arc<MemConnector>,
+    events: mpsc::UnboundedReceiver<(usize, Event)>,
+    stop: watch::Sender<bool>,
+}
+
+impl Broker {
+    /// Sends `msg` to the worker on connection `id`.
+    fn send(&self, id: usize, msg: Vec<Bytes>) {
+        let conns = self.connector.to_worker.lock().unwrap();
+        conns[id].send(msg).unwrap();
+    }
+
+    /// Everything the worker does until `until` ms after the start.
+    async fn seen_until(&mut self, until: u64) -> Vec<Seen> {
+        let deadline = self.start + Duration::from_millis(until);
+        let mut seen = Vec::new();
+        while let Ok(Some((id, event))) =
+            tokio::time::timeout_at(deadline, self.events.recv()).await
+        {
+            let at = (Instant::now() - self.start).as_millis();
+            let what = match event {
+                Event::Connected(ep) => format!("connect {ep}"),
+                Event::Sent(msg) => decode_from_worker(msg).unwrap().name().to_string(),
+                Event::Abandoned => "abandon".into(),
+                Event::Closed => "close".into(),
+            };
+            seen.push((at, id, what));
+        }
+        seen
+    }
+}
+
+fn seen(list: &[(u128, usize, &str)]) -> Vec<Seen> {
+    list.iter()
+        .map(|(t, c, w)| (*t, *c, w.to_string()))
+        .collect()
+}
+
+fn start(sink: Sink) -> Broker {
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let connector = Arc::new(MemConnector {
+        next: AtomicUsize::new(0),
+        events: events_tx,
+        to_worker: Mutex::new(Vec::new()),
+    });
+    let options = WorkerOptions::new(["tcp://a:1", "tcp://b:1"])
+        .heartbeat(Heartbeat::default())
+        .backoff(BackoffOptions {
+            jitter: false,
+            ..BackoffOptions::default()
+        });
+    let (stop, stop_rx) = watch::channel(false);
+    let driver = Driver {
+        connector: connector.clone(),
+        service: ServiceName::from_static("svc"),
+        options: Arc::new(options),
+        sink,
+        stop: stop_rx,
+    };
+    let start = Instant::now();
+    tokio::spawn(driver.run(0));
+    Broker {
+        start,
+        connector,
+        events,
+        stop,
+    }
+}
+
+fn echo_sink() -> Sink {
+    Sink::Handler(wrap(|body: Vec<Bytes>| async move {
+        match &body[0][..] {
+            b"panic" => panic!("handler panics on purpose"),
+            b"slow" => {
+                tokio::time::sleep(Duration::from_millis(3000)).await;
+                Ok::<_, std::convert::Infallible>(body)
+            }
+            _ => Ok(body),
+        }
+    }))
+}
+
+fn request(body: &'static str) -> Vec<Bytes> {
+    let client = PeerId::new(Bytes::from_static(b"client")).unwrap();
+    encode_request(&client, [Bytes::from_static(body.as_bytes())])
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn silent_broker_gets_heartbeats_then_the_next_endpoint_after_the_backoff() {
+    let mut broker = start(echo_sink());
+    let expected = seen(&[
+        (0, 0, "connect tcp://a:1"),
+        (0, 0, "READY"),
+        (2500, 0, "HEARTBEAT"),
+        (5000, 0, "HEARTBEAT"),
+        (7500, 0, "abandon"),
+        (8500, 1, "connect tcp://b:1"),
+        (8500, 1, "READY"),
+        (11_000, 1, "HEARTBEAT"),
+        (13_500, 1, "HEARTBEAT"),
+        (16_000, 1, "abandon"),
+        (18_000, 2, "connect tcp://a:1"),
+        (18_000, 2, "READY"),
+    ]);
+    assert_eq!(broker.seen_until(18_001).await, expected);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn broker_traffic_keeps_the_session_and_disconnect_re_registers_after_1s() {
+    let mut broker = start(echo_sink());
+    broker.seen_until(1).await;
+    for t in [2000, 4000, 6000, 8000, 10_000] {
+        tokio::time::sleep_until(broker.start + Duration::from_millis(t)).await;
+        broker.send(0, domo_mdp::worker::encode_heartbeat());
+    }
+    let seen_so_far = broker.seen_until(10_500).await;
+    assert!(
+        seen_so_far
+            .iter()
+            .all(|(_, c, w)| *c == 0 && w == "HEARTBEAT"),
+        "{seen_so_far:?}"
+    );
+    broker.send(0, encode_disconnect());
+    let expected = seen(&[
+        (10_500, 0, "abandon"),
+        (11_500, 1, "connect tcp://a:1"),
+        (11_500, 1, "READY"),
+    ]);
+    assert_eq!(broker.seen_until(11_501).await, expected);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_busy_session_keeps_heartbeating_and_replies_when_done() {
+    let mut broker = start(echo_sink());
+    broker.seen_until(100).await;
+    broker.send(0, request("slow"));
+    let expected = seen(&[
+        (2500, 0, "HEARTBEAT"),
+        (3100, 0, "REPLY"),
+        (5600, 0, "HEARTBEAT"),
+    ]);
+    assert_eq!(broker.seen_until(5601).await, expected);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_panicking_handler_restarts_the_session_at_once_without_a_reply() {
+    let mut broker = start(echo_sink());
+    broker.seen_until(100).await;
+    broker.send(0, request("panic"));
+    broker.send(0, request("unused"));
+    let expected = seen(&[
+        (100, 0, "DISCONNECT"),
+        (100, 1, "connect tcp://a:1"),
+        (100, 1, "READY"),
+        (100, 0, "close"),
+    ]);
+    assert_eq!(broker.seen_until(101).await, expected);
+    broker.send(1, request("fine"));
+    assert_eq!(broker.seen_until(102).await, seen(&[(101, 1, "REPLY")]));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn stopping_sends_disconnect_and_closes() {
+    let mut broker = start(echo_sink());
+    broker.seen_until(1000).await;
+    broker.stop.send(true).unwrap();
+    let expected = seen(&[(1000, 0, "DISCONNECT"), (1000, 0, "close")]);
+    assert_eq!(broker.seen_until(1001).await, expected);
+}
