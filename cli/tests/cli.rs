@@ -1,6 +1,7 @@
 //! The `domo` binary end to end against an in-process broker.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../broker/tests/common/mod.rs"]
 mod common;
 
 use std::process::{Child, Command, Output, Stdio};

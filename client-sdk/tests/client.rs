@@ -1,6 +1,7 @@
 //! domo-client against an in-process broker and libzmq DEALER workers written from RFC 7.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../broker/tests/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -3,6 +3,7 @@
 //! with neither program restarted.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../broker/tests/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

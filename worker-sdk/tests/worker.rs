@@ -2,6 +2,7 @@
 //! from RFC 7.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../broker/tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

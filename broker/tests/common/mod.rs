@@ -1,5 +1,6 @@
-//! Test harness: an in-process broker on an ephemeral port, and MDP peers written from RFC 7
-//! on plain libzmq sockets (no domo code on the peer side).
+//! Test harness shared by the broker, SDK and CLI tests (included with `#[path]`): an
+//! in-process broker on an ephemeral port, the `domo-broker` binary as a child process, and MDP
+//! peers written from RFC 7 on plain libzmq sockets (no domo code on the peer side).
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -262,5 +263,73 @@ pub fn wait_for_service(endpoint: &str, service: &str, expected: &[u8]) {
             "mmi.service {service} never said {expected:?}"
         );
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An endpoint on 127.0.0.1 where nothing listens (the port was free a moment ago).
+pub fn dead_endpoint() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("tcp://127.0.0.1:{}", l.local_addr().unwrap().port())
+}
+
+/// The `domo-broker` binary next to this test's target directory, built if missing.
+pub fn broker_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let bin = profile_dir.join("domo-broker");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "-p", "domo-broker", "--bin", "domo-broker"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        assert!(
+            cmd.status().unwrap().success(),
+            "building domo-broker failed"
+        );
+    }
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
+
+/// A `domo-broker` child process, SIGKILLed when dropped.
+pub struct BrokerProcess(std::process::Child);
+
+impl BrokerProcess {
+    /// Starts the binary on `endpoint` with `args`, waiting until it answers MMI.
+    pub fn start(endpoint: &str, args: &[&str]) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut child = std::process::Command::new(broker_binary())
+                .args(["--bind", endpoint])
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            thread::sleep(Duration::from_millis(100));
+            // Exit status 1 = bind failed (port not yet free after a kill): try again.
+            match child.try_wait().unwrap() {
+                None => {
+                    wait_for_service(endpoint, "nobody", b"404");
+                    return Self(child);
+                }
+                Some(status) => assert!(Instant::now() < deadline, "broker exits: {status}"),
+            }
+        }
+    }
+
+    /// SIGKILL: the broker dies without a word to anyone.
+    pub fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
