@@ -115,6 +115,9 @@ fn spawn_broker(path: &str, heartbeat_ms: u64) -> Broker {
             &endpoint,
             "--heartbeat",
             &format!("{heartbeat_ms}ms"),
+            // A free port, so several brokers (or a running one) never collide on 9464.
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
