@@ -4,7 +4,8 @@
 //! on disk. It polls `titanic.reply` with that id (`300` while pending, `200` plus the reply once
 //! a worker answered) and finally tells `titanic.close` to forget it.
 //!
-//! This crate is the storage and protocol layer, with no sockets and no async:
+//! The storage and protocol layer has no sockets and no async; [`server`] and [`dispatcher`]
+//! put it on MDP (the `domo-titanic` program runs them against any MDP broker):
 //!
 //! # Layout
 //!
@@ -16,8 +17,12 @@
 //! - [`service`]: pure handlers for `titanic.request`, `titanic.reply` and `titanic.close` over
 //!   MDP body frames.
 //! - [`error`]: the [`Error`] type (every variant maps to status `500` in [`service`]).
+//! - [`server`]: the three services as MDP workers (worker SDK) and [`server::run`], which
+//!   serves them and runs the dispatcher over one store until shutdown.
+//! - [`dispatcher`]: sends stored requests to their services through the client SDK, one
+//!   lane per service, and stores the replies (at-least-once).
 //!
-//! # Plugging in the MDP side (phase 2)
+//! # How the MDP side uses the store
 //!
 //! - **Workers**: one MDP worker per name in [`service::TitanicService::ALL`]; for each request
 //!   call [`service::handle`] with the body frames and send the returned frames as the reply.
@@ -39,9 +44,11 @@
 //! - **Metrics**: [`Store::stats`] gives requests by state, live and file bytes, and commits.
 
 pub mod clock;
+pub mod dispatcher;
 pub mod error;
 pub mod id;
 pub mod record;
+pub mod server;
 pub mod service;
 pub mod store;
 

@@ -1,0 +1,291 @@
+//! The dispatcher: sends stored requests to their services and stores the replies.
+//!
+//! Design: one scanner task pages through [`Store::pending`] (FIFO, with the last id seen as
+//! cursor) and hands each request to the *lane* of its service. Each lane is its own task with
+//! its own FIFO, its own client connection pool and at most
+//! [`DispatcherOptions::concurrency`] requests in flight, so an absent or slow service delays
+//! only its own requests (no head-of-line blocking across services). The scanner runs when
+//! `titanic.request` stores a request (a [`Notify`]), every
+//! [`DispatcherOptions::poll_interval`], and after a lane drained below half of a queue that
+//! had overflowed. It also expires old requests every [`DispatcherOptions::expire_interval`].
+//!
+//! A lane asks the broker's `mmi.service` before it sends (first, and after every failure),
+//! then sends each request once with [`DispatcherOptions::request_timeout`]. A timeout, an
+//! unavailable service or an unreachable broker puts the request back at the head of the
+//! lane and the lane waits (backoff from [`DispatcherOptions::retry_min`] doubling to
+//! [`DispatcherOptions::retry_max`]) and asks `mmi.service` again. A broker without MMI (any
+//! other answer, or none although the broker is reachable) is taken as "available", so the
+//! lane then just sends with backoff. A request closed or expired while it waited in its
+//! lane is not sent. A reply is stored with [`Store::complete`]
+//! (retried with the same backoff while the store fails).
+//!
+//! # Delivery is at-least-once
+//!
+//! A request is stored as done only after its service answered, so it can run more than
+//! once: when Titanic stops or crashes between the answer and the commit, when an attempt
+//! times out although the service was working on it, or when the broker still holds a copy
+//! that timed out here (the broker queues requests for a service without workers). After a
+//! restart the scanner starts over from the oldest pending request. Services behind Titanic
+//! must be idempotent (RFC 9 and the Guide say the same). The first stored reply wins.
+//!
+//! What it does not do: a request that can never be sent (a service name the client SDK
+//! refuses, or a body over its size limit) stays pending until it expires, with a warning.
+//! Lanes are never removed, so memory grows with the number of distinct service names seen
+//! since the start.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use domo_client::{Client, ClientOptions, Error as ClientError};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+use tracing::{debug, info, warn};
+
+use self::lane::{stopped, Lane};
+use crate::id::Id;
+use crate::record::Request;
+use crate::store::Store;
+
+mod lane;
+
+/// How the dispatcher sends and retries.
+#[derive(Debug, Clone)]
+pub struct DispatcherOptions {
+    /// Requests read from the store per page. Default 256.
+    pub page_size: usize,
+    /// Requests a lane holds in memory; more are left in the store and read again once the
+    /// lane has drained to half. Default 1024.
+    pub lane_capacity: usize,
+    /// Requests in flight per service (also the lane's connection pool size). Default 8.
+    pub concurrency: usize,
+    /// How long one attempt waits for the service's reply. Default 30 s.
+    pub request_timeout: Duration,
+    /// First retry delay after a failed attempt. Default 250 ms.
+    pub retry_min: Duration,
+    /// Longest retry delay. Default 30 s.
+    pub retry_max: Duration,
+    /// How often the store is scanned without being woken. Default 1 s.
+    pub poll_interval: Duration,
+    /// Requests older than this are deleted, answered or not. Default 7 days.
+    pub expire_after: Duration,
+    /// How often expiry runs. Default 60 s.
+    pub expire_interval: Duration,
+}
+
+impl Default for DispatcherOptions {
+    fn default() -> Self {
+        Self {
+            page_size: 256,
+            lane_capacity: 1024,
+            concurrency: 8,
+            request_timeout: Duration::from_secs(30),
+            retry_min: Duration::from_millis(250),
+            retry_max: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            expire_after: Duration::from_secs(7 * 24 * 3600),
+            expire_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A lane finished with a request (answered and stored).
+#[derive(Debug)]
+struct Finished {
+    service: Bytes,
+    id: Id,
+}
+
+/// The scanner's view of one lane.
+#[derive(Debug)]
+struct LaneHandle {
+    tx: mpsc::UnboundedSender<(Id, Request)>,
+    /// Requests handed to the lane and not finished yet.
+    loaded: usize,
+    /// The first request left in the store because the lane was full.
+    skipped: Option<Id>,
+}
+
+/// Sends stored requests to their services; see the module docs.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    options: DispatcherOptions,
+    client_options: ClientOptions,
+    wake: Arc<Notify>,
+    lanes: HashMap<Bytes, LaneHandle>,
+    /// Ids handed to a lane and not finished, so a rescan does not load them twice.
+    loaded: HashSet<Id>,
+    /// Scan pending requests after this id (`None`: from the oldest).
+    cursor: Option<Id>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("options", &self.options)
+            .field("lanes", &self.lanes.len())
+            .field("loaded", &self.loaded.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher for `store` sending through the broker at `endpoints`; `wake` is
+    /// signalled when a request was stored.
+    ///
+    /// # Errors
+    ///
+    /// The client SDK's error for bad endpoints.
+    pub fn new(
+        store: Arc<dyn Store>,
+        endpoints: &[String],
+        options: DispatcherOptions,
+        wake: Arc<Notify>,
+    ) -> Result<Self, ClientError> {
+        let client_options = ClientOptions::new(endpoints.iter().cloned())
+            .timeout(options.request_timeout)
+            .retries(0)
+            .pool_size(options.concurrency);
+        // Checks the endpoints now; lanes make their own clients (own pools) later.
+        drop(Client::connect(client_options.clone())?);
+        Ok(Self {
+            store,
+            options,
+            client_options,
+            wake,
+            lanes: HashMap::new(),
+            loaded: HashSet::new(),
+            cursor: None,
+        })
+    }
+
+    /// Runs until `stop` turns true, starting from the oldest pending request.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let mut lanes = JoinSet::new();
+        let mut poll = tokio::time::interval(self.options.poll_interval);
+        let mut expire = tokio::time::interval(self.options.expire_interval);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        expire.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut dirty = true;
+        loop {
+            if dirty {
+                self.scan(&mut lanes, &done_tx, &stop).await;
+                dirty = false;
+            }
+            tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => break,
+                Some(done) = done_rx.recv() => dirty = self.finished(done),
+                _ = self.wake.notified() => dirty = true,
+                _ = poll.tick() => dirty = true,
+                _ = expire.tick() => self.expire().await,
+            }
+        }
+        drop(self.lanes);
+        // Lanes see `stop` too; in-flight requests stay pending in the store.
+        while lanes.join_next().await.is_some() {}
+        debug!("Dispatcher stopped");
+    }
+
+    /// Loads pending requests after the cursor into their lanes.
+    async fn scan(
+        &mut self,
+        lanes: &mut JoinSet<()>,
+        done: &mpsc::UnboundedSender<Finished>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        loop {
+            let store = self.store.clone();
+            let (after, n) = (self.cursor, self.options.page_size);
+            let page = match tokio::task::spawn_blocking(move || store.pending(after, n)).await {
+                Ok(Ok(page)) => page,
+                Ok(Err(e)) => return warn!(error = %e, "Reading pending requests failed"),
+                Err(e) => return warn!(error = %e, "Reading pending requests failed"),
+            };
+            let full = page.len() == n;
+            for (id, request) in page {
+                self.cursor = Some(id);
+                self.load(id, request, lanes, done, stop);
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
+    /// Hands one request to its lane, unless it is loaded already or the lane is full.
+    fn load(
+        &mut self,
+        id: Id,
+        request: Request,
+        lanes: &mut JoinSet<()>,
+        done: &mpsc::UnboundedSender<Finished>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        if self.loaded.contains(&id) {
+            return;
+        }
+        let service = request.service.clone();
+        let lane = self.lanes.entry(service.clone()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let lane = Lane {
+                service: service.clone(),
+                rx,
+                done: done.clone(),
+                stop: stop.clone(),
+                store: self.store.clone(),
+                client_options: self.client_options.clone(),
+                options: self.options.clone(),
+            };
+            lanes.spawn(lane.run());
+            LaneHandle {
+                tx,
+                loaded: 0,
+                skipped: None,
+            }
+        });
+        if lane.loaded >= self.options.lane_capacity {
+            lane.skipped.get_or_insert(id);
+            return;
+        }
+        if lane.tx.send((id, request)).is_ok() {
+            lane.loaded += 1;
+            self.loaded.insert(id);
+        }
+    }
+
+    /// Records a finished request; true if the store must be scanned again (its lane had
+    /// overflowed and has room again).
+    fn finished(&mut self, done: Finished) -> bool {
+        self.loaded.remove(&done.id);
+        let Some(lane) = self.lanes.get_mut(&done.service) else {
+            return false;
+        };
+        lane.loaded = lane.loaded.saturating_sub(1);
+        if lane.loaded > self.options.lane_capacity / 2 {
+            return false;
+        }
+        let Some(skipped) = lane.skipped.take() else {
+            return false;
+        };
+        // Scan again from just before the first request left behind.
+        let before = skipped.as_u128().checked_sub(1).map(Id::from_u128);
+        self.cursor = self.cursor.min(before);
+        true
+    }
+
+    /// Deletes requests older than `expire_after`.
+    async fn expire(&self) {
+        let store = self.store.clone();
+        let age = u64::try_from(self.options.expire_after.as_millis()).unwrap_or(u64::MAX);
+        match tokio::task::spawn_blocking(move || store.expire(age)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(expired = n, "Expired old Titanic requests"),
+            Ok(Err(e)) => warn!(error = %e, "Expiring Titanic requests failed"),
+            Err(e) => warn!(error = %e, "Expiring Titanic requests failed"),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! One lane: the task that sends one service's requests, with its own FIFO, connection pool
+//! and backoff (see the parent module's docs).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domo_client::{Client, ClientOptions, Error as ClientError};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::{DispatcherOptions, Finished};
+use crate::id::Id;
+use crate::record::Request;
+use crate::store::{Lookup, Store};
+
+/// What one delivery attempt came to.
+enum Outcome {
+    /// Answered and stored.
+    Done(Id),
+    /// Not answered; try again after the backoff.
+    Retry(Id, Request),
+    /// Can never be sent; left pending in the store.
+    Dropped,
+}
+
+/// The task sending one service's requests.
+pub(super) struct Lane {
+    pub(super) service: Bytes,
+    pub(super) rx: mpsc::UnboundedReceiver<(Id, Request)>,
+    pub(super) done: mpsc::UnboundedSender<Finished>,
+    pub(super) stop: watch::Receiver<bool>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) client_options: ClientOptions,
+    pub(super) options: DispatcherOptions,
+}
+
+impl Lane {
+    pub(super) async fn run(mut self) {
+        let service = String::from_utf8_lossy(&self.service).into_owned();
+        let Ok(client) = Client::connect(self.client_options.clone()) else {
+            return; // the endpoints were checked in Dispatcher::new
+        };
+        let mut queue: VecDeque<(Id, Request)> = VecDeque::new();
+        let mut inflight: JoinSet<Outcome> = JoinSet::new();
+        let mut backoff = self.options.retry_min;
+        // Ask mmi.service before the first send.
+        let mut probe_at = Some(Instant::now());
+        let mut stop = self.stop.clone();
+        let mut stop_probe = self.stop.clone();
+        loop {
+            if probe_at.is_none() {
+                while inflight.len() < self.options.concurrency {
+                    let Some((id, request)) = queue.pop_front() else {
+                        break;
+                    };
+                    inflight.spawn(deliver(
+                        client.clone(),
+                        self.store.clone(),
+                        id,
+                        request,
+                        self.options.clone(),
+                    ));
+                }
+            }
+            let probe_due = async {
+                match probe_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => break,
+                Some(outcome) = inflight.join_next(), if !inflight.is_empty() => {
+                    match outcome {
+                        Ok(Outcome::Done(id)) => {
+                            backoff = self.options.retry_min;
+                            let _ = self.done.send(Finished { service: self.service.clone(), id });
+                        }
+                        Ok(Outcome::Retry(id, request)) => {
+                            queue.push_front((id, request));
+                            if probe_at.is_none() {
+                                debug!(%service, ?backoff, "Service did not answer; retrying later");
+                                probe_at = Some(Instant::now() + backoff);
+                                backoff = (backoff * 2).min(self.options.retry_max);
+                            }
+                        }
+                        Ok(Outcome::Dropped) => {}
+                        Err(e) => warn!(%service, error = %e, "Delivery task failed"),
+                    }
+                }
+                item = self.rx.recv() => match item {
+                    Some(item) => queue.push_back(item),
+                    None => break,
+                },
+                _ = probe_due, if !queue.is_empty() => {
+                    let available = tokio::select! {
+                        _ = stopped(&mut stop_probe) => break,
+                        a = client.service_available(self.service.clone()) => a,
+                    };
+                    match available {
+                        // No MMI on this broker, or a name only `deliver` can judge.
+                        // Available; or a broker without MMI (another answer, or none while
+                        // the broker is reachable); or a name only `deliver` can judge.
+                        Ok(true)
+                        | Err(
+                            ClientError::UnexpectedReply(_)
+                            | ClientError::TimedOut { .. }
+                            | ClientError::InvalidService(_),
+                        ) => probe_at = None,
+                        other => {
+                            debug!(%service, ?other, ?backoff, "Service not available; waiting");
+                            probe_at = Some(Instant::now() + backoff);
+                            backoff = (backoff * 2).min(self.options.retry_max);
+                        }
+                    }
+                }
+            }
+        }
+        inflight.abort_all();
+        client.close().await;
+    }
+}
+
+/// Whether `id` still waits for its reply (true when the store cannot tell: send it).
+async fn still_pending(store: &Arc<dyn Store>, id: Id) -> bool {
+    let store = store.clone();
+    !matches!(
+        tokio::task::spawn_blocking(move || store.get(id)).await,
+        Ok(Ok(Lookup::Done(_) | Lookup::Unknown))
+    )
+}
+
+/// Completes once `stop` is true (or its sender is gone).
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Sends one request and stores its reply.
+async fn deliver(
+    client: Client,
+    store: Arc<dyn Store>,
+    id: Id,
+    request: Request,
+    options: DispatcherOptions,
+) -> Outcome {
+    if !still_pending(&store, id).await {
+        // Closed or expired meanwhile (or already answered): nobody wants the answer.
+        return Outcome::Done(id);
+    }
+    let reply = match client
+        .request(request.service.clone(), request.body.clone())
+        .await
+    {
+        Ok(reply) => reply,
+        Err(
+            ClientError::TimedOut { .. }
+            | ClientError::ServiceUnavailable(_)
+            | ClientError::Disconnected(_)
+            | ClientError::Closed,
+        ) => return Outcome::Retry(id, request),
+        Err(e) => {
+            warn!(request_id = %id, error = %e, "Request cannot be sent; left pending until it expires");
+            return Outcome::Dropped;
+        }
+    };
+    let mut backoff = options.retry_min;
+    loop {
+        let (store, frames) = (store.clone(), reply.clone());
+        match tokio::task::spawn_blocking(move || store.complete(id, frames)).await {
+            Ok(Ok(())) => return Outcome::Done(id),
+            Ok(Err(e)) => warn!(request_id = %id, error = %e, "Storing a reply failed; retrying"),
+            Err(e) => warn!(request_id = %id, error = %e, "Storing a reply failed; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(options.retry_max);
+    }
+}

@@ -1,0 +1,270 @@
+//! The MDP side of Titanic: the three RFC 9 services as workers, the dispatcher, and [`run`],
+//! which ties them to one store for the `domo-titanic` program (and for tests).
+//!
+//! Design: every service is an MDP worker with several sessions (the worker SDK's
+//! concurrency), so concurrent `titanic.request` calls wait for the same group commit. Each
+//! request runs [`service::handle`] on a blocking thread. A stored request wakes the
+//! [`Dispatcher`] at once.
+//!
+//! # Shutdown
+//!
+//! [`run`]'s `shutdown` future first closes the gate: requests that arrive from then on are
+//! answered `500` ("retry later", RFC 9) without touching the store, and the ones already in
+//! a handler finish (within [`TitanicConfig::drain_grace`]), so an acknowledged request is
+//! always stored and a stored request always acknowledged. Then every worker session sends
+//! DISCONNECT, the dispatcher stops (requests in flight to their services stay pending and
+//! are sent again after the restart: at-least-once), and the store is closed once its
+//! writer has finished the queued commits.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use domo_mdp::Heartbeat;
+use domo_worker::{Worker, WorkerOptions};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::dispatcher::{Dispatcher, DispatcherOptions};
+use crate::service::{self, TitanicService};
+use crate::store::redb::{RedbOptions, RedbStore};
+use crate::store::Store;
+
+/// Everything [`run`] needs.
+#[derive(Debug, Clone)]
+pub struct TitanicConfig {
+    /// Broker endpoints, for the workers and the dispatcher's client alike.
+    pub endpoints: Vec<String>,
+    /// The redb store file.
+    pub store_path: PathBuf,
+    /// Store options (limits, group-commit sizes).
+    pub store: RedbOptions,
+    /// Worker heartbeat settings; must match the broker's.
+    pub heartbeat: Heartbeat,
+    /// MDP worker sessions per Titanic service (the concurrency of each service, and how
+    /// many `titanic.request` calls can share one group commit).
+    pub sessions: usize,
+    /// How long shutdown waits for requests already in a handler.
+    pub drain_grace: Duration,
+    /// The dispatcher's settings.
+    pub dispatcher: DispatcherOptions,
+}
+
+impl TitanicConfig {
+    /// Defaults for a store at `store_path` and the given broker endpoints.
+    pub fn new<S: Into<String>>(
+        endpoints: impl IntoIterator<Item = S>,
+        store_path: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            store_path: store_path.into(),
+            store: RedbOptions::default(),
+            heartbeat: Heartbeat::default(),
+            sessions: 16,
+            drain_grace: Duration::from_secs(5),
+            dispatcher: DispatcherOptions::default(),
+        }
+    }
+}
+
+/// Why Titanic could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] crate::Error),
+    /// The worker options were refused (bad endpoint).
+    #[error("{0}")]
+    Worker(#[from] domo_worker::Error),
+    /// The client options were refused (bad endpoint).
+    #[error("{0}")]
+    Client(#[from] domo_client::Error),
+}
+
+/// Opens the store, serves the three services and dispatches stored requests until
+/// `shutdown` completes, then shuts down as the module docs say.
+///
+/// # Errors
+///
+/// [`RunError`] if the store cannot be opened or the endpoints are invalid; nothing runs
+/// then.
+pub async fn run(
+    config: TitanicConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let path = config.store_path.clone();
+    let options = config.store.clone();
+    let opened = tokio::task::spawn_blocking(move || RedbStore::open(path, options)).await;
+    let store: Arc<dyn Store> = match opened {
+        Ok(store) => Arc::new(store?),
+        Err(e) => return Err(crate::Error::Unavailable(e.to_string()).into()),
+    };
+    info!(path = %config.store_path.display(), "Titanic store open");
+    let result = serve_store(store.clone(), &config, shutdown).await;
+    close_store(store).await;
+    result
+}
+
+/// Runs services and dispatcher over an open store until `shutdown`.
+async fn serve_store(
+    store: Arc<dyn Store>,
+    config: &TitanicConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let wake = Arc::new(Notify::new());
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        &config.endpoints,
+        config.dispatcher.clone(),
+        wake.clone(),
+    )?;
+    let worker_options = WorkerOptions::new(config.endpoints.clone())
+        .sessions(config.sessions)
+        .heartbeat(config.heartbeat);
+    let services = Services::start(store, &worker_options, wake)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dispatching = tokio::spawn(dispatcher.run(stop_rx));
+    info!(endpoints = ?config.endpoints, "Titanic serving");
+    shutdown.await;
+    info!("Titanic shutting down");
+    services.stop(config.drain_grace).await;
+    let _ = stop_tx.send(true);
+    if let Err(e) = dispatching.await {
+        warn!(error = %e, "Dispatcher task failed");
+    }
+    Ok(())
+}
+
+/// Drops the last handle on the store, once the blocking calls that still hold one are done,
+/// so its writer finishes the queued commits and the file lock is released.
+async fn close_store(store: Arc<dyn Store>) {
+    for _ in 0..500 {
+        if Arc::strong_count(&store) == 1 {
+            // The last handle: dropping a RedbStore joins its writer thread, so do it off the
+            // runtime.
+            let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+            info!("Titanic store closed");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    warn!("Titanic store still in use after 5 s; leaving it to the process exit");
+}
+
+/// The three workers and the gate their handlers pass.
+struct Services {
+    gate: Arc<Gate>,
+    stop: watch::Sender<bool>,
+    workers: JoinSet<()>,
+}
+
+impl Services {
+    /// Registers a worker for each Titanic service.
+    fn start(
+        store: Arc<dyn Store>,
+        options: &WorkerOptions,
+        wake: Arc<Notify>,
+    ) -> Result<Self, domo_worker::Error> {
+        let gate = Arc::new(Gate::default());
+        let (stop, _) = watch::channel(false);
+        let mut workers = JoinSet::new();
+        for service in TitanicService::ALL {
+            let worker = Worker::connect(service.name(), options.clone())?;
+            let handler = handler(service, store.clone(), gate.clone(), wake.clone());
+            let mut stopped = stop.subscribe();
+            workers.spawn(worker.serve(handler, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+        }
+        Ok(Self {
+            gate,
+            stop,
+            workers,
+        })
+    }
+
+    /// Answers new requests with 500, waits up to `grace` for the running ones, then has
+    /// every session send DISCONNECT.
+    async fn stop(mut self, grace: Duration) {
+        self.gate.close();
+        let drained = tokio::time::timeout(grace, async {
+            while self.gate.busy() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(?grace, "Titanic requests still running at shutdown");
+        }
+        let _ = self.stop.send(true);
+        while self.workers.join_next().await.is_some() {}
+    }
+}
+
+/// What a handler returns: the reply body, or why the request failed.
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<Bytes>, String>> + Send>>;
+
+/// The worker handler for `service`: the store call on a blocking thread, behind the gate.
+fn handler(
+    service: TitanicService,
+    store: Arc<dyn Store>,
+    gate: Arc<Gate>,
+    wake: Arc<Notify>,
+) -> impl Fn(Vec<Bytes>) -> HandlerFuture + Send + Sync + 'static {
+    move |body| {
+        let (store, gate, wake) = (store.clone(), gate.clone(), wake.clone());
+        Box::pin(async move {
+            let Some(_pass) = Gate::enter(&gate) else {
+                return Ok(vec![Bytes::from_static(service::ERROR)]);
+            };
+            let reply =
+                tokio::task::spawn_blocking(move || service::handle(&*store, service, body))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            if service == TitanicService::Request && reply.first().is_some_and(|f| f == service::OK)
+            {
+                wake.notify_one();
+            }
+            Ok(reply)
+        })
+    }
+}
+
+/// Counts the requests inside a handler, and refuses new ones once closed.
+#[derive(Debug, Default)]
+struct Gate {
+    closed: AtomicBool,
+    inside: AtomicUsize,
+}
+
+/// One request inside the gate; leaves it when dropped.
+struct Pass(Arc<Gate>);
+
+impl Gate {
+    fn enter(gate: &Arc<Self>) -> Option<Pass> {
+        gate.inside.fetch_add(1, Ordering::SeqCst);
+        let pass = Pass(gate.clone());
+        // Checked after counting ourselves in, so `stop` either sees us or we see `closed`.
+        (!gate.closed.load(Ordering::SeqCst)).then_some(pass)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn busy(&self) -> bool {
+        self.inside.load(Ordering::SeqCst) > 0
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.0.inside.fetch_sub(1, Ordering::SeqCst);
+    }
+}
