@@ -118,6 +118,8 @@ fn spawn_broker(path: &str, heartbeat_ms: u64) -> Broker {
             // A free port, so several brokers (or a running one) never collide on 9464.
             "--metrics-listen",
             "127.0.0.1:0",
+            // The broker alone: no Titanic workers (nor their heartbeats) in the figures.
+            "--no-titanic",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

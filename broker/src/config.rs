@@ -46,8 +46,64 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How long a drain waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// The embedded Titanic service (`[titanic]`).
+    pub titanic: TitanicSettings,
     /// The file the settings came from, if any.
     pub file: Option<PathBuf>,
+}
+
+/// The `[titanic]` section: the embedded Titanic (RFC 9) service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TitanicSettings {
+    /// Whether the broker runs Titanic.
+    pub enabled: bool,
+    /// The directory of the store; `None`: [`TitanicSettings::default_data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// Requests never closed are deleted this long after they were stored.
+    pub expire_after: Duration,
+    /// Most encoded bytes of stored requests and replies; past it `titanic.request` says 500.
+    pub max_bytes: u64,
+    /// How long the dispatcher waits for a service's reply before it retries.
+    pub request_timeout: Duration,
+    /// MDP worker sessions per Titanic service.
+    pub sessions: usize,
+}
+
+impl Default for TitanicSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            data_dir: None,
+            expire_after: Duration::from_secs(7 * 86_400),
+            max_bytes: 1 << 30,
+            request_timeout: Duration::from_secs(30),
+            sessions: 16,
+        }
+    }
+}
+
+/// The store file inside the Titanic data directory.
+pub const TITANIC_STORE_FILE: &str = "titanic.redb";
+
+impl TitanicSettings {
+    /// The data directory: `data_dir` if set, else `$STATE_DIRECTORY` (its first entry; set
+    /// by systemd's `StateDirectory=`), else `./titanic-data`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| Self::default_data_dir(std::env::var_os("STATE_DIRECTORY")))
+    }
+
+    /// `$STATE_DIRECTORY`'s first entry (systemd separates several with `:`), else
+    /// `./titanic-data`.
+    pub fn default_data_dir(state_directory: Option<std::ffi::OsString>) -> PathBuf {
+        state_directory
+            .and_then(|v| {
+                let text = v.to_string_lossy().into_owned();
+                text.split(':').find(|s| !s.is_empty()).map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from("titanic-data"))
+    }
 }
 
 /// How log lines are written on stderr.
@@ -83,6 +139,10 @@ pub struct Overrides {
     pub log_level: Option<String>,
     /// `--log-format` / `DOMO_LOG__FORMAT`.
     pub log_format: Option<LogFormat>,
+    /// `--titanic-data-dir` / `DOMO_TITANIC__DATA_DIR`.
+    pub titanic_data_dir: Option<PathBuf>,
+    /// `--no-titanic`: `true` disables Titanic whatever the file says.
+    pub no_titanic: bool,
 }
 
 /// A configuration that cannot be used; the message names where the problem is.
@@ -115,6 +175,7 @@ impl Default for Settings {
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
             drain_timeout: Duration::from_secs(20),
+            titanic: TitanicSettings::default(),
             file: None,
         }
     }
@@ -187,6 +248,18 @@ impl Settings {
         if let Some(format) = o.log_format {
             self.log_format = format;
         }
+        if let Some(dir) = &o.titanic_data_dir {
+            if dir.as_os_str().is_empty() {
+                return Err(flag(
+                    "--titanic-data-dir / DOMO_TITANIC__DATA_DIR",
+                    "empty path".into(),
+                ));
+            }
+            self.titanic.data_dir = Some(dir.clone());
+        }
+        if o.no_titanic {
+            self.titanic.enabled = false;
+        }
         self.core
             .validate()
             .map_err(|e| ConfigError(format!("invalid configuration: {e}")))
@@ -195,6 +268,10 @@ impl Settings {
     /// The settings as a configuration file that reads back to the same settings.
     pub fn to_toml(&self) -> String {
         let c = &self.core;
+        let t = &self.titanic;
+        let data_dir = t.data_dir.as_ref().map_or_else(String::new, |d| {
+            format!("data_dir = {:?}\n", d.display().to_string())
+        });
         let binds: Vec<String> = self.binds.iter().map(|b| format!("{b:?}")).collect();
         let listen = self
             .metrics_listen
@@ -211,7 +288,9 @@ impl Settings {
              redispatch = {}\nmax_redispatch = {}\n\n\
              [metrics]\nlisten = \"{listen}\"\nmax_services = {}\n\n\
              [log]\nlevel = {:?}\nformat = \"{}\"\n\n\
-             [shutdown]\ndrain_timeout = \"{}\"\n",
+             [shutdown]\ndrain_timeout = \"{}\"\n\n\
+             [titanic]\nenabled = {}\n{data_dir}expire_after = \"{}\"\nmax_bytes = {}\n\
+             request_timeout = \"{}\"\nsessions = {}\n",
             binds.join(", "),
             format_duration(c.heartbeat.interval),
             c.heartbeat.liveness,
@@ -226,6 +305,11 @@ impl Settings {
             self.log_level,
             self.log_format,
             format_duration(self.drain_timeout),
+            t.enabled,
+            format_duration(t.expire_after),
+            t.max_bytes,
+            format_duration(t.request_timeout),
+            t.sessions,
         )
     }
 
@@ -244,6 +328,9 @@ impl Settings {
         if self.log_format != new.log_format {
             keys.push("log.format");
         }
+        if self.titanic != new.titanic {
+            keys.push("titanic");
+        }
         keys
     }
 }
@@ -251,7 +338,9 @@ impl Settings {
 /// `2500ms` or `30s`: the shortest exact form that [`parse_duration`] reads back.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms > 0 && ms.is_multiple_of(86_400_000) {
+        format!("{}d", ms / 86_400_000)
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -341,6 +430,51 @@ struct FileConfig {
     metrics: Option<MetricsSection>,
     log: Option<LogSection>,
     shutdown: Option<ShutdownSection>,
+    titanic: Option<TitanicSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TitanicSection {
+    enabled: Option<bool>,
+    data_dir: Option<Spanned<String>>,
+    expire_after: Option<Spanned<String>>,
+    max_bytes: Option<Spanned<u64>>,
+    request_timeout: Option<Spanned<String>>,
+    sessions: Option<Spanned<usize>>,
+}
+
+impl TitanicSection {
+    fn merge_into(self, t: &mut TitanicSettings, err: ErrAt<'_>) -> Result<(), ConfigError> {
+        if let Some(enabled) = self.enabled {
+            t.enabled = enabled;
+        }
+        if let Some(dir) = self.data_dir {
+            if dir.get_ref().trim().is_empty() {
+                return Err(err(dir.span(), "empty path"));
+            }
+            t.data_dir = Some(PathBuf::from(dir.into_inner()));
+        }
+        if let Some(expire) = self.expire_after {
+            t.expire_after = positive(&expire, err)?;
+        }
+        if let Some(max) = self.max_bytes {
+            if *max.get_ref() == 0 {
+                return Err(err(max.span(), "must be at least 1"));
+            }
+            t.max_bytes = max.into_inner();
+        }
+        if let Some(timeout) = self.request_timeout {
+            t.request_timeout = positive(&timeout, err)?;
+        }
+        if let Some(sessions) = self.sessions {
+            if !(1..=1024).contains(sessions.get_ref()) {
+                return Err(err(sessions.span(), "must be between 1 and 1024"));
+            }
+            t.sessions = sessions.into_inner();
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -444,6 +578,9 @@ impl FileConfig {
         if let Some(drain) = self.shutdown.and_then(|sd| sd.drain_timeout) {
             s.drain_timeout = positive(&drain, err)?;
         }
+        if let Some(titanic) = self.titanic {
+            titanic.merge_into(&mut s.titanic, err)?;
+        }
         Ok(())
     }
 }
@@ -521,6 +658,16 @@ mod tests {
         );
         let defaults = Settings::default();
         assert_eq!(parse(&defaults.to_toml()), Ok(defaults));
+        let text = "[titanic]\nenabled = false\ndata_dir = \"/var/lib/x\"\nexpire_after = \"2d\"\n\
+                    max_bytes = 1000\nrequest_timeout = \"5s\"\nsessions = 4\n";
+        let settings = parse(text).unwrap();
+        assert_eq!(parse(&settings.to_toml()), Ok(settings.clone()));
+        assert!(!settings.titanic.enabled);
+        assert_eq!(settings.titanic.data_dir(), PathBuf::from("/var/lib/x"));
+        assert_eq!(
+            settings.titanic.expire_after,
+            Duration::from_secs(2 * 86_400)
+        );
     }
 
     #[test]
@@ -594,6 +741,55 @@ mod tests {
             );
         }
         assert!(error("[broker\n").starts_with("broker.toml:1"));
+        let titanic = [
+            (
+                "[titanic]\nenabled = \"yes\"\n",
+                "broker.toml:2: titanic.enabled: ",
+                "invalid type",
+            ),
+            (
+                "[titanic]\n\nexpire_after = \"7\"\n",
+                "broker.toml:3: titanic.expire_after: ",
+                "unit",
+            ),
+            (
+                "[titanic]\nexpire_after = \"0s\"\n",
+                "broker.toml:2: titanic.expire_after: ",
+                "more than 0",
+            ),
+            (
+                "[titanic]\ndata_dir = \"\"\n",
+                "broker.toml:2: titanic.data_dir: ",
+                "empty",
+            ),
+            (
+                "[titanic]\nmax_bytes = 0\n",
+                "broker.toml:2: titanic.max_bytes: ",
+                "at least 1",
+            ),
+            (
+                "[titanic]\nsessions = 0\n",
+                "broker.toml:2: titanic.sessions: ",
+                "between",
+            ),
+            (
+                "[titanic]\nrequest_timeout = \"1x\"\n",
+                "broker.toml:2: titanic.request_timeout: ",
+                "unit",
+            ),
+            (
+                "[titanic]\ndatadir = \"x\"\n",
+                "broker.toml:2: titanic.datadir: ",
+                "unknown field",
+            ),
+        ];
+        for (text, prefix, words) in titanic {
+            let e = error(text);
+            assert!(
+                e.starts_with(prefix) && e.contains(words),
+                "{text:?} gave {e:?}"
+            );
+        }
     }
 
     #[test]
@@ -616,6 +812,26 @@ mod tests {
         };
         let e = Settings::load(None, &bad).unwrap_err().to_string();
         assert!(e.starts_with("--metrics-listen"), "{e}");
+    }
+
+    #[test]
+    fn titanic_data_dir_defaults_to_the_systemd_state_directory() {
+        assert_eq!(
+            TitanicSettings::default_data_dir(None),
+            PathBuf::from("titanic-data")
+        );
+        assert_eq!(
+            TitanicSettings::default_data_dir(Some("/var/lib/domo:/var/lib/other".into())),
+            PathBuf::from("/var/lib/domo")
+        );
+        let overrides = Overrides {
+            titanic_data_dir: Some("/tmp/t".into()),
+            no_titanic: true,
+            ..Overrides::default()
+        };
+        let s = Settings::load(None, &overrides).unwrap();
+        assert_eq!(s.titanic.data_dir, Some(PathBuf::from("/tmp/t")));
+        assert!(!s.titanic.enabled);
     }
 
     #[test]

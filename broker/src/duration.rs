@@ -1,8 +1,8 @@
-//! Human-readable durations for flags and configuration: `"2500ms"`, `"30s"`, `"5m"`, `"1h"`.
+//! Human-readable durations for flags and configuration: `"2500ms"`, `"30s"`, `"5m"`, `"1h"`, `"7d"`.
 
 use std::time::Duration;
 
-/// Parses `<integer><unit>` with unit `ms`, `s`, `m` or `h`. A bare integer is refused, so a
+/// Parses `<integer><unit>` with unit `ms`, `s`, `m`, `h` or `d`. A bare integer is refused, so a
 /// value is never silently read in the wrong unit.
 ///
 /// # Errors
@@ -26,14 +26,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" => Duration::from_secs(1),
         "m" => Duration::from_secs(60),
         "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86_400),
         "" => {
             return Err(format!(
-                "invalid duration {text:?}: missing unit (ms, s, m or h)"
+                "invalid duration {text:?}: missing unit (ms, s, m, h or d)"
             ))
         }
         other => {
             return Err(format!(
-                "invalid duration {text:?}: unknown unit {other:?} (ms, s, m or h)"
+                "invalid duration {text:?}: unknown unit {other:?} (ms, s, m, h or d)"
             ))
         }
     };
@@ -52,6 +53,7 @@ mod tests {
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
         assert_eq!(parse_duration(" 0s "), Ok(Duration::ZERO));
     }
 

@@ -40,6 +40,8 @@ pub struct Endpoints {
     pub metrics: Arc<Mutex<Metrics>>,
     /// The loop's control channel, for scrapes.
     pub control: mpsc::Sender<Control>,
+    /// The embedded Titanic's status, when it is enabled.
+    pub titanic: Option<Arc<domo_titanic::server::Status>>,
 }
 
 /// Binds the listener; serving starts with [`serve`].
@@ -92,10 +94,16 @@ async fn route(endpoints: &Endpoints, req: &Request<Incoming>) -> Response<Full<
                 text(StatusCode::SERVICE_UNAVAILABLE, &body)
             }
         }
-        "/readyz" => match endpoints.health.readiness() {
-            Ok(()) => text(StatusCode::OK, "ready\n"),
-            Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n")),
-        },
+        "/readyz" => {
+            let titanic = endpoints.titanic.as_ref().map_or(Ok(()), |t| t.readiness());
+            match (endpoints.health.readiness(), titanic) {
+                (Ok(()), Ok(())) => text(StatusCode::OK, "ready\n"),
+                (Err(reason), _) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n")),
+                (Ok(()), Err(reason)) => {
+                    text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n"))
+                }
+            }
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /metrics, /healthz, /readyz\n",
@@ -107,6 +115,17 @@ async fn metrics(endpoints: &Endpoints) -> Response<Full<Bytes>> {
     let (done, answered) = oneshot::channel();
     if endpoints.control.try_send(Control::Scrape(done)).is_ok() {
         let _ = tokio::time::timeout(SCRAPE_WAIT, answered).await;
+    }
+    if let Some(status) = endpoints.titanic.clone() {
+        // A read transaction on the store: off the runtime thread.
+        let stats = tokio::task::spawn_blocking(move || status.stats()).await;
+        if let Ok(Some(stats)) = stats {
+            endpoints
+                .metrics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_titanic(stats.pending, stats.done, stats.file_bytes);
+        }
     }
     let body = endpoints
         .metrics

@@ -78,6 +78,13 @@ struct Cli {
     /// Log line format on stderr [default: text; config log.format]
     #[arg(long, value_name = "FORMAT", env = "DOMO_LOG__FORMAT")]
     log_format: Option<LogFormat>,
+    /// Directory of the Titanic store [default: $STATE_DIRECTORY if set, else
+    /// ./titanic-data; config titanic.data_dir]
+    #[arg(long, value_name = "PATH", env = "DOMO_TITANIC__DATA_DIR")]
+    titanic_data_dir: Option<PathBuf>,
+    /// Do not run the embedded Titanic (RFC 9) service [config titanic.enabled]
+    #[arg(long)]
+    no_titanic: bool,
 }
 
 /// `--version`: the crate version and the git commit.
@@ -98,6 +105,8 @@ impl Cli {
             metrics_listen: self.metrics_listen.clone(),
             log_level: self.log_level.clone(),
             log_format: self.log_format,
+            titanic_data_dir: self.titanic_data_dir.clone(),
+            no_titanic: self.no_titanic,
         }
     }
 }
@@ -192,6 +201,18 @@ async fn run(cli: Cli, settings: Settings, filter: FilterHandle) -> ExitCode {
     let metrics = Arc::new(Mutex::new(Metrics::new(settings.metrics_max_services)));
     let bound = bound.with_metrics(metrics.clone());
     let health = bound.health();
+    // Titanic's store opens before READY=1, so systemd sees a broker that is fully up.
+    let titanic = if settings.titanic.enabled {
+        let endpoint = local_endpoint(&bound.endpoints()[0]);
+        let commits = metrics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .titanic_commit_duration();
+        Some(start_titanic(&settings, endpoint, commits).await)
+    } else {
+        info!("Titanic disabled");
+        None
+    };
     if let Some(addr) = settings.metrics_listen {
         let listener = match http::bind(addr).await {
             Ok(l) => l,
@@ -207,10 +228,25 @@ async fn run(cli: Cli, settings: Settings, filter: FilterHandle) -> ExitCode {
             health: health.clone(),
             metrics,
             control: control.clone(),
+            titanic: titanic.as_ref().map(|t| t.status.clone()),
         };
         tokio::spawn(http::serve(listener, endpoints));
     }
-    let signals = tokio::spawn(handle_signals(cli, settings, control, filter));
+    let (titanic_stop, titanic_task) = match titanic {
+        Some(Titanic {
+            stop,
+            task: Some(t),
+            ..
+        }) => (Some(stop), Some(t)),
+        _ => (None, None),
+    };
+    let signals = tokio::spawn(handle_signals(
+        cli,
+        settings,
+        control,
+        filter,
+        titanic_stop.map(|stop| (stop, titanic_task)),
+    ));
     let notifier = tokio::spawn(notify_systemd(health));
     let result = bound.run_with(control_rx).await;
     signals.abort();
@@ -220,6 +256,90 @@ async fn run(cli: Cli, settings: Settings, filter: FilterHandle) -> ExitCode {
         Err(e) => {
             error!(error = %e, "Broker failed");
             ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// The embedded Titanic: its status for `/readyz` and metrics, and how to stop it.
+struct Titanic {
+    status: Arc<domo_titanic::server::Status>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// `None` when the store could not be opened (nothing runs; `/readyz` says why).
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The endpoint Titanic connects to: `bound` itself, with a wildcard host replaced by
+/// loopback.
+fn local_endpoint(bound: &domo_zmtp::Endpoint) -> String {
+    match bound {
+        domo_zmtp::Endpoint::Tcp { host, port } if host == "*" || host == "0.0.0.0" => {
+            format!("tcp://127.0.0.1:{port}")
+        }
+        domo_zmtp::Endpoint::Tcp { host, port } if host == "::" => format!("tcp://[::1]:{port}"),
+        other => other.to_string(),
+    }
+}
+
+/// Opens the Titanic store and starts its services against `endpoint`. A store that cannot
+/// be opened is logged and reported by `/readyz`; the broker runs without Titanic then.
+async fn start_titanic(
+    settings: &Settings,
+    endpoint: String,
+    commits: prometheus::Histogram,
+) -> Titanic {
+    let t = &settings.titanic;
+    let dir = t.data_dir();
+    let mut config = domo_titanic::server::TitanicConfig::new(
+        [endpoint],
+        dir.join(domo_broker::config::TITANIC_STORE_FILE),
+    );
+    config.heartbeat = settings.core.heartbeat;
+    config.sessions = t.sessions;
+    config.store.limits.max_bytes = t.max_bytes;
+    config.store.on_commit = Some(Arc::new(move |d: Duration| {
+        commits.observe(d.as_secs_f64())
+    }));
+    config.dispatcher.expire_after = t.expire_after;
+    config.dispatcher.expire_interval =
+        (t.expire_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    config.dispatcher.request_timeout = t.request_timeout;
+    let status = Arc::new(domo_titanic::server::Status::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        error!(error = %e, path = %dir.display(), "Cannot create the Titanic data directory");
+        status.fail_with(&format!(
+            "cannot create the Titanic data directory {}: {e}",
+            dir.display()
+        ));
+        return Titanic {
+            status,
+            stop,
+            task: None,
+        };
+    }
+    match domo_titanic::server::open(config, status.clone()).await {
+        Ok(opened) => {
+            let task = tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                if let Err(e) = opened.serve(shutdown).await {
+                    error!(error = %e, "Titanic failed");
+                }
+            });
+            Titanic {
+                status,
+                stop,
+                task: Some(task),
+            }
+        }
+        Err(e) => {
+            error!(error = %e, path = %dir.display(), "Titanic not started");
+            Titanic {
+                status,
+                stop,
+                task: None,
+            }
         }
     }
 }
@@ -267,6 +387,10 @@ async fn handle_signals(
     mut settings: Settings,
     control: mpsc::Sender<Control>,
     filter: FilterHandle,
+    mut titanic: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        Option<tokio::task::JoinHandle<()>>,
+    )>,
 ) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
@@ -295,6 +419,24 @@ async fn handle_signals(
         stopping = true;
         info!(timeout = ?settings.drain_timeout, "Shutting down: draining");
         notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
+        if let Some((stop, task)) = titanic.take() {
+            // Titanic first: it stops taking requests, finishes the ones it holds and
+            // disconnects its workers while the broker still routes their replies.
+            info!("Stopping Titanic");
+            let _ = stop.send(());
+            if let Some(task) = task {
+                let interrupted = tokio::select! {
+                    _ = task => false,
+                    _ = term.recv() => true,
+                    _ = int.recv() => true,
+                };
+                if interrupted {
+                    info!("Second signal: stopping without waiting for in-flight requests");
+                    let _ = control.send(Control::Stop).await;
+                    continue;
+                }
+            }
+        }
         let timeout = settings.drain_timeout;
         let _ = control.send(Control::Drain { timeout }).await;
     }
@@ -336,6 +478,7 @@ async fn reload(
     applied.metrics_listen = settings.metrics_listen;
     applied.metrics_max_services = settings.metrics_max_services;
     applied.log_format = settings.log_format;
+    applied.titanic = settings.titanic.clone();
     *settings = applied;
     notify(&[NotifyState::Ready]);
 }

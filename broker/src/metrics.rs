@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use domo_mdp::ServiceName;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::core::{Event, Stats};
@@ -46,6 +46,9 @@ pub struct Metrics {
     connections: IntGaugeVec,
     transport: IntCounterVec,
     draining: IntGauge,
+    titanic_requests: IntGaugeVec,
+    titanic_store_bytes: IntGauge,
+    titanic_commit_duration: Histogram,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -101,7 +104,39 @@ impl Metrics {
             .expect("valid metric");
         r.register(Box::new(draining.clone()))
             .expect("unique metric");
+        let titanic_store_bytes = IntGauge::new(
+            "domo_titanic_store_bytes",
+            "Size of the Titanic store file (its high-water mark)",
+        )
+        .expect("valid metric");
+        r.register(Box::new(titanic_store_bytes.clone()))
+            .expect("unique metric");
+        let titanic_commit_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "domo_titanic_commit_duration_seconds",
+                "Titanic group commits, write transaction to durable (fsync)",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(titanic_commit_duration.clone()))
+            .expect("unique metric");
+        let titanic_requests = gauge(
+            &r,
+            "domo_titanic_requests",
+            "Requests stored by Titanic, by state (pending: no reply yet; done: not closed)",
+            &["state"],
+        );
+        for state in ["pending", "done"] {
+            titanic_requests.with_label_values(&[state]).set(0);
+        }
         Self {
+            titanic_commit_duration,
+            titanic_requests,
+            titanic_store_bytes,
             client_requests: counter(
                 &r,
                 "domo_client_requests_total",
@@ -271,6 +306,23 @@ impl Metrics {
                 .with_label_values(&[&label, "busy"])
                 .add(gauge_value(*busy));
         }
+    }
+
+    /// Records the Titanic store's figures: requests by state and the file size.
+    pub fn set_titanic(&self, pending: u64, done: u64, file_bytes: u64) {
+        self.titanic_requests
+            .with_label_values(&["pending"])
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.titanic_requests
+            .with_label_values(&["done"])
+            .set(i64::try_from(done).unwrap_or(i64::MAX));
+        self.titanic_store_bytes
+            .set(i64::try_from(file_bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The Titanic commit latency histogram; a handle any thread can observe into.
+    pub fn titanic_commit_duration(&self) -> Histogram {
+        self.titanic_commit_duration.clone()
     }
 
     /// The registry in the Prometheus text format.

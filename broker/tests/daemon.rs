@@ -63,6 +63,8 @@ impl Daemon {
             "tcp://127.0.0.1:0",
             "--metrics-listen",
             "127.0.0.1:0",
+            // Titanic is not the subject here (broker/tests/titanic.rs): no shared data dir.
+            "--no-titanic",
         ])
         .args(args)
         .env_remove("RUST_LOG")
@@ -332,7 +334,11 @@ fn check_config_rejects_bad_files_naming_file_line_and_key_with_exit_2() {
             "[shutdown]\ndrain_timeout = \"0s\"\n",
             ":2: shutdown.drain_timeout: must be more than 0",
         ),
-        ("[titanic]\n", ":1: titanic: unknown field"),
+        (
+            "[titanic]\nsessions = 0\n",
+            ":2: titanic.sessions: must be between",
+        ),
+        ("[titanc]\n", ":1: titanc: unknown field"),
     ];
     for (i, (text, expected)) in cases.iter().enumerate() {
         let path = dir.file(&format!("bad{i}.toml"), text);

@@ -40,7 +40,11 @@
 //! - **Health**: an [`Error`] with [`Error::is_write_failure`] means the disk is full or
 //!   failing; `/readyz` should say so (`Display` gives the reason). After such an error redb
 //!   refuses writes on that handle, so the embedding drops the store and opens it again (with
-//!   backoff) to recover; everything acknowledged before stays intact.
+//!   backoff) to recover; everything acknowledged before stays intact. [`server::open`] and
+//!   [`server::Opened::serve`] split [`server::run`] so an embedding (`domo-broker`) opens the
+//!   store before it reports ready, and [`server::Status`] gives it readiness (open failure,
+//!   last write failure) and [`Store::stats`] for metrics. Reopening after a write failure is
+//!   not automatic yet: `/readyz` stays 503 until a write succeeds or the process restarts.
 //! - **Metrics**: [`Store::stats`] gives requests by state, live and file bytes, and commits.
 
 pub mod clock;

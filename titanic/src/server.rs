@@ -1,5 +1,7 @@
 //! The MDP side of Titanic: the three RFC 9 services as workers, the dispatcher, and [`run`],
-//! which ties them to one store for the `domo-titanic` program (and for tests).
+//! which ties them to one store for the `domo-titanic` program (and for tests). An embedding
+//! calls [`open`] then [`Opened::serve`] instead, and reads [`Status`] for readiness and
+//! metrics.
 //!
 //! Design: every service is an MDP worker with several sessions (the worker SDK's
 //! concurrency), so concurrent `titanic.request` calls wait for the same group commit. Each
@@ -98,17 +100,207 @@ pub async fn run(
     config: TitanicConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    open(config, Arc::new(Status::default()))
+        .await?
+        .serve(shutdown)
+        .await
+}
+
+/// Opens the store of `config` (creating the file, not its directory), so an embedding can
+/// report a failure before it says it is ready; [`Opened::serve`] then runs Titanic.
+///
+/// `status` is updated from then on: see [`Status`].
+///
+/// # Errors
+///
+/// [`RunError::Store`] if the store cannot be opened.
+pub async fn open(config: TitanicConfig, status: Arc<Status>) -> Result<Opened, RunError> {
     let path = config.store_path.clone();
     let options = config.store.clone();
     let opened = tokio::task::spawn_blocking(move || RedbStore::open(path, options)).await;
-    let store: Arc<dyn Store> = match opened {
-        Ok(store) => Arc::new(store?),
-        Err(e) => return Err(crate::Error::Unavailable(e.to_string()).into()),
+    let store = match opened {
+        Ok(Ok(store)) => store,
+        Ok(Err(e)) => {
+            status.fail(&format!("cannot open the store: {e}"));
+            return Err(e.into());
+        }
+        Err(e) => {
+            status.fail(&format!("cannot open the store: {e}"));
+            return Err(crate::Error::Unavailable(e.to_string()).into());
+        }
     };
     info!(path = %config.store_path.display(), "Titanic store open");
-    let result = serve_store(store.clone(), &config, shutdown).await;
-    close_store(store).await;
-    result
+    let store: Arc<dyn Store> = Arc::new(Watched {
+        inner: store,
+        status: status.clone(),
+    });
+    *status
+        .store
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::downgrade(&store));
+    status.set_open(true);
+    Ok(Opened {
+        store,
+        config,
+        status,
+    })
+}
+
+/// An open store, ready to serve.
+pub struct Opened {
+    store: Arc<dyn Store>,
+    config: TitanicConfig,
+    status: Arc<Status>,
+}
+
+impl std::fmt::Debug for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opened")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opened {
+    /// Serves the three services and dispatches stored requests until `shutdown`, then
+    /// shuts down as the module docs say and closes the store.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError`] if the endpoints are invalid; nothing runs then.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+        let result = serve_store(self.store.clone(), &self.config, shutdown).await;
+        close_store(self.store).await;
+        self.status.set_open(false);
+        result
+    }
+}
+
+/// What an embedding shows of Titanic (readiness, metrics); updated by [`open`] and by
+/// every store call.
+#[derive(Debug, Default)]
+pub struct Status {
+    open: AtomicBool,
+    problem: std::sync::Mutex<Option<String>>,
+    store: std::sync::Mutex<Option<std::sync::Weak<dyn Store>>>,
+}
+
+impl Status {
+    /// `Ok` while the store is open and its last write succeeded; otherwise why not (the
+    /// store could not be opened, or a write failed: disk full or failing).
+    ///
+    /// # Errors
+    ///
+    /// The reason, for `/readyz`.
+    pub fn readiness(&self) -> Result<(), String> {
+        if let Some(problem) = self.lock_problem().clone() {
+            return Err(problem);
+        }
+        if self.open.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("Titanic store not open".to_string())
+        }
+    }
+
+    /// The store's current figures, while it is open.
+    pub fn stats(&self) -> Option<crate::Stats> {
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()?
+            .upgrade()?;
+        store.stats().ok()
+    }
+
+    fn lock_problem(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.problem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn fail(&self, reason: &str) {
+        *self.lock_problem() = Some(reason.to_string());
+    }
+
+    /// Records a problem the embedding found before [`open`] (e.g. the data directory cannot
+    /// be created); [`Status::readiness`] reports it.
+    pub fn fail_with(&self, reason: &str) {
+        self.fail(reason);
+    }
+
+    fn set_open(&self, open: bool) {
+        self.open.store(open, Ordering::Relaxed);
+        if !open {
+            *self
+                .store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        }
+    }
+
+    /// Records the outcome of a write: a write failure sets the problem, a success clears it.
+    fn wrote<T>(&self, result: &crate::error::Result<T>) {
+        match result {
+            Ok(_) => {
+                let mut problem = self.lock_problem();
+                if problem.is_some() {
+                    *problem = None;
+                }
+            }
+            Err(e) if e.is_write_failure() => self.fail(&format!("Titanic write failed: {e}")),
+            Err(_) => {}
+        }
+    }
+}
+
+/// A store that reports write failures to a [`Status`].
+struct Watched<S> {
+    inner: S,
+    status: Arc<Status>,
+}
+
+impl<S: Store> Store for Watched<S> {
+    fn put_request(&self, service: Bytes, body: Vec<Bytes>) -> crate::error::Result<crate::Id> {
+        let r = self.inner.put_request(service, body);
+        self.status.wrote(&r);
+        r
+    }
+
+    fn complete(&self, id: crate::Id, reply: Vec<Bytes>) -> crate::error::Result<()> {
+        let r = self.inner.complete(id, reply);
+        self.status.wrote(&r);
+        r
+    }
+
+    fn get(&self, id: crate::Id) -> crate::error::Result<crate::Lookup> {
+        self.inner.get(id)
+    }
+
+    fn close(&self, id: crate::Id) -> crate::error::Result<()> {
+        let r = self.inner.close(id);
+        self.status.wrote(&r);
+        r
+    }
+
+    fn pending(
+        &self,
+        after: Option<crate::Id>,
+        limit: usize,
+    ) -> crate::error::Result<Vec<(crate::Id, crate::Request)>> {
+        self.inner.pending(after, limit)
+    }
+
+    fn expire(&self, older_than_millis: u64) -> crate::error::Result<usize> {
+        let r = self.inner.expire(older_than_millis);
+        self.status.wrote(&r);
+        r
+    }
+
+    fn stats(&self) -> crate::error::Result<crate::Stats> {
+        self.inner.stats()
+    }
 }
 
 /// Runs services and dispatcher over an open store until `shutdown`.

@@ -302,7 +302,7 @@ impl BrokerProcess {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let mut child = std::process::Command::new(broker_binary())
-                .args(["--bind", endpoint])
+                .args(["--bind", endpoint, "--no-titanic"])
                 .args(args)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

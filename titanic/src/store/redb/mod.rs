@@ -55,7 +55,13 @@ pub struct RedbOptions {
     pub max_batch: usize,
     /// How many ops may wait for the writer; callers block beyond that (backpressure).
     pub queue_capacity: usize,
+    /// Called on the writer thread with the duration of every successful group commit (write
+    /// transaction begin to durable commit), e.g. for a latency histogram. Keep it cheap.
+    pub on_commit: Option<CommitObserver>,
 }
+
+/// See [`RedbOptions::on_commit`].
+pub type CommitObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 impl Default for RedbOptions {
     fn default() -> Self {
@@ -64,6 +70,7 @@ impl Default for RedbOptions {
             clock: Arc::new(SystemClock),
             max_batch: 1024,
             queue_capacity: 4096,
+            on_commit: None,
         }
     }
 }
@@ -74,6 +81,7 @@ impl std::fmt::Debug for RedbOptions {
             .field("limits", &self.limits)
             .field("max_batch", &self.max_batch)
             .field("queue_capacity", &self.queue_capacity)
+            .field("on_commit", &self.on_commit.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -139,6 +147,7 @@ impl RedbStore {
             live_shared: live_shared.clone(),
             commits: commits.clone(),
             max_batch: options.max_batch.max(1),
+            on_commit: options.on_commit,
         };
         let (tx, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
         let handle = std::thread::Builder::new()

@@ -98,6 +98,8 @@ pub(super) struct Writer {
     /// Successful commits, for `stats()`.
     pub(super) commits: Arc<AtomicU64>,
     pub(super) max_batch: usize,
+    /// Told the duration of each successful commit.
+    pub(super) on_commit: Option<super::CommitObserver>,
 }
 
 impl Writer {
@@ -117,6 +119,7 @@ impl Writer {
 
     fn commit_batch(&mut self, batch: Vec<Op>) {
         let live_before = self.live;
+        let started = std::time::Instant::now();
         let txn = match self.db.begin_write().map_err(map_err) {
             Ok(t) => t,
             Err(e) => {
@@ -156,6 +159,9 @@ impl Writer {
             Ok(()) => {
                 self.live_shared.store(self.live, Ordering::Relaxed);
                 self.commits.fetch_add(1, Ordering::Relaxed);
+                if let Some(observe) = &self.on_commit {
+                    observe(started.elapsed());
+                }
                 results.into_iter().for_each(|(a, r)| a.send(r));
             }
             Err(e) => {

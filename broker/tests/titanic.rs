@@ -1,0 +1,300 @@
+//! The `domo-broker` binary with its embedded Titanic (RFC 9): on by default with the default
+//! data directory, `/readyz` and metrics, `--check-config` on `[titanic]`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("domo-titanic-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A broker process in `cwd` with its stderr collected; killed on drop.
+struct Daemon {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    endpoint: String,
+}
+
+impl Daemon {
+    fn start(cwd: &Path, args: &[&str]) -> Self {
+        let endpoint = dead_endpoint();
+        let mut child = Command::new(BIN)
+            .current_dir(cwd)
+            .args(["--bind", &endpoint, "--metrics-listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("DOMO_CONFIG")
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("DOMO_TITANIC__DATA_DIR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            endpoint,
+        }
+    }
+
+    fn wait_for_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.lines.lock().unwrap().clone();
+            if let Some(line) = log.iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}:\n{}",
+                log.join("\n")
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn metrics_addr(&self) -> String {
+        let line = self.wait_for_line("Metrics listening");
+        let at = line.find("http://").unwrap() + "http://".len();
+        line[at..].split('/').next().unwrap().to_string()
+    }
+
+    fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running after {within:?}");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` over HTTP/1.1; returns the status code and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Polls `titanic.reply` for `id` until it is 200 (or the time runs out); returns its body.
+fn wait_for_reply(client: &ReqClient, id: &[u8]) -> Msg {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let reply = client.request("titanic.reply", &[id]);
+        match reply[0].as_slice() {
+            b"200" => return reply[1..].to_vec(),
+            b"300" => {}
+            other => panic!("titanic.reply said {:?}", String::from_utf8_lossy(other)),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reply for the request in time"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn default_broker_serves_titanic_end_to_end_in_its_working_directory() {
+    let cwd = TempDir::new("default");
+    // No Titanic flag nor file: the default data directory, ./titanic-data.
+    let mut daemon = Daemon::start(&cwd.0, &["--heartbeat", "250ms"]);
+    let ep = daemon.endpoint.clone();
+    wait_for_service(&ep, "titanic.request", b"200");
+    wait_for_service(&ep, "titanic.reply", b"200");
+    wait_for_service(&ep, "titanic.close", b"200");
+    assert!(cwd.0.join("titanic-data/titanic.redb").is_file());
+    let addr = daemon.metrics_addr();
+    assert_eq!(http_get(&addr, "/readyz"), (200, "ready\n".to_string()));
+
+    let _echo = ZWorker::echo(&ep, "echo", Duration::from_millis(250));
+    wait_for_service(&ep, "echo", b"200");
+    let client = ReqClient::connect(&ep);
+    let ack = client.request("titanic.request", &[b"echo", b"hello", b"titanic"]);
+    assert_eq!(ack[0], b"200", "{ack:?}");
+    assert_eq!(ack.len(), 2);
+    assert_eq!(ack[1].len(), 32, "a 32-hex-digit id");
+    let reply = wait_for_reply(&client, &ack[1]);
+    assert_eq!(reply, vec![b"hello".to_vec(), b"titanic".to_vec()]);
+
+    let (status, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("domo_titanic_requests{state=\"done\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("domo_titanic_store_bytes "), "{metrics}");
+    let commits = metrics
+        .lines()
+        .find(|l| l.starts_with("domo_titanic_commit_duration_seconds_count "))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(commits.is_some_and(|n| n >= 2), "{metrics}");
+
+    assert_eq!(client.request("titanic.close", &[&ack[1]]), vec![b"200"]);
+    assert_eq!(client.request("titanic.reply", &[&ack[1]]), vec![b"400"]);
+    // SIGTERM: Titanic stops first, then the broker drains; a clean exit.
+    let status = daemon.terminate(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0));
+    daemon.wait_for_line("Titanic store closed");
+}
+
+#[test]
+fn readyz_says_why_when_the_store_cannot_be_opened() {
+    let dir = TempDir::new("unready");
+    // A regular file where the data directory should be.
+    let blocked = dir.0.join("blocked");
+    std::fs::write(&blocked, "not a directory").unwrap();
+    let daemon = Daemon::start(
+        &dir.0,
+        &["--titanic-data-dir", blocked.join("sub").to_str().unwrap()],
+    );
+    wait_for_service(&daemon.endpoint, "nobody", b"404");
+    let (status, body) = http_get(&daemon.metrics_addr(), "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("Titanic data directory"), "{body}");
+    // The broker itself still routes.
+    let client = ReqClient::connect(&daemon.endpoint);
+    assert_eq!(
+        client.request("mmi.service", &[b"titanic.request"]),
+        vec![b"404"]
+    );
+}
+
+#[test]
+fn no_titanic_flag_runs_the_broker_alone() {
+    let dir = TempDir::new("off");
+    let daemon = Daemon::start(&dir.0, &["--no-titanic"]);
+    wait_for_service(&daemon.endpoint, "nobody", b"404");
+    let (status, _) = http_get(&daemon.metrics_addr(), "/readyz");
+    assert_eq!(status, 200);
+    let client = ReqClient::connect(&daemon.endpoint);
+    assert_eq!(
+        client.request("mmi.service", &[b"titanic.request"]),
+        vec![b"404"]
+    );
+    assert!(!dir.0.join("titanic-data").exists());
+}
+
+fn check_config(cwd: &Path, file: &Path) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .current_dir(cwd)
+        .args(["--check-config", "--config", file.to_str().unwrap()])
+        .env_remove("DOMO_CONFIG")
+        .env_remove("DOMO_TITANIC__DATA_DIR")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stderr).unwrap() + &String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn check_config_reads_the_titanic_section_without_opening_the_store() {
+    let dir = TempDir::new("check");
+    let data = dir.0.join("data");
+    let good = dir.0.join("good.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "[titanic]\nenabled = true\ndata_dir = {:?}\nexpire_after = \"2d\"\n\
+             max_bytes = 1000000\nrequest_timeout = \"5s\"\nsessions = 4\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (code, text) = check_config(&dir.0, &good);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!data.exists(), "--check-config created the data directory");
+    assert!(!dir.0.join("titanic-data").exists());
+
+    let cases = [
+        ("[titanic]\nenabled = \"yes\"\n", 2, "titanic.enabled"),
+        (
+            "[titanic]\n\nexpire_after = \"7\"\n",
+            3,
+            "titanic.expire_after",
+        ),
+        ("[titanic]\nsessions = 0\n", 2, "titanic.sessions"),
+        ("[titanic]\ndata_dir = \"\"\n", 2, "titanic.data_dir"),
+        ("[titanic]\nmax_bytes = -1\n", 2, "titanic.max_bytes"),
+        ("[titanic]\nstore = \"x\"\n", 2, "titanic.store"),
+    ];
+    for (text, line, key) in cases {
+        let bad = dir.0.join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let (code, out) = check_config(&dir.0, &bad);
+        assert_eq!(code, Some(2), "{text:?}: {out}");
+        let prefix = format!("domo-broker: {}:{line}: {key}: ", bad.display());
+        assert!(out.starts_with(&prefix), "{text:?}: {out}");
+    }
+}

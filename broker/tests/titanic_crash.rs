@@ -1,0 +1,220 @@
+//! Crash campaign: the `domo-broker` binary with its embedded Titanic, concurrent submitters,
+//! and SIGKILLs at random moments. Every id acknowledged with `200` must survive and be
+//! answered with the right reply. `DOMO_CRASH_KILLS` sets the number of kills (default 3);
+//! `scripts/broker-crash-campaign.sh` runs a long campaign.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
+const HEARTBEAT: Duration = Duration::from_millis(250);
+const SUBMITTERS: usize = 4;
+
+/// A broker child process, SIGKILLed when dropped.
+struct Broker(Child);
+
+impl Broker {
+    fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The broker on `endpoint` with its store in `dir`; returns once Titanic answers MMI.
+fn start_broker(endpoint: &str, dir: &Path) -> Broker {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut child = Command::new(BIN)
+            .args(["--bind", endpoint, "--metrics-listen", "off"])
+            .args(["--heartbeat", "250ms", "--titanic-data-dir"])
+            .arg(dir)
+            .env_remove("DOMO_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_millis(50));
+        match child.try_wait().unwrap() {
+            None => {
+                let broker = Broker(child);
+                wait_for_service(endpoint, "titanic.request", b"200");
+                return broker;
+            }
+            // Exit 1: the port is not free yet after the kill; try again.
+            Some(status) => assert!(Instant::now() < deadline, "broker exits: {status}"),
+        }
+    }
+}
+
+/// A small xorshift generator: random enough for kill moments, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Ids acknowledged with 200, with the body sent.
+type Acked = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
+
+/// Submits requests until `stop`; records every id acknowledged with 200 with its body.
+fn submitter(
+    endpoint: String,
+    index: usize,
+    stop: Arc<AtomicBool>,
+    acked: Acked,
+) -> (usize, usize) {
+    let (mut sent, mut unacked) = (0, 0);
+    let mut client = ReqClient::connect(&endpoint);
+    client.set_timeout(1000);
+    while !stop.load(Ordering::Relaxed) {
+        let body = format!("submitter {index} request {sent}").into_bytes();
+        sent += 1;
+        match client.try_request("titanic.request", &[b"echo", &body]) {
+            Some(reply) if reply.first().is_some_and(|c| c == b"200") => {
+                assert_eq!(reply.len(), 2, "{reply:?}");
+                acked.lock().unwrap().push((reply[1].clone(), body));
+            }
+            // 500 (Titanic stopping or starting): not acknowledged, try the next one.
+            Some(_) => unacked += 1,
+            // Timeout: not acknowledged; the REQ socket is stuck, so reconnect.
+            None => {
+                unacked += 1;
+                client = ReqClient::connect(&endpoint);
+                client.set_timeout(1000);
+            }
+        }
+    }
+    (sent, unacked)
+}
+
+#[test]
+fn every_acknowledged_request_survives_sigkill_and_is_answered() {
+    let kills: usize = std::env::var("DOMO_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let dir = TempDir::new();
+    let endpoint = dead_endpoint();
+    let started = Instant::now();
+    let mut broker = start_broker(&endpoint, &dir.0);
+    let mut worker = ZWorker::echo(&endpoint, "echo", HEARTBEAT);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let submitters: Vec<_> = (0..SUBMITTERS)
+        .map(|i| {
+            let (ep, stop, acked) = (endpoint.clone(), stop.clone(), acked.clone());
+            thread::spawn(move || submitter(ep, i, stop, acked))
+        })
+        .collect();
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("seed {seed}");
+    let mut rng = Rng(seed | 1);
+    for kill in 0..kills {
+        thread::sleep(Duration::from_millis(200 + rng.below(1300)));
+        broker.kill();
+        drop(worker);
+        broker = start_broker(&endpoint, &dir.0);
+        worker = ZWorker::echo(&endpoint, "echo", HEARTBEAT);
+        if kill % 10 == 9 {
+            println!(
+                "{} kills, {} acknowledged",
+                kill + 1,
+                acked.lock().unwrap().len()
+            );
+        }
+    }
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let (mut sent, mut unacked) = (0, 0);
+    for s in submitters {
+        let (s, u) = s.join().unwrap();
+        sent += s;
+        unacked += u;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty(), "nothing acknowledged");
+
+    // Every acknowledged id is stored and answered with its own body, echoed.
+    let client = ReqClient::connect(&endpoint);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lost = Vec::new();
+    for (id, body) in &acked {
+        loop {
+            let reply = client.request("titanic.reply", &[id]);
+            match reply[0].as_slice() {
+                b"200" => {
+                    assert_eq!(
+                        reply[1..],
+                        *std::slice::from_ref(body),
+                        "wrong reply for {id:?}"
+                    );
+                    break;
+                }
+                b"300" if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                _ => {
+                    lost.push((String::from_utf8_lossy(id).into_owned(), reply));
+                    break;
+                }
+            }
+        }
+    }
+    println!(
+        "crash campaign: {kills} kills, {sent} submitted, {} acknowledged, {unacked} not \
+         acknowledged, lost: {}, {:.1} s",
+        acked.len(),
+        lost.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(lost.is_empty(), "lost or unanswered: {lost:?}");
+    drop(worker);
+    broker.kill();
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("domo-titanic-crash-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
