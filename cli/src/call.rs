@@ -10,7 +10,7 @@ use domo_worker::{Worker, WorkerOptions};
 use crate::output::{frame_text, frames_json};
 use crate::RequestArgs;
 
-fn client(args: &RequestArgs) -> Result<Client, domo_client::Error> {
+pub(crate) fn client(args: &RequestArgs) -> Result<Client, domo_client::Error> {
     let options = ClientOptions::new(args.broker.broker.iter().cloned())
         .timeout(args.timeout)
         .retries(args.retries)
@@ -18,7 +18,7 @@ fn client(args: &RequestArgs) -> Result<Client, domo_client::Error> {
     Client::connect(options)
 }
 
-fn fail(error: impl std::fmt::Display) -> ExitCode {
+pub(crate) fn fail(error: impl std::fmt::Display) -> ExitCode {
     eprintln!("domo: {error}");
     ExitCode::FAILURE
 }

@@ -6,6 +6,7 @@
 mod bench;
 mod call;
 mod output;
+mod titanic;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -76,6 +77,9 @@ enum Command {
     /// Run a worker.
     #[command(subcommand)]
     Worker(WorkerCommand),
+    /// Durable requests through Titanic (RFC 9): submit, fetch the reply, close.
+    #[command(subcommand)]
+    Titanic(TitanicCommand),
     /// Load test through the SDKs, with the raw-socket path in the same run for comparison.
     Bench(bench::BenchArgs),
 }
@@ -97,6 +101,36 @@ enum WorkerCommand {
         /// Silent intervals before the broker is presumed dead; must match the broker's.
         #[arg(long, value_name = "N", default_value_t = 3)]
         liveness: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TitanicCommand {
+    /// Store a request durably; prints its id.
+    Submit {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// The service that should answer it.
+        service: String,
+        /// Request body frames (one empty frame if none).
+        frames: Vec<String>,
+    },
+    /// Print the reply to a stored request: exit 0 with the frames, 3 while pending, 4 if unknown.
+    Reply {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// Print the reply as a JSON array.
+        #[arg(long)]
+        json: bool,
+        /// The request id from `submit`.
+        id: String,
+    },
+    /// Remove a stored request and its reply.
+    Close {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// The request id from `submit`.
+        id: String,
     },
 }
 
@@ -146,5 +180,16 @@ async fn run(command: Command) -> ExitCode {
             call::echo_worker(&broker.broker, &service, sessions, heartbeat).await
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Titanic(TitanicCommand::Submit {
+            request,
+            service,
+            frames,
+        }) => titanic::submit(&request, &service, frames).await,
+        Command::Titanic(TitanicCommand::Reply { request, json, id }) => {
+            titanic::reply(&request, &id, json).await
+        }
+        Command::Titanic(TitanicCommand::Close { request, id }) => {
+            titanic::close(&request, &id).await
+        }
     }
 }

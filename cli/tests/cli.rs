@@ -175,3 +175,50 @@ fn bench_runs_raw_and_sdk_phases_and_prints_json() {
     }
     assert!(report["sdk_over_raw"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn titanic_submit_reply_close_through_the_binary() {
+    // The real broker, which runs Titanic by default, on a temporary data directory.
+    let ep = dead_endpoint();
+    let dir = std::env::temp_dir().join(format!("domo-cli-titanic-{}", std::process::id()));
+    let _broker = Proc(
+        Command::new(broker_binary())
+            .args(["--bind", &ep, "--metrics-listen", "off"])
+            .args(["--titanic-data-dir", dir.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_service(&ep, "titanic.request", b"200");
+
+    let out = domo(&ep, &["titanic", "submit", "later", "hello"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    assert_eq!(id.len(), 32, "{id:?}");
+    let out = domo(&ep, &["titanic", "reply", &id]);
+    assert_eq!(
+        (out.status.code(), stdout(&out)),
+        (Some(3), "300 pending\n".to_string())
+    );
+
+    let _worker = ZWorker::echo(&ep, "later", Duration::from_millis(2500));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = domo(&ep, &["titanic", "reply", &id]);
+        if out.status.success() {
+            assert_eq!(stdout(&out), "hello\n");
+            break;
+        }
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert!(Instant::now() < deadline, "never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(domo(&ep, &["titanic", "close", &id]).status.success());
+    let out = domo(&ep, &["titanic", "reply", &id]);
+    assert_eq!(
+        (out.status.code(), stdout(&out)),
+        (Some(4), "400 unknown\n".to_string())
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

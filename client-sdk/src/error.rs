@@ -42,4 +42,12 @@ pub enum Error {
     /// An MMI reply had an unexpected body.
     #[error("unexpected MMI reply: {0}")]
     UnexpectedReply(String),
+    /// Titanic answered with an error status (`500`: retry later; `400`: malformed or unknown)
+    /// or an unexpected body; the text shows its reply.
+    #[error("titanic: {0}")]
+    Titanic(String),
+    /// [`crate::Client::call_durable`] stopped waiting; the request is stored under this id and
+    /// its reply can be fetched later with [`crate::Client::titanic_reply`].
+    #[error("titanic request {0} is still pending")]
+    TitanicPending(String),
 }

@@ -47,6 +47,7 @@ mod error;
 mod mmi;
 mod options;
 mod pool;
+mod titanic;
 
 use std::sync::Arc;
 
@@ -59,6 +60,7 @@ use tracing::{debug, instrument};
 pub use crate::error::Error;
 pub use crate::options::ClientOptions;
 use crate::pool::Pool;
+pub use crate::titanic::TitanicReply;
 
 /// A handle for sending requests to services through a broker. Clones share connections.
 #[derive(Debug, Clone)]

@@ -1,0 +1,105 @@
+//! The Titanic helpers against the real `domo-broker` binary, which runs Titanic by default.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../broker/tests/common/mod.rs"]
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use domo_client::{Client, ClientOptions, Error, TitanicReply};
+
+struct Broker(Child, std::path::PathBuf);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+fn start_broker_with_titanic(ep: &str) -> Broker {
+    let dir = std::env::temp_dir().join(format!("domo-client-titanic-{}", std::process::id()));
+    let child = Command::new(broker_binary())
+        .args(["--bind", ep, "--metrics-listen", "off"])
+        .args(["--titanic-data-dir", dir.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let broker = Broker(child, dir);
+    wait_for_service(ep, "titanic.request", b"200");
+    broker
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_poll_close_and_call_durable() {
+    let ep = dead_endpoint();
+    let e = ep.clone();
+    let _broker = blocking(move || start_broker_with_titanic(&e)).await;
+    let client =
+        Client::connect(ClientOptions::new([ep.as_str()]).timeout(Duration::from_secs(5))).unwrap();
+
+    // Nobody serves "later" yet: the request is stored and stays pending.
+    let id = client
+        .submit("later", vec![Bytes::from("durable"), Bytes::new()])
+        .await
+        .unwrap();
+    assert_eq!(id.len(), 32);
+    assert_eq!(
+        client.titanic_reply(&id).await.unwrap(),
+        TitanicReply::Pending
+    );
+    match client
+        .call_durable("later", vec![Bytes::from("x")], Duration::from_millis(300))
+        .await
+    {
+        Err(Error::TitanicPending(other)) => assert_ne!(other, id),
+        other => panic!("{other:?}"),
+    }
+
+    // A worker arrives; Titanic delivers the stored request and keeps the reply.
+    let _worker = ZWorker::echo(&ep, "later", Duration::from_millis(2500));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reply = loop {
+        match client.titanic_reply(&id).await.unwrap() {
+            TitanicReply::Done(reply) => break reply,
+            TitanicReply::Pending => assert!(Instant::now() < deadline, "never answered"),
+            TitanicReply::Unknown => panic!("request lost"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(reply, vec![Bytes::from("durable"), Bytes::new()]);
+    // titanic.reply does not delete; close does, and closing twice is fine.
+    assert!(matches!(
+        client.titanic_reply(&id).await.unwrap(),
+        TitanicReply::Done(_)
+    ));
+    client.titanic_close(&id).await.unwrap();
+    client.titanic_close(&id).await.unwrap();
+    assert_eq!(
+        client.titanic_reply(&id).await.unwrap(),
+        TitanicReply::Unknown
+    );
+
+    // The convenience does all of it.
+    let reply = client
+        .call_durable(
+            "later",
+            vec![Bytes::from("all in one")],
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply, vec![Bytes::from("all in one")]);
+    assert_eq!(
+        client
+            .titanic_reply("0123456789abcdef0123456789abcdef")
+            .await
+            .unwrap(),
+        TitanicReply::Unknown
+    );
+}
