@@ -132,6 +132,22 @@ enum TitanicCommand {
         /// The request id from `submit`.
         id: String,
     },
+    /// List the pending requests of a stopped broker's store, oldest first (offline).
+    List {
+        /// The Titanic data directory (holds titanic.redb).
+        #[arg(long, value_name = "DIR")]
+        data_dir: std::path::PathBuf,
+    },
+    /// Remove requests stored more than a given time ago from a stopped broker's store
+    /// (offline).
+    Purge {
+        /// The Titanic data directory (holds titanic.redb).
+        #[arg(long, value_name = "DIR")]
+        data_dir: std::path::PathBuf,
+        /// Age limit, e.g. 7d or 12h.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -191,5 +207,10 @@ async fn run(command: Command) -> ExitCode {
         Command::Titanic(TitanicCommand::Close { request, id }) => {
             titanic::close(&request, &id).await
         }
+        Command::Titanic(TitanicCommand::List { data_dir }) => titanic::list(&data_dir),
+        Command::Titanic(TitanicCommand::Purge {
+            data_dir,
+            older_than,
+        }) => titanic::purge(&data_dir, older_than),
     }
 }

@@ -65,3 +65,74 @@ pub(crate) async fn close(args: &RequestArgs, id: &str) -> ExitCode {
         Err(error) => crate::call::fail(error),
     }
 }
+
+/// The store file inside a Titanic data directory (as domo-broker and domo-titanic name it).
+const STORE_FILE: &str = "titanic.redb";
+
+/// Opens the store in `dir` for offline use; the program that owns it must be stopped.
+fn open_offline(dir: &std::path::Path) -> Result<domo_titanic::RedbStore, String> {
+    let path = dir.join(STORE_FILE);
+    if !path.exists() {
+        return Err(format!("no Titanic store at {}", path.display()));
+    }
+    domo_titanic::RedbStore::open(&path, domo_titanic::RedbOptions::default()).map_err(|e| {
+        format!(
+            "cannot open {} (stop the broker that uses it first): {e}",
+            path.display()
+        )
+    })
+}
+
+/// `domo titanic list --data-dir DIR`: the pending requests, oldest first, and the totals.
+pub(crate) fn list(dir: &std::path::Path) -> ExitCode {
+    use domo_titanic::Store;
+    let store = match open_offline(dir) {
+        Ok(s) => s,
+        Err(e) => return crate::call::fail(e),
+    };
+    let now = domo_titanic::TimeSource::now_millis(&domo_titanic::SystemClock);
+    let mut after = None;
+    loop {
+        let page = match store.pending(after, 1000) {
+            Ok(p) => p,
+            Err(e) => return crate::call::fail(e),
+        };
+        let Some((last, _)) = page.last() else { break };
+        after = Some(*last);
+        for (id, request) in &page {
+            let age = now.saturating_sub(request.created_millis) / 1000;
+            println!(
+                "{id} {} pending {age}s",
+                String::from_utf8_lossy(&request.service)
+            );
+        }
+    }
+    match store.stats() {
+        Ok(s) => {
+            println!(
+                "{} pending, {} done, {} bytes on disk",
+                s.pending, s.done, s.file_bytes
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => crate::call::fail(e),
+    }
+}
+
+/// `domo titanic purge --data-dir DIR --older-than D`: removes requests (pending or done)
+/// stored more than `D` ago.
+pub(crate) fn purge(dir: &std::path::Path, older_than: std::time::Duration) -> ExitCode {
+    use domo_titanic::Store;
+    let store = match open_offline(dir) {
+        Ok(s) => s,
+        Err(e) => return crate::call::fail(e),
+    };
+    let age = u64::try_from(older_than.as_millis()).unwrap_or(u64::MAX);
+    match store.expire(age) {
+        Ok(n) => {
+            println!("{n} removed");
+            ExitCode::SUCCESS
+        }
+        Err(e) => crate::call::fail(e),
+    }
+}

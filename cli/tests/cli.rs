@@ -181,7 +181,7 @@ fn titanic_submit_reply_close_through_the_binary() {
     // The real broker, which runs Titanic by default, on a temporary data directory.
     let ep = dead_endpoint();
     let dir = std::env::temp_dir().join(format!("domo-cli-titanic-{}", std::process::id()));
-    let _broker = Proc(
+    let broker = Proc(
         Command::new(broker_binary())
             .args(["--bind", &ep, "--metrics-listen", "off"])
             .args(["--titanic-data-dir", dir.to_str().unwrap()])
@@ -220,5 +220,43 @@ fn titanic_submit_reply_close_through_the_binary() {
         (out.status.code(), stdout(&out)),
         (Some(4), "400 unknown\n".to_string())
     );
+
+    // Offline: a request nobody serves stays pending; with the broker stopped, list shows it
+    // and purge removes it.
+    let out = domo(&ep, &["titanic", "submit", "nobody", "x"]);
+    let stuck = stdout(&out).trim().to_string();
+    drop(broker);
+    let data_dir = dir.to_str().unwrap();
+    let out = domo(&ep, &["titanic", "list", "--data-dir", data_dir]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing = stdout(&out);
+    assert!(
+        listing.starts_with(&format!("{stuck} nobody pending")),
+        "{listing}"
+    );
+    assert!(listing.contains("1 pending, 0 done"), "{listing}");
+    let out = domo(
+        &ep,
+        &[
+            "titanic",
+            "purge",
+            "--data-dir",
+            data_dir,
+            "--older-than",
+            "0s",
+        ],
+    );
+    assert_eq!(stdout(&out), "1 removed\n", "{}", stderr(&out));
+    let out = domo(&ep, &["titanic", "list", "--data-dir", data_dir]);
+    assert!(
+        stdout(&out).starts_with("0 pending, 0 done"),
+        "{}",
+        stdout(&out)
+    );
+    let out = domo(
+        &ep,
+        &["titanic", "list", "--data-dir", "/nonexistent-domo-dir"],
+    );
+    assert_eq!(out.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(dir);
 }
