@@ -37,6 +37,9 @@ pub const MMI_SERVICES: &[u8] = b"mmi.services";
 /// MMI service counting the workers of one service (domo extension).
 pub const MMI_WORKERS: &[u8] = b"mmi.workers";
 
+/// `mmi.ha`: the broker's Binary Star role and state (domo extension).
+pub const MMI_HA: &[u8] = b"mmi.ha";
+
 /// MMI status: the service has at least one worker.
 pub const STATUS_OK: &[u8] = b"200";
 

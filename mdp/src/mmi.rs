@@ -10,7 +10,12 @@
 //! | `mmi.service`  | `[…][name]`       | `["200"]` if `name` has a worker, else `["404"]` | RFC 8 |
 //! | `mmi.services` | ignored           | one frame per service name               | domo   |
 //! | `mmi.workers`  | `[…][name]`       | worker count in decimal ASCII, e.g. `["3"]` | domo |
+//! | `mmi.ha`       | ignored           | `["200"]` then `key=value` frames (role, state, term, peer…); `["404"]` on a broker that is not in a pair | domo |
 //! | other `mmi.*`  | ignored           | `["501"]`                                | RFC 8  |
+//!
+//! A broker of a Binary Star pair that is not active drops every client request unanswered,
+//! `mmi.*` included, so that clients move to the active one; `mmi.ha` is the exception, so
+//! an operator can ask either broker what it is.
 //!
 //! As in the zguide C broker, the name argument is the *last* body frame. Unlike it, the reply
 //! is always a fresh body: leading request frames are not echoed. A name argument that is
@@ -20,7 +25,7 @@
 use bytes::Bytes;
 
 use crate::consts::{
-    MMI_SERVICE, MMI_SERVICES, MMI_WORKERS, STATUS_BAD_REQUEST, STATUS_NOT_FOUND,
+    MMI_HA, MMI_SERVICE, MMI_SERVICES, MMI_WORKERS, STATUS_BAD_REQUEST, STATUS_NOT_FOUND,
     STATUS_NOT_IMPLEMENTED, STATUS_OK,
 };
 use crate::names::ServiceName;
@@ -34,6 +39,8 @@ pub enum MmiRequest {
     Services,
     /// `mmi.workers`: how many workers does this service have? (domo extension)
     Workers(ServiceName),
+    /// `mmi.ha`: what is this broker's Binary Star role and state? (domo extension)
+    Ha,
     /// An `mmi.*` service this broker does not implement; answer with
     /// [`not_implemented_reply`].
     Unknown,
@@ -53,6 +60,7 @@ impl MmiRequest {
             MMI_SERVICE => last_name(body).map_or(Self::BadRequest, Self::Service),
             MMI_SERVICES => Self::Services,
             MMI_WORKERS => last_name(body).map_or(Self::BadRequest, Self::Workers),
+            MMI_HA => Self::Ha,
             _ => Self::Unknown,
         };
         Some(request)
@@ -141,6 +149,13 @@ mod tests {
     #[test]
     fn mmi_services_ignores_the_body() {
         assert_eq!(parse("mmi.services", &[b""]), Some(MmiRequest::Services));
+    }
+
+    #[test]
+    fn mmi_ha_ignores_the_body() {
+        assert_eq!(parse("mmi.ha", &[b""]), Some(MmiRequest::Ha));
+        assert_eq!(parse("mmi.ha", &[b"x", b"y"]), Some(MmiRequest::Ha));
+        assert_eq!(parse("mmi.hax", &[b""]), Some(MmiRequest::Unknown));
     }
 
     #[test]

@@ -22,7 +22,17 @@ impl Broker {
             return;
         }
         let ClientRequest { service, body } = request;
-        if let Some(question) = MmiRequest::parse(&service, &body) {
+        let question = MmiRequest::parse(&service, &body);
+        if question == Some(MmiRequest::Ha) {
+            // Answered in every state, and never a vote: operators ask both brokers.
+            self.answer_mmi(peer, service, MmiRequest::Ha);
+            return;
+        }
+        if !self.pair_admits(now, &service, question.is_some()) {
+            debug!(%service, client = %peer, "Not the active broker of the pair; request dropped");
+            return;
+        }
+        if let Some(question) = question {
             self.answer_mmi(peer, service, question);
             return;
         }
@@ -79,6 +89,7 @@ impl Broker {
             MmiRequest::Service(name) => mmi::service_reply(self.worker_count(&name) > 0),
             MmiRequest::Services => mmi::services_reply(self.served_services()),
             MmiRequest::Workers(name) => mmi::workers_reply(self.worker_count(&name)),
+            MmiRequest::Ha => self.ha_reply(),
             MmiRequest::Unknown => mmi::not_implemented_reply(),
             MmiRequest::BadRequest => mmi::bad_request_reply(),
         };

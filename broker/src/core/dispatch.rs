@@ -132,6 +132,11 @@ impl Broker {
             self.dropped(name, DropReason::Shutdown);
             return;
         }
+        if !self.is_serving() {
+            // A pair member that stopped being active hands out no more work.
+            self.dropped(name, DropReason::NotActive);
+            return;
+        }
         if !self.config.redispatch {
             self.dropped(name, DropReason::WorkerLost);
             debug!(service = %name, client = %request.client, "Worker lost, request dropped");
@@ -159,7 +164,7 @@ impl Broker {
         self.dispatch(now, name);
         if self.draining {
             // No new work while draining: a request that found no idle worker at once goes.
-            self.drop_queued(name);
+            self.drop_queued(name, DropReason::Shutdown);
         }
     }
 

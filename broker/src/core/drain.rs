@@ -26,7 +26,7 @@ impl Broker {
         self.draining = true;
         let names: Vec<_> = self.services.keys().cloned().collect();
         for name in &names {
-            self.drop_queued(name);
+            self.drop_queued(name, DropReason::Shutdown);
         }
         info!(
             busy = self.stats.workers_busy,
@@ -59,8 +59,8 @@ impl Broker {
         }
     }
 
-    /// Drops every request queued for `name`, counted as `shutdown`.
-    pub(super) fn drop_queued(&mut self, name: &domo_mdp::ServiceName) {
+    /// Drops every request queued for `name`, counted under `reason`.
+    pub(super) fn drop_queued(&mut self, name: &domo_mdp::ServiceName, reason: DropReason) {
         let Some(service) = self.services.get_mut(name) else {
             return;
         };
@@ -73,7 +73,7 @@ impl Broker {
         }
         for size in dropped {
             self.stats.dequeued(size);
-            self.dropped(name, DropReason::Shutdown);
+            self.dropped(name, reason);
         }
         self.remove_service_if_unused(name);
     }

@@ -60,6 +60,9 @@ pub enum DropReason {
     ClientSilenced,
     /// The broker was draining.
     Shutdown,
+    /// The broker is the one of a Binary Star pair that is not serving (passive, waiting for
+    /// its peer, or resynchronising); the client is to try the other broker.
+    NotActive,
 }
 
 impl DropReason {
@@ -73,6 +76,7 @@ impl DropReason {
             Self::WorkerLost => "worker_lost",
             Self::ClientSilenced => "client_silenced",
             Self::Shutdown => "dropped_on_shutdown",
+            Self::NotActive => "not_active",
         }
     }
 }
@@ -108,6 +112,7 @@ impl Broker {
             DropReason::WorkerLost => &mut drops.worker_lost,
             DropReason::ClientSilenced => &mut drops.client_silenced,
             DropReason::Shutdown => &mut drops.shutdown,
+            DropReason::NotActive => &mut drops.not_active,
         };
         *counter += 1;
         self.event(|| Event::Dropped {

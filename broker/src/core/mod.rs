@@ -69,6 +69,17 @@
 //!   (a peer that keeps talking after that gets one more DISCONNECT).
 //! * A worker sending DISCONNECT is removed at once; the broker answers nothing.
 //!
+//! # Binary Star
+//!
+//! With [`Broker::enable_ha`] the broker is one of a primary/backup pair, ruled by the pure
+//! machine in [`ha`]. Only the active broker serves: elsewhere every client request (`mmi.*`
+//! too, except `mmi.ha`) is dropped unanswered and counted as `not_active`, so the client's
+//! timeout sends it to the other broker, unless the request is the client vote that makes
+//! this broker active. Workers register, heartbeat and expire exactly as on a lone broker, so
+//! a passive broker already knows every worker when it takes over. When an active broker
+//! yields (a dual-active conflict), its queued requests are dropped and a request whose
+//! worker is lost is not dispatched again; replies of busy workers are still routed.
+//!
 //! # Draining
 //!
 //! [`Broker::begin_drain`] drops every queued request and, from then on, every new client
@@ -82,6 +93,8 @@ mod config;
 mod dispatch;
 mod drain;
 mod events;
+pub mod ha;
+mod pair;
 mod queue;
 mod service;
 mod session;
@@ -156,6 +169,8 @@ pub struct Broker {
     draining: bool,
     /// Set by [`Broker::disconnect_workers`]: requests of lost workers are dropped.
     closing: bool,
+    /// The Binary Star machine, when this broker is one of a pair ([`Broker::enable_ha`]).
+    ha: Option<ha::Ha>,
 }
 
 impl Broker {
@@ -180,6 +195,7 @@ impl Broker {
             recording: false,
             draining: false,
             closing: false,
+            ha: None,
         })
     }
 
@@ -220,7 +236,12 @@ impl Broker {
     /// When [`Broker::handle_timeout`] must next be called, or `None` if no timer is pending
     /// (no workers, no queued requests, no silenced peers).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        let timers = self.timers.next_deadline();
+        match (&self.ha, timers) {
+            (Some(ha), Some(at)) => Some(at.min(ha.poll_timeout())),
+            (Some(ha), None) => Some(ha.poll_timeout()),
+            (None, timers) => timers,
+        }
     }
 
     /// Takes the next message to send, in the order the broker produced them.
@@ -268,6 +289,10 @@ impl Broker {
     fn begin(&mut self, now: Instant) -> Instant {
         self.now = self.now.max(now);
         let now = self.now;
+        if let Some(ha) = &mut self.ha {
+            // First, so a stall is noticed before anything else is judged.
+            ha.tick(now);
+        }
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Worker(peer) => self.on_worker_timer(now, peer),

@@ -70,6 +70,9 @@ pub struct RequestDrops {
     /// The broker was draining: queued when the drain began, received during it, or still
     /// held by a worker when every worker was disconnected.
     pub shutdown: u64,
+    /// The broker is the member of a Binary Star pair that is not serving: received then,
+    /// or queued when it stopped being active.
+    pub not_active: u64,
 }
 
 impl RequestDrops {
@@ -81,6 +84,7 @@ impl RequestDrops {
             + self.worker_lost
             + self.client_silenced
             + self.shutdown
+            + self.not_active
     }
 }
 
