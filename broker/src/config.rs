@@ -18,6 +18,7 @@ use domo_mdp::Heartbeat;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::core::ha::{HaConfig, Role};
 use crate::core::{BrokerConfig, QueueLimits};
 use crate::duration::parse_duration;
 
@@ -48,6 +49,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// The embedded Titanic service (`[titanic]`).
     pub titanic: TitanicSettings,
+    /// The Binary Star pair (`[ha]`); `None`: the broker runs alone.
+    pub ha: Option<HaSettings>,
     /// The file the settings came from, if any.
     pub file: Option<PathBuf>,
 }
@@ -78,6 +81,47 @@ impl Default for TitanicSettings {
             max_bytes: 1 << 30,
             request_timeout: Duration::from_secs(30),
             sessions: 16,
+        }
+    }
+}
+
+/// The `[ha]` section: this broker as one of a Binary Star primary/backup pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HaSettings {
+    /// `primary` or `backup`.
+    pub role: Role,
+    /// This broker's state endpoint, where the peer connects.
+    pub bind: String,
+    /// The peer's state endpoint.
+    pub peer: String,
+    /// Interval of the state exchange; the peer counts as silent after two.
+    pub heartbeat: Duration,
+}
+
+impl HaSettings {
+    /// The state machine's settings.
+    pub fn machine(&self) -> HaConfig {
+        HaConfig {
+            role: self.role,
+            heartbeat: self.heartbeat,
+        }
+    }
+}
+
+/// `primary` or `backup`, for flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HaRole {
+    /// Starts in PRIMARY; active first when both start.
+    Primary,
+    /// Starts in BACKUP; takes over when the primary fails.
+    Backup,
+}
+
+impl From<HaRole> for Role {
+    fn from(role: HaRole) -> Self {
+        match role {
+            HaRole::Primary => Self::Primary,
+            HaRole::Backup => Self::Backup,
         }
     }
 }
@@ -143,6 +187,14 @@ pub struct Overrides {
     pub titanic_data_dir: Option<PathBuf>,
     /// `--no-titanic`: `true` disables Titanic whatever the file says.
     pub no_titanic: bool,
+    /// `--ha-role` / `DOMO_HA__ROLE`.
+    pub ha_role: Option<Role>,
+    /// `--ha-bind` / `DOMO_HA__BIND`.
+    pub ha_bind: Option<String>,
+    /// `--ha-peer` / `DOMO_HA__PEER`.
+    pub ha_peer: Option<String>,
+    /// `--ha-heartbeat`.
+    pub ha_heartbeat: Option<Duration>,
 }
 
 /// A configuration that cannot be used; the message names where the problem is.
@@ -176,6 +228,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             drain_timeout: Duration::from_secs(20),
             titanic: TitanicSettings::default(),
+            ha: None,
             file: None,
         }
     }
@@ -260,9 +313,53 @@ impl Settings {
         if o.no_titanic {
             self.titanic.enabled = false;
         }
+        self.apply_ha(o)?;
         self.core
             .validate()
             .map_err(|e| ConfigError(format!("invalid configuration: {e}")))
+    }
+
+    /// Merges the `--ha-*` flags into `[ha]`: any of them makes the broker one of a pair, and
+    /// then role, bind and peer must all be known (from the file or the flags).
+    fn apply_ha(&mut self, o: &Overrides) -> Result<(), ConfigError> {
+        let any = o.ha_role.is_some()
+            || o.ha_bind.is_some()
+            || o.ha_peer.is_some()
+            || o.ha_heartbeat.is_some();
+        if !any {
+            return Ok(());
+        }
+        let flag = |name: &str, msg: String| ConfigError(format!("{name}: {msg}"));
+        let base = self.ha.clone();
+        let role = o.ha_role.or(base.as_ref().map(|h| h.role));
+        let bind = o.ha_bind.clone().or(base.as_ref().map(|h| h.bind.clone()));
+        let peer = o.ha_peer.clone().or(base.as_ref().map(|h| h.peer.clone()));
+        let heartbeat = o
+            .ha_heartbeat
+            .or(base.as_ref().map(|h| h.heartbeat))
+            .unwrap_or(HaConfig::DEFAULT_HEARTBEAT);
+        let (Some(role), Some(bind), Some(peer)) = (role, bind, peer) else {
+            return Err(ConfigError(
+                "[ha] / --ha-*: a pair needs role, bind and peer (--ha-role, --ha-bind, --ha-peer)"
+                    .to_string(),
+            ));
+        };
+        check_ha_endpoint(&bind).map_err(|m| flag("--ha-bind / DOMO_HA__BIND", m))?;
+        check_ha_endpoint(&peer).map_err(|m| flag("--ha-peer / DOMO_HA__PEER", m))?;
+        check_ha_heartbeat(heartbeat).map_err(|m| flag("--ha-heartbeat", m))?;
+        if peer == bind {
+            return Err(flag(
+                "--ha-peer / DOMO_HA__PEER",
+                "names this broker's own state endpoint".into(),
+            ));
+        }
+        self.ha = Some(HaSettings {
+            role,
+            bind,
+            peer,
+            heartbeat,
+        });
+        Ok(())
     }
 
     /// The settings as a configuration file that reads back to the same settings.
@@ -290,7 +387,7 @@ impl Settings {
              [log]\nlevel = {:?}\nformat = \"{}\"\n\n\
              [shutdown]\ndrain_timeout = \"{}\"\n\n\
              [titanic]\nenabled = {}\n{data_dir}expire_after = \"{}\"\nmax_bytes = {}\n\
-             request_timeout = \"{}\"\nsessions = {}\n",
+             request_timeout = \"{}\"\nsessions = {}\n{}",
             binds.join(", "),
             format_duration(c.heartbeat.interval),
             c.heartbeat.liveness,
@@ -310,6 +407,13 @@ impl Settings {
             t.max_bytes,
             format_duration(t.request_timeout),
             t.sessions,
+            self.ha.as_ref().map_or_else(String::new, |h| format!(
+                "\n[ha]\nrole = \"{}\"\nbind = {:?}\npeer = {:?}\nheartbeat = \"{}\"\n",
+                h.role,
+                h.bind,
+                h.peer,
+                format_duration(h.heartbeat)
+            )),
         )
     }
 
@@ -330,6 +434,9 @@ impl Settings {
         }
         if self.titanic != new.titanic {
             keys.push("titanic");
+        }
+        if self.ha != new.ha {
+            keys.push("ha");
         }
         keys
     }
@@ -364,6 +471,22 @@ fn check_binds(binds: &[String]) -> Result<(), String> {
     for bind in binds {
         bind.parse::<domo_zmtp::Endpoint>()
             .map_err(|e| format!("invalid endpoint {bind:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A state endpoint: like a bind endpoint, but one, and TCP or IPC.
+fn check_ha_endpoint(ep: &str) -> Result<(), String> {
+    ep.parse::<domo_zmtp::Endpoint>()
+        .map(|_| ())
+        .map_err(|e| format!("invalid endpoint {ep:?}: {e}"))
+}
+
+/// The pair heartbeat: 10 ms to 60 s. Shorter would flood the link, longer would make
+/// failover take minutes.
+fn check_ha_heartbeat(d: Duration) -> Result<(), String> {
+    if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
+        return Err("must be between 10ms and 60s".to_string());
     }
     Ok(())
 }
@@ -431,6 +554,62 @@ struct FileConfig {
     log: Option<LogSection>,
     shutdown: Option<ShutdownSection>,
     titanic: Option<TitanicSection>,
+    ha: Option<Spanned<HaSection>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HaSection {
+    role: Option<Spanned<String>>,
+    bind: Option<Spanned<String>>,
+    peer: Option<Spanned<String>>,
+    heartbeat: Option<Spanned<String>>,
+}
+
+impl HaSection {
+    /// `[ha]` present means a pair: role, bind and peer are required. `span` is the table's.
+    fn into_settings(self, span: Span, err: ErrAt<'_>) -> Result<HaSettings, ConfigError> {
+        let role = match &self.role {
+            None => return Err(err(span, "role is required (\"primary\" or \"backup\")")),
+            Some(role) => match role.get_ref().as_str() {
+                "primary" => Role::Primary,
+                "backup" => Role::Backup,
+                other => {
+                    let msg = format!("unknown role {other:?}: expected \"primary\" or \"backup\"");
+                    return Err(err(role.span(), &msg));
+                }
+            },
+        };
+        let endpoint = |value: &Option<Spanned<String>>, key: &str| match value {
+            None => Err(err(
+                span.clone(),
+                &format!("{key} is required (an endpoint, e.g. \"tcp://10.0.0.1:5556\")"),
+            )),
+            Some(ep) => check_ha_endpoint(ep.get_ref())
+                .map(|()| ep.get_ref().clone())
+                .map_err(|m| err(ep.span(), &m)),
+        };
+        let bind = endpoint(&self.bind, "bind")?;
+        let peer = endpoint(&self.peer, "peer")?;
+        if bind == peer {
+            let at = self.peer.as_ref().map_or(span, Spanned::span);
+            return Err(err(at, "names this broker's own state endpoint (bind)"));
+        }
+        let heartbeat = match &self.heartbeat {
+            None => HaConfig::DEFAULT_HEARTBEAT,
+            Some(hb) => {
+                let d = duration(hb, err)?;
+                check_ha_heartbeat(d).map_err(|m| err(hb.span(), &m))?;
+                d
+            }
+        };
+        Ok(HaSettings {
+            role,
+            bind,
+            peer,
+            heartbeat,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -580,6 +759,10 @@ impl FileConfig {
         }
         if let Some(titanic) = self.titanic {
             titanic.merge_into(&mut s.titanic, err)?;
+        }
+        if let Some(ha) = self.ha {
+            let span = ha.span();
+            s.ha = Some(ha.into_inner().into_settings(span, err)?);
         }
         Ok(())
     }
@@ -832,6 +1015,99 @@ mod tests {
         let s = Settings::load(None, &overrides).unwrap();
         assert_eq!(s.titanic.data_dir, Some(PathBuf::from("/tmp/t")));
         assert!(!s.titanic.enabled);
+    }
+
+    #[test]
+    fn ha_section_makes_a_pair_member_and_prints_back() {
+        let text = "[ha]\nrole = \"backup\"\nbind = \"tcp://*:5556\"\n\
+                    peer = \"tcp://10.0.0.1:5556\"\nheartbeat = \"250ms\"\n";
+        let s = parse(text).unwrap();
+        let ha = s.ha.clone().unwrap();
+        assert_eq!(ha.role, Role::Backup);
+        assert_eq!(ha.bind, "tcp://*:5556");
+        assert_eq!(ha.peer, "tcp://10.0.0.1:5556");
+        assert_eq!(ha.heartbeat, Duration::from_millis(250));
+        assert_eq!(ha.machine().peer_expiry(), Duration::from_millis(500));
+        assert_eq!(parse(&s.to_toml()), Ok(s));
+        let s =
+            parse("[ha]\nrole = \"primary\"\nbind = \"ipc:///a\"\npeer = \"ipc:///b\"\n").unwrap();
+        assert_eq!(s.ha.unwrap().heartbeat, Duration::from_millis(1000));
+        assert_eq!(
+            Settings::default().ha,
+            None,
+            "no [ha]: the broker runs alone"
+        );
+    }
+
+    #[test]
+    fn ha_section_errors_name_file_line_and_key() {
+        let cases = [
+            ("[ha]\nbind = \"tcp://*:1\"\npeer = \"tcp://a:1\"\n", "role is required"),
+            ("[ha]\nrole = \"primary\"\npeer = \"tcp://a:1\"\n", "bind is required"),
+            ("[ha]\nrole = \"primary\"\nbind = \"tcp://*:1\"\n", "peer is required"),
+            (
+                "[ha]\nrole = \"master\"\nbind = \"tcp://*:1\"\npeer = \"tcp://a:1\"\n",
+                "broker.toml:2: ha.role: unknown role",
+            ),
+            (
+                "[ha]\nrole = \"backup\"\nbind = \"tcp://nope\"\npeer = \"tcp://a:1\"\n",
+                "broker.toml:3: ha.bind: invalid endpoint",
+            ),
+            (
+                "[ha]\nrole = \"backup\"\nbind = \"tcp://a:1\"\npeer = \"tcp://a:1\"\n",
+                "broker.toml:4: ha.peer: names this broker's own",
+            ),
+            (
+                "[ha]\nrole = \"backup\"\nbind = \"tcp://*:1\"\npeer = \"tcp://a:1\"\nheartbeat = \"1ms\"\n",
+                "broker.toml:5: ha.heartbeat: must be between",
+            ),
+            (
+                "[ha]\nrole = \"backup\"\nbind = \"tcp://*:1\"\npeer = \"tcp://a:1\"\nexpiry = \"2s\"\n",
+                "broker.toml:5: ha.expiry: unknown field",
+            ),
+        ];
+        for (text, words) in cases {
+            let e = error(text);
+            assert!(e.contains(words), "{text:?} gave {e:?}");
+        }
+    }
+
+    #[test]
+    fn ha_flags_complete_or_override_the_section() {
+        let flags = Overrides {
+            ha_role: Some(Role::Primary),
+            ha_bind: Some("tcp://127.0.0.1:7001".into()),
+            ha_peer: Some("tcp://127.0.0.1:7002".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::load(None, &flags).unwrap();
+        let ha = s.ha.unwrap();
+        assert_eq!(
+            (ha.role, ha.heartbeat),
+            (Role::Primary, Duration::from_secs(1))
+        );
+        let partial = Overrides {
+            ha_role: Some(Role::Backup),
+            ..Overrides::default()
+        };
+        let e = Settings::load(None, &partial).unwrap_err().to_string();
+        assert!(e.contains("needs role, bind and peer"), "{e}");
+        let path = std::env::temp_dir().join(format!("domo-ha-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[ha]\nrole = \"primary\"\nbind = \"tcp://*:1\"\npeer = \"tcp://a:1\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path), &partial).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let ha = s.ha.unwrap();
+        assert_eq!(ha.role, Role::Backup, "the flag wins");
+        assert_eq!(ha.peer, "tcp://a:1", "the file fills in the rest");
+        let same = Overrides {
+            ha_peer: Some("tcp://127.0.0.1:7001".into()),
+            ..flags
+        };
+        assert!(Settings::load(None, &same).is_err());
     }
 
     #[test]

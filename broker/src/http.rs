@@ -96,11 +96,18 @@ async fn route(endpoints: &Endpoints, req: &Request<Incoming>) -> Response<Full<
         }
         "/readyz" => {
             let titanic = endpoints.titanic.as_ref().map_or(Ok(()), |t| t.readiness());
+            // The pair's role and state follow on a second line, whatever the verdict.
+            let ha = endpoints
+                .health
+                .ha_line()
+                .map_or_else(String::new, |line| format!("{line}\n"));
             match (endpoints.health.readiness(), titanic) {
-                (Ok(()), Ok(())) => text(StatusCode::OK, "ready\n"),
-                (Err(reason), _) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n")),
+                (Ok(()), Ok(())) => text(StatusCode::OK, &format!("ready\n{ha}")),
+                (Err(reason), _) => {
+                    text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n{ha}"))
+                }
                 (Ok(()), Err(reason)) => {
-                    text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n"))
+                    text(StatusCode::SERVICE_UNAVAILABLE, &format!("{reason}\n{ha}"))
                 }
             }
         }

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use domo_broker::config::{describe_heartbeat, LogFormat, Overrides, Settings, DEFAULT_CONFIG};
+use domo_broker::config::{
+    describe_heartbeat, HaRole, LogFormat, Overrides, Settings, DEFAULT_CONFIG,
+};
 use domo_broker::duration::parse_duration;
 use domo_broker::http;
 use domo_broker::metrics::Metrics;
@@ -85,6 +87,21 @@ struct Cli {
     /// Do not run the embedded Titanic (RFC 9) service [config titanic.enabled]
     #[arg(long)]
     no_titanic: bool,
+    /// Binary Star: this broker's role in a primary/backup pair. Any --ha-* flag makes the
+    /// broker one of a pair and needs role, bind and peer [config ha.role]
+    #[arg(long, value_name = "ROLE", env = "DOMO_HA__ROLE")]
+    ha_role: Option<HaRole>,
+    /// Binary Star: this broker's state endpoint, where the peer connects, e.g.
+    /// tcp://10.0.0.1:5556 [config ha.bind]
+    #[arg(long, value_name = "EP", env = "DOMO_HA__BIND")]
+    ha_bind: Option<String>,
+    /// Binary Star: the peer's state endpoint [config ha.peer]
+    #[arg(long, value_name = "EP", env = "DOMO_HA__PEER")]
+    ha_peer: Option<String>,
+    /// Binary Star: interval of the state exchange; the peer counts as silent after two
+    /// [default: 1000ms; config ha.heartbeat]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    ha_heartbeat: Option<Duration>,
 }
 
 /// `--version`: the crate version and the git commit.
@@ -107,6 +124,10 @@ impl Cli {
             log_format: self.log_format,
             titanic_data_dir: self.titanic_data_dir.clone(),
             no_titanic: self.no_titanic,
+            ha_role: self.ha_role.map(Into::into),
+            ha_bind: self.ha_bind.clone(),
+            ha_peer: self.ha_peer.clone(),
+            ha_heartbeat: self.ha_heartbeat,
         }
     }
 }
@@ -187,6 +208,7 @@ async fn run(cli: Cli, settings: Settings, filter: FilterHandle) -> ExitCode {
     let config = ShellConfig {
         binds: settings.binds.clone(),
         core: settings.core.clone(),
+        ha: settings.ha.clone(),
         ..ShellConfig::default()
     };
     let bound = match shell::bind(config).await {

@@ -17,6 +17,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use crate::core::ha::{Conflict, HaStats, HaStatus, State};
 use crate::core::{Event, Stats};
 use crate::shell::ShellStats;
 
@@ -49,6 +50,108 @@ pub struct Metrics {
     titanic_requests: IntGaugeVec,
     titanic_store_bytes: IntGauge,
     titanic_commit_duration: Histogram,
+    ha: HaMetrics,
+}
+
+/// The `domo_ha_*` series; all labelled, so a broker that is not one of a pair shows none.
+#[derive(Debug)]
+struct HaMetrics {
+    state: IntGaugeVec,
+    term: IntGaugeVec,
+    peer_up: IntGaugeVec,
+    transitions: IntCounterVec,
+    conflicts: IntCounterVec,
+    failovers: IntCounterVec,
+    peer_messages: IntCounterVec,
+    stalls: IntCounterVec,
+}
+
+impl HaMetrics {
+    fn new(r: &Registry) -> Self {
+        Self {
+            state: gauge(
+                r,
+                "domo_ha_state",
+                "Binary Star state: 1 primary (waiting), 2 backup (waiting), 3 active, 4 passive",
+                &["role"],
+            ),
+            term: gauge(
+                r,
+                "domo_ha_term",
+                "Binary Star term: raised by every takeover; the higher term wins a conflict",
+                &["role"],
+            ),
+            peer_up: gauge(
+                r,
+                "domo_ha_peer_up",
+                "1 while the peer's state arrives within the peer expiry (two heartbeats)",
+                &["role"],
+            ),
+            transitions: counter(
+                r,
+                "domo_ha_transitions_total",
+                "Binary Star state changes",
+                &["from", "to"],
+            ),
+            conflicts: counter(
+                r,
+                "domo_ha_conflicts_total",
+                "Binary Star conflicts detected (dual_active, dual_passive, same_role, loopback)",
+                &["kind"],
+            ),
+            failovers: counter(
+                r,
+                "domo_ha_failovers_total",
+                "Takeovers by client vote while the peer was silent",
+                &["role"],
+            ),
+            peer_messages: counter(
+                r,
+                "domo_ha_peer_messages_total",
+                "State messages from the peer, by outcome",
+                &["outcome"],
+            ),
+            stalls: counter(
+                r,
+                "domo_ha_stalls_total",
+                "Times this broker found it had sent no state for a peer expiry (frozen, stalled)",
+                &["role"],
+            ),
+        }
+    }
+
+    fn refresh(&self, status: &HaStatus, stats: &HaStats) {
+        let role = [status.role.as_str()];
+        self.state
+            .with_label_values(&role)
+            .set(i64::from(status.state as u8));
+        self.term
+            .with_label_values(&role)
+            .set(i64::try_from(status.term).unwrap_or(i64::MAX));
+        self.peer_up
+            .with_label_values(&role)
+            .set(i64::from(status.peer_up));
+        for from in State::ALL {
+            for to in State::ALL {
+                let n = stats.transitions[from.index()][to.index()];
+                if n > 0 {
+                    set_total(&self.transitions, &[from.as_str(), to.as_str()], n);
+                }
+            }
+        }
+        for (kind, n) in Conflict::ALL.iter().zip(stats.conflicts) {
+            set_total(&self.conflicts, &[kind.as_str()], n);
+        }
+        set_total(&self.failovers, &role, stats.votes_won);
+        set_total(&self.stalls, &role, stats.stalls);
+        for (outcome, n) in [
+            ("accepted", stats.peer_messages),
+            ("malformed", stats.malformed),
+            ("stale", stats.stale),
+        ] {
+            set_total(&self.peer_messages, &[outcome], n);
+        }
+    }
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -197,6 +300,7 @@ impl Metrics {
                 &["event"],
             ),
             draining,
+            ha: HaMetrics::new(&r),
             registry: r,
             labelled: HashSet::new(),
             max_services,
@@ -239,8 +343,13 @@ impl Metrics {
                     .observe(secs(duration));
             }
             Event::Dropped { service, reason } => {
-                use crate::core::DropReason::{Expired, QueueFull, Shutdown, UnknownService};
-                if matches!(reason, QueueFull | Expired | UnknownService | Shutdown) {
+                use crate::core::DropReason::{
+                    Expired, NotActive, QueueFull, Shutdown, UnknownService,
+                };
+                if matches!(
+                    reason,
+                    QueueFull | Expired | UnknownService | Shutdown | NotActive
+                ) {
                     let label = self.label(&service);
                     self.client_requests
                         .with_label_values(&[&label, reason.as_str()])
@@ -273,6 +382,7 @@ impl Metrics {
             ("worker_lost", r.worker_lost),
             ("client_silenced", r.client_silenced),
             ("shutdown", r.shutdown),
+            ("not_active", r.not_active),
             ("client_gone", snapshot.shell.replies_to_gone_clients),
             ("worker_gone", snapshot.shell.worker_commands_dropped),
         ] {
@@ -292,6 +402,9 @@ impl Metrics {
             .with_label_values(&["router"])
             .set(gauge_value(t.peers));
         self.draining.set(i64::from(snapshot.draining));
+        if let Some((status, stats)) = &snapshot.ha {
+            self.ha.refresh(status, stats);
+        }
         self.queued.reset();
         self.workers.reset();
         for (service, queued, idle, busy) in &snapshot.services {
@@ -347,6 +460,8 @@ pub struct Snapshot {
     pub services: Vec<(ServiceName, usize, usize, usize)>,
     /// Whether a drain is in progress.
     pub draining: bool,
+    /// The pair's state and counters, when the broker is one of a pair.
+    pub ha: Option<(HaStatus, HaStats)>,
 }
 
 fn secs(d: Duration) -> f64 {

@@ -25,10 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use domo_zmtp::{Endpoint, Options, PeerId, Router, RouterEvent, TrySendError};
+use domo_zmtp::{Dealer, Endpoint, Options, PeerId, Router, RouterEvent, TrySendError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::config::HaSettings;
 use crate::core::{Broker, BrokerConfig, ConfigError, Outbound, PeerKind};
 pub use crate::health::Health;
 use crate::metrics::{Metrics, Snapshot};
@@ -68,6 +69,8 @@ pub struct ShellConfig {
     pub core: BrokerConfig,
     /// Settings of the ZMTP transport.
     pub transport: Options,
+    /// The Binary Star pair this broker belongs to, if any.
+    pub ha: Option<HaSettings>,
 }
 
 impl Default for ShellConfig {
@@ -76,7 +79,49 @@ impl Default for ShellConfig {
             binds: vec!["tcp://127.0.0.1:5555".to_string()],
             core: BrokerConfig::default(),
             transport: broker_transport_options(),
+            ha: None,
         }
+    }
+}
+
+/// The state link of a pair: a ROUTER on this broker's state endpoint (the peer's messages
+/// come in there and are answered at once) and a DEALER to the peer's (this broker's
+/// periodic messages go out there, and the peer's answers come back).
+///
+/// Design: both sockets carry the same small message both ways, so each broker hears the
+/// other twice per heartbeat and a broker that starts hears its peer within a round trip,
+/// whatever the other side's reconnect backoff. Periodic messages are only sent while the
+/// DEALER is connected: a queue of old states delivered after a reconnect would tell the
+/// peer about the past.
+#[derive(Debug)]
+struct HaLink {
+    settings: HaSettings,
+    router: Router,
+    dealer: Dealer,
+    endpoint: Endpoint,
+}
+
+/// Transport options for the state link: tiny messages, tiny queues, and a reconnect that
+/// retries at least every heartbeat, so a restarted peer is found at once.
+fn ha_transport_options(settings: &HaSettings) -> Options {
+    Options {
+        max_message_size: 4096,
+        max_frames: 16,
+        send_hwm: 8,
+        send_hwm_bytes: 64 * 1024,
+        recv_hwm: 64,
+        recv_hwm_bytes: 256 * 1024,
+        handshake_timeout: settings
+            .heartbeat
+            .max(std::time::Duration::from_millis(500))
+            * 2,
+        reconnect_interval: (settings.heartbeat / 10).max(std::time::Duration::from_millis(10)),
+        reconnect_interval_max: settings.heartbeat,
+        connect_timeout: settings
+            .heartbeat
+            .max(std::time::Duration::from_millis(100)),
+        linger: std::time::Duration::ZERO,
+        ..Options::default()
     }
 }
 
@@ -125,6 +170,7 @@ pub struct BoundBroker {
     endpoints: Vec<Endpoint>,
     health: Arc<Health>,
     metrics: Option<Arc<std::sync::Mutex<Metrics>>>,
+    ha: Option<HaLink>,
 }
 
 /// Binds every endpoint and builds the core. Nothing is served until [`BoundBroker::run`].
@@ -141,6 +187,21 @@ pub async fn bind(config: ShellConfig) -> Result<BoundBroker, ShellError> {
     for ep in &config.binds {
         endpoints.push(router.bind(ep).await?);
     }
+    let ha = match config.ha {
+        Some(settings) => {
+            let options = ha_transport_options(&settings);
+            let ha_router = Router::new(options.clone());
+            let endpoint = ha_router.bind(&settings.bind).await?;
+            let dealer = Dealer::connect(&settings.peer, options)?;
+            Some(HaLink {
+                settings,
+                router: ha_router,
+                dealer,
+                endpoint,
+            })
+        }
+        None => None,
+    };
     let health = Arc::new(Health::default());
     health.tick(&core);
     Ok(BoundBroker {
@@ -149,6 +210,7 @@ pub async fn bind(config: ShellConfig) -> Result<BoundBroker, ShellError> {
         endpoints,
         health,
         metrics: None,
+        ha,
     })
 }
 
@@ -156,6 +218,12 @@ impl BoundBroker {
     /// The endpoints as bound (port 0 resolved).
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
+    }
+
+    /// The pair's state endpoint as bound (port 0 resolved), if this broker is one of a
+    /// pair.
+    pub fn ha_endpoint(&self) -> Option<&Endpoint> {
+        self.ha.as_ref().map(|l| &l.endpoint)
     }
 
     /// Health and status shared with the metrics listener and the service manager.
@@ -199,13 +267,28 @@ impl BoundBroker {
     ) -> Result<ShellStats, ShellError> {
         let Self {
             router,
-            core,
+            mut core,
             endpoints,
             health,
             metrics,
+            ha,
         } = self;
         for ep in &endpoints {
             info!(endpoint = %ep, "Broker listening");
+        }
+        if let Some(link) = &ha {
+            info!(
+                role = %link.settings.role,
+                endpoint = %link.endpoint,
+                peer = %link.settings.peer,
+                heartbeat = ?link.settings.heartbeat,
+                "Binary Star: state link up; starting as {}",
+                link.settings.role
+            );
+            // Started here, not at bind: the machine takes a long gap before its first tick
+            // (a slow store recovery) for a freeze.
+            core.enable_ha(link.settings.machine(), node_id(), now());
+            health.set_ha_role(link.settings.role);
         }
         health.set_ready();
         let mut shell = Shell {
@@ -216,12 +299,32 @@ impl BoundBroker {
             health,
             metrics,
             drain_until: None,
+            ha,
+            ha_connected: false,
         };
         let result = shell.serve(control, shutdown).await;
+        if let Some(link) = &shell.ha {
+            link.dealer.shutdown().await;
+            link.router.shutdown().await;
+        }
         shell.router.shutdown().await;
         info!("Broker stopped");
         result.map(|()| shell.stats)
     }
+}
+
+/// A random, non-zero id for this process's incarnation in a pair (std's hasher keys are
+/// random per process; the time and pid make two starts differ even without them).
+fn node_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish().max(1)
 }
 
 /// The core's clock, from tokio so paused-time tests control it.
@@ -239,6 +342,10 @@ struct Shell {
     metrics: Option<Arc<std::sync::Mutex<Metrics>>>,
     /// While draining: when to stop waiting for in-flight requests.
     drain_until: Option<tokio::time::Instant>,
+    /// The state link, when this broker is one of a pair.
+    ha: Option<HaLink>,
+    /// Whether the DEALER to the peer was connected at the last look.
+    ha_connected: bool,
 }
 
 impl Shell {
@@ -265,9 +372,23 @@ impl Shell {
                 (None, Some(u)) => u.min(tick),
                 (None, None) => tick,
             };
+            let ha_connected = self.ha_connected;
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
+                // The peer's state before clients, so a broker that wakes from a freeze
+                // learns who is active before it judges any request.
+                event = ha_router_event(self.ha.as_ref()) => self.on_ha_router_event(event),
+                msg = ha_dealer_msg(self.ha.as_ref()) => {
+                    if let Ok(frames) = msg {
+                        let _ = self.core.handle_peer_state(now(), &frames, false);
+                    }
+                }
+                () = ha_dealer_connected(self.ha.as_ref()), if !ha_connected => {
+                    self.ha_connected = true;
+                    debug!("Binary Star: connected to the peer's state endpoint");
+                    self.core.peer_link_up();
+                }
                 message = control.recv(), if control_open => match message {
                     Some(Control::Stop) => {
                         info!("Stopping without waiting");
@@ -343,6 +464,7 @@ impl Shell {
             router: self.router.stats(),
             services: self.core.service_gauges(),
             draining: self.core.is_draining(),
+            ha: self.core.ha_status().zip(self.core.ha_stats().cloned()),
         };
         metrics
             .lock()
@@ -386,8 +508,42 @@ impl Shell {
         }
     }
 
+    /// A message on this broker's state endpoint: the peer's periodic state, answered with
+    /// ours at once.
+    fn on_ha_router_event(&mut self, event: Result<RouterEvent, domo_zmtp::Error>) {
+        let Some(link) = &self.ha else { return };
+        match event {
+            Ok(RouterEvent::Message { peer, msg }) => {
+                if let Some(answer) = self.core.handle_peer_state(now(), &msg, true) {
+                    let _ = link.router.try_send(&peer, answer);
+                }
+            }
+            Ok(RouterEvent::Connected { peer, addr, .. }) => {
+                debug!(peer = %peer, peer.addr = %addr, "Binary Star: peer connected to the state endpoint");
+            }
+            Ok(_) => {}
+            Err(error) => warn!(%error, "Binary Star: state endpoint failed"),
+        }
+    }
+
+    /// Sends the due state message to the peer, while the link is up.
+    fn flush_ha(&mut self) {
+        let Some(link) = &self.ha else { return };
+        let connected = link.dealer.is_connected();
+        if self.ha_connected && !connected {
+            debug!("Binary Star: lost the connection to the peer's state endpoint");
+        }
+        self.ha_connected = connected;
+        while let Some(frames) = self.core.poll_peer_transmit() {
+            if connected {
+                let _ = link.dealer.try_send(frames);
+            }
+        }
+    }
+
     /// Sends everything the core has produced.
     fn flush_core(&mut self) {
+        self.flush_ha();
         self.drain_events();
         while let Some(Outbound { peer, kind, frames }) = self.core.poll_outbound() {
             let peer = PeerId::from(peer.into_bytes());
@@ -437,6 +593,31 @@ impl Shell {
         self.overflow.remove(peer);
         self.router.resume(peer);
         debug!(client = %peer, "Client caught up; resumed");
+    }
+}
+
+async fn ha_router_event(link: Option<&HaLink>) -> Result<RouterEvent, domo_zmtp::Error> {
+    match link {
+        Some(link) => link.router.recv_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn ha_dealer_msg(link: Option<&HaLink>) -> Result<Vec<Bytes>, domo_zmtp::Error> {
+    match link {
+        Some(link) => link.dealer.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn ha_dealer_connected(link: Option<&HaLink>) {
+    match link {
+        Some(link) => {
+            if link.dealer.connected().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

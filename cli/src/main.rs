@@ -5,6 +5,7 @@
 
 mod bench;
 mod call;
+mod ha;
 mod output;
 mod titanic;
 
@@ -82,6 +83,22 @@ enum Command {
     Titanic(TitanicCommand),
     /// Load test through the SDKs, with the raw-socket path in the same run for comparison.
     Bench(bench::BenchArgs),
+    /// Binary Star pairs.
+    #[command(subcommand)]
+    Ha(HaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum HaCommand {
+    /// Ask each broker (mmi.ha) for its role, state, term and what it knows of its peer; list
+    /// both with --broker A,B. Exit 0 when every broker answered as one of a pair.
+    Status {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// Print JSON instead (an object, or an array for several brokers).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +213,7 @@ async fn run(command: Command) -> ExitCode {
             call::echo_worker(&broker.broker, &service, sessions, heartbeat).await
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Ha(HaCommand::Status { request, json }) => ha::status(&request, json).await,
         Command::Titanic(TitanicCommand::Submit {
             request,
             service,

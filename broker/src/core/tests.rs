@@ -7,6 +7,7 @@ mod bad_input;
 mod drain;
 mod liveness;
 mod mmi;
+mod pair;
 mod props;
 mod queues;
 mod routing;

@@ -59,6 +59,9 @@ use tracing::{error, info, warn};
 
 pub use self::wire::{StateMessage, WireError};
 
+/// Events kept for [`Ha::poll_event`].
+const MAX_EVENTS: usize = 64;
+
 /// A broker's configured place in the pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -594,7 +597,7 @@ impl Ha {
             .position(|c| *c == conflict)
             .unwrap_or(0);
         self.stats.conflicts[index] += 1;
-        self.events.push_back(HaEvent::Conflict(conflict));
+        self.push_event(HaEvent::Conflict(conflict));
         let peer = self.peer.map(|p| (p.state, p.term));
         match conflict {
             Conflict::SameRole => error!(
@@ -625,8 +628,7 @@ impl Ha {
         }
         self.state = to;
         self.stats.transitions[from.index()][to.index()] += 1;
-        self.events
-            .push_back(HaEvent::Transition { from, to, cause });
+        self.push_event(HaEvent::Transition { from, to, cause });
         self.send_pending = true;
         if cause == Cause::ClientVote && from == State::Passive {
             warn!(
@@ -636,6 +638,15 @@ impl Ha {
         } else {
             info!(term = self.term, "Binary Star: {from} -> {to} ({cause})");
         }
+    }
+
+    /// Keeps the last [`MAX_EVENTS`] events: nobody may be reading them (the counters in
+    /// [`HaStats`] are what metrics use).
+    fn push_event(&mut self, event: HaEvent) {
+        if self.events.len() == MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
     }
 
     fn update_peer_up(&mut self, now: Instant) {

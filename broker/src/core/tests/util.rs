@@ -95,6 +95,8 @@ pub(super) struct Harness {
     /// Peers sent DISCONNECT, with when, until their connection closes: the broker must send
     /// them nothing more while silenced.
     disconnected: HashMap<PeerId, Instant>,
+    /// State messages the broker produced for its Binary Star peer, oldest first.
+    pub(super) to_peer: Vec<crate::core::ha::StateMessage>,
     /// Whether to check the invariants after every input (off for big tests, where the
     /// O(state) check would dominate; they call `check_invariants` at the end).
     pub(super) checking: bool,
@@ -113,6 +115,7 @@ impl Harness {
             start,
             sent: VecDeque::new(),
             disconnected: HashMap::new(),
+            to_peer: Vec::new(),
             checking: true,
         }
     }
@@ -197,6 +200,10 @@ impl Harness {
     // === outputs ===
 
     fn collect(&mut self) {
+        while let Some(frames) = self.broker.poll_peer_transmit() {
+            let msg = crate::core::ha::StateMessage::decode(&frames).expect("valid state");
+            self.to_peer.push(msg);
+        }
         let expiry = self.broker.config().heartbeat.expiry();
         while let Some(outbound) = self.broker.poll_outbound() {
             if let Some(&since) = self.disconnected.get(&outbound.peer) {
