@@ -32,6 +32,9 @@ pub(crate) struct Driver<C> {
     pub(crate) connector: Arc<C>,
     pub(crate) service: ServiceName,
     pub(crate) options: Arc<WorkerOptions>,
+    /// The endpoints this session may use, rotated through on losing the broker: the whole
+    /// list in failover mode, its one endpoint when pinned ([`crate::EndpointMode`]).
+    pub(crate) endpoints: Arc<[String]>,
     pub(crate) sink: Sink,
     pub(crate) stop: watch::Receiver<bool>,
 }
@@ -50,13 +53,13 @@ impl<C: Connector> Driver<C> {
             now(),
             self.options.heartbeat,
             self.options.new_backoff(),
-            self.options.endpoints.len(),
+            self.endpoints.len(),
         );
         let Ok(mut dealer) = self.connect(0).await else {
             return;
         };
         let mut pending: Option<Pending> = None;
-        info!(service = %self.service, session = session_no, endpoint = %self.options.endpoints[0], "Worker session registering");
+        info!(service = %self.service, session = session_no, endpoint = %self.endpoints[0], "Worker session registering");
         let timer =
             tokio::time::sleep_until(tokio::time::Instant::from_std(session.poll_timeout()));
         tokio::pin!(timer);
@@ -99,7 +102,7 @@ impl<C: Connector> Driver<C> {
                         pending = None;
                     }
                     Action::Connect { endpoint } => {
-                        debug!(service = %self.service, endpoint = %self.options.endpoints[endpoint], "Re-registering");
+                        debug!(service = %self.service, endpoint = %self.endpoints[endpoint], "Re-registering");
                         let Ok(d) = self.connect(endpoint).await else {
                             return;
                         };
@@ -119,7 +122,7 @@ impl<C: Connector> Driver<C> {
     /// Fails only for an endpoint that does not parse, which [`crate::Worker::connect`]
     /// already checked.
     async fn connect(&self, index: usize) -> Result<C::Link, domo_zmtp::Error> {
-        let endpoint = &self.options.endpoints[index];
+        let endpoint = &self.endpoints[index];
         let link = self.connector.connect(endpoint)?;
         link.send(encode_ready(&self.service)).await;
         Ok(link)
@@ -159,8 +162,9 @@ impl<C: Connector> Driver<C> {
             Sink::Channel(requests) => {
                 let (tx, rx) = oneshot::channel();
                 let request = Request::new(client.clone(), body, tx);
-                // Capacity is one per session and a session holds one request at a time,
-                // so `Full` cannot happen; `Closed` means the worker is going away.
+                // Capacity is one per session (of every endpoint) and a session holds one
+                // request at a time, so `Full` cannot happen; `Closed` means the worker is
+                // going away.
                 requests.try_send(request).ok()?;
                 let outcome: OutcomeFuture =
                     Box::pin(async move { rx.await.unwrap_or(Outcome::Failed) });

@@ -2,8 +2,8 @@
 //! reconnection.
 //!
 //! A [`Worker`] serves one service over one or more *sessions*; each session is one MDP
-//! worker connection (one DEALER socket) to the broker and holds at most one request at a
-//! time, so `sessions` is also the worker's concurrency.
+//! worker connection (one DEALER socket) to a broker and holds at most one request at a
+//! time, so the number of sessions is also the worker's concurrency.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), domo_worker::Error> {
@@ -26,8 +26,17 @@
 //!   broker dead after `heartbeat.liveness` (default 3) silent intervals, the broker's own
 //!   defaults. It then waits a backoff delay (1 s doubling to 32 s, jittered, back to 1 s
 //!   after any sign of life) and registers again on a new connection (new identity) with
-//!   the next endpoint of the list. A DISCONNECT from the broker re-registers with the same
-//!   endpoint after the backoff delay.
+//!   the next endpoint of the list (in [`EndpointMode::Failover`], the default) or with
+//!   its own endpoint (in [`EndpointMode::EachBroker`]). A DISCONNECT from the broker
+//!   re-registers with the same endpoint after the backoff delay.
+//! * Binary Star pair: use [`WorkerOptions::pair`] (that is, [`EndpointMode::EachBroker`]),
+//!   which registers `sessions` sessions with the primary *and* `sessions` with the backup
+//!   and keeps both sets registered. The backup then already knows every worker when it
+//!   takes over, instead of waiting for workers to notice the loss and move over (3
+//!   heartbeats plus the backoff in failover mode). The worker only gets requests from the
+//!   active broker, because the passive one dispatches nothing; requests from either broker
+//!   reach the same handler or [`Worker::recv`]. Losing one broker does not touch the
+//!   sessions to the other.
 //! * [`Worker::shutdown`] (or the end of [`Worker::serve`]) sends DISCONNECT on every
 //!   session, so the broker stops routing to it at once.
 //!
@@ -45,6 +54,7 @@
 //!
 //! * `session`: the pure session rules (liveness, heartbeat, backoff, endpoint rotation),
 //!   driven by `now` arguments and tested with exact times.
+//! * `options`: [`WorkerOptions`], including which endpoints each session may use.
 //! * `backoff`: the reconnect schedule.
 //! * `driver`: the tokio task of one session, owning its connection; tested on in-memory
 //!   links under tokio's paused clock.
@@ -74,7 +84,7 @@ use tracing::warn;
 pub use crate::backoff::{Backoff, BackoffOptions};
 use crate::driver::Sink;
 pub use crate::error::Error;
-pub use crate::options::WorkerOptions;
+pub use crate::options::{EndpointMode, WorkerOptions};
 pub use crate::request::Request;
 pub use crate::session::{Action, Session};
 pub use domo_mdp::Heartbeat;
@@ -144,11 +154,12 @@ impl Worker {
     }
 
     fn start(&mut self, sink: &Sink) {
-        for n in 0..self.options.sessions {
+        for (n, endpoints) in self.options.session_endpoints().into_iter().enumerate() {
             let driver = driver::Driver {
                 connector: self.connector.clone(),
                 service: self.service.clone(),
                 options: self.options.clone(),
+                endpoints,
                 sink: sink.clone(),
                 stop: self.stop.subscribe(),
             };
@@ -160,9 +171,9 @@ impl Worker {
     /// call starts the sessions.
     pub async fn recv(&mut self) -> Option<Request> {
         if self.requests.is_none() {
-            // One slot per session: a session holds one request at a time, so it never
-            // finds the channel full.
-            let (tx, rx) = mpsc::channel(self.options.sessions);
+            // One slot per session (on every endpoint): a session holds one request at a
+            // time, so it never finds the channel full.
+            let (tx, rx) = mpsc::channel(self.options.total_sessions());
             self.start(&Sink::Channel(tx));
             self.requests = Some(rx);
         }
@@ -172,8 +183,8 @@ impl Worker {
     /// Starts the sessions and answers every request with `handler` until `shutdown`
     /// completes, then shuts down (DISCONNECT on every session).
     ///
-    /// Each session runs its handler futures itself, so up to `sessions` handlers run at
-    /// once and a request costs no task switch. A handler error or panic is logged (the
+    /// Each session runs its handler futures itself, so up to
+    /// [`WorkerOptions::total_sessions`] handlers run at once and a request costs no task switch. A handler error or panic is logged (the
     /// panic is caught) and the request is failed (see the crate docs). A handler that
     /// blocks the thread also stops its session's heartbeats, as in the zguide's worker.
     pub async fn serve<F, Fut, E>(mut self, handler: F, shutdown: impl Future<Output = ()>)

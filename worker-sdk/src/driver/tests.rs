@@ -124,6 +124,11 @@ fn seen(list: &[(u128, usize, &str)]) -> Vec<Seen> {
 }
 
 fn start(sink: Sink) -> Broker {
+    start_on(sink, &["tcp://a:1", "tcp://b:1"])
+}
+
+/// A session whose endpoint list is `endpoints` (one endpoint: a pinned session).
+fn start_on(sink: Sink, endpoints: &[&str]) -> Broker {
     let (events_tx, events) = mpsc::unbounded_channel();
     let connector = Arc::new(MemConnector {
         next: AtomicUsize::new(0),
@@ -141,6 +146,7 @@ fn start(sink: Sink) -> Broker {
         connector: connector.clone(),
         service: ServiceName::from_static("svc"),
         options: Arc::new(options),
+        endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
         sink,
         stop: stop_rx,
     };
@@ -253,4 +259,24 @@ async fn stopping_sends_disconnect_and_closes() {
     broker.stop.send(true).unwrap();
     let expected = seen(&[(1000, 0, "DISCONNECT"), (1000, 0, "close")]);
     assert_eq!(broker.seen_until(1001).await, expected);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_pinned_session_re_registers_with_its_own_endpoint_only() {
+    let mut broker = start_on(echo_sink(), &["tcp://b:1"]);
+    let expected = seen(&[
+        (0, 0, "connect tcp://b:1"),
+        (0, 0, "READY"),
+        (2500, 0, "HEARTBEAT"),
+        (5000, 0, "HEARTBEAT"),
+        (7500, 0, "abandon"),
+        (8500, 1, "connect tcp://b:1"),
+        (8500, 1, "READY"),
+        (11_000, 1, "HEARTBEAT"),
+        (13_500, 1, "HEARTBEAT"),
+        (16_000, 1, "abandon"),
+        (18_000, 2, "connect tcp://b:1"),
+        (18_000, 2, "READY"),
+    ]);
+    assert_eq!(broker.seen_until(18_001).await, expected);
 }
