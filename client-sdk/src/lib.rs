@@ -19,7 +19,17 @@
 //!   where the next answer is awaited.
 //! * Failover: when an attempt times out while its connection is not even up, the client
 //!   moves to the next endpoint of the list (for every later request too) and waits
-//!   `settle` (default 100 ms) before the next attempt.
+//!   `settle` (default 100 ms) before the next attempt ([`Failover::Unreachable`], the
+//!   default).
+//! * Binary Star pair: use [`ClientOptions::pair`] ([`Failover::AnyTimeout`]). A passive
+//!   broker keeps its connection up but drops every request, so there **any** timed-out
+//!   attempt switches the client (every request, pool-wide) to the other broker, as the
+//!   zguide's `bstarcli` does. The retry there goes out `settle` (2 s by default, the
+//!   broker's default failover time) after the failed attempt was *sent*, not after its
+//!   timeout; requests started meanwhile wait for the same moment. So with a 1 s timeout a
+//!   request caught by the loss of the active broker gets its answer from the backup about
+//!   2 s after it was sent. If both brokers stay silent, the attempts alternate between
+//!   them until the retries run out.
 //! * Retries re-send the request: services that are not idempotent need their own
 //!   deduplication (the zguide's advice).
 //!
@@ -35,6 +45,11 @@
 //! [`Error`] says what the caller can do: [`Error::TimedOut`],
 //! [`Error::ServiceUnavailable`] (the broker's `mmi.service` says 404 after the timeouts),
 //! [`Error::Disconnected`], [`Error::Closed`], [`Error::MessageTooLarge`].
+//!
+//! The `mmi.service` question (`check_service`, on by default) is itself one more request
+//! with the same timeout, retries and failover, so it takes at most as long as the request
+//! did. A passive broker drops it like any request: then it times out and the caller gets
+//! [`Error::TimedOut`], unless a retry reaches the active broker, whose answer counts.
 //!
 //! # Layout
 //!
@@ -55,10 +70,11 @@ use bytes::Bytes;
 use domo_mdp::client::{decode_reply, encode_request};
 use domo_mdp::ServiceName;
 use domo_zmtp::Dealer;
+use tokio::time::Instant;
 use tracing::{debug, instrument};
 
 pub use crate::error::Error;
-pub use crate::options::ClientOptions;
+pub use crate::options::{ClientOptions, Failover};
 use crate::pool::Pool;
 pub use crate::titanic::TitanicReply;
 
@@ -169,15 +185,30 @@ impl Client {
         let options = &self.pool.options;
         let mut lease = self.pool.lease().await?;
         let mut ever_connected = false;
+        // When the previous attempt was sent.
+        let mut started = Instant::now();
         for attempt in 0..=options.retries {
             if attempt > 0 {
                 let before = lease.endpoint();
                 lease.refresh()?;
                 if lease.endpoint() != before {
-                    tokio::time::sleep(options.settle).await;
+                    match options.failover {
+                        Failover::Unreachable => tokio::time::sleep(options.settle).await,
+                        // Counted from the failed attempt's start: its timeout already
+                        // gave the backup that much time to take over.
+                        Failover::AnyTimeout => {
+                            tokio::time::sleep_until(started + options.settle).await;
+                        }
+                    }
                 }
             }
+            // A switch made by this or another request: wait until the newly chosen broker
+            // has had `settle` to take over.
+            if let Some(at) = self.pool.not_before(lease.endpoint()) {
+                tokio::time::sleep_until(at).await;
+            }
             let dealer = lease.dealer();
+            started = Instant::now();
             dealer.send(msg.to_vec()).await.map_err(|_| Error::Closed)?;
             match tokio::time::timeout(options.timeout, wait_reply(dealer, service)).await {
                 Ok(reply) => {
@@ -189,8 +220,9 @@ impl Client {
                     let up = dealer.is_connected();
                     ever_connected |= up;
                     debug!(%service, attempt, connected = up, "Attempt timed out");
-                    if !up {
-                        self.pool.fail_over(lease.endpoint());
+                    // A passive Binary Star broker is connected but never answers.
+                    if !up || options.failover == Failover::AnyTimeout {
+                        self.pool.fail_over(lease.endpoint(), started);
                     }
                 }
             }

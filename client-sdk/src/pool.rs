@@ -6,15 +6,15 @@
 //! as is: [`Lease`]'s drop calls `reconnect()` on it (new TCP connection, new routing id,
 //! both queues dropped), so the late reply goes to a routing id that no longer exists.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use domo_zmtp::Dealer;
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::error::Error;
-use crate::options::ClientOptions;
+use crate::options::{ClientOptions, Failover};
 
 /// One pooled connection and the endpoint it connects to.
 #[derive(Debug)]
@@ -30,8 +30,20 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<Conn>>,
     /// One permit per connection: bounds the requests in flight to `pool_size`.
     permits: Semaphore,
-    /// Index of the endpoint new attempts go to.
-    current: AtomicUsize,
+    /// The endpoint new attempts go to; one lock so the endpoint and its settle point
+    /// change together.
+    current: Mutex<Current>,
+}
+
+/// The endpoint new attempts go to.
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    /// Its index in the endpoint list.
+    endpoint: usize,
+    /// With [`Failover::AnyTimeout`]: no attempt goes to `endpoint` before this instant, the
+    /// start of the attempt that switched to it plus `settle`, so a Binary Star backup has
+    /// taken over before any request reaches it (a passive broker drops what it gets).
+    not_before: Option<Instant>,
 }
 
 impl Pool {
@@ -41,12 +53,19 @@ impl Pool {
             options,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Semaphore::new(size),
-            current: AtomicUsize::new(0),
+            current: Mutex::new(Current {
+                endpoint: 0,
+                not_before: None,
+            }),
         }
     }
 
     fn idle(&self) -> MutexGuard<'_, Vec<Conn>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn current_lock(&self) -> MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Waits for a free connection.
@@ -67,21 +86,32 @@ impl Pool {
 
     /// The endpoint index new attempts use.
     pub(crate) fn current(&self) -> usize {
-        self.current.load(Ordering::Relaxed)
+        self.current_lock().endpoint
     }
 
-    /// Moves from endpoint `from` to the next one, unless another request already moved.
-    pub(crate) fn fail_over(&self, from: usize) {
+    /// When an attempt may go to `endpoint`, if it must wait: only for the endpoint the pool
+    /// just switched to with [`Failover::AnyTimeout`], until the switch's settle point.
+    pub(crate) fn not_before(&self, endpoint: usize) -> Option<Instant> {
+        let current = *self.current_lock();
+        current.not_before.filter(|_| current.endpoint == endpoint)
+    }
+
+    /// Moves from endpoint `from` to the next one, unless another request already moved;
+    /// `started` is when the attempt that timed out on `from` was sent.
+    pub(crate) fn fail_over(&self, from: usize, started: Instant) {
         let n = self.options.endpoints.len();
-        let next = (from + 1) % n;
-        if n > 1
-            && self
-                .current
-                .compare_exchange(from, next, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            info!(endpoint = %self.options.endpoints[next], "Failing over");
+        let mut current = self.current_lock();
+        if n < 2 || current.endpoint != from {
+            return;
         }
+        current.endpoint = (from + 1) % n;
+        current.not_before = match self.options.failover {
+            Failover::Unreachable => None,
+            Failover::AnyTimeout => Some(started + self.options.settle),
+        };
+        let endpoint = current.endpoint;
+        drop(current);
+        info!(endpoint = %self.options.endpoints[endpoint], "Failing over");
     }
 
     fn open(&self, endpoint: usize) -> Result<Conn, Error> {
