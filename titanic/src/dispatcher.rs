@@ -19,6 +19,27 @@
 //! lane is not sent. A reply is stored with [`Store::complete`]
 //! (retried with the same backoff while the store fails).
 //!
+//! # Pausing while the broker is not active (Binary Star)
+//!
+//! [`DispatcherOptions::active`] is an optional gate (`None`: always open). While it says
+//! `false` the scanner hands out nothing and every lane waits before each send and before
+//! each `mmi.service` check, so no client request at all leaves the dispatcher; a request
+//! already in flight finishes or times out as usual, and one that times out meanwhile waits
+//! in its lane. When the gate opens, the scanner runs at once and every lane starts over
+//! like a new one: backoff back to [`DispatcherOptions::retry_min`] and `mmi.service` asked
+//! at once, so pending requests go out right after a takeover. Expiry goes on while paused
+//! (it only touches the store). With a gate set, the client SDK's own `mmi.service` check
+//! after a timed-out request is off (it could leave while paused); the lane's check, behind
+//! the gate, replaces it. The Titanic services themselves (`titanic.request`,
+//! `titanic.reply`, `titanic.close`) are workers and are not gated.
+//!
+//! This is for a broker of a Binary Star pair that embeds Titanic: a passive broker drops
+//! client requests, and a client request reaching a passive broker whose peer has gone
+//! silent counts as a vote to take over. Its own dispatcher must neither send (its requests
+//! would be dropped and its lanes would back off for up to [`DispatcherOptions::retry_max`])
+//! nor vote (retrying old pending requests would make it active although no client chose
+//! it: split brain when the link between the pair is cut).
+//!
 //! # Delivery is at-least-once
 //!
 //! A request is stored as done only after its service answered, so it can run more than
@@ -73,6 +94,17 @@ pub struct DispatcherOptions {
     pub expire_after: Duration,
     /// How often expiry runs. Default 60 s.
     pub expire_interval: Duration,
+    /// Whether the dispatcher may send: while the receiver says `false` it sends no client
+    /// request at all (no request to a service, no `mmi.service`) and resumes at once when
+    /// it turns `true` (see the module docs). `None`, the default: always active.
+    ///
+    /// For Binary Star: the broker embedding Titanic passes whether it is the active broker
+    /// of its pair, because the dispatcher of a passive broker must neither send (a passive
+    /// broker drops client requests) nor vote (a client request reaching a passive broker
+    /// whose peer is silent makes it take over). Only the dispatcher is gated; the Titanic
+    /// services keep answering (the broker refuses client requests while passive anyway).
+    /// Once the sender is dropped the gate keeps its last value.
+    pub active: Option<watch::Receiver<bool>>,
 }
 
 impl Default for DispatcherOptions {
@@ -87,6 +119,34 @@ impl Default for DispatcherOptions {
             poll_interval: Duration::from_secs(1),
             expire_after: Duration::from_secs(7 * 24 * 3600),
             expire_interval: Duration::from_secs(60),
+            active: None,
+        }
+    }
+}
+
+/// [`DispatcherOptions::active`] as the scanner and the lanes read it.
+#[derive(Debug, Clone)]
+struct Gate(Option<watch::Receiver<bool>>);
+
+impl Gate {
+    fn new(options: &DispatcherOptions) -> Self {
+        Self(options.active.clone())
+    }
+
+    /// Whether sending is allowed now.
+    fn is_open(&self) -> bool {
+        self.0.as_ref().is_none_or(|rx| *rx.borrow())
+    }
+
+    /// Completes once the gate is `open` (at once if it is already); never, if it cannot
+    /// become so (no gate and `open` false, or a gate whose sender is gone).
+    async fn until(&mut self, open: bool) {
+        let reached = match &mut self.0 {
+            Some(rx) => rx.wait_for(|a| *a == open).await.is_ok(),
+            None => open,
+        };
+        if !reached {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -144,10 +204,14 @@ impl Dispatcher {
         options: DispatcherOptions,
         wake: Arc<Notify>,
     ) -> Result<Self, ClientError> {
-        let client_options = ClientOptions::new(endpoints.iter().cloned())
+        let mut client_options = ClientOptions::new(endpoints.iter().cloned())
             .timeout(options.request_timeout)
             .retries(0)
             .pool_size(options.concurrency);
+        // Behind a gate, a timed-out request must not be followed by the SDK's own
+        // `mmi.service` check: it could leave after the gate closed. The lane asks
+        // `mmi.service` itself before it retries, behind the gate.
+        client_options.check_service = options.active.is_none();
         // Checks the endpoints now; lanes make their own clients (own pools) later.
         drop(Client::connect(client_options.clone())?);
         Ok(Self {
@@ -169,16 +233,27 @@ impl Dispatcher {
         let mut expire = tokio::time::interval(self.options.expire_interval);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         expire.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut active = Gate::new(&self.options);
         let mut dirty = true;
         loop {
-            if dirty {
+            let open = active.is_open();
+            // While paused, nothing is handed out; `dirty` waits for the gate to open.
+            if dirty && open {
                 self.scan(&mut lanes, &done_tx, &stop).await;
                 dirty = false;
             }
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => break,
-                Some(done) = done_rx.recv() => dirty = self.finished(done),
+                _ = active.until(!open) => {
+                    if open {
+                        info!("Dispatcher paused: the broker is not active");
+                    } else {
+                        info!("Dispatcher resumed");
+                        dirty = true;
+                    }
+                }
+                Some(done) = done_rx.recv() => dirty |= self.finished(done),
                 _ = self.wake.notified() => dirty = true,
                 _ = poll.tick() => dirty = true,
                 _ = expire.tick() => self.expire().await,
@@ -289,3 +364,6 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

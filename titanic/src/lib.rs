@@ -20,7 +20,8 @@
 //! - [`server`]: the three services as MDP workers (worker SDK) and [`server::run`], which
 //!   serves them and runs the dispatcher over one store until shutdown.
 //! - [`dispatcher`]: sends stored requests to their services through the client SDK, one
-//!   lane per service, and stores the replies (at-least-once).
+//!   lane per service, and stores the replies (at-least-once); it can be paused while its
+//!   broker is the passive one of a Binary Star pair.
 //!
 //! # How the MDP side uses the store
 //!

@@ -6,7 +6,9 @@
 //! Design: every service is an MDP worker with several sessions (the worker SDK's
 //! concurrency), so concurrent `titanic.request` calls wait for the same group commit. Each
 //! request runs [`service::handle`] on a blocking thread. A stored request wakes the
-//! [`Dispatcher`] at once.
+//! [`Dispatcher`] at once. The dispatcher's optional gate ([`DispatcherOptions::active`],
+//! for Binary Star) pauses only the dispatcher: the services keep serving, since they are
+//! workers and a passive broker refuses client requests by itself.
 //!
 //! # Shutdown
 //!
@@ -53,7 +55,10 @@ pub struct TitanicConfig {
     pub sessions: usize,
     /// How long shutdown waits for requests already in a handler.
     pub drain_grace: Duration,
-    /// The dispatcher's settings.
+    /// The dispatcher's settings. An embedding in a Binary Star pair sets
+    /// [`DispatcherOptions::active`] to a receiver of "this broker is active", so the
+    /// dispatcher sends nothing (and so casts no client vote) while its broker is passive;
+    /// the three Titanic services are not gated by it.
     pub dispatcher: DispatcherOptions,
 }
 

@@ -1,7 +1,7 @@
 //! Titanic against a real broker over real sockets: the RFC 9 surface with an MDP client
 //! written from the RFCs (libzmq REQ, no domo code on the client side), the zguide's
 //! `ticlient` flow, restart with pending requests, no head-of-line blocking across services,
-//! and the `domo-titanic` program's exit codes.
+//! a paused dispatcher (the Binary Star gate) and the `domo-titanic` program's exit codes.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
 
@@ -302,6 +302,57 @@ async fn requests_never_closed_expire_after_the_configured_age() {
         assert_eq!(c.request("titanic.reply", &[&id]), vec![b("400")]);
     })
     .await;
+    titanic.stop().await;
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_dispatcher_holds_requests_while_the_titanic_services_still_answer() {
+    let broker = TestBroker::start(fast_heartbeat()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, active) = tokio::sync::watch::channel(false);
+    let titanic = TestTitanic::start_with(&broker.endpoint, dir.path(), |config| {
+        // Long backoff: a lane that had to wait out even one would miss the deadline below.
+        config.dispatcher.retry_min = Duration::from_secs(5);
+        config.dispatcher.retry_max = Duration::from_secs(30);
+        config.dispatcher.active = Some(active);
+    })
+    .await;
+    let ep = broker.endpoint.clone();
+    let (id, worker) = blocking(move || {
+        let c = ReqClient::connect(&ep);
+        let worker = ZWorker::echo(&ep, "echo", HEARTBEAT);
+        wait_for_service(&ep, "echo", b"200");
+        // The Titanic services are workers, not gated: they store and answer as usual.
+        let id = submit(&c, "echo", &[b"held back"]);
+        // Bounded watch (the scanner polls every 200 ms): the request stays pending and the
+        // worker gets nothing.
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            assert_eq!(c.request("titanic.reply", &[&id]), vec![b("300")]);
+            thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(worker.served(), 0, "a paused dispatcher sent a request");
+        (id, worker)
+    })
+    .await;
+
+    gate.send(true).unwrap();
+    let opened = Instant::now();
+    let ep = broker.endpoint.clone();
+    blocking(move || {
+        let c = ReqClient::connect(&ep);
+        let reply = wait_reply(&c, &id, Duration::from_secs(2));
+        assert_eq!(reply, vec![b("held back")]);
+        assert_eq!(worker.served(), 1);
+        assert_eq!(c.request("titanic.close", &[&id]), vec![b("200")]);
+    })
+    .await;
+    assert!(
+        opened.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        opened.elapsed()
+    );
     titanic.stop().await;
     broker.stop().await;
 }

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{DispatcherOptions, Finished};
+use super::{DispatcherOptions, Finished, Gate};
 use crate::id::Id;
 use crate::record::Request;
 use crate::store::{Lookup, Store};
@@ -24,6 +24,8 @@ enum Outcome {
     Retry(Id, Request),
     /// Can never be sent; left pending in the store.
     Dropped,
+    /// Not sent because the gate closed; send it once it opens again.
+    Paused(Id, Request),
 }
 
 /// The task sending one service's requests.
@@ -50,8 +52,10 @@ impl Lane {
         let mut probe_at = Some(Instant::now());
         let mut stop = self.stop.clone();
         let mut stop_probe = self.stop.clone();
+        let mut active = Gate::new(&self.options);
         loop {
-            if probe_at.is_none() {
+            let open = active.is_open();
+            if open && probe_at.is_none() {
                 while inflight.len() < self.options.concurrency {
                     let Some((id, request)) = queue.pop_front() else {
                         break;
@@ -74,6 +78,17 @@ impl Lane {
             tokio::select! {
                 biased;
                 _ = stopped(&mut stop) => break,
+                _ = active.until(!open) => {
+                    if open {
+                        debug!(%service, "Lane paused");
+                    } else {
+                        // Resumed (e.g. after a takeover): start over like a new lane, so a
+                        // backoff from before or during the pause does not delay anything.
+                        debug!(%service, "Lane resumed");
+                        backoff = self.options.retry_min;
+                        probe_at = Some(Instant::now());
+                    }
+                }
                 Some(outcome) = inflight.join_next(), if !inflight.is_empty() => {
                     match outcome {
                         Ok(Outcome::Done(id)) => {
@@ -89,6 +104,7 @@ impl Lane {
                             }
                         }
                         Ok(Outcome::Dropped) => {}
+                        Ok(Outcome::Paused(id, request)) => queue.push_front((id, request)),
                         Err(e) => warn!(%service, error = %e, "Delivery task failed"),
                     }
                 }
@@ -96,13 +112,15 @@ impl Lane {
                     Some(item) => queue.push_back(item),
                     None => break,
                 },
-                _ = probe_due, if !queue.is_empty() => {
+                _ = probe_due, if open && !queue.is_empty() => {
+                    if !active.is_open() {
+                        continue; // closed meanwhile: the next round waits for it
+                    }
                     let available = tokio::select! {
                         _ = stopped(&mut stop_probe) => break,
                         a = client.service_available(self.service.clone()) => a,
                     };
                     match available {
-                        // No MMI on this broker, or a name only `deliver` can judge.
                         // Available; or a broker without MMI (another answer, or none while
                         // the broker is reachable); or a name only `deliver` can judge.
                         Ok(true)
@@ -150,6 +168,10 @@ async fn deliver(
     if !still_pending(&store, id).await {
         // Closed or expired meanwhile (or already answered): nobody wants the answer.
         return Outcome::Done(id);
+    }
+    if !Gate::new(&options).is_open() {
+        // The gate closed since this delivery was started: nothing may leave now.
+        return Outcome::Paused(id, request);
     }
     let reply = match client
         .request(request.service.clone(), request.body.clone())
