@@ -1,0 +1,809 @@
+//! Binary Star against real `domo-broker` processes on 127.0.0.1: kill -9 of the active
+//! broker under load, its restart, a cut state link, simultaneous starts, a frozen active,
+//! and a worker registered with both brokers. Clients and workers are the SDKs in their pair
+//! modes. Every process is killed on drop; every wait is bounded.
+//!
+//! The state links use `ipc://` endpoints in a scratch directory (no port to race for); the
+//! client endpoints are TCP ports found free a moment before, because a restarted broker must
+//! come back on the same one.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use domo_client::{Client, ClientOptions};
+use domo_worker::{Worker, WorkerOptions};
+use tokio::task::JoinHandle;
+
+use common::{dead_endpoint, http_get};
+
+const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
+/// Worker heartbeat of the brokers and the SDK workers.
+const WORKER_HB: Duration = Duration::from_millis(500);
+
+// === Harness ===
+
+/// A scratch directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir = std::env::temp_dir().join(format!("domo-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn ipc(&self, name: &str) -> String {
+        format!("ipc://{}", self.0.join(name).display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How to start one broker of the pair.
+#[derive(Clone)]
+struct Spec {
+    role: &'static str,
+    frontend: String,
+    ha_bind: String,
+    ha_peer: String,
+    ha_heartbeat: Duration,
+}
+
+/// The two brokers' specs: primary and backup.
+fn pair_specs(dir: &TempDir, hb: Duration) -> (Spec, Spec) {
+    let a_state = dir.ipc("a.state");
+    let b_state = dir.ipc("b.state");
+    let a = Spec {
+        role: "primary",
+        frontend: dead_endpoint(),
+        ha_bind: a_state.clone(),
+        ha_peer: b_state.clone(),
+        ha_heartbeat: hb,
+    };
+    let b = Spec {
+        role: "backup",
+        frontend: dead_endpoint(),
+        ha_bind: b_state,
+        ha_peer: a_state,
+        ha_heartbeat: hb,
+    };
+    (a, b)
+}
+
+/// A broker process with its stderr kept; SIGKILLed when dropped.
+struct Node {
+    spec: Spec,
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    metrics: String,
+}
+
+impl Node {
+    /// Spawns the broker; does not wait for it.
+    fn spawn(spec: &Spec) -> Self {
+        let mut child = Command::new(BIN)
+            .args(["--bind", &spec.frontend])
+            .args(["--metrics-listen", "127.0.0.1:0", "--no-titanic"])
+            .args(["--heartbeat", &format!("{}ms", WORKER_HB.as_millis())])
+            .args(["--ha-role", spec.role])
+            .args(["--ha-bind", &spec.ha_bind, "--ha-peer", &spec.ha_peer])
+            .args([
+                "--ha-heartbeat",
+                &format!("{}ms", spec.ha_heartbeat.as_millis()),
+            ])
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("DOMO_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            spec: spec.clone(),
+            child,
+            lines,
+            metrics: String::new(),
+        }
+    }
+
+    /// Waits until the broker listens (metrics address known). A broker that exits first
+    /// (its TCP port still held by the process just killed) is started again.
+    fn ready(mut self) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(line) = self.find("Metrics listening") {
+                let at = line.find("http://").unwrap() + "http://".len();
+                self.metrics = line[at..].split('/').next().unwrap().to_string();
+                self.wait_line("Broker listening");
+                return self;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    Instant::now() < deadline,
+                    "broker exits: {status}\n{}",
+                    self.log()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+                self = Self::spawn(&self.spec);
+                continue;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker not listening:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn start(spec: &Spec) -> Self {
+        Self::spawn(spec).ready()
+    }
+
+    fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn find(&self, needle: &str) -> Option<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+    }
+
+    fn wait_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.find(needle) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The `ha:` line of `/readyz` as `key=value` pairs, and the status code.
+    fn readyz(&self) -> (u16, Vec<(String, String)>) {
+        let (code, body) = http_get(&self.metrics, "/readyz");
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("ha: "))
+            .unwrap_or_else(|| panic!("no ha line in /readyz: {body:?}"));
+        let fields = line[4..]
+            .split(' ')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (code, fields)
+    }
+
+    fn state(&self) -> String {
+        let (_, fields) = self.readyz();
+        fields
+            .into_iter()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v)
+            .unwrap()
+    }
+
+    fn wait_state(&self, state: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let now = self.state();
+            if now == state {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} is {now}, not {state}:\n{}",
+                self.spec.role,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn metric(&self, series: &str) -> Option<f64> {
+        let (_, text) = http_get(&self.metrics, "/metrics");
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Exactly one of the two is active and the other passive, for `hold` in a row.
+fn wait_one_active(a: &Node, b: &Node, hold: Duration, within: Duration) -> (String, String) {
+    let deadline = Instant::now() + within;
+    let mut since: Option<Instant> = None;
+    loop {
+        let states = (a.state(), b.state());
+        let settled = matches!(
+            (states.0.as_str(), states.1.as_str()),
+            ("active", "passive") | ("passive", "active")
+        );
+        match (settled, since) {
+            (true, Some(t)) if t.elapsed() >= hold => return states,
+            (true, None) => since = Some(Instant::now()),
+            (false, _) => since = None,
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pair never settled with one active: {states:?}\nA:\n{}\nB:\n{}",
+            a.log(),
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An echo worker registered with both brokers of the pair.
+fn pair_worker(a: &Spec, b: &Spec, served: Arc<AtomicU64>) -> JoinHandle<()> {
+    let options = WorkerOptions::pair(a.frontend.clone(), b.frontend.clone()).heartbeat(
+        domo_mdp::Heartbeat {
+            interval: WORKER_HB,
+            liveness: 3,
+        },
+    );
+    let worker = Worker::connect("echo", options).unwrap();
+    tokio::spawn(async move {
+        worker
+            .serve(
+                move |body: Vec<Bytes>| {
+                    let served = served.clone();
+                    async move {
+                        served.fetch_add(1, Ordering::Relaxed);
+                        Ok::<_, std::convert::Infallible>(body)
+                    }
+                },
+                std::future::pending(),
+            )
+            .await;
+    })
+}
+
+/// A pair client: tries the primary first, switches on every timeout.
+fn pair_client(a: &Spec, b: &Spec, timeout: Duration, settle: Duration) -> Client {
+    let mut options = ClientOptions::pair(a.frontend.clone(), b.frontend.clone())
+        .timeout(timeout)
+        .retries(50)
+        .pool_size(1);
+    options.settle = settle;
+    options.check_service = false;
+    Client::connect(options).unwrap()
+}
+
+/// A client of one broker only, no retries: does this broker answer?
+async fn answers(endpoint: &str, timeout: Duration) -> bool {
+    let mut options = ClientOptions::new([endpoint.to_string()])
+        .timeout(timeout)
+        .retries(0)
+        .pool_size(1);
+    options.check_service = false;
+    let client = Client::connect(options).unwrap();
+    let reply = client.request("echo", vec![Bytes::from("ping")]).await;
+    client.close().await;
+    reply.is_ok()
+}
+
+/// Clients sending steadily until stopped; each checks every reply against its request.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<Result<u64, String>>>,
+    /// Every reply, as the instant it arrived.
+    replies: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Load {
+    fn start(n: usize, make: impl Fn() -> Client) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let replies = Arc::new(Mutex::new(Vec::new()));
+        let tasks = (0..n)
+            .map(|c| {
+                let client = make();
+                let stop = stop.clone();
+                let replies = replies.clone();
+                tokio::spawn(async move {
+                    let mut done = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let body = Bytes::from(format!("client {c} request {done}"));
+                        match client.request("echo", vec![body.clone()]).await {
+                            Ok(reply) if reply == [body.clone()] => {
+                                replies.lock().unwrap().push(Instant::now());
+                                done += 1;
+                            }
+                            Ok(reply) => return Err(format!("client {c}: wrong reply {reply:?}")),
+                            Err(e) => return Err(format!("client {c} request {done}: {e}")),
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    client.close().await;
+                    Ok(done)
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            tasks,
+            replies,
+        }
+    }
+
+    /// The first reply that arrived after `t`.
+    fn first_reply_after(&self, t: Instant) -> Option<Instant> {
+        self.replies
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|r| *r > t)
+            .min()
+    }
+
+    async fn wait_reply_after(&self, t: Instant, within: Duration) -> Instant {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(r) = self.first_reply_after(t) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "no reply within {within:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops the clients; every request each sent must have been answered.
+    async fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = 0;
+        for task in self.tasks {
+            let done = tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("client stuck")
+                .unwrap();
+            total += done.unwrap_or_else(|e| panic!("{e}"));
+        }
+        total
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+// === Tests ===
+
+/// kill -9 of the active broker while 4 clients send steadily, heartbeat 1000 ms and a 1 s
+/// client timeout: every request completes (with retries), and the backup serves within
+/// 3 s. Then the killed broker restarts and comes back passive; clients see no error.
+/// `DOMO_FAILOVER_KILLS=N` repeats the kill/restart cycle N times (alternating which broker
+/// dies) and prints each failover time and the median: the BENCHMARKS.md figure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_active_under_load_fails_over_within_3s_and_the_restarted_broker_is_passive() {
+    let kills: usize = std::env::var("DOMO_FAILOVER_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let dir = TempDir::new("pair-kill");
+    let (sa, sb) = pair_specs(&dir, Duration::from_millis(1000));
+    let mut nodes = [Node::start(&sa), Node::start(&sb)];
+    wait_one_active(
+        &nodes[0],
+        &nodes[1],
+        Duration::ZERO,
+        Duration::from_secs(10),
+    );
+    assert_eq!(nodes[0].state(), "active", "the primary is active first");
+    let served = Arc::new(AtomicU64::new(0));
+    let _worker = pair_worker(&sa, &sb, served.clone());
+    let load = Load::start(4, || {
+        pair_client(
+            &sa,
+            &sb,
+            Duration::from_secs(1),
+            Duration::from_millis(2200),
+        )
+    });
+    load.wait_reply_after(Instant::now(), Duration::from_secs(10))
+        .await;
+    let mut failovers = Vec::new();
+    for round in 0..kills {
+        let (active, passive) = if nodes[0].state() == "active" {
+            (0, 1)
+        } else {
+            (1, 0)
+        };
+        // Steady traffic first.
+        let before = Instant::now();
+        load.wait_reply_after(before, Duration::from_secs(10)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let killed = Instant::now();
+        nodes[active].kill9();
+        // Replies the dead broker had already written still arrive within a millisecond or
+        // so; the backup cannot answer before the peer expiry (over a second). So the first
+        // reply more than 100 ms after the kill is the backup's.
+        let first = load
+            .wait_reply_after(killed + Duration::from_millis(100), Duration::from_secs(20))
+            .await;
+        let failover = first - killed;
+        eprintln!(
+            "round {round}: failover {failover:?} (killed the {})",
+            nodes[active].spec.role
+        );
+        failovers.push(failover);
+        assert_eq!(nodes[passive].state(), "active");
+        // The killed broker restarts while the clients keep going: it comes back passive.
+        let spec = nodes[active].spec.clone();
+        nodes[active] = Node::start(&spec);
+        nodes[active].wait_state("passive", Duration::from_secs(10));
+        let restarted = Instant::now();
+        load.wait_reply_after(
+            restarted + Duration::from_millis(500),
+            Duration::from_secs(10),
+        )
+        .await;
+        assert_eq!(nodes[active].state(), "passive", "no fail-back");
+        assert_eq!(nodes[passive].state(), "active");
+    }
+    let total = load.finish().await;
+    assert!(total > 0);
+    assert!(served.load(Ordering::Relaxed) >= total);
+    let median = median(failovers.clone());
+    eprintln!("failover over {kills} kills: median {median:?}, all {failovers:?}");
+    assert!(
+        median <= Duration::from_secs(3),
+        "failover took {failovers:?} (median {median:?})"
+    );
+}
+
+/// A TCP proxy for one state link that the test can cut (close every connection and refuse
+/// new ones) and restore.
+struct LinkProxy {
+    endpoint: String,
+    cut: Arc<AtomicBool>,
+    generation: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl LinkProxy {
+    /// Listens on a free 127.0.0.1 port and forwards to the `ipc://` endpoint `target`.
+    async fn start(target: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
+        let path = PathBuf::from(target.strip_prefix("ipc://").unwrap());
+        let cut = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (c, g) = (cut.clone(), generation.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if c.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let Ok(outbound) = tokio::net::UnixStream::connect(&path).await else {
+                    continue;
+                };
+                let mine = g.load(Ordering::SeqCst);
+                let g = g.clone();
+                tokio::spawn(async move {
+                    let (mut ri, mut wi) = inbound.into_split();
+                    let (mut ro, mut wo) = outbound.into_split();
+                    let pump = async {
+                        tokio::select! {
+                            _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                            _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                        }
+                    };
+                    let cut = async {
+                        while g.load(Ordering::SeqCst) == mine {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    };
+                    tokio::select! {
+                        () = pump => {}
+                        () = cut => {}
+                    }
+                });
+            }
+        });
+        Self {
+            endpoint,
+            cut,
+            generation,
+            task,
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for LinkProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The state link alone is cut (both directions). With clients reaching only the primary,
+/// the backup never turns active. With clients reaching only the backup, it turns active
+/// only after the peer expiry and a client request. When the link heals, the newer takeover
+/// keeps serving and the other yields: one active, both running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_state_link_needs_peer_expiry_and_a_client_vote() {
+    let hb = Duration::from_millis(200);
+    let expiry = hb * 2;
+    let dir = TempDir::new("pair-cut");
+    let (mut sa, mut sb) = pair_specs(&dir, hb);
+    // A reaches B's state endpoint through one proxy, B reaches A's through the other.
+    let to_b = LinkProxy::start(&sb.ha_bind).await;
+    let to_a = LinkProxy::start(&sa.ha_bind).await;
+    sa.ha_peer = to_b.endpoint.clone();
+    sb.ha_peer = to_a.endpoint.clone();
+    let a = Node::start(&sa);
+    let b = Node::start(&sb);
+    wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
+    assert_eq!(
+        (a.state().as_str(), b.state().as_str()),
+        ("active", "passive")
+    );
+    let _worker = pair_worker(&sa, &sb, Arc::new(AtomicU64::new(0)));
+    let t = Instant::now() + Duration::from_secs(10);
+    while !answers(&sa.frontend, Duration::from_millis(500)).await {
+        assert!(Instant::now() < t, "primary never served");
+    }
+
+    // 1. Clients only at the primary: the backup stays passive for many expiries.
+    to_a.cut();
+    to_b.cut();
+    let until = Instant::now() + expiry * 8;
+    while Instant::now() < until {
+        assert!(answers(&sa.frontend, Duration::from_millis(500)).await);
+        assert_eq!(
+            b.state(),
+            "passive",
+            "backup took over without a client vote"
+        );
+    }
+    assert_eq!(a.state(), "active");
+
+    // 2. Heal, then cut again and send to the backup only.
+    to_a.restore();
+    to_b.restore();
+    let t = Instant::now() + Duration::from_secs(10);
+    while b
+        .readyz()
+        .1
+        .iter()
+        .all(|(k, v)| !(k == "peer_up" && v == "1"))
+    {
+        assert!(Instant::now() < t, "link never healed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    to_a.cut();
+    to_b.cut();
+    let cut_at = Instant::now();
+    // Before the peer expiry: refused, although a client asks.
+    assert!(!answers(&sb.frontend, expiry / 4).await);
+    assert!(
+        cut_at.elapsed() < expiry,
+        "too slow to test before the expiry"
+    );
+    assert_eq!(b.state(), "passive");
+    // After the expiry, without a request: still passive (silence alone does nothing).
+    tokio::time::sleep(expiry * 3).await;
+    assert_eq!(b.state(), "passive");
+    // A client request now: the vote makes it active, and it serves.
+    let t = Instant::now() + Duration::from_secs(5);
+    while !answers(&sb.frontend, Duration::from_millis(500)).await {
+        assert!(Instant::now() < t, "backup never took over");
+    }
+    assert_eq!(b.state(), "active");
+    assert_eq!(
+        a.state(),
+        "active",
+        "the reference's split brain on a cut link"
+    );
+
+    // 3. The link heals: the newer takeover (the backup) keeps serving, the primary yields.
+    to_a.restore();
+    to_b.restore();
+    let (sa_state, sb_state) =
+        wait_one_active(&a, &b, Duration::from_millis(500), Duration::from_secs(10));
+    assert_eq!(
+        (sa_state.as_str(), sb_state.as_str()),
+        ("passive", "active")
+    );
+    assert!(!answers(&sa.frontend, Duration::from_millis(300)).await);
+    assert!(answers(&sb.frontend, Duration::from_millis(500)).await);
+    // The yielding side always sees the conflict (the other only if its message arrived
+    // first): counted, and logged at ERROR.
+    assert!(a.metric("domo_ha_conflicts_total{kind=\"dual_active\"}") >= Some(1.0));
+    let line = a.wait_line("conflict detected");
+    assert!(line.contains("ERROR"), "{line}");
+}
+
+/// Both brokers started at the same moment, five times: exactly one active each time (the
+/// primary, with no client involved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_together_five_times_exactly_one_active() {
+    for round in 0..5 {
+        let dir = TempDir::new("pair-together");
+        let (sa, sb) = pair_specs(&dir, Duration::from_millis(200));
+        let a = Node::spawn(&sa);
+        let b = Node::spawn(&sb);
+        let (a, b) = (a.ready(), b.ready());
+        let states = wait_one_active(&a, &b, Duration::from_millis(600), Duration::from_secs(10));
+        assert_eq!(
+            (states.0.as_str(), states.1.as_str()),
+            ("active", "passive"),
+            "round {round}"
+        );
+    }
+}
+
+/// The active broker is frozen (SIGSTOP) past the peer expiry while the clients move to the
+/// backup, then resumed (SIGCONT): both processes keep running, exactly one serves
+/// afterwards, and the clients saw nothing but retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_active_resumes_without_split_brain_or_exit() {
+    let hb = Duration::from_millis(200);
+    let dir = TempDir::new("pair-freeze");
+    let (sa, sb) = pair_specs(&dir, hb);
+    let mut a = Node::start(&sa);
+    let mut b = Node::start(&sb);
+    wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
+    let _worker = pair_worker(&sa, &sb, Arc::new(AtomicU64::new(0)));
+    let load = Load::start(4, || {
+        pair_client(
+            &sa,
+            &sb,
+            Duration::from_millis(300),
+            Duration::from_millis(500),
+        )
+    });
+    load.wait_reply_after(Instant::now(), Duration::from_secs(10))
+        .await;
+
+    a.signal("STOP");
+    let frozen = Instant::now();
+    // The clients move to the backup, which takes over by their vote.
+    load.wait_reply_after(frozen + hb * 4, Duration::from_secs(10))
+        .await;
+    assert_eq!(b.state(), "active");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.signal("CONT");
+
+    let states = wait_one_active(&a, &b, Duration::from_millis(800), Duration::from_secs(10));
+    assert_eq!(
+        (states.0.as_str(), states.1.as_str()),
+        ("passive", "active")
+    );
+    assert!(a.is_running() && b.is_running(), "no process exits");
+    load.wait_reply_after(Instant::now(), Duration::from_secs(10))
+        .await;
+    // Exactly one serves.
+    assert!(!answers(&sa.frontend, Duration::from_millis(300)).await);
+    assert!(answers(&sb.frontend, Duration::from_millis(500)).await);
+    let total = load.finish().await;
+    assert!(total > 0);
+    assert!(a.metric("domo_ha_stalls_total{role=\"primary\"}") >= Some(1.0));
+    assert!(a.is_running() && b.is_running());
+}
+
+/// A worker registered with both brokers: the passive one knows it but never hands it a
+/// request; after the active dies, the backup serves through the same registration at
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_registered_with_both_serves_only_the_active_then_the_new_one() {
+    let hb = Duration::from_millis(200);
+    let dir = TempDir::new("pair-worker");
+    let (sa, sb) = pair_specs(&dir, hb);
+    let mut a = Node::start(&sa);
+    let b = Node::start(&sb);
+    wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
+    let served = Arc::new(AtomicU64::new(0));
+    let _worker = pair_worker(&sa, &sb, served.clone());
+    let idle = "domo_workers{service=\"echo\",state=\"idle\"}";
+    let t = Instant::now() + Duration::from_secs(10);
+    while a.metric(idle) != Some(1.0) || b.metric(idle) != Some(1.0) {
+        assert!(Instant::now() < t, "worker not registered with both");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The passive broker refuses; the worker gets nothing from it.
+    for _ in 0..3 {
+        assert!(!answers(&sb.frontend, Duration::from_millis(300)).await);
+    }
+    assert_eq!(served.load(Ordering::Relaxed), 0);
+    let refused = b.metric("domo_client_requests_total{outcome=\"not_active\",service=\"echo\"}");
+    assert!(
+        refused >= Some(3.0),
+        "{refused:?}\n{}",
+        http_get(&b.metrics, "/metrics").1
+    );
+    for _ in 0..3 {
+        assert!(answers(&sa.frontend, Duration::from_millis(500)).await);
+    }
+    assert_eq!(served.load(Ordering::Relaxed), 3);
+
+    a.kill9();
+    tokio::time::sleep(hb * 2 + Duration::from_millis(100)).await;
+    // The first request after the expiry is the vote; the worker answers it at once: no
+    // re-registration, no waiting for a heartbeat.
+    let sent = Instant::now();
+    assert!(answers(&sb.frontend, Duration::from_millis(1000)).await);
+    let took = sent.elapsed();
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+    assert_eq!(served.load(Ordering::Relaxed), 4);
+    assert_eq!(b.metric(idle), Some(1.0));
+    assert_eq!(
+        b.metric("domo_worker_disconnects_total{reason=\"expired\"}")
+            .unwrap_or(0.0),
+        0.0,
+        "the worker's session with the backup never broke"
+    );
+}
