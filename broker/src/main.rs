@@ -230,7 +230,8 @@ async fn run(cli: Cli, settings: Settings, filter: FilterHandle) -> ExitCode {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .titanic_commit_duration();
-        Some(start_titanic(&settings, endpoint, commits).await)
+        let serving = settings.ha.as_ref().map(|_| bound.serving());
+        Some(start_titanic(&settings, endpoint, commits, serving).await)
     } else {
         info!("Titanic disabled");
         None
@@ -308,6 +309,7 @@ async fn start_titanic(
     settings: &Settings,
     endpoint: String,
     commits: prometheus::Histogram,
+    serving: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Titanic {
     let t = &settings.titanic;
     let dir = t.data_dir();
@@ -325,6 +327,9 @@ async fn start_titanic(
     config.dispatcher.expire_interval =
         (t.expire_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
     config.dispatcher.request_timeout = t.request_timeout;
+    // One of a pair: stored requests go out only while this broker is active (its own
+    // dispatcher must not vote it active, and a passive broker would drop them anyway).
+    config.dispatcher.active = serving;
     let status = Arc::new(domo_titanic::server::Status::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     if let Err(e) = std::fs::create_dir_all(&dir) {

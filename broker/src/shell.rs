@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use domo_zmtp::{Dealer, Endpoint, Options, PeerId, Router, RouterEvent, TrySendError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::HaSettings;
@@ -171,6 +171,8 @@ pub struct BoundBroker {
     health: Arc<Health>,
     metrics: Option<Arc<std::sync::Mutex<Metrics>>>,
     ha: Option<HaLink>,
+    /// `true` while the broker serves clients: always alone; in a pair only while active.
+    serving: watch::Sender<bool>,
 }
 
 /// Binds every endpoint and builds the core. Nothing is served until [`BoundBroker::run`].
@@ -204,6 +206,7 @@ pub async fn bind(config: ShellConfig) -> Result<BoundBroker, ShellError> {
     };
     let health = Arc::new(Health::default());
     health.tick(&core);
+    let (serving, _) = watch::channel(ha.is_none());
     Ok(BoundBroker {
         router,
         core,
@@ -211,6 +214,7 @@ pub async fn bind(config: ShellConfig) -> Result<BoundBroker, ShellError> {
         health,
         metrics: None,
         ha,
+        serving,
     })
 }
 
@@ -224,6 +228,14 @@ impl BoundBroker {
     /// pair.
     pub fn ha_endpoint(&self) -> Option<&Endpoint> {
         self.ha.as_ref().map(|l| &l.endpoint)
+    }
+
+    /// Follows whether the broker serves clients: always `true` for a lone broker; for one of
+    /// a pair, `true` only while it is active (and not resynchronising after a stall). The
+    /// embedded Titanic pauses its dispatcher on it, so a passive broker's own Titanic
+    /// neither sends requests nor counts as a client vote.
+    pub fn serving(&self) -> watch::Receiver<bool> {
+        self.serving.subscribe()
     }
 
     /// Health and status shared with the metrics listener and the service manager.
@@ -272,6 +284,7 @@ impl BoundBroker {
             health,
             metrics,
             ha,
+            serving,
         } = self;
         for ep in &endpoints {
             info!(endpoint = %ep, "Broker listening");
@@ -301,6 +314,7 @@ impl BoundBroker {
             drain_until: None,
             ha,
             ha_connected: false,
+            serving,
         };
         let result = shell.serve(control, shutdown).await;
         if let Some(link) = &shell.ha {
@@ -346,6 +360,8 @@ struct Shell {
     ha: Option<HaLink>,
     /// Whether the DEALER to the peer was connected at the last look.
     ha_connected: bool,
+    /// Published whenever [`Broker::ha_status`] says serving changed.
+    serving: watch::Sender<bool>,
 }
 
 impl Shell {
@@ -539,6 +555,12 @@ impl Shell {
                 let _ = link.dealer.try_send(frames);
             }
         }
+        let serving = self.core.ha_status().is_none_or(|s| s.serving);
+        self.serving.send_if_modified(|was| {
+            let changed = *was != serving;
+            *was = serving;
+            changed
+        });
     }
 
     /// Sends everything the core has produced.
