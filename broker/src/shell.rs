@@ -295,7 +295,7 @@ impl BoundBroker {
                 endpoint = %link.endpoint,
                 peer = %link.settings.peer,
                 heartbeat = ?link.settings.heartbeat,
-                "Binary Star: state link up; starting as {}",
+                "Binary Star: state endpoint bound; starting as {}",
                 link.settings.role
             );
             // Started here, not at bind: the machine takes a long gap before its first tick

@@ -178,6 +178,9 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
         .env_remove("DOMO_METRICS__LISTEN")
         .env_remove("DOMO_LOG__LEVEL")
         .env_remove("DOMO_BROKER__BIND")
+        .env_remove("DOMO_HA__ROLE")
+        .env_remove("DOMO_HA__BIND")
+        .env_remove("DOMO_HA__PEER")
         .envs(env.iter().copied())
         .output()
         .unwrap();
@@ -417,6 +420,47 @@ fn unit_file_passes_systemd_analyze_verify() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("domo-broker.service"), "{stderr}");
+}
+
+#[test]
+fn pair_example_configs_pass_check_config_and_the_template_unit_verifies() {
+    for name in ["primary", "backup"] {
+        let path =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/ha/").to_string() + name + ".toml";
+        let (code, out, err) = run(&["--check-config", "--config", &path], &[]);
+        assert_eq!(code, Some(0), "{name}: {out}{err}");
+        let printed = print_config(&["--config", &path], &[]);
+        assert!(
+            printed.contains(&format!("[ha]\nrole = \"{name}\"")),
+            "{printed}"
+        );
+    }
+    let Ok(out) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze not installed; template unit not verified");
+        return;
+    };
+    assert!(out.status.success());
+    let unit = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/ha/domo-broker@.service"
+    );
+    let text = std::fs::read_to_string(unit).unwrap();
+    assert!(text.contains("ExecStart=/usr/bin/domo-broker --config /etc/domo/%i.toml"));
+    let dir = TempDir::new("unit-ha");
+    dir.file(
+        "domo-broker@.service",
+        &text.replace("/usr/bin/domo-broker", BIN),
+    );
+    let instance = dir.0.join("domo-broker@primary.service");
+    std::os::unix::fs::symlink(dir.0.join("domo-broker@.service"), &instance).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&instance)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("domo-broker@"), "{stderr}");
 }
 
 /// A worker that takes `delay` to answer each request.

@@ -433,7 +433,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// client timeout: every request completes (with retries), and the backup serves within
 /// 3 s. Then the killed broker restarts and comes back passive; clients see no error.
 /// `DOMO_FAILOVER_KILLS=N` repeats the kill/restart cycle N times (alternating which broker
-/// dies) and prints each failover time and the median: the BENCHMARKS.md figure.
+/// dies) and prints each failover time and the median: the BENCHMARKS.md figure. The median
+/// must stay within 3 s (a single slow round may not fail the run).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_active_under_load_fails_over_within_3s_and_the_restarted_broker_is_passive() {
     let kills: usize = std::env::var("DOMO_FAILOVER_KILLS")
@@ -452,14 +453,13 @@ async fn kill_active_under_load_fails_over_within_3s_and_the_restarted_broker_is
     assert_eq!(nodes[0].state(), "active", "the primary is active first");
     let served = Arc::new(AtomicU64::new(0));
     let _worker = pair_worker(&sa, &sb, served.clone());
-    let load = Load::start(4, || {
-        pair_client(
-            &sa,
-            &sb,
-            Duration::from_secs(1),
-            Duration::from_millis(2200),
-        )
-    });
+    // Settle 2.2 s from the failed attempt's start: the failover time (two 1 s heartbeats
+    // after the last state heard) plus a margin. `DOMO_FAILOVER_SETTLE_MS` overrides it.
+    let settle = std::env::var("DOMO_FAILOVER_SETTLE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_millis(2200), Duration::from_millis);
+    let load = Load::start(4, || pair_client(&sa, &sb, Duration::from_secs(1), settle));
     load.wait_reply_after(Instant::now(), Duration::from_secs(10))
         .await;
     let mut failovers = Vec::new();

@@ -8,10 +8,14 @@ use domo_mdp::Heartbeat;
 use domo_worker::{Worker, WorkerOptions};
 
 use crate::output::{frame_text, frames_json};
-use crate::RequestArgs;
+use crate::{BrokerArg, RequestArgs};
 
 pub(crate) fn client(args: &RequestArgs) -> Result<Client, domo_client::Error> {
-    let options = ClientOptions::new(args.broker.broker.iter().cloned())
+    let base = match (args.broker.pair, args.broker.broker.as_slice()) {
+        (true, [primary, backup]) => ClientOptions::pair(primary.clone(), backup.clone()),
+        _ => ClientOptions::new(args.broker.broker.iter().cloned()),
+    };
+    let options = base
         .timeout(args.timeout)
         .retries(args.retries)
         .pool_size(1);
@@ -91,14 +95,17 @@ pub(crate) async fn service(args: &RequestArgs, name: &str) -> ExitCode {
 
 /// `domo worker echo SERVICE`: serves until SIGINT or SIGTERM, then sends DISCONNECT.
 pub(crate) async fn echo_worker(
-    endpoints: &[String],
+    broker: &BrokerArg,
     service: &str,
     sessions: usize,
     heartbeat: Heartbeat,
 ) -> ExitCode {
-    let options = WorkerOptions::new(endpoints.iter().cloned())
-        .sessions(sessions)
-        .heartbeat(heartbeat);
+    let endpoints = &broker.broker;
+    let base = match (broker.pair, endpoints.as_slice()) {
+        (true, [primary, backup]) => WorkerOptions::pair(primary.clone(), backup.clone()),
+        _ => WorkerOptions::new(endpoints.iter().cloned()),
+    };
+    let options = base.sessions(sessions).heartbeat(heartbeat);
     let worker = match Worker::connect(service.to_string(), options) {
         Ok(w) => w,
         Err(error) => return fail(error),

@@ -34,6 +34,10 @@ struct BrokerArg {
         value_delimiter = ','
     )]
     broker: Vec<String>,
+    /// The --broker endpoints are a Binary Star pair (primary first): workers register with
+    /// both, and requests switch to the other broker on any timeout, after a settle delay.
+    #[arg(long, env = "DOMO_PAIR")]
+    pair: bool,
 }
 
 /// Request settings shared by the client subcommands.
@@ -167,8 +171,34 @@ enum TitanicCommand {
     },
 }
 
+impl Command {
+    /// The broker endpoints the subcommand uses, if it talks to a broker.
+    fn broker(&self) -> Option<&BrokerArg> {
+        match self {
+            Self::Call { request, .. }
+            | Self::Services { request }
+            | Self::Service { request, .. }
+            | Self::Ha(HaCommand::Status { request, .. })
+            | Self::Titanic(
+                TitanicCommand::Submit { request, .. }
+                | TitanicCommand::Reply { request, .. }
+                | TitanicCommand::Close { request, .. },
+            ) => Some(&request.broker),
+            Self::Worker(WorkerCommand::Echo { broker, .. }) => Some(broker),
+            Self::Bench(_)
+            | Self::Titanic(TitanicCommand::List { .. } | TitanicCommand::Purge { .. }) => None,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(broker) = cli.command.broker() {
+        if broker.pair && broker.broker.len() != 2 {
+            eprintln!("domo: --pair needs exactly two --broker endpoints: primary,backup");
+            return ExitCode::from(2);
+        }
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -210,7 +240,7 @@ async fn run(command: Command) -> ExitCode {
                 interval: heartbeat,
                 liveness,
             };
-            call::echo_worker(&broker.broker, &service, sessions, heartbeat).await
+            call::echo_worker(&broker, &service, sessions, heartbeat).await
         }
         Command::Bench(args) => bench::run(args).await,
         Command::Ha(HaCommand::Status { request, json }) => ha::status(&request, json).await,

@@ -260,3 +260,120 @@ fn titanic_submit_reply_close_through_the_binary() {
     assert_eq!(out.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A broker of a Binary Star pair in this process, on `ipc://` state endpoints in `dir`.
+async fn pair_member(
+    dir: &std::path::Path,
+    role: domo_broker::core::ha::Role,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    use domo_broker::config::HaSettings;
+    use domo_broker::core::ha::Role;
+    use domo_broker::shell::{self, ShellConfig};
+    let (me, peer) = match role {
+        Role::Primary => ("a", "b"),
+        Role::Backup => ("b", "a"),
+    };
+    let state = |n: &str| format!("ipc://{}", dir.join(n).display());
+    let config = ShellConfig {
+        binds: vec!["tcp://127.0.0.1:0".into()],
+        core: fast_heartbeat(),
+        ha: Some(HaSettings {
+            role,
+            bind: state(me),
+            peer: state(peer),
+            heartbeat: Duration::from_millis(100),
+        }),
+        ..ShellConfig::default()
+    };
+    let bound = shell::bind(config).await.unwrap();
+    let endpoint = bound.endpoints()[0].to_string();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = bound
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (endpoint, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ha_status_shows_both_brokers_of_a_pair_and_pair_mode_calls_the_active_one() {
+    use domo_broker::core::ha::Role;
+    let dir = std::env::temp_dir().join(format!("domo-cli-ha-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, _stop_a) = pair_member(&dir, Role::Primary).await;
+    let (b, _stop_b) = pair_member(&dir, Role::Backup).await;
+    let lone = TestBroker::start(fast_heartbeat()).await;
+    let lone_ep = lone.endpoint.clone();
+    blocking(move || {
+        let both = format!("{a},{b}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let out = loop {
+            let out = domo(&both, &["ha", "status", "--timeout", "500ms"]);
+            let text = stdout(&out);
+            if out.status.success() && text.contains("state: passive") {
+                break out;
+            }
+            assert!(Instant::now() < deadline, "pair never settled: {text}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let text = stdout(&out);
+        let (first, second) = text.split_at(text.find(&b).unwrap());
+        assert!(first.starts_with(&a), "{text}");
+        for line in [
+            "role: primary",
+            "state: active",
+            "peer_state: passive",
+            "term: 1",
+        ] {
+            assert!(first.contains(line), "{line} not in {first}");
+        }
+        for line in [
+            "role: backup",
+            "state: passive",
+            "peer_state: active",
+            "serving: 0",
+        ] {
+            assert!(second.contains(line), "{line} not in {second}");
+        }
+        let out = domo(&a, &["ha", "status", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["state"], "active");
+        assert_eq!(json["broker"], a.as_str());
+
+        // A lone broker: not part of a pair, exit 1.
+        let out = domo(&lone_ep, &["ha", "status"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stdout(&out).contains("not part of a pair"),
+            "{}",
+            stdout(&out)
+        );
+
+        // --pair: a worker on both, a call through the active one.
+        let worker = Proc(
+            Command::new(DOMO)
+                .args(["worker", "echo", "echo", "--pair", "--heartbeat", "100ms"])
+                .args(["--broker", &both])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_service(&a, "echo", 0);
+        let out = domo(&both, &["call", "--pair", "echo", "hi"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), "hi\n");
+        let out = domo(
+            &format!("{both},{lone_ep}"),
+            &["call", "--pair", "echo", "hi"],
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains("exactly two"), "{}", stderr(&out));
+        drop(worker);
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -654,7 +654,8 @@ impl Ha {
         if up != self.peer_up {
             self.peer_up = up;
             if up {
-                info!(peer = ?self.peer.map(|p| p.state), "Binary Star: peer up");
+                let peer = self.peer.map_or("unknown", |p| p.state.as_str());
+                info!(peer, "Binary Star: peer up");
             } else {
                 warn!(state = %self.state, "Binary Star: peer silent for the peer expiry");
             }
