@@ -116,7 +116,7 @@ mod tests {
     fn replies_parse_into_fields() {
         let reply: Vec<Bytes> = ["200", "role=primary", "state=active", "peer_term="]
             .into_iter()
-            .map(Bytes::from_static)
+            .map(|s| Bytes::from_static(s.as_bytes()))
             .collect();
         let Ok(Answer::Pair(fields)) = parse(&reply) else {
             panic!("not a pair answer")
