@@ -131,10 +131,18 @@ impl HaMetrics {
         self.peer_up
             .with_label_values(&role)
             .set(i64::from(status.peer_up));
+        // The edges of the table always show (at 0 until taken), any other only if taken.
+        const EDGES: [(State, State); 5] = [
+            (State::Primary, State::Active),
+            (State::Primary, State::Passive),
+            (State::Backup, State::Passive),
+            (State::Active, State::Passive),
+            (State::Passive, State::Active),
+        ];
         for from in State::ALL {
             for to in State::ALL {
                 let n = stats.transitions[from.index()][to.index()];
-                if n > 0 {
+                if n > 0 || EDGES.contains(&(from, to)) {
                     set_total(&self.transitions, &[from.as_str(), to.as_str()], n);
                 }
             }
@@ -534,11 +542,24 @@ mod tests {
             service: echo.clone(),
             duration: Duration::ZERO,
         });
+        let ha = crate::core::ha::Ha::new(
+            crate::core::ha::HaConfig::new(crate::core::ha::Role::Backup),
+            1,
+            std::time::Instant::now(),
+        );
         m.refresh(&Snapshot {
             services: vec![(echo, 0, 1, 0)],
+            ha: Some((ha.status(), ha.stats().clone())),
             ..Snapshot::default()
         });
         let text = m.render();
+        for line in [
+            "domo_ha_state{role=\"backup\"} 2",
+            "domo_ha_peer_up{role=\"backup\"} 0",
+            "domo_ha_conflicts_total{kind=\"dual_active\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
         for (file, doc) in [
             (
                 "grafana-dashboard.json",
