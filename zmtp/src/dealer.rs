@@ -156,7 +156,11 @@ impl Dealer {
             if inner.connected {
                 return Poll::Ready(Ok(()));
             }
-            inner.conn_waiters.push(cx.waker().clone());
+            // Once per task: a caller that polls a fresh `connected()` in every round of a
+            // `select!` loop must not grow the list while the peer is away.
+            if !inner.conn_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                inner.conn_waiters.push(cx.waker().clone());
+            }
             Poll::Pending
         })
         .await
@@ -442,5 +446,38 @@ impl Port for DealerPort {
         drop(inner);
         wake_all(wakers);
         close
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::task::{Context, Wake, Waker};
+
+    use super::*;
+
+    struct Nothing;
+
+    impl Wake for Nothing {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn polling_connected_again_and_again_keeps_one_waiter() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let dealer =
+            Dealer::connect(&format!("tcp://127.0.0.1:{port}"), Options::default()).expect("ok");
+        let waker = Waker::from(Arc::new(Nothing));
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..1000 {
+            let fut = dealer.connected();
+            let mut fut = std::pin::pin!(fut);
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(dealer.shared.lock().conn_waiters.len(), 1);
+        dealer.shutdown().await;
     }
 }
