@@ -446,6 +446,10 @@ async fn handle_signals(
         stopping = true;
         info!(timeout = ?settings.drain_timeout, "Shutting down: draining");
         notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
+        if settings.ha.is_some() {
+            // First of all, so the peer can take over while Titanic and the drain finish.
+            let _ = control.send(Control::LeavePair).await;
+        }
         if let Some((stop, task)) = titanic.take() {
             // Titanic first: it stops taking requests, finishes the ones it holds and
             // disconnects its workers while the broker still routes their replies.

@@ -53,6 +53,9 @@ pub enum Control {
     Stop,
     /// Apply new core settings (a reload).
     Reconfigure(BrokerConfig),
+    /// Shutdown is starting: stop telling the Binary Star peer our state, so it can take
+    /// over while this broker winds down (see [`Broker::leave_pair`]).
+    LeavePair,
     /// Copy current figures into the metrics, then answer.
     Scrape(oneshot::Sender<()>),
 }
@@ -447,6 +450,7 @@ impl Shell {
                     self.core.begin_drain(now());
                 }
             }
+            Control::LeavePair => self.core.leave_pair(now()),
             Control::Reconfigure(config) => match self.core.reconfigure(config) {
                 Ok(()) => info!("Broker settings reloaded"),
                 Err(error) => warn!(%error, "Reloaded settings refused; keeping the old ones"),

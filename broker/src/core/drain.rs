@@ -24,6 +24,9 @@ impl Broker {
             return;
         }
         self.draining = true;
+        // A pair member that drains falls silent on the state link, so its peer can take
+        // over as soon as clients vote for it instead of after the drain.
+        self.leave_pair(now);
         let names: Vec<_> = self.services.keys().cloned().collect();
         for name in &names {
             self.drop_queued(name, DropReason::Shutdown);

@@ -237,10 +237,10 @@ impl Broker {
     /// (no workers, no queued requests, no silenced peers).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timers = self.timers.next_deadline();
-        match (&self.ha, timers) {
-            (Some(ha), Some(at)) => Some(at.min(ha.poll_timeout())),
-            (Some(ha), None) => Some(ha.poll_timeout()),
-            (None, timers) => timers,
+        let ha = self.ha.as_ref().and_then(ha::Ha::poll_timeout);
+        match (timers, ha) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

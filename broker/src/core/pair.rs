@@ -45,6 +45,17 @@ impl Broker {
         self.ha.as_mut()?.poll_transmit(now).map(|m| m.encode())
     }
 
+    /// Leaves the pair for good, as the first step of a shutdown: no more state goes to the
+    /// peer, which takes over on the next client vote once it has heard nothing for the peer
+    /// expiry (see [`Ha::withdraw`]). Until then, or until it yields to the peer's newer
+    /// takeover, this broker serves as before. [`Broker::begin_drain`] calls it too.
+    pub fn leave_pair(&mut self, now: Instant) {
+        self.begin(now);
+        if let Some(ha) = &mut self.ha {
+            ha.withdraw();
+        }
+    }
+
     /// The link to the peer's state endpoint came up: send the state at once.
     pub fn peer_link_up(&mut self) {
         if let Some(ha) = &mut self.ha {

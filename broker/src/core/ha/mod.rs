@@ -331,6 +331,8 @@ pub struct Ha {
     last_conflict: Option<(Conflict, Instant)>,
     events: VecDeque<HaEvent>,
     stats: HaStats,
+    /// Set by [`Ha::withdraw`]: no more state messages go out.
+    withdrawn: bool,
 }
 
 impl Ha {
@@ -355,7 +357,20 @@ impl Ha {
             last_conflict: None,
             events: VecDeque::new(),
             stats: HaStats::default(),
+            withdrawn: false,
         }
+    }
+
+    /// Leaves the pair for good (the broker is shutting down): from now on no state message
+    /// goes out, periodic or answer, so the peer sees this broker fall silent and can take
+    /// over on the next client vote after the peer expiry, while this broker finishes what
+    /// it holds. Peer messages are still handled (a newer takeover is still yielded to).
+    pub fn withdraw(&mut self) {
+        if !self.withdrawn {
+            info!(state = %self.state, "Binary Star: leaving the pair (shutting down); the peer may take over");
+        }
+        self.withdrawn = true;
+        self.send_pending = false;
     }
 
     /// The current state.
@@ -404,21 +419,26 @@ impl Ha {
     }
 
     /// When [`Ha::tick`] must next run: the next periodic message, the end of a resync, or
-    /// the peer's expiry while it is up.
-    pub fn poll_timeout(&self) -> Instant {
+    /// the peer's expiry while it is up; after [`Ha::withdraw`] only the latter.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let peer = self.peer_up.then_some(self.peer_expiry);
+        if self.withdrawn {
+            return peer;
+        }
         let mut at = self.next_send;
         if let Some(resync) = self.resync {
             at = at.min(resync.until);
         }
-        if self.peer_up {
-            at = at.min(self.peer_expiry);
-        }
-        at
+        Some(peer.map_or(at, |p| at.min(p)))
     }
 
     /// Advances time: notices a stall, ends a resync that timed out, notices the peer going
     /// silent, and makes the periodic state message due. Every other entry point calls it.
     pub fn tick(&mut self, now: Instant) {
+        if self.withdrawn {
+            self.update_peer_up(now);
+            return;
+        }
         if now.saturating_duration_since(self.last_sent) > self.config.peer_expiry() {
             self.stats.stalls += 1;
             warn!(
@@ -457,7 +477,7 @@ impl Ha {
 
     /// The next state message to send to the peer, if one is due.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<StateMessage> {
-        if !self.send_pending {
+        if !self.send_pending || self.withdrawn {
             return None;
         }
         self.send_pending = false;
@@ -512,7 +532,7 @@ impl Ha {
             }
         }
         self.on_peer_state(now, msg);
-        answer.then(|| self.build(now))
+        (answer && !self.withdrawn).then(|| self.build(now))
     }
 
     /// Handles a client request (the `CLIENT_REQUEST` event): whether to serve it. A refused

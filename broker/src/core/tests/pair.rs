@@ -220,3 +220,29 @@ fn state_goes_to_the_peer_every_heartbeat_and_answers_carry_the_new_state() {
     assert!(p.h.broker.handle_peer_state(p.h.now, &[], true).is_none());
     assert_eq!(p.h.broker.ha_stats().unwrap().malformed, 1);
 }
+
+#[test]
+fn a_draining_broker_falls_silent_so_the_peer_can_take_over() {
+    let mut p = PairHarness::new(Role::Primary);
+    p.peer(State::Backup, 0);
+    assert_eq!(p.state(), State::Active);
+    p.h.advance(HB);
+    let before = p.h.to_peer.len();
+    p.h.broker.begin_drain(p.h.now);
+    p.h.collect_now();
+    p.run_with_peer(State::Passive, 0, 5);
+    assert_eq!(
+        p.h.to_peer.len(),
+        before,
+        "no state message after the drain began"
+    );
+    assert!(p.peer(State::Passive, 0).is_none(), "no answer either");
+    assert_eq!(
+        p.h.broker.ha_stats().unwrap().stalls,
+        0,
+        "silence by choice is no stall"
+    );
+    // A newer takeover by the peer is still yielded to.
+    p.peer(State::Active, 2);
+    assert_eq!(p.state(), State::Passive);
+}
