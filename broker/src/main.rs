@@ -510,6 +510,7 @@ async fn reload(
     applied.metrics_max_services = settings.metrics_max_services;
     applied.log_format = settings.log_format;
     applied.titanic = settings.titanic.clone();
+    applied.ha = settings.ha.clone();
     *settings = applied;
     notify(&[NotifyState::Ready]);
 }
