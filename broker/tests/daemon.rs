@@ -6,11 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,37 +17,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
 const HB: Duration = Duration::from_millis(2500);
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/broker.toml");
 
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!("domo-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A broker process with its stderr collected line by line; killed on drop.
 struct Daemon {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    child: LoggedChild,
     endpoint: String,
 }
 
@@ -70,92 +39,21 @@ impl Daemon {
         .env_remove("NOTIFY_SOCKET")
         .env_remove("DOMO_CONFIG")
         .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut daemon = Self {
-            child,
-            lines,
-            endpoint: String::new(),
-        };
-        let line = daemon.wait_for_line("Broker listening");
+        .stdout(Stdio::null());
+        let child = LoggedChild::spawn(&mut cmd);
+        let line = child.wait_line("Broker listening");
         let tail = match line.split_once("endpoint=") {
             Some((_, tail)) => tail,
             None => line.split_once("\"endpoint\":\"").unwrap().1,
         };
-        daemon.endpoint = tail.split([' ', '"']).next().unwrap().to_string();
-        daemon
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    fn wait_for_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(line) = self.log().into_iter().find(|l| l.contains(needle)) {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?}:\n{}",
-                self.log().join("\n")
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        let endpoint = tail.split([' ', '"']).next().unwrap().to_string();
+        Self { child, endpoint }
     }
 
     /// The metrics listener's address, from its log line.
     fn metrics_addr(&self) -> String {
-        let line = self.wait_for_line("Metrics listening");
-        let at = line.find("http://").unwrap() + "http://".len();
-        line[at..].split('/').next().unwrap().to_string()
+        http_addr(&self.child.wait_line("Metrics listening"))
     }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &pid])
-            .status();
-        assert!(status.unwrap().success());
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "still running after {within:?}");
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The value of the first sample line starting with `series`.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 /// Scrapes until `series` has `value`.
@@ -451,8 +349,8 @@ fn pair_example_configs_pass_check_config_and_the_template_unit_verifies() {
         "domo-broker@.service",
         &text.replace("/usr/bin/domo-broker", BIN),
     );
-    let instance = dir.0.join("domo-broker@primary.service");
-    std::os::unix::fs::symlink(dir.0.join("domo-broker@.service"), &instance).unwrap();
+    let instance = dir.path().join("domo-broker@primary.service");
+    std::os::unix::fs::symlink(dir.path().join("domo-broker@.service"), &instance).unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&instance)
@@ -486,8 +384,8 @@ fn sigterm_answers_requests_in_flight_disconnects_workers_and_exits_0() {
     let in_flight = thread::spawn(move || ReqClient::connect(&ep).request("slow", &[b"job"]));
     wait_for_metric(&addr, "domo_workers{service=\"slow\",state=\"busy\"}", 1.0);
     let sent = Instant::now();
-    daemon.signal("TERM");
-    daemon.wait_for_line("Draining");
+    daemon.child.signal("TERM");
+    daemon.child.wait_line("Draining");
     assert_eq!(http_get(&addr, "/readyz"), (503, "draining\n".into()));
     assert_eq!(http_get(&addr, "/healthz").0, 200);
     let (_, text) = http_get(&addr, "/metrics");
@@ -497,7 +395,7 @@ fn sigterm_answers_requests_in_flight_disconnects_workers_and_exits_0() {
     late.set_timeout(200);
     assert_eq!(late.try_request("slow", &[b"late"]), None);
     assert_eq!(in_flight.join().unwrap(), vec![b"job".to_vec()]);
-    let status = daemon.wait_exit(Duration::from_secs(10));
+    let status = daemon.child.wait_exit(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
     assert!(
         sent.elapsed() < Duration::from_secs(20),
@@ -527,16 +425,16 @@ fn drain_timeout_bounds_the_wait_and_a_second_signal_skips_it() {
         assert_eq!(client.try_request("stuck", &[b"x"]), None);
         wait_for_metric(&addr, "domo_workers{service=\"stuck\",state=\"busy\"}", 1.0);
         let start = Instant::now();
-        daemon.signal("TERM");
+        daemon.child.signal("TERM");
         if second_signal {
-            daemon.wait_for_line("Draining");
-            daemon.signal("INT");
+            daemon.child.wait_line("Draining");
+            daemon.child.signal("INT");
         }
-        let status = daemon.wait_exit(Duration::from_secs(10));
+        let status = daemon.child.wait_exit(Duration::from_secs(10));
         assert_eq!(status.code(), Some(0));
         assert!(start.elapsed() < Duration::from_secs(5));
         assert!(worker.stop().disconnected);
-        let timed_out = daemon.log().iter().any(|l| l.contains("Drain timeout"));
+        let timed_out = daemon.child.find("Drain timeout").is_some();
         assert_eq!(timed_out, !second_signal);
     }
 }
@@ -544,7 +442,7 @@ fn drain_timeout_bounds_the_wait_and_a_second_signal_skips_it() {
 #[test]
 fn systemd_sees_ready_after_bind_then_stopping() {
     let dir = TempDir::new("notify");
-    let socket_path = dir.0.join("notify.sock");
+    let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -563,7 +461,7 @@ fn systemd_sees_ready_after_bind_then_stopping() {
     );
     // READY comes only once the socket is bound: it accepts a connection now.
     wait_for_service(&daemon.endpoint, "nobody", b"404");
-    daemon.signal("TERM");
+    daemon.child.signal("TERM");
     let mut seen = Vec::new();
     while !seen
         .iter()
@@ -571,13 +469,16 @@ fn systemd_sees_ready_after_bind_then_stopping() {
     {
         seen.push(recv());
     }
-    assert_eq!(daemon.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(
+        daemon.child.wait_exit(Duration::from_secs(10)).code(),
+        Some(0)
+    );
 }
 
 #[test]
 fn watchdog_is_pinged_when_systemd_enables_it() {
     let dir = TempDir::new("watchdog");
-    let socket_path = dir.0.join("notify.sock");
+    let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -587,7 +488,7 @@ fn watchdog_is_pinged_when_systemd_enables_it() {
         ("WATCHDOG_USEC", "3000000"),
     ];
     let daemon = Daemon::start(&[], &env);
-    daemon.wait_for_line("systemd watchdog enabled");
+    daemon.child.wait_line("systemd watchdog enabled");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut buf = [0u8; 4096];
@@ -610,27 +511,27 @@ fn sighup_reloads_the_log_filter_from_the_file() {
     let daemon = Daemon::start(&["--config", file.to_str().unwrap()], &[]);
     wait_for_service(&daemon.endpoint, "nobody", b"404");
     assert!(
-        !daemon.log().iter().any(|l| l.contains("DEBUG")),
+        daemon.child.find("DEBUG").is_none(),
         "DEBUG line before the reload"
     );
     std::fs::write(&file, "[log]\nlevel = \"debug\"\nformat = \"json\"\n").unwrap();
-    daemon.signal("HUP");
-    daemon.wait_for_line("Log filter applied");
-    daemon.wait_for_line("needs a restart");
+    daemon.child.signal("HUP");
+    daemon.child.wait_line("Log filter applied");
+    daemon.child.wait_line("needs a restart");
     // A new peer is logged at DEBUG now.
     wait_for_service(&daemon.endpoint, "nobody", b"404");
-    daemon.wait_for_line("DEBUG");
+    daemon.child.wait_line("DEBUG");
     // A bad file on reload is reported and the broker keeps running.
     std::fs::write(&file, "[log]\nlevl = \"debug\"\n").unwrap();
-    daemon.signal("HUP");
-    daemon.wait_for_line("Reload failed");
+    daemon.child.signal("HUP");
+    daemon.child.wait_line("Reload failed");
     wait_for_service(&daemon.endpoint, "nobody", b"404");
 }
 
 #[test]
 fn json_log_format_writes_one_object_per_line() {
     let daemon = Daemon::start(&["--log-format", "json"], &[]);
-    let line = daemon.wait_for_line("Broker listening");
+    let line = daemon.child.wait_line("Broker listening");
     assert!(line.starts_with('{') && line.ends_with('}'), "{line}");
     assert!(line.contains("\"level\":\"INFO\""), "{line}");
 }

@@ -9,312 +9,27 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod pair_harness;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use domo_client::{Client, ClientOptions};
-use domo_worker::{Worker, WorkerOptions};
 use tokio::task::JoinHandle;
 
-use common::{dead_endpoint, http_get};
+use common::{http_get, TempDir};
+use pair_harness::{answers, pair_specs, pair_worker, wait_one_active, Node, Spec};
 
-const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
-/// Worker heartbeat of the brokers and the SDK workers.
-const WORKER_HB: Duration = Duration::from_millis(500);
+// === Harness (the rest is in `pair_harness`) ===
 
-// === Harness ===
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!("domo-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn ipc(&self, name: &str) -> String {
-        format!("ipc://{}", self.0.join(name).display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// How to start one broker of the pair.
-#[derive(Clone)]
-struct Spec {
-    role: &'static str,
-    frontend: String,
-    ha_bind: String,
-    ha_peer: String,
-    ha_heartbeat: Duration,
-}
-
-/// The two brokers' specs: primary and backup.
-fn pair_specs(dir: &TempDir, hb: Duration) -> (Spec, Spec) {
-    let a_state = dir.ipc("a.state");
-    let b_state = dir.ipc("b.state");
-    let a = Spec {
-        role: "primary",
-        frontend: dead_endpoint(),
-        ha_bind: a_state.clone(),
-        ha_peer: b_state.clone(),
-        ha_heartbeat: hb,
-    };
-    let b = Spec {
-        role: "backup",
-        frontend: dead_endpoint(),
-        ha_bind: b_state,
-        ha_peer: a_state,
-        ha_heartbeat: hb,
-    };
-    (a, b)
-}
-
-/// A broker process with its stderr kept; SIGKILLed when dropped.
-struct Node {
-    spec: Spec,
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    metrics: String,
-}
-
-impl Node {
-    /// Spawns the broker; does not wait for it.
-    fn spawn(spec: &Spec) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["--bind", &spec.frontend])
-            .args(["--metrics-listen", "127.0.0.1:0", "--no-titanic"])
-            .args(["--heartbeat", &format!("{}ms", WORKER_HB.as_millis())])
-            .args(["--ha-role", spec.role])
-            .args(["--ha-bind", &spec.ha_bind, "--ha-peer", &spec.ha_peer])
-            .args([
-                "--ha-heartbeat",
-                &format!("{}ms", spec.ha_heartbeat.as_millis()),
-            ])
-            .env("RUST_LOG", "info")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("DOMO_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self {
-            spec: spec.clone(),
-            child,
-            lines,
-            metrics: String::new(),
-        }
-    }
-
-    /// Waits until the broker listens (metrics address known). A broker that exits first
-    /// (its TCP port still held by the process just killed) is started again.
-    fn ready(mut self) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(line) = self.find("Metrics listening") {
-                let at = line.find("http://").unwrap() + "http://".len();
-                self.metrics = line[at..].split('/').next().unwrap().to_string();
-                self.wait_line("Broker listening");
-                return self;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    Instant::now() < deadline,
-                    "broker exits: {status}\n{}",
-                    self.log()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-                self = Self::spawn(&self.spec);
-                continue;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker not listening:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn start(spec: &Spec) -> Self {
-        Self::spawn(spec).ready()
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn find(&self, needle: &str) -> Option<String> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains(needle))
-            .cloned()
-    }
-
-    fn wait_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(line) = self.find(needle) {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The `ha:` line of `/readyz` as `key=value` pairs, and the status code.
-    fn readyz(&self) -> (u16, Vec<(String, String)>) {
-        let (code, body) = http_get(&self.metrics, "/readyz");
-        let line = body
-            .lines()
-            .find(|l| l.starts_with("ha: "))
-            .unwrap_or_else(|| panic!("no ha line in /readyz: {body:?}"));
-        let fields = line[4..]
-            .split(' ')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        (code, fields)
-    }
-
-    fn state(&self) -> String {
-        let (_, fields) = self.readyz();
-        fields
-            .into_iter()
-            .find(|(k, _)| k == "state")
-            .map(|(_, v)| v)
-            .unwrap()
-    }
-
-    fn wait_state(&self, state: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let now = self.state();
-            if now == state {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} is {now}, not {state}:\n{}",
-                self.spec.role,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn metric(&self, series: &str) -> Option<f64> {
-        let (_, text) = http_get(&self.metrics, "/metrics");
-        text.lines()
-            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Exactly one of the two is active and the other passive, for `hold` in a row.
-fn wait_one_active(a: &Node, b: &Node, hold: Duration, within: Duration) -> (String, String) {
-    let deadline = Instant::now() + within;
-    let mut since: Option<Instant> = None;
-    loop {
-        let states = (a.state(), b.state());
-        let settled = matches!(
-            (states.0.as_str(), states.1.as_str()),
-            ("active", "passive") | ("passive", "active")
-        );
-        match (settled, since) {
-            (true, Some(t)) if t.elapsed() >= hold => return states,
-            (true, None) => since = Some(Instant::now()),
-            (false, _) => since = None,
-            _ => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pair never settled with one active: {states:?}\nA:\n{}\nB:\n{}",
-            a.log(),
-            b.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// An echo worker registered with both brokers of the pair.
-fn pair_worker(a: &Spec, b: &Spec, served: Arc<AtomicU64>) -> JoinHandle<()> {
-    let options = WorkerOptions::pair(a.frontend.clone(), b.frontend.clone()).heartbeat(
-        domo_mdp::Heartbeat {
-            interval: WORKER_HB,
-            liveness: 3,
-        },
-    );
-    let worker = Worker::connect("echo", options).unwrap();
-    tokio::spawn(async move {
-        worker
-            .serve(
-                move |body: Vec<Bytes>| {
-                    let served = served.clone();
-                    async move {
-                        served.fetch_add(1, Ordering::Relaxed);
-                        Ok::<_, std::convert::Infallible>(body)
-                    }
-                },
-                std::future::pending(),
-            )
-            .await;
+/// An echo worker registered with both brokers of the pair, counting what it serves.
+fn echo_worker(a: &Spec, b: &Spec, served: Arc<AtomicU64>) -> JoinHandle<()> {
+    pair_worker(a, b, "echo", move |body| {
+        served.fetch_add(1, Ordering::Relaxed);
+        body
     })
 }
 
@@ -327,19 +42,6 @@ fn pair_client(a: &Spec, b: &Spec, timeout: Duration, settle: Duration) -> Clien
     options.settle = settle;
     options.check_service = false;
     Client::connect(options).unwrap()
-}
-
-/// A client of one broker only, no retries: does this broker answer?
-async fn answers(endpoint: &str, timeout: Duration) -> bool {
-    let mut options = ClientOptions::new([endpoint.to_string()])
-        .timeout(timeout)
-        .retries(0)
-        .pool_size(1);
-    options.check_service = false;
-    let client = Client::connect(options).unwrap();
-    let reply = client.request("echo", vec![Bytes::from("ping")]).await;
-    client.close().await;
-    reply.is_ok()
 }
 
 /// Clients sending steadily until stopped; each checks every reply against its request.
@@ -452,7 +154,7 @@ async fn kill_active_under_load_fails_over_within_3s_and_the_restarted_broker_is
     );
     assert_eq!(nodes[0].state(), "active", "the primary is active first");
     let served = Arc::new(AtomicU64::new(0));
-    let _worker = pair_worker(&sa, &sb, served.clone());
+    let _worker = echo_worker(&sa, &sb, served.clone());
     // Settle 2.2 s from the failed attempt's start: the failover time (two 1 s heartbeats
     // after the last state heard) plus a margin. `DOMO_FAILOVER_SETTLE_MS` overrides it.
     let settle = std::env::var("DOMO_FAILOVER_SETTLE_MS")
@@ -611,7 +313,7 @@ async fn cut_state_link_needs_peer_expiry_and_a_client_vote() {
         (a.state().as_str(), b.state().as_str()),
         ("active", "passive")
     );
-    let _worker = pair_worker(&sa, &sb, Arc::new(AtomicU64::new(0)));
+    let _worker = echo_worker(&sa, &sb, Arc::new(AtomicU64::new(0)));
     let t = Instant::now() + Duration::from_secs(10);
     while !answers(&sa.frontend, Duration::from_millis(500)).await {
         assert!(Instant::now() < t, "primary never served");
@@ -717,7 +419,7 @@ async fn frozen_active_resumes_without_split_brain_or_exit() {
     let mut a = Node::start(&sa);
     let mut b = Node::start(&sb);
     wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
-    let _worker = pair_worker(&sa, &sb, Arc::new(AtomicU64::new(0)));
+    let _worker = echo_worker(&sa, &sb, Arc::new(AtomicU64::new(0)));
     let load = Load::start(4, || {
         pair_client(
             &sa,
@@ -767,7 +469,7 @@ async fn worker_registered_with_both_serves_only_the_active_then_the_new_one() {
     let b = Node::start(&sb);
     wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
     let served = Arc::new(AtomicU64::new(0));
-    let _worker = pair_worker(&sa, &sb, served.clone());
+    let _worker = echo_worker(&sa, &sb, served.clone());
     let idle = "domo_workers{service=\"echo\",state=\"idle\"}";
     let t = Instant::now() + Duration::from_secs(10);
     while a.metric(idle) != Some(1.0) || b.metric(idle) != Some(1.0) {

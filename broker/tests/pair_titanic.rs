@@ -5,254 +5,34 @@
 //! fail-back (the backup stopped, a client votes for the primary) it is delivered and its
 //! reply fetched from the primary.
 //!
-//! The harness is the one of `pair.rs` (copied: test files cannot share code outside
-//! `common`), with a Titanic data directory per broker instead of `--no-titanic`. Every
-//! process is killed on drop; every wait is bounded.
+//! The harness is `pair_harness` (shared with `pair.rs`), each broker with its own Titanic
+//! data directory instead of `--no-titanic`. Every process is killed on drop; every wait is
+//! bounded.
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod pair_harness;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use domo_client::{Client, ClientOptions, Error, TitanicReply};
-use domo_worker::{Worker, WorkerOptions};
+use domo_client::{Error, TitanicReply};
 use tokio::task::JoinHandle;
 
-use common::{dead_endpoint, http_get};
+use common::TempDir;
+use pair_harness::{
+    pair_specs_with_titanic, pair_worker, single_client, wait_one_active, Node, Spec,
+};
 
-const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
-/// Worker heartbeat of the brokers and the SDK worker.
-const WORKER_HB: Duration = Duration::from_millis(500);
 /// The service behind Titanic; no worker serves it until step 4.
 const SERVICE: &str = "slow";
 /// What the worker puts before the request body in its reply.
 const REPLY_TAG: &str = "slow served";
 
-// === Harness ===
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir().join(format!("domo-{tag}-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn ipc(&self, name: &str) -> String {
-        format!("ipc://{}", self.0.join(name).display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// How to start one broker of the pair.
-#[derive(Clone)]
-struct Spec {
-    role: &'static str,
-    frontend: String,
-    ha_bind: String,
-    ha_peer: String,
-    ha_heartbeat: Duration,
-    /// This broker's own Titanic store (kept across its restarts).
-    titanic_dir: PathBuf,
-}
-
-/// The two brokers' specs: primary and backup, each with its own Titanic directory.
-fn pair_specs(dir: &TempDir, hb: Duration) -> (Spec, Spec) {
-    let a_state = dir.ipc("a.state");
-    let b_state = dir.ipc("b.state");
-    let a = Spec {
-        role: "primary",
-        frontend: dead_endpoint(),
-        ha_bind: a_state.clone(),
-        ha_peer: b_state.clone(),
-        ha_heartbeat: hb,
-        titanic_dir: dir.0.join("a-titanic"),
-    };
-    let b = Spec {
-        role: "backup",
-        frontend: dead_endpoint(),
-        ha_bind: b_state,
-        ha_peer: a_state,
-        ha_heartbeat: hb,
-        titanic_dir: dir.0.join("b-titanic"),
-    };
-    (a, b)
-}
-
-/// A broker process with its stderr kept; SIGKILLed when dropped.
-struct Node {
-    spec: Spec,
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    metrics: String,
-}
+// === Harness (the rest is in `pair_harness`) ===
 
 impl Node {
-    /// Spawns the broker with its embedded Titanic; does not wait for it.
-    fn spawn(spec: &Spec) -> Self {
-        let mut child = Command::new(BIN)
-            .args(["--bind", &spec.frontend])
-            .args(["--metrics-listen", "127.0.0.1:0"])
-            .arg("--titanic-data-dir")
-            .arg(&spec.titanic_dir)
-            .args(["--heartbeat", &format!("{}ms", WORKER_HB.as_millis())])
-            .args(["--ha-role", spec.role])
-            .args(["--ha-bind", &spec.ha_bind, "--ha-peer", &spec.ha_peer])
-            .args([
-                "--ha-heartbeat",
-                &format!("{}ms", spec.ha_heartbeat.as_millis()),
-            ])
-            .env("RUST_LOG", "info")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("DOMO_CONFIG")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("DOMO_TITANIC__DATA_DIR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self {
-            spec: spec.clone(),
-            child,
-            lines,
-            metrics: String::new(),
-        }
-    }
-
-    /// Waits until the broker listens (metrics address known). A broker that exits first
-    /// (its TCP port still held by the process just killed) is started again.
-    fn ready(mut self) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(line) = self.find("Metrics listening") {
-                let at = line.find("http://").unwrap() + "http://".len();
-                self.metrics = line[at..].split('/').next().unwrap().to_string();
-                self.wait_line("Broker listening");
-                return self;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    Instant::now() < deadline,
-                    "broker exits: {status}\n{}",
-                    self.log()
-                );
-                std::thread::sleep(Duration::from_millis(100));
-                self = Self::spawn(&self.spec);
-                continue;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker not listening:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn start(spec: &Spec) -> Self {
-        Self::spawn(spec).ready()
-    }
-
-    fn log(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    fn find(&self, needle: &str) -> Option<String> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains(needle))
-            .cloned()
-    }
-
-    fn wait_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(line) = self.find(needle) {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The `ha:` line of `/readyz` as `key=value` pairs.
-    fn readyz(&self) -> Vec<(String, String)> {
-        let (_, body) = http_get(&self.metrics, "/readyz");
-        let line = body
-            .lines()
-            .find(|l| l.starts_with("ha: "))
-            .unwrap_or_else(|| panic!("no ha line in /readyz: {body:?}"));
-        line[4..]
-            .split(' ')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn state(&self) -> String {
-        self.readyz()
-            .into_iter()
-            .find(|(k, _)| k == "state")
-            .map(|(_, v)| v)
-            .unwrap()
-    }
-
-    fn wait_state(&self, state: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let now = self.state();
-            if now == state {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} is {now}, not {state}:\n{}",
-                self.spec.role,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn metric(&self, series: &str) -> Option<f64> {
-        let (_, text) = http_get(&self.metrics, "/metrics");
-        text.lines()
-            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-    }
-
     /// Client votes this broker has won (takeovers by a client request), 0 if none yet.
     fn failovers(&self) -> f64 {
         self.metric(&format!(
@@ -266,43 +46,6 @@ impl Node {
     fn titanic_pending(&self) -> Option<f64> {
         self.metric("domo_titanic_requests{state=\"pending\"}")
     }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// Waits for the process to exit on its own.
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} still running after {within:?}:\n{}",
-                self.spec.role,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Both brokers' logs, for failure messages; `earlier` is the log of a killed incarnation.
@@ -312,36 +55,6 @@ fn logs(a: &Node, b: &Node, earlier: &str) -> String {
         a.log(),
         b.log()
     )
-}
-
-/// Exactly one of the two is active and the other passive.
-fn wait_one_active(a: &Node, b: &Node, within: Duration) -> (String, String) {
-    let deadline = Instant::now() + within;
-    loop {
-        let states = (a.state(), b.state());
-        if matches!(
-            (states.0.as_str(), states.1.as_str()),
-            ("active", "passive") | ("passive", "active")
-        ) {
-            return states;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pair never settled with one active: {states:?}\n{}",
-            logs(a, b, "")
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A client of one broker only, no retries, no `mmi.service` check after a timeout.
-fn single_client(endpoint: &str, timeout: Duration) -> Client {
-    let mut options = ClientOptions::new([endpoint.to_string()])
-        .timeout(timeout)
-        .retries(0)
-        .pool_size(1);
-    options.check_service = false;
-    Client::connect(options).unwrap()
 }
 
 /// `titanic.reply id` at one broker, on a fresh connection (a passive broker drops it: a
@@ -370,26 +83,12 @@ async fn vote_with_reply(endpoint: &str, id: &str, within: Duration) -> TitanicR
 
 /// A worker for [`SERVICE`] registered with both brokers; records every request body it
 /// serves and replies [`REPLY_TAG`] then the body.
-fn pair_worker(a: &Spec, b: &Spec, served: Arc<Mutex<Vec<Vec<Bytes>>>>) -> JoinHandle<()> {
-    let options = WorkerOptions::pair(a.frontend.clone(), b.frontend.clone()).heartbeat(
-        domo_mdp::Heartbeat {
-            interval: WORKER_HB,
-            liveness: 3,
-        },
-    );
-    let worker = Worker::connect(SERVICE, options).unwrap();
-    tokio::spawn(async move {
-        worker
-            .serve(
-                move |body: Vec<Bytes>| {
-                    served.lock().unwrap().push(body.clone());
-                    let mut reply = vec![Bytes::from_static(REPLY_TAG.as_bytes())];
-                    reply.extend(body);
-                    async move { Ok::<_, std::convert::Infallible>(reply) }
-                },
-                std::future::pending(),
-            )
-            .await;
+fn slow_worker(a: &Spec, b: &Spec, served: Arc<Mutex<Vec<Vec<Bytes>>>>) -> JoinHandle<()> {
+    pair_worker(a, b, SERVICE, move |body| {
+        served.lock().unwrap().push(body.clone());
+        let mut reply = vec![Bytes::from_static(REPLY_TAG.as_bytes())];
+        reply.extend(body);
+        reply
     })
 }
 
@@ -406,12 +105,12 @@ async fn titanic_request_stays_on_its_broker_and_goes_out_after_failback() {
     let hb = Duration::from_millis(200);
     let expiry = hb * 2;
     let dir = TempDir::new("pair-titanic");
-    let (sa, sb) = pair_specs(&dir, hb);
+    let (sa, sb) = pair_specs_with_titanic(&dir, hb);
 
     // 1. The pair: A active, B passive.
     let mut a = Node::start(&sa);
     let mut b = Node::start(&sb);
-    let states = wait_one_active(&a, &b, Duration::from_secs(10));
+    let states = wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
     assert_eq!(
         (states.0.as_str(), states.1.as_str()),
         ("active", "passive"),
@@ -488,7 +187,7 @@ async fn titanic_request_stays_on_its_broker_and_goes_out_after_failback() {
     }
     assert_eq!(b.titanic_pending(), Some(0.0), "B's Titanic holds nothing");
     let served = Arc::new(Mutex::new(Vec::new()));
-    let worker = pair_worker(&sa, &sb, served.clone());
+    let worker = slow_worker(&sa, &sb, served.clone());
     let idle = format!("domo_workers{{service=\"{SERVICE}\",state=\"idle\"}}");
     let t = Instant::now() + Duration::from_secs(10);
     while a.metric(&idle) != Some(1.0) || b.metric(&idle) != Some(1.0) {

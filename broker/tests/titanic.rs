@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,111 +13,38 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
 
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("domo-titanic-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A broker process in `cwd` with its stderr collected; killed on drop.
 struct Daemon {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    child: LoggedChild,
     endpoint: String,
 }
 
 impl Daemon {
     fn start(cwd: &Path, args: &[&str]) -> Self {
         let endpoint = dead_endpoint();
-        let mut child = Command::new(BIN)
-            .current_dir(cwd)
-            .args(["--bind", &endpoint, "--metrics-listen", "127.0.0.1:0"])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("DOMO_CONFIG")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("DOMO_TITANIC__DATA_DIR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Self {
-            child,
-            lines,
-            endpoint,
-        }
-    }
-
-    fn wait_for_line(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.lines.lock().unwrap().clone();
-            if let Some(line) = log.iter().find(|l| l.contains(needle)) {
-                return line.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?}:\n{}",
-                log.join("\n")
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        let child = LoggedChild::spawn(
+            Command::new(BIN)
+                .current_dir(cwd)
+                .args(["--bind", &endpoint, "--metrics-listen", "127.0.0.1:0"])
+                .args(args)
+                .env_remove("RUST_LOG")
+                .env_remove("NOTIFY_SOCKET")
+                .env_remove("DOMO_CONFIG")
+                .env_remove("STATE_DIRECTORY")
+                .env_remove("DOMO_TITANIC__DATA_DIR")
+                .stdout(Stdio::null()),
+        );
+        Self { child, endpoint }
     }
 
     fn metrics_addr(&self) -> String {
-        let line = self.wait_for_line("Metrics listening");
-        let at = line.find("http://").unwrap() + "http://".len();
-        line[at..].split('/').next().unwrap().to_string()
+        http_addr(&self.child.wait_line("Metrics listening"))
     }
 
+    /// SIGTERM, then the exit status within `within`.
     fn terminate(&mut self, within: Duration) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "still running after {within:?}");
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.signal("TERM");
+        self.child.wait_exit(within)
     }
 }
 
@@ -143,14 +68,14 @@ fn wait_for_reply(client: &ReqClient, id: &[u8]) -> Msg {
 
 #[test]
 fn default_broker_serves_titanic_end_to_end_in_its_working_directory() {
-    let cwd = TempDir::new("default");
+    let cwd = TempDir::new("titanic-default");
     // No Titanic flag nor file: the default data directory, ./titanic-data.
-    let mut daemon = Daemon::start(&cwd.0, &["--heartbeat", "250ms"]);
+    let mut daemon = Daemon::start(cwd.path(), &["--heartbeat", "250ms"]);
     let ep = daemon.endpoint.clone();
     wait_for_service(&ep, "titanic.request", b"200");
     wait_for_service(&ep, "titanic.reply", b"200");
     wait_for_service(&ep, "titanic.close", b"200");
-    assert!(cwd.0.join("titanic-data/titanic.redb").is_file());
+    assert!(cwd.path().join("titanic-data/titanic.redb").is_file());
     let addr = daemon.metrics_addr();
     assert_eq!(http_get(&addr, "/readyz"), (200, "ready\n".to_string()));
 
@@ -182,17 +107,17 @@ fn default_broker_serves_titanic_end_to_end_in_its_working_directory() {
     // SIGTERM: Titanic stops first, then the broker drains; a clean exit.
     let status = daemon.terminate(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0));
-    daemon.wait_for_line("Titanic store closed");
+    daemon.child.wait_line("Titanic store closed");
 }
 
 #[test]
 fn readyz_says_why_when_the_store_cannot_be_opened() {
-    let dir = TempDir::new("unready");
+    let dir = TempDir::new("titanic-unready");
     // A regular file where the data directory should be.
-    let blocked = dir.0.join("blocked");
+    let blocked = dir.path().join("blocked");
     std::fs::write(&blocked, "not a directory").unwrap();
     let daemon = Daemon::start(
-        &dir.0,
+        dir.path(),
         &["--titanic-data-dir", blocked.join("sub").to_str().unwrap()],
     );
     wait_for_service(&daemon.endpoint, "nobody", b"404");
@@ -209,8 +134,8 @@ fn readyz_says_why_when_the_store_cannot_be_opened() {
 
 #[test]
 fn no_titanic_flag_runs_the_broker_alone() {
-    let dir = TempDir::new("off");
-    let daemon = Daemon::start(&dir.0, &["--no-titanic"]);
+    let dir = TempDir::new("titanic-off");
+    let daemon = Daemon::start(dir.path(), &["--no-titanic"]);
     wait_for_service(&daemon.endpoint, "nobody", b"404");
     let (status, _) = http_get(&daemon.metrics_addr(), "/readyz");
     assert_eq!(status, 200);
@@ -219,7 +144,7 @@ fn no_titanic_flag_runs_the_broker_alone() {
         client.request("mmi.service", &[b"titanic.request"]),
         vec![b"404"]
     );
-    assert!(!dir.0.join("titanic-data").exists());
+    assert!(!dir.path().join("titanic-data").exists());
 }
 
 fn check_config(cwd: &Path, file: &Path) -> (Option<i32>, String) {
@@ -238,9 +163,9 @@ fn check_config(cwd: &Path, file: &Path) -> (Option<i32>, String) {
 
 #[test]
 fn check_config_reads_the_titanic_section_without_opening_the_store() {
-    let dir = TempDir::new("check");
-    let data = dir.0.join("data");
-    let good = dir.0.join("good.toml");
+    let dir = TempDir::new("titanic-check");
+    let data = dir.path().join("data");
+    let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
         format!(
@@ -250,10 +175,10 @@ fn check_config_reads_the_titanic_section_without_opening_the_store() {
         ),
     )
     .unwrap();
-    let (code, text) = check_config(&dir.0, &good);
+    let (code, text) = check_config(dir.path(), &good);
     assert_eq!(code, Some(0), "{text}");
     assert!(!data.exists(), "--check-config created the data directory");
-    assert!(!dir.0.join("titanic-data").exists());
+    assert!(!dir.path().join("titanic-data").exists());
 
     let cases = [
         ("[titanic]\nenabled = \"yes\"\n", 2, "titanic.enabled"),
@@ -268,9 +193,9 @@ fn check_config_reads_the_titanic_section_without_opening_the_store() {
         ("[titanic]\nstore = \"x\"\n", 2, "titanic.store"),
     ];
     for (text, line, key) in cases {
-        let bad = dir.0.join("bad.toml");
+        let bad = dir.path().join("bad.toml");
         std::fs::write(&bad, text).unwrap();
-        let (code, out) = check_config(&dir.0, &bad);
+        let (code, out) = check_config(dir.path(), &bad);
         assert_eq!(code, Some(2), "{text:?}: {out}");
         let prefix = format!("domo-broker: {}:{line}: {key}: ", bad.display());
         assert!(out.starts_with(&prefix), "{text:?}: {out}");
