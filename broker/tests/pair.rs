@@ -509,3 +509,76 @@ async fn worker_registered_with_both_serves_only_the_active_then_the_new_one() {
         "the worker's session with the backup never broke"
     );
 }
+
+/// SIGTERM of the active broker while a worker holds a slow request: the stopping broker
+/// leaves the pair at once (no more state to the peer), so the backup takes over on a
+/// client vote after the peer expiry while the stopping broker still drains; the slow
+/// request is answered by the stopping broker, which then exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_active_hands_over_during_its_drain() {
+    let hb = Duration::from_millis(200);
+    let slow = Duration::from_secs(3);
+    let dir = TempDir::new("pair-stop");
+    let (sa, sb) = pair_specs(&dir, hb);
+    let mut a = Node::start(&sa);
+    let b = Node::start(&sb);
+    wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
+    let _echo = echo_worker(&sa, &sb, Arc::new(AtomicU64::new(0)));
+    let options =
+        domo_worker::WorkerOptions::new([sa.frontend.clone()]).heartbeat(domo_mdp::Heartbeat {
+            interval: pair_harness::WORKER_HB,
+            liveness: 3,
+        });
+    let worker = domo_worker::Worker::connect("slow", options).unwrap();
+    let _slow_worker = tokio::spawn(async move {
+        worker
+            .serve(
+                move |body: Vec<Bytes>| async move {
+                    tokio::time::sleep(slow).await;
+                    Ok::<_, std::convert::Infallible>(body)
+                },
+                std::future::pending(),
+            )
+            .await;
+    });
+    let idle = "domo_workers{service=\"slow\",state=\"idle\"}";
+    let t = Instant::now() + Duration::from_secs(10);
+    while a.metric(idle) != Some(1.0) {
+        assert!(Instant::now() < t, "slow worker never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let client = pair_harness::single_client(&sa.frontend, Duration::from_secs(10));
+    let held = tokio::spawn(async move { client.request("slow", vec![Bytes::from("x")]).await });
+    let busy = "domo_workers{service=\"slow\",state=\"busy\"}";
+    let t = Instant::now() + Duration::from_secs(10);
+    while a.metric(busy) != Some(1.0) {
+        assert!(Instant::now() < t, "slow request never dispatched");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let stopped = Instant::now();
+    a.signal("TERM");
+    let t = stopped + Duration::from_secs(5);
+    while !answers(&sb.frontend, Duration::from_millis(300)).await {
+        assert!(Instant::now() < t, "backup never took over:\n{}", b.log());
+    }
+    let handed_over = stopped.elapsed();
+    assert!(
+        handed_over < slow,
+        "took {handed_over:?}: the backup waited for the drain"
+    );
+    assert!(a.is_running(), "the stopping broker still drains");
+    assert_eq!(b.state(), "active");
+    let reply = tokio::time::timeout(Duration::from_secs(15), held)
+        .await
+        .expect("slow request stuck")
+        .unwrap();
+    assert_eq!(
+        reply.unwrap(),
+        [Bytes::from("x")],
+        "answered during the drain"
+    );
+    let status = a.wait_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{}", a.log());
+    assert!(a.log().contains("leaving the pair"), "{}", a.log());
+}
