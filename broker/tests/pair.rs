@@ -408,6 +408,38 @@ async fn started_together_five_times_exactly_one_active() {
     }
 }
 
+/// Start order does not matter: one broker alone for longer than the peer expiry, then the
+/// other, either way round; no client involved. The primary ends active both times (a lone
+/// primary waits for a client vote; a lone backup never takes over on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn either_start_order_ends_with_the_primary_active() {
+    let hb = Duration::from_millis(200);
+    for backup_first in [false, true] {
+        let dir = TempDir::new("pair-order");
+        let (sa, sb) = pair_specs(&dir, hb);
+        let (first, second) = if backup_first { (&sb, &sa) } else { (&sa, &sb) };
+        let first = Node::start(first);
+        tokio::time::sleep(hb * 4).await;
+        assert_eq!(
+            first.state(),
+            first.spec.role,
+            "alone, a broker waits in its role's state"
+        );
+        let second = Node::start(second);
+        let (a, b) = if backup_first {
+            (&second, &first)
+        } else {
+            (&first, &second)
+        };
+        let states = wait_one_active(a, b, Duration::from_millis(600), Duration::from_secs(10));
+        assert_eq!(
+            (states.0.as_str(), states.1.as_str()),
+            ("active", "passive"),
+            "backup first: {backup_first}"
+        );
+    }
+}
+
 /// The active broker is frozen (SIGSTOP) past the peer expiry while the clients move to the
 /// backup, then resumed (SIGCONT): both processes keep running, exactly one serves
 /// afterwards, and the clients saw nothing but retries.
@@ -581,4 +613,61 @@ async fn stopping_the_active_hands_over_during_its_drain() {
     let status = a.wait_exit(Duration::from_secs(15));
     assert_eq!(status.code(), Some(0), "{}", a.log());
     assert!(a.log().contains("leaving the pair"), "{}", a.log());
+}
+
+/// Plain libzmq peers, unchanged: a REQ client written as the zguide's `bstarcli` (on a
+/// timeout, a new socket to the other broker, a settle delay, the same request again) and an
+/// RFC 7 worker on each broker. Every request completes across a kill -9 of the active one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libzmq_bstarcli_client_and_plain_workers_ride_through_a_failover() {
+    use common::{ReqClient, ZWorker};
+    let hb = Duration::from_millis(200);
+    let dir = TempDir::new("pair-libzmq");
+    let (sa, sb) = pair_specs(&dir, hb);
+    let mut a = Node::start(&sa);
+    let b = Node::start(&sb);
+    wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
+    let _wa = ZWorker::echo(&sa.frontend, "echo", pair_harness::WORKER_HB);
+    let _wb = ZWorker::echo(&sb.frontend, "echo", pair_harness::WORKER_HB);
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = done.clone();
+    let endpoints = [sa.frontend.clone(), sb.frontend.clone()];
+    let client = std::thread::spawn(move || {
+        let (timeout_ms, settle) = (300, Duration::from_millis(500));
+        let mut server = 0;
+        let mut req = ReqClient::connect(&endpoints[server]);
+        req.set_timeout(timeout_ms);
+        for i in 0..40u32 {
+            let body = format!("request {i}");
+            let mut attempts = 0;
+            loop {
+                if let Some(reply) = req.try_request("echo", &[body.as_bytes()]) {
+                    assert_eq!(reply, [body.as_bytes().to_vec()]);
+                    break;
+                }
+                attempts += 1;
+                assert!(attempts < 20, "request {i} never answered");
+                server ^= 1;
+                std::thread::sleep(settle);
+                req = ReqClient::connect(&endpoints[server]);
+                req.set_timeout(timeout_ms);
+            }
+            progress.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let t = Instant::now() + Duration::from_secs(10);
+    while done.load(Ordering::Relaxed) < 10 {
+        assert!(Instant::now() < t, "no progress before the kill");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.kill9();
+    let t = Instant::now() + Duration::from_secs(60);
+    while !client.is_finished() {
+        assert!(Instant::now() < t, "client stuck after the failover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client.join().unwrap();
+    assert_eq!(done.load(Ordering::Relaxed), 40);
+    assert_eq!(b.state(), "active");
 }

@@ -451,8 +451,9 @@ impl Ha {
                 after_seq: self.seq + 1,
                 until: now + self.config.peer_expiry(),
             });
-            // The stall was ours: the peer's silence during it proves nothing.
-            self.peer_expiry = self.peer_expiry.max(now + self.config.peer_expiry());
+            // The stall was ours: the peer's silence during it proves nothing, so no vote
+            // counts until the resync ends (the peer heard from, or silent for a whole
+            // expiry while this broker was running).
             self.next_send = now;
             // Not sent yet, but due now: do not count the same stall again.
             self.last_sent = now;
