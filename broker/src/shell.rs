@@ -63,6 +63,10 @@ pub enum Control {
 /// Most socket events handled per wake-up before outbound messages are flushed.
 const BATCH: usize = 256;
 
+/// Most state-endpoint events handled ahead of a batch of client events (two brokers send
+/// about two a heartbeat; more means a flood, which must not starve the clients).
+const HA_BATCH: usize = 16;
+
 /// What the shell needs to run a broker.
 #[derive(Debug, Clone)]
 pub struct ShellConfig {
@@ -395,19 +399,6 @@ impl Shell {
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
-                // The peer's state before clients, so a broker that wakes from a freeze
-                // learns who is active before it judges any request.
-                event = ha_router_event(self.ha.as_ref()) => self.on_ha_router_event(event),
-                msg = ha_dealer_msg(self.ha.as_ref()) => {
-                    if let Ok(frames) = msg {
-                        let _ = self.core.handle_peer_state(now(), &frames, false);
-                    }
-                }
-                () = ha_dealer_connected(self.ha.as_ref()), if !ha_connected => {
-                    self.ha_connected = true;
-                    debug!("Binary Star: connected to the peer's state endpoint");
-                    self.core.peer_link_up();
-                }
                 message = control.recv(), if control_open => match message {
                     Some(Control::Stop) => {
                         info!("Stopping without waiting");
@@ -418,6 +409,11 @@ impl Shell {
                     None => control_open = false,
                 },
                 event = self.router.recv_event() => {
+                    // The peer's state that is already in first, so a client request is
+                    // never judged on an older view of the pair than has arrived. Bounded,
+                    // and the state link has its own branches below, so neither side can
+                    // starve the other.
+                    self.drain_ha();
                     self.on_event(event?);
                     for _ in 1..BATCH {
                         match self.router.try_recv_event()? {
@@ -425,6 +421,17 @@ impl Shell {
                             None => break,
                         }
                     }
+                }
+                event = ha_router_event(self.ha.as_ref()) => self.on_ha_router_event(event),
+                msg = ha_dealer_msg(self.ha.as_ref()) => {
+                    if let Ok(frames) = msg {
+                        let _ = self.core.handle_peer_state(now(), &frames, false);
+                    }
+                }
+                () = ha_dealer_connected(self.ha.as_ref()), if !ha_connected => {
+                    self.ha_connected = true;
+                    debug!("Binary Star: connected to the peer's state endpoint");
+                    self.core.peer_link_up();
                 }
                 () = tokio::time::sleep_until(wake) => {
                     self.core.handle_timeout(now());
@@ -543,6 +550,26 @@ impl Shell {
             }
             Ok(_) => {}
             Err(error) => warn!(%error, "Binary Star: state endpoint failed"),
+        }
+    }
+
+    /// Handles the state messages already waiting on both sockets of the state link (at most
+    /// [`HA_BATCH`] on each).
+    fn drain_ha(&mut self) {
+        for _ in 0..HA_BATCH {
+            let Some(link) = &self.ha else { return };
+            match link.router.try_recv_event() {
+                Ok(Some(event)) => self.on_ha_router_event(Ok(event)),
+                Ok(None) => break,
+                Err(error) => return self.on_ha_router_event(Err(error)),
+            }
+        }
+        for _ in 0..HA_BATCH {
+            let Some(link) = &self.ha else { return };
+            let Ok(Some(frames)) = link.dealer.try_recv() else {
+                return;
+            };
+            let _ = self.core.handle_peer_state(now(), &frames, false);
         }
     }
 

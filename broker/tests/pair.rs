@@ -671,3 +671,57 @@ async fn libzmq_bstarcli_client_and_plain_workers_ride_through_a_failover() {
     assert_eq!(done.load(Ordering::Relaxed), 40);
     assert_eq!(b.state(), "active");
 }
+
+/// A hostile peer floods the active broker's state endpoint with garbage: the broker keeps
+/// serving its clients, counts the messages as malformed, and the pair does not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_state_endpoint_is_counted_and_starves_nothing() {
+    let hb = Duration::from_millis(200);
+    let dir = TempDir::new("pair-flood");
+    let (sa, sb) = pair_specs(&dir, hb);
+    let a = Node::start(&sa);
+    let b = Node::start(&sb);
+    wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
+    let _worker = echo_worker(&sa, &sb, Arc::new(AtomicU64::new(0)));
+    let t = Instant::now() + Duration::from_secs(10);
+    while !answers(&sa.frontend, Duration::from_millis(500)).await {
+        assert!(Instant::now() < t, "primary never served");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooding = stop.clone();
+    let target = sa.ha_bind.clone();
+    let flood = std::thread::spawn(move || {
+        let ctx = zmq::Context::new();
+        let socket = common::zsocket(&ctx, zmq::DEALER);
+        socket.connect(&target).unwrap();
+        let mut sent = 0u64;
+        while !flooding.load(Ordering::Relaxed) {
+            let frames: Vec<&[u8]> = match sent % 3 {
+                0 => vec![b"3"],
+                1 => vec![b"DOMO-HA1", b"3", b"99", b"backup", b"1", b"x", b"0", b"0"],
+                _ => vec![b"\xff\x00garbage"],
+            };
+            if socket.send_multipart(frames, zmq::DONTWAIT).is_ok() {
+                sent += 1;
+            }
+        }
+        sent
+    });
+    let client = pair_harness::single_client(&sa.frontend, Duration::from_millis(1000));
+    for i in 0..50 {
+        let body = Bytes::from(format!("during the flood {i}"));
+        let reply = client.request("echo", vec![body.clone()]).await;
+        assert_eq!(reply.unwrap(), [body], "request {i}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert!(sent > 100, "flood too small: {sent}");
+    assert!(
+        a.metric("domo_ha_peer_messages_total{outcome=\"malformed\"}") > Some(100.0),
+        "malformed messages counted"
+    );
+    assert_eq!(
+        (a.state().as_str(), b.state().as_str()),
+        ("active", "passive")
+    );
+}

@@ -233,21 +233,44 @@ impl Dealer {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// Polls for the next message.
-    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Vec<Bytes>, Error>> {
-        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+    /// Takes the next message if one has arrived, without waiting.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] after shutdown, once nothing is left to read.
+    pub fn try_recv(&self) -> Result<Option<Vec<Bytes>>, Error> {
         let mut inner = self.shared.lock();
-        if let Some(msg) = inner.inq.pop_front() {
-            coop.made_progress();
-            inner.in_bytes -= message_bytes(&msg);
-            let wake = if inner.wants_room
-                && !self.shared.recv_hwm.full(inner.inq.len(), inner.in_bytes)
-            {
+        if let Some((msg, wake)) = self.pop_message(&mut inner) {
+            drop(inner);
+            wake_all(wake);
+            return Ok(Some(msg));
+        }
+        if inner.closed {
+            return Err(Error::Closed);
+        }
+        Ok(None)
+    }
+
+    /// Pops the next received message, with the connection task's waker if it waits for
+    /// room (to be woken once the lock is released).
+    fn pop_message(&self, inner: &mut Inner) -> Option<(Vec<Bytes>, Option<Waker>)> {
+        let msg = inner.inq.pop_front()?;
+        inner.in_bytes -= message_bytes(&msg);
+        let wake =
+            if inner.wants_room && !self.shared.recv_hwm.full(inner.inq.len(), inner.in_bytes) {
                 inner.wants_room = false;
                 inner.task.clone()
             } else {
                 None
             };
+        Some((msg, wake))
+    }
+
+    /// Polls for the next message.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Result<Vec<Bytes>, Error>> {
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let mut inner = self.shared.lock();
+        if let Some((msg, wake)) = self.pop_message(&mut inner) {
+            coop.made_progress();
             drop(inner);
             wake_all(wake);
             return Poll::Ready(Ok(msg));
@@ -478,6 +501,11 @@ mod tests {
             assert!(fut.as_mut().poll(&mut cx).is_pending());
         }
         assert_eq!(dealer.shared.lock().conn_waiters.len(), 1);
+        assert_eq!(
+            dealer.try_recv().ok(),
+            Some(None),
+            "nothing yet, no waiting"
+        );
         dealer.shutdown().await;
     }
 }

@@ -500,3 +500,34 @@ async fn try_recv_event_drains_a_batch_without_waiting() {
     );
     assert!(router.try_recv_event().is_err());
 }
+
+#[tokio::test]
+async fn dealer_try_recv_takes_what_has_arrived_without_waiting() {
+    let (router, ep) = bound(Options::default()).await;
+    let dealer = Dealer::connect(&ep, Options::default()).unwrap();
+    assert_eq!(dealer.try_recv().unwrap(), None, "nothing yet");
+    let peer = next_connected(&router).await;
+    for n in [b"1", b"2", b"3"] {
+        router.try_send(&peer, msg(&[n])).unwrap();
+    }
+    // The first by waiting, so all three have been written; the rest without waiting.
+    assert_eq!(
+        timeout(T, dealer.recv()).await.unwrap().unwrap(),
+        msg(&[b"1"])
+    );
+    let mut rest = Vec::new();
+    let deadline = tokio::time::Instant::now() + T;
+    while rest.len() < 2 {
+        match dealer.try_recv().unwrap() {
+            Some(m) => rest.push(m),
+            None => {
+                assert!(tokio::time::Instant::now() < deadline, "messages lost");
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    assert_eq!(rest, [msg(&[b"2"]), msg(&[b"3"])]);
+    assert_eq!(dealer.try_recv().unwrap(), None);
+    dealer.shutdown().await;
+    assert!(dealer.try_recv().is_err(), "closed");
+}
