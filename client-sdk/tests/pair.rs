@@ -72,19 +72,63 @@ async fn next(log: &mut mpsc::UnboundedReceiver<Arrival>) -> Arrival {
     timeout(LIMIT, log.recv()).await.unwrap().unwrap()
 }
 
+/// An `echo` request for `body` through `client`, bounded by `LIMIT`.
+async fn request(client: &Client, body: &'static str) -> Result<Vec<Bytes>, Error> {
+    timeout(LIMIT, client.request("echo", vec![b(body)]))
+        .await
+        .unwrap()
+}
+
 /// A silent primary (connected, never answering, like a passive broker) and an answering
-/// backup.
+/// backup; returns a pair client for them and the log of requests they got.
 async fn passive_primary(
-    log: &mpsc::UnboundedSender<Arrival>,
     timeout_ms: u32,
     settle_ms: u32,
-) -> Client {
-    let primary = fake_broker("primary", false, log).await;
-    let backup = fake_broker("backup", true, log).await;
+) -> (Client, mpsc::UnboundedReceiver<Arrival>) {
+    let (tx, log) = mpsc::unbounded_channel();
+    let primary = fake_broker("primary", false, &tx).await;
+    let backup = fake_broker("backup", true, &tx).await;
     let options = ClientOptions::pair(&primary, &backup)
         .timeout(timeout_ms * MS)
         .settle(settle_ms * MS);
-    Client::connect(options).unwrap()
+    (Client::connect(options).unwrap(), log)
+}
+
+/// Makes an `echo` request for `body` through a [`passive_primary`] client and checks that
+/// its first attempt went to the primary, its second to the backup, and that it got `body`
+/// back. Returns when the request was made and the two attempts' arrivals.
+async fn fail_over(
+    client: &Client,
+    log: &mut mpsc::UnboundedReceiver<Arrival>,
+    body: &'static str,
+) -> (Instant, Arrival, Arrival) {
+    let t0 = Instant::now();
+    let reply = request(client, body).await.unwrap();
+    assert_eq!(reply, vec![b(body)]);
+    let first = next(log).await;
+    let second = next(log).await;
+    assert_eq!((first.broker, second.broker), ("primary", "backup"));
+    for attempt in [&first, &second] {
+        assert_eq!(
+            (&attempt.service[..], &attempt.body[..]),
+            (&b"echo"[..], &[b(body)][..]),
+            "{attempt:?}"
+        );
+    }
+    (t0, first, second)
+}
+
+/// Asserts that the retry (`second`) arrived at least `settled` after `t0` and less than
+/// `gap` after the first attempt did.
+fn assert_retry_timing(
+    t0: Instant,
+    first: &Arrival,
+    second: &Arrival,
+    settled: Duration,
+    gap: Duration,
+) {
+    assert!(second.at - t0 >= settled, "{:?}", second.at - t0);
+    assert!(second.at - first.at < gap, "{:?}", second.at - first.at);
 }
 
 #[test]
@@ -103,50 +147,19 @@ fn pair_options_switch_on_any_timeout_and_settle_for_two_seconds() {
 
 #[tokio::test]
 async fn pair_client_gets_its_reply_from_the_backup_no_earlier_than_the_settle_delay() {
-    let (tx, mut log) = mpsc::unbounded_channel();
-    let client = passive_primary(&tx, 200, 400).await;
-    let t0 = Instant::now();
-    let reply = timeout(LIMIT, client.request("echo", vec![b("hi")]))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(reply, vec![b("hi")]);
-    let first = next(&mut log).await;
-    let second = next(&mut log).await;
-    assert_eq!((first.broker, second.broker), ("primary", "backup"));
-    assert_eq!(
-        (&first.service[..], &first.body[..]),
-        (&b"echo"[..], &[b("hi")][..])
-    );
-    assert_eq!(
-        (&second.service[..], &second.body[..]),
-        (&b"echo"[..], &[b("hi")][..])
-    );
+    let (client, mut log) = passive_primary(200, 400).await;
+    let (t0, first, second) = fail_over(&client, &mut log, "hi").await;
     // The failed attempt started at or after t0; the retry waits until its start + settle.
-    assert!(second.at - t0 >= 400 * MS, "{:?}", second.at - t0);
-    assert!(
-        second.at - first.at < 5 * 400 * MS,
-        "{:?}",
-        second.at - first.at
-    );
+    assert_retry_timing(t0, &first, &second, 400 * MS, 5 * 400 * MS);
     assert!(log.try_recv().is_err());
 }
 
 #[tokio::test]
 async fn after_the_switch_later_requests_go_straight_to_the_backup() {
-    let (tx, mut log) = mpsc::unbounded_channel();
-    let client = passive_primary(&tx, 200, 400).await;
-    timeout(LIMIT, client.request("echo", vec![b("first")]))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(next(&mut log).await.broker, "primary");
-    assert_eq!(next(&mut log).await.broker, "backup");
+    let (client, mut log) = passive_primary(200, 400).await;
+    fail_over(&client, &mut log, "first").await;
     for body in ["second", "third", "fourth"] {
-        let reply = timeout(LIMIT, client.request("echo", vec![b(body)]))
-            .await
-            .unwrap()
-            .unwrap();
+        let reply = request(&client, body).await.unwrap();
         assert_eq!(reply, vec![b(body)]);
         // Had it gone to the primary first, that arrival would come before this one.
         let arrival = next(&mut log).await;
@@ -160,51 +173,24 @@ async fn after_the_switch_later_requests_go_straight_to_the_backup() {
 
 #[tokio::test]
 async fn the_retry_is_timed_from_the_start_of_the_failed_attempt_not_its_timeout() {
-    let (tx, mut log) = mpsc::unbounded_channel();
-    let client = passive_primary(&tx, 1000, 1500).await;
-    let t0 = Instant::now();
-    timeout(LIMIT, client.request("echo", vec![b("x")]))
-        .await
-        .unwrap()
-        .unwrap();
-    let first = next(&mut log).await;
-    let second = next(&mut log).await;
-    assert_eq!((first.broker, second.broker), ("primary", "backup"));
-    assert!(second.at - t0 >= 1500 * MS, "{:?}", second.at - t0);
+    let (client, mut log) = passive_primary(1000, 1500).await;
+    let (t0, first, second) = fail_over(&client, &mut log, "x").await;
     // Counted from the timeout instead, the retry would come 2500 ms after the first
     // attempt was sent (and so at least ~2500 ms after it arrived).
-    assert!(
-        second.at - first.at < 2300 * MS,
-        "{:?}",
-        second.at - first.at
-    );
+    assert_retry_timing(t0, &first, &second, 1500 * MS, 2300 * MS);
 }
 
 #[tokio::test]
 async fn a_timeout_longer_than_the_settle_delay_adds_no_wait() {
-    let (tx, mut log) = mpsc::unbounded_channel();
-    let client = passive_primary(&tx, 1000, 900).await;
-    let t0 = Instant::now();
-    timeout(LIMIT, client.request("echo", vec![b("x")]))
-        .await
-        .unwrap()
-        .unwrap();
-    let first = next(&mut log).await;
-    let second = next(&mut log).await;
-    assert_eq!((first.broker, second.broker), ("primary", "backup"));
-    assert!(second.at - t0 >= 1000 * MS, "{:?}", second.at - t0);
+    let (client, mut log) = passive_primary(1000, 900).await;
+    let (t0, first, second) = fail_over(&client, &mut log, "x").await;
     // Settling after the timeout would put the retry 1900 ms after the first attempt.
-    assert!(
-        second.at - first.at < 1700 * MS,
-        "{:?}",
-        second.at - first.at
-    );
+    assert_retry_timing(t0, &first, &second, 1000 * MS, 1700 * MS);
 }
 
 #[tokio::test]
 async fn a_request_started_during_the_switch_waits_for_the_settle_point() {
-    let (tx, mut log) = mpsc::unbounded_channel();
-    let client = passive_primary(&tx, 200, 1200).await;
+    let (client, mut log) = passive_primary(200, 1200).await;
     let t0 = Instant::now();
     let early = tokio::spawn({
         let client = client.clone();
@@ -218,10 +204,7 @@ async fn a_request_started_during_the_switch_waits_for_the_settle_point() {
     // The early request's attempt timed out (and switched the pool to the backup) about
     // 200 ms after it arrived; the switch's settle point is 1200 ms after it was sent.
     tokio::time::sleep_until(first.at + 600 * MS).await;
-    let late = timeout(LIMIT, client.request("echo", vec![b("late")]))
-        .await
-        .unwrap()
-        .unwrap();
+    let late = request(&client, "late").await.unwrap();
     assert_eq!(late, vec![b("late")]);
     assert_eq!(
         timeout(LIMIT, early).await.unwrap().unwrap().unwrap(),
@@ -250,10 +233,7 @@ async fn with_both_brokers_silent_attempts_alternate_and_the_service_probe_gives
     )
     .unwrap();
     assert!(client.options().check_service);
-    let err = timeout(LIMIT, client.request("echo", vec![b("x")]))
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = request(&client, "x").await.unwrap_err();
     assert!(matches!(err, Error::TimedOut { attempts: 2 }), "{err}");
     let mut seen = Vec::new();
     for _ in 0..4 {
@@ -282,10 +262,7 @@ async fn without_pair_failover_a_connected_but_silent_broker_keeps_the_client() 
         .retries(1);
     options.check_service = false;
     let client = Client::connect(options).unwrap();
-    let err = timeout(LIMIT, client.request("echo", vec![b("x")]))
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = request(&client, "x").await.unwrap_err();
     assert!(matches!(err, Error::TimedOut { attempts: 2 }), "{err}");
     assert_eq!(next(&mut log).await.broker, "primary");
     assert_eq!(next(&mut log).await.broker, "primary");

@@ -141,6 +141,14 @@ async fn wait_done(store: &MemoryStore, id: Id, within: Duration) -> Vec<Bytes> 
     }
 }
 
+/// Asserts that `id` gets `body` for its reply within `PROMPT`.
+async fn assert_stored(store: &MemoryStore, id: Id, body: &'static str) {
+    assert_eq!(
+        wait_done(store, id, PROMPT).await,
+        vec![Bytes::from_static(body.as_bytes())]
+    );
+}
+
 /// A dispatcher running against the fake broker.
 struct Running {
     wake: Arc<Notify>,
@@ -159,12 +167,14 @@ impl Running {
         Self { wake, stop, task }
     }
 
-    async fn stop(self) {
+    /// Stops the dispatcher (bounded), and only then drops the fake broker it talks to.
+    async fn stop(self, fake: FakeBroker) {
         self.stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
             .expect("the dispatcher stops in time")
             .unwrap();
+        drop(fake);
     }
 }
 
@@ -179,120 +189,116 @@ fn options(active: watch::Receiver<bool>) -> DispatcherOptions {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_gate_lets_no_client_request_out_and_opening_it_delivers_at_once() {
+/// A fake broker, a store holding an `echo` request for each of `bodies`, and a dispatcher
+/// started on them with `options`; returns the requests' ids in the order of `bodies`.
+fn start<const N: usize>(
+    bodies: [&'static str; N],
+    options: DispatcherOptions,
+) -> (FakeBroker, Arc<MemoryStore>, [Id; N], Running) {
     let fake = FakeBroker::bind();
     let store = Arc::new(MemoryStore::new(Arc::new(SystemClock), Limits::default()));
-    let id = put(&store, "echo", "stored while passive");
-    let (gate, active) = watch::channel(false);
-    let running = Running::start(store.clone(), &fake.endpoint, options(active));
-    // Woken and polled every 50 ms, and still nothing may leave: not even `mmi.service`.
-    running.wake.notify_one();
-    let fake = blocking(move || {
+    let ids = bodies.map(|body| put(&store, "echo", body));
+    let running = Running::start(store.clone(), &fake.endpoint, options);
+    (fake, store, ids, running)
+}
+
+/// [`FakeBroker::assert_silent`] for `QUIET`, off the async runtime.
+async fn assert_quiet(fake: FakeBroker) -> FakeBroker {
+    blocking(move || {
         fake.assert_silent(QUIET);
         fake
     })
-    .await;
+    .await
+}
+
+/// [`FakeBroker::serve`] within `PROMPT`, off the async runtime.
+async fn serve(fake: FakeBroker, requests: usize) -> (FakeBroker, Vec<Seen>) {
+    blocking(move || {
+        let log = fake.serve(requests, PROMPT);
+        (fake, log)
+    })
+    .await
+}
+
+/// Off the async runtime: takes the `mmi.service` check for `echo` and answers it with 200,
+/// then takes the `echo` request with `body` and leaves it unanswered, each within 10 s.
+/// Returns the routing id to answer the request.
+async fn first_attempt(fake: FakeBroker, body: &'static str) -> (FakeBroker, Vec<u8>) {
+    blocking(move || {
+        let (rid, probe) = fake.recv(Duration::from_secs(10)).expect("mmi.service");
+        assert_eq!(probe, seen("mmi.service", "echo"));
+        fake.reply(&rid, &probe.service, &[b"200".to_vec()]);
+        let (rid, request) = fake.recv(Duration::from_secs(10)).expect("the request");
+        assert_eq!(request, seen("echo", body));
+        (fake, rid)
+    })
+    .await
+}
+
+/// With the gate open: serves exactly the `mmi.service` check for `echo` and then the `echo`
+/// request with `body`, within `PROMPT`, and `id` gets `body` for its reply within `PROMPT`.
+async fn deliver(fake: FakeBroker, store: &MemoryStore, id: Id, body: &'static str) -> FakeBroker {
+    let (fake, log) = serve(fake, 1).await;
+    assert_eq!(log, vec![seen("mmi.service", "echo"), seen("echo", body)]);
+    assert_stored(store, id, body).await;
+    fake
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_gate_lets_no_client_request_out_and_opening_it_delivers_at_once() {
+    let (gate, active) = watch::channel(false);
+    let (fake, store, [id], running) = start(["stored while passive"], options(active));
+    // Woken and polled every 50 ms, and still nothing may leave: not even `mmi.service`.
+    running.wake.notify_one();
+    let fake = assert_quiet(fake).await;
     assert!(matches!(store.get(id).unwrap(), Lookup::Pending));
 
     gate.send(true).unwrap();
     let opened = Instant::now();
-    let (fake, log) = blocking(move || {
-        let log = fake.serve(1, PROMPT);
-        (fake, log)
-    })
-    .await;
-    assert_eq!(
-        log,
-        vec![
-            seen("mmi.service", "echo"),
-            seen("echo", "stored while passive")
-        ]
-    );
-    let reply = wait_done(&store, id, PROMPT).await;
-    assert_eq!(reply, vec![Bytes::from_static(b"stored while passive")]);
+    let fake = deliver(fake, &store, id, "stored while passive").await;
     assert!(opened.elapsed() < PROMPT, "took {:?}", opened.elapsed());
-    running.stop().await;
-    drop(fake);
+    running.stop(fake).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_in_flight_when_the_gate_closes_times_out_and_resumes_without_backoff() {
-    let fake = FakeBroker::bind();
-    let store = Arc::new(MemoryStore::new(Arc::new(SystemClock), Limits::default()));
-    let first = put(&store, "echo", "in flight");
     let (gate, active) = watch::channel(true);
-    let running = Running::start(store.clone(), &fake.endpoint, options(active));
+    let (fake, store, [first], running) = start(["in flight"], options(active));
     // The broker turns passive while the request is in flight: it is dropped unanswered.
-    let fake = blocking(move || {
-        let (rid, probe) = fake.recv(Duration::from_secs(10)).expect("mmi.service");
-        assert_eq!(probe, seen("mmi.service", "echo"));
-        fake.reply(&rid, &probe.service, &[b"200".to_vec()]);
-        let (_, request) = fake.recv(Duration::from_secs(10)).expect("the request");
-        assert_eq!(request, seen("echo", "in flight"));
-        fake
-    })
-    .await;
+    let (fake, _) = first_attempt(fake, "in flight").await;
     gate.send(false).unwrap();
     // Stored while paused, for a service without a lane yet: the scanner holds it back.
     let second = put(&store, "other", "stored while paused");
     running.wake.notify_one();
     // The attempt times out (250 ms) while paused. Neither the lane's `mmi.service` check
     // nor the client SDK's own diagnosis after a timeout may follow, and no retry.
-    let fake = blocking(move || {
-        fake.assert_silent(QUIET);
-        fake
-    })
-    .await;
+    let fake = assert_quiet(fake).await;
 
     // Resumed: the lane does not wait out the backoff of the failed attempt (`RETRY_MIN`).
     gate.send(true).unwrap();
     let opened = Instant::now();
-    let (fake, log) = blocking(move || {
-        let log = fake.serve(2, PROMPT);
-        (fake, log)
-    })
-    .await;
+    let (fake, log) = serve(fake, 2).await;
     for (probe, request) in [("echo", "in flight"), ("other", "stored while paused")] {
         let asked = log.iter().position(|s| *s == seen("mmi.service", probe));
         let sent = log.iter().position(|s| *s == seen(probe, request));
         assert!(asked.is_some() && asked < sent, "{log:?}");
     }
     assert_eq!(log.len(), 4, "{log:?}");
-    assert_eq!(
-        wait_done(&store, first, PROMPT).await,
-        vec![Bytes::from_static(b"in flight")]
-    );
-    assert_eq!(
-        wait_done(&store, second, PROMPT).await,
-        vec![Bytes::from_static(b"stored while paused")]
-    );
+    assert_stored(&store, first, "in flight").await;
+    assert_stored(&store, second, "stored while paused").await;
     assert!(opened.elapsed() < PROMPT, "took {:?}", opened.elapsed());
-    running.stop().await;
-    drop(fake);
+    running.stop(fake).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lane_with_requests_queued_sends_none_while_the_gate_is_closed() {
-    let fake = FakeBroker::bind();
-    let store = Arc::new(MemoryStore::new(Arc::new(SystemClock), Limits::default()));
-    let first = put(&store, "echo", "first");
-    let second = put(&store, "echo", "second");
     let (gate, active) = watch::channel(true);
     let options = DispatcherOptions {
         concurrency: 1,
         ..options(active)
     };
-    let running = Running::start(store.clone(), &fake.endpoint, options);
-    let (fake, rid) = blocking(move || {
-        let (rid, probe) = fake.recv(Duration::from_secs(10)).expect("mmi.service");
-        assert_eq!(probe, seen("mmi.service", "echo"));
-        fake.reply(&rid, &probe.service, &[b"200".to_vec()]);
-        let (rid, request) = fake.recv(Duration::from_secs(10)).expect("the request");
-        assert_eq!(request, seen("echo", "first"));
-        (fake, rid)
-    })
-    .await;
+    let (fake, store, [first, second], running) = start(["first", "second"], options);
+    let (fake, rid) = first_attempt(fake, "first").await;
     // Closed while the first is in flight: it is answered and stored as usual, but the
     // second, next in the lane, must wait.
     gate.send(false).unwrap();
@@ -302,102 +308,39 @@ async fn a_lane_with_requests_queued_sends_none_while_the_gate_is_closed() {
         fake
     })
     .await;
-    assert_eq!(
-        wait_done(&store, first, PROMPT).await,
-        vec![Bytes::from_static(b"first")]
-    );
+    assert_stored(&store, first, "first").await;
     assert!(matches!(store.get(second).unwrap(), Lookup::Pending));
 
     gate.send(true).unwrap();
-    let (fake, log) = blocking(move || {
-        let log = fake.serve(1, PROMPT);
-        (fake, log)
-    })
-    .await;
-    assert_eq!(
-        log,
-        vec![seen("mmi.service", "echo"), seen("echo", "second")]
-    );
-    assert_eq!(
-        wait_done(&store, second, PROMPT).await,
-        vec![Bytes::from_static(b"second")]
-    );
-    running.stop().await;
-    drop(fake);
+    let fake = deliver(fake, &store, second, "second").await;
+    running.stop(fake).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lane_due_to_retry_while_the_gate_is_closed_does_not_ask_mmi() {
-    let fake = FakeBroker::bind();
-    let store = Arc::new(MemoryStore::new(Arc::new(SystemClock), Limits::default()));
-    let id = put(&store, "echo", "retried");
     let (gate, active) = watch::channel(true);
     // A short backoff: the lane is due to ask `mmi.service` again well within `QUIET`.
     let options = DispatcherOptions {
         retry_min: Duration::from_millis(20),
         ..options(active)
     };
-    let running = Running::start(store.clone(), &fake.endpoint, options);
-    let fake = blocking(move || {
-        let (rid, probe) = fake.recv(Duration::from_secs(10)).expect("mmi.service");
-        assert_eq!(probe, seen("mmi.service", "echo"));
-        fake.reply(&rid, &probe.service, &[b"200".to_vec()]);
-        let (_, request) = fake.recv(Duration::from_secs(10)).expect("the request");
-        assert_eq!(request, seen("echo", "retried"));
-        fake
-    })
-    .await;
+    let (fake, store, [id], running) = start(["retried"], options);
+    let (fake, _) = first_attempt(fake, "retried").await;
     gate.send(false).unwrap();
     // Times out after 250 ms; its retry (20 ms later) starts with `mmi.service`: held back.
-    let fake = blocking(move || {
-        fake.assert_silent(QUIET);
-        fake
-    })
-    .await;
+    let fake = assert_quiet(fake).await;
     gate.send(true).unwrap();
-    let (fake, log) = blocking(move || {
-        let log = fake.serve(1, PROMPT);
-        (fake, log)
-    })
-    .await;
-    assert_eq!(
-        log,
-        vec![seen("mmi.service", "echo"), seen("echo", "retried")]
-    );
-    assert_eq!(
-        wait_done(&store, id, PROMPT).await,
-        vec![Bytes::from_static(b"retried")]
-    );
-    running.stop().await;
-    drop(fake);
+    let fake = deliver(fake, &store, id, "retried").await;
+    running.stop(fake).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_gate_the_dispatcher_sends_at_once() {
-    let fake = FakeBroker::bind();
-    let store = Arc::new(MemoryStore::new(Arc::new(SystemClock), Limits::default()));
-    let id = put(&store, "echo", "ungated");
-    let running = Running::start(
-        store.clone(),
-        &fake.endpoint,
-        DispatcherOptions {
-            active: None,
-            ..options(watch::channel(false).1)
-        },
-    );
-    let (fake, log) = blocking(move || {
-        let log = fake.serve(1, PROMPT);
-        (fake, log)
-    })
-    .await;
-    assert_eq!(
-        log,
-        vec![seen("mmi.service", "echo"), seen("echo", "ungated")]
-    );
-    assert_eq!(
-        wait_done(&store, id, PROMPT).await,
-        vec![Bytes::from_static(b"ungated")]
-    );
-    running.stop().await;
-    drop(fake);
+    let options = DispatcherOptions {
+        active: None,
+        ..options(watch::channel(false).1)
+    };
+    let (fake, store, [id], running) = start(["ungated"], options);
+    let fake = deliver(fake, &store, id, "ungated").await;
+    running.stop(fake).await;
 }
