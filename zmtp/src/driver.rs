@@ -123,6 +123,11 @@ where
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(written)) => {
                     self.enc.advance(written);
+                    // Large bodies written out become the buffers of later large frames
+                    // read, when nothing else holds them (see `Decoder::recycle`).
+                    for chunk in self.enc.drain_written() {
+                        self.decoder.recycle(chunk);
+                    }
                     wrote = true;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

@@ -389,3 +389,56 @@ async fn ten_thousand_connect_disconnect_cycles_keep_memory_flat() {
     let disconnects = timeout(T, events).await.unwrap().unwrap();
     assert_eq!(disconnects, 10_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echoed_large_messages_leave_at_most_one_message_in_spare_buffers() {
+    // A peer floods 1 MiB messages at an echo service. The connection keeps written bodies
+    // for reuse, but never more than the message limit's worth of them in total.
+    let _serial = SERIAL.lock().await;
+    let limit = 3 * MIB;
+    let opts = Options {
+        max_message_size: limit as u64,
+        ..Options::default()
+    };
+    let (router, port) = router(opts).await;
+    let router = std::sync::Arc::new(router);
+    let echo = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            for _ in 0..24 {
+                let (peer, msg) = router.recv().await.unwrap();
+                router.send(&peer, msg).await.unwrap();
+            }
+        })
+    };
+    let s = raw_dealer(&port).await;
+    let mut enc = Encoder::new();
+    for i in 0..24u8 {
+        enc.encode_message(vec![Bytes::from(vec![i; MIB])]);
+    }
+    let wire = enc.take_all();
+    let expected = wire.len();
+    let (mut rd, mut wr) = s.into_split();
+    let before = CURRENT.load(Ordering::Relaxed);
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < expected {
+            let n = timeout(T, rd.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed after {got} bytes");
+            got += n;
+        }
+        rd
+    });
+    wr.write_all(&wire).await.unwrap();
+    let rd = timeout(T, reader).await.unwrap().unwrap();
+    timeout(T, echo).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let held = CURRENT.load(Ordering::Relaxed).saturating_sub(before);
+    assert!(
+        held <= limit + MIB,
+        "holds {held} bytes after the echo, limit {limit}"
+    );
+    drop((rd, wr));
+    still_serves(&router, &port).await;
+}

@@ -531,3 +531,48 @@ async fn dealer_try_recv_takes_what_has_arrived_without_waiting() {
     dealer.shutdown().await;
     assert!(dealer.try_recv().is_err(), "closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_echoed_through_recycled_buffers_arrive_intact() {
+    // Large bodies of mixed sizes, 8 in flight: the echo sends back what it received, so the
+    // router's connection recycles those buffers, and the dealer's recycles the fresh bodies
+    // it sends. Every reply must match, and replies kept by the client must never change.
+    let (router, ep) = bound(Options::default()).await;
+    let echo = tokio::spawn(async move {
+        loop {
+            let (peer, msg) = router.recv().await.unwrap();
+            if msg.len() == 1 && msg[0].is_empty() {
+                break;
+            }
+            router.send(&peer, msg).await.unwrap();
+        }
+    });
+    let dealer = Dealer::connect(&ep, Options::default()).unwrap();
+    const SIZES: [usize; 6] = [1 << 20, 1 << 20, 900_000, (1 << 20) + 3, 200_000, 17_000];
+    let message = |i: usize| {
+        let mut body = vec![i as u8; SIZES[i % SIZES.len()]];
+        body[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        vec![Bytes::from(vec![b'h', i as u8]), Bytes::from(body)]
+    };
+    let n = 60;
+    let window = 8;
+    for i in 0..window {
+        dealer.send(message(i)).await.unwrap();
+    }
+    let mut kept = Vec::new();
+    for i in 0..n {
+        let got = timeout(T, dealer.recv()).await.unwrap().unwrap();
+        assert!(got == message(i), "reply {i} differs");
+        if i % 5 == 0 {
+            kept.push((i, got));
+        }
+        if i + window < n {
+            dealer.send(message(i + window)).await.unwrap();
+        }
+    }
+    for (i, got) in kept {
+        assert!(got == message(i), "kept reply {i} changed");
+    }
+    dealer.send(vec![Bytes::new()]).await.unwrap();
+    timeout(T, echo).await.unwrap().unwrap();
+}

@@ -10,11 +10,19 @@
 //! body arrives, and is checked against [`Limits`] before anything is allocated for it. Frames
 //! smaller than [`READ_CHUNK`] are sliced out of the shared read buffer without a copy (a
 //! retained small frame keeps at most one read chunk alive, as libzmq's zero-copy receive
-//! does); larger frames are read straight into an allocation of their exact size.
+//! does); larger frames are read straight into a buffer of their own, and a read into it never
+//! runs past the frame.
 //!
 //! On the way out, frame headers and bodies below [`COPY_BELOW`] bytes are copied into one
 //! staging buffer so that many small frames leave in one write; larger bodies are written from
 //! their own `Bytes` with vectored writes, never copied.
+//!
+//! Large buffers are recycled: the [`Encoder`] keeps each fully written chunk longer than
+//! [`READ_CHUNK`] aside ([`Encoder::drain_written`]), and the connection hands it to
+//! [`Decoder::recycle`], which keeps it for a later large frame only if no other `Bytes`
+//! references any part of it. Allocating and freeing a large buffer per frame makes the
+//! allocator return the memory to the kernel and fault it back in on the next frame; reusing
+//! the buffer avoids both.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -37,6 +45,9 @@ pub const READ_CHUNK: usize = 16 * 1024;
 pub const COPY_BELOW: usize = 2048;
 /// Largest command frame accepted. Commands carry metadata, PINGs and mechanism data.
 pub const MAX_COMMAND_SIZE: usize = 64 * 1024;
+/// Most spare buffers a [`Decoder`] keeps, and most written chunks an [`Encoder`] holds for
+/// [`Encoder::drain_written`].
+pub const MAX_SPARES: usize = 8;
 
 /// Limits the decoder enforces before allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +95,10 @@ pub struct Decoder {
     large: Option<LargeFrame>,
     parts: Vec<Bytes>,
     message_bytes: u64,
+    /// Uniquely owned, empty buffers for large frames, oldest first (see [`Decoder::recycle`]).
+    spares: VecDeque<BytesMut>,
+    /// Sum of the capacities in `spares`; at most `limits.max_message_size`.
+    spare_bytes: u64,
 }
 
 impl Decoder {
@@ -100,12 +115,14 @@ impl Decoder {
             large: None,
             parts: Vec::new(),
             message_bytes: 0,
+            spares: VecDeque::new(),
+            spare_bytes: 0,
         }
     }
 
     /// The buffer the next read should append to. Its spare capacity is what may be read:
-    /// while a large frame is pending this is the frame's own buffer, sized exactly, so a
-    /// read never runs past the frame.
+    /// while a large frame is pending this is the frame's own buffer, whose capacity ends
+    /// where the frame ends, so a read never runs past the frame.
     pub fn read_buf(&mut self) -> &mut BytesMut {
         if let Some(large) = &mut self.large {
             return &mut large.body;
@@ -140,10 +157,17 @@ impl Decoder {
     /// Decodes the next complete message or command, `Ok(None)` if more bytes are needed.
     pub fn decode(&mut self) -> Result<Option<Decoded>, ProtocolError> {
         loop {
-            if let Some(large) = self.large.take() {
+            if let Some(mut large) = self.large.take() {
                 if large.body.len() < large.size {
                     self.large = Some(large);
                     return Ok(None);
+                }
+                if large.body.len() > large.size {
+                    // A read ran past the frame: `read_buf` never offers that much room, but
+                    // `feed` and a caller's own reads can. The excess is the start of what
+                    // follows, which belongs in front of anything in `buf`.
+                    self.give_back(&large.body[large.size..]);
+                    large.body.truncate(large.size);
                 }
                 let LargeFrame {
                     body,
@@ -167,9 +191,13 @@ impl Decoder {
                     return Ok(Some(item));
                 }
             } else if size > READ_CHUNK {
+                // `size` has passed the limits in `peek_header`: only now is memory committed.
                 self.buf.advance(header);
-                let mut body = BytesMut::with_capacity(size);
-                body.put(self.buf.split());
+                let mut body = self
+                    .take_spare(size)
+                    .unwrap_or_else(|| BytesMut::with_capacity(size));
+                body.extend_from_slice(&self.buf);
+                self.buf.clear();
                 self.large = Some(LargeFrame {
                     body,
                     size,
@@ -267,6 +295,81 @@ impl Decoder {
         ))))
     }
 
+    /// Puts `bytes` back in front of the read buffer.
+    fn give_back(&mut self, bytes: &[u8]) {
+        if self.buf.is_empty() {
+            self.buf.extend_from_slice(bytes);
+        } else {
+            let mut joined = BytesMut::with_capacity(bytes.len() + self.buf.len());
+            joined.extend_from_slice(bytes);
+            joined.extend_from_slice(&self.buf);
+            self.buf = joined;
+        }
+    }
+
+    /// Offers a buffer for reuse by a later large frame, typically a chunk the [`Encoder`]
+    /// has finished writing ([`Encoder::drain_written`]).
+    ///
+    /// The buffer is kept only if `chunk` is the sole reference to all of its memory
+    /// ([`Bytes::try_into_mut`]): while any other `Bytes` shares it, it is simply dropped, so a
+    /// buffer is never written while someone can still read it. It is also dropped unless its
+    /// capacity is above [`READ_CHUNK`] (smaller frames do not use a buffer of their own).
+    ///
+    /// At most [`MAX_SPARES`] buffers are kept, together no larger than the largest message
+    /// the limits allow: what a decoder holds in spares is bounded like what one message in
+    /// progress may make it hold. A newer buffer pushes out the oldest, so buffers of sizes no
+    /// longer seen do not linger.
+    pub fn recycle(&mut self, chunk: Bytes) {
+        if chunk.len() <= READ_CHUNK {
+            return;
+        }
+        let Ok(mut spare) = chunk.try_into_mut() else {
+            return;
+        };
+        spare.clear();
+        // The `BytesMut` starts where `chunk` started; take back any memory before that, so
+        // that `capacity` is the whole allocation (what the size checks below are about).
+        // This never allocates.
+        let _ = spare.try_reclaim(spare.capacity() + 1);
+        let capacity = spare.capacity() as u64;
+        if capacity <= READ_CHUNK as u64 || capacity > self.limits.max_message_size {
+            return;
+        }
+        while self.spares.len() >= MAX_SPARES
+            || self.spare_bytes + capacity > self.limits.max_message_size
+        {
+            let Some(old) = self.spares.pop_front() else {
+                break;
+            };
+            self.spare_bytes -= old.capacity() as u64;
+        }
+        self.spare_bytes += capacity;
+        self.spares.push_back(spare);
+    }
+
+    /// Spare buffers held for reuse.
+    pub fn spares(&self) -> usize {
+        self.spares.len()
+    }
+
+    /// A recycled buffer for a frame of `size` bytes, if one fits: at least `size` and at
+    /// most a quarter more, so a small frame does not pin a much larger buffer. Its capacity
+    /// is cut at `size`, so reads into it stop at the end of the frame; the cut-off part
+    /// stays with the allocation and comes back when the buffer is recycled again.
+    fn take_spare(&mut self, size: usize) -> Option<BytesMut> {
+        let max = size.saturating_add(size / 4);
+        let i = self
+            .spares
+            .iter()
+            .rposition(|b| (size..=max).contains(&b.capacity()))?;
+        let mut spare = self.spares.remove(i)?;
+        self.spare_bytes -= spare.capacity() as u64;
+        if spare.capacity() > size {
+            drop(spare.split_off(size));
+        }
+        Some(spare)
+    }
+
     /// Hands back bytes buffered beyond what was decoded (used when switching decoders).
     pub fn into_buffer(self) -> BytesMut {
         self.buf
@@ -278,6 +381,11 @@ impl Decoder {
 pub struct Encoder {
     staging: BytesMut,
     chunks: VecDeque<Bytes>,
+    /// Bytes of the front chunk already written. The chunk itself stays whole, so that once
+    /// written it can be recycled as the buffer it was.
+    front_written: usize,
+    /// Fully written chunks longer than [`READ_CHUNK`], for [`Encoder::drain_written`].
+    written: Vec<Bytes>,
     pending: usize,
 }
 
@@ -358,35 +466,51 @@ impl Encoder {
         self.seal();
         let mut n = 0;
         for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
-            *slot = IoSlice::new(chunk);
+            let skip = if n == 0 { self.front_written } else { 0 };
+            *slot = IoSlice::new(&chunk[skip..]);
             n += 1;
         }
         n
     }
 
-    /// Marks `n` bytes as written.
+    /// Marks `n` bytes as written. A fully written chunk longer than [`READ_CHUNK`] is kept
+    /// for [`Encoder::drain_written`] (at most [`MAX_SPARES`] of them; beyond that it is
+    /// dropped at once).
     pub fn advance(&mut self, mut n: usize) {
         self.pending -= n.min(self.pending);
         while n > 0 {
-            let Some(front) = self.chunks.front_mut() else {
+            let Some(front) = self.chunks.front() else {
                 break;
             };
-            if n >= front.len() {
-                n -= front.len();
-                self.chunks.pop_front();
+            let rest = front.len() - self.front_written;
+            if n >= rest {
+                n -= rest;
+                self.front_written = 0;
+                if let Some(chunk) = self.chunks.pop_front() {
+                    if chunk.len() > READ_CHUNK && self.written.len() < MAX_SPARES {
+                        self.written.push(chunk);
+                    }
+                }
             } else {
-                front.advance(n);
+                self.front_written += n;
                 n = 0;
             }
         }
+    }
+
+    /// Takes the large chunks written since the last call, to be offered to
+    /// [`Decoder::recycle`]. Dropping them instead is fine.
+    pub fn drain_written(&mut self) -> std::vec::Drain<'_, Bytes> {
+        self.written.drain(..)
     }
 
     /// Everything queued as one contiguous buffer (for tests and the handshake).
     pub fn take_all(&mut self) -> Bytes {
         self.seal();
         let mut out = BytesMut::with_capacity(self.pending);
-        for chunk in self.chunks.drain(..) {
-            out.extend_from_slice(&chunk);
+        let skip = std::mem::take(&mut self.front_written);
+        for (i, chunk) in self.chunks.drain(..).enumerate() {
+            out.extend_from_slice(&chunk[if i == 0 { skip } else { 0 }..]);
         }
         self.pending = 0;
         out.freeze()
