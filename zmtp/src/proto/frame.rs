@@ -26,6 +26,7 @@
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -48,6 +49,50 @@ pub const MAX_COMMAND_SIZE: usize = 64 * 1024;
 /// Most spare buffers a [`Decoder`] keeps, and most written chunks an [`Encoder`] holds for
 /// [`Encoder::drain_written`].
 pub const MAX_SPARES: usize = 8;
+/// Most bytes all the decoders of a process keep in spare buffers together. Each connection
+/// keeps spares only from what was written to it, and keeps them while it is idle: without a
+/// shared bound, a broker with thousands of connections that once carried large messages
+/// would hold a few of them each for good. Past it, large frames are allocated as before.
+pub const MAX_SPARE_BYTES_PER_PROCESS: u64 = 64 << 20;
+
+/// Bytes held in spares by every decoder of the process, against a limit.
+#[derive(Debug)]
+pub(crate) struct SpareBudget {
+    used: AtomicU64,
+    max: u64,
+}
+
+impl SpareBudget {
+    pub(crate) const fn new(max: u64) -> Self {
+        Self {
+            used: AtomicU64::new(0),
+            max,
+        }
+    }
+
+    /// Takes `n` bytes of the budget if they fit.
+    fn reserve(&self, n: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(n).filter(|&total| total <= self.max)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` bytes taken with [`SpareBudget::reserve`].
+    fn release(&self, n: u64) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Bytes taken now.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+/// The process-wide budget of [`MAX_SPARE_BYTES_PER_PROCESS`].
+static PROCESS_SPARES: SpareBudget = SpareBudget::new(MAX_SPARE_BYTES_PER_PROCESS);
 
 /// Limits the decoder enforces before allocating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +142,17 @@ pub struct Decoder {
     message_bytes: u64,
     /// Uniquely owned, empty buffers for large frames, oldest first (see [`Decoder::recycle`]).
     spares: VecDeque<BytesMut>,
-    /// Sum of the capacities in `spares`; at most `limits.max_message_size`.
+    /// Sum of the capacities in `spares`; at most `limits.max_message_size`, and reserved
+    /// from `budget`.
     spare_bytes: u64,
+    /// What the spares of all decoders may hold together.
+    budget: &'static SpareBudget,
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        self.budget.release(self.spare_bytes);
+    }
 }
 
 impl Decoder {
@@ -117,6 +171,7 @@ impl Decoder {
             message_bytes: 0,
             spares: VecDeque::new(),
             spare_bytes: 0,
+            budget: &PROCESS_SPARES,
         }
     }
 
@@ -342,6 +397,10 @@ impl Decoder {
                 break;
             };
             self.spare_bytes -= old.capacity() as u64;
+            self.budget.release(old.capacity() as u64);
+        }
+        if !self.budget.reserve(capacity) {
+            return;
         }
         self.spare_bytes += capacity;
         self.spares.push_back(spare);
@@ -364,6 +423,7 @@ impl Decoder {
             .rposition(|b| (size..=max).contains(&b.capacity()))?;
         let mut spare = self.spares.remove(i)?;
         self.spare_bytes -= spare.capacity() as u64;
+        self.budget.release(spare.capacity() as u64);
         if spare.capacity() > size {
             drop(spare.split_off(size));
         }
@@ -371,8 +431,8 @@ impl Decoder {
     }
 
     /// Hands back bytes buffered beyond what was decoded (used when switching decoders).
-    pub fn into_buffer(self) -> BytesMut {
-        self.buf
+    pub fn into_buffer(mut self) -> BytesMut {
+        std::mem::take(&mut self.buf)
     }
 }
 

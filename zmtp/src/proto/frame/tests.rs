@@ -580,3 +580,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn spares_of_all_decoders_share_one_budget() {
+    static SMALL: SpareBudget = SpareBudget::new(250_000);
+    let mut a = Decoder::new(Limits::default());
+    let mut b = Decoder::new(Limits::default());
+    a.budget = &SMALL;
+    b.budget = &SMALL;
+    a.recycle(large_body(100_000, 1));
+    a.recycle(large_body(100_000, 2));
+    b.recycle(large_body(100_000, 3));
+    assert_eq!(
+        (a.spares(), b.spares()),
+        (2, 0),
+        "the third is over the budget"
+    );
+    assert_eq!(SMALL.used(), 200_000);
+    // A spare taken for a frame, evicted, or dropped with its decoder gives its bytes back.
+    let wire = encode(vec![large_body(90_000, 4)]);
+    a.feed(&wire[..1000]);
+    assert!(
+        matches!(a.decode(), Ok(None)),
+        "the frame's body is not all there"
+    );
+    assert_eq!((a.spares(), SMALL.used()), (1, 100_000));
+    a.feed(&wire[1000..]);
+    assert!(matches!(a.decode(), Ok(Some(Decoded::Message(_)))));
+    b.recycle(large_body(100_000, 5));
+    assert_eq!((b.spares(), SMALL.used()), (1, 200_000));
+    drop(a);
+    assert_eq!(SMALL.used(), 100_000);
+    drop(b);
+    assert_eq!(SMALL.used(), 0);
+}
