@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::driver::{CloseKind, Connection, Ended, Port, OUT_BATCH_BYTES};
+use crate::driver::{CloseKind, Connection, Ended, Exchanged, Port, OUT_BATCH_BYTES};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, TrySendError};
 use crate::options::{message_bytes, Hwm, Options};
@@ -430,12 +430,16 @@ impl Port for DealerPort {
         &mut self,
         enc: &mut Encoder,
         inbound: &mut VecDeque<Vec<Bytes>>,
+        _large: Option<usize>,
         cx: &Context<'_>,
-    ) -> Option<CloseKind> {
+    ) -> Exchanged {
         let (send_hwm, recv_hwm) = (self.shared.send_hwm, self.shared.recv_hwm);
         let mut inner = self.shared.lock();
         if inner.reconnect {
-            return Some(CloseKind::Now);
+            return Exchanged {
+                close: Some(CloseKind::Now),
+                may_read: false,
+            };
         }
         let mut wakers = Vec::new();
         while enc.pending() < OUT_BATCH_BYTES {
@@ -468,7 +472,10 @@ impl Port for DealerPort {
         let close = inner.closed.then_some(CloseKind::Linger);
         drop(inner);
         wake_all(wakers);
-        close
+        Exchanged {
+            close,
+            may_read: true,
+        }
     }
 }
 

@@ -67,18 +67,31 @@ impl std::fmt::Display for Ended {
     }
 }
 
+/// What [`Port::exchange`] tells the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Exchanged {
+    /// The owner's close request, if any.
+    pub(crate) close: Option<CloseKind>,
+    /// Whether the connection may read from its socket now (a receive budget may say no; the
+    /// owner then wakes the task when it may).
+    pub(crate) may_read: bool,
+}
+
 /// The owner's side of a connection.
 pub(crate) trait Port: Unpin {
     /// Moves queued outbound messages into `enc` (while it holds less than
     /// [`OUT_BATCH_BYTES`]) and delivers messages from the front of `inbound` while the
     /// owner has room. Registers `cx`'s waker so the owner can wake the task when it queues
-    /// output, frees room or asks to close. Returns the owner's close request, if any.
+    /// output, frees room, lets it read or asks to close. `large` is the size of the large
+    /// frame the decoder is in the middle of ([`Decoder::large_frame`]), for owners that
+    /// budget what their connections read.
     fn exchange(
         &mut self,
         enc: &mut Encoder,
         inbound: &mut VecDeque<Vec<Bytes>>,
+        large: Option<usize>,
         cx: &Context<'_>,
-    ) -> Option<CloseKind>;
+    ) -> Exchanged;
 }
 
 /// A connection in its data phase.
@@ -190,7 +203,11 @@ where
     fn poll_turn(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Ended>> {
         for _ in 0..TURNS_PER_POLL {
             let mut progressed = false;
-            match self.port.exchange(&mut self.enc, &mut self.inbound, cx) {
+            let large = self.decoder.large_frame();
+            let exchanged = self
+                .port
+                .exchange(&mut self.enc, &mut self.inbound, large, cx);
+            match exchanged.close {
                 Some(CloseKind::Now) => return Poll::Ready(Err(Ended::Closed)),
                 Some(CloseKind::Linger) if self.closing.is_none() => {
                     self.closing = Some(Box::pin(tokio::time::sleep(self.linger)));
@@ -208,7 +225,7 @@ where
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Ended::Io(e))),
                 Poll::Pending => {}
             }
-            if self.inbound.is_empty() && self.closing.is_none() {
+            if self.inbound.is_empty() && self.closing.is_none() && exchanged.may_read {
                 match self.poll_read_in(cx) {
                     Poll::Ready(Ok(read)) => progressed |= read,
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

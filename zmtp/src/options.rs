@@ -39,6 +39,15 @@ pub struct Options {
     pub recv_hwm: usize,
     /// Per-peer receive queue limit in bytes. Default 16 MiB.
     pub recv_hwm_bytes: usize,
+    /// Router only: most bytes received from all peers together and not yet taken by the
+    /// owner: messages in the receive queues, plus each large frame (over 16 KiB) being read,
+    /// counted in full from its header. Past it, a connection reads a large frame only once
+    /// the total is back under the budget, and small frames only while nothing of its own
+    /// waits in its receive queue; TCP pushes back on the rest. So the memory a burst of
+    /// large messages from many peers can take is bounded for the whole socket, not per
+    /// peer. Peers taken off the budget with [`crate::Router::set_budgeted`] are neither
+    /// counted nor held back. Default `usize::MAX` (no budget, only the per-peer limits).
+    pub recv_budget_bytes: usize,
     /// A connection that has not completed the ZMTP handshake in this time is closed.
     /// Default 10 s.
     pub handshake_timeout: Duration,
@@ -67,6 +76,7 @@ impl Default for Options {
             send_hwm_bytes: 16 * 1024 * 1024,
             recv_hwm: 1000,
             recv_hwm_bytes: 16 * 1024 * 1024,
+            recv_budget_bytes: usize::MAX,
             handshake_timeout: Duration::from_secs(10),
             reconnect_interval: Duration::from_millis(100),
             reconnect_interval_max: Duration::from_secs(10),

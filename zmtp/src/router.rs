@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::driver::{CloseKind, Connection, Ended, Port, OUT_BATCH_BYTES};
+use crate::driver::{CloseKind, Connection, Ended, Exchanged, Port, OUT_BATCH_BYTES};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, HandshakeError, ProtocolError, TrySendError};
 use crate::options::{message_bytes, DuplicateIdentity, Hwm, Options};
@@ -77,6 +77,12 @@ struct Slot {
     in_ready: bool,
     /// `None`: unlimited; `Some(n)`: `n` more messages may be received.
     credit: Option<u64>,
+    /// Counted against, and held back by, the receive budget.
+    budgeted: bool,
+    /// Budget reserved for the large frame the connection is reading (0: none).
+    reserved: usize,
+    /// The task waits for budget, and is in `Inner::budget_waiters`.
+    wants_budget: bool,
     /// The connection task, to wake when there is output, room, or a close request.
     task: Option<Waker>,
     /// The task is waiting for output.
@@ -102,6 +108,9 @@ impl Slot {
             in_bytes: 0,
             in_ready: false,
             credit: None,
+            budgeted: true,
+            reserved: 0,
+            wants_budget: false,
             task: None,
             wants_out: false,
             wants_room: false,
@@ -127,6 +136,11 @@ struct Inner {
     events: VecDeque<RouterEvent>,
     recv_waiters: Vec<Waker>,
     next_id: u32,
+    /// Bytes counted against the receive budget: the receive queues of budgeted peers and
+    /// their reservations for large frames.
+    budget_used: usize,
+    /// Slots whose tasks wait for budget, first come first served.
+    budget_waiters: VecDeque<usize>,
 }
 
 impl Inner {
@@ -163,6 +177,42 @@ impl Inner {
         }
     }
 
+    /// Gives back `bytes` of the receive budget; if that leaves room, the longest waiting
+    /// connection is woken (it wakes the next one if room is left after it: see
+    /// [`RouterPort::exchange`]).
+    fn release_budget(&mut self, bytes: usize, budget: usize, wake: &mut Vec<Waker>) {
+        self.budget_used -= bytes;
+        if self.budget_used < budget {
+            wake.extend(self.pop_budget_waiter());
+        }
+    }
+
+    /// The task of the longest waiting connection that still waits for budget.
+    fn pop_budget_waiter(&mut self) -> Option<Waker> {
+        while let Some(idx) = self.budget_waiters.pop_front() {
+            if let Some(slot) = self.slot(idx) {
+                if slot.wants_budget {
+                    slot.wants_budget = false;
+                    if let Some(task) = slot.task.clone() {
+                        return Some(task);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Empties a slot's receive queue (its messages are dropped) and returns what it held
+    /// of the budget.
+    fn clear_inq(&mut self, idx: usize, budget: usize, wake: &mut Vec<Waker>) {
+        let Some(slot) = self.slot(idx) else { return };
+        slot.inq.clear();
+        let bytes = std::mem::take(&mut slot.in_bytes);
+        if slot.budgeted {
+            self.release_budget(bytes, budget, wake);
+        }
+    }
+
     fn mark_ready(&mut self, idx: usize) -> bool {
         match self.slot(idx) {
             Some(slot) if !slot.in_ready && slot.deliverable() => {
@@ -193,6 +243,8 @@ struct Shared {
     opts: Options,
     send_hwm: Hwm,
     recv_hwm: Hwm,
+    /// [`Options::recv_budget_bytes`].
+    budget: usize,
     inner: Mutex<Inner>,
     counters: Counters,
 }
@@ -249,6 +301,7 @@ impl Router {
                 msgs: opts.recv_hwm.max(1),
                 bytes: opts.recv_hwm_bytes.max(1),
             },
+            budget: opts.recv_budget_bytes.max(1),
             opts,
             inner: Mutex::new(inner),
             counters: Counters::default(),
@@ -309,13 +362,11 @@ impl Router {
     /// [`Error::Closed`] after [`Router::shutdown`].
     pub fn try_recv_event(&self) -> Result<Option<RouterEvent>, Error> {
         let mut inner = self.shared.lock();
-        let mut wake = None;
+        let mut wake = Vec::new();
         let result = self.next_locked(&mut inner, true, &mut wake);
         let closed = inner.closed;
         drop(inner);
-        if let Some(w) = wake {
-            w.wake();
-        }
+        wake_all(wake);
         match result {
             None if closed => Err(Error::Closed),
             other => Ok(other),
@@ -333,7 +384,7 @@ impl Router {
         // thread keep running.
         let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
         let mut inner = self.shared.lock();
-        let mut wake = None;
+        let mut wake = Vec::new();
         let result = self.next_locked(&mut inner, events, &mut wake);
         if result.is_none() {
             if inner.closed {
@@ -344,9 +395,7 @@ impl Router {
             }
         }
         drop(inner);
-        if let Some(w) = wake {
-            w.wake();
-        }
+        wake_all(wake);
         match result {
             Some(ev) => {
                 coop.made_progress();
@@ -360,7 +409,7 @@ impl Router {
         &self,
         inner: &mut Inner,
         events: bool,
-        wake: &mut Option<Waker>,
+        wake: &mut Vec<Waker>,
     ) -> Option<RouterEvent> {
         loop {
             if let Some(ev) = inner.events.pop_front() {
@@ -381,15 +430,23 @@ impl Router {
             let Some(msg) = slot.inq.pop_front() else {
                 continue;
             };
-            slot.in_bytes -= message_bytes(&msg);
+            let bytes = message_bytes(&msg);
+            slot.in_bytes -= bytes;
             if let Some(c) = &mut slot.credit {
                 *c -= 1;
             }
             if slot.wants_room && !recv_hwm.full(slot.inq.len(), slot.in_bytes) {
                 slot.wants_room = false;
-                *wake = slot.task.clone();
+                wake.extend(slot.task.clone());
+            } else if slot.wants_budget && slot.inq.is_empty() && slot.reserved == 0 {
+                // Its queue is empty: it may read a small frame whatever the budget. It
+                // stays among the waiters, for a large frame.
+                wake.extend(slot.task.clone());
             }
             let peer = slot.id.clone();
+            if slot.budgeted {
+                inner.release_budget(bytes, self.shared.budget, wake);
+            }
             inner.mark_ready(idx);
             inner.reap(idx);
             return Some(RouterEvent::Message { peer, msg });
@@ -507,6 +564,66 @@ impl Router {
         true
     }
 
+    /// Returns a message taken from `peer` to the front of its receive queue and pauses the
+    /// peer, as if the message had not been received yet: it comes back, before anything
+    /// the peer sent after it, once the peer is resumed ([`Router::resume`] or
+    /// [`Router::grant`]). Lets an owner that cannot accept a message now push back on its
+    /// sender without dropping it or holding it itself; the message counts against the
+    /// receive budget again. Returns the message if the peer is gone.
+    ///
+    /// # Errors
+    /// The message, when no peer with this id is connected or has messages waiting.
+    pub fn defer(&self, peer: &PeerId, msg: Vec<Bytes>) -> Result<(), Vec<Bytes>> {
+        let mut inner = self.shared.lock();
+        let Some(&idx) = inner.by_id.get(peer) else {
+            return Err(msg);
+        };
+        let Some(slot) = inner.slot(idx) else {
+            return Err(msg);
+        };
+        let bytes = message_bytes(&msg);
+        slot.inq.push_front(msg);
+        slot.in_bytes += bytes;
+        slot.credit = Some(0);
+        if slot.budgeted {
+            inner.budget_used += bytes;
+        }
+        Ok(())
+    }
+
+    /// Takes `peer` off the receive budget (`false`) or puts it back on (`true`): an owner
+    /// exempts the peers whose messages it must always read, so that peers it holds back
+    /// cannot use up the budget they need (a broker exempts its workers, whose replies are
+    /// what lets it take more requests). Returns false for an unknown peer.
+    pub fn set_budgeted(&self, peer: &PeerId, budgeted: bool) -> bool {
+        let budget = self.shared.budget;
+        let mut inner = self.shared.lock();
+        let Some(&idx) = inner.by_id.get(peer) else {
+            return false;
+        };
+        let Some(slot) = inner.slot(idx) else {
+            return false;
+        };
+        if slot.budgeted == budgeted {
+            return true;
+        }
+        slot.budgeted = budgeted;
+        let mut wake = Vec::new();
+        if budgeted {
+            let bytes = slot.in_bytes;
+            inner.budget_used += bytes;
+        } else {
+            let bytes = slot.in_bytes + std::mem::take(&mut slot.reserved);
+            if std::mem::take(&mut slot.wants_budget) {
+                wake.extend(slot.task.clone());
+            }
+            inner.release_budget(bytes, budget, &mut wake);
+        }
+        drop(inner);
+        wake_all(wake);
+        true
+    }
+
     /// Closes the connection to `peer` after writing what is queued for it (up to the
     /// linger time); messages received from it and not yet read are dropped. Returns false
     /// for an unknown peer.
@@ -515,16 +632,17 @@ impl Router {
         let Some(idx) = inner.by_id.remove(peer) else {
             return false;
         };
-        let wake = inner.slot(idx).and_then(|slot| {
-            slot.close = Some(CloseKind::Linger);
-            slot.inq.clear();
-            slot.in_bytes = 0;
-            slot.task.clone()
-        });
+        let mut wake: Vec<Waker> = inner
+            .slot(idx)
+            .and_then(|slot| {
+                slot.close = Some(CloseKind::Linger);
+                slot.task.clone()
+            })
+            .into_iter()
+            .collect();
+        inner.clear_inq(idx, self.shared.budget, &mut wake);
         drop(inner);
-        if let Some(w) = wake {
-            w.wake();
-        }
+        wake_all(wake);
         true
     }
 
@@ -550,8 +668,12 @@ impl Router {
 
     /// Counters since the router was created.
     pub fn stats(&self) -> Stats {
-        let peers = self.shared.lock().by_id.len();
-        self.shared.counters.snapshot(peers)
+        let inner = self.shared.lock();
+        let (peers, used) = (inner.by_id.len(), inner.budget_used);
+        drop(inner);
+        let mut stats = self.shared.counters.snapshot(peers);
+        stats.recv_budget_used = used;
+        stats
     }
 
     /// Stops accepting, closes every connection after writing what is queued (up to the
@@ -701,10 +823,9 @@ fn register(shared: &Shared, info: &PeerInfo, addr: PeerAddr) -> Option<usize> {
         if let Some(slot) = inner.slot(old) {
             slot.close = Some(CloseKind::Now);
             slot.handed_over = true;
-            slot.inq.clear();
-            slot.in_bytes = 0;
             wakers.extend(slot.task.clone());
         }
+        inner.clear_inq(old, shared.budget, &mut wakers);
         // The old peer's Disconnected must precede the newcomer's Connected.
         inner
             .events
@@ -729,10 +850,15 @@ fn finish(shared: &Shared, idx: usize) {
     let Some(slot) = inner.slot(idx) else { return };
     slot.gone = true;
     slot.task = None;
+    slot.wants_budget = false;
     let dropped = slot.out.len() as u64;
     slot.out.clear();
     let mut wakers = std::mem::take(&mut slot.send_waiters);
-    if slot.handed_over {
+    // A large frame cut off by the end of the connection holds no budget any more.
+    let reserved = std::mem::take(&mut slot.reserved);
+    let handed_over = slot.handed_over;
+    inner.release_budget(reserved, shared.budget, &mut wakers);
+    if handed_over {
         // Its Disconnected event was already emitted at handover.
         inner.slots[idx] = None;
         inner.free.push(idx);
@@ -759,9 +885,15 @@ impl Port for RouterPort {
         &mut self,
         enc: &mut Encoder,
         inbound: &mut VecDeque<Vec<Bytes>>,
+        large: Option<usize>,
         cx: &Context<'_>,
-    ) -> Option<CloseKind> {
+    ) -> Exchanged {
+        const CLOSE_NOW: Exchanged = Exchanged {
+            close: Some(CloseKind::Now),
+            may_read: false,
+        };
         let (send_hwm, recv_hwm) = (self.shared.send_hwm, self.shared.recv_hwm);
+        let budget = self.shared.budget;
         let mut inner = self.shared.lock();
         let mut wakers = Vec::new();
         let Inner {
@@ -769,13 +901,15 @@ impl Port for RouterPort {
             ready,
             events,
             recv_waiters,
+            budget_used,
+            budget_waiters,
             ..
         } = &mut *inner;
         let Some(slot) = slots.get_mut(self.idx).and_then(Option::as_mut) else {
-            return Some(CloseKind::Now);
+            return CLOSE_NOW;
         };
         if slot.close == Some(CloseKind::Now) {
-            return Some(CloseKind::Now);
+            return CLOSE_NOW;
         }
         while enc.pending() < OUT_BATCH_BYTES {
             let Some(msg) = slot.out.pop_front() else {
@@ -798,12 +932,39 @@ impl Port for RouterPort {
         let mut delivered = false;
         while !inbound.is_empty() && !recv_hwm.full(slot.inq.len(), slot.in_bytes) {
             if let Some(msg) = inbound.pop_front() {
-                slot.in_bytes += message_bytes(&msg);
+                let bytes = message_bytes(&msg);
+                slot.in_bytes += bytes;
+                if slot.budgeted {
+                    *budget_used += bytes;
+                }
                 slot.inq.push_back(msg);
                 delivered = true;
             }
         }
         slot.wants_room = !inbound.is_empty();
+        let may_read = !slot.budgeted || {
+            // The reservation follows the large frame being read: given back when it is
+            // complete (its message is in the queue by now), taken for the next one only
+            // while the total is under the budget. A frame that has its reservation always
+            // completes, so waiting connections never hold the budget from each other.
+            let want = large.unwrap_or(0);
+            if slot.reserved != want {
+                *budget_used -= std::mem::take(&mut slot.reserved);
+                if want > 0 && *budget_used < budget {
+                    slot.reserved = want;
+                    *budget_used += want;
+                }
+            }
+            if want > 0 {
+                slot.reserved == want
+            } else {
+                slot.inq.is_empty() || *budget_used < budget
+            }
+        };
+        if !may_read && !slot.wants_budget {
+            slot.wants_budget = true;
+            budget_waiters.push_back(self.idx);
+        }
         if delivered && !slot.in_ready && slot.deliverable() {
             slot.in_ready = true;
             ready.push_back(self.idx);
@@ -814,8 +975,12 @@ impl Port for RouterPort {
             _ => slot.task = Some(cx.waker().clone()),
         }
         let close = slot.close;
+        if *budget_used < budget && !budget_waiters.is_empty() {
+            // Room is left (this connection may have just given some back): pass it on.
+            wakers.extend(inner.pop_budget_waiter());
+        }
         drop(inner);
         wake_all(wakers);
-        close
+        Exchanged { close, may_read }
     }
 }

@@ -26,6 +26,7 @@ impl Counters {
             oversized: get(&self.oversized),
             identity_rejected: get(&self.identity_rejected),
             dropped_outbound: get(&self.dropped_outbound),
+            recv_budget_used: 0,
         }
     }
 }
@@ -49,4 +50,7 @@ pub struct Stats {
     pub identity_rejected: u64,
     /// Queued outbound messages dropped because their connection closed.
     pub dropped_outbound: u64,
+    /// Router: bytes counted against the receive budget now (see
+    /// [`crate::Options::recv_budget_bytes`]).
+    pub recv_budget_used: usize,
 }

@@ -576,3 +576,165 @@ async fn large_messages_echoed_through_recycled_buffers_arrive_intact() {
     dealer.send(vec![Bytes::new()]).await.unwrap();
     timeout(T, echo).await.unwrap().unwrap();
 }
+
+/// A dealer with an identity, connected to `ep`.
+fn named_dealer(ep: &str, id: &'static str) -> Dealer {
+    Dealer::connect(
+        ep,
+        Options {
+            identity: Some(Bytes::from_static(id.as_bytes())),
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Waits until `n` peers are connected.
+async fn connected(router: &Router, n: usize) -> Vec<PeerId> {
+    let mut peers = Vec::new();
+    while peers.len() < n {
+        peers.push(next_connected(router).await);
+    }
+    peers
+}
+
+/// Waits until the router holds `bytes` of its receive budget or more.
+async fn until_budget_used(router: &Router, bytes: usize) {
+    timeout(T, async {
+        while router.stats().recv_budget_used < bytes {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+}
+
+const MIB: usize = 1 << 20;
+
+#[tokio::test]
+async fn receive_budget_bounds_what_many_peers_send_at_once() {
+    let budget = 4 * MIB;
+    let (router, ep) = bound(Options {
+        recv_budget_bytes: budget,
+        ..Options::default()
+    })
+    .await;
+    let ids = [
+        "p00", "p01", "p02", "p03", "p04", "p05", "p06", "p07", "p08", "p09", "p10", "p11", "p12",
+        "p13", "p14", "p15",
+    ];
+    let dealers: Vec<Dealer> = ids.iter().map(|id| named_dealer(&ep, id)).collect();
+    connected(&router, ids.len()).await;
+    for (i, dealer) in dealers.iter().enumerate() {
+        for j in 0..2u8 {
+            let body = vec![i as u8 ^ j; MIB];
+            dealer.send(vec![Bytes::from(body)]).await.unwrap();
+        }
+    }
+    // 32 MiB are on their way; the router takes its budget and no more: a frame is read
+    // only with a reservation, and reservations are handed out while under the budget.
+    until_budget_used(&router, budget).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let used = router.stats().recv_budget_used;
+    assert!(used < budget + MIB, "{used} bytes held, budget {budget}");
+    let held: usize = ids
+        .iter()
+        .map(|id| router.queued_in(&PeerId::from(*id)).unwrap())
+        .sum();
+    assert!(held <= 4, "{held} messages of 1 MiB held");
+    // Everything still arrives, intact and in order per peer, as the owner takes it.
+    let mut next = vec![0u8; ids.len()];
+    for _ in 0..2 * ids.len() {
+        let (peer, got) = timeout(T, router.recv()).await.unwrap().unwrap();
+        let i = ids.iter().position(|id| PeerId::from(*id) == peer).unwrap();
+        assert_eq!(got[0].len(), MIB);
+        assert!(got[0].iter().all(|&b| b == i as u8 ^ next[i]));
+        next[i] += 1;
+    }
+    assert!(next.iter().all(|&n| n == 2));
+    assert_eq!(router.stats().recv_budget_used, 0);
+}
+
+#[tokio::test]
+async fn held_back_peers_cannot_starve_exempt_peers_or_small_messages() {
+    let budget = 2 * MIB;
+    let (router, ep) = bound(Options {
+        recv_budget_bytes: budget,
+        ..Options::default()
+    })
+    .await;
+    let hog = named_dealer(&ep, "hog");
+    let worker = named_dealer(&ep, "worker");
+    let other = named_dealer(&ep, "other");
+    connected(&router, 3).await;
+    router.pause(&PeerId::from("hog"));
+    assert!(router.set_budgeted(&PeerId::from("worker"), false));
+    for _ in 0..4 {
+        hog.send(vec![Bytes::from(vec![1u8; MIB])]).await.unwrap();
+    }
+    until_budget_used(&router, budget).await;
+    // A large message from a budgeted peer waits while the paused peer holds the budget...
+    other.send(vec![Bytes::from(vec![2u8; MIB])]).await.unwrap();
+    // ...but the exempt peer's large messages and anyone's small ones go through.
+    worker
+        .send(vec![Bytes::from(vec![3u8; MIB])])
+        .await
+        .unwrap();
+    let (peer, got) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!((peer, got[0].len()), (PeerId::from("worker"), MIB));
+    let small = named_dealer(&ep, "small");
+    connected(&router, 1).await;
+    small.send(msg(&[b"ready"])).await.unwrap();
+    let (peer, got) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!((peer, got), (PeerId::from("small"), msg(&[b"ready"])));
+    assert!(
+        timeout(Duration::from_millis(200), router.recv())
+            .await
+            .is_err(),
+        "the other peer's large message must wait for budget"
+    );
+    // The paused peer resumes and drains: the waiting large message is read.
+    router.resume(&PeerId::from("hog"));
+    let mut from_other = 0;
+    for _ in 0..5 {
+        let (peer, got) = timeout(T, router.recv()).await.unwrap().unwrap();
+        if peer == PeerId::from("other") {
+            assert!(got[0].iter().all(|&b| b == 2));
+            from_other += 1;
+        }
+    }
+    assert_eq!(from_other, 1);
+}
+
+#[tokio::test]
+async fn deferred_message_comes_back_first_after_resume() {
+    let (router, ep) = bound(Options {
+        recv_budget_bytes: MIB,
+        ..Options::default()
+    })
+    .await;
+    let a = named_dealer(&ep, "a");
+    connected(&router, 1).await;
+    for i in 0..3u8 {
+        a.send(msg(&[&[i]])).await.unwrap();
+    }
+    let (peer, first) = timeout(T, router.recv()).await.unwrap().unwrap();
+    assert_eq!(first, msg(&[&[0]]));
+    router.defer(&peer, first).unwrap();
+    assert!(router.stats().recv_budget_used >= 1);
+    assert!(
+        timeout(Duration::from_millis(200), router.recv())
+            .await
+            .is_err(),
+        "a deferred peer is paused"
+    );
+    router.resume(&peer);
+    for i in 0..3u8 {
+        let (_, got) = timeout(T, router.recv()).await.unwrap().unwrap();
+        assert_eq!(got, msg(&[&[i]]));
+    }
+    assert_eq!(
+        router.defer(&PeerId::from("nobody"), msg(&[b"x"])),
+        Err(msg(&[b"x"]))
+    );
+}

@@ -204,6 +204,13 @@ impl Decoder {
         self.buf.len() + self.large.as_ref().map_or(0, |l| l.body.len())
     }
 
+    /// The size of the large frame being read into its own buffer, if one is: its header
+    /// has been decoded, and this many body bytes will be held once it is complete. Lets a
+    /// caller reserve the memory before reading the rest.
+    pub fn large_frame(&self) -> Option<usize> {
+        self.large.as_ref().map(|large| large.size)
+    }
+
     /// Whether a message is partially received.
     pub fn in_message(&self) -> bool {
         !self.parts.is_empty() || self.large.is_some()
