@@ -382,6 +382,7 @@ impl Settings {
              [broker]\nbind = [{}]\nheartbeat = \"{}\"\nliveness = {}\n\n\
              [queue]\nrequest_timeout = \"{}\"\nservice_max_requests = {}\n\
              service_max_bytes = {}\ntotal_max_requests = {}\ntotal_max_bytes = {}\n\
+             client_max_requests = {}\nclient_max_bytes = {}\n\
              redispatch = {}\nmax_redispatch = {}\n\n\
              [metrics]\nlisten = \"{listen}\"\nmax_services = {}\n\n\
              [log]\nlevel = {:?}\nformat = \"{}\"\n\n\
@@ -396,6 +397,8 @@ impl Settings {
             c.service_queue.max_bytes,
             c.total_queue.max_requests,
             c.total_queue.max_bytes,
+            c.client_limits.max_requests,
+            c.client_limits.max_bytes,
             c.redispatch,
             c.max_redispatch,
             self.metrics_max_services,
@@ -672,6 +675,8 @@ struct QueueSection {
     service_max_bytes: Option<usize>,
     total_max_requests: Option<usize>,
     total_max_bytes: Option<usize>,
+    client_max_requests: Option<usize>,
+    client_max_bytes: Option<usize>,
     redispatch: Option<bool>,
     max_redispatch: Option<u32>,
 }
@@ -790,6 +795,11 @@ impl QueueSection {
             self.total_max_requests,
             self.total_max_bytes,
             core.total_queue,
+        );
+        core.client_limits = limits(
+            self.client_max_requests,
+            self.client_max_bytes,
+            core.client_limits,
         );
         if let Some(redispatch) = self.redispatch {
             core.redispatch = redispatch;

@@ -51,6 +51,125 @@ pub struct Metrics {
     titanic_store_bytes: IntGauge,
     titanic_commit_duration: Histogram,
     ha: HaMetrics,
+    flow: FlowMetrics,
+}
+
+/// Admission and flow control: paused clients, deferred requests, and the counters the core
+/// keeps about requests that no per-service event carries.
+#[derive(Debug)]
+struct FlowMetrics {
+    clients_paused: IntGauge,
+    pauses: IntCounterVec,
+    deferred: IntCounterVec,
+    redispatched: IntCounterVec,
+    no_worker: IntCounterVec,
+    queued_bytes: IntGauge,
+    receive_held: IntGauge,
+    mmi_requests: IntCounterVec,
+    disconnects_sent: IntCounterVec,
+    ignored_after_disconnect: IntCounterVec,
+}
+
+impl FlowMetrics {
+    #[allow(clippy::expect_used)]
+    fn new(r: &Registry) -> Self {
+        let plain_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let pauses = counter(
+            r,
+            "domo_client_pauses_total",
+            "Times a client was paused (not read from), by cause",
+            &["cause"],
+        );
+        for cause in crate::core::PauseCause::ALL {
+            pauses.with_label_values(&[cause.as_str()]);
+        }
+        Self {
+            clients_paused: plain_gauge(
+                "domo_clients_paused",
+                "Clients the broker does not read from now (no room for their requests, at \
+                 their own bound, or not reading their replies)",
+            ),
+            pauses,
+            deferred: counter(
+                r,
+                "domo_requests_deferred_total",
+                "Requests handed back to the transport for lack of room (taken again later)",
+                &[],
+            ),
+            redispatched: counter(
+                r,
+                "domo_requests_redispatched_total",
+                "Requests put back in their queue after losing their worker",
+                &[],
+            ),
+            no_worker: counter(
+                r,
+                "domo_requests_no_worker_total",
+                "Requests that arrived while their service had no worker (queued anyway)",
+                &[],
+            ),
+            queued_bytes: plain_gauge(
+                "domo_queued_bytes",
+                "Body bytes of the requests waiting in all service queues",
+            ),
+            receive_held: plain_gauge(
+                "domo_receive_held_bytes",
+                "Bytes received from clients and not yet taken, held against the receive budget",
+            ),
+            mmi_requests: counter(
+                r,
+                "domo_mmi_requests_total",
+                "mmi.* requests answered by the broker",
+                &[],
+            ),
+            disconnects_sent: counter(
+                r,
+                "domo_disconnects_sent_total",
+                "DISCONNECT commands sent to peers, by the rule that called for them",
+                &["reason"],
+            ),
+            ignored_after_disconnect: counter(
+                r,
+                "domo_ignored_after_disconnect_total",
+                "Messages ignored from peers the broker is silent towards (after a DISCONNECT)",
+                &[],
+            ),
+        }
+    }
+
+    fn refresh(&self, s: &Stats, router: &domo_zmtp::Stats) {
+        self.clients_paused.set(gauge_value(s.clients_paused));
+        for cause in crate::core::PauseCause::ALL {
+            set_total(&self.pauses, &[cause.as_str()], s.pauses.get(cause));
+        }
+        set_total(&self.deferred, &[], s.deferred);
+        set_total(&self.redispatched, &[], s.requests.redispatched);
+        set_total(&self.no_worker, &[], s.requests.no_worker);
+        self.queued_bytes.set(gauge_value(s.queued_bytes));
+        self.receive_held.set(gauge_value(router.recv_budget_used));
+        set_total(&self.mmi_requests, &[], s.mmi_requests);
+        let d = &s.disconnects_sent;
+        for (reason, total) in [
+            ("second_ready", d.second_ready),
+            ("mmi_ready", d.mmi_ready),
+            ("unknown_worker", d.unknown_worker),
+            ("unexpected_reply", d.unexpected_reply),
+            ("invalid_message", d.invalid_message),
+            ("client_request", d.client_request),
+            ("shutdown", d.shutdown),
+        ] {
+            set_total(&self.disconnects_sent, &[reason], total);
+        }
+        set_total(
+            &self.ignored_after_disconnect,
+            &[],
+            s.ignored_after_disconnect,
+        );
+    }
 }
 
 /// The `domo_ha_*` series; all labelled, so a broker that is not one of a pair shows none.
@@ -309,6 +428,7 @@ impl Metrics {
             ),
             draining,
             ha: HaMetrics::new(&r),
+            flow: FlowMetrics::new(&r),
             registry: r,
             labelled: HashSet::new(),
             max_services,
@@ -352,11 +472,11 @@ impl Metrics {
             }
             Event::Dropped { service, reason } => {
                 use crate::core::DropReason::{
-                    Expired, NotActive, QueueFull, Shutdown, UnknownService,
+                    ClientGone, Expired, NotActive, Shutdown, UnknownService,
                 };
                 if matches!(
                     reason,
-                    QueueFull | Expired | UnknownService | Shutdown | NotActive
+                    Expired | UnknownService | Shutdown | NotActive | ClientGone
                 ) {
                     let label = self.label(&service);
                     self.client_requests
@@ -384,14 +504,16 @@ impl Metrics {
         set_total(&self.protocol_errors, &["worker"], s.protocol_errors.worker);
         let r = &s.requests.dropped;
         for (reason, total) in [
-            ("queue_full", r.queue_full),
             ("expired", r.expired),
             ("redispatch_limit", r.redispatch_limit),
             ("worker_lost", r.worker_lost),
             ("client_silenced", r.client_silenced),
             ("shutdown", r.shutdown),
             ("not_active", r.not_active),
-            ("client_gone", snapshot.shell.replies_to_gone_clients),
+            (
+                "client_gone",
+                r.client_gone + s.replies_to_gone_clients + snapshot.shell.replies_to_gone_clients,
+            ),
             ("worker_gone", snapshot.shell.worker_commands_dropped),
         ] {
             set_total(&self.dropped, &[reason], total);
@@ -410,6 +532,7 @@ impl Metrics {
             .with_label_values(&["router"])
             .set(gauge_value(t.peers));
         self.draining.set(i64::from(snapshot.draining));
+        self.flow.refresh(s, t);
         if let Some((status, stats)) = &snapshot.ha {
             self.ha.refresh(status, stats);
         }

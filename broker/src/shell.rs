@@ -5,12 +5,15 @@
 //! them to the core with the current time, and sends what the core produced. The core never
 //! waits on the socket and the socket never waits on the core.
 //!
-//! Flow control towards clients lives here, because it is about sockets: a reply that does not
-//! fit in a client's send queue is kept in a per-client overflow and the client is paused (the
-//! router stops reading its requests) until its queue drains; then the overflow is flushed and
-//! the client resumed. So no reply to a connected client is dropped for lack of room, a client
-//! that does not read slows only itself, and the overflow is bounded by the requests the client
-//! already had accepted. A reply to a client that has gone is dropped and counted.
+//! Flow control is decided by the core ([`crate::core::Flow`]) and carried out here on the
+//! router, right after the input that caused it and before the next message is taken: a
+//! request the core has no room for is handed back to the router ([`Router::defer`]) and its
+//! client paused, registered workers are exempted from the router's receive budget, and a
+//! reply that does not fit in a client's send queue goes back to the core, which holds it
+//! (and the client's later replies) and pauses the client until the router reports it
+//! `Writable`. So no request or reply of a connected client is dropped for lack of room, and
+//! a client that does not read slows only itself. A reply to a client that has gone is
+//! dropped and counted.
 //!
 //! The outside talks to the loop through one bounded channel of [`Control`] messages (drain,
 //! stop, reload, scrape), so the core keeps a single owner. A drain asks the core to refuse
@@ -19,7 +22,6 @@
 //! what is queued. The loop wakes at least every [`TICK`] and stamps [`Health`], so a wedged
 //! loop shows in `/healthz` and stops the systemd watchdog pings.
 
-use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::HaSettings;
-use crate::core::{Broker, BrokerConfig, ConfigError, Outbound, PeerKind};
+use crate::core::{Broker, BrokerConfig, ConfigError, Flow, Outbound, PeerKind};
 pub use crate::health::Health;
 use crate::metrics::{Metrics, Snapshot};
 
@@ -132,14 +134,24 @@ fn ha_transport_options(settings: &HaSettings) -> Options {
     }
 }
 
-/// Transport options suited to a broker: per-peer send queues of 200,000 messages and 64 MiB,
+/// What the broker's router may hold of messages received and not yet taken by the core,
+/// all peers but workers together: 64 MiB. Requests the core defers for lack of room stay
+/// there, so this (with the queue limits) is what bounds memory under a burst from many
+/// clients; past it the router reads no more large frames and TCP pushes back.
+pub const RECEIVE_BUDGET_BYTES: usize = 64 << 20;
+
+/// Transport options suited to a broker: per-peer send queues of 200,000 messages and 16 MiB,
 /// since one client may have many requests answered before it reads (the zguide's
-/// asynchronous client has 100,000 in flight); past them the flow control above pauses the
-/// client, so a client that never reads costs at most 64 MiB of queued replies.
+/// asynchronous client has 100,000 in flight); past them the client is paused and its
+/// replies wait in the core, counted against its bound (`client_limits`). So a client that
+/// never reads costs at most its bound (32 MiB by default), plus 16 MiB in its send queue and
+/// 16 MiB in its receive queue: about 64 MiB. The receive budget is
+/// [`RECEIVE_BUDGET_BYTES`].
 pub fn broker_transport_options() -> Options {
     Options {
         send_hwm: 200_000,
-        send_hwm_bytes: 64 * 1024 * 1024,
+        send_hwm_bytes: 16 * 1024 * 1024,
+        recv_budget_bytes: RECEIVE_BUDGET_BYTES,
         ..Options::default()
     }
 }
@@ -165,8 +177,15 @@ pub struct ShellStats {
     pub replies_to_gone_clients: u64,
     /// Worker commands dropped because the worker had disconnected or its queue was full.
     pub worker_commands_dropped: u64,
-    /// Times a client was paused because its replies backed up.
-    pub clients_paused: u64,
+}
+
+/// What a broker that stopped cleanly had counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// The shell's counters.
+    pub shell: ShellStats,
+    /// The core's counters and gauges at the end.
+    pub core: crate::core::Stats,
 }
 
 /// A bound broker, ready to run.
@@ -261,7 +280,7 @@ impl BoundBroker {
     ///
     /// # Errors
     /// Only if the socket fails underneath; a clean shutdown is `Ok`.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<ShellStats, ShellError> {
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Finished, ShellError> {
         let (_tx, control) = mpsc::channel(1);
         self.serve(control, shutdown).await
     }
@@ -272,10 +291,7 @@ impl BoundBroker {
     ///
     /// # Errors
     /// Only if the socket fails underneath; a clean shutdown is `Ok`.
-    pub async fn run_with(
-        self,
-        control: mpsc::Receiver<Control>,
-    ) -> Result<ShellStats, ShellError> {
+    pub async fn run_with(self, control: mpsc::Receiver<Control>) -> Result<Finished, ShellError> {
         self.serve(control, std::future::pending()).await
     }
 
@@ -283,7 +299,7 @@ impl BoundBroker {
         self,
         control: mpsc::Receiver<Control>,
         shutdown: impl Future<Output = ()>,
-    ) -> Result<ShellStats, ShellError> {
+    ) -> Result<Finished, ShellError> {
         let Self {
             router,
             mut core,
@@ -314,7 +330,6 @@ impl BoundBroker {
         let mut shell = Shell {
             router,
             core,
-            overflow: HashMap::new(),
             stats: ShellStats::default(),
             health,
             metrics,
@@ -330,7 +345,10 @@ impl BoundBroker {
         }
         shell.router.shutdown().await;
         info!("Broker stopped");
-        result.map(|()| shell.stats)
+        result.map(|()| Finished {
+            shell: shell.stats,
+            core: shell.core.stats().clone(),
+        })
     }
 }
 
@@ -356,8 +374,6 @@ fn now() -> std::time::Instant {
 struct Shell {
     router: Router,
     core: Broker,
-    /// Replies that did not fit in a paused client's send queue, oldest first.
-    overflow: HashMap<PeerId, VecDeque<Vec<Bytes>>>,
     stats: ShellStats,
     health: Arc<Health>,
     metrics: Option<Arc<std::sync::Mutex<Metrics>>>,
@@ -512,7 +528,12 @@ impl Shell {
     fn on_event(&mut self, event: RouterEvent) {
         match event {
             RouterEvent::Message { peer, msg } => match to_mdp(&peer) {
-                Some(id) => self.core.handle_message(now(), id, msg),
+                Some(id) => {
+                    self.core.handle_message(now(), id, msg);
+                    // Before the next message: a deferred request must be back in the router
+                    // ahead of anything else its client sent.
+                    self.apply_flow();
+                }
                 None => warn!(peer = %peer, "Routing id unusable for MDP; message dropped"),
             },
             RouterEvent::Connected {
@@ -524,14 +545,44 @@ impl Shell {
             }
             RouterEvent::Disconnected { peer } => {
                 debug!(peer = %peer, "Peer disconnected");
-                if let Some(lost) = self.overflow.remove(&peer) {
-                    self.stats.replies_to_gone_clients += lost.len() as u64;
-                }
                 if let Some(id) = to_mdp(&peer) {
                     self.core.handle_disconnect(now(), &id);
+                    self.apply_flow();
                 }
             }
-            RouterEvent::Writable { peer } => self.flush_overflow(&peer),
+            RouterEvent::Writable { peer } => {
+                if let Some(id) = to_mdp(&peer) {
+                    self.core.handle_writable(&id);
+                    self.apply_flow();
+                }
+            }
+        }
+    }
+
+    /// Carries out the core's flow-control decisions on the router, in order.
+    fn apply_flow(&mut self) {
+        while let Some(flow) = self.core.poll_flow() {
+            match flow {
+                Flow::Defer { client, frames } => {
+                    let peer = PeerId::from(client.into_bytes());
+                    if self.router.defer(&peer, frames).is_err() {
+                        // Gone in the meantime: its Disconnected event is on its way.
+                        self.stats.replies_to_gone_clients += 1;
+                    }
+                }
+                Flow::Pause { client } => {
+                    debug!(client = %client, "Client paused");
+                    self.router.pause(&PeerId::from(client.into_bytes()));
+                }
+                Flow::Resume { client } => {
+                    debug!(client = %client, "Client resumed");
+                    self.router.resume(&PeerId::from(client.into_bytes()));
+                }
+                Flow::Worker { peer } => {
+                    self.router
+                        .set_budgeted(&PeerId::from(peer.into_bytes()), false);
+                }
+            }
         }
     }
 
@@ -598,22 +649,23 @@ impl Shell {
     fn flush_core(&mut self) {
         self.flush_ha();
         self.drain_events();
-        while let Some(Outbound { peer, kind, frames }) = self.core.poll_outbound() {
-            let peer = PeerId::from(peer.into_bytes());
-            if let Some(queue) = self.overflow.get_mut(&peer) {
-                queue.push_back(frames);
+        while let Some(Outbound {
+            peer: id,
+            kind,
+            frames,
+        }) = self.core.poll_outbound()
+        {
+            if kind == PeerKind::Client && self.core.is_reply_blocked(&id) {
+                // Behind the replies the core already holds for this client.
+                self.core.handle_send_blocked(id, frames);
                 continue;
             }
+            let peer = PeerId::from(id.clone().into_bytes());
             match (self.router.try_send(&peer, frames), kind) {
                 (Ok(()), _) => {}
                 (Err(TrySendError::Full(frames)), PeerKind::Client) => {
-                    self.overflow
-                        .entry(peer.clone())
-                        .or_default()
-                        .push_back(frames);
-                    self.router.pause(&peer);
-                    self.stats.clients_paused += 1;
                     debug!(client = %peer, "Client not reading its replies; paused");
+                    self.core.handle_send_blocked(id, frames);
                 }
                 (Err(TrySendError::Unroutable(_)), PeerKind::Client) => {
                     self.stats.replies_to_gone_clients += 1;
@@ -622,30 +674,7 @@ impl Shell {
                 (Err(TrySendError::Closed(_)), PeerKind::Client) => {}
             }
         }
-    }
-
-    /// A paused client's queue drained: send what waited, resume it once all has gone.
-    fn flush_overflow(&mut self, peer: &PeerId) {
-        let Some(queue) = self.overflow.get_mut(peer) else {
-            return;
-        };
-        while let Some(frames) = queue.pop_front() {
-            match self.router.try_send(peer, frames) {
-                Ok(()) => {}
-                Err(TrySendError::Full(frames)) => {
-                    queue.push_front(frames);
-                    return;
-                }
-                Err(_) => {
-                    self.stats.replies_to_gone_clients += 1 + queue.len() as u64;
-                    self.overflow.remove(peer);
-                    return;
-                }
-            }
-        }
-        self.overflow.remove(peer);
-        self.router.resume(peer);
-        debug!(client = %peer, "Client caught up; resumed");
+        self.apply_flow();
     }
 }
 

@@ -1,4 +1,5 @@
-//! Client requests: MMI answers, admission into service queues, direct dispatch.
+//! Client requests: MMI answers, admission into service queues (see [`super::admission`]),
+//! direct dispatch.
 
 use std::collections::hash_map::Entry;
 use std::time::Instant;
@@ -7,9 +8,8 @@ use bytes::Bytes;
 use domo_mdp::{client, mmi, ClientRequest, MmiRequest, PeerId, ServiceName};
 use tracing::debug;
 
-use super::config::QueueLimits;
 use super::events::{DropReason, Event};
-use super::stats::{DisconnectReason, Stats};
+use super::stats::DisconnectReason;
 use super::worker::Request;
 use super::{Broker, PeerKind, Service};
 
@@ -36,26 +36,33 @@ impl Broker {
             self.answer_mmi(peer, service, question);
             return;
         }
-        self.stats.requests.received += 1;
         if self.draining {
+            self.stats.requests.received += 1;
             debug!(%service, client = %peer, "Draining; request dropped");
             self.dropped(&service, DropReason::Shutdown);
             return;
         }
-        self.route(now, service, Request::new(peer, body, now));
+        if let Err(refused) = self.admission(&peer, &service) {
+            debug!(%service, client = %peer, ?refused, "No room; request deferred, client paused");
+            self.defer(peer, service, body, refused);
+            return;
+        }
+        self.stats.requests.received += 1;
+        let request = Request::new(peer, body, now);
+        self.charge_client(&request.client, request.size);
+        self.route(now, service, request);
     }
 
-    /// Sends a request to its service's longest-idle worker, or queues it if it fits.
+    /// Sends an admitted request to its service's longest-idle worker, or queues it.
     ///
     /// Creates the service if it is new; one hash lookup in all.
     fn route(&mut self, now: Instant, name: ServiceName, request: Request) {
-        let total_fits = total_fits(&self.stats, self.config.total_queue, request.size);
-        let (service, created) = match self.services.entry(name) {
-            Entry::Occupied(entry) => (entry.into_mut(), false),
+        let service = match self.services.entry(name) {
+            Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
                 self.stats.services += 1;
                 let service = Service::new(entry.key().clone());
-                (entry.insert(service), true)
+                entry.insert(service)
             }
         };
         if service.workers == 0 {
@@ -66,19 +73,12 @@ impl Broker {
             self.send_request(now, worker, request);
             return;
         }
-        if !total_fits || !service.queue.fits(request.size, self.config.service_queue) {
-            let name = service.name.clone();
-            self.dropped(&name, DropReason::QueueFull);
-            debug!(service = %name, client = %request.client, "Queue full, request dropped");
-            if created {
-                self.remove_service_if_unused(&name);
-            }
-            return;
-        }
         let deadline = now + self.config.request_timeout;
         self.stats.enqueued(request.size);
         service.queue.push_fresh(request, deadline);
         service.arm_timer(&mut self.timers, deadline);
+        let name = service.name.clone();
+        self.queue_grew(&name);
     }
 
     /// Answers an `mmi.*` request at once, from the current registrations (RFC 8 and the
@@ -129,18 +129,22 @@ impl Broker {
             debug!(%client, %service, "Reply to a silenced peer dropped");
             return;
         }
+        if self.client_gone(&client) {
+            self.dropped(service, DropReason::ClientGone);
+            debug!(%client, %service, "Reply to a client that has gone dropped");
+            return;
+        }
         self.stats.requests.replied += 1;
         self.event(|| Event::Replied {
             service: service.clone(),
             duration: now.saturating_duration_since(received_at),
         });
         let frames = client::encode_reply(service, body);
+        if self.is_reply_blocked(&client) {
+            // Behind the replies already waiting for room.
+            self.handle_send_blocked(client, frames);
+            return;
+        }
         self.emit(client, PeerKind::Client, frames);
     }
-}
-
-/// Whether one more request of `size` body bytes fits the limits of all queues together.
-fn total_fits(stats: &Stats, limits: QueueLimits, size: usize) -> bool {
-    stats.queued_requests < limits.max_requests
-        && stats.queued_bytes.saturating_add(size) <= limits.max_bytes
 }

@@ -28,21 +28,33 @@ pub struct BrokerConfig {
     /// for a reply (2.5 s per try, 3 tries), so a request only expires once its client has
     /// given up.
     pub request_timeout: Duration,
-    /// Limits of each service's queue. A new request over either limit is dropped and
-    /// counted. A request put back after losing its worker is always re-admitted (it was
-    /// admitted once), so a queue can exceed its limits by the number of workers lost.
-    /// Default: 200,000 requests and 256 MiB of body bytes, twice what the zguide's
-    /// asynchronous client sends before it reads any reply (100,000 requests).
+    /// Limits of each service's queue. A queue that reaches either limit is closed: requests
+    /// for it are handed back to the transport and their clients paused, never dropped,
+    /// until it drains to three quarters of both (see [`crate::core::Flow`]). A request put
+    /// back after losing its worker is always re-admitted (it was admitted once), so a
+    /// queue can exceed its limits by the number of workers lost. Default: 200,000 requests
+    /// and 256 MiB of body bytes, twice what the zguide's asynchronous client sends before it
+    /// reads any reply (100,000 requests).
     pub service_queue: QueueLimits,
     /// Limits of all service queues together: clients can name arbitrary services, so
-    /// per-service limits alone would not bound memory. Default: 1,000,000 requests and
-    /// 1 GiB of body bytes.
+    /// per-service limits alone would not bound memory. Closes and reopens like a service's
+    /// queue, for requests that would be queued. Default: 1,000,000 requests and 1 GiB of
+    /// body bytes.
     pub total_queue: QueueLimits,
     /// Whether a request held by a worker that dies, disconnects or breaks the protocol goes
     /// back to the head of its service queue to be dispatched again (at-least-once delivery;
     /// workers must be idempotent). When off, such a request is dropped and counted
     /// (at-most-once). Default: on.
     pub redispatch: bool,
+    /// Bound on what one client may have accepted and not yet answered: requests queued or at
+    /// a worker, and replies waiting to be written to it. Bytes are body bytes plus
+    /// [`crate::core::REQUEST_OVERHEAD`] per request, so they bound memory for small requests
+    /// too. At either limit the client alone is paused (the broker stops reading from it)
+    /// until it is back at three quarters of both. Default: 200,000 requests and 32 MiB,
+    /// above what the zguide's asynchronous client sends before it reads (100,000 small
+    /// requests, 27 MB as charged): such a client blocks in its own send once paused and
+    /// would never read again.
+    pub client_limits: QueueLimits,
     /// How many times one request may be re-dispatched; when it loses a worker once more it
     /// is dropped and counted, so a poison request that crashes every worker it reaches
     /// cannot take down the whole service. Default: 2, three attempts in all, the retry count
@@ -92,6 +104,11 @@ impl BrokerConfig {
     };
     /// Default wait limit of a queued request: 30 s.
     pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default bound per client: 200,000 requests, 32 MiB.
+    pub const DEFAULT_CLIENT_LIMITS: QueueLimits = QueueLimits {
+        max_requests: 200_000,
+        max_bytes: 32 << 20,
+    };
     /// Default re-dispatch limit: 2.
     pub const DEFAULT_MAX_REDISPATCH: u32 = 2;
 
@@ -119,6 +136,7 @@ impl Default for BrokerConfig {
             request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
             service_queue: Self::DEFAULT_SERVICE_QUEUE,
             total_queue: Self::DEFAULT_TOTAL_QUEUE,
+            client_limits: Self::DEFAULT_CLIENT_LIMITS,
             redispatch: true,
             max_redispatch: Self::DEFAULT_MAX_REDISPATCH,
         }

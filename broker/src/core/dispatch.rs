@@ -10,7 +10,7 @@ use tracing::{debug, error, info, warn};
 use super::events::{DropReason, Event};
 use super::stats::Departure;
 use super::worker::{Request, WorkerState};
-use super::{Broker, PeerKind};
+use super::{Broker, PeerKind, Service};
 
 impl Broker {
     /// Sends `request` to `peer`, a registered worker just taken off its idle list, and
@@ -20,6 +20,7 @@ impl Broker {
             // Unreachable: idle lists only hold registered workers. Not worth a panic.
             error!(worker = %peer, "Idle worker is not registered; request dropped");
             self.stats.requests.dropped.worker_lost += 1;
+            self.release_client(&request);
             return;
         };
         if request.redispatches == 0 && self.recording {
@@ -54,17 +55,24 @@ impl Broker {
         let Some(service) = self.services.get_mut(&worker.service) else {
             return;
         };
-        match mem::replace(&mut worker.state, WorkerState::Idle { seq }) {
-            WorkerState::Busy(_) => self.stats.workers_busy -= 1,
+        let done = match mem::replace(&mut worker.state, WorkerState::Idle { seq }) {
+            WorkerState::Busy(request) => {
+                self.stats.workers_busy -= 1;
+                Some(request)
+            }
             // Not reached (only busy workers reply); kept total so the lists stay exact.
             WorkerState::Idle { seq: old } => {
                 service.idle.remove(&old);
                 self.stats.workers_idle -= 1;
+                None
             }
-        }
+        };
         service.idle.insert(seq, peer.clone());
         self.stats.workers_idle += 1;
         let name = service.name.clone();
+        if let Some(request) = done {
+            self.release_client(&request);
+        }
         self.dispatch(now, &name);
     }
 
@@ -76,22 +84,33 @@ impl Broker {
     }
 
     /// Matches the service's queued requests with its idle workers, oldest request to
-    /// longest-idle worker, while it has both.
+    /// longest-idle worker, while it has both. A request whose client has disconnected is
+    /// dropped instead (`client_gone`): nobody would read its reply.
     pub(super) fn dispatch(&mut self, now: Instant, name: &ServiceName) {
-        loop {
-            let Some(service) = self.services.get_mut(name) else {
-                return;
-            };
-            if service.idle.is_empty() || service.queue.is_empty() {
-                return;
-            }
-            let (Some(request), Some(worker)) = (service.queue.pop_front(), service.pop_idle())
-            else {
-                return;
-            };
+        let mut taken = false;
+        while let Some(request) = self
+            .services
+            .get_mut(name)
+            .filter(|service| !service.idle.is_empty())
+            .and_then(|service| service.queue.pop_front())
+        {
+            taken = true;
             self.stats.dequeued(request.size);
+            if self.client_gone(&request.client) {
+                self.drop_for_gone_client(name, &request);
+                continue;
+            }
+            let Some(worker) = self.services.get_mut(name).and_then(Service::pop_idle) else {
+                // Not reached: the loop checked for an idle worker. Counted, not lost silently.
+                self.dropped(name, DropReason::WorkerLost);
+                self.release_client(&request);
+                break;
+            };
             self.stats.workers_idle -= 1;
             self.send_request(now, worker, request);
+        }
+        if taken {
+            self.queue_shrank(name);
         }
     }
 
@@ -128,31 +147,36 @@ impl Broker {
     /// Puts a request whose worker was lost back at the head of its queue, unless
     /// re-dispatch is off or the request has used up its re-dispatches.
     fn requeue(&mut self, now: Instant, name: &ServiceName, mut request: Request) {
-        if self.closing {
-            self.dropped(name, DropReason::Shutdown);
-            return;
-        }
-        if !self.is_serving() {
+        let reason = if self.closing {
+            Some(DropReason::Shutdown)
+        } else if !self.is_serving() {
             // A pair member that stopped being active hands out no more work.
-            self.dropped(name, DropReason::NotActive);
-            return;
-        }
-        if !self.config.redispatch {
-            self.dropped(name, DropReason::WorkerLost);
+            Some(DropReason::NotActive)
+        } else if self.client_gone(&request.client) {
+            Some(DropReason::ClientGone)
+        } else if !self.config.redispatch {
             debug!(service = %name, client = %request.client, "Worker lost, request dropped");
-            return;
-        }
-        if request.redispatches >= self.config.max_redispatch {
-            self.dropped(name, DropReason::RedispatchLimit);
+            Some(DropReason::WorkerLost)
+        } else if request.redispatches >= self.config.max_redispatch {
             warn!(
                 service = %name,
                 client = %request.client,
                 redispatches = request.redispatches,
                 "Request lost one worker too many, dropped"
             );
+            Some(DropReason::RedispatchLimit)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            self.dropped(name, reason);
+            self.release_client(&request);
             return;
         }
         let Some(service) = self.services.get_mut(name) else {
+            // Not reached: the service of a registered worker exists until the worker goes.
+            self.dropped(name, DropReason::WorkerLost);
+            self.release_client(&request);
             return;
         };
         request.redispatches += 1;
@@ -161,6 +185,8 @@ impl Broker {
         let deadline = now + self.config.request_timeout;
         service.queue.push_retried(request, deadline);
         service.arm_timer(&mut self.timers, deadline);
+        // Always re-admitted (it was admitted once), but it counts towards closing the queue.
+        self.queue_grew(name);
         self.dispatch(now, name);
         if self.draining {
             // No new work while draining: a request that found no idle worker at once goes.
@@ -190,9 +216,10 @@ impl Broker {
         for request in expired {
             self.stats.dequeued(request.size);
             self.dropped(name, reason);
+            self.release_client(&request);
             debug!(service = %name, client = %request.client, "Queued request expired");
         }
-        self.remove_service_if_unused(name);
+        self.queue_shrank(name);
     }
 
     /// Forgets a service that has neither workers nor queued requests.

@@ -69,15 +69,16 @@ impl Broker {
         };
         let mut dropped = Vec::new();
         while let Some(request) = service.queue.pop_front() {
-            dropped.push(request.size);
+            dropped.push(request);
         }
         if let Some(key) = service.timer.take() {
             self.timers.cancel(key);
         }
-        for size in dropped {
-            self.stats.dequeued(size);
+        for request in dropped {
+            self.stats.dequeued(request.size);
             self.dropped(name, reason);
+            self.release_client(&request);
         }
-        self.remove_service_if_unused(name);
+        self.queue_shrank(name);
     }
 }

@@ -46,8 +46,6 @@ pub enum Event {
 /// Why a request was dropped (see [`super::RequestDrops`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    /// A queue limit was reached.
-    QueueFull,
     /// The request waited `request_timeout` while its service had workers.
     Expired,
     /// The request waited `request_timeout` and its service had no worker.
@@ -63,13 +61,14 @@ pub enum DropReason {
     /// The broker is the one of a Binary Star pair that is not serving (passive, waiting for
     /// its peer, or resynchronising); the client is to try the other broker.
     NotActive,
+    /// The client had disconnected.
+    ClientGone,
 }
 
 impl DropReason {
     /// The reason as a metric label value.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::QueueFull => "queue_full",
             Self::Expired => "expired",
             Self::UnknownService => "unknown_service",
             Self::RedispatchLimit => "redispatch_limit",
@@ -77,6 +76,7 @@ impl DropReason {
             Self::ClientSilenced => "client_silenced",
             Self::Shutdown => "dropped_on_shutdown",
             Self::NotActive => "not_active",
+            Self::ClientGone => "client_gone",
         }
     }
 }
@@ -106,13 +106,13 @@ impl Broker {
     pub(super) fn dropped(&mut self, service: &ServiceName, reason: DropReason) {
         let drops = &mut self.stats.requests.dropped;
         let counter = match reason {
-            DropReason::QueueFull => &mut drops.queue_full,
             DropReason::Expired | DropReason::UnknownService => &mut drops.expired,
             DropReason::RedispatchLimit => &mut drops.redispatch_limit,
             DropReason::WorkerLost => &mut drops.worker_lost,
             DropReason::ClientSilenced => &mut drops.client_silenced,
             DropReason::Shutdown => &mut drops.shutdown,
             DropReason::NotActive => &mut drops.not_active,
+            DropReason::ClientGone => &mut drops.client_gone,
         };
         *counter += 1;
         self.event(|| Event::Dropped {

@@ -88,6 +88,7 @@
 //! [`Broker::disconnect_workers`] then sends DISCONNECT to every worker. The shell owns the
 //! drain timeout. Per-service facts for metrics come out of [`Broker::poll_event`].
 
+mod admission;
 mod client;
 mod config;
 mod dispatch;
@@ -112,11 +113,13 @@ use bytes::Bytes;
 use domo_mdp::consts::MDPW01;
 use domo_mdp::{Incoming, PeerId, ServiceName};
 
+use self::admission::Client;
+pub use self::admission::{low_watermark, Flow, PauseCause, REQUEST_OVERHEAD};
 pub use self::config::{BrokerConfig, ConfigError, QueueLimits, MAX_DURATION};
 pub use self::events::{DropReason, Event};
 use self::service::Service;
 pub use self::stats::{
-    DisconnectsSent, ProtocolErrors, RequestDrops, RequestStats, Stats, WorkerDepartures,
+    DisconnectsSent, Pauses, ProtocolErrors, RequestDrops, RequestStats, Stats, WorkerDepartures,
 };
 use self::timer::{Timer, TimerKey, Timers};
 use self::worker::Worker;
@@ -157,6 +160,15 @@ pub struct Broker {
     timers: Timers,
     /// Messages waiting for [`Broker::poll_outbound`].
     outbound: VecDeque<Outbound>,
+    /// Clients with requests in flight, or paused ([`admission`]).
+    clients: HashMap<PeerId, Client>,
+    /// Flow-control actions waiting for [`Broker::poll_flow`].
+    flow: VecDeque<Flow>,
+    /// All queues together reached `total_queue` and have not yet drained to the low
+    /// watermark: requests that would be queued are deferred.
+    total_closed: bool,
+    /// Clients waiting for all queues together to reopen, in the order they were deferred.
+    total_waiting: VecDeque<PeerId>,
     stats: Stats,
     /// Next key for a service's idle list; grows forever, so larger means idle more recently.
     next_idle_seq: u64,
@@ -188,6 +200,10 @@ impl Broker {
             silenced: HashMap::new(),
             timers: Timers::default(),
             outbound: VecDeque::new(),
+            clients: HashMap::new(),
+            flow: VecDeque::new(),
+            total_closed: false,
+            total_waiting: VecDeque::new(),
             stats: Stats::default(),
             next_idle_seq: 0,
             now,
@@ -223,6 +239,7 @@ impl Broker {
         if let Some(key) = self.silenced.remove(peer) {
             self.timers.cancel(key);
         }
+        self.client_disconnected(peer);
         self.remove_worker(now, peer, stats::Departure::ConnectionClosed);
     }
 
@@ -270,6 +287,7 @@ impl Broker {
     pub fn reconfigure(&mut self, config: BrokerConfig) -> Result<(), ConfigError> {
         config.validate()?;
         self.config = config;
+        self.limits_changed();
         Ok(())
     }
 

@@ -11,7 +11,6 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::config::QueueLimits;
 use super::worker::Request;
 
 /// A request and the instant it expires if still waiting.
@@ -37,19 +36,19 @@ impl RequestQueue {
     }
 
     /// Body bytes of the queued requests.
-    #[cfg(test)]
     pub(super) fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// The queued requests, in no particular order.
+    #[cfg(test)]
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Request> {
+        self.retried.iter().chain(&self.fresh).map(|q| &q.request)
     }
 
     /// Whether no request is queued.
     pub(super) fn is_empty(&self) -> bool {
         self.retried.is_empty() && self.fresh.is_empty()
-    }
-
-    /// Whether one more request of `size` body bytes stays within `limits`.
-    pub(super) fn fits(&self, size: usize, limits: QueueLimits) -> bool {
-        self.len() < limits.max_requests && self.bytes.saturating_add(size) <= limits.max_bytes
     }
 
     /// Appends a request from a client.
@@ -141,22 +140,14 @@ mod tests {
     }
 
     #[test]
-    fn limits_count_requests_and_body_bytes() {
+    fn bytes_follow_pushes_and_pops() {
         let now = Instant::now();
-        let limits = QueueLimits {
-            max_requests: 2,
-            max_bytes: 10,
-        };
         let mut queue = RequestQueue::default();
-        assert!(queue.fits(10, limits));
-        assert!(!queue.fits(11, limits));
         queue.push_fresh(request("a", 6), now);
-        assert!(queue.fits(4, limits));
-        assert!(!queue.fits(5, limits));
-        queue.push_fresh(request("b", 0), now);
-        assert!(!queue.fits(0, limits));
+        queue.push_retried(request("b", 4), now);
+        assert_eq!((queue.len(), queue.bytes()), (2, 10));
         queue.pop_front();
-        assert!(queue.fits(10, limits));
+        assert_eq!((queue.len(), queue.bytes()), (1, 6));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A service: its idle workers, least recently used first, and its request queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use domo_mdp::{PeerId, ServiceName};
@@ -32,6 +32,11 @@ pub(super) struct Service {
     /// The queue's expiry timer: pending whenever requests are queued, at or before the
     /// earliest deadline among them.
     pub(super) timer: Option<TimerKey>,
+    /// The queue reached a limit and has not drained to the low watermark since: new
+    /// requests are deferred (see [`super::admission`]). Only while requests are queued.
+    pub(super) closed: bool,
+    /// Clients whose request was deferred because the queue was closed, in that order.
+    pub(super) waiting: VecDeque<PeerId>,
 }
 
 impl Service {
@@ -43,6 +48,8 @@ impl Service {
             queue: RequestQueue::default(),
             workers: 0,
             timer: None,
+            closed: false,
+            waiting: VecDeque::new(),
         }
     }
 

@@ -11,7 +11,7 @@ use super::events::Event;
 use super::stats::{Departure, DisconnectReason};
 use super::timer::Timer;
 use super::worker::{Worker, WorkerState};
-use super::{Broker, PeerKind, Service};
+use super::{Broker, Flow, PeerKind, Service};
 
 impl Broker {
     /// Handles a decoded command from a worker.
@@ -62,7 +62,8 @@ impl Broker {
             state,
             timer,
         };
-        self.workers.insert(peer, worker);
+        self.workers.insert(peer.clone(), worker);
+        self.flow.push_back(Flow::Worker { peer });
         self.event(|| Event::WorkerRegistered {
             service: name.clone(),
         });

@@ -29,6 +29,53 @@ pub struct Stats {
     pub queued_bytes: usize,
     /// Gauge: services the broker knows (with workers, queued requests, or both).
     pub services: usize,
+    /// Gauge: clients paused now (see [`crate::core::Flow`]).
+    pub clients_paused: usize,
+    /// Times a cause paused a client (a client held by two causes counts under both).
+    pub pauses: Pauses,
+    /// Replies dropped because their client disconnected while they waited for it to read
+    /// (the requests count as replied).
+    pub replies_to_gone_clients: u64,
+    /// Requests handed back to the transport for lack of room; each comes back when its
+    /// client is resumed, and is counted in `requests` only then.
+    pub deferred: u64,
+}
+
+/// Times clients were paused, by cause (see [`crate::core::PauseCause`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pauses {
+    /// The client's own requests reached `client_limits`.
+    pub client_limit: u64,
+    /// Its request was for a service whose queue was full.
+    pub service_full: u64,
+    /// Its request would have been queued while all queues together were full.
+    pub total_full: u64,
+    /// Its replies backed up.
+    pub reply_backlog: u64,
+}
+
+impl Pauses {
+    pub(super) fn count(&mut self, cause: super::PauseCause) {
+        use super::PauseCause::{ClientLimit, ReplyBacklog, ServiceFull, TotalFull};
+        let counter = match cause {
+            ClientLimit => &mut self.client_limit,
+            ServiceFull => &mut self.service_full,
+            TotalFull => &mut self.total_full,
+            ReplyBacklog => &mut self.reply_backlog,
+        };
+        *counter += 1;
+    }
+
+    /// The count of one cause.
+    pub fn get(&self, cause: super::PauseCause) -> u64 {
+        use super::PauseCause::{ClientLimit, ReplyBacklog, ServiceFull, TotalFull};
+        match cause {
+            ClientLimit => self.client_limit,
+            ServiceFull => self.service_full,
+            TotalFull => self.total_full,
+            ReplyBacklog => self.reply_backlog,
+        }
+    }
 }
 
 /// Client requests to ordinary services, by outcome.
@@ -56,8 +103,6 @@ pub struct RequestStats {
 /// Why requests were dropped. MDP has no error reply, so the client sees a timeout.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestDrops {
-    /// The service queue, or all queues together, were at a limit.
-    pub queue_full: u64,
     /// The request waited in its queue for the whole `request_timeout`.
     pub expired: u64,
     /// The request lost its worker once more after `max_redispatch` re-dispatches.
@@ -73,18 +118,21 @@ pub struct RequestDrops {
     /// The broker is the member of a Binary Star pair that is not serving: received then,
     /// or queued when it stopped being active.
     pub not_active: u64,
+    /// The client had disconnected: a queued request of its was not dispatched, or its
+    /// reply (or replies waiting for it to read) was not sent.
+    pub client_gone: u64,
 }
 
 impl RequestDrops {
     /// All dropped requests.
     pub fn total(&self) -> u64 {
-        self.queue_full
-            + self.expired
+        self.expired
             + self.redispatch_limit
             + self.worker_lost
             + self.client_silenced
             + self.shutdown
             + self.not_active
+            + self.client_gone
     }
 }
 

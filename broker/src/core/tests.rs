@@ -3,6 +3,7 @@
 //! Every test runs through [`util::Harness`], which checks the core's invariants after each
 //! input and fails if the broker sends anything to a peer it disconnected.
 
+mod admission;
 mod bad_input;
 mod drain;
 mod liveness;

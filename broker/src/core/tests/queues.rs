@@ -101,36 +101,51 @@ fn a_requeued_request_waits_a_full_timeout_again_and_fresh_ones_still_expire() {
 }
 
 #[test]
-fn a_full_service_queue_drops_new_requests_by_count() {
+fn a_full_service_queue_defers_new_requests_by_count_and_drops_none() {
     let mut h = with_service_limits(2, usize::MAX);
     for body in ["1", "2", "3"] {
         h.request("c", "echo", body);
     }
     h.request("c", "other", "4");
     let stats = h.broker.stats();
-    assert_eq!(stats.requests.dropped.queue_full, 1);
-    assert_eq!(stats.queued_requests, 3);
+    assert_eq!(stats.requests.dropped.total(), 0);
+    assert_eq!(stats.queued_requests, 2);
+    assert_eq!(stats.deferred, 1);
+    // The client is paused: its third request and what it sent after it wait in the
+    // transport, in order.
+    assert!(h.is_paused("c"));
+    assert_eq!(h.held("c"), 2);
     h.ready("w1", "echo");
     h.reply("w1", "c", "r1");
+    h.reply("w1", "c", "r2");
+    h.reply("w1", "c", "r3");
     assert_eq!(
         h.take(),
         [
             Sent::request("w1", "c", "1"),
             Sent::reply("c", "echo", "r1"),
             Sent::request("w1", "c", "2"),
+            Sent::reply("c", "echo", "r2"),
+            Sent::request("w1", "c", "3"),
+            Sent::reply("c", "echo", "r3"),
         ]
     );
+    assert!(!h.is_paused("c"));
+    assert_eq!(h.broker.stats().queued_requests, 1, "the request for other");
 }
 
 #[test]
-fn a_full_service_queue_drops_new_requests_by_body_bytes() {
+fn a_full_service_queue_defers_new_requests_by_body_bytes() {
     let mut h = with_service_limits(usize::MAX, 10);
-    h.request("c", "echo", "12345");
-    h.request("c", "echo", "123|456");
-    h.request("c", "echo", "12|345");
+    h.request("c1", "echo", "12345");
+    h.request("c2", "echo", "123|456");
+    h.request("c3", "echo", "12|345");
     let stats = h.broker.stats();
-    assert_eq!(stats.requests.dropped.queue_full, 1);
-    assert_eq!((stats.queued_requests, stats.queued_bytes), (2, 10));
+    assert_eq!(stats.requests.dropped.total(), 0);
+    // The second request takes the queue past its limit (a request is never refused by an
+    // open queue); the third waits.
+    assert_eq!((stats.queued_requests, stats.queued_bytes), (2, 11));
+    assert!(h.is_paused("c3") && !h.is_paused("c1") && !h.is_paused("c2"));
 }
 
 #[test]
@@ -143,21 +158,24 @@ fn total_limits_span_services_and_create_no_service_when_full() {
         ..BrokerConfig::default()
     };
     let mut h = Harness::with_config(config);
-    h.request("c", "a", "1");
-    h.request("c", "b", "2");
-    h.request("c", "c", "3");
+    h.request("c1", "a", "1");
+    h.request("c2", "b", "2");
+    h.request("c3", "c", "3");
     let stats = h.broker.stats();
-    assert_eq!(stats.requests.dropped.queue_full, 1);
+    assert_eq!(stats.requests.dropped.total(), 0);
     assert_eq!(stats.services, 2);
+    assert!(h.is_paused("c3"));
+    assert_eq!(stats.pauses.total_full, 1);
 }
 
 #[test]
-fn a_request_too_big_for_a_new_service_leaves_no_service_behind() {
+fn a_request_too_big_for_an_empty_queue_is_still_taken() {
     let mut h = with_service_limits(10, 3);
     h.request("c", "echo", "1234");
-    assert_eq!(h.broker.stats().requests.dropped.queue_full, 1);
-    assert_eq!(h.broker.stats().services, 0);
-    assert_eq!(h.broker.poll_timeout(), None);
+    assert_eq!(h.broker.stats().requests.dropped.total(), 0);
+    assert_eq!(h.broker.stats().queued_bytes, 4);
+    h.ready("w1", "echo");
+    assert_eq!(h.take(), [Sent::request("w1", "c", "1234")]);
 }
 
 #[test]

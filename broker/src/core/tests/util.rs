@@ -1,14 +1,15 @@
 //! Test harness: a broker, a fake clock, MDP peers speaking through the `domo-mdp` codec,
 //! and a checker for the core's invariants.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use domo_mdp::{client, worker, PeerId, ServiceName, WorkerCommand};
 
+use crate::core::admission::charge;
 use crate::core::worker::WorkerState;
-use crate::core::{Broker, BrokerConfig, Outbound, PeerKind};
+use crate::core::{Broker, BrokerConfig, Flow, Outbound, PeerKind};
 
 pub(super) const MS: Duration = Duration::from_millis(1);
 pub(super) const NS: Duration = Duration::from_nanos(1);
@@ -100,6 +101,15 @@ pub(super) struct Harness {
     /// Whether to check the invariants after every input (off for big tests, where the
     /// O(state) check would dominate; they call `check_invariants` at the end).
     pub(super) checking: bool,
+    /// The transport as the shell drives it: messages of paused peers wait here, in order,
+    /// and are delivered when the core resumes the peer.
+    pub(super) held: HashMap<PeerId, VecDeque<Vec<Bytes>>>,
+    /// Peers the core paused.
+    pub(super) paused: HashSet<PeerId>,
+    /// Peers the core said are workers.
+    pub(super) exempt: HashSet<PeerId>,
+    /// Every flow action, in order, for tests that check them.
+    pub(super) flows: Vec<Flow>,
 }
 
 impl Harness {
@@ -117,6 +127,10 @@ impl Harness {
             disconnected: HashMap::new(),
             to_peer: Vec::new(),
             checking: true,
+            held: HashMap::new(),
+            paused: HashSet::new(),
+            exempt: HashSet::new(),
+            flows: Vec::new(),
         }
     }
 
@@ -127,9 +141,37 @@ impl Harness {
 
     // === inputs ===
 
-    /// Delivers raw frames from `peer`.
+    /// Delivers raw frames from `peer`, or keeps them in the transport while the core has
+    /// `peer` paused.
     pub(super) fn send(&mut self, peer: &str, frames: Vec<Bytes>) {
-        self.broker.handle_message(self.now, id(peer), frames);
+        let peer = id(peer);
+        if self.paused.contains(&peer) {
+            self.held.entry(peer).or_default().push_back(frames);
+            return;
+        }
+        self.broker.handle_message(self.now, peer, frames);
+        self.collect();
+    }
+
+    /// Messages of `peer` the transport holds (deferred or not yet read).
+    pub(super) fn held(&self, peer: &str) -> usize {
+        self.held.get(&id(peer)).map_or(0, VecDeque::len)
+    }
+
+    /// Whether the core has `peer` paused.
+    pub(super) fn is_paused(&self, peer: &str) -> bool {
+        self.paused.contains(&id(peer))
+    }
+
+    /// The transport could not take this reply: it goes back to the core.
+    pub(super) fn send_blocked(&mut self, client: &str, frames: Vec<Bytes>) {
+        self.broker.handle_send_blocked(id(client), frames);
+        self.collect();
+    }
+
+    /// The transport has room for `client` again.
+    pub(super) fn writable(&mut self, client: &str) {
+        self.broker.handle_writable(&id(client));
         self.collect();
     }
 
@@ -161,6 +203,9 @@ impl Harness {
 
     /// The transport reports the peer's connection closed.
     pub(super) fn close(&mut self, peer: &str) {
+        self.held.remove(&id(peer));
+        self.paused.remove(&id(peer));
+        self.exempt.remove(&id(peer));
         self.broker.handle_disconnect(self.now, &id(peer));
         self.disconnected.remove(&id(peer));
         self.collect();
@@ -200,6 +245,42 @@ impl Harness {
     // === outputs ===
 
     fn collect(&mut self) {
+        // Like the shell: flow actions first, and a resumed peer's held messages delivered
+        // in order until it is paused again.
+        let mut resumed = VecDeque::new();
+        loop {
+            while let Some(flow) = self.broker.poll_flow() {
+                match &flow {
+                    Flow::Defer { client, frames } => {
+                        self.paused.insert(client.clone());
+                        let held = self.held.entry(client.clone()).or_default();
+                        held.push_front(frames.clone());
+                    }
+                    Flow::Pause { client } => {
+                        self.paused.insert(client.clone());
+                    }
+                    Flow::Resume { client } => {
+                        self.paused.remove(client);
+                        resumed.push_back(client.clone());
+                    }
+                    Flow::Worker { peer } => {
+                        self.exempt.insert(peer.clone());
+                    }
+                }
+                self.flows.push(flow);
+            }
+            let Some(client) = resumed.pop_front() else {
+                break;
+            };
+            if self.paused.contains(&client) {
+                continue;
+            }
+            if let Some(frames) = self.held.get_mut(&client).and_then(VecDeque::pop_front) {
+                self.broker.handle_message(self.now, client.clone(), frames);
+                // More of its messages after this one, unless it was paused again.
+                resumed.push_front(client);
+            }
+        }
         while let Some(frames) = self.broker.poll_peer_transmit() {
             let msg = crate::core::ha::StateMessage::decode(&frames).expect("valid state");
             self.to_peer.push(msg);
@@ -319,6 +400,7 @@ impl Broker {
         }
         let timers = self.workers.len() + timed_services + self.silenced.len();
         assert_eq!(self.timers.len(), timers, "stale timers");
+        self.check_admission(&queued);
         let stats = &self.stats;
         assert_eq!((stats.workers_idle, stats.workers_busy), (idle, busy));
         assert_eq!((stats.queued_requests, stats.queued_bytes), queued);
@@ -330,5 +412,66 @@ impl Broker {
             requests.replied + requests.dropped.total() + pending,
             "requests not accounted for"
         );
+    }
+
+    /// Every client is charged exactly for its queued and held requests and its backlog;
+    /// paused clients are counted; closed queues are at or above their low watermark.
+    fn check_admission(&self, queued: &(usize, usize)) {
+        use crate::core::admission::at_low;
+        let mut charged: HashMap<&PeerId, (usize, usize)> = HashMap::new();
+        for service in self.services.values() {
+            for request in service.queue.iter() {
+                let entry = charged.entry(&request.client).or_default();
+                entry.0 += 1;
+                entry.1 += charge(request.size);
+            }
+            if service.closed {
+                assert!(
+                    !at_low(
+                        service.queue.len(),
+                        service.queue.bytes(),
+                        self.config.service_queue
+                    ),
+                    "service {} closed below its low watermark",
+                    service.name
+                );
+            } else {
+                assert!(service.waiting.is_empty(), "clients wait on an open queue");
+            }
+        }
+        for worker in self.workers.values() {
+            if let WorkerState::Busy(request) = &worker.state {
+                let entry = charged.entry(&request.client).or_default();
+                entry.0 += 1;
+                entry.1 += charge(request.size);
+            }
+        }
+        for (peer, client) in &self.clients {
+            let mut expected = charged.remove(peer).unwrap_or_default();
+            for reply in &client.backlog {
+                expected.0 += 1;
+                expected.1 += charge(reply.iter().map(Bytes::len).sum());
+            }
+            assert_eq!(
+                (client.requests, client.bytes),
+                expected,
+                "charges of client {peer}"
+            );
+            assert!(
+                !client.is_unused_for_tests(),
+                "client {peer} kept with nothing"
+            );
+        }
+        assert!(
+            charged.is_empty(),
+            "requests of unknown clients: {charged:?}"
+        );
+        let paused = self.clients.values().filter(|c| c.paused).count();
+        assert_eq!(self.stats.clients_paused, paused);
+        if self.total_closed {
+            assert!(!at_low(queued.0, queued.1, self.config.total_queue));
+        } else {
+            assert!(self.total_waiting.is_empty());
+        }
     }
 }
