@@ -140,17 +140,19 @@ fn ha_transport_options(settings: &HaSettings) -> Options {
 /// clients; past it the router reads no more large frames and TCP pushes back.
 pub const RECEIVE_BUDGET_BYTES: usize = 64 << 20;
 
-/// Transport options suited to a broker: per-peer send queues of 200,000 messages and 16 MiB,
+/// Transport options suited to a broker: per-peer send queues of 200,000 messages and 8 MiB,
 /// since one client may have many requests answered before it reads (the zguide's
-/// asynchronous client has 100,000 in flight); past them the client is paused and its
-/// replies wait in the core, counted against its bound (`client_limits`). So a client that
-/// never reads costs at most its bound (32 MiB by default), plus 16 MiB in its send queue and
-/// 16 MiB in its receive queue: about 64 MiB. The receive budget is
-/// [`RECEIVE_BUDGET_BYTES`].
+/// asynchronous client has 100,000 small ones in flight); past them the client is paused and
+/// its replies wait in the core, counted against its bound (`client_limits`). Per-peer
+/// receive queues of 8 MiB. So a client that never reads holds at most its bound (32 MiB by
+/// default) plus 8 MiB in each queue: 48 MiB of messages, about 64 MiB of memory once the
+/// buffers they sit in are counted (measured: 65 MiB, BENCHMARKS.md). The receive budget
+/// is [`RECEIVE_BUDGET_BYTES`].
 pub fn broker_transport_options() -> Options {
     Options {
         send_hwm: 200_000,
-        send_hwm_bytes: 16 * 1024 * 1024,
+        send_hwm_bytes: 8 * 1024 * 1024,
+        recv_hwm_bytes: 8 * 1024 * 1024,
         recv_budget_bytes: RECEIVE_BUDGET_BYTES,
         ..Options::default()
     }

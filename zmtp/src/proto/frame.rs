@@ -178,7 +178,15 @@ impl Decoder {
     /// The buffer the next read should append to. Its spare capacity is what may be read:
     /// while a large frame is pending this is the frame's own buffer, whose capacity ends
     /// where the frame ends, so a read never runs past the frame.
+    ///
+    /// A large frame's buffer is only allocated here, when the caller is about to read into
+    /// it (with the bytes of the frame already read moved in), not when its header is
+    /// decoded: a caller that must wait before reading it (a receive budget) holds no memory
+    /// for it meanwhile.
     pub fn read_buf(&mut self) -> &mut BytesMut {
+        if self.large.as_ref().is_some_and(|l| l.body.capacity() == 0) {
+            self.allocate_large();
+        }
         if let Some(large) = &mut self.large {
             return &mut large.body;
         }
@@ -253,23 +261,36 @@ impl Decoder {
                     return Ok(Some(item));
                 }
             } else if size > READ_CHUNK {
-                // `size` has passed the limits in `peek_header`: only now is memory committed.
+                // `size` has passed the limits in `peek_header`. The body's bytes read so far
+                // stay in `buf` until `read_buf` allocates the frame's buffer.
                 self.buf.advance(header);
-                let mut body = self
-                    .take_spare(size)
-                    .unwrap_or_else(|| BytesMut::with_capacity(size));
-                body.extend_from_slice(&self.buf);
-                self.buf.clear();
                 self.large = Some(LargeFrame {
-                    body,
+                    body: BytesMut::new(),
                     size,
                     more,
                     command,
                 });
+                return Ok(None);
             } else {
                 self.buf.reserve(header + size - self.buf.len());
                 return Ok(None);
             }
+        }
+    }
+
+    /// Gives the pending large frame its buffer (a spare if one fits) and moves the bytes of
+    /// its body already read into it.
+    fn allocate_large(&mut self) {
+        let Some(size) = self.large.as_ref().map(|l| l.size) else {
+            return;
+        };
+        let mut body = self
+            .take_spare(size)
+            .unwrap_or_else(|| BytesMut::with_capacity(size));
+        body.extend_from_slice(&self.buf);
+        self.buf.clear();
+        if let Some(large) = &mut self.large {
+            large.body = body;
         }
     }
 

@@ -327,8 +327,9 @@ fn recycled_buffer_is_reused_for_the_next_large_frame() {
     let second = encode(vec![large_body(size, 2)]);
     dec.feed(&second[..100]);
     assert_eq!(dec.decode().unwrap(), None);
-    assert_eq!(dec.spares(), 0);
+    assert_eq!(dec.spares(), 1, "taken only when the caller reads into it");
     assert_eq!(dec.read_buf().capacity(), size);
+    assert_eq!(dec.spares(), 0);
     dec.feed(&second[100..]);
     let got = one_message(&mut dec);
     assert_eq!(got, vec![large_body(size, 2)]);
@@ -393,8 +394,9 @@ fn spares_that_do_not_fit_the_frame_are_not_used() {
     let wire = encode(vec![large_body(size, 10)]);
     dec.feed(&wire[..50]);
     assert_eq!(dec.decode().unwrap(), None);
-    assert_eq!(dec.spares(), 0);
+    assert_eq!(dec.spares(), 1, "taken only when the caller reads into it");
     assert_eq!(dec.read_buf().capacity(), size);
+    assert_eq!(dec.spares(), 0);
     dec.feed(&wire[50..]);
     let got = one_message(&mut dec).pop().unwrap();
     assert_eq!(got, large_body(size, 10));
@@ -604,6 +606,7 @@ fn spares_of_all_decoders_share_one_budget() {
         matches!(a.decode(), Ok(None)),
         "the frame's body is not all there"
     );
+    a.read_buf();
     assert_eq!((a.spares(), SMALL.used()), (1, 100_000));
     a.feed(&wire[1000..]);
     assert!(matches!(a.decode(), Ok(Some(Decoded::Message(_)))));
@@ -613,4 +616,22 @@ fn spares_of_all_decoders_share_one_budget() {
     assert_eq!(SMALL.used(), 100_000);
     drop(b);
     assert_eq!(SMALL.used(), 0);
+}
+
+#[test]
+fn a_large_frame_gets_its_buffer_only_when_read_into() {
+    let size = 4 * READ_CHUNK;
+    let wire = encode(vec![large_body(size, 3)]);
+    let mut dec = Decoder::new(Limits::default());
+    dec.feed(&wire[..READ_CHUNK]);
+    assert_eq!(dec.decode().unwrap(), None);
+    // Header decoded, body pending: its size is known, no buffer of that size exists yet.
+    assert_eq!(dec.large_frame(), Some(size));
+    assert!(dec.large.as_ref().unwrap().body.capacity() == 0);
+    assert_eq!(dec.buffered(), READ_CHUNK - 9);
+    let buf = dec.read_buf();
+    assert_eq!((buf.len(), buf.capacity()), (READ_CHUNK - 9, size));
+    dec.feed(&wire[READ_CHUNK..]);
+    assert_eq!(one_message(&mut dec), vec![large_body(size, 3)]);
+    assert_eq!(dec.large_frame(), None);
 }
