@@ -227,12 +227,14 @@ async fn run(cli: Cli, settings: Settings, filter: FilterHandle) -> ExitCode {
     // Titanic's store opens before READY=1, so systemd sees a broker that is fully up.
     let titanic = if settings.titanic.enabled {
         let endpoint = local_endpoint(&bound.endpoints()[0]);
-        let commits = metrics
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .titanic_commit_duration();
+        let (commits, reopens) = {
+            let m = metrics
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (m.titanic_commit_duration(), m.titanic_store_reopens())
+        };
         let serving = settings.ha.as_ref().map(|_| bound.serving());
-        Some(start_titanic(&settings, endpoint, commits, serving).await)
+        Some(start_titanic(&settings, endpoint, (commits, reopens), serving).await)
     } else {
         info!("Titanic disabled");
         None
@@ -349,12 +351,14 @@ fn local_endpoint(bound: &domo_zmtp::Endpoint) -> String {
 
 /// Opens the Titanic store and starts its services against `endpoint`. A store that cannot
 /// be opened is logged and reported by `/readyz`; the broker runs without Titanic then.
+/// `metrics` are the commit latency histogram and the store reopen counter.
 async fn start_titanic(
     settings: &Settings,
     endpoint: String,
-    commits: prometheus::Histogram,
+    metrics: (prometheus::Histogram, prometheus::IntCounter),
     serving: Option<tokio::sync::watch::Receiver<bool>>,
 ) -> Titanic {
+    let (commits, reopens) = metrics;
     let t = &settings.titanic;
     let dir = t.data_dir();
     let mut config = domo_titanic::server::TitanicConfig::new(
@@ -367,6 +371,7 @@ async fn start_titanic(
     config.store.on_commit = Some(Arc::new(move |d: Duration| {
         commits.observe(d.as_secs_f64())
     }));
+    config.store.on_reopen = Some(Arc::new(move || reopens.inc()));
     config.dispatcher.expire_after = t.expire_after;
     config.dispatcher.expire_interval =
         (t.expire_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use domo_mdp::ServiceName;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::core::ha::{Conflict, HaStats, HaStatus, State};
@@ -50,6 +50,7 @@ pub struct Metrics {
     titanic_requests: IntGaugeVec,
     titanic_store_bytes: IntGauge,
     titanic_commit_duration: Histogram,
+    titanic_store_reopens: IntCounter,
     ha: HaMetrics,
     flow: FlowMetrics,
 }
@@ -354,6 +355,13 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(titanic_commit_duration.clone()))
             .expect("unique metric");
+        let titanic_store_reopens = IntCounter::new(
+            "domo_titanic_store_reopens_total",
+            "Times the Titanic store reopened itself after a failed write (disk full or failing)",
+        )
+        .expect("valid metric");
+        r.register(Box::new(titanic_store_reopens.clone()))
+            .expect("unique metric");
         let titanic_requests = gauge(
             &r,
             "domo_titanic_requests",
@@ -365,6 +373,7 @@ impl Metrics {
         }
         Self {
             titanic_commit_duration,
+            titanic_store_reopens,
             titanic_requests,
             titanic_store_bytes,
             client_requests: counter(
@@ -567,6 +576,11 @@ impl Metrics {
     /// The Titanic commit latency histogram; a handle any thread can observe into.
     pub fn titanic_commit_duration(&self) -> Histogram {
         self.titanic_commit_duration.clone()
+    }
+
+    /// The counter of Titanic store reopens; a handle any thread can increment.
+    pub fn titanic_store_reopens(&self) -> IntCounter {
+        self.titanic_store_reopens.clone()
     }
 
     /// The registry in the Prometheus text format.

@@ -38,14 +38,15 @@
 //!   at-least-once: a crash between the service's answer and `complete` re-runs the request.
 //!   After a restart, start again from `pending(None, ..)`.
 //! - **Expiry**: call [`Store::expire`] periodically with the configured age.
-//! - **Health**: an [`Error`] with [`Error::is_write_failure`] means the disk is full or
-//!   failing; `/readyz` should say so (`Display` gives the reason). After such an error redb
-//!   refuses writes on that handle, so the embedding drops the store and opens it again (with
-//!   backoff) to recover; everything acknowledged before stays intact. [`server::open`] and
-//!   [`server::Opened::serve`] split [`server::run`] so an embedding (`domo-broker`) opens the
-//!   store before it reports ready, and [`server::Status`] gives it readiness (open failure,
-//!   last write failure) and [`Store::stats`] for metrics. Reopening after a write failure is
-//!   not automatic yet: `/readyz` stays 503 until a write succeeds or the process restarts.
+//! - **Health**: [`Store::check_writes`] says whether the store takes writes; an [`Error`] with
+//!   [`Error::is_write_failure`] means the disk is full or failing, and `/readyz` should say so
+//!   (`Display` gives the reason). After such an error redb refuses writes on that handle, so
+//!   [`RedbStore`] refuses writes at once and reopens its file by itself, with backoff, until
+//!   it takes writes again (no restart); everything acknowledged before stays intact.
+//!   [`server::open`] and [`server::Opened::serve`] split [`server::run`] so an embedding
+//!   (`domo-broker`) opens the store before it reports ready, and [`server::Status`] gives it
+//!   readiness (open failure, or the store refusing writes until it has reopened) and
+//!   [`Store::stats`] for metrics; [`RedbOptions::on_reopen`] tells it of each reopen.
 //! - **Metrics**: [`Store::stats`] gives requests by state, live and file bytes, and commits.
 
 pub mod clock;
@@ -58,6 +59,8 @@ pub mod service;
 pub mod store;
 
 pub use clock::{ManualClock, SystemClock, TimeSource};
+/// The schedule of [`RedbOptions::reopen_backoff`] (the worker SDK's reconnect backoff).
+pub use domo_worker::BackoffOptions;
 pub use error::Error;
 pub use id::{Id, IdGenerator, ParseIdError};
 pub use record::{Reply, Request};

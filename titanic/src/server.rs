@@ -135,10 +135,7 @@ pub async fn open(config: TitanicConfig, status: Arc<Status>) -> Result<Opened, 
         }
     };
     info!(path = %config.store_path.display(), "Titanic store open");
-    let store: Arc<dyn Store> = Arc::new(Watched {
-        inner: store,
-        status: status.clone(),
-    });
+    let store: Arc<dyn Store> = Arc::new(store);
     *status
         .store
         .lock()
@@ -181,8 +178,8 @@ impl Opened {
     }
 }
 
-/// What an embedding shows of Titanic (readiness, metrics); updated by [`open`] and by
-/// every store call.
+/// What an embedding shows of Titanic (readiness, metrics); updated by [`open`], and asks
+/// the open store how it is.
 #[derive(Debug, Default)]
 pub struct Status {
     open: AtomicBool,
@@ -191,8 +188,9 @@ pub struct Status {
 }
 
 impl Status {
-    /// `Ok` while the store is open and its last write succeeded; otherwise why not (the
-    /// store could not be opened, or a write failed: disk full or failing).
+    /// `Ok` while the store is open and takes writes; otherwise why not (the store could not
+    /// be opened, or a write failed: disk full or failing). After a failed write the store
+    /// reopens itself, and this is `Ok` again once it takes writes.
     ///
     /// # Errors
     ///
@@ -201,22 +199,27 @@ impl Status {
         if let Some(problem) = self.lock_problem().clone() {
             return Err(problem);
         }
-        if self.open.load(Ordering::Relaxed) {
-            Ok(())
-        } else {
-            Err("Titanic store not open".to_string())
+        if !self.open.load(Ordering::Relaxed) {
+            return Err("Titanic store not open".to_string());
+        }
+        match self.current().map(|store| store.check_writes()) {
+            Some(Err(e)) => Err(format!("Titanic write failed: {e} (reopening the store)")),
+            _ => Ok(()),
         }
     }
 
     /// The store's current figures, while it is open.
     pub fn stats(&self) -> Option<crate::Stats> {
-        let store = self
-            .store
+        self.current()?.stats().ok()
+    }
+
+    /// The open store.
+    fn current(&self) -> Option<Arc<dyn Store>> {
+        self.store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()?
-            .upgrade()?;
-        store.stats().ok()
+            .upgrade()
     }
 
     fn lock_problem(&self) -> std::sync::MutexGuard<'_, Option<String>> {
@@ -243,68 +246,6 @@ impl Status {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         }
-    }
-
-    /// Records the outcome of a write: a write failure sets the problem, a success clears it.
-    fn wrote<T>(&self, result: &crate::error::Result<T>) {
-        match result {
-            Ok(_) => {
-                let mut problem = self.lock_problem();
-                if problem.is_some() {
-                    *problem = None;
-                }
-            }
-            Err(e) if e.is_write_failure() => self.fail(&format!("Titanic write failed: {e}")),
-            Err(_) => {}
-        }
-    }
-}
-
-/// A store that reports write failures to a [`Status`].
-struct Watched<S> {
-    inner: S,
-    status: Arc<Status>,
-}
-
-impl<S: Store> Store for Watched<S> {
-    fn put_request(&self, service: Bytes, body: Vec<Bytes>) -> crate::error::Result<crate::Id> {
-        let r = self.inner.put_request(service, body);
-        self.status.wrote(&r);
-        r
-    }
-
-    fn complete(&self, id: crate::Id, reply: Vec<Bytes>) -> crate::error::Result<()> {
-        let r = self.inner.complete(id, reply);
-        self.status.wrote(&r);
-        r
-    }
-
-    fn get(&self, id: crate::Id) -> crate::error::Result<crate::Lookup> {
-        self.inner.get(id)
-    }
-
-    fn close(&self, id: crate::Id) -> crate::error::Result<()> {
-        let r = self.inner.close(id);
-        self.status.wrote(&r);
-        r
-    }
-
-    fn pending(
-        &self,
-        after: Option<crate::Id>,
-        limit: usize,
-    ) -> crate::error::Result<Vec<(crate::Id, crate::Request)>> {
-        self.inner.pending(after, limit)
-    }
-
-    fn expire(&self, older_than_millis: u64) -> crate::error::Result<usize> {
-        let r = self.inner.expire(older_than_millis);
-        self.status.wrote(&r);
-        r
-    }
-
-    fn stats(&self) -> crate::error::Result<crate::Stats> {
-        self.inner.stats()
     }
 }
 

@@ -1,4 +1,5 @@
-//! The durable store across reopen, and under a full disk.
+//! The durable store across reopen, and under a full disk: refusing writes while it is full,
+//! and taking them again by itself once space is freed.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
 
@@ -6,12 +7,13 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use domo_titanic::service::{handle_reply, handle_request};
-use domo_titanic::{Error, Id, Lookup, ManualClock, RedbOptions, RedbStore, Store};
+use domo_titanic::{BackoffOptions, Error, Id, Lookup, ManualClock, RedbOptions, RedbStore, Store};
 use redb::backends::FileBackend;
 use redb::{BackendError, StorageBackend};
 
@@ -183,8 +185,8 @@ fn a_full_disk_answers_500_and_damages_nothing_already_acknowledged() {
         // Reads still work and see what was acknowledged.
         let frame = vec![Bytes::from(acked[0].to_hex())];
         assert_eq!(handle_reply(&store, frame), vec![b("200"), b("reply 0")]);
-        // Space comes back, but this handle stays failed (redb refuses writes after an I/O
-        // error) until the store is reopened.
+        // Space comes back, but this store (on one backend, which it cannot reopen) stays
+        // failed: redb refuses writes after an I/O error until the file is reopened.
         budget.store(u64::MAX, Ordering::SeqCst);
         let again = store.put_request(b("svc"), vec![b("retry")]).unwrap_err();
         assert!(matches!(again, Error::WriteFailed(_)), "{again}");
@@ -204,6 +206,124 @@ fn a_full_disk_answers_500_and_damages_nothing_already_acknowledged() {
         matches!(store.get(acked[0]).unwrap(), Lookup::Done(r) if r.frames == vec![b("reply 0")])
     );
     store.put_request(b("svc"), vec![b("after")]).unwrap();
+}
+
+/// Polls `done` every millisecond until it holds; panics after `within`.
+fn wait_until(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_writes_then_heals_by_itself_once_space_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    let budget = Arc::new(AtomicU64::new(u64::MAX));
+    let clock = ManualClock::new(1_700_000_000_000);
+    // Every backend the store makes (its first, and one per reopen attempt).
+    let backends = Arc::new(AtomicUsize::new(0));
+    let reopens = Arc::new(AtomicUsize::new(0));
+    let healing = RedbOptions {
+        reopen_backoff: BackoffOptions {
+            initial: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+            jitter: false,
+        },
+        on_reopen: Some(Arc::new({
+            let reopens = reopens.clone();
+            move || {
+                reopens.fetch_add(1, Ordering::SeqCst);
+            }
+        })),
+        ..options(&clock)
+    };
+    let store = RedbStore::open_with_backends(
+        {
+            let (path, budget, backends) = (path.clone(), budget.clone(), backends.clone());
+            move || {
+                backends.fetch_add(1, Ordering::SeqCst);
+                Ok(FullDisk::open(&path, budget.clone()))
+            }
+        },
+        healing,
+    )
+    .unwrap();
+    let mut acked = Vec::new();
+    for i in 0..50 {
+        acked.push(
+            store
+                .put_request(b("svc"), vec![b(&format!("body {i}"))])
+                .unwrap(),
+        );
+    }
+    store.complete(acked[0], vec![b("reply 0")]).unwrap();
+    store.check_writes().unwrap();
+
+    // The disk fills up: the write fails and the store refuses writes from then on.
+    budget.store(100, Ordering::SeqCst);
+    let err = store
+        .put_request(b("svc"), vec![Bytes::from(vec![1; 4096])])
+        .unwrap_err();
+    assert!(matches!(err, Error::DiskFull(_)), "{err}");
+    let broken = store.check_writes().unwrap_err();
+    assert!(broken.is_write_failure(), "{broken}");
+    // Reopen attempts go on while the disk stays full; every write is refused meanwhile.
+    let made = backends.load(Ordering::SeqCst);
+    wait_until(
+        Duration::from_secs(10),
+        "two reopen attempts failed",
+        || backends.load(Ordering::SeqCst) >= made + 2,
+    );
+    for service in ["svc", "other"] {
+        let out = handle_request(&store, vec![b(service), b("while full")]);
+        assert_eq!(out, vec![b("500")]);
+    }
+    assert!(store.complete(acked[1], vec![b("lost")]).is_err());
+    assert!(store.close(acked[2]).is_err());
+    assert!(store.check_writes().unwrap_err().is_write_failure());
+    assert_eq!(reopens.load(Ordering::SeqCst), 0);
+
+    // Space is freed: without a restart the store reopens and takes writes again.
+    budget.store(u64::MAX, Ordering::SeqCst);
+    wait_until(Duration::from_secs(10), "the store takes writes", || {
+        store.check_writes().is_ok()
+    });
+    assert_eq!(reopens.load(Ordering::SeqCst), 1);
+    let after = store.put_request(b("svc"), vec![b("after")]).unwrap();
+    assert!(after > acked[49]);
+
+    // Everything acknowledged before the disk filled up is there, and nothing refused.
+    let pending = store.pending(None, 1000).unwrap();
+    let ids: Vec<Id> = pending.iter().map(|p| p.0).collect();
+    let mut want = acked[1..].to_vec();
+    want.push(after);
+    assert_eq!(ids, want);
+    for (i, (_, request)) in pending.iter().take(49).enumerate() {
+        assert_eq!(request.body, vec![b(&format!("body {}", i + 1))]);
+    }
+    let frame = vec![Bytes::from(acked[0].to_hex())];
+    assert_eq!(handle_reply(&store, frame), vec![b("200"), b("reply 0")]);
+    for id in &acked[1..] {
+        let frame = vec![Bytes::from(id.to_hex())];
+        assert_eq!(handle_reply(&store, frame), vec![b("300")]);
+    }
+    store.complete(acked[1], vec![b("reply 1")]).unwrap();
+    assert!(
+        matches!(store.get(acked[1]).unwrap(), Lookup::Done(r) if r.frames == vec![b("reply 1")])
+    );
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.pending, stats.done), (49, 2));
+
+    // And it all survives a restart.
+    drop(store);
+    let store =
+        RedbStore::open_with_backend(FullDisk::open(&path, budget.clone()), options(&clock))
+            .unwrap();
+    let stats = store.stats().unwrap();
+    assert_eq!((stats.pending, stats.done), (49, 2));
 }
 
 #[test]

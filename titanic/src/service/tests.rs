@@ -89,13 +89,16 @@ fn close_is_200_then_the_uuid_is_unknown_and_close_again_is_200() {
 fn store_failures_are_500_for_every_service() {
     let s = store();
     let id = submit(&s);
+    assert!(s.check_writes().is_ok());
     s.fail_writes(true);
+    assert!(s.check_writes().unwrap_err().is_write_failure());
     assert_eq!(handle_request(&s, vec![b("echo"), b("x")]), vec![b("500")]);
     assert_eq!(
         handle_close(&s, vec![Bytes::from(id.to_hex())]),
         vec![b("500")]
     );
     s.fail_writes(false);
+    assert!(s.check_writes().is_ok());
     assert_eq!(
         handle_reply(&s, vec![Bytes::from(id.to_hex())]),
         vec![b("300")]

@@ -159,6 +159,13 @@ impl Store for MemoryStore {
             commits: s.commits,
         })
     }
+
+    fn check_writes(&self) -> Result<()> {
+        if self.lock().fail_writes {
+            return Err(Error::WriteFailed("injected failure".into()));
+        }
+        Ok(())
+    }
 }
 
 fn remove(s: &mut State, id: Id) {

@@ -114,6 +114,18 @@ pub trait Store: Send + Sync {
     ///
     /// A read failure.
     fn stats(&self) -> Result<Stats>;
+
+    /// Whether the store takes writes now, for health checks (`/readyz`). The default says
+    /// yes.
+    ///
+    /// # Errors
+    ///
+    /// While writes are refused after a failed write (disk full or failing), the error of
+    /// that write ([`crate::Error::is_write_failure`]). [`RedbStore`](redb::RedbStore) reopens
+    /// itself and is `Ok` again once it takes writes.
+    fn check_writes(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The encoded size the limit charges for a request (the same for every store).

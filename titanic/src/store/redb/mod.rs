@@ -12,28 +12,44 @@
 //! default `Durability::Immediate`: it returns after the data and the commit slot are fsynced,
 //! and on reopen after a crash redb recovers to the last completed commit.
 //!
-//! After a failed write (disk full, I/O error) redb may refuse further writes on this handle
-//! (`PreviousIo`); they fail with [`Error::WriteFailed`] until the store is dropped and opened
-//! again. Everything committed before the failure stays readable and intact.
+//! # After a failed write
+//!
+//! After a failed write (disk full, I/O error) redb refuses further writes on that handle
+//! (`PreviousIo`), so the store recovers by reopening the file. From the failure on, the
+//! writer refuses writes at once (with the error of the failed write, which
+//! [`Store::check_writes`] also reports) and, after a backoff delay
+//! ([`RedbOptions::reopen_backoff`]: 100 ms doubling to 5 s, jittered; see `recovery.rs`),
+//! drops the failed handle and opens the file again. The attempt succeeds once the reopened
+//! file takes a probe write (a 64 KiB scratch table, written and deleted again); then writes
+//! are accepted again. A failed attempt waits the next delay. Nothing acknowledged is lost:
+//! every acknowledgement followed a completed commit, and reopening recovers to the last one.
+//! Reads use the failed handle until the first attempt, then the handle of the latest attempt
+//! that opened the file (even one whose probe write failed); during an attempt they wait for
+//! it. [`RedbStore::open_with_backend`] cannot reopen its backend: after a failed write it
+//! refuses writes until it is dropped.
 
 mod backend;
+mod recovery;
 mod writer;
 
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
+use domo_worker::BackoffOptions;
 use redb::backends::FileBackend;
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageBackend,
     TableDefinition,
 };
 
-use self::writer::{Answer, Kind, Op, Writer};
+use self::recovery::Recovery;
+use self::writer::{Answer, Kind, Op, Reopen, Writer};
 use super::{Limits, Lookup, Stats, Store};
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::{Error, Result};
@@ -43,6 +59,9 @@ use crate::record::{decode_reply, decode_request, Request};
 pub(crate) const REQUESTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("requests");
 pub(crate) const REPLIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("replies");
 pub(crate) const PENDING: TableDefinition<'static, u128, ()> = TableDefinition::new("pending");
+
+/// How long a read waits for a reopen in progress before it fails.
+const READ_WAIT: Duration = Duration::from_secs(10);
 
 /// How to open a [`RedbStore`].
 #[derive(Clone)]
@@ -58,10 +77,19 @@ pub struct RedbOptions {
     /// Called on the writer thread with the duration of every successful group commit (write
     /// transaction begin to durable commit), e.g. for a latency histogram. Keep it cheap.
     pub on_commit: Option<CommitObserver>,
+    /// The delays between attempts to reopen the store after a failed write (see the module
+    /// docs). Default: 100 ms doubling to 5 s, plus up to a quarter of jitter.
+    pub reopen_backoff: BackoffOptions,
+    /// Called on the writer thread after each successful reopen after a failed write, e.g.
+    /// for a counter. Keep it cheap.
+    pub on_reopen: Option<ReopenObserver>,
 }
 
 /// See [`RedbOptions::on_commit`].
 pub type CommitObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
+/// See [`RedbOptions::on_reopen`].
+pub type ReopenObserver = Arc<dyn Fn() + Send + Sync>;
 
 impl Default for RedbOptions {
     fn default() -> Self {
@@ -71,6 +99,12 @@ impl Default for RedbOptions {
             max_batch: 1024,
             queue_capacity: 4096,
             on_commit: None,
+            reopen_backoff: BackoffOptions {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(5),
+                jitter: true,
+            },
+            on_reopen: None,
         }
     }
 }
@@ -82,18 +116,17 @@ impl std::fmt::Debug for RedbOptions {
             .field("max_batch", &self.max_batch)
             .field("queue_capacity", &self.queue_capacity)
             .field("on_commit", &self.on_commit.is_some())
+            .field("reopen_backoff", &self.reopen_backoff)
+            .field("on_reopen", &self.on_reopen.is_some())
             .finish_non_exhaustive()
     }
 }
 
 /// A durable Titanic store in one redb file. Dropping it stops the writer after the queued ops.
 pub struct RedbStore {
-    db: Arc<Database>,
+    shared: Arc<Shared>,
     tx: Mutex<Option<SyncSender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    live: Arc<AtomicU64>,
-    file_len: Arc<AtomicU64>,
-    commits: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -102,52 +135,142 @@ impl std::fmt::Debug for RedbStore {
     }
 }
 
+/// What the store's callers and its writer thread share.
+struct Shared {
+    slot: Mutex<Slot>,
+    /// Signalled when a reopen attempt ends.
+    reopened: Condvar,
+    /// The error of the failed write, while the store refuses writes.
+    failure: Mutex<Option<Error>>,
+    /// Live record bytes as committed.
+    live: AtomicU64,
+    /// The storage length, kept by the backend wrapper.
+    file_len: Arc<AtomicU64>,
+    /// Successful group commits.
+    commits: AtomicU64,
+}
+
+/// The open database, if any.
+struct Slot {
+    db: Option<Arc<Database>>,
+    /// True while the writer reopens the file: reads wait for it.
+    reopening: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here is a plain assignment or clone: a panic cannot leave the
+    // data half-updated, so a poisoned lock is used as is.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// A handle on the database for a read; waits while the writer reopens it.
+    fn db(&self) -> Result<Arc<Database>> {
+        let slot = lock(&self.slot);
+        let (slot, _) = self
+            .reopened
+            .wait_timeout_while(slot, READ_WAIT, |s| s.reopening)
+            .unwrap_or_else(PoisonError::into_inner);
+        slot.db.clone().ok_or_else(|| {
+            Error::Unavailable("the store is being reopened after a failed write".into())
+        })
+    }
+
+    /// Takes the database away for a reopen; reads wait until [`Shared::install`].
+    fn take_db(&self) -> Option<Arc<Database>> {
+        let mut slot = lock(&self.slot);
+        slot.reopening = true;
+        slot.db.take()
+    }
+
+    /// Ends a reopen attempt with the database it opened, if any.
+    fn install(&self, db: Option<Arc<Database>>) {
+        let mut slot = lock(&self.slot);
+        slot.db = db;
+        slot.reopening = false;
+        self.reopened.notify_all();
+    }
+
+    fn failure(&self) -> Option<Error> {
+        lock(&self.failure).as_ref().map(Error::duplicate)
+    }
+
+    fn set_failure(&self, failure: Option<Error>) {
+        *lock(&self.failure) = failure;
+    }
+}
+
 impl RedbStore {
     /// Opens the store at `path`, creating the file if needed. After a crash this runs redb's
-    /// recovery, which rolls back to the last completed commit.
+    /// recovery, which rolls back to the last completed commit. After a failed write the store
+    /// reopens the file by itself (see the module docs).
     ///
     /// # Errors
     ///
     /// [`Error::Unavailable`] if the file cannot be opened (or is locked by another process),
     /// or a write failure while initializing it.
     pub fn open(path: impl AsRef<Path>, options: RedbOptions) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path.as_ref())
-            .map_err(|e| Error::Unavailable(format!("{}: {e}", path.as_ref().display())))?;
-        let backend = FileBackend::new(file).map_err(map_err)?;
-        Self::open_with_backend(backend, options)
+        let path = path.as_ref().to_path_buf();
+        Self::open_with_backends(move || file_backend(&path), options)
     }
 
-    /// Opens the store on any redb storage backend (tests use one that injects failures).
+    /// Opens the store on the backend `make` returns, and calls `make` again for a fresh
+    /// backend on the same storage each time the store reopens itself after a failed write
+    /// (tests use backends that inject failures).
+    ///
+    /// # Errors
+    ///
+    /// As [`RedbStore::open`], or the error of `make`.
+    pub fn open_with_backends<B: StorageBackend>(
+        mut make: impl FnMut() -> Result<B> + Send + 'static,
+        options: RedbOptions,
+    ) -> Result<Self> {
+        let first: Box<dyn StorageBackend> = Box::new(make()?);
+        let reopen: Reopen = Box::new(move || make().map(|b| Box::new(b) as Box<_>));
+        Self::start(first, Some(reopen), options)
+    }
+
+    /// Opens the store on one storage backend. It cannot be reopened: after a failed write
+    /// the store refuses writes until it is dropped.
     ///
     /// # Errors
     ///
     /// As [`RedbStore::open`].
     pub fn open_with_backend(backend: impl StorageBackend, options: RedbOptions) -> Result<Self> {
+        Self::start(Box::new(backend), None, options)
+    }
+
+    fn start(
+        backend: Box<dyn StorageBackend>,
+        reopen: Option<Reopen>,
+        options: RedbOptions,
+    ) -> Result<Self> {
         let file_len = Arc::new(AtomicU64::new(0));
-        let tracked = backend::Tracked::new(Box::new(backend), file_len.clone());
-        let db = Arc::new(
-            Database::builder()
-                .create_with_backend(tracked)
-                .map_err(map_err)?,
-        );
+        let db = Arc::new(open_database(backend, &file_len)?);
         let (floor, live) = init_tables(&db)?;
-        let live_shared = Arc::new(AtomicU64::new(live));
-        let commits = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            slot: Mutex::new(Slot {
+                db: Some(db.clone()),
+                reopening: false,
+            }),
+            reopened: Condvar::new(),
+            failure: Mutex::new(None),
+            live: AtomicU64::new(live),
+            file_len,
+            commits: AtomicU64::new(0),
+        });
         let writer = Writer {
-            db: db.clone(),
+            db: Some(db),
+            shared: shared.clone(),
             clock: options.clock,
             limits: options.limits,
             ids: IdGenerator::after(floor),
             live,
-            live_shared: live_shared.clone(),
-            commits: commits.clone(),
             max_batch: options.max_batch.max(1),
             on_commit: options.on_commit,
+            reopen,
+            recovery: Recovery::new(options.reopen_backoff),
+            on_reopen: options.on_reopen,
         };
         let (tx, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
         let handle = std::thread::Builder::new()
@@ -155,12 +278,9 @@ impl RedbStore {
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
-            db,
+            shared,
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
-            live: live_shared,
-            file_len,
-            commits,
         })
     }
 
@@ -185,6 +305,26 @@ impl RedbStore {
     }
 }
 
+/// The file at `path` (created if missing) as a redb backend, locked.
+fn file_backend(path: &Path) -> Result<FileBackend> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::Unavailable(format!("{}: {e}", path.display())))?;
+    FileBackend::new(file).map_err(map_err)
+}
+
+/// Opens (or creates) the database on `backend`, recording its length in `file_len`.
+fn open_database(backend: Box<dyn StorageBackend>, file_len: &Arc<AtomicU64>) -> Result<Database> {
+    let tracked = backend::Tracked::new(backend, file_len.clone());
+    Database::builder()
+        .create_with_backend(tracked)
+        .map_err(map_err)
+}
+
 impl Store for RedbStore {
     fn put_request(&self, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
         self.submit(Kind::Put { service, body }, Answer::Id)
@@ -196,7 +336,8 @@ impl Store for RedbStore {
 
     fn get(&self, id: Id) -> Result<Lookup> {
         let key = id.as_u128();
-        let txn = self.db.begin_read().map_err(map_err)?;
+        let db = self.shared.db()?;
+        let txn = db.begin_read().map_err(map_err)?;
         let replies = txn.open_table(REPLIES).map_err(map_err)?;
         if let Some(v) = replies.get(key).map_err(map_err)? {
             return decode_reply(v.value())
@@ -215,7 +356,8 @@ impl Store for RedbStore {
     }
 
     fn pending(&self, after: Option<Id>, limit: usize) -> Result<Vec<(Id, Request)>> {
-        let txn = self.db.begin_read().map_err(map_err)?;
+        let db = self.shared.db()?;
+        let txn = db.begin_read().map_err(map_err)?;
         let pending = txn.open_table(PENDING).map_err(map_err)?;
         let requests = txn.open_table(REQUESTS).map_err(map_err)?;
         let from = after.map_or(0, |a| a.as_u128().saturating_add(1));
@@ -240,7 +382,8 @@ impl Store for RedbStore {
     }
 
     fn stats(&self) -> Result<Stats> {
-        let txn = self.db.begin_read().map_err(map_err)?;
+        let db = self.shared.db()?;
+        let txn = db.begin_read().map_err(map_err)?;
         let pending = txn
             .open_table(PENDING)
             .map_err(map_err)?
@@ -254,10 +397,14 @@ impl Store for RedbStore {
         Ok(Stats {
             pending,
             done,
-            live_bytes: self.live.load(Ordering::Relaxed),
-            file_bytes: self.file_len.load(Ordering::Relaxed),
-            commits: self.commits.load(Ordering::Relaxed),
+            live_bytes: self.shared.live.load(Ordering::Relaxed),
+            file_bytes: self.shared.file_len.load(Ordering::Relaxed),
+            commits: self.shared.commits.load(Ordering::Relaxed),
         })
+    }
+
+    fn check_writes(&self) -> Result<()> {
+        self.shared.failure().map_or(Ok(()), Err)
     }
 }
 
@@ -304,6 +451,24 @@ fn corrupt(key: u128, e: postcard::Error) -> Error {
         id: Id::from_u128(key).to_hex(),
         reason: e.to_string(),
     }
+}
+
+/// A scratch table the writer fills and deletes again to check that a reopened file takes
+/// writes (see [`probe_write`]).
+const PROBE: TableDefinition<'static, u8, &[u8]> = TableDefinition::new("reopen_probe");
+
+/// Checks that `db` takes writes that need new pages: commits a 64 KiB value (16 pages,
+/// more than a typical request), then commits the deletion of its table, leaving no trace.
+fn probe_write(db: &Database) -> Result<()> {
+    let txn = db.begin_write().map_err(map_err)?;
+    txn.open_table(PROBE)
+        .map_err(map_err)?
+        .insert(0, vec![0x5a; 64 * 1024].as_slice())
+        .map_err(map_err)?;
+    txn.commit().map_err(map_err)?;
+    let txn = db.begin_write().map_err(map_err)?;
+    txn.delete_table(PROBE).map_err(map_err)?;
+    txn.commit().map_err(map_err)
 }
 
 /// Maps any redb error to ours: I/O errors keep their kind (disk full or other), an earlier

@@ -1,4 +1,4 @@
-//! The single writer thread and its group commit.
+//! The single writer thread, its group commit, and its recovery after a failed write.
 //!
 //! Callers queue an [`Op`] with a one-shot answer channel and block on it. The writer takes the
 //! first queued op, drains whatever else is queued (up to `max_batch`), applies them all in one
@@ -7,20 +7,30 @@
 //! "stored" before its bytes are durable. If any write or the commit fails, every op in the
 //! batch gets the error and nothing of the batch is visible (the transaction is aborted). A
 //! request refused by the byte limit fails alone: it is checked before anything is written.
+//!
+//! A write failure (disk full, I/O error) leaves redb refusing writes on that handle. If the
+//! store can be reopened, the writer then answers every op at once with that failure, and
+//! reopens the database on the schedule of [`Recovery`] until the reopened file takes a probe
+//! write (see the parent module's docs).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redb::{Database, ReadableTable, Table, WriteTransaction};
+use redb::{Database, ReadableTable, StorageBackend, Table, WriteTransaction};
 
-use super::{map_err, PENDING, REPLIES, REQUESTS};
+use super::recovery::Recovery;
+use super::{init_tables, map_err, open_database, probe_write, Shared, PENDING, REPLIES, REQUESTS};
 use crate::clock::TimeSource;
 use crate::error::{Error, Result};
 use crate::id::{Id, IdGenerator};
 use crate::record::{encode_reply, encode_request, Reply, Request};
 use crate::store::Limits;
+
+/// Makes a fresh backend on the store's storage, for a reopen.
+pub(super) type Reopen = Box<dyn FnMut() -> Result<Box<dyn StorageBackend>> + Send>;
 
 /// What a queued write does.
 pub(super) enum Kind {
@@ -88,24 +98,45 @@ impl<'txn> Tables<'txn> {
 
 /// The writer's state; it lives on the writer thread.
 pub(super) struct Writer {
-    pub(super) db: Arc<Database>,
+    /// The database; `None` only while broken, after an attempt that could not open it.
+    pub(super) db: Option<Arc<Database>>,
+    pub(super) shared: Arc<Shared>,
     pub(super) clock: Arc<dyn TimeSource>,
     pub(super) limits: Limits,
     pub(super) ids: IdGenerator,
-    /// Live record bytes as committed; published for `stats()` after each commit.
+    /// Live record bytes as committed; published in `shared` after each commit.
     pub(super) live: u64,
-    pub(super) live_shared: Arc<AtomicU64>,
-    /// Successful commits, for `stats()`.
-    pub(super) commits: Arc<AtomicU64>,
     pub(super) max_batch: usize,
     /// Told the duration of each successful commit.
     pub(super) on_commit: Option<super::CommitObserver>,
+    /// How to reopen the store; `None` if it cannot be.
+    pub(super) reopen: Option<Reopen>,
+    pub(super) recovery: Recovery,
+    /// Told of each successful reopen.
+    pub(super) on_reopen: Option<super::ReopenObserver>,
 }
 
 impl Writer {
     /// Runs until every sender is dropped (the store was dropped).
     pub(super) fn run(mut self, rx: Receiver<Op>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            if let Some(at) = self.recovery.retry_at() {
+                // Broken: refuse ops at once until it is time to reopen.
+                let now = Instant::now();
+                if now >= at {
+                    self.reopen();
+                    continue;
+                }
+                match rx.recv_timeout(at - now) {
+                    Ok(op) => self.refuse(op),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+                continue;
+            }
+            let Ok(first) = rx.recv() else {
+                return;
+            };
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
                 match rx.try_recv() {
@@ -117,13 +148,27 @@ impl Writer {
         }
     }
 
+    /// Answers an op that arrived while the store is broken with the failure.
+    fn refuse(&self, op: Op) {
+        let e = self
+            .shared
+            .failure()
+            .unwrap_or_else(|| Error::WriteFailed("the store is being reopened".into()));
+        op.answer.send(Err(e));
+    }
+
     fn commit_batch(&mut self, batch: Vec<Op>) {
+        let Some(db) = self.db.clone() else {
+            let e = Error::Unavailable("the store is not open".into());
+            return fail_all(batch.into_iter().map(|op| (op.answer, Ok(Value::Unit))), &e);
+        };
         let live_before = self.live;
-        let started = std::time::Instant::now();
-        let txn = match self.db.begin_write().map_err(map_err) {
+        let started = Instant::now();
+        let txn = match db.begin_write().map_err(map_err) {
             Ok(t) => t,
             Err(e) => {
-                return fail_all(batch.into_iter().map(|op| (op.answer, Ok(Value::Unit))), &e)
+                let results = batch.into_iter().map(|op| (op.answer, Ok(Value::Unit)));
+                return self.failed(results.collect(), e);
             }
         };
         let now = self.clock.now_millis();
@@ -157,8 +202,10 @@ impl Writer {
         };
         match outcome {
             Ok(()) => {
-                self.live_shared.store(self.live, Ordering::Relaxed);
-                self.commits.fetch_add(1, Ordering::Relaxed);
+                self.shared.live.store(self.live, Ordering::Relaxed);
+                self.shared.commits.fetch_add(1, Ordering::Relaxed);
+                self.recovery.committed();
+                self.shared.set_failure(None);
                 if let Some(observe) = &self.on_commit {
                     observe(started.elapsed());
                 }
@@ -166,9 +213,75 @@ impl Writer {
             }
             Err(e) => {
                 self.live = live_before;
-                tracing::warn!(error = %e, batch = results.len(), "Titanic store commit failed");
-                fail_all(results.into_iter(), &e);
+                self.failed(results, e);
             }
+        }
+    }
+
+    /// A batch failed with `e`: after a write failure the store refuses writes (and reopens,
+    /// if it can) before the callers hear of it, so a caller that checks the store's health
+    /// after its `500` sees the failure.
+    fn failed(&mut self, results: Vec<(Answer, Result<Value>)>, e: Error) {
+        if e.is_write_failure() {
+            if self.reopen.is_some() {
+                let delay = self.recovery.failed(Instant::now());
+                tracing::warn!(error = %e, batch = results.len(), ?delay,
+                    "Titanic store commit failed; refusing writes until the store is reopened");
+            } else {
+                tracing::warn!(error = %e, batch = results.len(), "Titanic store commit failed");
+            }
+            self.shared.set_failure(Some(e.duplicate()));
+        } else {
+            tracing::warn!(error = %e, batch = results.len(), "Titanic store commit failed");
+        }
+        fail_all(results.into_iter(), &e);
+    }
+
+    /// One attempt to reopen the broken store: drop the failed handle, open the storage
+    /// again and check that it takes a write.
+    fn reopen(&mut self) {
+        let Some(make) = self.reopen.as_mut() else {
+            return self.recovery.reopened();
+        };
+        // The file stays locked while any handle on it is open: drop them all first.
+        self.db = None;
+        if let Some(old) = self.shared.take_db() {
+            release(old);
+        }
+        let opened = make().and_then(|backend| open_database(backend, &self.shared.file_len));
+        let db = match opened {
+            Ok(db) => Arc::new(db),
+            Err(e) => {
+                self.shared.install(None);
+                return self.reopen_failed(e);
+            }
+        };
+        // Reads go to the reopened file at once, even if it does not take writes yet.
+        self.shared.install(Some(db.clone()));
+        self.db = Some(db.clone());
+        let checked = init_tables(&db).and_then(|(_, live)| probe_write(&db).map(|()| live));
+        match checked {
+            Ok(live) => {
+                self.live = live;
+                self.shared.live.store(live, Ordering::Relaxed);
+                self.recovery.reopened();
+                self.shared.set_failure(None);
+                tracing::info!("Titanic store reopened after a failed write; taking writes again");
+                if let Some(observe) = &self.on_reopen {
+                    observe();
+                }
+            }
+            Err(e) => self.reopen_failed(e),
+        }
+    }
+
+    fn reopen_failed(&mut self, e: Error) {
+        let delay = self.recovery.failed(Instant::now());
+        tracing::warn!(error = %e, ?delay, "Titanic store still refuses writes; retrying");
+        // Callers see the latest write failure; another error (the file is still locked, say)
+        // leaves the one that broke the store.
+        if e.is_write_failure() {
+            self.shared.set_failure(Some(e));
         }
     }
 
@@ -272,5 +385,25 @@ fn fail_all(results: impl Iterator<Item = (Answer, Result<Value>)>, e: &Error) {
             _ => Err(e.duplicate()),
         };
         answer.send(r);
+    }
+}
+
+/// Drops `db` once no read holds it any more (reads hold a handle for one transaction), so
+/// the database closes and releases the file. Gives up after a second: the reopen attempt
+/// then finds the file still locked and fails, to be retried after the next delay.
+fn release(mut db: Arc<Database>) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match Arc::try_unwrap(db) {
+            Ok(db) => return drop(db),
+            Err(shared) if Instant::now() < deadline => {
+                db = shared;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => {
+                tracing::warn!("A read still holds the failed Titanic store; reopening anyway");
+                return;
+            }
+        }
     }
 }
