@@ -46,13 +46,6 @@ fn start(args: &[&str]) -> (Proc, String) {
     (proc, ep)
 }
 
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kb * 1024
-}
-
 #[test]
 fn help_documents_the_flags() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
