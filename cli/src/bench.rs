@@ -101,10 +101,14 @@ pub(crate) async fn run(mut args: BenchArgs) -> ExitCode {
         .enumerate()
         {
             eprintln!(
-                "\rround {} {}: {:.0} req/s",
+                "\rround {} {}: {:.0} req/s  p50 {} us  p99 {} us  p99.9 {} us  max {} us",
                 round + 1,
                 phase.name,
-                phase.rate()
+                phase.rate(),
+                phase.pct(0.5),
+                phase.pct(0.99),
+                phase.pct(0.999),
+                phase.pct(1.0)
             );
             match best.get(i) {
                 Some(b) if b.rate() >= phase.rate() => {}
