@@ -19,9 +19,10 @@ mod raw;
 /// `domo bench` flags.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
-    /// A running broker; without it, one is started in this process on a free port.
-    #[arg(long, env = "DOMO_BROKER")]
-    broker: Option<String>,
+    /// A running broker, from the global --broker (or DOMO_BROKER); without it, one is
+    /// started in this process on a free port.
+    #[arg(skip)]
+    pub(crate) broker: Option<String>,
     /// Client connections (SDK: clients, each with a pool of `window` connections).
     #[arg(long, default_value_t = 4)]
     clients: usize,
