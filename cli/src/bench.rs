@@ -19,9 +19,10 @@ mod raw;
 /// `domo bench` flags.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
-    /// A running broker; without it, one is started in this process on a free port.
-    #[arg(long, env = "DOMO_BROKER")]
-    broker: Option<String>,
+    /// A running broker, from the global --broker (or DOMO_BROKER); without it, one is
+    /// started in this process on a free port.
+    #[arg(skip)]
+    pub(crate) broker: Option<String>,
     /// Client connections (SDK: clients, each with a pool of `window` connections).
     #[arg(long, default_value_t = 4)]
     clients: usize,
@@ -101,10 +102,14 @@ pub(crate) async fn run(mut args: BenchArgs) -> ExitCode {
         .enumerate()
         {
             eprintln!(
-                "\rround {} {}: {:.0} req/s",
+                "\rround {} {}: {:.0} req/s  p50 {} us  p99 {} us  p99.9 {} us  max {} us",
                 round + 1,
                 phase.name,
-                phase.rate()
+                phase.rate(),
+                phase.pct(0.5),
+                phase.pct(0.99),
+                phase.pct(0.999),
+                phase.pct(1.0)
             );
             match best.get(i) {
                 Some(b) if b.rate() >= phase.rate() => {}

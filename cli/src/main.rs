@@ -19,31 +19,51 @@ use domo_broker::duration::parse_duration;
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    broker: BrokerArg,
     #[command(subcommand)]
     command: Command,
 }
 
-/// Where the broker is; on every subcommand.
-#[derive(Debug, Args, Clone)]
+/// The broker endpoint when neither --broker nor DOMO_BROKER gives one.
+const DEFAULT_BROKER: &str = "tcp://127.0.0.1:5555";
+
+/// Where the broker is: global options, accepted before or after the subcommand
+/// (`domo --broker EP call ...` and `domo call --broker EP ...`).
+#[derive(Debug, Args, Clone, Default)]
 struct BrokerArg {
-    /// Broker endpoint(s), comma-separated for failover.
+    /// Broker endpoint(s), comma-separated for failover [default: tcp://127.0.0.1:5555;
+    /// `bench` starts a broker of its own without it].
     #[arg(
         long,
+        global = true,
         env = "DOMO_BROKER",
-        default_value = "tcp://127.0.0.1:5555",
+        value_name = "EP",
         value_delimiter = ','
     )]
     broker: Vec<String>,
     /// The --broker endpoints are a Binary Star pair (primary first): workers register with
     /// both, and requests switch to the other broker on any timeout, after a settle delay.
-    #[arg(long, env = "DOMO_PAIR")]
+    #[arg(long, global = true, env = "DOMO_PAIR")]
     pair: bool,
+}
+
+impl BrokerArg {
+    /// The endpoints to use, [`DEFAULT_BROKER`] if none was given.
+    fn or_default(&self) -> Self {
+        let mut resolved = self.clone();
+        if resolved.broker.is_empty() {
+            resolved.broker = vec![DEFAULT_BROKER.to_string()];
+        }
+        resolved
+    }
 }
 
 /// Request settings shared by the client subcommands.
 #[derive(Debug, Args, Clone)]
 struct RequestArgs {
-    #[command(flatten)]
+    /// Filled in from the global --broker and --pair after parsing.
+    #[arg(skip)]
     broker: BrokerArg,
     /// Per-attempt timeout, e.g. 2500ms or 5s.
     #[arg(long, value_name = "DURATION", default_value = "2500ms", value_parser = parse_duration)]
@@ -109,7 +129,8 @@ enum HaCommand {
 enum WorkerCommand {
     /// Echo every request back, until SIGINT or SIGTERM.
     Echo {
-        #[command(flatten)]
+        /// Filled in from the global --broker and --pair after parsing.
+        #[arg(skip)]
         broker: BrokerArg,
         /// The service to serve.
         service: String,
@@ -172,8 +193,9 @@ enum TitanicCommand {
 }
 
 impl Command {
-    /// The broker endpoints the subcommand uses, if it talks to a broker.
-    fn broker(&self) -> Option<&BrokerArg> {
+    /// Where the subcommand keeps the broker endpoints, if it talks to a broker (`bench`
+    /// takes its optional one separately).
+    fn broker_mut(&mut self) -> Option<&mut BrokerArg> {
         match self {
             Self::Call { request, .. }
             | Self::Services { request }
@@ -183,7 +205,7 @@ impl Command {
                 TitanicCommand::Submit { request, .. }
                 | TitanicCommand::Reply { request, .. }
                 | TitanicCommand::Close { request, .. },
-            ) => Some(&request.broker),
+            ) => Some(&mut request.broker),
             Self::Worker(WorkerCommand::Echo { broker, .. }) => Some(broker),
             Self::Bench(_)
             | Self::Titanic(TitanicCommand::List { .. } | TitanicCommand::Purge { .. }) => None,
@@ -192,11 +214,22 @@ impl Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(broker) = cli.command.broker() {
+    let mut cli = Cli::parse();
+    if let Some(broker) = cli.command.broker_mut() {
+        *broker = cli.broker.or_default();
         if broker.pair && broker.broker.len() != 2 {
             eprintln!("domo: --pair needs exactly two --broker endpoints: primary,backup");
             return ExitCode::from(2);
+        }
+    }
+    if let Command::Bench(args) = &mut cli.command {
+        match cli.broker.broker.as_slice() {
+            [] => args.broker = None,
+            [one] => args.broker = Some(one.clone()),
+            _ => {
+                eprintln!("domo: bench takes one --broker endpoint");
+                return ExitCode::from(2);
+            }
         }
     }
     tracing_subscriber::fmt()

@@ -108,6 +108,87 @@ async fn call_service_services_and_worker_echo_end_to_end() {
     .await;
 }
 
+/// `domo` with no DOMO_BROKER in its environment, or with `env` as DOMO_BROKER.
+fn domo_env(env: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(DOMO);
+    cmd.args(args)
+        .env_remove("DOMO_BROKER")
+        .env_remove("DOMO_PAIR")
+        .env_remove("RUST_LOG");
+    if let Some(ep) = env {
+        cmd.env("DOMO_BROKER", ep);
+    }
+    cmd.output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_option_goes_before_or_after_the_subcommand() {
+    let broker = TestBroker::start(fast_heartbeat()).await;
+    let ep = broker.endpoint.clone();
+    blocking(move || {
+        // The worker takes it before the subcommand too.
+        let worker = Proc(
+            Command::new(DOMO)
+                .args([
+                    "--broker",
+                    &ep,
+                    "worker",
+                    "echo",
+                    "echo",
+                    "--heartbeat",
+                    "100ms",
+                ])
+                .env_remove("DOMO_BROKER")
+                .env_remove("DOMO_PAIR")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_service(&ep, "echo", 0);
+        let dead = dead_endpoint();
+        let cases: [(Option<&str>, Vec<&str>); 5] = [
+            (None, vec!["--broker", &ep, "call", "echo", "hi"]),
+            (None, vec!["call", "--broker", &ep, "echo", "hi"]),
+            (None, vec!["call", "echo", "hi", "--broker", &ep]),
+            (Some(&ep), vec!["call", "echo", "hi"]),
+            // The option wins over the environment, in either place.
+            (Some(&dead), vec!["--broker", &ep, "call", "echo", "hi"]),
+        ];
+        for (env, args) in &cases {
+            let out = domo_env(*env, args);
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            assert_eq!(stdout(&out), "hi\n", "{args:?}");
+        }
+        let out = domo_env(None, &["--broker", &ep, "service", "echo"]);
+        assert_eq!(stdout(&out), "200 echo\n", "{}", stderr(&out));
+        // --pair before the subcommand is checked like after it.
+        let out = domo_env(None, &["--pair", "--broker", &ep, "call", "echo", "hi"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains("exactly two"), "{}", stderr(&out));
+        // bench uses the given broker instead of starting one.
+        let bench = [
+            "bench",
+            "--requests",
+            "100",
+            "--rounds",
+            "1",
+            "--workers",
+            "1",
+        ];
+        let out = domo_env(
+            None,
+            &[&["--broker", &ep][..], &bench, &["--json"]].concat(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let two = format!("{ep},{ep}");
+        let out = domo_env(None, &[&["--broker", &two][..], &bench].concat());
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        drop(worker);
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_calls_exit_non_zero_with_one_line() {
     let broker = TestBroker::start(fast_heartbeat()).await;

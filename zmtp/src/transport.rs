@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, HandshakeError};
@@ -131,7 +131,7 @@ impl Listener {
             }
             Endpoint::Tcp { .. } => {
                 let target = ep.host_port().unwrap_or_default();
-                let l = TcpListener::bind(target)
+                let l = bind_tcp(&target)
                     .await
                     .map_err(|e| Error::io(format!("bind {ep}"), e))?;
                 let local = l
@@ -155,6 +155,43 @@ impl Listener {
             }
         }
     }
+}
+
+/// The TCP listen backlog asked for: as many as the system allows (Linux caps it at
+/// `net.core.somaxconn`, 4096 by default since 5.4). `TcpListener::bind` would ask for 128, and
+/// a burst of connects larger than that (a client pool opening its connections at once, every
+/// peer reconnecting after a restart) overflows the accept queue before the accept loop runs:
+/// the kernel drops the extra SYNs and each of those clients waits for its SYN retransmit, a
+/// full second (the initial RTO), before its first message can go.
+const LISTEN_BACKLOG: u32 = i32::MAX as u32;
+
+/// Binds the first address `target` resolves to that accepts a bind, as
+/// `TcpListener::bind` does (`SO_REUSEADDR` included), with [`LISTEN_BACKLOG`].
+async fn bind_tcp(target: &str) -> io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(target).await? {
+        let attempt = (|| {
+            let socket = if addr.is_ipv4() {
+                TcpSocket::new_v4()?
+            } else {
+                TcpSocket::new_v6()?
+            };
+            #[cfg(not(windows))]
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            socket.listen(LISTEN_BACKLOG)
+        })();
+        match attempt {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    }))
 }
 
 impl Drop for Listener {
@@ -213,4 +250,46 @@ async fn write_pending<S: AsyncWrite + Unpin>(
             .map_err(|_| HandshakeError::Closed)?;
     }
     Ok(())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A burst of connects larger than the 128 `TcpListener::bind` asks for is queued by the
+    /// kernel while nothing accepts, so no client waits for a SYN retransmit. Deterministic:
+    /// on loopback a blocking connect returns once the kernel has queued the connection; with
+    /// a full accept queue its SYN is dropped, and as nothing accepts here, every retransmit
+    /// is dropped too and the connect times out.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connect_burst_fits_the_accept_queue() {
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        // The bench's burst: 4 clients x 50 connections; the kernel queues backlog + 1.
+        let burst = 200.min(somaxconn + 1);
+        if burst <= 129 {
+            eprintln!("net.core.somaxconn is {somaxconn}: the kernel caps the backlog, skipped");
+            return;
+        }
+        let ep: Endpoint = "tcp://127.0.0.1:0".parse().unwrap();
+        let (listener, bound) = Listener::bind(&ep).await.unwrap();
+        let addr: SocketAddr = bound.host_port().unwrap().parse().unwrap();
+        let mut streams = Vec::with_capacity(burst);
+        for i in 0..burst {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+                Ok(s) => streams.push(s),
+                Err(e) => panic!(
+                    "connect {} of {burst} not queued ({e}): backlog too small",
+                    i + 1
+                ),
+            }
+        }
+        // All of them are waiting in the accept queue.
+        for _ in 0..burst {
+            let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept());
+            accepted.await.unwrap().unwrap();
+        }
+    }
 }
