@@ -106,6 +106,15 @@ impl HaSettings {
             heartbeat: self.heartbeat,
         }
     }
+
+    /// What the shell needs to run the pair's state link.
+    pub fn link(&self) -> crate::shell::PairLink {
+        crate::shell::PairLink {
+            machine: self.machine(),
+            bind: self.bind.clone(),
+            peer: self.peer.clone(),
+        }
+    }
 }
 
 /// `primary` or `backup`, for flags.

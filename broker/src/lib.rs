@@ -3,8 +3,9 @@
 //! # Layout
 //!
 //! * [`core`]: the broker as a synchronous state machine (routing, worker sessions,
-//!   heartbeats, queues, MMI) driven by messages and a clock, with no I/O; tested without
-//!   sockets.
+//!   heartbeats, queues, admission, MMI, Binary Star) driven by messages and a clock, with no
+//!   I/O; tested without sockets. It is its own crate, `domo-broker-core`, which links no
+//!   runtime, socket or metrics library; re-exported here as `domo_broker::core`.
 //! * [`shell`]: the tokio loop that drives the core from a ZMTP ROUTER socket, with drain
 //!   and reload controls and the health state.
 //! * [`health`]: liveness, readiness and status shared by the loop with the outside.
@@ -14,12 +15,13 @@
 //! * [`duration`]: `"2500ms"`-style durations.
 
 pub mod config;
-pub mod core;
 pub mod duration;
 pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod shell;
+
+pub use domo_broker_core as core;
 
 pub use crate::core::{Broker, BrokerConfig, ConfigError, Outbound, PeerKind, QueueLimits, Stats};
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use domo_broker::config::{
-    describe_heartbeat, HaRole, LogFormat, Overrides, Settings, DEFAULT_CONFIG,
+    describe_heartbeat, HaRole, HaSettings, LogFormat, Overrides, Settings, DEFAULT_CONFIG,
 };
 use domo_broker::duration::parse_duration;
 use domo_broker::http;
@@ -209,7 +209,7 @@ async fn run(cli: Cli, settings: Settings, filter: FilterHandle) -> ExitCode {
     let config = ShellConfig {
         binds: settings.binds.clone(),
         core: settings.core.clone(),
-        ha: settings.ha.clone(),
+        ha: settings.ha.as_ref().map(HaSettings::link),
         ..ShellConfig::default()
     };
     let bound = match shell::bind(config).await {

@@ -19,7 +19,6 @@ use prometheus::{
 
 use crate::core::ha::{Conflict, HaStats, HaStatus, State};
 use crate::core::{Event, Stats};
-use crate::shell::ShellStats;
 
 /// Label value of services without their own label.
 pub const OTHER: &str = "_other";
@@ -590,6 +589,15 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     }
+}
+
+/// Counters kept by the shell (the core keeps its own, see [`crate::core::Broker::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShellStats {
+    /// Replies dropped because their client had disconnected.
+    pub replies_to_gone_clients: u64,
+    /// Worker commands dropped because the worker had disconnected or its queue was full.
+    pub worker_commands_dropped: u64,
 }
 
 /// What the shell copies out for a scrape.

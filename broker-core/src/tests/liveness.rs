@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::util::{Harness, Sent, EXPIRY, INTERVAL, MS, NS};
-use crate::core::BrokerConfig;
+use crate::BrokerConfig;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::util::{frames, Harness, Sent};
-use crate::core::ProtocolErrors;
+use crate::ProtocolErrors;
 
 /// Sends `message` from a peer the broker does not know and checks it is dropped, counted
 /// against `client` or `worker`, and answered with nothing.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::util::{Harness, Sent, INTERVAL};
-use crate::core::ha::{HaConfig, Role, State, StateMessage};
+use crate::ha::{HaConfig, Role, State, StateMessage};
 
 const HB: Duration = Duration::from_millis(1000);
 const PEER: u64 = 9;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::util::{Harness, Sent, NS};
-use crate::core::{BrokerConfig, QueueLimits};
+use crate::{BrokerConfig, QueueLimits};
 
 const TIMEOUT: Duration = BrokerConfig::DEFAULT_REQUEST_TIMEOUT;
 

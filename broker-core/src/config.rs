@@ -11,7 +11,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// Settings of the broker core.
 ///
 /// Every field has a default ([`BrokerConfig::default`]); [`BrokerConfig::validate`] checks
-/// a configuration and [`crate::core::Broker::new`] refuses one that does not pass.
+/// a configuration and [`crate::Broker::new`] refuses one that does not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConfig {
     /// Heartbeat interval and liveness towards workers. The broker sends HEARTBEAT to every
@@ -30,7 +30,7 @@ pub struct BrokerConfig {
     pub request_timeout: Duration,
     /// Limits of each service's queue. A queue that reaches either limit is closed: requests
     /// for it are handed back to the transport and their clients paused, never dropped,
-    /// until it drains to three quarters of both (see [`crate::core::Flow`]). A request put
+    /// until it drains to three quarters of both (see [`crate::Flow`]). A request put
     /// back after losing its worker is always re-admitted (it was admitted once), so a
     /// queue can exceed its limits by the number of workers lost. Default: 200,000 requests
     /// and 256 MiB of body bytes, twice what the zguide's asynchronous client sends before it
@@ -48,7 +48,7 @@ pub struct BrokerConfig {
     pub redispatch: bool,
     /// Bound on what one client may have accepted and not yet answered: requests queued or at
     /// a worker, and replies waiting to be written to it. Bytes are body bytes plus
-    /// [`crate::core::REQUEST_OVERHEAD`] per request, so they bound memory for small requests
+    /// [`crate::REQUEST_OVERHEAD`] per request, so they bound memory for small requests
     /// too. At either limit the client alone is paused (the broker stops reading from it)
     /// until it is back at three quarters of both. Default: 200,000 requests and 32 MiB,
     /// above what the zguide's asynchronous client sends before it reads (100,000 small

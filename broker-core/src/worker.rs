@@ -96,7 +96,7 @@ mod tests {
     use domo_mdp::Heartbeat;
 
     use super::*;
-    use crate::core::timer::{Timer, Timers};
+    use crate::timer::{Timer, Timers};
 
     #[test]
     fn request_size_is_the_sum_of_body_frames() {

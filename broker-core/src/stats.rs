@@ -17,7 +17,7 @@ pub struct Stats {
     /// Registered workers the broker removed, by reason.
     pub worker_departures: WorkerDepartures,
     /// Messages dropped unread because they came from a peer the broker is silent towards
-    /// (after a DISCONNECT either way; see [`crate::core::Broker`]).
+    /// (after a DISCONNECT either way; see [`crate::Broker`]).
     pub ignored_after_disconnect: u64,
     /// Gauge: registered workers waiting for a request.
     pub workers_idle: usize,
@@ -29,7 +29,7 @@ pub struct Stats {
     pub queued_bytes: usize,
     /// Gauge: services the broker knows (with workers, queued requests, or both).
     pub services: usize,
-    /// Gauge: clients paused now (see [`crate::core::Flow`]).
+    /// Gauge: clients paused now (see [`crate::Flow`]).
     pub clients_paused: usize,
     /// Times a cause paused a client (a client held by two causes counts under both).
     pub pauses: Pauses,
@@ -41,7 +41,7 @@ pub struct Stats {
     pub deferred: u64,
 }
 
-/// Times clients were paused, by cause (see [`crate::core::PauseCause`]).
+/// Times clients were paused, by cause (see [`crate::PauseCause`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pauses {
     /// The client's own requests reached `client_limits`.

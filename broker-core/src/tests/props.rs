@@ -1,5 +1,5 @@
 //! Property test: random sequences of inputs never panic, keep every invariant
-//! ([`Broker::check_invariants`](crate::core::Broker)), only produce valid MDP, and never
+//! ([`Broker::check_invariants`](crate::Broker)), only produce valid MDP, and never
 //! send to a peer after its DISCONNECT (both checked by the harness after each input).
 
 use std::time::Duration;
@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use domo_mdp::PeerId;
 
 use super::util::{frames, Harness};
-use crate::core::worker::WorkerState;
-use crate::core::{BrokerConfig, QueueLimits};
+use crate::worker::WorkerState;
+use crate::{BrokerConfig, QueueLimits};
 
 /// Peers are drawn from one small pool, so the same id acts as client and worker at times.
 const PEERS: u8 = 6;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use domo_mdp::client;
 
 use super::util::{frames, id, service, Harness, Sent, NS};
-use crate::core::{BrokerConfig, Flow, QueueLimits, REQUEST_OVERHEAD};
+use crate::{BrokerConfig, Flow, QueueLimits, REQUEST_OVERHEAD};
 
 const TIMEOUT: Duration = BrokerConfig::DEFAULT_REQUEST_TIMEOUT;
 

@@ -152,7 +152,7 @@ fn request_and_reply_are_forwarded_byte_exact() {
     );
     let to_client = h.broker.poll_outbound().unwrap();
     assert_eq!(to_client.peer, id("c1"));
-    assert_eq!(to_client.kind, crate::core::PeerKind::Client);
+    assert_eq!(to_client.kind, crate::PeerKind::Client);
     let mut expected = frames(&[b"", b"MDPC01", b"echo"]);
     expected.extend(reply);
     assert_eq!(to_client.frames, expected);

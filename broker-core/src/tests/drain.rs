@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::util::{service, Harness, Sent, MS};
-use crate::core::{DropReason, Event};
+use crate::{DropReason, Event};
 
 #[test]
 fn drain_drops_queued_and_new_requests_but_answers_those_in_flight() {

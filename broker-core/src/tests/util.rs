@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use domo_mdp::{client, worker, PeerId, ServiceName, WorkerCommand};
 
-use crate::core::admission::charge;
-use crate::core::worker::WorkerState;
-use crate::core::{Broker, BrokerConfig, Flow, Outbound, PeerKind};
+use crate::admission::charge;
+use crate::worker::WorkerState;
+use crate::{Broker, BrokerConfig, Flow, Outbound, PeerKind};
 
 pub(super) const MS: Duration = Duration::from_millis(1);
 pub(super) const NS: Duration = Duration::from_nanos(1);
@@ -97,7 +97,7 @@ pub(super) struct Harness {
     /// them nothing more while silenced.
     disconnected: HashMap<PeerId, Instant>,
     /// State messages the broker produced for its Binary Star peer, oldest first.
-    pub(super) to_peer: Vec<crate::core::ha::StateMessage>,
+    pub(super) to_peer: Vec<crate::ha::StateMessage>,
     /// Whether to check the invariants after every input (off for big tests, where the
     /// O(state) check would dominate; they call `check_invariants` at the end).
     pub(super) checking: bool,
@@ -282,7 +282,7 @@ impl Harness {
             }
         }
         while let Some(frames) = self.broker.poll_peer_transmit() {
-            let msg = crate::core::ha::StateMessage::decode(&frames).expect("valid state");
+            let msg = crate::ha::StateMessage::decode(&frames).expect("valid state");
             self.to_peer.push(msg);
         }
         let expiry = self.broker.config().heartbeat.expiry();
@@ -417,7 +417,7 @@ impl Broker {
     /// Every client is charged exactly for its queued and held requests and its backlog;
     /// paused clients are counted; closed queues are at or above their low watermark.
     fn check_admission(&self, queued: &(usize, usize)) {
-        use crate::core::admission::at_low;
+        use crate::admission::at_low;
         let mut charged: HashMap<&PeerId, (usize, usize)> = HashMap::new();
         for service in self.services.values() {
             for request in service.queue.iter() {

@@ -1,0 +1,267 @@
+//! The tokio shell: one ZMTP ROUTER socket, the clock and the [`Broker`] core.
+//!
+//! Design: a single task owns the socket's receive side, the core and a timer. Each wake-up
+//! takes a batch of socket events (one await, then whatever else is already waiting), feeds
+//! them to the core with the current time, and sends what the core produced. The core never
+//! waits on the socket and the socket never waits on the core.
+//!
+//! Flow control is decided by the core ([`crate::core::Flow`]) and carried out here on the
+//! router, right after the input that caused it and before the next message is taken: a
+//! request the core has no room for is handed back to the router ([`Router::defer`]) and its
+//! client paused, registered workers are exempted from the router's receive budget, and a
+//! reply that does not fit in a client's send queue goes back to the core, which holds it
+//! (and the client's later replies) and pauses the client until the router reports it
+//! `Writable`. So no request or reply of a connected client is dropped for lack of room, and
+//! a client that does not read slows only itself. A reply to a client that has gone is
+//! dropped and counted.
+//!
+//! The outside talks to the loop through one bounded channel of [`Control`] messages (drain,
+//! stop, reload, scrape), so the core keeps a single owner. A drain asks the core to refuse
+//! new requests ([`Broker::begin_drain`]), waits until [`Broker::is_drained`] or the drain
+//! timeout, then has the core DISCONNECT every worker and closes the socket after writing
+//! what is queued. The loop wakes at least every [`TICK`] and stamps [`Health`], so a wedged
+//! loop shows in `/healthz` and stops the systemd watchdog pings.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use domo_zmtp::{Dealer, Endpoint, Options, Router};
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+mod clock;
+mod control;
+mod event_loop;
+mod flow;
+mod pair;
+
+use self::clock::now;
+pub use self::control::{Control, ShellError, CONTROL_CAPACITY, TICK};
+use self::event_loop::Shell;
+pub use self::pair::PairLink;
+use self::pair::{ha_transport_options, node_id, HaLink};
+use crate::core::{Broker, BrokerConfig};
+pub use crate::health::Health;
+use crate::metrics::Metrics;
+pub use crate::metrics::ShellStats;
+
+/// What the shell needs to run a broker.
+#[derive(Debug, Clone)]
+pub struct ShellConfig {
+    /// Endpoints to bind (`tcp://host:port`, `tcp://*:port`, `ipc://path`).
+    pub binds: Vec<String>,
+    /// Settings of the broker core.
+    pub core: BrokerConfig,
+    /// Settings of the ZMTP transport.
+    pub transport: Options,
+    /// The Binary Star pair this broker belongs to, if any.
+    pub ha: Option<PairLink>,
+}
+
+impl Default for ShellConfig {
+    fn default() -> Self {
+        Self {
+            binds: vec!["tcp://127.0.0.1:5555".to_string()],
+            core: BrokerConfig::default(),
+            transport: broker_transport_options(),
+            ha: None,
+        }
+    }
+}
+
+/// What the broker's router may hold of messages received and not yet taken by the core,
+/// all peers but workers together: 64 MiB. Requests the core defers for lack of room stay
+/// there, so this (with the queue limits) is what bounds memory under a burst from many
+/// clients; past it the router reads no more large frames and TCP pushes back.
+pub const RECEIVE_BUDGET_BYTES: usize = 64 << 20;
+
+/// Transport options suited to a broker: per-peer send queues of 200,000 messages and 8 MiB,
+/// since one client may have many requests answered before it reads (the zguide's
+/// asynchronous client has 100,000 small ones in flight); past them the client is paused and
+/// its replies wait in the core, counted against its bound (`client_limits`). Per-peer
+/// receive queues of 8 MiB. So a client that never reads holds at most its bound (32 MiB by
+/// default) plus 8 MiB in each queue: 48 MiB of messages, about 64 MiB of memory once the
+/// buffers they sit in are counted (measured: 65 MiB, BENCHMARKS.md). The receive budget
+/// is [`RECEIVE_BUDGET_BYTES`].
+pub fn broker_transport_options() -> Options {
+    Options {
+        send_hwm: 200_000,
+        send_hwm_bytes: 8 * 1024 * 1024,
+        recv_hwm_bytes: 8 * 1024 * 1024,
+        recv_budget_bytes: RECEIVE_BUDGET_BYTES,
+        ..Options::default()
+    }
+}
+
+/// What a broker that stopped cleanly had counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// The shell's counters.
+    pub shell: ShellStats,
+    /// The core's counters and gauges at the end.
+    pub core: crate::core::Stats,
+}
+
+/// A bound broker, ready to run.
+#[derive(Debug)]
+pub struct BoundBroker {
+    router: Router,
+    core: Broker,
+    endpoints: Vec<Endpoint>,
+    health: Arc<Health>,
+    metrics: Option<Arc<std::sync::Mutex<Metrics>>>,
+    ha: Option<HaLink>,
+    /// `true` while the broker serves clients: always alone; in a pair only while active.
+    serving: watch::Sender<bool>,
+}
+
+/// Binds every endpoint and builds the core. Nothing is served until [`BoundBroker::run`].
+///
+/// # Errors
+/// [`ShellError`] for an invalid configuration or an endpoint that cannot be bound.
+pub async fn bind(config: ShellConfig) -> Result<BoundBroker, ShellError> {
+    if config.binds.is_empty() {
+        return Err(ShellError::NoEndpoint);
+    }
+    let core = Broker::new(config.core, now())?;
+    let router = Router::new(config.transport);
+    let mut endpoints = Vec::new();
+    for ep in &config.binds {
+        endpoints.push(router.bind(ep).await?);
+    }
+    let ha = match config.ha {
+        Some(settings) => {
+            let options = ha_transport_options(&settings);
+            let ha_router = Router::new(options.clone());
+            let endpoint = ha_router.bind(&settings.bind).await?;
+            let dealer = Dealer::connect(&settings.peer, options)?;
+            Some(HaLink {
+                settings,
+                router: ha_router,
+                dealer,
+                endpoint,
+                connected: false,
+            })
+        }
+        None => None,
+    };
+    let health = Arc::new(Health::default());
+    health.tick(&core);
+    let (serving, _) = watch::channel(ha.is_none());
+    Ok(BoundBroker {
+        router,
+        core,
+        endpoints,
+        health,
+        metrics: None,
+        ha,
+        serving,
+    })
+}
+
+impl BoundBroker {
+    /// The endpoints as bound (port 0 resolved).
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// The pair's state endpoint as bound (port 0 resolved), if this broker is one of a
+    /// pair.
+    pub fn ha_endpoint(&self) -> Option<&Endpoint> {
+        self.ha.as_ref().map(|l| &l.endpoint)
+    }
+
+    /// Follows whether the broker serves clients: always `true` for a lone broker; for one of
+    /// a pair, `true` only while it is active (and not resynchronising after a stall). The
+    /// embedded Titanic pauses its dispatcher on it, so a passive broker's own Titanic
+    /// neither sends requests nor counts as a client vote.
+    pub fn serving(&self) -> watch::Receiver<bool> {
+        self.serving.subscribe()
+    }
+
+    /// Health and status shared with the metrics listener and the service manager.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// Keeps metrics: from now on the loop feeds `metrics` (shared with the listener).
+    pub fn with_metrics(mut self, metrics: Arc<std::sync::Mutex<Metrics>>) -> Self {
+        self.core.record_events(true);
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Serves until `shutdown` completes, then closes the socket (no drain).
+    ///
+    /// # Errors
+    /// Only if the socket fails underneath; a clean shutdown is `Ok`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Finished, ShellError> {
+        let (_tx, control) = mpsc::channel(1);
+        self.serve(control, shutdown).await
+    }
+
+    /// Serves until told to stop on `control` (a [`Control::Drain`] that finished or a
+    /// [`Control::Stop`]), then closes the socket after writing what is queued (the workers'
+    /// DISCONNECTs among it). A closed channel is never a reason to stop.
+    ///
+    /// # Errors
+    /// Only if the socket fails underneath; a clean shutdown is `Ok`.
+    pub async fn run_with(self, control: mpsc::Receiver<Control>) -> Result<Finished, ShellError> {
+        self.serve(control, std::future::pending()).await
+    }
+
+    async fn serve(
+        self,
+        control: mpsc::Receiver<Control>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<Finished, ShellError> {
+        let Self {
+            router,
+            mut core,
+            endpoints,
+            health,
+            metrics,
+            ha,
+            serving,
+        } = self;
+        for ep in &endpoints {
+            info!(endpoint = %ep, "Broker listening");
+        }
+        if let Some(link) = &ha {
+            info!(
+                role = %link.settings.machine.role,
+                endpoint = %link.endpoint,
+                peer = %link.settings.peer,
+                heartbeat = ?link.settings.machine.heartbeat,
+                "Binary Star: state endpoint bound; starting as {}",
+                link.settings.machine.role
+            );
+            // Started here, not at bind: the machine takes a long gap before its first tick
+            // (a slow store recovery) for a freeze.
+            core.enable_ha(link.settings.machine, node_id(), now());
+            health.set_ha_role(link.settings.machine.role);
+        }
+        health.set_ready();
+        let mut shell = Shell {
+            router,
+            core,
+            stats: ShellStats::default(),
+            health,
+            metrics,
+            drain_until: None,
+            ha,
+            serving,
+        };
+        let result = shell.serve(control, shutdown).await;
+        if let Some(link) = &shell.ha {
+            link.dealer.shutdown().await;
+            link.router.shutdown().await;
+        }
+        shell.router.shutdown().await;
+        info!("Broker stopped");
+        result.map(|()| Finished {
+            shell: shell.stats,
+            core: shell.core.stats().clone(),
+        })
+    }
+}
