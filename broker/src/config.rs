@@ -30,6 +30,26 @@ pub const DEFAULT_BIND: &str = "tcp://127.0.0.1:5555";
 /// Default metrics and health listener.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
+/// Where the daemon's settings come from: a file (if any) and the environment and flags
+/// parsed into [`Overrides`]. Kept so that a reload reads the same sources again.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The configuration file.
+    pub file: Option<PathBuf>,
+    /// What the environment and flags set.
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// Reads the file and merges everything into settings.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file, line and key (or the flag) that is wrong.
+    pub fn load(&self) -> Result<Settings, ConfigError> {
+        Settings::load(self.file.as_deref(), &self.overrides)
+    }
+}
+
 /// The effective configuration of the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {

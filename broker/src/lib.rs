@@ -12,9 +12,12 @@
 //! * [`config`]: the daemon's configuration (TOML file, env, flags) and its checks.
 //! * [`metrics`]: the `domo_*` Prometheus metrics; [`http`]: `/metrics`, `/healthz`,
 //!   `/readyz`.
+//! * [`daemon`]: logging, resource checks, the embedded Titanic, systemd, signals and
+//!   reload, and `daemon::run`, which puts the daemon together (`main.rs` parses flags).
 //! * [`duration`]: `"2500ms"`-style durations.
 
 pub mod config;
+pub mod daemon;
 pub mod duration;
 pub mod health;
 pub mod http;

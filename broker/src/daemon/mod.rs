@@ -1,0 +1,127 @@
+//! The daemon around the shell: logging, resource checks, the embedded Titanic, systemd,
+//! signals and reload, and [`run`], which puts them together. `main.rs` only parses flags.
+
+pub mod limits;
+pub mod logging;
+pub mod signals;
+pub mod systemd;
+pub mod titanic;
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+use self::logging::FilterHandle;
+use crate::config::{describe_heartbeat, ConfigSource, HaSettings, Settings};
+use crate::http;
+use crate::metrics::Metrics;
+use crate::shell::{self, ShellConfig, CONTROL_CAPACITY};
+
+/// Exit code for a configuration or usage error.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for a runtime failure.
+pub const EXIT_RUNTIME: u8 = 1;
+
+/// The version string: the crate version and the git commit.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("{} (git {})", env!("CARGO_PKG_VERSION"), crate::GIT_SHA)
+    });
+    VERSION.as_str()
+}
+
+/// Runs the broker with `settings` until it is stopped (signals, drain) and returns the
+/// process's exit code. `source` is where a reload reads the configuration again.
+pub async fn run(source: ConfigSource, settings: Settings, filter: FilterHandle) -> ExitCode {
+    match &settings.file {
+        Some(path) => info!(config = %path.display(), "Configuration loaded"),
+        None => info!("No configuration file; using built-in defaults"),
+    }
+    info!(
+        heartbeat = %describe_heartbeat(&settings.core.heartbeat),
+        drain_timeout = ?settings.drain_timeout,
+        "Starting domo-broker {}",
+        version()
+    );
+    limits::log_fd_limit();
+    let config = ShellConfig {
+        binds: settings.binds.clone(),
+        core: settings.core.clone(),
+        ha: settings.ha.as_ref().map(HaSettings::link),
+        ..ShellConfig::default()
+    };
+    let bound = match shell::bind(config).await {
+        Ok(b) => b,
+        Err(e) => {
+            error!(error = %e, "Cannot start");
+            eprintln!("domo-broker: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    let (control, control_rx) = mpsc::channel(CONTROL_CAPACITY);
+    let metrics = Arc::new(Mutex::new(Metrics::new(settings.metrics_max_services)));
+    let bound = bound.with_metrics(metrics.clone());
+    let health = bound.health();
+    // Titanic's store opens before READY=1, so systemd sees a broker that is fully up.
+    let titanic = if settings.titanic.enabled {
+        let endpoint = titanic::local_endpoint(&bound.endpoints()[0]);
+        let (commits, reopens) = {
+            let m = metrics
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (m.titanic_commit_duration(), m.titanic_store_reopens())
+        };
+        let serving = settings.ha.as_ref().map(|_| bound.serving());
+        Some(titanic::start(&settings, endpoint, (commits, reopens), serving).await)
+    } else {
+        info!("Titanic disabled");
+        None
+    };
+    if let Some(addr) = settings.metrics_listen {
+        let listener = match http::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!(error = %e, addr = %addr, "Cannot bind the metrics listener");
+                eprintln!("domo-broker: metrics listener {addr}: {e}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        };
+        let local = listener.local_addr().unwrap_or(addr);
+        info!(addr = %local, "Metrics listening on http://{local}/metrics");
+        let endpoints = http::Endpoints {
+            health: health.clone(),
+            metrics,
+            control: control.clone(),
+            titanic: titanic.as_ref().map(|t| t.status.clone()),
+        };
+        tokio::spawn(http::serve(listener, endpoints));
+    }
+    let (titanic_stop, titanic_task) = match titanic {
+        Some(titanic::EmbeddedTitanic {
+            stop,
+            task: Some(t),
+            ..
+        }) => (Some(stop), Some(t)),
+        _ => (None, None),
+    };
+    let signals = tokio::spawn(signals::handle(
+        source,
+        settings,
+        control,
+        filter,
+        titanic_stop.map(|stop| (stop, titanic_task)),
+    ));
+    let notifier = tokio::spawn(systemd::keep_notified(health));
+    let result = bound.run_with(control_rx).await;
+    signals.abort();
+    notifier.abort();
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "Broker failed");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Signals: SIGTERM/SIGINT drain the broker (a second one stops it at once), SIGHUP reloads
+//! the configuration.
+
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+use super::logging::FilterHandle;
+use super::systemd::{notify, NotifyState};
+use crate::config::{ConfigSource, Settings};
+use crate::shell::Control;
+
+/// SIGTERM/SIGINT: drain (a second one stops at once). SIGHUP: reload the configuration.
+pub async fn handle(
+    source: ConfigSource,
+    mut settings: Settings,
+    control: mpsc::Sender<Control>,
+    filter: FilterHandle,
+    mut titanic: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        Option<tokio::task::JoinHandle<()>>,
+    )>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        error!("Cannot install signal handlers");
+        return;
+    };
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = hup.recv() => {
+                reload(&source, &mut settings, &control, &filter).await;
+                continue;
+            }
+        }
+        if stopping {
+            info!("Second signal: stopping without waiting for in-flight requests");
+            let _ = control.send(Control::Stop).await;
+            continue;
+        }
+        stopping = true;
+        info!(timeout = ?settings.drain_timeout, "Shutting down: draining");
+        notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
+        if settings.ha.is_some() {
+            // First of all, so the peer can take over while Titanic and the drain finish.
+            let _ = control.send(Control::LeavePair).await;
+        }
+        if let Some((stop, task)) = titanic.take() {
+            // Titanic first: it stops taking requests, finishes the ones it holds and
+            // disconnects its workers while the broker still routes their replies.
+            info!("Stopping Titanic");
+            let _ = stop.send(());
+            if let Some(task) = task {
+                let interrupted = tokio::select! {
+                    _ = task => false,
+                    _ = term.recv() => true,
+                    _ = int.recv() => true,
+                };
+                if interrupted {
+                    info!("Second signal: stopping without waiting for in-flight requests");
+                    let _ = control.send(Control::Stop).await;
+                    continue;
+                }
+            }
+        }
+        let timeout = settings.drain_timeout;
+        let _ = control.send(Control::Drain { timeout }).await;
+    }
+}
+
+/// Re-reads the file, applies what can change live and logs what needs a restart.
+async fn reload(
+    source: &ConfigSource,
+    settings: &mut Settings,
+    control: &mpsc::Sender<Control>,
+    filter: &FilterHandle,
+) {
+    notify(&[NotifyState::Reloading]);
+    info!("SIGHUP: reloading the configuration");
+    let new = match source.load() {
+        Ok(new) => new,
+        Err(error) => {
+            error!(%error, "Reload failed; keeping the running configuration");
+            notify(&[NotifyState::Ready]);
+            return;
+        }
+    };
+    if std::env::var_os("RUST_LOG").is_some() {
+        if new.log_level != settings.log_level {
+            warn!("RUST_LOG is set; log.level change ignored");
+        }
+    } else if let Err(error) = filter.reload(EnvFilter::new(&new.log_level)) {
+        warn!(%error, "Cannot change the log filter");
+    } else {
+        info!(filter = %new.log_level, "Log filter applied");
+    }
+    let _ = control.send(Control::Reconfigure(new.core.clone())).await;
+    for key in settings.restart_needed(&new) {
+        warn!(key, "Changed setting needs a restart to apply");
+    }
+    let mut applied = new;
+    // What needs a restart keeps running with the old value until then.
+    applied.binds.clone_from(&settings.binds);
+    applied.metrics_listen = settings.metrics_listen;
+    applied.metrics_max_services = settings.metrics_max_services;
+    applied.log_format = settings.log_format;
+    applied.titanic = settings.titanic.clone();
+    applied.ha = settings.ha.clone();
+    *settings = applied;
+    notify(&[NotifyState::Ready]);
+}

@@ -1,0 +1,102 @@
+//! Titanic (RFC 9) embedded in the broker: its store opened before the broker reports ready,
+//! its services connected to the broker's own endpoint.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::error;
+
+use crate::config::Settings;
+
+/// The embedded Titanic: its status for `/readyz` and metrics, and how to stop it.
+pub struct EmbeddedTitanic {
+    /// Its state, for `/readyz` and metrics.
+    pub status: Arc<domo_titanic::server::Status>,
+    /// Tells it to stop.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// `None` when the store could not be opened (nothing runs; `/readyz` says why).
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The endpoint Titanic connects to: `bound` itself, with a wildcard host replaced by
+/// loopback.
+pub fn local_endpoint(bound: &domo_zmtp::Endpoint) -> String {
+    match bound {
+        domo_zmtp::Endpoint::Tcp { host, port } if host == "*" || host == "0.0.0.0" => {
+            format!("tcp://127.0.0.1:{port}")
+        }
+        domo_zmtp::Endpoint::Tcp { host, port } if host == "::" => format!("tcp://[::1]:{port}"),
+        other => other.to_string(),
+    }
+}
+
+/// Opens the Titanic store and starts its services against `endpoint`. A store that cannot
+/// be opened is logged and reported by `/readyz`; the broker runs without Titanic then.
+/// `metrics` are the commit latency histogram and the store reopen counter.
+pub async fn start(
+    settings: &Settings,
+    endpoint: String,
+    metrics: (prometheus::Histogram, prometheus::IntCounter),
+    serving: Option<tokio::sync::watch::Receiver<bool>>,
+) -> EmbeddedTitanic {
+    let (commits, reopens) = metrics;
+    let t = &settings.titanic;
+    let dir = t.data_dir();
+    let mut config = domo_titanic::server::TitanicConfig::new(
+        [endpoint],
+        dir.join(crate::config::TITANIC_STORE_FILE),
+    );
+    config.heartbeat = settings.core.heartbeat;
+    config.sessions = t.sessions;
+    config.store.limits.max_bytes = t.max_bytes;
+    config.store.on_commit = Some(Arc::new(move |d: Duration| {
+        commits.observe(d.as_secs_f64())
+    }));
+    config.store.on_reopen = Some(Arc::new(move || reopens.inc()));
+    config.dispatcher.expire_after = t.expire_after;
+    config.dispatcher.expire_interval =
+        (t.expire_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    config.dispatcher.request_timeout = t.request_timeout;
+    // One of a pair: stored requests go out only while this broker is active (its own
+    // dispatcher must not vote it active, and a passive broker would drop them anyway).
+    config.dispatcher.active = serving;
+    let status = Arc::new(domo_titanic::server::Status::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        error!(error = %e, path = %dir.display(), "Cannot create the Titanic data directory");
+        status.fail_with(&format!(
+            "cannot create the Titanic data directory {}: {e}",
+            dir.display()
+        ));
+        return EmbeddedTitanic {
+            status,
+            stop,
+            task: None,
+        };
+    }
+    match domo_titanic::server::open(config, status.clone()).await {
+        Ok(opened) => {
+            let task = tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.await;
+                };
+                if let Err(e) = opened.serve(shutdown).await {
+                    error!(error = %e, "Titanic failed");
+                }
+            });
+            EmbeddedTitanic {
+                status,
+                stop,
+                task: Some(task),
+            }
+        }
+        Err(e) => {
+            error!(error = %e, path = %dir.display(), "Titanic not started");
+            EmbeddedTitanic {
+                status,
+                stop,
+                task: None,
+            }
+        }
+    }
+}
