@@ -64,6 +64,7 @@ struct FlowMetrics {
     redispatched: IntCounterVec,
     no_worker: IntCounterVec,
     queued_bytes: IntGauge,
+    services: IntGauge,
     receive_held: IntGauge,
     mmi_requests: IntCounterVec,
     disconnects_sent: IntCounterVec,
@@ -116,6 +117,10 @@ impl FlowMetrics {
                 "domo_queued_bytes",
                 "Body bytes of the requests waiting in all service queues",
             ),
+            services: plain_gauge(
+                "domo_services",
+                "Services the broker knows now (with workers, queued requests, or both)",
+            ),
             receive_held: plain_gauge(
                 "domo_receive_held_bytes",
                 "Bytes received from clients and not yet taken, held against the receive budget",
@@ -150,6 +155,7 @@ impl FlowMetrics {
         set_total(&self.redispatched, &[], s.requests.redispatched);
         set_total(&self.no_worker, &[], s.requests.no_worker);
         self.queued_bytes.set(gauge_value(s.queued_bytes));
+        self.services.set(gauge_value(s.services));
         self.receive_held.set(gauge_value(router.recv_budget_used));
         set_total(&self.mmi_requests, &[], s.mmi_requests);
         let d = &s.disconnects_sent;
@@ -629,6 +635,272 @@ fn gauge_value(n: usize) -> i64 {
 mod tests {
     use super::*;
     use crate::core::DropReason;
+
+    /// How each figure of the core's [`Stats`] reaches `/metrics`: the field (as its path in
+    /// the `Debug` output), the sample it must show, and how to set it. Every field must be
+    /// here or in [`INTERNAL`], so a counter added to the core cannot silently go unexported.
+    type Setter = fn(&mut Stats, u64);
+    #[allow(clippy::type_complexity)]
+    const EXPORTED: &[(&str, &str, Setter)] = &[
+        (
+            "requests.no_worker",
+            "domo_requests_no_worker_total",
+            |s, v| s.requests.no_worker = v,
+        ),
+        (
+            "requests.redispatched",
+            "domo_requests_redispatched_total",
+            |s, v| s.requests.redispatched = v,
+        ),
+        (
+            "requests.dropped.expired",
+            "domo_dropped_requests_total{reason=\"expired\"}",
+            |s, v| s.requests.dropped.expired = v,
+        ),
+        (
+            "requests.dropped.redispatch_limit",
+            "domo_dropped_requests_total{reason=\"redispatch_limit\"}",
+            |s, v| s.requests.dropped.redispatch_limit = v,
+        ),
+        (
+            "requests.dropped.worker_lost",
+            "domo_dropped_requests_total{reason=\"worker_lost\"}",
+            |s, v| s.requests.dropped.worker_lost = v,
+        ),
+        (
+            "requests.dropped.client_silenced",
+            "domo_dropped_requests_total{reason=\"client_silenced\"}",
+            |s, v| s.requests.dropped.client_silenced = v,
+        ),
+        (
+            "requests.dropped.shutdown",
+            "domo_dropped_requests_total{reason=\"shutdown\"}",
+            |s, v| s.requests.dropped.shutdown = v,
+        ),
+        (
+            "requests.dropped.not_active",
+            "domo_dropped_requests_total{reason=\"not_active\"}",
+            |s, v| s.requests.dropped.not_active = v,
+        ),
+        (
+            "requests.dropped.client_gone",
+            "domo_dropped_requests_total{reason=\"client_gone\"}",
+            |s, v| s.requests.dropped.client_gone = v,
+        ),
+        ("mmi_requests", "domo_mmi_requests_total", |s, v| {
+            s.mmi_requests = v
+        }),
+        (
+            "protocol_errors.client",
+            "domo_protocol_errors_total{peer=\"client\"}",
+            |s, v| s.protocol_errors.client = v,
+        ),
+        (
+            "protocol_errors.worker",
+            "domo_protocol_errors_total{peer=\"worker\"}",
+            |s, v| s.protocol_errors.worker = v,
+        ),
+        (
+            "disconnects_sent.second_ready",
+            "domo_disconnects_sent_total{reason=\"second_ready\"}",
+            |s, v| s.disconnects_sent.second_ready = v,
+        ),
+        (
+            "disconnects_sent.mmi_ready",
+            "domo_disconnects_sent_total{reason=\"mmi_ready\"}",
+            |s, v| s.disconnects_sent.mmi_ready = v,
+        ),
+        (
+            "disconnects_sent.unknown_worker",
+            "domo_disconnects_sent_total{reason=\"unknown_worker\"}",
+            |s, v| s.disconnects_sent.unknown_worker = v,
+        ),
+        (
+            "disconnects_sent.unexpected_reply",
+            "domo_disconnects_sent_total{reason=\"unexpected_reply\"}",
+            |s, v| s.disconnects_sent.unexpected_reply = v,
+        ),
+        (
+            "disconnects_sent.invalid_message",
+            "domo_disconnects_sent_total{reason=\"invalid_message\"}",
+            |s, v| s.disconnects_sent.invalid_message = v,
+        ),
+        (
+            "disconnects_sent.client_request",
+            "domo_disconnects_sent_total{reason=\"client_request\"}",
+            |s, v| s.disconnects_sent.client_request = v,
+        ),
+        (
+            "disconnects_sent.shutdown",
+            "domo_disconnects_sent_total{reason=\"shutdown\"}",
+            |s, v| s.disconnects_sent.shutdown = v,
+        ),
+        (
+            "worker_departures.disconnect",
+            "domo_worker_disconnects_total{reason=\"disconnect\"}",
+            |s, v| s.worker_departures.disconnect = v,
+        ),
+        (
+            "worker_departures.connection_closed",
+            "domo_worker_disconnects_total{reason=\"connection_closed\"}",
+            |s, v| s.worker_departures.connection_closed = v,
+        ),
+        (
+            "worker_departures.expired",
+            "domo_worker_disconnects_total{reason=\"expired\"}",
+            |s, v| s.worker_departures.expired = v,
+        ),
+        (
+            "worker_departures.protocol_error",
+            "domo_worker_disconnects_total{reason=\"protocol_error\"}",
+            |s, v| s.worker_departures.protocol_error = v,
+        ),
+        (
+            "worker_departures.shutdown",
+            "domo_worker_disconnects_total{reason=\"shutdown\"}",
+            |s, v| s.worker_departures.shutdown = v,
+        ),
+        (
+            "ignored_after_disconnect",
+            "domo_ignored_after_disconnect_total",
+            |s, v| s.ignored_after_disconnect = v,
+        ),
+        ("queued_bytes", "domo_queued_bytes", |s, v| {
+            s.queued_bytes = v as usize
+        }),
+        ("services", "domo_services", |s, v| s.services = v as usize),
+        ("clients_paused", "domo_clients_paused", |s, v| {
+            s.clients_paused = v as usize
+        }),
+        (
+            "pauses.client_limit",
+            "domo_client_pauses_total{cause=\"client_limit\"}",
+            |s, v| s.pauses.client_limit = v,
+        ),
+        (
+            "pauses.service_full",
+            "domo_client_pauses_total{cause=\"service_full\"}",
+            |s, v| s.pauses.service_full = v,
+        ),
+        (
+            "pauses.total_full",
+            "domo_client_pauses_total{cause=\"total_full\"}",
+            |s, v| s.pauses.total_full = v,
+        ),
+        (
+            "pauses.reply_backlog",
+            "domo_client_pauses_total{cause=\"reply_backlog\"}",
+            |s, v| s.pauses.reply_backlog = v,
+        ),
+        ("deferred", "domo_requests_deferred_total", |s, v| {
+            s.deferred = v
+        }),
+        (
+            "replies_to_gone_clients",
+            "domo_dropped_requests_total{reason=\"client_gone\"}",
+            |s, v| s.replies_to_gone_clients = v,
+        ),
+    ];
+
+    /// Figures of [`Stats`] that are not exported as such, and why.
+    const INTERNAL: &[(&str, &str)] = &[
+        (
+            "requests.received",
+            "the sum of the outcomes in domo_client_requests_total",
+        ),
+        (
+            "requests.dispatched",
+            "per service from events: domo_client_requests_total",
+        ),
+        (
+            "requests.replied",
+            "per service from events: domo_replies_total",
+        ),
+        ("workers_idle", "per service: domo_workers{state=\"idle\"}"),
+        ("workers_busy", "per service: domo_workers{state=\"busy\"}"),
+        ("queued_requests", "per service: domo_queued_requests"),
+    ];
+
+    /// The field paths of a `Debug` rendering such as `A { b: 1, c: C { d: 2 } }`.
+    fn field_paths(debug: &str) -> Vec<String> {
+        let mut paths = Vec::new();
+        let mut stack: Vec<String> = Vec::new();
+        let mut word = String::new();
+        let mut pending: Option<String> = None;
+        for ch in debug.chars() {
+            match ch {
+                '{' => {
+                    if let Some(name) = pending.take() {
+                        stack.push(name);
+                    } else {
+                        stack.push(String::new());
+                    }
+                    word.clear();
+                }
+                ':' => {
+                    pending = Some(word.trim().to_string());
+                    word.clear();
+                }
+                ',' | '}' => {
+                    if let Some(name) = pending.take() {
+                        let mut path: Vec<&str> = stack
+                            .iter()
+                            .filter(|s| !s.is_empty())
+                            .map(String::as_str)
+                            .collect();
+                        path.push(&name);
+                        paths.push(path.join("."));
+                    }
+                    if ch == '}' {
+                        stack.pop();
+                    }
+                    word.clear();
+                }
+                _ => word.push(ch),
+            }
+        }
+        paths
+    }
+
+    #[test]
+    fn every_figure_the_core_keeps_is_exported_or_deliberately_internal() {
+        let fields = field_paths(&format!("{:?}", Stats::default()));
+        assert!(fields.len() > 30, "parsed {fields:?}");
+        let known: Vec<&str> = EXPORTED
+            .iter()
+            .map(|(f, ..)| *f)
+            .chain(INTERNAL.iter().map(|(f, _)| *f))
+            .collect();
+        for field in &fields {
+            assert!(
+                known.contains(&field.as_str()),
+                "Stats.{field} is neither exported nor listed as internal"
+            );
+        }
+        for field in &known {
+            assert!(fields.iter().any(|f| f == field), "{field} is not in Stats");
+        }
+    }
+
+    #[test]
+    fn every_exported_figure_shows_its_own_value() {
+        for (i, (field, series, set)) in EXPORTED.iter().enumerate() {
+            let m = Metrics::new(10);
+            let mut core = Stats::default();
+            let value = 1000 + i as u64;
+            set(&mut core, value);
+            m.refresh(&Snapshot {
+                core,
+                ..Snapshot::default()
+            });
+            let text = m.render();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+                .unwrap_or_else(|| panic!("{series} missing for {field}"));
+            assert_eq!(line, format!("{series} {value}"), "{field}");
+        }
+    }
 
     fn svc(name: &str) -> ServiceName {
         ServiceName::try_from(name).unwrap()
