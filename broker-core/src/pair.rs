@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use domo_mdp::mmi::{self, HaReport};
 use domo_mdp::ServiceName;
 
 use super::events::DropReason;
@@ -111,7 +112,7 @@ impl Broker {
     /// The `mmi.ha` reply body: `404` on a lone broker, else `200` and `key=value` frames.
     pub(super) fn ha_reply(&self) -> Vec<Bytes> {
         let Some(status) = self.ha_status() else {
-            return vec![Bytes::from_static(domo_mdp::consts::STATUS_NOT_FOUND)];
+            return mmi::ha_reply(&HaReport::Alone);
         };
         let peer = status.peer;
         let since = |at: Instant| {
@@ -144,8 +145,10 @@ impl Broker {
             ),
             ("resyncing", u8::from(status.resyncing).to_string()),
         ];
-        let mut body = vec![Bytes::from_static(domo_mdp::consts::STATUS_OK)];
-        body.extend(fields.iter().map(|(k, v)| Bytes::from(format!("{k}={v}"))));
-        body
+        let fields = fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        mmi::ha_reply(&HaReport::Pair(fields))
     }
 }

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use bytes::Bytes;
+use domo_mdp::mmi::{self, HaReport};
 use serde_json::{Map, Value};
 
 use crate::call::client;
@@ -57,22 +58,9 @@ async fn ask(args: &RequestArgs) -> Result<Answer, String> {
 }
 
 fn parse(reply: &[Bytes]) -> Result<Answer, String> {
-    match reply.first().map(|f| f.as_ref()) {
-        Some(b"200") => Ok(Answer::Pair(
-            reply[1..]
-                .iter()
-                .map(|f| {
-                    let text = String::from_utf8_lossy(f);
-                    match text.split_once('=') {
-                        Some((k, v)) => (k.to_string(), v.to_string()),
-                        None => (text.to_string(), String::new()),
-                    }
-                })
-                .collect(),
-        )),
-        Some(b"404") => Ok(Answer::Alone),
-        Some(b"501") => Err("the broker does not implement mmi.ha".to_string()),
-        _ => Err("unexpected mmi.ha reply".to_string()),
+    match mmi::decode_ha_reply(reply).map_err(|e| e.to_string())? {
+        HaReport::Pair(fields) => Ok(Answer::Pair(fields)),
+        HaReport::Alone => Ok(Answer::Alone),
     }
 }
 

@@ -358,12 +358,15 @@ async fn pair_member(
     let config = ShellConfig {
         binds: vec!["tcp://127.0.0.1:0".into()],
         core: fast_heartbeat(),
-        ha: Some(HaSettings {
-            role,
-            bind: state(me),
-            peer: state(peer),
-            heartbeat: Duration::from_millis(100),
-        }),
+        ha: Some(
+            HaSettings {
+                role,
+                bind: state(me),
+                peer: state(peer),
+                heartbeat: Duration::from_millis(100),
+            }
+            .link(),
+        ),
         ..ShellConfig::default()
     };
     let bound = shell::bind(config).await.unwrap();

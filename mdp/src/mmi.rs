@@ -109,9 +109,158 @@ pub fn bad_request_reply() -> Vec<Bytes> {
     vec![Bytes::from_static(STATUS_BAD_REQUEST)]
 }
 
+/// A three-digit status frame, as MMI (RFC 8) and Titanic (RFC 9) put first in a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// `200`: done; the answer follows.
+    Ok,
+    /// `300`: pending (Titanic: no reply yet).
+    Pending,
+    /// `400`: a malformed question, or (Titanic) an unknown request id.
+    BadRequest,
+    /// `404`: not found (MMI: no worker; a broker that is not one of a pair, for `mmi.ha`).
+    NotFound,
+    /// `500`: the service failed (Titanic: its store refused the write).
+    Error,
+    /// `501`: not implemented.
+    NotImplemented,
+}
+
+impl Status {
+    /// The status as its frame.
+    pub fn as_bytes(self) -> &'static [u8] {
+        match self {
+            Self::Ok => STATUS_OK,
+            Self::Pending => b"300",
+            Self::BadRequest => STATUS_BAD_REQUEST,
+            Self::NotFound => STATUS_NOT_FOUND,
+            Self::Error => b"500",
+            Self::NotImplemented => STATUS_NOT_IMPLEMENTED,
+        }
+    }
+
+    /// The status a frame names, if it is one of these.
+    pub fn from_frame(frame: &[u8]) -> Option<Self> {
+        [
+            Self::Ok,
+            Self::Pending,
+            Self::BadRequest,
+            Self::NotFound,
+            Self::Error,
+            Self::NotImplemented,
+        ]
+        .into_iter()
+        .find(|status| status.as_bytes() == frame)
+    }
+
+    /// The status as a frame that shares no memory.
+    pub fn frame(self) -> Bytes {
+        Bytes::from_static(self.as_bytes())
+    }
+}
+
+/// What `mmi.ha` says about a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HaReport {
+    /// `["404"]`: the broker is not one of a Binary Star pair.
+    Alone,
+    /// `["200"]` then one `key=value` frame per field, in order (`role`, `state`, `term`,
+    /// `serving`, `peer_state`, `peer_up`, `peer_term`, `peer_seen_s`, `conflict`,
+    /// `resyncing`; readers must accept fields they do not know).
+    Pair(Vec<(String, String)>),
+}
+
+/// Why an `mmi.ha` reply could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HaReplyError {
+    /// The broker answered `501`: it has no `mmi.ha`.
+    #[error("the broker does not implement mmi.ha")]
+    NotImplemented,
+    /// Anything else.
+    #[error("unexpected mmi.ha reply")]
+    Unexpected,
+}
+
+/// Reply body to `mmi.ha`.
+pub fn ha_reply(report: &HaReport) -> Vec<Bytes> {
+    match report {
+        HaReport::Alone => vec![Status::NotFound.frame()],
+        HaReport::Pair(fields) => {
+            let mut body = Vec::with_capacity(fields.len() + 1);
+            body.push(Status::Ok.frame());
+            body.extend(fields.iter().map(|(k, v)| Bytes::from(format!("{k}={v}"))));
+            body
+        }
+    }
+}
+
+/// Reads an `mmi.ha` reply body. A field frame without `=` is a key with an empty value.
+///
+/// # Errors
+/// [`HaReplyError`] for `501` or anything that is not `200`/`404`.
+pub fn decode_ha_reply(body: &[Bytes]) -> Result<HaReport, HaReplyError> {
+    match body.first().and_then(|f| Status::from_frame(f)) {
+        Some(Status::Ok) => Ok(HaReport::Pair(
+            body[1..]
+                .iter()
+                .map(|f| {
+                    let text = String::from_utf8_lossy(f);
+                    match text.split_once('=') {
+                        Some((k, v)) => (k.to_string(), v.to_string()),
+                        None => (text.to_string(), String::new()),
+                    }
+                })
+                .collect(),
+        )),
+        Some(Status::NotFound) => Ok(HaReport::Alone),
+        Some(Status::NotImplemented) => Err(HaReplyError::NotImplemented),
+        _ => Err(HaReplyError::Unexpected),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_round_trip_through_their_frames() {
+        for status in [
+            Status::Ok,
+            Status::Pending,
+            Status::BadRequest,
+            Status::NotFound,
+            Status::Error,
+            Status::NotImplemented,
+        ] {
+            assert_eq!(Status::from_frame(status.as_bytes()), Some(status));
+        }
+        assert_eq!(Status::Ok.as_bytes(), b"200");
+        assert_eq!(Status::Pending.as_bytes(), b"300");
+        assert_eq!(Status::from_frame(b"201"), None);
+    }
+
+    #[test]
+    fn ha_reports_round_trip_with_their_exact_frames() {
+        let pair = HaReport::Pair(vec![
+            ("role".into(), "primary".into()),
+            ("peer_term".into(), String::new()),
+        ]);
+        let body = ha_reply(&pair);
+        let frames: Vec<&[u8]> = body.iter().map(|f| f.as_ref()).collect();
+        assert_eq!(frames, [&b"200"[..], b"role=primary", b"peer_term="]);
+        assert_eq!(decode_ha_reply(&body), Ok(pair));
+        assert_eq!(ha_reply(&HaReport::Alone), [Bytes::from_static(b"404")]);
+        assert_eq!(
+            decode_ha_reply(&[Bytes::from_static(b"404")]),
+            Ok(HaReport::Alone)
+        );
+        assert_eq!(
+            decode_ha_reply(&[Bytes::from_static(b"501")]),
+            Err(HaReplyError::NotImplemented)
+        );
+        assert_eq!(decode_ha_reply(&[]), Err(HaReplyError::Unexpected));
+    }
 
     fn parse(service: &'static str, body: &[&'static [u8]]) -> Option<MmiRequest> {
         let body: Vec<Bytes> = body.iter().copied().map(Bytes::from_static).collect();
