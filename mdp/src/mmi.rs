@@ -129,7 +129,7 @@ pub enum Status {
 
 impl Status {
     /// The status as its frame.
-    pub fn as_bytes(self) -> &'static [u8] {
+    pub const fn as_bytes(self) -> &'static [u8] {
         match self {
             Self::Ok => STATUS_OK,
             Self::Pending => b"300",

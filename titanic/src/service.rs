@@ -18,18 +18,20 @@
 
 use bytes::Bytes;
 
+use domo_mdp::mmi::Status;
+
 use crate::error::Error;
 use crate::id::Id;
 use crate::store::{Lookup, Store};
 
 /// Status `200`: done (for `titanic.reply`: the service answered).
-pub const OK: &[u8] = b"200";
+pub const OK: &[u8] = Status::Ok.as_bytes();
 /// Status `300`: pending, ask again later.
-pub const PENDING: &[u8] = b"300";
+pub const PENDING: &[u8] = Status::Pending.as_bytes();
 /// Status `400`: unknown id or malformed request; do not retry.
-pub const UNKNOWN: &[u8] = b"400";
+pub const UNKNOWN: &[u8] = Status::BadRequest.as_bytes();
 /// Status `500`: server-side failure; retry later.
-pub const ERROR: &[u8] = b"500";
+pub const ERROR: &[u8] = Status::Error.as_bytes();
 
 /// One of the three Titanic services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
