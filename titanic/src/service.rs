@@ -17,7 +17,6 @@
 //! - `titanic.reply` never deletes: the same reply comes back until `titanic.close`.
 
 use bytes::Bytes;
-
 use domo_mdp::mmi::Status;
 
 use crate::error::Error;
