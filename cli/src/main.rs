@@ -5,6 +5,7 @@
 
 mod bench;
 mod call;
+mod duration;
 mod ha;
 mod output;
 mod titanic;
@@ -13,7 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use domo_broker::duration::parse_duration;
+
+use crate::duration::parse_duration;
 
 /// Command-line tool for domo, the Majordomo (MDP/0.1) broker.
 #[derive(Debug, Parser)]
