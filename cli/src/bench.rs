@@ -1,7 +1,11 @@
-//! `domo bench`: N clients x M echo workers through a broker, first on raw sockets (the
-//! broker's own load generator, `broker/examples/loadgen.rs`), then through domo-client and
-//! domo-worker, in the same run so the two rates compare on the same machine state.
+//! `domo bench`: N clients x M echo workers through a broker, first on raw sockets (bare
+//! DEALERs with hand-built MDP frames, in two shapes), then through domo-client and
+//! domo-worker, in the same run so the rates compare on the same machine state. Without
+//! `--broker` it runs the `domo-broker` binary as a child process (`broker.rs`) and reports
+//! that process's CPU time per request.
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,37 +16,84 @@ use domo_client::{Client, ClientOptions};
 use domo_worker::{Worker, WorkerOptions};
 use serde_json::json;
 
+use self::broker::{CpuClock, LocalBroker};
 use self::raw::{direct_phase, raw_phase, Shape};
+use crate::duration::parse_duration;
 
+mod broker;
 mod raw;
+
+/// A phase of `domo bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum PhaseKind {
+    /// Raw DEALER clients, `window` requests in flight on each.
+    Raw,
+    /// Raw DEALER clients, one request in flight on each of `clients x window` connections.
+    Raw1,
+    /// domo-client clients and domo-worker workers.
+    Sdk,
+    /// DEALER <-> ROUTER echo with no broker (once, after the rounds).
+    Direct,
+}
 
 /// `domo bench` flags.
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
-    /// A running broker, from the global --broker (or DOMO_BROKER); without it, one is
-    /// started in this process on a free port.
+    /// A running broker, from the global --broker (or DOMO_BROKER); without it, the
+    /// domo-broker binary is started as a child process on a free port.
     #[arg(skip)]
     pub(crate) broker: Option<String>,
+    /// The domo-broker binary to start when no --broker is given [default: domo-broker in
+    /// the directory of this domo, else on PATH].
+    // An OsString: an empty DOMO_BROKER_BIN means the default, not a usage error.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "DOMO_BROKER_BIN",
+        value_parser = clap::builder::OsStringValueParser::new()
+    )]
+    broker_bin: Option<OsString>,
     /// Client connections (SDK: clients, each with a pool of `window` connections).
     #[arg(long, default_value_t = 4)]
     clients: usize,
     /// Echo workers.
     #[arg(long, default_value_t = 4)]
     workers: usize,
+    /// Spread the workers and the requests over N services (worker i serves service i mod N;
+    /// at most --workers).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    services: usize,
     /// Requests per phase, all clients together.
     #[arg(long, default_value_t = 100_000)]
     requests: u64,
+    /// Requests sent before each phase's measurement through the same workers, not counted.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    warmup: u64,
     /// Request body size in bytes (at least 8: it carries the send time).
     #[arg(long, default_value_t = 64)]
     size: usize,
     /// Requests in flight per client.
     #[arg(long, default_value_t = 50)]
     window: usize,
+    /// Heartbeat interval of the echo workers and of the broker started without --broker
+    /// (with --broker, give that broker's).
+    #[arg(long, value_name = "DURATION", default_value = "2500ms", value_parser = parse_duration)]
+    heartbeat: Duration,
     /// Rounds of (raw, SDK), alternating; the best round of each is reported, which
     /// filters out noise from other load on the machine.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Also measure DEALER <-> ROUTER echo with no broker: the ceiling.
+    /// The phases to run, comma-separated: raw, raw1 and sdk go through the broker in each
+    /// round; direct (no broker) runs once after the rounds.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "raw,raw1,sdk"
+    )]
+    phases: Vec<PhaseKind>,
+    /// Also measure DEALER <-> ROUTER echo with no broker: the ceiling (adds direct to
+    /// --phases).
     #[arg(long)]
     direct: bool,
     /// One JSON object instead of text.
@@ -56,6 +107,9 @@ struct Phase {
     requests: u64,
     elapsed: Duration,
     latencies_us: Vec<u32>,
+    /// CPU seconds the broker process (the echo thread for `direct`) spent meanwhile, when
+    /// known: only for a broker this run started.
+    cpu_s: Option<f64>,
 }
 
 impl Phase {
@@ -71,45 +125,150 @@ impl Phase {
         s[((s.len() as f64 - 1.0) * p).round() as usize]
     }
 
+    /// CPU microseconds per request, when known.
+    fn cpu_us_per_req(&self) -> Option<f64> {
+        self.cpu_s
+            .map(|cpu| cpu * 1e6 / self.requests.max(1) as f64)
+    }
+
+    /// `  cpu X us/req`, or nothing when unknown.
+    fn cpu_text(&self) -> String {
+        self.cpu_us_per_req()
+            .map_or_else(String::new, |us| format!("  cpu {us:.2} us/req"))
+    }
+
     fn json(&self) -> serde_json::Value {
         json!({ "requests": self.requests, "seconds": self.elapsed.as_secs_f64(),
             "req_per_s": self.rate(), "p50_us": self.pct(0.5), "p99_us": self.pct(0.99),
-            "p999_us": self.pct(0.999) })
+            "p999_us": self.pct(0.999), "cpu_us_per_req": self.cpu_us_per_req() })
     }
+}
+
+/// A usage error: one line on stderr, exit 2.
+fn usage(message: &str) -> ExitCode {
+    eprintln!("domo: {message}");
+    ExitCode::from(2)
 }
 
 pub(crate) async fn run(mut args: BenchArgs) -> ExitCode {
     args.size = args.size.max(8);
     args.window = args.window.max(1);
-    let (endpoint, _stop) = match &args.broker {
-        Some(ep) => (ep.clone(), None),
-        None => match local_broker().await {
-            Ok((ep, stop)) => (ep, Some(stop)),
-            Err(e) => {
-                eprintln!("domo: cannot start a broker: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
+    if args.direct && !args.phases.contains(&PhaseKind::Direct) {
+        args.phases.push(PhaseKind::Direct);
+    }
+    let through_broker: Vec<PhaseKind> = [PhaseKind::Raw, PhaseKind::Raw1, PhaseKind::Sdk]
+        .into_iter()
+        .filter(|kind| args.phases.contains(kind))
+        .collect();
+    if args.services == 0 || (args.services > 1 && args.services > args.workers) {
+        return usage("bench: --services must be at least 1 and at most --workers");
+    }
+    if args.heartbeat < Duration::from_millis(1) {
+        return usage("bench: --heartbeat must be at least 1ms");
+    }
+    if through_broker.is_empty() {
+        let phases = vec![direct_phase(&args).await];
+        report(&args, &phases);
+        return ExitCode::SUCCESS;
+    }
+    if let Some(endpoint) = &args.broker {
+        return measure(&args, endpoint, None, &through_broker).await;
+    }
+    // On a signal the future below is dropped, and with it the broker guard: the broker is
+    // killed whichever way the bench ends.
+    tokio::select! {
+        code = with_own_broker(&args, &through_broker) => code,
+        code = interrupted() => code,
+    }
+}
+
+/// Starts the broker binary, measures against it, kills it.
+async fn with_own_broker(args: &BenchArgs, kinds: &[PhaseKind]) -> ExitCode {
+    let broker = match start_broker(args).await {
+        Ok(broker) => broker,
+        Err(e) => {
+            eprintln!("domo: cannot start a broker: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    let cpu = CpuClock::process(broker.pid());
+    let code = measure(args, broker.endpoint(), Some(&cpu), kinds).await;
+    drop(broker);
+    code
+}
+
+/// Finds the broker binary and starts it; says which and where on stderr.
+async fn start_broker(args: &BenchArgs) -> Result<LocalBroker, String> {
+    let explicit = args.broker_bin.as_deref().filter(|bin| !bin.is_empty());
+    let bin = broker::locate(explicit.map(Path::new))?;
+    let broker = LocalBroker::start(&bin, args.heartbeat).await?;
+    eprintln!(
+        "domo: started {} (pid {}) on {}",
+        bin.display(),
+        broker.pid(),
+        broker.endpoint()
+    );
+    Ok(broker)
+}
+
+/// Resolves on SIGINT, SIGTERM or SIGHUP with the exit code a shell reports for that signal
+/// (130, 143, 129).
+async fn interrupted() -> ExitCode {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            let (what, code) = tokio::select! {
+                _ = tokio::signal::ctrl_c() => ("interrupted", 130),
+                _ = term.recv() => ("terminated", 143),
+                _ = hup.recv() => ("hung up", 129),
+            };
+            eprintln!("\ndomo: {what}; stopping the broker");
+            return ExitCode::from(code);
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    eprintln!("\ndomo: interrupted; stopping the broker");
+    ExitCode::from(130)
+}
+
+/// The rounds through the broker at `endpoint`, then the direct phase if asked, then the
+/// report.
+async fn measure(
+    args: &BenchArgs,
+    endpoint: &str,
+    cpu: Option<&CpuClock>,
+    kinds: &[PhaseKind],
+) -> ExitCode {
     let mut best: Vec<Phase> = Vec::new();
     for round in 0..args.rounds.max(1) {
-        for (i, phase) in [
-            raw_phase(&args, &endpoint, round, Shape::Pipelined).await,
-            raw_phase(&args, &endpoint, round, Shape::OnePerConnection).await,
-            sdk_phase(&args, &endpoint, round).await,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        let mut phases = Vec::new();
+        for kind in kinds {
+            phases.push(match kind {
+                PhaseKind::Raw => raw_phase(args, endpoint, round, Shape::Pipelined, cpu).await,
+                PhaseKind::Raw1 => {
+                    raw_phase(args, endpoint, round, Shape::OnePerConnection, cpu).await
+                }
+                PhaseKind::Sdk => sdk_phase(args, endpoint, round, cpu).await,
+                PhaseKind::Direct => continue,
+            });
+        }
+        for (i, phase) in phases.into_iter().enumerate() {
             eprintln!(
-                "\rround {} {}: {:.0} req/s  p50 {} us  p99 {} us  p99.9 {} us  max {} us",
+                "\rround {} {}: {:.0} req/s  p50 {} us  p99 {} us  p99.9 {} us  max {} us{}",
                 round + 1,
                 phase.name,
                 phase.rate(),
                 phase.pct(0.5),
                 phase.pct(0.99),
                 phase.pct(0.999),
-                phase.pct(1.0)
+                phase.pct(1.0),
+                phase.cpu_text()
             );
             match best.get(i) {
                 Some(b) if b.rate() >= phase.rate() => {}
@@ -119,60 +278,62 @@ pub(crate) async fn run(mut args: BenchArgs) -> ExitCode {
         }
     }
     let mut phases = best;
-    if args.direct {
-        phases.push(direct_phase(&args).await);
+    if args.phases.contains(&PhaseKind::Direct) {
+        phases.push(direct_phase(args).await);
     }
-    report(&args, &phases);
+    report(args, &phases);
     ExitCode::SUCCESS
 }
 
 fn report(args: &BenchArgs, phases: &[Phase]) {
-    let ratio = phases[2].rate() / phases[0].rate().max(1e-9);
-    let same_shape = phases[2].rate() / phases[1].rate().max(1e-9);
+    let rate = |name: &str| phases.iter().find(|p| p.name == name).map(Phase::rate);
+    let over = |base: &str| {
+        rate("sdk")
+            .zip(rate(base))
+            .map(|(sdk, base)| sdk / base.max(1e-9))
+    };
+    let (ratio, same_shape) = (over("raw"), over("raw1"));
     if args.json {
         let mut o = json!({ "clients": args.clients, "workers": args.workers,
-            "size": args.size, "window": args.window, "sdk_over_raw": ratio,
-            "sdk_over_raw1": same_shape });
+            "services": args.services, "size": args.size, "window": args.window });
+        if let Some(r) = ratio {
+            o["sdk_over_raw"] = json!(r);
+        }
+        if let Some(r) = same_shape {
+            o["sdk_over_raw1"] = json!(r);
+        }
         for p in phases {
             o[p.name] = p.json();
         }
         println!("{o}");
         return;
     }
+    let services = match args.services {
+        1 => String::new(),
+        n => format!(", {n} services"),
+    };
     println!(
-        "{} clients x {} workers, {} B, window {}",
+        "{} clients x {} workers{services}, {} B, window {}",
         args.clients, args.workers, args.size, args.window
     );
     for p in phases {
         println!(
-            "{:<6} {:>9.0} req/s  p50 {} us  p99 {} us  p99.9 {} us",
+            "{:<6} {:>9.0} req/s  p50 {} us  p99 {} us  p99.9 {} us{}",
             p.name,
             p.rate(),
             p.pct(0.5),
             p.pct(0.99),
-            p.pct(0.999)
+            p.pct(0.999),
+            p.cpu_text()
         );
     }
-    println!(
-        "sdk/raw {:.1}%  sdk/raw1 {:.1}%",
-        ratio * 100.0,
-        same_shape * 100.0
-    );
-}
-
-async fn local_broker() -> Result<(String, tokio::sync::oneshot::Sender<()>), String> {
-    use domo_broker::shell::{self, ShellConfig};
-    let config = ShellConfig {
-        binds: vec!["tcp://127.0.0.1:0".into()],
-        ..ShellConfig::default()
-    };
-    let bound = shell::bind(config).await.map_err(|e| e.to_string())?;
-    let endpoint = bound.endpoints()[0].to_string();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(bound.run(async {
-        let _ = rx.await;
-    }));
-    Ok((endpoint, tx))
+    let ratios: Vec<String> = [("sdk/raw", ratio), ("sdk/raw1", same_shape)]
+        .into_iter()
+        .filter_map(|(label, r)| r.map(|r| format!("{label} {:.1}%", r * 100.0)))
+        .collect();
+    if !ratios.is_empty() {
+        println!("{}", ratios.join("  "));
+    }
 }
 
 fn body(size: usize, t0: Instant) -> Bytes {
@@ -220,20 +381,55 @@ fn take(budget: &AtomicU64) -> bool {
         .is_ok()
 }
 
-async fn wait_workers(client: &Client, service: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.workers(service.to_string()).await.unwrap_or(0) < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// The name of service `i` of `count` in a phase: `base` alone when there is one.
+fn service_name(base: &str, i: usize, count: usize) -> String {
+    if count == 1 {
+        base.to_string()
+    } else {
+        format!("{base}.{i}")
     }
 }
 
+/// Waits (30 s at most in all) until each of `services` has its share of `workers` (worker
+/// `w` serves service `w mod services.len()`).
+async fn wait_workers(client: &Client, services: &[String], workers: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, service) in services.iter().enumerate() {
+        let share = workers.saturating_sub(i).div_ceil(services.len());
+        while client.workers(service.clone()).await.unwrap_or(0) < share
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The CPU seconds `clock` counted between `before` and now.
+fn cpu_since(clock: Option<&CpuClock>, before: Option<f64>) -> Option<f64> {
+    let now = clock.and_then(CpuClock::seconds)?;
+    Some(now - before?)
+}
+
 /// domo-worker workers and domo-client clients.
-async fn sdk_phase(args: &BenchArgs, endpoint: &str, round: usize) -> Phase {
-    let service = Bytes::from(format!("bench.sdk.{round}"));
+async fn sdk_phase(
+    args: &BenchArgs,
+    endpoint: &str,
+    round: usize,
+    cpu: Option<&CpuClock>,
+) -> Phase {
+    let names: Vec<String> = (0..args.services)
+        .map(|i| service_name(&format!("bench.sdk.{round}"), i, args.services))
+        .collect();
+    let services: Arc<[Bytes]> = names.iter().map(|n| Bytes::from(n.clone())).collect();
+    let heartbeat = domo_mdp::Heartbeat {
+        interval: args.heartbeat,
+        ..domo_mdp::Heartbeat::default()
+    };
     let mut workers = Vec::new();
-    for _ in 0..args.workers {
+    for w in 0..args.workers {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        if let Ok(w) = Worker::connect(service.clone(), WorkerOptions::new([endpoint])) {
+        let options = WorkerOptions::new([endpoint]).heartbeat(heartbeat);
+        if let Ok(w) = Worker::connect(services[w % services.len()].clone(), options) {
             let echo = |b: Vec<Bytes>| async move { Ok::<_, std::convert::Infallible>(b) };
             workers.push((
                 stop,
@@ -250,33 +446,53 @@ async fn sdk_phase(args: &BenchArgs, endpoint: &str, round: usize) -> Phase {
         .filter_map(|_| Client::connect(options.clone()).ok())
         .collect();
     if let Some(c) = clients.first() {
-        wait_workers(c, &String::from_utf8_lossy(&service), args.workers).await;
+        wait_workers(c, &names, args.workers).await;
     }
-    let budget = Arc::new(AtomicU64::new(args.requests));
-    let t0 = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let ticker = progress("sdk", args.requests, budget.clone());
-    for c in &clients {
-        for _ in 0..args.window {
-            let (c, budget, size, service) =
-                (c.clone(), budget.clone(), args.size, service.clone());
-            tasks.spawn(async move {
-                let mut lat = Vec::new();
-                while take(&budget) {
-                    if let Ok(r) = c.request(service.clone(), vec![body(size, t0)]).await {
-                        lat.push(latency_us(t0, r.last()));
-                    }
-                }
-                lat
-            });
-        }
+    if args.warmup > 0 {
+        sdk_requests(args, &clients, &services, args.warmup).await;
     }
-    let phase = collect("sdk", t0, tasks).await;
-    ticker.abort();
+    let cpu0 = cpu.and_then(CpuClock::seconds);
+    let mut phase = sdk_requests(args, &clients, &services, args.requests).await;
+    phase.cpu_s = cpu_since(cpu, cpu0);
     for (stop, task) in workers {
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
+    phase
+}
+
+/// `requests` requests through `clients`, `window` at a time on each, spread over `services`.
+async fn sdk_requests(
+    args: &BenchArgs,
+    clients: &[Client],
+    services: &Arc<[Bytes]>,
+    requests: u64,
+) -> Phase {
+    let budget = Arc::new(AtomicU64::new(requests));
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let ticker = progress("sdk", requests, budget.clone());
+    for (k, c) in clients
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(c, args.window))
+        .enumerate()
+    {
+        let (c, budget, size, services) = (c.clone(), budget.clone(), args.size, services.clone());
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            let mut n = k;
+            while take(&budget) {
+                n += 1;
+                let service = services[n % services.len()].clone();
+                if let Ok(r) = c.request(service, vec![body(size, t0)]).await {
+                    lat.push(latency_us(t0, r.last()));
+                }
+            }
+            lat
+        });
+    }
+    let phase = collect("sdk", t0, tasks).await;
+    ticker.abort();
     phase
 }
 
@@ -296,5 +512,6 @@ async fn collect(
         requests: latencies_us.len() as u64,
         elapsed,
         latencies_us,
+        cpu_s: None,
     }
 }

@@ -1,10 +1,16 @@
 //! `domo`: call services, ask the broker's MMI, run an echo worker, benchmark.
 //!
-//! Exit codes: 0 success; 1 a failed request (one line on stderr saying why), or for
-//! `domo service` a 404; 2 bad usage.
+//! Exit codes: 0 success; 1 a failed request (one line on stderr saying why), for
+//! `domo service` a 404, or for `domo bench` a broker binary it cannot find or start; 2 bad
+//! usage. `domo bench` stopped by SIGINT, SIGTERM or SIGHUP while running a broker of its own
+//! kills that broker and exits 130, 143 or 129.
+//!
+//! `domo` does not link the broker: `domo bench` without `--broker` runs the `domo-broker`
+//! binary as a child process (see `bench/broker.rs`).
 
 mod bench;
 mod call;
+mod duration;
 mod ha;
 mod output;
 mod titanic;
@@ -13,7 +19,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use domo_broker::duration::parse_duration;
+
+use crate::duration::parse_duration;
 
 /// Command-line tool for domo, the Majordomo (MDP/0.1) broker.
 #[derive(Debug, Parser)]

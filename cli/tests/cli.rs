@@ -234,6 +234,8 @@ async fn failed_calls_exit_non_zero_with_one_line() {
 
 #[test]
 fn bench_runs_raw_and_sdk_phases_and_prints_json() {
+    // Built if missing; `domo` finds it beside itself (both are in the target directory).
+    broker_binary();
     let out = Command::new(DOMO)
         .args([
             "bench",
@@ -246,6 +248,7 @@ fn bench_runs_raw_and_sdk_phases_and_prints_json() {
         ])
         .args(["--workers", "2", "--window", "3", "--json"])
         .env_remove("DOMO_BROKER")
+        .env_remove("DOMO_BROKER_BIN")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -255,6 +258,151 @@ fn bench_runs_raw_and_sdk_phases_and_prints_json() {
         assert!(report[phase]["req_per_s"].as_f64().unwrap() > 0.0);
     }
     assert!(report["sdk_over_raw"].as_f64().unwrap() > 0.0);
+}
+
+/// The pid in `domo bench`'s "started ... (pid N) on EP" line.
+fn logged_pid(stderr: &str) -> u32 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("domo: started "))
+        .unwrap_or_else(|| panic!("no start line in:\n{stderr}"));
+    let at = line.find("(pid ").unwrap() + "(pid ".len();
+    line[at..].split(')').next().unwrap().parse().unwrap()
+}
+
+/// Whether a `domo-broker` process with this pid is running (or left as a zombie).
+fn broker_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "domo-broker")
+}
+
+#[test]
+fn bench_without_broker_starts_its_own_broker_process_and_stops_it() {
+    let bin = broker_binary();
+    let out = Command::new(DOMO)
+        .args(["bench", "--requests", "2000", "--rounds", "1"])
+        .args(["--clients", "2", "--workers", "2", "--window", "10"])
+        .env_remove("DOMO_BROKER")
+        .env("DOMO_BROKER_BIN", &bin)
+        .output()
+        .unwrap();
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{err}");
+    let pid = logged_pid(&err);
+    assert!(err.contains(&format!("started {}", bin.display())), "{err}");
+    for phase in ["raw", "raw1", "sdk"] {
+        assert!(err.contains(&format!("round 1 {phase}: ")), "{err}");
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(phase))
+            .unwrap_or_else(|| panic!("no {phase} line in:\n{text}"));
+        assert!(line.contains(" req/s  p50 "), "{line}");
+        // The broker's CPU time, from its /proc entry.
+        if std::path::Path::new("/proc/self/stat").exists() {
+            assert!(line.contains("us/req"), "{line}");
+        }
+    }
+    assert!(text.contains("sdk/raw "), "{text}");
+    assert!(
+        !broker_alive(pid),
+        "broker {pid} still running after domo exited"
+    );
+}
+
+#[test]
+fn bench_interrupted_stops_its_broker() {
+    let bin = broker_binary();
+    let mut cmd = Command::new(DOMO);
+    cmd.args(["bench", "--requests", "100000000", "--rounds", "1"])
+        .env_remove("DOMO_BROKER")
+        .env("DOMO_BROKER_BIN", &bin)
+        .stdout(Stdio::null());
+    let mut bench = LoggedChild::spawn(&mut cmd);
+    let pid = logged_pid(&bench.wait_line("domo: started "));
+    assert!(broker_alive(pid));
+    bench.signal("INT");
+    let status = bench.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", bench.log());
+    assert!(
+        !broker_alive(pid),
+        "broker {pid} still running after Ctrl-C"
+    );
+}
+
+#[test]
+fn bench_flags_services_direct_and_a_missing_broker_binary() {
+    broker_binary();
+    let bench = |args: &[&str]| {
+        Command::new(DOMO)
+            .arg("bench")
+            .args(args)
+            .env_remove("DOMO_BROKER")
+            .env_remove("DOMO_BROKER_BIN")
+            .output()
+            .unwrap()
+    };
+    // Workers and requests over several services, a warm-up, two phases only.
+    let out = bench(&[
+        "--requests",
+        "500",
+        "--rounds",
+        "1",
+        "--workers",
+        "3",
+        "--services",
+        "3",
+        "--warmup",
+        "100",
+        "--phases",
+        "raw,sdk",
+        "--heartbeat",
+        "1s",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["services"], 3, "{report}");
+    for phase in ["raw", "sdk"] {
+        assert_eq!(report[phase]["requests"], 500, "{report}");
+    }
+    assert!(report.get("raw1").is_none(), "{report}");
+    assert!(report["sdk_over_raw"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(report.get("sdk_over_raw1").is_none(), "{report}");
+
+    // The brokerless ceiling alone needs no broker binary.
+    let out = bench(&[
+        "--requests",
+        "500",
+        "--phases",
+        "direct",
+        "--json",
+        "--broker-bin",
+        "/nonexistent/domo-broker",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["direct"]["requests"], 500, "{report}");
+
+    // A broker binary that is not there: exit 1, one line saying what and how to fix it.
+    let out = bench(&[
+        "--requests",
+        "100",
+        "--broker-bin",
+        "/nonexistent/domo-broker",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("cannot start a broker"), "{err}");
+    assert!(err.contains("/nonexistent/domo-broker"), "{err}");
+
+    // Usage errors: more services than workers, a bare number as a duration, a bad phase.
+    for args in [
+        &["--services", "5", "--workers", "2"][..],
+        &["--heartbeat", "2500"],
+        &["--phases", "raw,nothing"],
+    ] {
+        let out = bench(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
 }
 
 #[test]

@@ -1,88 +1,161 @@
-//! The raw-socket paths of `domo bench`: the broker's load generator
-//! (`broker/examples/loadgen.rs`) on bare DEALER sockets, and the brokerless ceiling.
+//! The raw-socket paths of `domo bench`: MDP clients and echo workers on bare DEALER sockets
+//! with hand-built frames, and the brokerless ceiling (DEALER <-> ROUTER echo).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use domo_client::{Client, ClientOptions};
 use domo_mdp::{client, worker, ServiceName, WorkerCommand};
 use domo_zmtp::{Dealer, Options, Router};
 
-use super::{body, collect, latency_us, progress, take, wait_workers, BenchArgs, Phase};
+use super::broker::CpuClock;
+use super::{
+    body, collect, cpu_since, latency_us, progress, service_name, take, wait_workers, BenchArgs,
+    Phase,
+};
+
 /// How the raw clients use their connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Shape {
-    /// `clients` connections with `window` requests in flight on each (the broker's load
-    /// generator; replies are matched by nothing, which only a benchmark can afford).
+    /// `clients` connections with `window` requests in flight on each (a load generator's
+    /// shape; replies are matched by nothing, which only a benchmark can afford).
     Pipelined,
     /// `clients x window` connections with one request in flight each: the shape MDP/0.1
     /// forces on a client that must match replies to requests, as domo-client does.
     OnePerConnection,
 }
 
-/// Raw DEALER clients, raw DEALER echo workers.
+/// Raw DEALER clients, raw DEALER echo workers; `cpu` is the broker's clock, read around the
+/// measured requests.
 pub(super) async fn raw_phase(
     args: &BenchArgs,
     endpoint: &str,
     round: usize,
     shape: Shape,
+    cpu: Option<&CpuClock>,
 ) -> Phase {
     let (name, connections, window) = match shape {
         Shape::Pipelined => ("raw", args.clients, args.window),
         Shape::OnePerConnection => ("raw1", args.clients * args.window, 1),
     };
-    let service = ServiceName::new(format!("bench.{name}.{round}"))
-        .unwrap_or(ServiceName::from_static("bench.raw"));
+    let names: Vec<String> = (0..args.services)
+        .map(|i| service_name(&format!("bench.{name}.{round}"), i, args.services))
+        .collect();
+    let services: Arc<[ServiceName]> = names
+        .iter()
+        .map(|n| ServiceName::new(n.clone()).unwrap_or(ServiceName::from_static("bench.raw")))
+        .collect();
     let workers: Vec<_> = (0..args.workers)
-        .map(|_| tokio::spawn(raw_worker(endpoint.to_string(), service.clone())))
+        .map(|w| {
+            let service = services[w % services.len()].clone();
+            tokio::spawn(raw_worker(endpoint.to_string(), service, args.heartbeat))
+        })
         .collect();
     if let Ok(c) = Client::connect(ClientOptions::new([endpoint])) {
-        wait_workers(&c, &service.to_string(), args.workers).await;
+        wait_workers(&c, &names, args.workers).await;
     }
-    let budget = Arc::new(AtomicU64::new(args.requests));
-    let t0 = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let ticker = progress(name, args.requests, budget.clone());
-    for _ in 0..connections {
-        let (ep, budget, svc) = (endpoint.to_string(), budget.clone(), service.clone());
-        let size = args.size;
-        tasks.spawn(async move {
-            let next = move || client::encode_request(&svc, [body(size, t0)]);
-            pipeline(&ep, window, &budget, t0, next).await
-        });
+    let size = args.size;
+    let requests = |count| {
+        let services = services.clone();
+        drive(name, endpoint, connections, window, count, move |c, t0| {
+            let services = services.clone();
+            let mut n = c;
+            move || {
+                n += 1;
+                client::encode_request(&services[n % services.len()], [body(size, t0)])
+            }
+        })
+    };
+    if args.warmup > 0 {
+        requests(args.warmup).await;
     }
-    let phase = collect(name, t0, tasks).await;
-    ticker.abort();
+    let cpu0 = cpu.and_then(CpuClock::seconds);
+    let mut phase = requests(args.requests).await;
+    phase.cpu_s = cpu_since(cpu, cpu0);
     for w in workers {
         w.abort();
     }
     phase
 }
 
-/// DEALER <-> ROUTER echo, no broker.
+/// DEALER <-> ROUTER echo, no broker: the echo runs on a thread of its own, whose CPU time
+/// is reported.
 pub(super) async fn direct_phase(args: &BenchArgs) -> Phase {
-    let router = Router::new(Options::default());
-    let Ok(ep) = router.bind("tcp://127.0.0.1:0").await else {
+    let (ready, endpoint) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let router = Router::new(Options::default());
+            let Ok(ep) = router.bind("tcp://127.0.0.1:0").await else {
+                return;
+            };
+            let _ = ready.send((ep.to_string(), CpuClock::this_thread()));
+            let echo = async {
+                while let Ok((peer, msg)) = router.recv().await {
+                    let _ = router.send(&peer, msg).await;
+                }
+            };
+            tokio::select! {
+                () = echo => {}
+                _ = stopped => {}
+            }
+        });
+    });
+    let Ok((ep, clock)) = endpoint.await else {
         return collect("direct", Instant::now(), tokio::task::JoinSet::new()).await;
     };
-    let echo = tokio::spawn(async move {
-        while let Ok((peer, msg)) = router.recv().await {
-            let _ = router.send(&peer, msg).await;
-        }
-    });
-    let budget = Arc::new(AtomicU64::new(args.requests));
+    let size = args.size;
+    let requests = |count| {
+        drive(
+            "direct",
+            &ep,
+            args.clients,
+            args.window,
+            count,
+            move |_, t0| move || vec![body(size, t0)],
+        )
+    };
+    if args.warmup > 0 {
+        requests(args.warmup).await;
+    }
+    let cpu0 = clock.as_ref().and_then(CpuClock::seconds);
+    let mut phase = requests(args.requests).await;
+    phase.cpu_s = cpu_since(clock.as_ref(), cpu0);
+    let _ = stop.send(());
+    phase
+}
+
+/// `requests` messages over `connections` DEALERs to `ep`, `window` in flight on each; the
+/// messages of connection `c` come from `messages(c, t0)`.
+async fn drive<M>(
+    name: &'static str,
+    ep: &str,
+    connections: usize,
+    window: usize,
+    requests: u64,
+    messages: impl Fn(usize, Instant) -> M,
+) -> Phase
+where
+    M: FnMut() -> Vec<Bytes> + Send + 'static,
+{
+    let budget = Arc::new(AtomicU64::new(requests));
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..args.clients {
-        let (ep, budget, size, window) = (ep.to_string(), budget.clone(), args.size, args.window);
-        tasks.spawn(
-            async move { pipeline(&ep, window, &budget, t0, || vec![body(size, t0)]).await },
-        );
+    let ticker = progress(name, requests, budget.clone());
+    for c in 0..connections {
+        let (ep, budget, next) = (ep.to_string(), budget.clone(), messages(c, t0));
+        tasks.spawn(async move { pipeline(&ep, window, &budget, t0, next).await });
     }
-    let phase = collect("direct", t0, tasks).await;
-    echo.abort();
+    let phase = collect(name, t0, tasks).await;
+    ticker.abort();
     phase
 }
 
@@ -92,7 +165,7 @@ async fn pipeline(
     window: usize,
     budget: &AtomicU64,
     t0: Instant,
-    next: impl Fn() -> Vec<Bytes>,
+    mut next: impl FnMut() -> Vec<Bytes>,
 ) -> Vec<u32> {
     let Ok(dealer) = Dealer::connect(ep, Options::default()) else {
         return Vec::new();
@@ -117,12 +190,12 @@ async fn pipeline(
     }
 }
 
-async fn raw_worker(endpoint: String, service: ServiceName) {
+async fn raw_worker(endpoint: String, service: ServiceName, heartbeat: Duration) {
     let Ok(dealer) = Dealer::connect(&endpoint, Options::default()) else {
         return;
     };
     let _ = dealer.send(worker::encode_ready(&service)).await;
-    let mut heartbeat = tokio::time::interval(domo_mdp::Heartbeat::DEFAULT_INTERVAL);
+    let mut heartbeat = tokio::time::interval(heartbeat);
     loop {
         tokio::select! {
             msg = dealer.recv() => {
