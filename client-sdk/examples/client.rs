@@ -5,7 +5,7 @@
 //! ```
 
 use bytes::Bytes;
-use domo_client::{Client, ClientOptions, Error};
+use domo_client::{Client, ClientOptions, Error, ErrorKind};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,12 +13,22 @@ async fn main() -> Result<(), Error> {
     let endpoint = args.next().unwrap_or_else(|| "tcp://127.0.0.1:5555".into());
     let service = args.next().unwrap_or_else(|| "echo".into());
     let body: Vec<Bytes> = args.map(Bytes::from).collect();
-    let client = Client::connect(ClientOptions::new([endpoint]))?;
+    // Opens nothing yet: the first request connects.
+    let client = Client::new(ClientOptions::new([endpoint]))?;
     if !client.service_available(service.clone()).await? {
         eprintln!("no worker serves {service:?} yet; the request waits for one");
     }
-    for frame in client.request(service, body).await? {
-        println!("{}", String::from_utf8_lossy(&frame));
+    match client.request(service, body).await {
+        Ok(reply) => {
+            for frame in reply {
+                println!("{}", String::from_utf8_lossy(&frame));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == ErrorKind::Disconnected => {
+            eprintln!("is the broker running? {e}");
+            Err(e)
+        }
+        Err(e) => Err(e),
     }
-    Ok(())
 }

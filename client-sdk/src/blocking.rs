@@ -4,7 +4,7 @@
 //! # fn demo() -> Result<(), domo_client::Error> {
 //! use bytes::Bytes;
 //! use domo_client::{blocking, ClientOptions};
-//! let client = blocking::Client::connect(ClientOptions::default())?;
+//! let client = blocking::Client::new(ClientOptions::default())?;
 //! let reply = client.request("echo", vec![Bytes::from("hi")])?;
 //! # Ok(()) }
 //! ```
@@ -23,20 +23,34 @@ pub struct Client {
 }
 
 impl Client {
-    /// Starts the runtime and creates the client.
+    /// Starts the runtime and creates the client; like [`crate::Client::new`], it opens no
+    /// connection before the first request.
     ///
     /// # Errors
     ///
-    /// [`Error::NoEndpoints`] or [`Error::InvalidEndpoint`]; [`Error::Closed`] if the
-    /// runtime cannot start.
-    pub fn connect(options: ClientOptions) -> Result<Self, Error> {
+    /// Those of [`crate::Client::new`]; [`ErrorKind::Closed`](crate::ErrorKind::Closed) (with the I/O error as its
+    /// source) if the runtime cannot start.
+    pub fn new(options: ClientOptions) -> Result<Self, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
-            .map_err(|_| Error::Closed)?;
-        let inner = runtime.block_on(async { crate::Client::connect(options) })?;
+            .map_err(Error::runtime)?;
+        let inner = runtime.block_on(async { crate::Client::new(options) })?;
         Ok(Self { runtime, inner })
+    }
+
+    /// The old name of [`Client::new`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::new`].
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed to `blocking::Client::new`: no connection opens before a request"
+    )]
+    pub fn connect(options: ClientOptions) -> Result<Self, Error> {
+        Self::new(options)
     }
 
     /// Blocking [`crate::Client::request`].

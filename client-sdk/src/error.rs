@@ -1,53 +1,310 @@
-//! The client SDK's errors: one flat enum whose variants say what the caller can do.
+//! The client SDK's error: an [`ErrorKind`] saying what the caller can do, plus the
+//! underlying error (transport, name check) as its [`std::error::Error::source`].
+
+use std::error::Error as StdError;
+use std::fmt;
 
 use domo_mdp::NameError;
 
-/// Why a request got no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
+/// What went wrong, as [`Error::kind`] reports it. Match on this rather than on the
+/// message; new kinds may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
     /// No reply within the timeout on any attempt, although the broker answered (or could
     /// not be asked) that the service has workers. Retrying later may help.
-    #[error("no reply within the timeout after {attempts} attempts")]
-    TimedOut {
-        /// Attempts made (1 + retries).
-        attempts: u32,
-    },
+    /// [`Error::attempts`] says how many attempts were made.
+    TimedOut,
     /// No reply, and the broker says no worker serves this service (`mmi.service` answered
     /// 404). Retrying is pointless until a worker registers.
-    #[error("service {0:?} has no workers")]
-    ServiceUnavailable(String),
+    ServiceUnavailable,
     /// No connection to any broker endpoint could be made within the request's time.
-    #[error("no broker reachable at {0}")]
-    Disconnected(String),
-    /// The client was closed with [`crate::Client::close`].
-    #[error("client is closed")]
+    Disconnected,
+    /// The client was closed with [`crate::Client::close`], or its connection was shut down.
     Closed,
     /// The request body is larger than the client's `max_message_size`.
-    #[error("request of {size} bytes exceeds the {limit}-byte limit")]
-    MessageTooLarge {
-        /// Body size in bytes.
+    MessageTooLarge,
+    /// The service name is empty or longer than 255 bytes; the source is the
+    /// [`domo_mdp::NameError`].
+    InvalidService,
+    /// An endpoint does not parse (expected `tcp://host:port` or `ipc://path`); the source
+    /// is the transport's [`domo_zmtp::Error`].
+    InvalidEndpoint,
+    /// The options list no broker endpoint.
+    NoEndpoints,
+    /// An option has a value that makes no sense (a zero timeout, pool size or message
+    /// size); the message names it.
+    InvalidOptions,
+    /// An MMI reply had an unexpected body; the message shows it.
+    UnexpectedReply,
+    /// Titanic answered with an error status (`500`: retry later; `400`: malformed or
+    /// unknown) or an unexpected body; the message shows its reply.
+    Titanic,
+    /// [`crate::Client::call_durable`] stopped waiting; the request is stored under
+    /// [`Error::pending_id`] and its reply can be fetched later with
+    /// [`crate::Client::titanic_reply`].
+    TitanicPending,
+}
+
+/// Why a request got no answer, or a client could not be made: [`Error::kind`] says what
+/// happened, [`std::error::Error::source`] gives the underlying error if there is one, and
+/// the message (`Display`) shows the details.
+pub struct Error {
+    kind: ErrorKind,
+    detail: Detail,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+/// The data behind the message.
+#[derive(Debug)]
+enum Detail {
+    None,
+    /// Attempts made (1 + retries).
+    Attempts(u32),
+    /// Body size and the configured limit, in bytes.
+    Size {
         size: usize,
-        /// The configured limit.
         limit: usize,
     },
-    /// The service name is empty or longer than 255 bytes.
-    #[error("invalid service name: {0}")]
-    InvalidService(#[from] NameError),
-    /// An endpoint does not parse (expected `tcp://host:port` or `ipc://path`).
-    #[error("invalid endpoint: {0}")]
-    InvalidEndpoint(#[source] domo_zmtp::Error),
-    /// The options list no broker endpoint.
-    #[error("no broker endpoint given")]
-    NoEndpoints,
-    /// An MMI reply had an unexpected body.
-    #[error("unexpected MMI reply: {0}")]
-    UnexpectedReply(String),
-    /// Titanic answered with an error status (`500`: retry later; `400`: malformed or unknown)
-    /// or an unexpected body; the text shows its reply.
-    #[error("titanic: {0}")]
-    Titanic(String),
-    /// [`crate::Client::call_durable`] stopped waiting; the request is stored under this id and
-    /// its reply can be fetched later with [`crate::Client::titanic_reply`].
-    #[error("titanic request {0} is still pending")]
-    TitanicPending(String),
+    /// A service name, endpoints, a reply shown as text, a request id, or an option.
+    Text(String),
+}
+
+impl Error {
+    fn new(kind: ErrorKind, detail: Detail) -> Self {
+        Self {
+            kind,
+            detail,
+            source: None,
+        }
+    }
+
+    fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub(crate) fn timed_out(attempts: u32) -> Self {
+        Self::new(ErrorKind::TimedOut, Detail::Attempts(attempts))
+    }
+
+    pub(crate) fn service_unavailable(service: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::ServiceUnavailable,
+            Detail::Text(service.to_string()),
+        )
+    }
+
+    pub(crate) fn disconnected(endpoints: &[String]) -> Self {
+        Self::new(ErrorKind::Disconnected, Detail::Text(endpoints.join(", ")))
+    }
+
+    pub(crate) fn closed() -> Self {
+        Self::new(ErrorKind::Closed, Detail::None)
+    }
+
+    /// The connection the request was using was shut down under it.
+    pub(crate) fn connection_closed(source: domo_zmtp::Error) -> Self {
+        Self::closed().with_source(source)
+    }
+
+    /// The blocking client's runtime could not start.
+    pub(crate) fn runtime(source: std::io::Error) -> Self {
+        Self::closed().with_source(source)
+    }
+
+    pub(crate) fn too_large(size: usize, limit: usize) -> Self {
+        Self::new(ErrorKind::MessageTooLarge, Detail::Size { size, limit })
+    }
+
+    pub(crate) fn invalid_endpoint(endpoint: &str, source: domo_zmtp::Error) -> Self {
+        Self::new(ErrorKind::InvalidEndpoint, Detail::Text(endpoint.into())).with_source(source)
+    }
+
+    pub(crate) fn no_endpoints() -> Self {
+        Self::new(ErrorKind::NoEndpoints, Detail::None)
+    }
+
+    pub(crate) fn invalid_option(what: &'static str) -> Self {
+        Self::new(ErrorKind::InvalidOptions, Detail::Text(what.into()))
+    }
+
+    pub(crate) fn unexpected_reply(shown: String) -> Self {
+        Self::new(ErrorKind::UnexpectedReply, Detail::Text(shown))
+    }
+
+    pub(crate) fn titanic(shown: String) -> Self {
+        Self::new(ErrorKind::Titanic, Detail::Text(shown))
+    }
+
+    pub(crate) fn titanic_pending(id: String) -> Self {
+        Self::new(ErrorKind::TitanicPending, Detail::Text(id))
+    }
+
+    /// What went wrong.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(client: domo_client::Client) {
+    /// use domo_client::ErrorKind;
+    /// match client.request("echo", vec![]).await {
+    ///     Ok(reply) => println!("{reply:?}"),
+    ///     Err(e) if e.kind() == ErrorKind::ServiceUnavailable => eprintln!("no echo worker"),
+    ///     Err(e) => eprintln!("{e}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// For [`ErrorKind::TimedOut`]: how many attempts were made (1 + retries).
+    pub fn attempts(&self) -> Option<u32> {
+        match (self.kind, &self.detail) {
+            (ErrorKind::TimedOut, Detail::Attempts(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// For [`ErrorKind::TitanicPending`]: the id the request is stored under, to ask for
+    /// its reply later with [`crate::Client::titanic_reply`].
+    pub fn pending_id(&self) -> Option<&str> {
+        match (self.kind, &self.detail) {
+            (ErrorKind::TitanicPending, Detail::Text(id)) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+impl From<NameError> for Error {
+    fn from(error: NameError) -> Self {
+        Self::new(ErrorKind::InvalidService, Detail::None).with_source(error)
+    }
+}
+
+impl From<ErrorKind> for Error {
+    /// An error of this kind with no details.
+    fn from(kind: ErrorKind) -> Self {
+        Self::new(kind, Detail::None)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::TimedOut => "no reply within the timeout",
+            Self::ServiceUnavailable => "service has no workers",
+            Self::Disconnected => "no broker reachable",
+            Self::Closed => "client is closed",
+            Self::MessageTooLarge => "request exceeds the size limit",
+            Self::InvalidService => "invalid service name",
+            Self::InvalidEndpoint => "invalid endpoint",
+            Self::NoEndpoints => "no broker endpoint given",
+            Self::InvalidOptions => "invalid client options",
+            Self::UnexpectedReply => "unexpected MMI reply",
+            Self::Titanic => "titanic error",
+            Self::TitanicPending => "titanic request is still pending",
+        })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.kind, &self.detail) {
+            (ErrorKind::TimedOut, Detail::Attempts(n)) => {
+                write!(f, "no reply within the timeout after {n} attempts")
+            }
+            (ErrorKind::ServiceUnavailable, Detail::Text(s)) => {
+                write!(f, "service {s:?} has no workers")
+            }
+            (ErrorKind::Disconnected, Detail::Text(eps)) => {
+                write!(f, "no broker reachable at {eps}")
+            }
+            (ErrorKind::MessageTooLarge, Detail::Size { size, limit }) => {
+                write!(f, "request of {size} bytes exceeds the {limit}-byte limit")
+            }
+            (ErrorKind::InvalidEndpoint, Detail::Text(ep)) => write!(f, "invalid endpoint {ep:?}"),
+            (ErrorKind::InvalidOptions, Detail::Text(what)) => {
+                write!(f, "invalid client options: {what}")
+            }
+            (ErrorKind::UnexpectedReply, Detail::Text(shown)) => {
+                write!(f, "unexpected MMI reply: {shown}")
+            }
+            (ErrorKind::Titanic, Detail::Text(shown)) => write!(f, "titanic: {shown}"),
+            (ErrorKind::TitanicPending, Detail::Text(id)) => {
+                write!(f, "titanic request {id} is still pending")
+            }
+            (kind, _) => write!(f, "{kind}"),
+        }?;
+        // The cause is part of the message too: most callers print only the top error.
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("detail", &self.detail)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn kinds_details_and_sources() {
+        let e = Error::timed_out(3);
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        assert_eq!(e.attempts(), Some(3));
+        assert_eq!(
+            e.to_string(),
+            "no reply within the timeout after 3 attempts"
+        );
+        assert!(e.source().is_none());
+
+        let e = Error::titanic_pending("ab".into());
+        assert_eq!(e.pending_id(), Some("ab"));
+        assert_eq!(e.attempts(), None);
+
+        let parse = "bogus".parse::<domo_zmtp::Endpoint>().unwrap_err();
+        let e = Error::invalid_endpoint("bogus", parse);
+        assert_eq!(e.kind(), ErrorKind::InvalidEndpoint);
+        let source = e.source().expect("the parse error is the source");
+        assert!(source.downcast_ref::<domo_zmtp::Error>().is_some());
+        assert!(
+            e.to_string().starts_with("invalid endpoint \"bogus\": "),
+            "{e}"
+        );
+
+        let e = Error::from(domo_mdp::ServiceName::new(bytes::Bytes::new()).unwrap_err());
+        assert_eq!(e.kind(), ErrorKind::InvalidService);
+        assert!(e
+            .source()
+            .and_then(|s| s.downcast_ref::<NameError>())
+            .is_some());
+    }
+
+    #[test]
+    fn errors_are_send_and_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<Error>();
+    }
 }

@@ -5,7 +5,8 @@
 //! use bytes::Bytes;
 //! use domo_client::{Client, ClientOptions};
 //!
-//! let client = Client::connect(ClientOptions::new(["tcp://127.0.0.1:5555"]))?;
+//! // Checks the options; the connection opens with the first request.
+//! let client = Client::new(ClientOptions::new(["tcp://127.0.0.1:5555"]))?;
 //! let reply = client.request("echo", vec![Bytes::from_static(b"hello")]).await?;
 //! assert_eq!(reply, vec![Bytes::from_static(b"hello")]);
 //! # Ok(()) }
@@ -33,6 +34,21 @@
 //! * Retries re-send the request: services that are not idempotent need their own
 //!   deduplication (the zguide's advice).
 //!
+//! # Connections
+//!
+//! [`Client::new`] checks the options and opens nothing: each request opens (or reuses)
+//! a connection and waits for its reply within `timeout`, so a broker that is down, or
+//! not up yet, costs the request its attempts and nothing else. A client made while the
+//! broker is down works as soon as the broker is up. A request that reached no broker on
+//! any attempt fails with [`ErrorKind::Disconnected`]. (`Client::connect`, the old name,
+//! is a deprecated alias of [`Client::new`].)
+//!
+//! # Options
+//!
+//! [`ClientOptions`] has a setter for every field. A zero where zero makes no sense
+//! (`timeout`, `pool_size`, `max_message_size`) is refused by [`Client::new`] with
+//! [`ErrorKind::InvalidOptions`]; setters never clamp or panic.
+//!
 //! # Concurrency
 //!
 //! A [`Client`] is cheap to clone; all clones share one pool of at most `pool_size`
@@ -42,14 +58,17 @@
 //!
 //! # Errors
 //!
-//! [`Error`] says what the caller can do: [`Error::TimedOut`],
-//! [`Error::ServiceUnavailable`] (the broker's `mmi.service` says 404 after the timeouts),
-//! [`Error::Disconnected`], [`Error::Closed`], [`Error::MessageTooLarge`].
+//! [`Error::kind`] says what the caller can do: [`ErrorKind::TimedOut`],
+//! [`ErrorKind::ServiceUnavailable`] (the broker's `mmi.service` says 404 after the
+//! timeouts), [`ErrorKind::Disconnected`], [`ErrorKind::Closed`],
+//! [`ErrorKind::MessageTooLarge`], and the ones [`Client::new`] returns for bad options.
+//! [`std::error::Error::source`] gives the underlying error (the transport's, or the
+//! service name check's) where there is one.
 //!
 //! The `mmi.service` question (`check_service`, on by default) is itself one more request
 //! with the same timeout, retries and failover, so it takes at most as long as the request
 //! did. A passive broker drops it like any request: then it times out and the caller gets
-//! [`Error::TimedOut`], unless a retry reaches the active broker, whose answer counts.
+//! [`ErrorKind::TimedOut`], unless a retry reaches the active broker, whose answer counts.
 //!
 //! # Layout
 //!
@@ -73,7 +92,7 @@ use domo_zmtp::Dealer;
 use tokio::time::Instant;
 use tracing::{debug, instrument};
 
-pub use crate::error::Error;
+pub use crate::error::{Error, ErrorKind};
 pub use crate::options::{ClientOptions, Failover};
 use crate::pool::Pool;
 pub use crate::titanic::TitanicReply;
@@ -85,12 +104,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// Creates a client. Connections open lazily, on the first requests. Must be called
-    /// inside a tokio runtime.
+    /// Checks `options` and creates a client. It opens no connection: each request opens
+    /// (or reuses) one when it is sent (see the crate docs), so this succeeds whether or not
+    /// a broker is up. Must be called inside a tokio runtime.
     ///
     /// # Errors
     ///
-    /// [`Error::NoEndpoints`] or [`Error::InvalidEndpoint`] for bad endpoints.
+    /// [`ErrorKind::NoEndpoints`] or [`ErrorKind::InvalidEndpoint`] for bad endpoints,
+    /// [`ErrorKind::InvalidOptions`] for a zero `timeout`, `pool_size` or
+    /// `max_message_size`.
     ///
     /// # Examples
     ///
@@ -101,14 +123,27 @@ impl Client {
     /// let options = ClientOptions::new(["tcp://10.0.0.1:5555", "tcp://10.0.0.2:5555"])
     ///     .timeout(Duration::from_secs(1))
     ///     .retries(3);
-    /// let client = Client::connect(options)?;
+    /// let client = Client::new(options)?;
     /// # Ok(()) }
     /// ```
-    pub fn connect(options: ClientOptions) -> Result<Self, Error> {
+    pub fn new(options: ClientOptions) -> Result<Self, Error> {
         options.check()?;
         Ok(Self {
             pool: Arc::new(Pool::new(options)),
         })
+    }
+
+    /// The old name of [`Client::new`], which opens no connection either.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::new`].
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed to `Client::new`: no connection opens before a request"
+    )]
+    pub fn connect(options: ClientOptions) -> Result<Self, Error> {
+        Self::new(options)
     }
 
     /// The options this client uses.
@@ -121,8 +156,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// See [`Error`]; [`Error::TimedOut`], [`Error::ServiceUnavailable`] and
-    /// [`Error::Disconnected`] come after every attempt timed out.
+    /// See [`ErrorKind`]; [`ErrorKind::TimedOut`], [`ErrorKind::ServiceUnavailable`] and
+    /// [`ErrorKind::Disconnected`] come after every attempt timed out.
     ///
     /// # Examples
     ///
@@ -141,12 +176,14 @@ impl Client {
         let service = ServiceName::new(service.into())?;
         tracing::Span::current().record("service", tracing::field::display(&service));
         match self.exchange(&service, body).await {
-            Err(Error::TimedOut { attempts })
-                if self.pool.options.check_service && !service.is_mmi() =>
+            Err(timed_out)
+                if timed_out.kind() == ErrorKind::TimedOut
+                    && self.pool.options.check_service
+                    && !service.is_mmi() =>
             {
                 match self.ask_service(&service).await {
-                    Ok(false) => Err(Error::ServiceUnavailable(service.to_string())),
-                    _ => Err(Error::TimedOut { attempts }),
+                    Ok(false) => Err(Error::service_unavailable(&service)),
+                    _ => Err(timed_out),
                 }
             }
             other => other,
@@ -163,15 +200,13 @@ impl Client {
         let size: usize = body.iter().map(Bytes::len).sum();
         let limit = options.max_message_size;
         if size > limit {
-            return Err(Error::MessageTooLarge { size, limit });
+            return Err(Error::too_large(size, limit));
         }
         let msg = encode_request(service, body);
         match self.attempts(service, &msg).await? {
             Ok(reply) => Ok(reply),
-            Err(false) => Err(Error::Disconnected(options.endpoints.join(", "))),
-            Err(true) => Err(Error::TimedOut {
-                attempts: options.retries + 1,
-            }),
+            Err(false) => Err(Error::disconnected(&options.endpoints)),
+            Err(true) => Err(Error::timed_out(options.retries.saturating_add(1))),
         }
     }
 
@@ -209,7 +244,10 @@ impl Client {
             }
             let dealer = lease.dealer();
             started = Instant::now();
-            dealer.send(msg.to_vec()).await.map_err(|_| Error::Closed)?;
+            dealer
+                .send(msg.to_vec())
+                .await
+                .map_err(Error::connection_closed)?;
             match tokio::time::timeout(options.timeout, wait_reply(dealer, service)).await {
                 Ok(reply) => {
                     let reply = reply?;
@@ -231,7 +269,7 @@ impl Client {
     }
 
     /// Closes the client (every clone): requests in flight finish, new ones fail with
-    /// [`Error::Closed`], idle connections are shut down.
+    /// [`ErrorKind::Closed`], idle connections are shut down.
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -241,7 +279,7 @@ impl Client {
 /// reply naming another service) is dropped.
 async fn wait_reply(dealer: &Dealer, service: &ServiceName) -> Result<Vec<Bytes>, Error> {
     loop {
-        let msg = dealer.recv().await.map_err(|_| Error::Closed)?;
+        let msg = dealer.recv().await.map_err(Error::connection_closed)?;
         match decode_reply(msg) {
             Ok(reply) if reply.service == *service => return Ok(reply.body),
             Ok(reply) => {

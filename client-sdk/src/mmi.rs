@@ -13,7 +13,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`Error::UnexpectedReply`] for another answer.
+    /// The errors of [`Client::request`]; [`ErrorKind::UnexpectedReply`](crate::ErrorKind::UnexpectedReply) for another answer.
     ///
     /// # Examples
     ///
@@ -44,7 +44,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`Error::UnexpectedReply`] for a 501 from a broker
+    /// The errors of [`Client::request`]; [`ErrorKind::UnexpectedReply`](crate::ErrorKind::UnexpectedReply) for a 501 from a broker
     /// without this extension.
     ///
     /// # Examples
@@ -72,7 +72,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`Error::UnexpectedReply`] if the answer is not a
+    /// The errors of [`Client::request`]; [`ErrorKind::UnexpectedReply`](crate::ErrorKind::UnexpectedReply) if the answer is not a
     /// number.
     ///
     /// # Examples
@@ -106,5 +106,5 @@ fn unexpected(reply: &[Bytes]) -> Error {
         .iter()
         .map(|f| String::from_utf8_lossy(f).into_owned())
         .collect();
-    Error::UnexpectedReply(shown.join(" | "))
+    Error::unexpected_reply(shown.join(" | "))
 }

@@ -1,4 +1,10 @@
 //! [`ClientOptions`]: endpoints, timeout, retries, pool size.
+//!
+//! Setters store what they are given; [`crate::Client::new`] checks the whole set and
+//! refuses a zero where zero makes no sense (`timeout`, `pool_size`, `max_message_size`)
+//! with [`crate::ErrorKind::InvalidOptions`]. The fields are public too, so this one check
+//! covers values set either way. `retries` and `settle` may be zero (one attempt only; no
+//! pause before another endpoint).
 
 use std::time::Duration;
 
@@ -6,6 +12,7 @@ use crate::error::Error;
 
 /// When a [`crate::Client`] moves to the next endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Failover {
     /// After an attempt that timed out while its connection was not even up: the broker is
     /// unreachable. A connected broker that is merely slow keeps the client. The default.
@@ -23,7 +30,12 @@ pub enum Failover {
 }
 
 /// How a [`crate::Client`] sends requests.
+///
+/// Made with [`ClientOptions::new`], [`ClientOptions::pair`] or [`Default`], then adjusted
+/// with the setters (one per field). Checked by [`crate::Client::new`]: see the module docs
+/// for which zeros it refuses.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// Broker endpoints. Requests go to the current one; after a timed-out attempt (as
     /// `failover` says) the client moves to the next (round robin) for all later requests.
@@ -32,7 +44,7 @@ pub struct ClientOptions {
     /// Which timed-out attempts move the client to the next endpoint. Default
     /// [`Failover::Unreachable`].
     pub failover: Failover,
-    /// How long one attempt waits for its reply. Default 2500 ms (the zguide's).
+    /// How long one attempt waits for its reply; not zero. Default 2500 ms (the zguide's).
     pub timeout: Duration,
     /// Attempts after the first, each on a fresh connection. Default 2 (3 sends in all, as
     /// the zguide's `mdcliapi`).
@@ -45,9 +57,9 @@ pub struct ClientOptions {
     pub settle: Duration,
     /// Connections in the pool, which is also the number of requests in flight at once
     /// (MDP/0.1 allows one outstanding request per connection); more requests wait for a
-    /// free connection. Default 16.
+    /// free connection. Not zero. Default 16.
     pub pool_size: usize,
-    /// Largest request body accepted, in bytes; also the largest reply accepted.
+    /// Largest request body accepted, in bytes; also the largest reply accepted. Not zero.
     /// Default 64 MiB.
     pub max_message_size: usize,
     /// After a request times out on every attempt, ask the broker's `mmi.service` whether
@@ -69,6 +81,7 @@ impl Default for ClientOptions {
 
 impl ClientOptions {
     /// Default options for the given broker endpoints.
+    #[must_use]
     pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> Self {
         Self {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
@@ -104,57 +117,149 @@ impl ClientOptions {
     /// assert_eq!(options.failover, Failover::AnyTimeout);
     /// assert_eq!(options.settle, Duration::from_secs(2));
     /// ```
+    #[must_use]
     pub fn pair(primary: impl Into<String>, backup: impl Into<String>) -> Self {
         Self::new([primary.into(), backup.into()])
             .failover(Failover::AnyTimeout)
             .settle(Duration::from_secs(2))
     }
 
+    /// Sets the broker endpoints (see [`ClientOptions::endpoints`]).
+    #[must_use]
+    pub fn endpoints<S: Into<String>>(mut self, endpoints: impl IntoIterator<Item = S>) -> Self {
+        self.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Sets when the client moves to the next endpoint.
+    #[must_use]
     pub fn failover(mut self, failover: Failover) -> Self {
         self.failover = failover;
         self
     }
 
-    /// Sets the per-attempt timeout.
+    /// Sets the per-attempt timeout (not zero).
+    #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// Sets the number of retries after the first attempt.
+    /// Sets the number of retries after the first attempt (0: one attempt only).
+    #[must_use]
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = retries;
         self
     }
 
-    /// Sets the pool size (at least 1).
-    pub fn pool_size(mut self, size: usize) -> Self {
-        self.pool_size = size.max(1);
-        self
-    }
-
-    /// Sets the settle delay between endpoints.
+    /// Sets the settle delay between endpoints (may be zero).
+    #[must_use]
     pub fn settle(mut self, settle: Duration) -> Self {
         self.settle = settle;
         self
     }
 
+    /// Sets the pool size, the most requests in flight at once (not zero).
+    #[must_use]
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Sets the largest request (and reply) body accepted, in bytes (not zero).
+    #[must_use]
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets whether a request that timed out asks `mmi.service` to tell
+    /// [`crate::ErrorKind::ServiceUnavailable`] from [`crate::ErrorKind::TimedOut`].
+    #[must_use]
+    pub fn check_service(mut self, check: bool) -> Self {
+        self.check_service = check;
+        self
+    }
+
+    /// Sets the options of the DEALER sockets (see [`ClientOptions::transport`]).
+    #[must_use]
+    pub fn transport(mut self, transport: domo_zmtp::Options) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// Refuses what [`crate::Client::new`] refuses (see the module docs).
     pub(crate) fn check(&self) -> Result<(), Error> {
         if self.endpoints.is_empty() {
-            return Err(Error::NoEndpoints);
+            return Err(Error::no_endpoints());
         }
         for ep in &self.endpoints {
             ep.parse::<domo_zmtp::Endpoint>()
-                .map_err(Error::InvalidEndpoint)?;
+                .map_err(|e| Error::invalid_endpoint(ep, e))?;
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::invalid_option("timeout must not be zero"));
+        }
+        if self.pool_size == 0 {
+            return Err(Error::invalid_option("pool_size must not be zero"));
+        }
+        if self.max_message_size == 0 {
+            return Err(Error::invalid_option("max_message_size must not be zero"));
         }
         Ok(())
     }
 
-    pub(crate) fn transport(&self) -> domo_zmtp::Options {
+    pub(crate) fn dealer_options(&self) -> domo_zmtp::Options {
         let mut t = self.transport.clone();
         t.max_message_size = self.max_message_size as u64 + 64 * 1024;
         t.identity = None;
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn every_field_has_a_setter() {
+        let transport = domo_zmtp::Options::default();
+        let options = ClientOptions::default()
+            .endpoints(["tcp://10.0.0.1:1", "tcp://10.0.0.2:1"])
+            .failover(Failover::AnyTimeout)
+            .timeout(Duration::from_secs(1))
+            .retries(0)
+            .settle(Duration::ZERO)
+            .pool_size(3)
+            .max_message_size(1024)
+            .check_service(false)
+            .transport(transport);
+        assert_eq!(options.endpoints, ["tcp://10.0.0.1:1", "tcp://10.0.0.2:1"]);
+        assert_eq!(options.failover, Failover::AnyTimeout);
+        assert_eq!(options.timeout, Duration::from_secs(1));
+        assert_eq!(options.retries, 0);
+        assert_eq!(options.settle, Duration::ZERO);
+        assert_eq!(options.pool_size, 3);
+        assert_eq!(options.max_message_size, 1024);
+        assert!(!options.check_service);
+        // Zero retries (one attempt) and a zero settle make sense.
+        assert!(options.check().is_ok());
+    }
+
+    #[test]
+    fn zeros_that_make_no_sense_are_refused() {
+        let base = ClientOptions::default();
+        for (options, field) in [
+            (base.clone().timeout(Duration::ZERO), "timeout"),
+            (base.clone().pool_size(0), "pool_size"),
+            (base.clone().max_message_size(0), "max_message_size"),
+        ] {
+            let err = options.check().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidOptions);
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        let err = base.endpoints(Vec::<String>::new()).check().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NoEndpoints);
     }
 }

@@ -70,7 +70,7 @@ impl Pool {
 
     /// Waits for a free connection.
     pub(crate) async fn lease(&self) -> Result<Lease<'_>, Error> {
-        let permit = self.permits.acquire().await.map_err(|_| Error::Closed)?;
+        let permit = self.permits.acquire().await.map_err(|_| Error::closed())?;
         let current = self.current();
         let conn = match self.idle().pop() {
             Some(conn) if conn.endpoint == current => conn,
@@ -116,9 +116,9 @@ impl Pool {
 
     fn open(&self, endpoint: usize) -> Result<Conn, Error> {
         let ep = &self.options.endpoints[endpoint];
-        let dealer = Dealer::connect(ep, self.options.transport()).map_err(|e| match e {
-            domo_zmtp::Error::Closed => Error::Closed,
-            other => Error::InvalidEndpoint(other),
+        let dealer = Dealer::connect(ep, self.options.dealer_options()).map_err(|e| match e {
+            domo_zmtp::Error::Closed => Error::connection_closed(e),
+            other => Error::invalid_endpoint(ep, other),
         })?;
         debug!(endpoint = %ep, "Connection opened");
         Ok(Conn { dealer, endpoint })

@@ -29,7 +29,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`Error::Titanic`] when Titanic answers with an
+    /// The errors of [`Client::request`]; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) when Titanic answers with an
     /// error status (`500`: it could not store the request, retry later; `400`: malformed).
     ///
     /// # Examples
@@ -61,7 +61,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`Error::Titanic`] for a `500` (retry later).
+    /// The errors of [`Client::request`]; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) for a `500` (retry later).
     pub async fn titanic_reply(&self, id: &str) -> Result<TitanicReply, Error> {
         let mut reply = self
             .request("titanic.reply", vec![Bytes::copy_from_slice(id.as_bytes())])
@@ -78,7 +78,7 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`Error::Titanic`] for a `500`.
+    /// The errors of [`Client::request`]; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) for a `500`.
     pub async fn titanic_close(&self, id: &str) -> Result<(), Error> {
         let reply = self
             .request("titanic.close", vec![Bytes::copy_from_slice(id.as_bytes())])
@@ -91,12 +91,13 @@ impl Client {
 
     /// Submits a request durably, polls for its reply (every 100 ms at first, backing off to
     /// 5 s) for up to `wait`, then closes it and returns the reply. If `wait` runs out, the
-    /// request stays stored and [`Error::TitanicPending`] carries its id to ask again later.
+    /// request stays stored and an error of kind [`ErrorKind::TitanicPending`](crate::ErrorKind::TitanicPending)
+    /// carries its id ([`Error::pending_id`]) to ask again later.
     ///
     /// # Errors
     ///
-    /// Those of [`Client::submit`] and [`Client::titanic_reply`]; [`Error::TitanicPending`]
-    /// after `wait`; [`Error::Titanic`] if the request disappeared (closed by someone else or
+    /// Those of [`Client::submit`] and [`Client::titanic_reply`]; [`ErrorKind::TitanicPending`](crate::ErrorKind::TitanicPending)
+    /// after `wait`; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) if the request disappeared (closed by someone else or
     /// expired).
     pub async fn call_durable(
         &self,
@@ -114,13 +115,13 @@ impl Client {
                     return Ok(reply);
                 }
                 TitanicReply::Unknown => {
-                    return Err(Error::Titanic(format!("request {id} is gone")))
+                    return Err(Error::titanic(format!("request {id} is gone")))
                 }
                 TitanicReply::Pending => {}
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
-                return Err(Error::TitanicPending(id));
+                return Err(Error::titanic_pending(id));
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_secs(5));
@@ -142,5 +143,5 @@ fn titanic_error(reply: &[Bytes]) -> Error {
         .iter()
         .map(|f| String::from_utf8_lossy(f).into_owned())
         .collect();
-    Error::Titanic(shown.join(" | "))
+    Error::titanic(shown.join(" | "))
 }

@@ -25,7 +25,7 @@ async fn worker_and_client_survive_a_broker_restart_on_the_same_endpoint() {
         interval: Duration::from_millis(200),
         liveness: 3,
     };
-    let worker = Worker::connect(
+    let worker = Worker::new(
         "echo",
         WorkerOptions::new([ep.as_str()]).heartbeat(heartbeat),
     )
@@ -34,7 +34,7 @@ async fn worker_and_client_survive_a_broker_restart_on_the_same_endpoint() {
         |body: Vec<Bytes>| async move { Ok::<_, std::convert::Infallible>(body) },
         std::future::pending(),
     ));
-    let client = Client::connect(
+    let client = Client::new(
         ClientOptions::new([ep.as_str()])
             .timeout(Duration::from_millis(500))
             .retries(1),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use domo_client::{Client, ClientOptions, Error, TitanicReply};
+use domo_client::{Client, ClientOptions, ErrorKind, TitanicReply};
 
 struct Broker(Child, std::path::PathBuf);
 
@@ -41,7 +41,7 @@ async fn submit_poll_close_and_call_durable() {
     let e = ep.clone();
     let _broker = blocking(move || start_broker_with_titanic(&e)).await;
     let client =
-        Client::connect(ClientOptions::new([ep.as_str()]).timeout(Duration::from_secs(5))).unwrap();
+        Client::new(ClientOptions::new([ep.as_str()]).timeout(Duration::from_secs(5))).unwrap();
 
     // Nobody serves "later" yet: the request is stored and stays pending.
     let id = client
@@ -57,7 +57,9 @@ async fn submit_poll_close_and_call_durable() {
         .call_durable("later", vec![Bytes::from("x")], Duration::from_millis(300))
         .await
     {
-        Err(Error::TitanicPending(other)) => assert_ne!(other, id),
+        Err(e) if e.kind() == ErrorKind::TitanicPending => {
+            assert_ne!(e.pending_id(), Some(id.as_str()));
+        }
         other => panic!("{other:?}"),
     }
 

@@ -50,11 +50,14 @@
 //! * [`decode`]: the broker's entry point for a socket carrying both, giving [`Incoming`].
 //! * [`mmi`]: parsing `mmi.*` requests into [`MmiRequest`] and building reply bodies.
 //! * [`Heartbeat`], [`Liveness`]: the heartbeat settings and the peer liveness rule.
+//! * [`Backoff`], [`BackoffOptions`]: the reconnect schedule of the zguide's `ppworker`, used
+//!   by the worker SDK's sessions and by Titanic's store.
 //! * [`DecodeError`], [`NameError`]: what can be wrong with input.
 //!
 //! [RFC 7]: https://rfc.zeromq.org/spec/7/
 //! [RFC 8]: https://rfc.zeromq.org/spec/8/
 
+mod backoff;
 pub mod client;
 pub mod consts;
 mod error;
@@ -65,6 +68,7 @@ pub mod mmi;
 mod names;
 pub mod worker;
 
+pub use backoff::{Backoff, BackoffOptions};
 pub use client::{ClientReply, ClientRequest};
 pub use error::DecodeError;
 pub use heartbeat::{Heartbeat, Liveness};

@@ -197,23 +197,24 @@ impl Dispatcher {
     ///
     /// # Errors
     ///
-    /// The client SDK's error for bad endpoints.
+    /// The client SDK's error for bad endpoints, or for a zero `request_timeout` or
+    /// `concurrency` ([`domo_client::ErrorKind::InvalidOptions`]).
     pub fn new(
         store: Arc<dyn Store>,
         endpoints: &[String],
         options: DispatcherOptions,
         wake: Arc<Notify>,
     ) -> Result<Self, ClientError> {
-        let mut client_options = ClientOptions::new(endpoints.iter().cloned())
-            .timeout(options.request_timeout)
-            .retries(0)
-            .pool_size(options.concurrency);
         // Behind a gate, a timed-out request must not be followed by the SDK's own
         // `mmi.service` check: it could leave after the gate closed. The lane asks
         // `mmi.service` itself before it retries, behind the gate.
-        client_options.check_service = options.active.is_none();
+        let client_options = ClientOptions::new(endpoints.iter().cloned())
+            .timeout(options.request_timeout)
+            .retries(0)
+            .pool_size(options.concurrency)
+            .check_service(options.active.is_none());
         // Checks the endpoints now; lanes make their own clients (own pools) later.
-        drop(Client::connect(client_options.clone())?);
+        drop(Client::new(client_options.clone())?);
         Ok(Self {
             store,
             options,

@@ -60,7 +60,7 @@ pub mod store;
 
 pub use clock::{ManualClock, SystemClock, TimeSource};
 /// The schedule of [`RedbOptions::reopen_backoff`] (the worker SDK's reconnect backoff).
-pub use domo_worker::BackoffOptions;
+pub use domo_mdp::BackoffOptions;
 pub use error::Error;
 pub use id::{Id, IdGenerator, ParseIdError};
 pub use record::{Reply, Request};

@@ -107,7 +107,7 @@ fn config(args: &Args) -> Result<TitanicConfig, String> {
     }
     for ep in &brokers {
         // The client SDK parses endpoints without opening anything.
-        Client::connect(ClientOptions::new([ep.clone()]))
+        Client::new(ClientOptions::new([ep.clone()]))
             .map_err(|e| format!("--broker {ep:?}: {e}"))?;
     }
     let dir = match &args.data_dir {

@@ -313,7 +313,7 @@ impl Services {
         let (stop, _) = watch::channel(false);
         let mut workers = JoinSet::new();
         for service in TitanicService::ALL {
-            let worker = Worker::connect(service.name(), options.clone())?;
+            let worker = Worker::new(service.name(), options.clone())?;
             let handler = handler(service, store.clone(), gate.clone(), wake.clone());
             let mut stopped = stop.subscribe();
             workers.spawn(worker.serve(handler, async move {

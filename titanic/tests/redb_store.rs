@@ -227,11 +227,10 @@ fn a_full_disk_refuses_writes_then_heals_by_itself_once_space_is_freed() {
     let backends = Arc::new(AtomicUsize::new(0));
     let reopens = Arc::new(AtomicUsize::new(0));
     let healing = RedbOptions {
-        reopen_backoff: BackoffOptions {
-            initial: Duration::from_millis(10),
-            max: Duration::from_millis(40),
-            jitter: false,
-        },
+        reopen_backoff: BackoffOptions::default()
+            .initial(Duration::from_millis(10))
+            .max(Duration::from_millis(40))
+            .jitter(false),
         on_reopen: Some(Arc::new({
             let reopens = reopens.clone();
             move || {

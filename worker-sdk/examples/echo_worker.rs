@@ -13,7 +13,9 @@ async fn main() -> Result<(), domo_worker::Error> {
     let endpoint = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "tcp://127.0.0.1:5555".into());
-    let worker = Worker::connect("echo", WorkerOptions::new([endpoint]).sessions(2))?;
+    // Checks the name and options; the sessions connect and register in `serve`, and keep
+    // trying (with backoff) while the broker is down.
+    let worker = Worker::new("echo", WorkerOptions::new([endpoint]).sessions(2))?;
     worker
         .serve(
             |body: Vec<Bytes>| async move { Ok::<_, std::convert::Infallible>(body) },

@@ -119,7 +119,7 @@ impl<C: Connector> Driver<C> {
 
     /// A new connection to endpoint `index`, with READY queued on it.
     ///
-    /// Fails only for an endpoint that does not parse, which [`crate::Worker::connect`]
+    /// Fails only for an endpoint that does not parse, which [`crate::Worker::new`]
     /// already checked.
     async fn connect(&self, index: usize) -> Result<C::Link, domo_zmtp::Error> {
         let endpoint = &self.endpoints[index];

@@ -1,25 +1,180 @@
-//! The worker SDK's errors.
+//! The worker SDK's error: an [`ErrorKind`] saying what went wrong, plus the underlying
+//! error (name check, endpoint parse) as its [`std::error::Error::source`].
+
+use std::error::Error as StdError;
+use std::fmt;
 
 use domo_mdp::NameError;
 
-/// Why a worker could not start or a reply could not be delivered.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The service name is empty or longer than 255 bytes.
-    #[error("invalid service name: {0}")]
-    InvalidService(#[from] NameError),
+/// What went wrong, as [`Error::kind`] reports it. Match on this rather than on the
+/// message; new kinds may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The service name is empty or longer than 255 bytes; the source is the
+    /// [`domo_mdp::NameError`].
+    InvalidService,
     /// The service name is in the `mmi.` namespace, which the broker answers itself (RFC 8).
-    #[error("service names starting with \"mmi.\" are reserved for the broker")]
     ReservedService,
     /// The options list no broker endpoint.
-    #[error("no broker endpoint given")]
     NoEndpoints,
-    /// An endpoint does not parse (expected `tcp://host:port` or `ipc://path`).
-    #[error("invalid endpoint: {0}")]
-    InvalidEndpoint(#[source] domo_zmtp::Error),
+    /// An endpoint does not parse (expected `tcp://host:port` or `ipc://path`); the source
+    /// is the transport's [`domo_zmtp::Error`].
+    InvalidEndpoint,
+    /// An option has a value that makes no sense (zero sessions, a zero heartbeat interval
+    /// or liveness, a zero backoff delay); the message names it.
+    InvalidOptions,
     /// The session that received the request lost its broker (or the worker shut down)
     /// before the reply: the reply cannot be delivered. The broker re-dispatches or drops
     /// the request; the client's timeout and retries apply.
-    #[error("the session that received this request is gone")]
     SessionLost,
+}
+
+/// Why a worker could not start or a reply could not be delivered: [`Error::kind`] says
+/// what happened, [`std::error::Error::source`] gives the underlying error if there is one.
+pub struct Error {
+    kind: ErrorKind,
+    /// The endpoint or the option concerned, for the message.
+    detail: Option<String>,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+
+impl Error {
+    fn new(kind: ErrorKind, detail: Option<String>) -> Self {
+        Self {
+            kind,
+            detail,
+            source: None,
+        }
+    }
+
+    pub(crate) fn reserved_service() -> Self {
+        Self::new(ErrorKind::ReservedService, None)
+    }
+
+    pub(crate) fn no_endpoints() -> Self {
+        Self::new(ErrorKind::NoEndpoints, None)
+    }
+
+    pub(crate) fn invalid_endpoint(endpoint: &str, source: domo_zmtp::Error) -> Self {
+        Self {
+            source: Some(Box::new(source)),
+            ..Self::new(ErrorKind::InvalidEndpoint, Some(format!("{endpoint:?}")))
+        }
+    }
+
+    pub(crate) fn invalid_option(what: &'static str) -> Self {
+        Self::new(ErrorKind::InvalidOptions, Some(what.into()))
+    }
+
+    pub(crate) fn session_lost() -> Self {
+        Self::new(ErrorKind::SessionLost, None)
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl From<NameError> for Error {
+    fn from(error: NameError) -> Self {
+        Self {
+            source: Some(Box::new(error)),
+            ..Self::new(ErrorKind::InvalidService, None)
+        }
+    }
+}
+
+impl From<ErrorKind> for Error {
+    /// An error of this kind with no details.
+    fn from(kind: ErrorKind) -> Self {
+        Self::new(kind, None)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::InvalidService => "invalid service name",
+            Self::ReservedService => {
+                "service names starting with \"mmi.\" are reserved for the broker"
+            }
+            Self::NoEndpoints => "no broker endpoint given",
+            Self::InvalidEndpoint => "invalid endpoint",
+            Self::InvalidOptions => "invalid worker options",
+            Self::SessionLost => "the session that received this request is gone",
+        })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.detail {
+            Some(detail) if self.kind == ErrorKind::InvalidEndpoint => {
+                write!(f, "{} {detail}", self.kind)?;
+            }
+            Some(detail) => write!(f, "{}: {detail}", self.kind)?,
+            None => write!(f, "{}", self.kind)?,
+        }
+        // The cause is part of the message too: most callers print only the top error.
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("detail", &self.detail)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn kinds_messages_and_sources() {
+        let parse = "nonsense".parse::<domo_zmtp::Endpoint>().unwrap_err();
+        let e = Error::invalid_endpoint("nonsense", parse);
+        assert_eq!(e.kind(), ErrorKind::InvalidEndpoint);
+        assert!(
+            e.to_string().starts_with("invalid endpoint \"nonsense\": "),
+            "{e}"
+        );
+        assert!(e
+            .source()
+            .and_then(|s| s.downcast_ref::<domo_zmtp::Error>())
+            .is_some());
+
+        let e = Error::invalid_option("sessions must not be zero");
+        assert_eq!(
+            e.to_string(),
+            "invalid worker options: sessions must not be zero"
+        );
+        assert!(e.source().is_none());
+        assert_eq!(Error::session_lost().kind(), ErrorKind::SessionLost);
+    }
+
+    #[test]
+    fn errors_are_send_and_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<Error>();
+    }
 }

@@ -10,7 +10,8 @@
 //! use domo_worker::{Worker, WorkerOptions};
 //!
 //! let options = WorkerOptions::new(["tcp://127.0.0.1:5555"]).sessions(4);
-//! let worker = Worker::connect("echo", options)?;
+//! // Checks the name and options; the sessions connect once `serve` (or `recv`) runs.
+//! let worker = Worker::new("echo", options)?;
 //! worker
 //!     .serve(
 //!         |body| async move { Ok::<_, std::convert::Infallible>(body) },
@@ -40,6 +41,24 @@
 //! * [`Worker::shutdown`] (or the end of [`Worker::serve`]) sends DISCONNECT on every
 //!   session, so the broker stops routing to it at once.
 //!
+//! # Creating a worker
+//!
+//! [`Worker::new`] checks the service name and the options and opens nothing: the sessions
+//! connect and register when [`Worker::serve`] or the first [`Worker::recv`] starts them,
+//! so a worker never registers before it can take requests. A broker that is down then is
+//! not an error: each session keeps trying (with the backoff) until it is up.
+//! (`Worker::connect`, the old name, is a deprecated alias of [`Worker::new`].)
+//!
+//! [`WorkerOptions`] has a setter for every field. A zero where zero makes no sense
+//! (sessions, heartbeat interval or liveness, backoff delays) is refused by [`Worker::new`]
+//! with [`ErrorKind::InvalidOptions`]; setters never clamp or panic.
+//!
+//! # Errors
+//!
+//! [`Error::kind`] says what went wrong ([`ErrorKind`]); [`std::error::Error::source`]
+//! gives the underlying error (the service name check's, the endpoint parser's) where there
+//! is one.
+//!
 //! # When a handler fails
 //!
 //! A handler that returns an error or panics, or a [`Request`] dropped without a reply, does
@@ -54,15 +73,14 @@
 //!
 //! * `session`: the pure session rules (liveness, heartbeat, backoff, endpoint rotation),
 //!   driven by `now` arguments and tested with exact times.
-//! * `options`: [`WorkerOptions`], including which endpoints each session may use.
-//! * `backoff`: the reconnect schedule.
+//! * `options`: [`WorkerOptions`], including which endpoints each session may use. The
+//!   reconnect schedule ([`BackoffOptions`]) is `domo_mdp`'s, shared with Titanic's store.
 //! * `driver`: the tokio task of one session, owning its connection; tested on in-memory
 //!   links under tokio's paused clock.
 //! * `transport`: what the driver needs from a connection (a ZMTP DEALER in production).
 //! * `handler`: runs the [`Worker::serve`] handler inside the session, catching panics.
 //! * `request`: [`Request`], answered with [`Request::reply`].
 
-mod backoff;
 mod driver;
 mod error;
 mod handler;
@@ -81,13 +99,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::warn;
 
-pub use crate::backoff::{Backoff, BackoffOptions};
 use crate::driver::Sink;
-pub use crate::error::Error;
+pub use crate::error::{Error, ErrorKind};
 pub use crate::options::{EndpointMode, WorkerOptions};
 pub use crate::request::Request;
-pub use crate::session::{Action, Session};
-pub use domo_mdp::Heartbeat;
+pub use domo_mdp::{BackoffOptions, Heartbeat};
 
 /// A worker for one service: a set of sessions plus the queue of requests they received.
 ///
@@ -107,31 +123,34 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Checks the name and options and returns a worker whose sessions start on the first
-    /// [`Worker::recv`] or in [`Worker::serve`]; from then on they connect, register and
-    /// re-register in the background until shutdown. Use it inside a tokio runtime.
+    /// Checks the name and options and returns a worker. It opens nothing: its sessions
+    /// start on the first [`Worker::recv`] or in [`Worker::serve`]; from then on they
+    /// connect, register and re-register in the background until shutdown. Use it inside a
+    /// tokio runtime.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidService`] or [`Error::ReservedService`] for a bad name,
-    /// [`Error::NoEndpoints`] or [`Error::InvalidEndpoint`] for bad endpoints.
+    /// [`ErrorKind::InvalidService`] or [`ErrorKind::ReservedService`] for a bad name,
+    /// [`ErrorKind::NoEndpoints`] or [`ErrorKind::InvalidEndpoint`] for bad endpoints,
+    /// [`ErrorKind::InvalidOptions`] for a zero where zero makes no sense (see the crate
+    /// docs).
     ///
     /// # Examples
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), domo_worker::Error> {
     /// use domo_worker::{Worker, WorkerOptions};
-    /// let mut worker = Worker::connect("echo", WorkerOptions::default())?;
+    /// let mut worker = Worker::new("echo", WorkerOptions::default())?;
     /// while let Some(mut request) = worker.recv().await {
     ///     let body = request.take_body();
     ///     let _ = request.reply(body);
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn connect(service: impl Into<Bytes>, options: WorkerOptions) -> Result<Self, Error> {
+    pub fn new(service: impl Into<Bytes>, options: WorkerOptions) -> Result<Self, Error> {
         let service = ServiceName::new(service.into())?;
         if service.is_mmi() {
-            return Err(Error::ReservedService);
+            return Err(Error::reserved_service());
         }
         options.check()?;
         let (stop, _) = watch::channel(false);
@@ -146,6 +165,19 @@ impl Worker {
             stop,
             sessions: JoinSet::new(),
         })
+    }
+
+    /// The old name of [`Worker::new`], which opens no connection either.
+    ///
+    /// # Errors
+    ///
+    /// As [`Worker::new`].
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed to `Worker::new`: sessions connect once `serve` or `recv` starts them"
+    )]
+    pub fn connect(service: impl Into<Bytes>, options: WorkerOptions) -> Result<Self, Error> {
+        Self::new(service, options)
     }
 
     /// The service this worker serves.

@@ -1,14 +1,20 @@
 //! [`WorkerOptions`]: endpoints, sessions, heartbeat and backoff settings.
+//!
+//! Setters store what they are given; [`crate::Worker::new`] checks the whole set and
+//! refuses a zero where zero makes no sense (`sessions`, the heartbeat's `interval` and
+//! `liveness`, the backoff's `initial` and `max`) with
+//! [`crate::ErrorKind::InvalidOptions`]. The fields are public too, so this one check covers
+//! values set either way.
 
 use std::sync::Arc;
 
-use domo_mdp::Heartbeat;
+use domo_mdp::{Backoff, BackoffOptions, Heartbeat};
 
-use crate::backoff::{Backoff, BackoffOptions};
 use crate::error::Error;
 
 /// How a worker's sessions use [`WorkerOptions::endpoints`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum EndpointMode {
     /// Each session registers with one endpoint at a time: it starts on the first and, on
     /// losing the broker, moves to the next one, round robin. For brokers that do not know
@@ -24,7 +30,12 @@ pub enum EndpointMode {
 }
 
 /// How a [`crate::Worker`] connects and stays connected.
+///
+/// Made with [`WorkerOptions::new`], [`WorkerOptions::pair`] or [`Default`], then adjusted
+/// with the setters (one per field). Checked by [`crate::Worker::new`]: see the module docs
+/// for which zeros it refuses.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WorkerOptions {
     /// Broker endpoints, used as `mode` says. Default `["tcp://127.0.0.1:5555"]`.
     pub endpoints: Vec<String>,
@@ -32,11 +43,12 @@ pub struct WorkerOptions {
     /// brokers to register with all at once. Default [`EndpointMode::Failover`].
     pub mode: EndpointMode,
     /// Concurrent sessions (MDP worker connections) for the service, per endpoint in
-    /// [`EndpointMode::EachBroker`]. Default 1.
+    /// [`EndpointMode::EachBroker`]. Not zero. Default 1.
     pub sessions: usize,
-    /// Heartbeat interval and liveness; must match the broker's. Default 2500 ms, 3.
+    /// Heartbeat interval and liveness; must match the broker's. Neither zero. Default
+    /// 2500 ms, 3.
     pub heartbeat: Heartbeat,
-    /// Reconnect backoff. Default 1 s doubling to 32 s, jittered.
+    /// Reconnect backoff. Delays not zero. Default 1 s doubling to 32 s, jittered.
     pub backoff: BackoffOptions,
     /// Options of the DEALER sockets. `identity` is ignored: RFC 7 wants each new session
     /// on a new socket identity.
@@ -51,6 +63,7 @@ impl Default for WorkerOptions {
 
 impl WorkerOptions {
     /// Default options for the given broker endpoints.
+    #[must_use]
     pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> Self {
         Self {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
@@ -74,32 +87,51 @@ impl WorkerOptions {
     /// assert_eq!(options.mode, EndpointMode::EachBroker);
     /// assert_eq!(options.total_sessions(), 8);
     /// ```
+    #[must_use]
     pub fn pair(primary: impl Into<String>, backup: impl Into<String>) -> Self {
         Self::new([primary.into(), backup.into()]).mode(EndpointMode::EachBroker)
     }
 
+    /// Sets the broker endpoints (see [`WorkerOptions::endpoints`]).
+    #[must_use]
+    pub fn endpoints<S: Into<String>>(mut self, endpoints: impl IntoIterator<Item = S>) -> Self {
+        self.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Sets how the endpoints are used.
+    #[must_use]
     pub fn mode(mut self, mode: EndpointMode) -> Self {
         self.mode = mode;
         self
     }
 
-    /// Sets the number of sessions (at least 1), per endpoint in
+    /// Sets the number of sessions (not zero), per endpoint in
     /// [`EndpointMode::EachBroker`].
+    #[must_use]
     pub fn sessions(mut self, sessions: usize) -> Self {
-        self.sessions = sessions.max(1);
+        self.sessions = sessions;
         self
     }
 
-    /// Sets the heartbeat settings.
+    /// Sets the heartbeat settings (neither zero).
+    #[must_use]
     pub fn heartbeat(mut self, heartbeat: Heartbeat) -> Self {
         self.heartbeat = heartbeat;
         self
     }
 
-    /// Sets the backoff settings.
+    /// Sets the backoff settings (delays not zero).
+    #[must_use]
     pub fn backoff(mut self, backoff: BackoffOptions) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// Sets the options of the DEALER sockets (see [`WorkerOptions::transport`]).
+    #[must_use]
+    pub fn transport(mut self, transport: domo_zmtp::Options) -> Self {
+        self.transport = transport;
         self
     }
 
@@ -133,18 +165,99 @@ impl WorkerOptions {
         }
     }
 
+    /// Refuses what [`crate::Worker::new`] refuses (see the module docs).
     pub(crate) fn check(&self) -> Result<(), Error> {
         if self.endpoints.is_empty() {
-            return Err(Error::NoEndpoints);
+            return Err(Error::no_endpoints());
         }
         for ep in &self.endpoints {
             ep.parse::<domo_zmtp::Endpoint>()
-                .map_err(Error::InvalidEndpoint)?;
+                .map_err(|e| Error::invalid_endpoint(ep, e))?;
         }
-        Ok(())
+        let zero = if self.sessions == 0 {
+            Some("sessions must not be zero")
+        } else if self.heartbeat.interval.is_zero() {
+            Some("heartbeat interval must not be zero")
+        } else if self.heartbeat.liveness == 0 {
+            Some("heartbeat liveness must not be zero")
+        } else if self.backoff.initial.is_zero() {
+            Some("backoff initial delay must not be zero")
+        } else if self.backoff.max.is_zero() {
+            Some("backoff max delay must not be zero")
+        } else {
+            None
+        };
+        zero.map_or(Ok(()), |what| Err(Error::invalid_option(what)))
     }
 
     pub(crate) fn new_backoff(&self) -> Backoff {
         Backoff::new(self.backoff)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn every_field_has_a_setter() {
+        let heartbeat = Heartbeat {
+            interval: Duration::from_millis(100),
+            liveness: 5,
+        };
+        let backoff = BackoffOptions::default().jitter(false);
+        let options = WorkerOptions::default()
+            .endpoints(["tcp://10.0.0.1:1", "tcp://10.0.0.2:1"])
+            .mode(EndpointMode::EachBroker)
+            .sessions(2)
+            .heartbeat(heartbeat)
+            .backoff(backoff)
+            .transport(domo_zmtp::Options::default());
+        assert_eq!(options.endpoints, ["tcp://10.0.0.1:1", "tcp://10.0.0.2:1"]);
+        assert_eq!(options.mode, EndpointMode::EachBroker);
+        assert_eq!(options.sessions, 2);
+        assert_eq!(options.heartbeat, heartbeat);
+        assert_eq!(options.backoff, backoff);
+        assert_eq!(options.total_sessions(), 4);
+        assert!(options.check().is_ok());
+    }
+
+    #[test]
+    fn zeros_that_make_no_sense_are_refused() {
+        let base = WorkerOptions::default();
+        let beat = Heartbeat::default();
+        let backoff = BackoffOptions::default();
+        for (options, field) in [
+            (base.clone().sessions(0), "sessions"),
+            (
+                base.clone().heartbeat(Heartbeat {
+                    interval: Duration::ZERO,
+                    ..beat
+                }),
+                "heartbeat interval",
+            ),
+            (
+                base.clone().heartbeat(Heartbeat {
+                    liveness: 0,
+                    ..beat
+                }),
+                "heartbeat liveness",
+            ),
+            (
+                base.clone().backoff(backoff.initial(Duration::ZERO)),
+                "backoff initial",
+            ),
+            (
+                base.clone().backoff(backoff.max(Duration::ZERO)),
+                "backoff max",
+            ),
+        ] {
+            let err = options.check().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidOptions);
+            assert!(err.to_string().contains(field), "{err}");
+        }
     }
 }

@@ -56,8 +56,8 @@ impl Request {
     ///
     /// # Errors
     ///
-    /// [`Error::SessionLost`] if the session that received the request lost its broker or
-    /// shut down meanwhile; the reply is dropped.
+    /// [`ErrorKind::SessionLost`](crate::ErrorKind::SessionLost) if the session that
+    /// received the request lost its broker or shut down meanwhile; the reply is dropped.
     pub fn reply(mut self, body: Vec<Bytes>) -> Result<(), Error> {
         self.send(Outcome::Reply(body))
     }
@@ -67,13 +67,14 @@ impl Request {
     ///
     /// # Errors
     ///
-    /// [`Error::SessionLost`] if the session is already gone.
+    /// [`ErrorKind::SessionLost`](crate::ErrorKind::SessionLost) if the session is already
+    /// gone.
     pub fn fail(mut self) -> Result<(), Error> {
         self.send(Outcome::Failed)
     }
 
     fn send(&mut self, outcome: Outcome) -> Result<(), Error> {
-        let answer = self.answer.take().ok_or(Error::SessionLost)?;
-        answer.send(outcome).map_err(|_| Error::SessionLost)
+        let answer = self.answer.take().ok_or_else(Error::session_lost)?;
+        answer.send(outcome).map_err(|_| Error::session_lost())
     }
 }

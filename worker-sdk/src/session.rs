@@ -18,13 +18,11 @@
 
 use std::time::Instant;
 
-use domo_mdp::{Heartbeat, Liveness};
-
-use crate::backoff::Backoff;
+use domo_mdp::{Backoff, Heartbeat, Liveness};
 
 /// What the driver must do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Send a HEARTBEAT to the broker (then call [`Session::handle_sent`]).
     SendHeartbeat,
     /// The broker is gone: drop the connection and everything queued on it. A
@@ -52,7 +50,7 @@ enum State {
 
 /// One worker session's liveness and reconnect state.
 #[derive(Debug, Clone)]
-pub struct Session {
+pub(crate) struct Session {
     heartbeat: Heartbeat,
     backoff: Backoff,
     endpoints: usize,
@@ -64,7 +62,12 @@ impl Session {
     /// A session that has just connected to endpoint 0 and sent READY at `now`.
     ///
     /// `endpoints` is the length of the endpoint list (at least 1).
-    pub fn new(now: Instant, heartbeat: Heartbeat, backoff: Backoff, endpoints: usize) -> Self {
+    pub(crate) fn new(
+        now: Instant,
+        heartbeat: Heartbeat,
+        backoff: Backoff,
+        endpoints: usize,
+    ) -> Self {
         Self {
             heartbeat,
             backoff,
@@ -75,17 +78,17 @@ impl Session {
     }
 
     /// The endpoint index the session is connected to, or will connect to next.
-    pub fn endpoint(&self) -> usize {
+    pub(crate) fn endpoint(&self) -> usize {
         self.endpoint
     }
 
     /// Whether the session is registered (not waiting to reconnect).
-    pub fn is_live(&self) -> bool {
+    pub(crate) fn is_live(&self) -> bool {
         matches!(self.state, State::Live(_))
     }
 
     /// The broker sent a command other than DISCONNECT at `now`.
-    pub fn handle_traffic(&mut self, now: Instant) {
+    pub(crate) fn handle_traffic(&mut self, now: Instant) {
         if let State::Live(liveness) = &mut self.state {
             liveness.on_traffic(now);
             self.backoff.reset();
@@ -93,14 +96,14 @@ impl Session {
     }
 
     /// We sent a message (READY, REPLY or HEARTBEAT) at `now`.
-    pub fn handle_sent(&mut self, now: Instant) {
+    pub(crate) fn handle_sent(&mut self, now: Instant) {
         if let State::Live(liveness) = &mut self.state {
             liveness.on_heartbeat_sent(now);
         }
     }
 
     /// The broker sent DISCONNECT at `now`: re-register with it after the backoff delay.
-    pub fn handle_disconnect(&mut self, now: Instant) {
+    pub(crate) fn handle_disconnect(&mut self, now: Instant) {
         if self.is_live() {
             self.wait(now);
         }
@@ -108,12 +111,12 @@ impl Session {
 
     /// The driver started over at `now` on a new connection to the same endpoint (after a
     /// failed request) and sent READY.
-    pub fn handle_restart(&mut self, now: Instant) {
+    pub(crate) fn handle_restart(&mut self, now: Instant) {
         self.state = State::Live(Liveness::new(now, self.heartbeat));
     }
 
     /// When [`Session::poll_action`] next has something to say.
-    pub fn poll_timeout(&self) -> Instant {
+    pub(crate) fn poll_timeout(&self) -> Instant {
         match &self.state {
             State::Live(l) => l.deadline().min(l.next_heartbeat_due()),
             State::Waiting {
@@ -124,7 +127,7 @@ impl Session {
     }
 
     /// What to do at `now`, if anything. Call it until it returns `None`.
-    pub fn poll_action(&mut self, now: Instant) -> Option<Action> {
+    pub(crate) fn poll_action(&mut self, now: Instant) -> Option<Action> {
         match &mut self.state {
             State::Live(l) if l.is_expired(now) => {
                 self.endpoint = (self.endpoint + 1) % self.endpoints;

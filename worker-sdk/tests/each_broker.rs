@@ -46,11 +46,12 @@ fn options(primary: &str, backup: &str) -> WorkerOptions {
             interval: Duration::from_millis(100),
             liveness: 10,
         })
-        .backoff(BackoffOptions {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            jitter: false,
-        })
+        .backoff(
+            BackoffOptions::default()
+                .initial(Duration::from_millis(100))
+                .max(Duration::from_secs(1))
+                .jitter(false),
+        )
 }
 
 /// A router that answers the HEARTBEATs of registered workers (as a broker does, so their
@@ -147,7 +148,7 @@ async fn pair_options_register_every_session_on_every_endpoint() {
 async fn each_broker_worker_sends_ready_to_both_brokers() {
     let mut a = FakeBroker::bind("tcp://127.0.0.1:0").await;
     let mut b = FakeBroker::bind("tcp://127.0.0.1:0").await;
-    let worker = Worker::connect("echo", options(&a.endpoint, &b.endpoint).sessions(2)).unwrap();
+    let worker = Worker::new("echo", options(&a.endpoint, &b.endpoint).sessions(2)).unwrap();
     let serving = tokio::spawn(worker.serve(echo, std::future::pending()));
     for broker in [&mut a, &mut b] {
         // `sessions` sessions per broker, each its own connection.
@@ -162,7 +163,7 @@ async fn each_broker_worker_sends_ready_to_both_brokers() {
 async fn a_request_from_either_broker_is_answered_on_that_broker() {
     let mut a = FakeBroker::bind("tcp://127.0.0.1:0").await;
     let mut b = FakeBroker::bind("tcp://127.0.0.1:0").await;
-    let worker = Worker::connect("echo", options(&a.endpoint, &b.endpoint)).unwrap();
+    let worker = Worker::new("echo", options(&a.endpoint, &b.endpoint)).unwrap();
     let serving = tokio::spawn(worker.serve(echo, std::future::pending()));
     let on_a = a.registered(b"echo").await;
     let on_b = b.registered(b"echo").await;
@@ -177,7 +178,7 @@ async fn recv_holds_one_request_from_each_broker_at_once() {
     let mut a = FakeBroker::bind("tcp://127.0.0.1:0").await;
     let mut b = FakeBroker::bind("tcp://127.0.0.1:0").await;
     // One session per broker: the request channel must hold two requests, not one.
-    let mut worker = Worker::connect("echo", options(&a.endpoint, &b.endpoint)).unwrap();
+    let mut worker = Worker::new("echo", options(&a.endpoint, &b.endpoint)).unwrap();
     let (first, (on_a, on_b)) = timeout(LIMIT, async {
         tokio::join!(worker.recv(), async {
             let on_a = a.registered(b"echo").await;
@@ -211,7 +212,7 @@ async fn losing_one_broker_leaves_the_session_to_the_other_untouched() {
     let mut a = FakeBroker::bind("tcp://127.0.0.1:0").await;
     let mut b = FakeBroker::bind("tcp://127.0.0.1:0").await;
     let a_endpoint = a.endpoint.clone();
-    let worker = Worker::connect("echo", options(&a.endpoint, &b.endpoint)).unwrap();
+    let worker = Worker::new("echo", options(&a.endpoint, &b.endpoint)).unwrap();
     let serving = tokio::spawn(worker.serve(echo, std::future::pending()));
     let _ = a.registered(b"echo").await;
     let on_b = b.registered(b"echo").await;

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use domo_client::{Client, ClientOptions, Error as ClientError};
+use domo_client::{Client, ClientOptions, ErrorKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -42,7 +42,7 @@ pub(super) struct Lane {
 impl Lane {
     pub(super) async fn run(mut self) {
         let service = String::from_utf8_lossy(&self.service).into_owned();
-        let Ok(client) = Client::connect(self.client_options.clone()) else {
+        let Ok(client) = Client::new(self.client_options.clone()) else {
             return; // the endpoints were checked in Dispatcher::new
         };
         let mut queue: VecDeque<(Id, Request)> = VecDeque::new();
@@ -123,12 +123,17 @@ impl Lane {
                     match available {
                         // Available; or a broker without MMI (another answer, or none while
                         // the broker is reachable); or a name only `deliver` can judge.
-                        Ok(true)
-                        | Err(
-                            ClientError::UnexpectedReply(_)
-                            | ClientError::TimedOut { .. }
-                            | ClientError::InvalidService(_),
-                        ) => probe_at = None,
+                        Ok(true) => probe_at = None,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                ErrorKind::UnexpectedReply
+                                    | ErrorKind::TimedOut
+                                    | ErrorKind::InvalidService
+                            ) =>
+                        {
+                            probe_at = None;
+                        }
                         other => {
                             debug!(%service, ?other, ?backoff, "Service not available; waiting");
                             probe_at = Some(Instant::now() + backoff);
@@ -178,12 +183,17 @@ async fn deliver(
         .await
     {
         Ok(reply) => reply,
-        Err(
-            ClientError::TimedOut { .. }
-            | ClientError::ServiceUnavailable(_)
-            | ClientError::Disconnected(_)
-            | ClientError::Closed,
-        ) => return Outcome::Retry(id, request),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::TimedOut
+                    | ErrorKind::ServiceUnavailable
+                    | ErrorKind::Disconnected
+                    | ErrorKind::Closed
+            ) =>
+        {
+            return Outcome::Retry(id, request)
+        }
         Err(e) => {
             warn!(request_id = %id, error = %e, "Request cannot be sent; left pending until it expires");
             return Outcome::Dropped;

@@ -11,10 +11,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{Driver, Sink};
-use crate::backoff::BackoffOptions;
 use crate::handler::wrap;
 use crate::transport::{Connector, Link};
 use crate::WorkerOptions;
+use domo_mdp::BackoffOptions;
 
 /// What the broker side sees: (milliseconds since start, connection number, what).
 type Seen = (u128, usize, String);
@@ -137,10 +137,7 @@ fn start_on(sink: Sink, endpoints: &[&str]) -> Broker {
     });
     let options = WorkerOptions::new(["tcp://a:1", "tcp://b:1"])
         .heartbeat(Heartbeat::default())
-        .backoff(BackoffOptions {
-            jitter: false,
-            ..BackoffOptions::default()
-        });
+        .backoff(BackoffOptions::default().jitter(false));
     let (stop, stop_rx) = watch::channel(false);
     let driver = Driver {
         connector: connector.clone(),

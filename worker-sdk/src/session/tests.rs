@@ -1,21 +1,14 @@
 use std::time::{Duration, Instant};
 
-use domo_mdp::Heartbeat;
+use domo_mdp::{Backoff, BackoffOptions, Heartbeat};
 
 use super::{Action, Session};
-use crate::backoff::{Backoff, BackoffOptions};
 
 const MS: Duration = Duration::from_millis(1);
 
 fn session(endpoints: usize) -> (Instant, Session) {
     let start = Instant::now();
-    let backoff = Backoff::with_seed(
-        BackoffOptions {
-            jitter: false,
-            ..BackoffOptions::default()
-        },
-        1,
-    );
+    let backoff = Backoff::with_seed(BackoffOptions::default().jitter(false), 1);
     (
         start,
         Session::new(start, Heartbeat::default(), backoff, endpoints),

@@ -41,7 +41,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use domo_worker::BackoffOptions;
+use domo_mdp::BackoffOptions;
 use redb::backends::FileBackend;
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageBackend,
@@ -99,11 +99,10 @@ impl Default for RedbOptions {
             max_batch: 1024,
             queue_capacity: 4096,
             on_commit: None,
-            reopen_backoff: BackoffOptions {
-                initial: Duration::from_millis(100),
-                max: Duration::from_secs(5),
-                jitter: true,
-            },
+            reopen_backoff: BackoffOptions::default()
+                .initial(Duration::from_millis(100))
+                .max(Duration::from_secs(5))
+                .jitter(true),
             on_reopen: None,
         }
     }

@@ -1,6 +1,6 @@
 //! When the writer tries to reopen the store after a failed write.
 //!
-//! Design: pure data, like the worker SDK's [`Backoff`] it is built on. It never sleeps and
+//! Design: pure data, like the [`Backoff`] it is built on (the worker SDK's schedule). It never sleeps and
 //! never reads a clock: the writer passes the time in, so the schedule is tested exactly.
 //!
 //! A failed write makes the store *broken*: the writer refuses writes and tries to reopen the
@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use domo_worker::{Backoff, BackoffOptions};
+use domo_mdp::{Backoff, BackoffOptions};
 
 /// The reopen schedule of a store.
 #[derive(Debug)]
@@ -68,11 +68,10 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     fn exact() -> BackoffOptions {
-        BackoffOptions {
-            initial: 100 * MS,
-            max: 400 * MS,
-            jitter: false,
-        }
+        BackoffOptions::default()
+            .initial(100 * MS)
+            .max(400 * MS)
+            .jitter(false)
     }
 
     #[test]
@@ -125,10 +124,7 @@ mod tests {
 
     #[test]
     fn jitter_adds_at_most_a_quarter_of_the_delay() {
-        let options = BackoffOptions {
-            jitter: true,
-            ..exact()
-        };
+        let options = exact().jitter(true);
         let mut r = Recovery::with_seed(options, 42);
         let t0 = Instant::now();
         let mut nominal = 100 * MS;

@@ -3,17 +3,24 @@
 //!
 //! Design: pure data. It never sleeps and never reads a clock; the jitter comes from a small
 //! seeded generator so tests can turn it off or reproduce it.
+//!
+//! It lives here, next to [`crate::Liveness`], because two crates drive it: the worker SDK's
+//! sessions (reconnecting to a broker) and Titanic's store (reopening its file).
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
-/// Settings of the reconnect backoff.
+/// Settings of the reconnect backoff: [`Default`], then the setters.
+///
+/// The worker SDK's `Worker::new` refuses a zero `initial` or `max`: a zero delay would
+/// reconnect in a busy loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackoffOptions {
-    /// First delay after losing the broker. Default 1 s.
+    /// First delay after losing the broker; not zero. Default 1 s.
     pub initial: Duration,
-    /// Cap on the doubling delay. Default 32 s.
+    /// Cap on the doubling delay; not zero. Default 32 s.
     pub max: Duration,
     /// Add a random extra of up to a quarter of each delay, so many workers that lost the
     /// same broker do not reconnect in lockstep. Default on; tests turn it off for exact times.
@@ -27,6 +34,29 @@ impl Default for BackoffOptions {
             max: Duration::from_secs(32),
             jitter: true,
         }
+    }
+}
+
+impl BackoffOptions {
+    /// Sets the first delay (not zero).
+    #[must_use]
+    pub fn initial(mut self, initial: Duration) -> Self {
+        self.initial = initial;
+        self
+    }
+
+    /// Sets the cap on the doubling delay (not zero).
+    #[must_use]
+    pub fn max(mut self, max: Duration) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// Sets whether each delay gets a random extra of up to a quarter.
+    #[must_use]
+    pub fn jitter(mut self, jitter: bool) -> Self {
+        self.jitter = jitter;
+        self
     }
 }
 
