@@ -41,7 +41,7 @@ fn pair_client(a: &Spec, b: &Spec, timeout: Duration, settle: Duration) -> Clien
         .pool_size(1);
     options.settle = settle;
     options.check_service = false;
-    Client::connect(options).unwrap()
+    Client::new(options).unwrap()
 }
 
 /// Clients sending steadily until stopped; each checks every reply against its request.
@@ -561,7 +561,7 @@ async fn stopping_the_active_hands_over_during_its_drain() {
             interval: pair_harness::WORKER_HB,
             liveness: 3,
         });
-    let worker = domo_worker::Worker::connect("slow", options).unwrap();
+    let worker = domo_worker::Worker::new("slow", options).unwrap();
     let _slow_worker = tokio::spawn(async move {
         worker
             .serve(

@@ -429,7 +429,7 @@ async fn sdk_phase(
     for w in 0..args.workers {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let options = WorkerOptions::new([endpoint]).heartbeat(heartbeat);
-        if let Ok(w) = Worker::connect(services[w % services.len()].clone(), options) {
+        if let Ok(w) = Worker::new(services[w % services.len()].clone(), options) {
             let echo = |b: Vec<Bytes>| async move { Ok::<_, std::convert::Infallible>(b) };
             workers.push((
                 stop,
@@ -443,7 +443,7 @@ async fn sdk_phase(
         .pool_size(args.window)
         .timeout(Duration::from_secs(30));
     let clients: Vec<Client> = (0..args.clients)
-        .filter_map(|_| Client::connect(options.clone()).ok())
+        .filter_map(|_| Client::new(options.clone()).ok())
         .collect();
     if let Some(c) = clients.first() {
         wait_workers(c, &names, args.workers).await;

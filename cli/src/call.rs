@@ -19,7 +19,7 @@ pub(crate) fn client(args: &RequestArgs) -> Result<Client, domo_client::Error> {
         .timeout(args.timeout)
         .retries(args.retries)
         .pool_size(1);
-    Client::connect(options)
+    Client::new(options)
 }
 
 pub(crate) fn fail(error: impl std::fmt::Display) -> ExitCode {
@@ -106,7 +106,7 @@ pub(crate) async fn echo_worker(
         _ => WorkerOptions::new(endpoints.iter().cloned()),
     };
     let options = base.sessions(sessions).heartbeat(heartbeat);
-    let worker = match Worker::connect(service.to_string(), options) {
+    let worker = match Worker::new(service.to_string(), options) {
         Ok(w) => w,
         Err(error) => return fail(error),
     };

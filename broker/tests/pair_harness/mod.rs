@@ -248,7 +248,7 @@ pub fn pair_worker(
             liveness: 3,
         },
     );
-    let worker = Worker::connect(service, options).unwrap();
+    let worker = Worker::new(service, options).unwrap();
     tokio::spawn(async move {
         worker
             .serve(
@@ -269,7 +269,7 @@ pub fn single_client(endpoint: &str, timeout: Duration) -> Client {
         .retries(0)
         .pool_size(1);
     options.check_service = false;
-    Client::connect(options).unwrap()
+    Client::new(options).unwrap()
 }
 
 /// Does this broker alone answer an `echo` request within `timeout`?

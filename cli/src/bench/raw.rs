@@ -53,7 +53,7 @@ pub(super) async fn raw_phase(
             tokio::spawn(raw_worker(endpoint.to_string(), service, args.heartbeat))
         })
         .collect();
-    if let Ok(c) = Client::connect(ClientOptions::new([endpoint])) {
+    if let Ok(c) = Client::new(ClientOptions::new([endpoint])) {
         wait_workers(&c, &names, args.workers).await;
     }
     let size = args.size;
