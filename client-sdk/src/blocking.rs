@@ -28,8 +28,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// Those of [`crate::Client::new`]; [`ErrorKind::Closed`](crate::ErrorKind::Closed) (with the I/O error as its
-    /// source) if the runtime cannot start.
+    /// Those of [`crate::Client::new`]; [`ErrorKind::Closed`](crate::ErrorKind::Closed) (with the
+    /// I/O error as its source) if the runtime cannot start.
     pub fn new(options: ClientOptions) -> Result<Self, Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -13,7 +13,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`ErrorKind::UnexpectedReply`](crate::ErrorKind::UnexpectedReply) for another answer.
+    /// The errors of [`Client::request`];
+    /// [`ErrorKind::UnexpectedReply`](crate::ErrorKind::UnexpectedReply) for another answer.
     ///
     /// # Examples
     ///
@@ -44,7 +45,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`ErrorKind::UnexpectedReply`](crate::ErrorKind::UnexpectedReply) for a 501 from a broker
+    /// The errors of [`Client::request`];
+    /// [`ErrorKind::UnexpectedReply`](crate::ErrorKind::UnexpectedReply) for a 501 from a broker
     /// without this extension.
     ///
     /// # Examples
@@ -72,7 +74,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`ErrorKind::UnexpectedReply`](crate::ErrorKind::UnexpectedReply) if the answer is not a
+    /// The errors of [`Client::request`];
+    /// [`ErrorKind::UnexpectedReply`](crate::ErrorKind::UnexpectedReply) if the answer is not a
     /// number.
     ///
     /// # Examples

@@ -63,9 +63,9 @@ pub struct ClientOptions {
     /// Default 64 MiB.
     pub max_message_size: usize,
     /// After a request times out on every attempt, ask the broker's `mmi.service` whether
-    /// the service has workers, to report [`Error::ServiceUnavailable`]. The question is a
-    /// request like any other (same timeout, retries and failover), so with a pair it may
-    /// just time out too. Default on.
+    /// the service has workers, to report [`crate::ErrorKind::ServiceUnavailable`]. The
+    /// question is a request like any other (same timeout, retries and failover), so with a
+    /// pair it may just time out too. Default on.
     pub check_service: bool,
     /// Options of the DEALER sockets. `max_message_size` overrides theirs, and `identity` is
     /// ignored: every fresh connection must get a new routing id, or a late reply to an

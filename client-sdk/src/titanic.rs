@@ -29,8 +29,9 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) when Titanic answers with an
-    /// error status (`500`: it could not store the request, retry later; `400`: malformed).
+    /// The errors of [`Client::request`]; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) when
+    /// Titanic answers with an error status (`500`: it could not store the request, retry later;
+    /// `400`: malformed).
     ///
     /// # Examples
     ///
@@ -61,7 +62,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) for a `500` (retry later).
+    /// The errors of [`Client::request`]; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) for a
+    /// `500` (retry later).
     pub async fn titanic_reply(&self, id: &str) -> Result<TitanicReply, Error> {
         let mut reply = self
             .request("titanic.reply", vec![Bytes::copy_from_slice(id.as_bytes())])
@@ -78,7 +80,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// The errors of [`Client::request`]; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) for a `500`.
+    /// The errors of [`Client::request`]; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) for a
+    /// `500`.
     pub async fn titanic_close(&self, id: &str) -> Result<(), Error> {
         let reply = self
             .request("titanic.close", vec![Bytes::copy_from_slice(id.as_bytes())])
@@ -89,16 +92,18 @@ impl Client {
         }
     }
 
-    /// Submits a request durably, polls for its reply (every 100 ms at first, backing off to
-    /// 5 s) for up to `wait`, then closes it and returns the reply. If `wait` runs out, the
-    /// request stays stored and an error of kind [`ErrorKind::TitanicPending`](crate::ErrorKind::TitanicPending)
-    /// carries its id ([`Error::pending_id`]) to ask again later.
+    /// Submits a request durably, polls for its reply (every 100 ms at first, backing off to 5 s)
+    /// for up to `wait`, then closes it and returns the reply. If `wait` runs out, the request
+    /// stays stored and an error of kind
+    /// [`ErrorKind::TitanicPending`](crate::ErrorKind::TitanicPending) carries its id
+    /// ([`Error::pending_id`]) to ask again later.
     ///
     /// # Errors
     ///
-    /// Those of [`Client::submit`] and [`Client::titanic_reply`]; [`ErrorKind::TitanicPending`](crate::ErrorKind::TitanicPending)
-    /// after `wait`; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) if the request disappeared (closed by someone else or
-    /// expired).
+    /// Those of [`Client::submit`] and [`Client::titanic_reply`];
+    /// [`ErrorKind::TitanicPending`](crate::ErrorKind::TitanicPending) after `wait`;
+    /// [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) if the request disappeared (closed by
+    /// someone else or expired).
     pub async fn call_durable(
         &self,
         service: impl Into<Bytes>,

@@ -215,10 +215,10 @@ impl Worker {
     /// Starts the sessions and answers every request with `handler` until `shutdown`
     /// completes, then shuts down (DISCONNECT on every session).
     ///
-    /// Each session runs its handler futures itself, so up to
-    /// [`WorkerOptions::total_sessions`] handlers run at once and a request costs no task switch. A handler error or panic is logged (the
-    /// panic is caught) and the request is failed (see the crate docs). A handler that
-    /// blocks the thread also stops its session's heartbeats, as in the zguide's worker.
+    /// Each session runs its handler futures itself, so up to [`WorkerOptions::total_sessions`]
+    /// handlers run at once and a request costs no task switch. A handler error or panic is logged
+    /// (the panic is caught) and the request is failed (see the crate docs). A handler that blocks
+    /// the thread also stops its session's heartbeats, as in the zguide's worker.
     pub async fn serve<F, Fut, E>(mut self, handler: F, shutdown: impl Future<Output = ()>)
     where
         F: Fn(Vec<Bytes>) -> Fut + Send + Sync + 'static,
