@@ -45,10 +45,7 @@ impl Client {
     /// # Errors
     ///
     /// As [`Client::new`].
-    #[deprecated(
-        since = "0.1.0",
-        note = "renamed to `blocking::Client::new`: no connection opens before a request"
-    )]
+    #[deprecated(note = "renamed to `blocking::Client::new`: no connection opens before a request")]
     pub fn connect(options: ClientOptions) -> Result<Self, Error> {
         Self::new(options)
     }

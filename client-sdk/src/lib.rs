@@ -138,10 +138,7 @@ impl Client {
     /// # Errors
     ///
     /// As [`Client::new`].
-    #[deprecated(
-        since = "0.1.0",
-        note = "renamed to `Client::new`: no connection opens before a request"
-    )]
+    #[deprecated(note = "renamed to `Client::new`: no connection opens before a request")]
     pub fn connect(options: ClientOptions) -> Result<Self, Error> {
         Self::new(options)
     }
@@ -287,5 +284,23 @@ async fn wait_reply(dealer: &Dealer, service: &ServiceName) -> Result<Vec<Bytes>
             }
             Err(error) => debug!(%error, "Malformed reply dropped"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_opens_nothing_and_connect_is_its_old_name() {
+        // Nothing listens on port 1: creating the client must still succeed.
+        let options = ClientOptions::new(["tcp://127.0.0.1:1"]);
+        let client = Client::new(options.clone()).unwrap();
+        assert_eq!(client.options().endpoints, options.endpoints);
+        #[allow(deprecated)]
+        let old = Client::connect(ClientOptions::new(["bogus"])).unwrap_err();
+        assert_eq!(old.kind(), ErrorKind::InvalidEndpoint);
+        let zero = Client::new(options.timeout(std::time::Duration::ZERO)).unwrap_err();
+        assert_eq!(zero.kind(), ErrorKind::InvalidOptions);
     }
 }

@@ -86,10 +86,10 @@ pub enum RunError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] crate::Error),
-    /// The worker options were refused (bad endpoint).
+    /// The worker options were refused (bad endpoint, zero sessions or heartbeat).
     #[error("{0}")]
     Worker(#[from] domo_worker::Error),
-    /// The client options were refused (bad endpoint).
+    /// The client options were refused (bad endpoint, zero request timeout or concurrency).
     #[error("{0}")]
     Client(#[from] domo_client::Error),
 }

@@ -67,7 +67,7 @@
 //! the session sends DISCONNECT and registers again at once on a new connection. The broker
 //! then treats the request as having lost its worker: domo-broker re-dispatches it to a
 //! worker up to its `max_redispatch` limit and then drops it; the client's own timeout and
-//! retries apply (domo-client reports `TimedOut`).
+//! retries apply (domo-client reports `ErrorKind::TimedOut`).
 //!
 //! # Layout
 //!
@@ -173,7 +173,6 @@ impl Worker {
     ///
     /// As [`Worker::new`].
     #[deprecated(
-        since = "0.1.0",
         note = "renamed to `Worker::new`: sessions connect once `serve` or `recv` starts them"
     )]
     pub fn connect(service: impl Into<Bytes>, options: WorkerOptions) -> Result<Self, Error> {
@@ -246,5 +245,22 @@ impl Worker {
             rx.close();
         }
         while self.sessions.join_next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_opens_nothing_and_connect_is_its_old_name() {
+        // Nothing listens on port 1: creating the worker must still succeed.
+        let worker = Worker::new("echo", WorkerOptions::new(["tcp://127.0.0.1:1"])).unwrap();
+        assert_eq!(worker.service().as_ref(), b"echo");
+        #[allow(deprecated)]
+        let old = Worker::connect("mmi.echo", WorkerOptions::default()).unwrap_err();
+        assert_eq!(old.kind(), ErrorKind::ReservedService);
+        let zero = Worker::new("echo", WorkerOptions::default().sessions(0)).unwrap_err();
+        assert_eq!(zero.kind(), ErrorKind::InvalidOptions);
     }
 }
