@@ -7,7 +7,8 @@
 //! [`DEFAULT_CONFIG`]: the sources are merged as TOML tables (example < file < [`Overrides`])
 //! and deserialized once, so a file value and a flag go through the same checks. An error
 //! names its key (the serde path) and where that key's value came from: `FILE:LINE: key:`
-//! (the line from the parser's spans) or `--flag / ENV:` (from the flag's `clap` attributes).
+//! (the line from the parser's spans), `--flag:` or `DOMO_...:` (from the flag's `clap`
+//! attributes).
 //! What needs a restart is [`RESTART_KEYS`]; SIGHUP applies every other key live.
 //! Nothing here binds a socket or opens a file other than the configuration.
 
@@ -413,6 +414,11 @@ pub struct Overrides {
         skip_serializing_if = "Option::is_none"
     )]
     pub ha_heartbeat: Option<Duration>,
+    /// The keys above whose value came from an environment variable rather than a flag
+    /// ([`Overrides::keys_from_env`]); errors name the variable for these.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub from_env: Vec<String>,
 }
 
 fn some_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -437,16 +443,33 @@ impl Overrides {
         Table::try_from(self).map_err(|e| ConfigError(format!("flags: {e}")))
     }
 
-    /// `--flag / ENV` of the flag that sets `key`, from its `clap` attributes.
-    fn flag_of(key: &str) -> Option<String> {
+    /// The arguments, with their ids (the keys), flags and variables.
+    fn arguments() -> clap::Command {
         use clap::Args;
-        let command = Self::augment_args(clap::Command::new("domo-broker"));
+        Self::augment_args(clap::Command::new("domo-broker"))
+    }
+
+    /// The keys whose value `matches` took from an environment variable.
+    pub fn keys_from_env(matches: &clap::ArgMatches) -> Vec<String> {
+        Self::arguments()
+            .get_arguments()
+            .map(|a| a.get_id().as_str())
+            .filter(|id| matches.value_source(id) == Some(clap::parser::ValueSource::EnvVariable))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// What set `key`, from the `clap` attributes: its environment variable (`DOMO_...`) if
+    /// it came from there, else its flag (`--flag`).
+    fn name_of(&self, key: &str) -> Option<String> {
+        let command = Self::arguments();
         let arg = command.get_arguments().find(|a| a.get_id() == key)?;
-        let mut name = format!("--{}", arg.get_long()?);
-        if let Some(env) = arg.get_env() {
-            name = format!("{name} / {}", env.to_string_lossy());
+        match arg.get_env() {
+            Some(env) if self.from_env.iter().any(|k| k == key) => {
+                Some(env.to_string_lossy().into_owned())
+            }
+            _ => Some(format!("--{}", arg.get_long()?)),
         }
-        Some(name)
     }
 }
 
@@ -463,31 +486,79 @@ struct Origins<'a> {
     file: Option<(&'a Path, HashMap<String, usize>)>,
     /// The keys that flags or environment variables set.
     flags: Vec<String>,
+    /// Those flags and variables.
+    overrides: &'a Overrides,
 }
 
 impl Origins<'_> {
-    /// `FILE:LINE: key: problem` or `--flag / ENV: problem`; the key or its nearest
-    /// enclosing table decides.
-    fn error(&self, key: &str, problem: &str) -> ConfigError {
-        let mut at = key;
+    /// `FILE:LINE: key: problem`, `--flag: problem` or `DOMO_...: problem`; the key or its
+    /// nearest enclosing table decides.
+    fn error(&self, path: &str, problem: &str) -> ConfigError {
+        let key = without_indices(path);
+        let mut at = path;
         loop {
-            if self.flags.iter().any(|f| f == at) {
-                if let Some(flag) = Overrides::flag_of(at) {
+            let plain = without_indices(at);
+            if self.flags.contains(&plain) {
+                if let Some(flag) = self.overrides.name_of(&plain) {
                     return ConfigError(format!("{flag}: {problem}"));
                 }
             }
-            if let Some((path, lines)) = &self.file {
+            if let Some((file, lines)) = &self.file {
                 if let Some(line) = lines.get(at) {
-                    return ConfigError(format!("{}:{line}: {key}: {problem}", path.display()));
+                    return ConfigError(format!("{}:{line}: {key}: {problem}", file.display()));
                 }
             }
-            match at.rfind('.') {
-                Some(dot) => at = &at[..dot],
+            match at.rfind(['.', '[']) {
+                Some(end) => at = &at[..end],
                 None => break,
             }
         }
         ConfigError(format!("{key}: {problem}"))
     }
+
+    /// A value that failed to deserialize, named by its key path (`broker.bind[1]`).
+    fn bad_value(&self, e: &serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
+        use serde_path_to_error::Segment;
+        let message = e.inner().message().lines().next().unwrap_or("");
+        let mut path = String::new();
+        for segment in e.path().iter() {
+            match segment {
+                Segment::Map { key } if path.is_empty() => path.push_str(key),
+                Segment::Map { key } => path = format!("{path}.{key}"),
+                Segment::Seq { index } => path = format!("{path}[{index}]"),
+                _ => {}
+            }
+        }
+        // An unknown key fails before it is a step of the path: take it from serde's message.
+        if let Some(unknown) = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+        {
+            if !path.ends_with(unknown) {
+                path = if path.is_empty() {
+                    unknown.to_string()
+                } else {
+                    format!("{path}.{unknown}")
+                };
+            }
+        }
+        self.error(&path, message)
+    }
+}
+
+/// `broker.bind[1]` without its element indices: `broker.bind`.
+fn without_indices(path: &str) -> String {
+    let mut key = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            c if !in_index => key.push(c),
+            _ => {}
+        }
+    }
+    key
 }
 
 /// 1-based line number of byte `offset`.
@@ -499,8 +570,8 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// The line of every dotted key of the file (tables, keys in inline tables and tables of
-/// arrays included), from the parser's spans.
+/// The line of every dotted key of the file (tables, keys in inline tables, array elements as
+/// `key[i]`), from the parser's spans.
 fn key_lines(text: &str) -> Result<HashMap<String, usize>, toml::de::Error> {
     use toml::de::{DeTable, DeValue};
     fn walk(text: &str, prefix: &str, table: &DeTable<'_>, out: &mut HashMap<String, usize>) {
@@ -515,9 +586,11 @@ fn key_lines(text: &str) -> Result<HashMap<String, usize>, toml::de::Error> {
             match value.get_ref() {
                 DeValue::Table(inner) => walk(text, &name, inner, out),
                 DeValue::Array(items) => {
-                    for item in items {
+                    for (i, item) in items.iter().enumerate() {
+                        let element = format!("{name}[{i}]");
+                        out.insert(element.clone(), line_of(text, item.span().start));
                         if let DeValue::Table(inner) = item.get_ref() {
-                            walk(text, &name, inner, out);
+                            walk(text, &element, inner, out);
                         }
                     }
                 }
@@ -630,11 +703,15 @@ impl Settings {
 
     /// The one pass: the example's table, the file's over it, the flags' over that, then
     /// deserialized (the checks of each key) and the checks across keys.
-    fn merge(file: Option<(&Path, &str)>, overrides: &Overrides) -> Result<Self, ConfigError> {
+    fn merge<'a>(
+        file: Option<(&'a Path, &'a str)>,
+        overrides: &'a Overrides,
+    ) -> Result<Self, ConfigError> {
         let mut table = DEFAULT_TABLE.clone();
         let mut origins = Origins {
             file: None,
             flags: Vec::new(),
+            overrides,
         };
         if let Some((path, text)) = file {
             let syntax = |e: toml::de::Error| {
@@ -664,29 +741,8 @@ impl Settings {
                 }
             }
         }
-        let settings: Self =
-            serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
-                let message = e.inner().message().lines().next().unwrap_or("").to_string();
-                let mut key: Vec<String> = e
-                    .path()
-                    .iter()
-                    .filter_map(|s| match s {
-                        serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                // An unknown key fails before it is a step of the path: take it from serde's
-                // message.
-                if let Some(unknown) = message
-                    .strip_prefix("unknown field `")
-                    .and_then(|m| m.split('`').next())
-                {
-                    if key.last().map(String::as_str) != Some(unknown) {
-                        key.push(unknown.to_string());
-                    }
-                }
-                origins.error(&key.join("."), &message)
-            })?;
+        let settings: Self = serde_path_to_error::deserialize(Value::Table(table))
+            .map_err(|e| origins.bad_value(&e))?;
         settings.check(&origins)?;
         Ok(settings)
     }
@@ -913,25 +969,25 @@ mod check {
 
     pub(super) fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
         let ep = String::deserialize(d)?;
-        valid_endpoint(&ep).map_err(fail)?;
-        Ok(ep)
-    }
-
-    fn valid_endpoint(ep: &str) -> Result<(), String> {
-        ep.parse::<domo_zmtp::Endpoint>()
-            .map(|_| ())
-            .map_err(|e| format!("invalid endpoint {ep:?}: {e}"))
+        match ep.parse::<domo_zmtp::Endpoint>() {
+            Ok(_) => Ok(ep),
+            Err(e) => Err(fail(format!("invalid endpoint {ep:?}: {e}"))),
+        }
     }
 
     pub(super) fn endpoints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        let binds = Vec::<String>::deserialize(d)?;
+        /// One endpoint, checked as an element (so an error names its line).
+        struct Endpoint(String);
+        impl<'de> Deserialize<'de> for Endpoint {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                endpoint(d).map(Self)
+            }
+        }
+        let binds = Vec::<Endpoint>::deserialize(d)?;
         if binds.is_empty() {
             return Err(fail("no endpoint to bind"));
         }
-        for bind in &binds {
-            valid_endpoint(bind).map_err(fail)?;
-        }
-        Ok(binds)
+        Ok(binds.into_iter().map(|e| e.0).collect())
     }
 
     /// The pair heartbeat: 10 ms to 60 s. Shorter would flood the link, longer would make
@@ -1143,6 +1199,66 @@ mod tests {
                 "{text:?} gave {e:?}"
             );
         }
+    }
+
+    #[test]
+    fn errors_name_the_line_of_an_element_or_an_inline_key() {
+        let e = error("[broker]\nbind = [\n  \"tcp://*:1\",\n  \"tcp://nope\",\n]\n");
+        assert!(
+            e.starts_with("broker.toml:4: broker.bind: invalid endpoint"),
+            "{e}"
+        );
+        let e = error("\nbroker = { liveness = 3, heartbeat = \"0ms\" }\n");
+        assert!(
+            e.starts_with("broker.toml:2: broker.heartbeat: must be more than 0"),
+            "{e}"
+        );
+        let e = error("queue = { max = 1 }\n");
+        assert!(
+            e.starts_with("broker.toml:1: queue.max: unknown field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag_or_its_variable() {
+        let mut bad = Overrides {
+            metrics_listen: Some("nowhere".into()),
+            ..Overrides::default()
+        };
+        let e = Settings::load(None, &bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--metrics-listen: invalid listen address"),
+            "{e}"
+        );
+        bad.from_env = vec!["metrics.listen".into()];
+        let e = Settings::load(None, &bad).unwrap_err().to_string();
+        assert!(e.starts_with("DOMO_METRICS__LISTEN: invalid listen"), "{e}");
+        let zero = Overrides {
+            ha_heartbeat: Some(Duration::from_millis(1)),
+            ha_role: Some(Role::Primary),
+            ha_bind: Some("tcp://*:1".into()),
+            ha_peer: Some("tcp://a:1".into()),
+            ..Overrides::default()
+        };
+        let e = Settings::load(None, &zero).unwrap_err().to_string();
+        assert!(e.starts_with("--ha-heartbeat: must be between"), "{e}");
+    }
+
+    #[test]
+    fn a_reload_keeps_the_running_value_of_restart_keys() {
+        let running = Settings::default();
+        let mut new = running.clone();
+        new.broker.heartbeat = Duration::from_secs(1);
+        new.queue.max_redispatch = 7;
+        new.broker.bind = vec!["tcp://*:1".into()];
+        new.titanic.sessions = 3;
+        let applied = new.live_part_over(&running);
+        assert_eq!(applied.broker.heartbeat, Duration::from_secs(1));
+        assert_eq!(applied.queue.max_redispatch, 7);
+        assert_eq!(applied.broker.bind, running.broker.bind);
+        assert_eq!(applied.titanic, running.titanic);
+        assert_eq!(running.restart_needed(&new), ["broker.bind", "titanic"]);
     }
 
     #[test]

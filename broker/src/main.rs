@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use domo_broker::config::{ConfigSource, Overrides, DEFAULT_CONFIG};
 use domo_broker::daemon::{self, EXIT_CONFIG, EXIT_RUNTIME};
 
@@ -39,7 +39,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.overrides.from_env = Overrides::keys_from_env(&matches);
     if cli.print_default_config {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
