@@ -11,6 +11,12 @@
 //! attributes).
 //! What needs a restart is [`RESTART_KEYS`]; SIGHUP applies every other key live.
 //! Nothing here binds a socket or opens a file other than the configuration.
+//!
+//! Adding a key: its typed field, with its doc and, if it has one, its check
+//! (`deserialize_with`), in its section struct; the key with its default and comment in
+//! `deploy/broker.toml`. Then as needed: its line in [`Settings::core`] if the core uses it,
+//! [`RESTART_KEYS`] if a reload cannot apply it, an [`Overrides`] field if it has a flag.
+//! Parsing, `--print-config`, the errors and the reload need nothing more.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -70,6 +76,9 @@ impl ConfigSource {
 // === the settings: the file's shape ===
 
 /// The effective configuration of the daemon: one section per table of the file.
+///
+/// It deserializes from a complete table (every key: the defaults come from merging over
+/// the example's), so read it with [`Settings::load`] or [`Settings::from_toml`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
