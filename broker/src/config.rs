@@ -613,6 +613,64 @@ fn key_lines(text: &str) -> Result<HashMap<String, usize>, toml::de::Error> {
     Ok(lines)
 }
 
+/// The key of a syntax error (a duplicate key, an unclosed table...) at `span`, from what the
+/// parser could read: the key written there, in the inline table around it or else the last
+/// `[table]` above it.
+fn syntax_error_key(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    /// (dotted name, key span, value span, value starts with `{`)
+    type Entry = (String, std::ops::Range<usize>, std::ops::Range<usize>, bool);
+    fn walk(text: &str, prefix: &str, table: &DeTable<'_>, out: &mut Vec<Entry>) {
+        for (key, value) in table {
+            let name = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            if let DeValue::Table(inner) = value.get_ref() {
+                let inline = text
+                    .get(value.span().start..)
+                    .is_some_and(|t| t.starts_with('{'));
+                out.push((name.clone(), key.span(), value.span(), inline));
+                walk(text, &name, inner, out);
+            } else {
+                out.push((name, key.span(), value.span(), false));
+            }
+        }
+    }
+    let (table, _) = DeTable::parse_recoverable(text);
+    let mut entries = Vec::new();
+    walk(text, "", table.get_ref(), &mut entries);
+    if let Some((name, ..)) = entries.iter().find(|e| e.1 == span) {
+        return Some(name.clone());
+    }
+    let around = entries
+        .iter()
+        .filter(|(_, _, value, inline)| *inline && value.contains(&span.start))
+        .max_by_key(|(_, _, value, _)| value.start)
+        .or_else(|| {
+            entries
+                .iter()
+                .filter(|(_, key, value, inline)| {
+                    !inline
+                        && text.get(value.start..).is_some_and(|t| t.starts_with('['))
+                        && key.start <= span.start
+                })
+                .max_by_key(|(_, key, _, _)| key.start)
+        })
+        .map(|(name, ..)| name.as_str());
+    let written = text.get(span).filter(|w| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    });
+    match (around, written) {
+        (Some(table), Some(key)) => Some(format!("{table}.{key}")),
+        (Some(table), None) => Some(table.to_string()),
+        (None, key) => key.map(str::to_string),
+    }
+}
+
 // === loading ===
 
 /// The example's table: every key with its default.
@@ -724,9 +782,15 @@ impl Settings {
         };
         if let Some((path, text)) = file {
             let syntax = |e: toml::de::Error| {
-                let line = e.span().map_or(1, |s| line_of(text, s.start));
-                let message = e.message().lines().next().unwrap_or("").to_string();
-                ConfigError(format!("{}:{line}: {message}", path.display()))
+                let span = e.span().unwrap_or(0..0);
+                let line = line_of(text, span.start);
+                let message = e.message().lines().next().unwrap_or("");
+                match syntax_error_key(text, span) {
+                    Some(key) => {
+                        ConfigError(format!("{}:{line}: {key}: {message}", path.display()))
+                    }
+                    None => ConfigError(format!("{}:{line}: {message}", path.display())),
+                }
             };
             let lines = key_lines(text).map_err(syntax)?;
             merge(&mut table, text.parse::<Table>().map_err(syntax)?);
@@ -1159,6 +1223,23 @@ mod tests {
             );
         }
         assert!(error("[broker\n").starts_with("broker.toml:1"));
+        let syntax = [
+            (
+                "[broker]\nliveness = 3\nliveness = 4\n",
+                "broker.toml:3: broker.liveness: duplicate key",
+            ),
+            (
+                "[log]\n[queue]\nredispatch = true\n[queue]\n",
+                "broker.toml:4: queue: duplicate key",
+            ),
+            (
+                "[log]\nformat = \"text\"\nbroker = { liveness = 1, liveness = 2 }\n",
+                "broker.toml:3: log.broker.liveness: duplicate key",
+            ),
+        ];
+        for (text, expected) in syntax {
+            assert_eq!(error(text), expected, "{text:?}");
+        }
         let titanic = [
             (
                 "[titanic]\nenabled = \"yes\"\n",
