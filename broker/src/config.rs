@@ -1,34 +1,57 @@
-//! The daemon's configuration: built-in defaults, a TOML file, a few environment variables and
-//! flags, merged in that order (later wins) into one [`Settings`].
+//! The daemon's configuration: the documented example (built-in defaults), a TOML file, a few
+//! environment variables and flags, merged in that order (later wins) into one [`Settings`].
 //!
-//! Design: the file is read into structs that mirror it (`deny_unknown_fields`, every key
-//! optional, values kept with their byte span), then checked and merged by hand, so every
-//! error names the file, the line and the key. Environment variables are not scanned: the few
-//! documented ones are `clap` `env` attributes on flags, which reach this module as
-//! [`Overrides`]. Nothing here binds a socket or opens a file other than the configuration.
-//! The documented example, `deploy/broker.toml`, is compiled in as [`DEFAULT_CONFIG`] and a
-//! test checks that it parses to exactly the built-in defaults.
+//! Design: [`Settings`] is the file's shape, typed: one field per key, with its doc, and the
+//! checks of a single key in the field's serde attributes (durations, ranges, endpoints...).
+//! The defaults are the documented example, `deploy/broker.toml`, compiled in as
+//! [`DEFAULT_CONFIG`]: the sources are merged as TOML tables (example < file < [`Overrides`])
+//! and deserialized once, so a file value and a flag go through the same checks. An error
+//! names its key (the serde path) and where that key's value came from: `FILE:LINE: key:`
+//! (the line from the parser's spans), `--flag:` or `DOMO_...:` (from the flag's `clap`
+//! attributes).
+//! What needs a restart is [`RESTART_KEYS`]; SIGHUP applies every other key live.
+//! Nothing here binds a socket or opens a file other than the configuration.
+//!
+//! Adding a key: its typed field, with its doc and, if it has one, its check
+//! (`deserialize_with`), in its section struct; the key with its default and comment in
+//! `deploy/broker.toml`. Then as needed: its line in [`Settings::core`] if the core uses it,
+//! [`RESTART_KEYS`] if a reload cannot apply it, an [`Overrides`] field if it has a flag.
+//! Parsing, `--print-config`, the errors and the reload need nothing more.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
+use clap::builder::{PossibleValue, TypedValueParser as _};
 use domo_mdp::Heartbeat;
-use serde::Deserialize;
-use toml::Spanned;
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
 
 use crate::core::ha::{HaConfig, Role};
 use crate::core::{BrokerConfig, QueueLimits};
 use crate::duration::parse_duration;
 
-/// The documented example configuration (`deploy/broker.toml`); it holds the defaults.
+/// The documented example configuration (`deploy/broker.toml`); its values are the defaults.
 pub const DEFAULT_CONFIG: &str = include_str!("../../deploy/broker.toml");
 
 /// Default frontend endpoint.
 pub const DEFAULT_BIND: &str = "tcp://127.0.0.1:5555";
 /// Default metrics and health listener.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+/// Keys (or whole sections) that only take effect after a restart; a reload (SIGHUP) applies
+/// every other key live and logs these as needing a restart when they changed.
+pub const RESTART_KEYS: &[&str] = &[
+    "broker.bind",
+    "metrics.listen",
+    "metrics.max_services",
+    "log.format",
+    "titanic",
+    "ha",
+];
 
 /// Where the daemon's settings come from: a file (if any) and the environment and flags
 /// parsed into [`Overrides`]. Kept so that a reload reads the same sources again.
@@ -50,72 +73,164 @@ impl ConfigSource {
     }
 }
 
-/// The effective configuration of the daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
+// === the settings: the file's shape ===
+
+/// The effective configuration of the daemon: one section per table of the file.
+///
+/// It deserializes from a complete table (every key: the defaults come from merging over
+/// the example's), so read it with [`Settings::load`] or [`Settings::from_toml`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Endpoints of the ROUTER socket.
-    pub binds: Vec<String>,
-    /// Settings of the broker core (heartbeat, queues, re-dispatch).
-    pub core: BrokerConfig,
-    /// The HTTP listener for `/metrics`, `/healthz`, `/readyz`; `None` when `off`.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Services that get their own `service` label.
-    pub metrics_max_services: usize,
-    /// Log filter used when `RUST_LOG` is not set.
-    pub log_level: String,
-    /// Log line format.
-    pub log_format: LogFormat,
-    /// How long a drain waits for in-flight requests.
-    pub drain_timeout: Duration,
-    /// The embedded Titanic service (`[titanic]`).
+    /// `[broker]`: endpoints and heartbeat.
+    pub broker: BrokerSettings,
+    /// `[queue]`: queue limits and re-dispatch.
+    pub queue: QueueSettings,
+    /// `[metrics]`: the HTTP listener.
+    pub metrics: MetricsSettings,
+    /// `[log]`.
+    pub log: LogSettings,
+    /// `[shutdown]`.
+    pub shutdown: ShutdownSettings,
+    /// `[titanic]`: the embedded Titanic service.
     pub titanic: TitanicSettings,
-    /// The Binary Star pair (`[ha]`); `None`: the broker runs alone.
+    /// `[ha]`: the Binary Star pair; `None`: the broker runs alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<HaSettings>,
     /// The file the settings came from, if any.
+    #[serde(skip)]
     pub file: Option<PathBuf>,
 }
 
+/// The `[broker]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSettings {
+    /// Endpoints of the ROUTER socket.
+    #[serde(deserialize_with = "check::endpoints")]
+    pub bind: Vec<String>,
+    /// Heartbeat interval towards workers.
+    #[serde(with = "positive_duration")]
+    pub heartbeat: Duration,
+    /// Silent heartbeat intervals after which a worker is considered dead.
+    #[serde(deserialize_with = "check::at_least_1")]
+    pub liveness: u32,
+}
+
+/// The `[queue]` section: limits of the core's queues (see [`BrokerConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    /// Longest wait of a request for a worker (`0s`: never wait); at most 365 days.
+    #[serde(with = "duration_up_to_a_year")]
+    pub request_timeout: Duration,
+    /// Most requests in one service's queue.
+    pub service_max_requests: usize,
+    /// Most body bytes in one service's queue.
+    pub service_max_bytes: usize,
+    /// Most requests in all queues together.
+    pub total_max_requests: usize,
+    /// Most body bytes in all queues together.
+    pub total_max_bytes: usize,
+    /// Most requests one client may have accepted and not yet answered.
+    pub client_max_requests: usize,
+    /// Most bytes of those (body bytes + 256 each).
+    pub client_max_bytes: usize,
+    /// Re-dispatch a request whose worker was lost.
+    pub redispatch: bool,
+    /// At most this many times.
+    pub max_redispatch: u32,
+}
+
+/// The `[metrics]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// The HTTP listener for `/metrics`, `/healthz`, `/readyz`; `None` when `off`.
+    #[serde(with = "listen")]
+    pub listen: Option<SocketAddr>,
+    /// Services that get their own `service` label.
+    pub max_services: usize,
+}
+
+/// The `[log]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Log filter used when `RUST_LOG` is not set.
+    #[serde(deserialize_with = "check::log_filter")]
+    pub level: String,
+    /// Log line format.
+    pub format: LogFormat,
+}
+
+/// The `[shutdown]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// How long a drain waits for in-flight requests.
+    #[serde(with = "positive_duration")]
+    pub drain_timeout: Duration,
+}
+
 /// The `[titanic]` section: the embedded Titanic (RFC 9) service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TitanicSettings {
     /// Whether the broker runs Titanic.
     pub enabled: bool,
     /// The directory of the store; `None`: [`TitanicSettings::default_data_dir`].
+    #[serde(
+        default,
+        deserialize_with = "check::non_empty_path",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub data_dir: Option<PathBuf>,
     /// Requests never closed are deleted this long after they were stored.
+    #[serde(with = "positive_duration")]
     pub expire_after: Duration,
     /// Most encoded bytes of stored requests and replies; past it `titanic.request` says 500.
+    #[serde(deserialize_with = "check::at_least_1")]
     pub max_bytes: u64,
     /// How long the dispatcher waits for a service's reply before it retries.
+    #[serde(with = "positive_duration")]
     pub request_timeout: Duration,
-    /// MDP worker sessions per Titanic service.
+    /// MDP worker sessions per Titanic service (1 to 1024).
+    #[serde(deserialize_with = "check::sessions")]
     pub sessions: usize,
 }
 
-impl Default for TitanicSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            data_dir: None,
-            expire_after: Duration::from_secs(7 * 86_400),
-            max_bytes: 1 << 30,
-            request_timeout: Duration::from_secs(30),
-            sessions: 16,
-        }
-    }
-}
-
 /// The `[ha]` section: this broker as one of a Binary Star primary/backup pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HaSettings {
     /// `primary` or `backup`.
+    #[serde(with = "role")]
     pub role: Role,
     /// This broker's state endpoint, where the peer connects.
+    #[serde(deserialize_with = "check::endpoint")]
     pub bind: String,
-    /// The peer's state endpoint.
+    /// The peer's state endpoint (not `bind`).
+    #[serde(deserialize_with = "check::endpoint")]
     pub peer: String,
-    /// Interval of the state exchange; the peer counts as silent after two.
+    /// Interval of the state exchange (10ms to 60s); the peer counts as silent after two.
+    #[serde(
+        default = "ha_default_heartbeat",
+        serialize_with = "positive_duration::serialize",
+        deserialize_with = "check::ha_heartbeat"
+    )]
     pub heartbeat: Duration,
+}
+
+/// The keys `[ha]` must have (from the file or the flags).
+const HA_REQUIRED: [(&str, &str); 3] = [
+    ("role", "(\"primary\" or \"backup\")"),
+    ("bind", "(an endpoint, e.g. \"tcp://10.0.0.1:5556\")"),
+    ("peer", "(an endpoint, e.g. \"tcp://10.0.0.1:5556\")"),
+];
+
+fn ha_default_heartbeat() -> Duration {
+    HaConfig::DEFAULT_HEARTBEAT
 }
 
 impl HaSettings {
@@ -133,24 +248,6 @@ impl HaSettings {
             machine: self.machine(),
             bind: self.bind.clone(),
             peer: self.peer.clone(),
-        }
-    }
-}
-
-/// `primary` or `backup`, for flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum HaRole {
-    /// Starts in PRIMARY; active first when both start.
-    Primary,
-    /// Starts in BACKUP; takes over when the primary fails.
-    Backup,
-}
-
-impl From<HaRole> for Role {
-    fn from(role: HaRole) -> Self {
-        match role {
-            HaRole::Primary => Self::Primary,
-            HaRole::Backup => Self::Backup,
         }
     }
 }
@@ -180,7 +277,8 @@ impl TitanicSettings {
 }
 
 /// How log lines are written on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
@@ -197,74 +295,444 @@ impl fmt::Display for LogFormat {
     }
 }
 
+// === flags and environment variables ===
+
 /// Values given by flags or their environment variables; `None` leaves the file's value.
-#[derive(Debug, Clone, Default)]
+///
+/// Each field's `clap` id and serde name is the key it sets (`broker.bind`): the flags are
+/// merged into the file's table under those keys and checked with it, and an error in one
+/// names the flag and its variable from these attributes.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct Overrides {
-    /// `--bind` / `DOMO_BROKER__BIND`.
+    /// Endpoint to bind: tcp://host:port, tcp://*:port or ipc://path. Repeat for several
+    /// [default: tcp://127.0.0.1:5555; config broker.bind]
+    #[arg(
+        id = "broker.bind",
+        long = "bind",
+        value_name = "EP",
+        env = "DOMO_BROKER__BIND",
+        value_delimiter = ','
+    )]
+    #[serde(rename = "broker.bind", skip_serializing_if = "Option::is_none")]
     pub binds: Option<Vec<String>>,
-    /// `--heartbeat`.
+    /// Heartbeat interval towards workers, e.g. 2500ms, 1s. Workers must use the same value
+    /// [default: 2500ms; config broker.heartbeat]
+    #[arg(id = "broker.heartbeat", long = "heartbeat", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(
+        rename = "broker.heartbeat",
+        serialize_with = "some_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub heartbeat: Option<Duration>,
-    /// `--liveness`.
+    /// Silent heartbeat intervals after which a worker is considered dead
+    /// [default: 3; config broker.liveness]
+    #[arg(id = "broker.liveness", long = "liveness", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[serde(rename = "broker.liveness", skip_serializing_if = "Option::is_none")]
     pub liveness: Option<u32>,
-    /// `--metrics-listen` / `DOMO_METRICS__LISTEN` (`off` or an address).
+    /// Address of the /metrics, /healthz, /readyz listener; port 0 picks a free port (the
+    /// address is logged); "off" disables it [default: 127.0.0.1:9464; config metrics.listen]
+    #[arg(
+        id = "metrics.listen",
+        long = "metrics-listen",
+        value_name = "ADDR|off",
+        env = "DOMO_METRICS__LISTEN"
+    )]
+    #[serde(rename = "metrics.listen", skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
-    /// `--log-level` / `DOMO_LOG__LEVEL`.
+    /// Log filter when RUST_LOG is unset, e.g. info or "info,domo_zmtp=debug"
+    /// [default: info; config log.level]
+    #[arg(
+        id = "log.level",
+        long = "log-level",
+        value_name = "FILTER",
+        env = "DOMO_LOG__LEVEL"
+    )]
+    #[serde(rename = "log.level", skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
-    /// `--log-format` / `DOMO_LOG__FORMAT`.
+    /// Log line format on stderr [default: text; config log.format]
+    #[arg(
+        id = "log.format",
+        long = "log-format",
+        value_name = "FORMAT",
+        env = "DOMO_LOG__FORMAT"
+    )]
+    #[serde(rename = "log.format", skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
-    /// `--titanic-data-dir` / `DOMO_TITANIC__DATA_DIR`.
+    /// Directory of the Titanic store [default: $STATE_DIRECTORY if set, else
+    /// ./titanic-data; config titanic.data_dir]
+    #[arg(
+        id = "titanic.data_dir",
+        long = "titanic-data-dir",
+        value_name = "PATH",
+        env = "DOMO_TITANIC__DATA_DIR"
+    )]
+    #[serde(rename = "titanic.data_dir", skip_serializing_if = "Option::is_none")]
     pub titanic_data_dir: Option<PathBuf>,
-    /// `--no-titanic`: `true` disables Titanic whatever the file says.
+    /// Do not run the embedded Titanic (RFC 9) service [config titanic.enabled]
+    #[arg(id = "titanic.enabled", long = "no-titanic")]
+    #[serde(
+        rename = "titanic.enabled",
+        serialize_with = "negated",
+        skip_serializing_if = "is_false"
+    )]
     pub no_titanic: bool,
-    /// `--ha-role` / `DOMO_HA__ROLE`.
+    /// Binary Star: this broker's role in a primary/backup pair. Any --ha-* flag makes the
+    /// broker one of a pair and needs role, bind and peer [config ha.role]
+    #[arg(
+        id = "ha.role",
+        long = "ha-role",
+        value_name = "ROLE",
+        env = "DOMO_HA__ROLE",
+        value_parser = clap::builder::PossibleValuesParser::new([
+            PossibleValue::new("primary").help("Starts in PRIMARY; active first when both start"),
+            PossibleValue::new("backup").help("Starts in BACKUP; takes over when the primary fails"),
+        ])
+        .map(|r| if r == "primary" { Role::Primary } else { Role::Backup })
+    )]
+    #[serde(
+        rename = "ha.role",
+        serialize_with = "some_role",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ha_role: Option<Role>,
-    /// `--ha-bind` / `DOMO_HA__BIND`.
+    /// Binary Star: this broker's state endpoint, where the peer connects, e.g.
+    /// tcp://10.0.0.1:5556 [config ha.bind]
+    #[arg(
+        id = "ha.bind",
+        long = "ha-bind",
+        value_name = "EP",
+        env = "DOMO_HA__BIND"
+    )]
+    #[serde(rename = "ha.bind", skip_serializing_if = "Option::is_none")]
     pub ha_bind: Option<String>,
-    /// `--ha-peer` / `DOMO_HA__PEER`.
+    /// Binary Star: the peer's state endpoint [config ha.peer]
+    #[arg(
+        id = "ha.peer",
+        long = "ha-peer",
+        value_name = "EP",
+        env = "DOMO_HA__PEER"
+    )]
+    #[serde(rename = "ha.peer", skip_serializing_if = "Option::is_none")]
     pub ha_peer: Option<String>,
-    /// `--ha-heartbeat`.
+    /// Binary Star: interval of the state exchange; the peer counts as silent after two
+    /// [default: 1000ms; config ha.heartbeat]
+    #[arg(id = "ha.heartbeat", long = "ha-heartbeat", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(
+        rename = "ha.heartbeat",
+        serialize_with = "some_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ha_heartbeat: Option<Duration>,
+    /// The keys above whose value came from an environment variable rather than a flag
+    /// ([`Overrides::keys_from_env`]); errors name the variable for these.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub from_env: Vec<String>,
 }
+
+fn some_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&d.map(format_duration).unwrap_or_default())
+}
+
+fn some_role<S: serde::Serializer>(r: &Option<Role>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&r.map_or_else(String::new, |r| r.to_string()))
+}
+
+fn negated<S: serde::Serializer>(b: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(!b)
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+impl Overrides {
+    /// The keys set, with their values as the file would hold them.
+    fn table(&self) -> Result<Table, ConfigError> {
+        Table::try_from(self).map_err(|e| ConfigError(format!("flags: {e}")))
+    }
+
+    /// The arguments, with their ids (the keys), flags and variables.
+    fn arguments() -> clap::Command {
+        use clap::Args;
+        Self::augment_args(clap::Command::new("domo-broker"))
+    }
+
+    /// The keys whose value `matches` took from an environment variable.
+    pub fn keys_from_env(matches: &clap::ArgMatches) -> Vec<String> {
+        Self::arguments()
+            .get_arguments()
+            .map(|a| a.get_id().as_str())
+            .filter(|id| matches.value_source(id) == Some(clap::parser::ValueSource::EnvVariable))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// What set `key`, from the `clap` attributes: its environment variable (`DOMO_...`) if
+    /// it came from there, else its flag (`--flag`).
+    fn name_of(&self, key: &str) -> Option<String> {
+        let command = Self::arguments();
+        let arg = command.get_arguments().find(|a| a.get_id() == key)?;
+        match arg.get_env() {
+            Some(env) if self.from_env.iter().any(|k| k == key) => {
+                Some(env.to_string_lossy().into_owned())
+            }
+            _ => Some(format!("--{}", arg.get_long()?)),
+        }
+    }
+}
+
+// === errors ===
 
 /// A configuration that cannot be used; the message names where the problem is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(String);
 
-impl ConfigError {
-    fn at(file: &Path, text: &str, span: Option<std::ops::Range<usize>>, msg: &str) -> Self {
-        match span {
-            Some(span) => {
-                let line = line_of(text, span.start);
-                match key_at(text, span.start) {
-                    Some(key) => Self(format!("{}:{line}: {key}: {msg}", file.display())),
-                    None => Self(format!("{}:{line}: {msg}", file.display())),
+/// Where the value of each key came from, to name it in errors.
+struct Origins<'a> {
+    /// The file's name and text, and the line of each dotted key in it.
+    file: Option<(&'a Path, HashMap<String, usize>)>,
+    /// The keys that flags or environment variables set.
+    flags: Vec<String>,
+    /// Those flags and variables.
+    overrides: &'a Overrides,
+}
+
+impl Origins<'_> {
+    /// `FILE:LINE: key: problem`, `--flag: problem` or `DOMO_...: problem`; the key or its
+    /// nearest enclosing table decides.
+    fn error(&self, path: &str, problem: &str) -> ConfigError {
+        let key = without_indices(path);
+        let mut at = path;
+        loop {
+            let plain = without_indices(at);
+            if self.flags.contains(&plain) {
+                if let Some(flag) = self.overrides.name_of(&plain) {
+                    return ConfigError(format!("{flag}: {problem}"));
                 }
             }
-            None => Self(format!("{}: {msg}", file.display())),
+            if let Some((file, lines)) = &self.file {
+                if let Some(line) = lines.get(at) {
+                    return ConfigError(format!("{}:{line}: {key}: {problem}", file.display()));
+                }
+            }
+            match at.rfind(['.', '[']) {
+                Some(end) => at = &at[..end],
+                None => break,
+            }
         }
+        ConfigError(format!("{key}: {problem}"))
+    }
+
+    /// A value that failed to deserialize, named by its key path (`broker.bind[1]`).
+    fn bad_value(&self, e: &serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
+        use serde_path_to_error::Segment;
+        let message = e.inner().message().lines().next().unwrap_or("");
+        let mut path = String::new();
+        for segment in e.path().iter() {
+            match segment {
+                Segment::Map { key } if path.is_empty() => path.push_str(key),
+                Segment::Map { key } => path = format!("{path}.{key}"),
+                Segment::Seq { index } => path = format!("{path}[{index}]"),
+                _ => {}
+            }
+        }
+        // An unknown key fails before it is a step of the path: take it from serde's message.
+        if let Some(unknown) = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+        {
+            if !path.ends_with(unknown) {
+                path = if path.is_empty() {
+                    unknown.to_string()
+                } else {
+                    format!("{path}.{unknown}")
+                };
+            }
+        }
+        self.error(&path, message)
     }
 }
+
+/// `broker.bind[1]` without its element indices: `broker.bind`.
+fn without_indices(path: &str) -> String {
+    let mut key = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            c if !in_index => key.push(c),
+            _ => {}
+        }
+    }
+    key
+}
+
+/// 1-based line number of byte `offset`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line of every dotted key of the file (tables, keys in inline tables, array elements as
+/// `key[i]`), from the parser's spans.
+fn key_lines(text: &str) -> Result<HashMap<String, usize>, toml::de::Error> {
+    use toml::de::{DeTable, DeValue};
+    fn walk(text: &str, prefix: &str, table: &DeTable<'_>, out: &mut HashMap<String, usize>) {
+        for (key, value) in table {
+            let name = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            out.entry(name.clone())
+                .or_insert_with(|| line_of(text, key.span().start));
+            match value.get_ref() {
+                DeValue::Table(inner) => walk(text, &name, inner, out),
+                DeValue::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let element = format!("{name}[{i}]");
+                        out.insert(element.clone(), line_of(text, item.span().start));
+                        if let DeValue::Table(inner) = item.get_ref() {
+                            walk(text, &element, inner, out);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let table = DeTable::parse(text)?;
+    let mut lines = HashMap::new();
+    walk(text, "", table.get_ref(), &mut lines);
+    Ok(lines)
+}
+
+/// The key of a syntax error (a duplicate key, an unclosed table...) at `span`, from what the
+/// parser could read: the key written there, in the inline table around it or else the last
+/// `[table]` above it.
+fn syntax_error_key(text: &str, span: std::ops::Range<usize>) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    /// (dotted name, key span, value span, value starts with `{`)
+    type Entry = (String, std::ops::Range<usize>, std::ops::Range<usize>, bool);
+    fn walk(text: &str, prefix: &str, table: &DeTable<'_>, out: &mut Vec<Entry>) {
+        for (key, value) in table {
+            let name = if prefix.is_empty() {
+                key.get_ref().to_string()
+            } else {
+                format!("{prefix}.{}", key.get_ref())
+            };
+            if let DeValue::Table(inner) = value.get_ref() {
+                let inline = text
+                    .get(value.span().start..)
+                    .is_some_and(|t| t.starts_with('{'));
+                out.push((name.clone(), key.span(), value.span(), inline));
+                walk(text, &name, inner, out);
+            } else {
+                out.push((name, key.span(), value.span(), false));
+            }
+        }
+    }
+    let (table, _) = DeTable::parse_recoverable(text);
+    let mut entries = Vec::new();
+    walk(text, "", table.get_ref(), &mut entries);
+    if let Some((name, ..)) = entries.iter().find(|e| e.1 == span) {
+        return Some(name.clone());
+    }
+    let around = entries
+        .iter()
+        .filter(|(_, _, value, inline)| *inline && value.contains(&span.start))
+        .max_by_key(|(_, _, value, _)| value.start)
+        .or_else(|| {
+            entries
+                .iter()
+                .filter(|(_, key, value, inline)| {
+                    !inline
+                        && text.get(value.start..).is_some_and(|t| t.starts_with('['))
+                        && key.start <= span.start
+                })
+                .max_by_key(|(_, key, _, _)| key.start)
+        })
+        .map(|(name, ..)| name.as_str());
+    let written = text.get(span).filter(|w| {
+        !w.is_empty()
+            && w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    });
+    match (around, written) {
+        (Some(table), Some(key)) => Some(format!("{table}.{key}")),
+        (Some(table), None) => Some(table.to_string()),
+        (None, key) => key.map(str::to_string),
+    }
+}
+
+// === loading ===
+
+/// The example's table: every key with its default.
+static DEFAULT_TABLE: LazyLock<Table> = LazyLock::new(|| {
+    DEFAULT_CONFIG
+        .parse()
+        .expect("deploy/broker.toml is valid TOML (tested)")
+});
+
+static DEFAULTS: LazyLock<Settings> = LazyLock::new(|| {
+    Settings::deserialize(Value::Table(DEFAULT_TABLE.clone()))
+        .expect("deploy/broker.toml holds valid settings (tested)")
+});
 
 impl Default for Settings {
+    /// The values of the documented example, `deploy/broker.toml`.
     fn default() -> Self {
-        Self {
-            binds: vec![DEFAULT_BIND.to_string()],
-            core: BrokerConfig::default(),
-            metrics_listen: Some(default_listen()),
-            metrics_max_services: 1000,
-            log_level: "info".to_string(),
-            log_format: LogFormat::Text,
-            drain_timeout: Duration::from_secs(20),
-            titanic: TitanicSettings::default(),
-            ha: None,
-            file: None,
+        DEFAULTS.clone()
+    }
+}
+
+/// `over` merged into `base`: tables key by key, anything else replaced.
+fn merge(base: &mut Table, over: Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
         }
     }
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 9464))
+/// `value` at dotted `key` of `table`.
+fn lookup<'a>(table: &'a Table, key: &str) -> Option<&'a Value> {
+    let (section, rest) = key.split_once('.').unwrap_or((key, ""));
+    let value = table.get(section)?;
+    match (rest, value) {
+        ("", value) => Some(value),
+        (rest, Value::Table(t)) => lookup(t, rest),
+        _ => None,
+    }
+}
+
+/// Sets dotted `key` of `table` (creating tables on the way); `None` removes it.
+fn set(table: &mut Table, key: &str, value: Option<Value>) {
+    match key.split_once('.') {
+        None => {
+            match value {
+                Some(v) => table.insert(key.to_string(), v),
+                None => table.remove(key),
+            };
+        }
+        Some((section, rest)) => {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| Value::Table(Table::new()));
+            if let Value::Table(inner) = entry {
+                set(inner, rest, value);
+            }
+        }
+    }
 }
 
 impl Settings {
@@ -273,11 +741,14 @@ impl Settings {
     /// # Errors
     /// [`ConfigError`] naming file, line and key, or the flag, of the first bad value.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
-        let mut settings = match file {
-            Some(path) => Self::from_file(path)?,
-            None => Self::default(),
-        };
-        settings.apply(overrides)?;
+        let text = file
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))
+            })
+            .transpose()?;
+        let mut settings = Self::merge(file.zip(text.as_deref()), overrides)?;
+        settings.file = file.map(Path::to_path_buf);
         Ok(settings)
     }
 
@@ -286,11 +757,7 @@ impl Settings {
     /// # Errors
     /// [`ConfigError`] if the file cannot be read or holds an unknown key or a bad value.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
-        let mut settings = Self::from_toml(path, &text)?;
-        settings.file = Some(path.to_path_buf());
-        Ok(settings)
+        Self::load(Some(path), &Overrides::default())
     }
 
     /// Parses configuration text; `path` only names it in errors.
@@ -298,181 +765,140 @@ impl Settings {
     /// # Errors
     /// [`ConfigError`] for an unknown key or a bad value.
     pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let file: FileConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::at(path, text, e.span(), first_line(e.message())))?;
-        let mut settings = Self::default();
-        file.merge_into(&mut settings, &|span, msg| {
-            ConfigError::at(path, text, Some(span), msg)
-        })?;
+        Self::merge(Some((path, text)), &Overrides::default())
+    }
+
+    /// The one pass: the example's table, the file's over it, the flags' over that, then
+    /// deserialized (the checks of each key) and the checks across keys.
+    fn merge<'a>(
+        file: Option<(&'a Path, &'a str)>,
+        overrides: &'a Overrides,
+    ) -> Result<Self, ConfigError> {
+        let mut table = DEFAULT_TABLE.clone();
+        let mut origins = Origins {
+            file: None,
+            flags: Vec::new(),
+            overrides,
+        };
+        if let Some((path, text)) = file {
+            let syntax = |e: toml::de::Error| {
+                let span = e.span().unwrap_or(0..0);
+                let line = line_of(text, span.start);
+                let message = e.message().lines().next().unwrap_or("");
+                match syntax_error_key(text, span) {
+                    Some(key) => {
+                        ConfigError(format!("{}:{line}: {key}: {message}", path.display()))
+                    }
+                    None => ConfigError(format!("{}:{line}: {message}", path.display())),
+                }
+            };
+            let lines = key_lines(text).map_err(syntax)?;
+            merge(&mut table, text.parse::<Table>().map_err(syntax)?);
+            origins.file = Some((path, lines));
+        }
+        for (key, value) in overrides.table()? {
+            set(&mut table, &key, Some(value));
+            origins.flags.push(key);
+        }
+        if let Some(Value::Table(ha)) = table.get("ha") {
+            for (key, what) in HA_REQUIRED {
+                if !ha.contains_key(key) {
+                    if origins.flags.iter().any(|f| f.starts_with("ha.")) {
+                        return Err(ConfigError(
+                            "[ha] / --ha-*: a pair needs role, bind and peer \
+                             (--ha-role, --ha-bind, --ha-peer)"
+                                .to_string(),
+                        ));
+                    }
+                    return Err(origins.error("ha", &format!("{key} is required {what}")));
+                }
+            }
+        }
+        let settings: Self = serde_path_to_error::deserialize(Value::Table(table))
+            .map_err(|e| origins.bad_value(&e))?;
+        settings.check(&origins)?;
         Ok(settings)
     }
 
-    fn apply(&mut self, o: &Overrides) -> Result<(), ConfigError> {
-        let flag = |name: &str, msg: String| ConfigError(format!("{name}: {msg}"));
-        if let Some(binds) = &o.binds {
-            check_binds(binds).map_err(|m| flag("--bind / DOMO_BROKER__BIND", m))?;
-            self.binds.clone_from(binds);
-        }
-        if let Some(interval) = o.heartbeat {
-            self.core.heartbeat.interval = interval;
-        }
-        if let Some(liveness) = o.liveness {
-            self.core.heartbeat.liveness = liveness;
-        }
-        if let Some(listen) = &o.metrics_listen {
-            self.metrics_listen = parse_listen(listen)
-                .map_err(|m| flag("--metrics-listen / DOMO_METRICS__LISTEN", m))?;
-        }
-        if let Some(level) = &o.log_level {
-            check_filter(level).map_err(|m| flag("--log-level / DOMO_LOG__LEVEL", m))?;
-            self.log_level.clone_from(level);
-        }
-        if let Some(format) = o.log_format {
-            self.log_format = format;
-        }
-        if let Some(dir) = &o.titanic_data_dir {
-            if dir.as_os_str().is_empty() {
-                return Err(flag(
-                    "--titanic-data-dir / DOMO_TITANIC__DATA_DIR",
-                    "empty path".into(),
-                ));
+    /// The checks across keys.
+    fn check(&self, origins: &Origins<'_>) -> Result<(), ConfigError> {
+        if let Some(ha) = &self.ha {
+            if ha.peer == ha.bind {
+                return Err(
+                    origins.error("ha.peer", "names this broker's own state endpoint (bind)")
+                );
             }
-            self.titanic.data_dir = Some(dir.clone());
         }
-        if o.no_titanic {
-            self.titanic.enabled = false;
-        }
-        self.apply_ha(o)?;
-        self.core
+        self.core()
             .validate()
             .map_err(|e| ConfigError(format!("invalid configuration: {e}")))
     }
 
-    /// Merges the `--ha-*` flags into `[ha]`: any of them makes the broker one of a pair, and
-    /// then role, bind and peer must all be known (from the file or the flags).
-    fn apply_ha(&mut self, o: &Overrides) -> Result<(), ConfigError> {
-        let any = o.ha_role.is_some()
-            || o.ha_bind.is_some()
-            || o.ha_peer.is_some()
-            || o.ha_heartbeat.is_some();
-        if !any {
-            return Ok(());
+    /// The settings of the broker core (`[broker]` heartbeat and liveness, `[queue]`).
+    pub fn core(&self) -> BrokerConfig {
+        let q = &self.queue;
+        BrokerConfig {
+            heartbeat: Heartbeat {
+                interval: self.broker.heartbeat,
+                liveness: self.broker.liveness,
+            },
+            request_timeout: q.request_timeout,
+            service_queue: QueueLimits {
+                max_requests: q.service_max_requests,
+                max_bytes: q.service_max_bytes,
+            },
+            total_queue: QueueLimits {
+                max_requests: q.total_max_requests,
+                max_bytes: q.total_max_bytes,
+            },
+            client_limits: QueueLimits {
+                max_requests: q.client_max_requests,
+                max_bytes: q.client_max_bytes,
+            },
+            redispatch: q.redispatch,
+            max_redispatch: q.max_redispatch,
         }
-        let flag = |name: &str, msg: String| ConfigError(format!("{name}: {msg}"));
-        let base = self.ha.clone();
-        let role = o.ha_role.or(base.as_ref().map(|h| h.role));
-        let bind = o.ha_bind.clone().or(base.as_ref().map(|h| h.bind.clone()));
-        let peer = o.ha_peer.clone().or(base.as_ref().map(|h| h.peer.clone()));
-        let heartbeat = o
-            .ha_heartbeat
-            .or(base.as_ref().map(|h| h.heartbeat))
-            .unwrap_or(HaConfig::DEFAULT_HEARTBEAT);
-        let (Some(role), Some(bind), Some(peer)) = (role, bind, peer) else {
-            return Err(ConfigError(
-                "[ha] / --ha-*: a pair needs role, bind and peer (--ha-role, --ha-bind, --ha-peer)"
-                    .to_string(),
-            ));
-        };
-        check_ha_endpoint(&bind).map_err(|m| flag("--ha-bind / DOMO_HA__BIND", m))?;
-        check_ha_endpoint(&peer).map_err(|m| flag("--ha-peer / DOMO_HA__PEER", m))?;
-        check_ha_heartbeat(heartbeat).map_err(|m| flag("--ha-heartbeat", m))?;
-        if peer == bind {
-            return Err(flag(
-                "--ha-peer / DOMO_HA__PEER",
-                "names this broker's own state endpoint".into(),
-            ));
-        }
-        self.ha = Some(HaSettings {
-            role,
-            bind,
-            peer,
-            heartbeat,
-        });
-        Ok(())
+    }
+
+    fn to_table(&self) -> Table {
+        // Every value here was read from TOML, so it writes back (a test checks it).
+        Table::try_from(self).unwrap_or_default()
     }
 
     /// The settings as a configuration file that reads back to the same settings.
     pub fn to_toml(&self) -> String {
-        let c = &self.core;
-        let t = &self.titanic;
-        let data_dir = t.data_dir.as_ref().map_or_else(String::new, |d| {
-            format!("data_dir = {:?}\n", d.display().to_string())
-        });
-        let binds: Vec<String> = self.binds.iter().map(|b| format!("{b:?}")).collect();
-        let listen = self
-            .metrics_listen
-            .map_or_else(|| "off".to_string(), |a| a.to_string());
         let source = self.file.as_ref().map_or_else(
             || "built-in defaults".to_string(),
             |p| p.display().to_string(),
         );
-        format!(
-            "# effective configuration (file: {source})\n\
-             [broker]\nbind = [{}]\nheartbeat = \"{}\"\nliveness = {}\n\n\
-             [queue]\nrequest_timeout = \"{}\"\nservice_max_requests = {}\n\
-             service_max_bytes = {}\ntotal_max_requests = {}\ntotal_max_bytes = {}\n\
-             client_max_requests = {}\nclient_max_bytes = {}\n\
-             redispatch = {}\nmax_redispatch = {}\n\n\
-             [metrics]\nlisten = \"{listen}\"\nmax_services = {}\n\n\
-             [log]\nlevel = {:?}\nformat = \"{}\"\n\n\
-             [shutdown]\ndrain_timeout = \"{}\"\n\n\
-             [titanic]\nenabled = {}\n{data_dir}expire_after = \"{}\"\nmax_bytes = {}\n\
-             request_timeout = \"{}\"\nsessions = {}\n{}",
-            binds.join(", "),
-            format_duration(c.heartbeat.interval),
-            c.heartbeat.liveness,
-            format_duration(c.request_timeout),
-            c.service_queue.max_requests,
-            c.service_queue.max_bytes,
-            c.total_queue.max_requests,
-            c.total_queue.max_bytes,
-            c.client_limits.max_requests,
-            c.client_limits.max_bytes,
-            c.redispatch,
-            c.max_redispatch,
-            self.metrics_max_services,
-            self.log_level,
-            self.log_format,
-            format_duration(self.drain_timeout),
-            t.enabled,
-            format_duration(t.expire_after),
-            t.max_bytes,
-            format_duration(t.request_timeout),
-            t.sessions,
-            self.ha.as_ref().map_or_else(String::new, |h| format!(
-                "\n[ha]\nrole = \"{}\"\nbind = {:?}\npeer = {:?}\nheartbeat = \"{}\"\n",
-                h.role,
-                h.bind,
-                h.peer,
-                format_duration(h.heartbeat)
-            )),
-        )
+        let body = toml::to_string(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
+        format!("# effective configuration (file: {source})\n{body}")
     }
 
-    /// Settings that differ from `new` and only take effect after a restart.
+    /// The [`RESTART_KEYS`] whose value differs in `new`.
     pub fn restart_needed(&self, new: &Self) -> Vec<&'static str> {
-        let mut keys = Vec::new();
-        if self.binds != new.binds {
-            keys.push("broker.bind");
+        let (old, new) = (self.to_table(), new.to_table());
+        RESTART_KEYS
+            .iter()
+            .copied()
+            .filter(|key| lookup(&old, key) != lookup(&new, key))
+            .collect()
+    }
+
+    /// `self` with the [`RESTART_KEYS`] of `running`: what a reload applies.
+    pub fn live_part_over(&self, running: &Self) -> Self {
+        let (mut table, old) = (self.to_table(), running.to_table());
+        for key in RESTART_KEYS {
+            set(&mut table, key, lookup(&old, key).cloned());
         }
-        if self.metrics_listen != new.metrics_listen {
-            keys.push("metrics.listen");
-        }
-        if self.metrics_max_services != new.metrics_max_services {
-            keys.push("metrics.max_services");
-        }
-        if self.log_format != new.log_format {
-            keys.push("log.format");
-        }
-        if self.titanic != new.titanic {
-            keys.push("titanic");
-        }
-        if self.ha != new.ha {
-            keys.push("ha");
-        }
-        keys
+        let mut applied =
+            Self::deserialize(Value::Table(table)).unwrap_or_else(|_| running.clone());
+        applied.file.clone_from(&self.file);
+        applied
     }
 }
+
+// === the values' forms and checks ===
 
 /// `2500ms` or `30s`: the shortest exact form that [`parse_duration`] reads back.
 pub fn format_duration(d: Duration) -> String {
@@ -486,360 +912,6 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
-/// `off` or a socket address (`127.0.0.1:9464`, `[::1]:0`).
-fn parse_listen(text: &str) -> Result<Option<SocketAddr>, String> {
-    if text.trim() == "off" {
-        return Ok(None);
-    }
-    text.trim().parse().map(Some).map_err(|_| {
-        format!("invalid listen address {text:?}: expected host:port (IP address) or \"off\"")
-    })
-}
-
-fn check_binds(binds: &[String]) -> Result<(), String> {
-    if binds.is_empty() {
-        return Err("no endpoint to bind".to_string());
-    }
-    for bind in binds {
-        bind.parse::<domo_zmtp::Endpoint>()
-            .map_err(|e| format!("invalid endpoint {bind:?}: {e}"))?;
-    }
-    Ok(())
-}
-
-/// A state endpoint: like a bind endpoint, but one, and TCP or IPC.
-fn check_ha_endpoint(ep: &str) -> Result<(), String> {
-    ep.parse::<domo_zmtp::Endpoint>()
-        .map(|_| ())
-        .map_err(|e| format!("invalid endpoint {ep:?}: {e}"))
-}
-
-/// The pair heartbeat: 10 ms to 60 s. Shorter would flood the link, longer would make
-/// failover take minutes.
-fn check_ha_heartbeat(d: Duration) -> Result<(), String> {
-    if d < Duration::from_millis(10) || d > Duration::from_secs(60) {
-        return Err("must be between 10ms and 60s".to_string());
-    }
-    Ok(())
-}
-
-fn check_filter(level: &str) -> Result<(), String> {
-    tracing_subscriber::EnvFilter::builder()
-        .parse(level)
-        .map(|_| ())
-        .map_err(|e| format!("invalid log filter {level:?}: {e}"))
-}
-
-fn first_line(message: &str) -> &str {
-    message.lines().next().unwrap_or(message)
-}
-
-/// 1-based line number of byte `offset`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
-}
-
-/// The dotted key whose line holds byte `offset`: the `[table]` above it plus the name before
-/// `=` on that line (or just the table, for an error on a table header).
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let offset = offset.min(text.len());
-    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[start..].lines().next().unwrap_or("").trim();
-    let table = text[..start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    if line.starts_with('[') {
-        return Some(
-            line.trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string(),
-        );
-    }
-    let name = line.split('=').next()?.trim();
-    if name.is_empty() || line.starts_with('#') {
-        return table;
-    }
-    Some(match table {
-        Some(t) => format!("{t}.{name}"),
-        None => name.to_string(),
-    })
-}
-
-// === the file's shape ===
-
-type Span = std::ops::Range<usize>;
-type ErrAt<'a> = &'a dyn Fn(Span, &str) -> ConfigError;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    broker: Option<BrokerSection>,
-    queue: Option<QueueSection>,
-    metrics: Option<MetricsSection>,
-    log: Option<LogSection>,
-    shutdown: Option<ShutdownSection>,
-    titanic: Option<TitanicSection>,
-    ha: Option<Spanned<HaSection>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HaSection {
-    role: Option<Spanned<String>>,
-    bind: Option<Spanned<String>>,
-    peer: Option<Spanned<String>>,
-    heartbeat: Option<Spanned<String>>,
-}
-
-impl HaSection {
-    /// `[ha]` present means a pair: role, bind and peer are required. `span` is the table's.
-    fn into_settings(self, span: Span, err: ErrAt<'_>) -> Result<HaSettings, ConfigError> {
-        let role = match &self.role {
-            None => return Err(err(span, "role is required (\"primary\" or \"backup\")")),
-            Some(role) => match role.get_ref().as_str() {
-                "primary" => Role::Primary,
-                "backup" => Role::Backup,
-                other => {
-                    let msg = format!("unknown role {other:?}: expected \"primary\" or \"backup\"");
-                    return Err(err(role.span(), &msg));
-                }
-            },
-        };
-        let endpoint = |value: &Option<Spanned<String>>, key: &str| match value {
-            None => Err(err(
-                span.clone(),
-                &format!("{key} is required (an endpoint, e.g. \"tcp://10.0.0.1:5556\")"),
-            )),
-            Some(ep) => check_ha_endpoint(ep.get_ref())
-                .map(|()| ep.get_ref().clone())
-                .map_err(|m| err(ep.span(), &m)),
-        };
-        let bind = endpoint(&self.bind, "bind")?;
-        let peer = endpoint(&self.peer, "peer")?;
-        if bind == peer {
-            let at = self.peer.as_ref().map_or(span, Spanned::span);
-            return Err(err(at, "names this broker's own state endpoint (bind)"));
-        }
-        let heartbeat = match &self.heartbeat {
-            None => HaConfig::DEFAULT_HEARTBEAT,
-            Some(hb) => {
-                let d = duration(hb, err)?;
-                check_ha_heartbeat(d).map_err(|m| err(hb.span(), &m))?;
-                d
-            }
-        };
-        Ok(HaSettings {
-            role,
-            bind,
-            peer,
-            heartbeat,
-        })
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TitanicSection {
-    enabled: Option<bool>,
-    data_dir: Option<Spanned<String>>,
-    expire_after: Option<Spanned<String>>,
-    max_bytes: Option<Spanned<u64>>,
-    request_timeout: Option<Spanned<String>>,
-    sessions: Option<Spanned<usize>>,
-}
-
-impl TitanicSection {
-    fn merge_into(self, t: &mut TitanicSettings, err: ErrAt<'_>) -> Result<(), ConfigError> {
-        if let Some(enabled) = self.enabled {
-            t.enabled = enabled;
-        }
-        if let Some(dir) = self.data_dir {
-            if dir.get_ref().trim().is_empty() {
-                return Err(err(dir.span(), "empty path"));
-            }
-            t.data_dir = Some(PathBuf::from(dir.into_inner()));
-        }
-        if let Some(expire) = self.expire_after {
-            t.expire_after = positive(&expire, err)?;
-        }
-        if let Some(max) = self.max_bytes {
-            if *max.get_ref() == 0 {
-                return Err(err(max.span(), "must be at least 1"));
-            }
-            t.max_bytes = max.into_inner();
-        }
-        if let Some(timeout) = self.request_timeout {
-            t.request_timeout = positive(&timeout, err)?;
-        }
-        if let Some(sessions) = self.sessions {
-            if !(1..=1024).contains(sessions.get_ref()) {
-                return Err(err(sessions.span(), "must be between 1 and 1024"));
-            }
-            t.sessions = sessions.into_inner();
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BrokerSection {
-    bind: Option<Spanned<Vec<String>>>,
-    heartbeat: Option<Spanned<String>>,
-    liveness: Option<Spanned<u32>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QueueSection {
-    request_timeout: Option<Spanned<String>>,
-    service_max_requests: Option<usize>,
-    service_max_bytes: Option<usize>,
-    total_max_requests: Option<usize>,
-    total_max_bytes: Option<usize>,
-    client_max_requests: Option<usize>,
-    client_max_bytes: Option<usize>,
-    redispatch: Option<bool>,
-    max_redispatch: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MetricsSection {
-    listen: Option<Spanned<String>>,
-    max_services: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogSection {
-    level: Option<Spanned<String>>,
-    format: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ShutdownSection {
-    drain_timeout: Option<Spanned<String>>,
-}
-
-fn duration(value: &Spanned<String>, err: ErrAt<'_>) -> Result<Duration, ConfigError> {
-    parse_duration(value.get_ref()).map_err(|m| err(value.span(), &m))
-}
-
-fn positive(value: &Spanned<String>, err: ErrAt<'_>) -> Result<Duration, ConfigError> {
-    let d = duration(value, err)?;
-    if d.is_zero() || d > crate::core::MAX_DURATION {
-        return Err(err(
-            value.span(),
-            "must be more than 0 and at most 365 days",
-        ));
-    }
-    Ok(d)
-}
-
-impl FileConfig {
-    fn merge_into(self, s: &mut Settings, err: ErrAt<'_>) -> Result<(), ConfigError> {
-        let broker = self.broker.unwrap_or_default();
-        if let Some(bind) = broker.bind {
-            check_binds(bind.get_ref()).map_err(|m| err(bind.span(), &m))?;
-            s.binds = bind.into_inner();
-        }
-        if let Some(hb) = broker.heartbeat {
-            s.core.heartbeat.interval = positive(&hb, err)?;
-        }
-        if let Some(liveness) = broker.liveness {
-            if *liveness.get_ref() == 0 {
-                return Err(err(liveness.span(), "must be at least 1"));
-            }
-            s.core.heartbeat.liveness = liveness.into_inner();
-        }
-        if let Some(queue) = self.queue {
-            queue.merge_into(&mut s.core, err)?;
-        }
-        let metrics = self.metrics.unwrap_or_default();
-        if let Some(listen) = metrics.listen {
-            s.metrics_listen =
-                parse_listen(listen.get_ref()).map_err(|m| err(listen.span(), &m))?;
-        }
-        if let Some(max) = metrics.max_services {
-            s.metrics_max_services = max;
-        }
-        let log = self.log.unwrap_or_default();
-        if let Some(level) = log.level {
-            check_filter(level.get_ref()).map_err(|m| err(level.span(), &m))?;
-            s.log_level = level.into_inner();
-        }
-        if let Some(format) = log.format {
-            s.log_format = match format.get_ref().as_str() {
-                "text" => LogFormat::Text,
-                "json" => LogFormat::Json,
-                other => {
-                    let msg =
-                        format!("unknown log format {other:?}: expected \"text\" or \"json\"");
-                    return Err(err(format.span(), &msg));
-                }
-            };
-        }
-        if let Some(drain) = self.shutdown.and_then(|sd| sd.drain_timeout) {
-            s.drain_timeout = positive(&drain, err)?;
-        }
-        if let Some(titanic) = self.titanic {
-            titanic.merge_into(&mut s.titanic, err)?;
-        }
-        if let Some(ha) = self.ha {
-            let span = ha.span();
-            s.ha = Some(ha.into_inner().into_settings(span, err)?);
-        }
-        Ok(())
-    }
-}
-
-impl QueueSection {
-    fn merge_into(self, core: &mut BrokerConfig, err: ErrAt<'_>) -> Result<(), ConfigError> {
-        if let Some(timeout) = self.request_timeout {
-            core.request_timeout = duration(&timeout, err)?;
-            if core.request_timeout > crate::core::MAX_DURATION {
-                return Err(err(timeout.span(), "must be at most 365 days"));
-            }
-        }
-        let limits =
-            |requests: Option<usize>, bytes: Option<usize>, base: QueueLimits| QueueLimits {
-                max_requests: requests.unwrap_or(base.max_requests),
-                max_bytes: bytes.unwrap_or(base.max_bytes),
-            };
-        core.service_queue = limits(
-            self.service_max_requests,
-            self.service_max_bytes,
-            core.service_queue,
-        );
-        core.total_queue = limits(
-            self.total_max_requests,
-            self.total_max_bytes,
-            core.total_queue,
-        );
-        core.client_limits = limits(
-            self.client_max_requests,
-            self.client_max_bytes,
-            core.client_limits,
-        );
-        if let Some(redispatch) = self.redispatch {
-            core.redispatch = redispatch;
-        }
-        if let Some(max) = self.max_redispatch {
-            core.max_redispatch = max;
-        }
-        Ok(())
-    }
-}
-
 /// The heartbeat settings of `settings`, for logs.
 pub fn describe_heartbeat(heartbeat: &Heartbeat) -> String {
     format!(
@@ -847,6 +919,177 @@ pub fn describe_heartbeat(heartbeat: &Heartbeat) -> String {
         format_duration(heartbeat.interval),
         heartbeat.liveness
     )
+}
+
+/// A duration of [`parse_duration`]'s form, more than 0 and at most 365 days.
+mod positive_duration {
+    use super::{check, Duration};
+
+    pub(super) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_duration(*d))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        let value = check::duration(d)?;
+        if value.is_zero() || value > crate::core::MAX_DURATION {
+            return Err(check::fail("must be more than 0 and at most 365 days"));
+        }
+        Ok(value)
+    }
+}
+
+/// A duration of [`parse_duration`]'s form, at most 365 days (0 allowed).
+mod duration_up_to_a_year {
+    use super::{check, Duration};
+
+    pub(super) use super::positive_duration::serialize;
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        let value = check::duration(d)?;
+        if value > crate::core::MAX_DURATION {
+            return Err(check::fail("must be at most 365 days"));
+        }
+        Ok(value)
+    }
+}
+
+/// `off` or a socket address (`127.0.0.1:9464`, `[::1]:0`).
+mod listen {
+    use super::{check, SocketAddr};
+    use serde::Deserialize;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        a: &Option<SocketAddr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&a.map_or_else(|| "off".to_string(), |a| a.to_string()))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim() == "off" {
+            return Ok(None);
+        }
+        text.trim().parse().map(Some).map_err(|_| {
+            check::fail(format!(
+                "invalid listen address {text:?}: expected host:port (IP address) or \"off\""
+            ))
+        })
+    }
+}
+
+/// `primary` or `backup`.
+mod role {
+    use super::{check, Role};
+    use serde::Deserialize;
+
+    pub(super) fn serialize<S: serde::Serializer>(r: &Role, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(r)
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "primary" => Ok(Role::Primary),
+            "backup" => Ok(Role::Backup),
+            other => Err(check::fail(format!(
+                "unknown role {other:?}: expected \"primary\" or \"backup\""
+            ))),
+        }
+    }
+}
+
+/// The checks of single values, as `deserialize_with` functions.
+mod check {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn fail<E: serde::de::Error>(msg: impl std::fmt::Display) -> E {
+        E::custom(msg)
+    }
+
+    pub(super) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        crate::duration::parse_duration(&String::deserialize(d)?).map_err(D::Error::custom)
+    }
+
+    pub(super) fn at_least_1<'de, D, N>(d: D) -> Result<N, D::Error>
+    where
+        D: Deserializer<'de>,
+        N: Deserialize<'de> + Default + PartialEq,
+    {
+        let n = N::deserialize(d)?;
+        if n == N::default() {
+            return Err(fail("must be at least 1"));
+        }
+        Ok(n)
+    }
+
+    pub(super) fn sessions<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let n = usize::deserialize(d)?;
+        if !(1..=1024).contains(&n) {
+            return Err(fail("must be between 1 and 1024"));
+        }
+        Ok(n)
+    }
+
+    pub(super) fn endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let ep = String::deserialize(d)?;
+        match ep.parse::<domo_zmtp::Endpoint>() {
+            Ok(_) => Ok(ep),
+            Err(e) => Err(fail(format!("invalid endpoint {ep:?}: {e}"))),
+        }
+    }
+
+    pub(super) fn endpoints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        /// One endpoint, checked as an element (so an error names its line).
+        struct Endpoint(String);
+        impl<'de> Deserialize<'de> for Endpoint {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                endpoint(d).map(Self)
+            }
+        }
+        let binds = Vec::<Endpoint>::deserialize(d)?;
+        if binds.is_empty() {
+            return Err(fail("no endpoint to bind"));
+        }
+        Ok(binds.into_iter().map(|e| e.0).collect())
+    }
+
+    /// The pair heartbeat: 10 ms to 60 s. Shorter would flood the link, longer would make
+    /// failover take minutes.
+    pub(super) fn ha_heartbeat<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let value = duration(d)?;
+        if value < Duration::from_millis(10) || value > Duration::from_secs(60) {
+            return Err(fail("must be between 10ms and 60s"));
+        }
+        Ok(value)
+    }
+
+    pub(super) fn log_filter<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let level = String::deserialize(d)?;
+        tracing_subscriber::EnvFilter::builder()
+            .parse(&level)
+            .map_err(|e| fail(format!("invalid log filter {level:?}: {e}")))?;
+        Ok(level)
+    }
+
+    pub(super) fn non_empty_path<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<PathBuf>, D::Error> {
+        let path = PathBuf::deserialize(d)?;
+        if path.as_os_str().to_string_lossy().trim().is_empty() {
+            return Err(fail("empty path"));
+        }
+        Ok(Some(path))
+    }
 }
 
 #[cfg(test)]
@@ -865,6 +1108,26 @@ mod tests {
     fn shipped_example_is_exactly_the_defaults() {
         assert_eq!(parse(DEFAULT_CONFIG), Ok(Settings::default()));
         assert_eq!(parse(""), Ok(Settings::default()));
+        // The example's values are the core's and the documented built-in ones.
+        let d = Settings::default();
+        assert_eq!(d.core(), BrokerConfig::default());
+        assert_eq!(d.broker.bind, [DEFAULT_BIND]);
+        assert_eq!(
+            d.metrics.listen,
+            Some(DEFAULT_METRICS_LISTEN.parse().unwrap())
+        );
+        assert_eq!(
+            (d.metrics.max_services, d.log.level.as_str()),
+            (1000, "info")
+        );
+        assert_eq!(d.log.format, LogFormat::Text);
+        assert_eq!(d.shutdown.drain_timeout, Duration::from_secs(20));
+        let t = &d.titanic;
+        assert!(t.enabled && t.data_dir.is_none());
+        assert_eq!(t.expire_after, Duration::from_secs(7 * 86_400));
+        assert_eq!((t.max_bytes, t.sessions), (1 << 30, 16));
+        assert_eq!(t.request_timeout, Duration::from_secs(30));
+        assert_eq!((d.ha, d.file), (None, None));
     }
 
     #[test]
@@ -873,11 +1136,8 @@ mod tests {
                     [metrics]\nlisten = \"off\"\n[log]\nformat = \"json\"\nlevel = \"debug,h2=off\"\n";
         let settings = parse(text).unwrap();
         assert_eq!(parse(&settings.to_toml()), Ok(settings.clone()));
-        assert_eq!(settings.metrics_listen, None);
-        assert_eq!(
-            settings.core.heartbeat.interval,
-            Duration::from_millis(1500)
-        );
+        assert_eq!(settings.metrics.listen, None);
+        assert_eq!(settings.broker.heartbeat, Duration::from_millis(1500));
         let defaults = Settings::default();
         assert_eq!(parse(&defaults.to_toml()), Ok(defaults));
         let text = "[titanic]\nenabled = false\ndata_dir = \"/var/lib/x\"\nexpire_after = \"2d\"\n\
@@ -963,6 +1223,23 @@ mod tests {
             );
         }
         assert!(error("[broker\n").starts_with("broker.toml:1"));
+        let syntax = [
+            (
+                "[broker]\nliveness = 3\nliveness = 4\n",
+                "broker.toml:3: broker.liveness: duplicate key",
+            ),
+            (
+                "[log]\n[queue]\nredispatch = true\n[queue]\n",
+                "broker.toml:4: queue: duplicate key",
+            ),
+            (
+                "[log]\nformat = \"text\"\nbroker = { liveness = 1, liveness = 2 }\n",
+                "broker.toml:3: log.broker.liveness: duplicate key",
+            ),
+        ];
+        for (text, expected) in syntax {
+            assert_eq!(error(text), expected, "{text:?}");
+        }
         let titanic = [
             (
                 "[titanic]\nenabled = \"yes\"\n",
@@ -1015,6 +1292,66 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_line_of_an_element_or_an_inline_key() {
+        let e = error("[broker]\nbind = [\n  \"tcp://*:1\",\n  \"tcp://nope\",\n]\n");
+        assert!(
+            e.starts_with("broker.toml:4: broker.bind: invalid endpoint"),
+            "{e}"
+        );
+        let e = error("\nbroker = { liveness = 3, heartbeat = \"0ms\" }\n");
+        assert!(
+            e.starts_with("broker.toml:2: broker.heartbeat: must be more than 0"),
+            "{e}"
+        );
+        let e = error("queue = { max = 1 }\n");
+        assert!(
+            e.starts_with("broker.toml:1: queue.max: unknown field"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag_or_its_variable() {
+        let mut bad = Overrides {
+            metrics_listen: Some("nowhere".into()),
+            ..Overrides::default()
+        };
+        let e = Settings::load(None, &bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--metrics-listen: invalid listen address"),
+            "{e}"
+        );
+        bad.from_env = vec!["metrics.listen".into()];
+        let e = Settings::load(None, &bad).unwrap_err().to_string();
+        assert!(e.starts_with("DOMO_METRICS__LISTEN: invalid listen"), "{e}");
+        let zero = Overrides {
+            ha_heartbeat: Some(Duration::from_millis(1)),
+            ha_role: Some(Role::Primary),
+            ha_bind: Some("tcp://*:1".into()),
+            ha_peer: Some("tcp://a:1".into()),
+            ..Overrides::default()
+        };
+        let e = Settings::load(None, &zero).unwrap_err().to_string();
+        assert!(e.starts_with("--ha-heartbeat: must be between"), "{e}");
+    }
+
+    #[test]
+    fn a_reload_keeps_the_running_value_of_restart_keys() {
+        let running = Settings::default();
+        let mut new = running.clone();
+        new.broker.heartbeat = Duration::from_secs(1);
+        new.queue.max_redispatch = 7;
+        new.broker.bind = vec!["tcp://*:1".into()];
+        new.titanic.sessions = 3;
+        let applied = new.live_part_over(&running);
+        assert_eq!(applied.broker.heartbeat, Duration::from_secs(1));
+        assert_eq!(applied.queue.max_redispatch, 7);
+        assert_eq!(applied.broker.bind, running.broker.bind);
+        assert_eq!(applied.titanic, running.titanic);
+        assert_eq!(running.restart_needed(&new), ["broker.bind", "titanic"]);
+    }
+
+    #[test]
     fn overrides_win_over_the_file() {
         let path = std::env::temp_dir().join(format!("domo-cfg-{}.toml", std::process::id()));
         std::fs::write(&path, "[broker]\nliveness = 5\nheartbeat = \"1s\"\n").unwrap();
@@ -1025,9 +1362,9 @@ mod tests {
         };
         let s = Settings::load(Some(&path), &overrides).unwrap();
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(s.core.heartbeat.liveness, 5);
-        assert_eq!(s.core.heartbeat.interval, Duration::from_millis(300));
-        assert_eq!(s.metrics_listen, None);
+        assert_eq!(s.broker.liveness, 5);
+        assert_eq!(s.broker.heartbeat, Duration::from_millis(300));
+        assert_eq!(s.metrics.listen, None);
         let bad = Overrides {
             metrics_listen: Some("nowhere".into()),
             ..Overrides::default()
@@ -1165,11 +1502,11 @@ mod tests {
     fn restart_needed_lists_only_fixed_settings() {
         let old = Settings::default();
         let mut new = old.clone();
-        new.core.heartbeat.interval = Duration::from_secs(1);
-        new.log_level = "debug".into();
+        new.broker.heartbeat = Duration::from_secs(1);
+        new.log.level = "debug".into();
         assert!(old.restart_needed(&new).is_empty());
-        new.binds = vec!["tcp://*:1".into()];
-        new.metrics_listen = None;
+        new.broker.bind = vec!["tcp://*:1".into()];
+        new.metrics.listen = None;
         assert_eq!(old.restart_needed(&new), ["broker.bind", "metrics.listen"]);
     }
 }

@@ -6,12 +6,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::Parser;
-use domo_broker::config::{ConfigSource, HaRole, LogFormat, Overrides, DEFAULT_CONFIG};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use domo_broker::config::{ConfigSource, Overrides, DEFAULT_CONFIG};
 use domo_broker::daemon::{self, EXIT_CONFIG, EXIT_RUNTIME};
-use domo_broker::duration::parse_duration;
 
 /// The domo Majordomo (MDP/0.1) broker.
 ///
@@ -35,86 +33,22 @@ struct Cli {
     /// Print the documented default configuration file and exit.
     #[arg(long)]
     print_default_config: bool,
-    /// Endpoint to bind: tcp://host:port, tcp://*:port or ipc://path. Repeat for several
-    /// [default: tcp://127.0.0.1:5555; config broker.bind]
-    #[arg(
-        long = "bind",
-        value_name = "EP",
-        env = "DOMO_BROKER__BIND",
-        value_delimiter = ','
-    )]
-    binds: Option<Vec<String>>,
-    /// Heartbeat interval towards workers, e.g. 2500ms, 1s. Workers must use the same value
-    /// [default: 2500ms; config broker.heartbeat]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    heartbeat: Option<Duration>,
-    /// Silent heartbeat intervals after which a worker is considered dead
-    /// [default: 3; config broker.liveness]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    liveness: Option<u32>,
-    /// Address of the /metrics, /healthz, /readyz listener; port 0 picks a free port (the
-    /// address is logged); "off" disables it [default: 127.0.0.1:9464; config metrics.listen]
-    #[arg(long, value_name = "ADDR|off", env = "DOMO_METRICS__LISTEN")]
-    metrics_listen: Option<String>,
-    /// Log filter when RUST_LOG is unset, e.g. info or "info,domo_zmtp=debug"
-    /// [default: info; config log.level]
-    #[arg(long, value_name = "FILTER", env = "DOMO_LOG__LEVEL")]
-    log_level: Option<String>,
-    /// Log line format on stderr [default: text; config log.format]
-    #[arg(long, value_name = "FORMAT", env = "DOMO_LOG__FORMAT")]
-    log_format: Option<LogFormat>,
-    /// Directory of the Titanic store [default: $STATE_DIRECTORY if set, else
-    /// ./titanic-data; config titanic.data_dir]
-    #[arg(long, value_name = "PATH", env = "DOMO_TITANIC__DATA_DIR")]
-    titanic_data_dir: Option<PathBuf>,
-    /// Do not run the embedded Titanic (RFC 9) service [config titanic.enabled]
-    #[arg(long)]
-    no_titanic: bool,
-    /// Binary Star: this broker's role in a primary/backup pair. Any --ha-* flag makes the
-    /// broker one of a pair and needs role, bind and peer [config ha.role]
-    #[arg(long, value_name = "ROLE", env = "DOMO_HA__ROLE")]
-    ha_role: Option<HaRole>,
-    /// Binary Star: this broker's state endpoint, where the peer connects, e.g.
-    /// tcp://10.0.0.1:5556 [config ha.bind]
-    #[arg(long, value_name = "EP", env = "DOMO_HA__BIND")]
-    ha_bind: Option<String>,
-    /// Binary Star: the peer's state endpoint [config ha.peer]
-    #[arg(long, value_name = "EP", env = "DOMO_HA__PEER")]
-    ha_peer: Option<String>,
-    /// Binary Star: interval of the state exchange; the peer counts as silent after two
-    /// [default: 1000ms; config ha.heartbeat]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    ha_heartbeat: Option<Duration>,
-}
-
-impl Cli {
-    fn overrides(&self) -> Overrides {
-        Overrides {
-            binds: self.binds.clone(),
-            heartbeat: self.heartbeat,
-            liveness: self.liveness,
-            metrics_listen: self.metrics_listen.clone(),
-            log_level: self.log_level.clone(),
-            log_format: self.log_format,
-            titanic_data_dir: self.titanic_data_dir.clone(),
-            no_titanic: self.no_titanic,
-            ha_role: self.ha_role.map(Into::into),
-            ha_bind: self.ha_bind.clone(),
-            ha_peer: self.ha_peer.clone(),
-            ha_heartbeat: self.ha_heartbeat,
-        }
-    }
+    /// What the environment and flags set over the file.
+    #[command(flatten)]
+    overrides: Overrides,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.overrides.from_env = Overrides::keys_from_env(&matches);
     if cli.print_default_config {
         print!("{DEFAULT_CONFIG}");
         return ExitCode::SUCCESS;
     }
     let source = ConfigSource {
         file: cli.config.clone(),
-        overrides: cli.overrides(),
+        overrides: cli.overrides.clone(),
     };
     let settings = match source.load() {
         Ok(settings) => settings,

@@ -14,10 +14,10 @@ pub type FilterHandle = reload::Handle<EnvFilter, Registry>;
 /// Sets up stderr logging; returns the handle that swaps the filter on reload.
 pub fn init(settings: &Settings) -> FilterHandle {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log_level));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.log.level));
     let (filter, handle) = reload::Layer::new(filter);
     let ansi = std::io::stderr().is_terminal();
-    let (text, json) = match settings.log_format {
+    let (text, json) = match settings.log.format {
         LogFormat::Text => (
             Some(fmt::layer().with_writer(std::io::stderr).with_ansi(ansi)),
             None,

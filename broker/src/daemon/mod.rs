@@ -40,15 +40,15 @@ pub async fn run(source: ConfigSource, settings: Settings, filter: FilterHandle)
         None => info!("No configuration file; using built-in defaults"),
     }
     info!(
-        heartbeat = %describe_heartbeat(&settings.core.heartbeat),
-        drain_timeout = ?settings.drain_timeout,
+        heartbeat = %describe_heartbeat(&settings.core().heartbeat),
+        drain_timeout = ?settings.shutdown.drain_timeout,
         "Starting domo-broker {}",
         version()
     );
     limits::log_fd_limit();
     let config = ShellConfig {
-        binds: settings.binds.clone(),
-        core: settings.core.clone(),
+        binds: settings.broker.bind.clone(),
+        core: settings.core(),
         ha: settings.ha.as_ref().map(HaSettings::link),
         ..ShellConfig::default()
     };
@@ -61,7 +61,7 @@ pub async fn run(source: ConfigSource, settings: Settings, filter: FilterHandle)
         }
     };
     let (control, control_rx) = mpsc::channel(CONTROL_CAPACITY);
-    let metrics = Arc::new(Mutex::new(Metrics::new(settings.metrics_max_services)));
+    let metrics = Arc::new(Mutex::new(Metrics::new(settings.metrics.max_services)));
     let bound = bound.with_metrics(metrics.clone());
     let health = bound.health();
     // Titanic's store opens before READY=1, so systemd sees a broker that is fully up.
@@ -79,7 +79,7 @@ pub async fn run(source: ConfigSource, settings: Settings, filter: FilterHandle)
         info!("Titanic disabled");
         None
     };
-    if let Some(addr) = settings.metrics_listen {
+    if let Some(addr) = settings.metrics.listen {
         let listener = match http::bind(addr).await {
             Ok(l) => l,
             Err(e) => {

@@ -46,7 +46,7 @@ pub async fn handle(
             continue;
         }
         stopping = true;
-        info!(timeout = ?settings.drain_timeout, "Shutting down: draining");
+        info!(timeout = ?settings.shutdown.drain_timeout, "Shutting down: draining");
         notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
         if settings.ha.is_some() {
             // First of all, so the peer can take over while Titanic and the drain finish.
@@ -70,7 +70,7 @@ pub async fn handle(
                 }
             }
         }
-        let timeout = settings.drain_timeout;
+        let timeout = settings.shutdown.drain_timeout;
         let _ = control.send(Control::Drain { timeout }).await;
     }
 }
@@ -93,26 +93,19 @@ async fn reload(
         }
     };
     if std::env::var_os("RUST_LOG").is_some() {
-        if new.log_level != settings.log_level {
+        if new.log.level != settings.log.level {
             warn!("RUST_LOG is set; log.level change ignored");
         }
-    } else if let Err(error) = filter.reload(EnvFilter::new(&new.log_level)) {
+    } else if let Err(error) = filter.reload(EnvFilter::new(&new.log.level)) {
         warn!(%error, "Cannot change the log filter");
     } else {
-        info!(filter = %new.log_level, "Log filter applied");
+        info!(filter = %new.log.level, "Log filter applied");
     }
-    let _ = control.send(Control::Reconfigure(new.core.clone())).await;
+    let _ = control.send(Control::Reconfigure(new.core())).await;
     for key in settings.restart_needed(&new) {
         warn!(key, "Changed setting needs a restart to apply");
     }
-    let mut applied = new;
     // What needs a restart keeps running with the old value until then.
-    applied.binds.clone_from(&settings.binds);
-    applied.metrics_listen = settings.metrics_listen;
-    applied.metrics_max_services = settings.metrics_max_services;
-    applied.log_format = settings.log_format;
-    applied.titanic = settings.titanic.clone();
-    applied.ha = settings.ha.clone();
-    *settings = applied;
+    *settings = new.live_part_over(settings);
     notify(&[NotifyState::Ready]);
 }

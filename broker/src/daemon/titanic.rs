@@ -46,7 +46,7 @@ pub async fn start(
         [endpoint],
         dir.join(crate::config::TITANIC_STORE_FILE),
     );
-    config.heartbeat = settings.core.heartbeat;
+    config.heartbeat = settings.core().heartbeat;
     config.sessions = t.sessions;
     config.store.limits.max_bytes = t.max_bytes;
     config.store.on_commit = Some(Arc::new(move |d: Duration| {

@@ -26,7 +26,7 @@ pub enum Control {
     /// Apply new core settings (a reload).
     Reconfigure(BrokerConfig),
     /// Shutdown is starting: stop telling the Binary Star peer our state, so it can take
-    /// over while this broker winds down (see [`Broker::leave_pair`]).
+    /// over while this broker winds down (see [`crate::core::Broker::leave_pair`]).
     LeavePair,
     /// Copy current figures into the metrics, then answer.
     Scrape(oneshot::Sender<()>),
