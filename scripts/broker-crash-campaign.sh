@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Long kill -9 campaign against the domo-broker binary with its embedded Titanic
-# (broker/tests/titanic_crash.rs).
+# (tests/tests/titanic_crash.rs).
 #
 # Four submitters send titanic.request for an echo service (a libzmq MDP worker) and record
 # every id acknowledged with 200; the broker process is SIGKILLed at a random 0.2-1.5 s,
@@ -13,5 +13,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kills="${1:-200}"
-DOMO_CRASH_KILLS="$kills" cargo test --release -p domo-broker --test titanic_crash -- \
+DOMO_CRASH_KILLS="$kills" cargo test --release -p domo-tests --test titanic_crash -- \
   --exact every_acknowledged_request_survives_sigkill_and_is_answered --nocapture

@@ -3,13 +3,11 @@
 //! where its memory is measured).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
 use domo_broker::BrokerConfig;
+use domo_tests::*;
 
 const HB: Duration = Duration::from_millis(2500);
 

@@ -3,15 +3,12 @@
 //! with neither program restarted.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../broker/tests/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::*;
 use domo_client::{Client, ClientOptions};
 use domo_mdp::Heartbeat;
+use domo_tests::*;
 use domo_worker::{Worker, WorkerOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,16 +2,12 @@
 //! data directory, `/readyz` and metrics, `--check-config` on `[titanic]`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
+use domo_tests::*;
 
 /// A broker process in `cwd` with its stderr collected; killed on drop.
 struct Daemon {
@@ -23,7 +19,7 @@ impl Daemon {
     fn start(cwd: &Path, args: &[&str]) -> Self {
         let endpoint = dead_endpoint();
         let child = LoggedChild::spawn(
-            Command::new(BIN)
+            Command::new(DOMO_BROKER)
                 .current_dir(cwd)
                 .args(["--bind", &endpoint, "--metrics-listen", "127.0.0.1:0"])
                 .args(args)
@@ -148,7 +144,7 @@ fn no_titanic_flag_runs_the_broker_alone() {
 }
 
 fn check_config(cwd: &Path, file: &Path) -> (Option<i32>, String) {
-    let out = Command::new(BIN)
+    let out = Command::new(DOMO_BROKER)
         .current_dir(cwd)
         .args(["--check-config", "--config", file.to_str().unwrap()])
         .env_remove("DOMO_CONFIG")

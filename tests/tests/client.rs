@@ -1,17 +1,14 @@
 //! domo-client against an in-process broker and libzmq DEALER workers written from RFC 7.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../broker/tests/common/mod.rs"]
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
 use domo_broker::BrokerConfig;
 use domo_client::{Client, ClientOptions, ErrorKind};
+use domo_tests::*;
 
 const HB: Duration = Duration::from_millis(100);
 const LIMIT: Duration = Duration::from_secs(20);

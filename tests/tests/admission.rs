@@ -4,13 +4,11 @@
 //! completes.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use domo_tests::*;
 
 const MIB: usize = 1 << 20;
 

@@ -5,14 +5,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
 
-#[path = "../../broker/tests/common/mod.rs"]
-mod common;
-
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use domo_tests::*;
 use domo_titanic::dispatcher::DispatcherOptions;
 use domo_titanic::server::{self, RunError, TitanicConfig};
 use tokio::sync::oneshot;
@@ -360,7 +357,7 @@ async fn a_paused_dispatcher_holds_requests_while_the_titanic_services_still_ans
 // === the domo-titanic program ===
 
 fn titanic_bin() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_domo-titanic"))
+    std::process::Command::new(DOMO_TITANIC)
 }
 
 /// Waits for `child` to exit, bounded.

@@ -5,13 +5,10 @@
 //! fail-back (the backup stopped, a client votes for the primary) it is delivered and its
 //! reply fetched from the primary.
 //!
-//! The harness is `pair_harness` (shared with `pair.rs`), each broker with its own Titanic
+//! The harness is `domo_tests::pair` (shared with `pair.rs`), each broker with its own Titanic
 //! data directory instead of `--no-titanic`. Every process is killed on drop; every wait is
 //! bounded.
 #![allow(clippy::unwrap_used)]
-
-mod common;
-mod pair_harness;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,33 +17,17 @@ use bytes::Bytes;
 use domo_client::{Error, TitanicReply};
 use tokio::task::JoinHandle;
 
-use common::TempDir;
-use pair_harness::{
+use domo_tests::pair::{
     pair_specs_with_titanic, pair_worker, single_client, wait_one_active, Node, Spec,
 };
+use domo_tests::TempDir;
 
 /// The service behind Titanic; no worker serves it until step 4.
 const SERVICE: &str = "slow";
 /// What the worker puts before the request body in its reply.
 const REPLY_TAG: &str = "slow served";
 
-// === Harness (the rest is in `pair_harness`) ===
-
-impl Node {
-    /// Client votes this broker has won (takeovers by a client request), 0 if none yet.
-    fn failovers(&self) -> f64 {
-        self.metric(&format!(
-            "domo_ha_failovers_total{{role=\"{}\"}}",
-            self.spec.role
-        ))
-        .unwrap_or(0.0)
-    }
-
-    /// Requests this broker's Titanic holds without a reply.
-    fn titanic_pending(&self) -> Option<f64> {
-        self.metric("domo_titanic_requests{state=\"pending\"}")
-    }
-}
+// === Harness (the rest is in `domo_tests::pair`) ===
 
 /// Both brokers' logs, for failure messages; `earlier` is the log of a killed incarnation.
 fn logs(a: &Node, b: &Node, earlier: &str) -> String {

@@ -2,14 +2,11 @@
 //! from RFC 7.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../broker/tests/common/mod.rs"]
-mod common;
-
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
 use domo_mdp::Heartbeat;
+use domo_tests::*;
 use domo_worker::{Worker, WorkerOptions};
 
 fn options(endpoint: &str) -> WorkerOptions {

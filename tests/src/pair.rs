@@ -1,12 +1,10 @@
-//! The Binary Star harness shared by `pair.rs` and `pair_titanic.rs` (each declares `mod
-//! common;` and `mod pair_harness;`): the specs of a primary and a backup on 127.0.0.1,
-//! `domo-broker` processes started from them and read through `/readyz` and `/metrics`, an
-//! SDK worker registered with both, and a client of one broker only.
+//! The Binary Star harness of `pair.rs` and `pair_titanic.rs`: the specs of a primary and a
+//! backup on 127.0.0.1, `domo-broker` processes started from them and read through `/readyz`
+//! and `/metrics`, an SDK worker registered with both, and a client of one broker only.
 //!
 //! The state links use `ipc://` endpoints in a scratch directory (no port to race for); the
 //! client endpoints are TCP ports found free a moment before, because a restarted broker must
 //! come back on the same one.
-#![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -17,19 +15,23 @@ use domo_client::{Client, ClientOptions};
 use domo_worker::{Worker, WorkerOptions};
 use tokio::task::JoinHandle;
 
-use crate::common::{dead_endpoint, http_addr, http_get, sample, LoggedChild, TempDir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
+use crate::wait::poll_until;
+use crate::{dead_endpoint, http_addr, http_get, sample, LoggedChild, TempDir, DOMO_BROKER};
 /// Worker heartbeat of the brokers and the SDK workers.
 pub const WORKER_HB: Duration = Duration::from_millis(500);
 
 /// How to start one broker of the pair.
 #[derive(Clone)]
 pub struct Spec {
+    /// `primary` or `backup` (`--ha-role`).
     pub role: &'static str,
+    /// The client and worker endpoint (`--bind`).
     pub frontend: String,
+    /// This broker's state endpoint (`--ha-bind`).
     pub ha_bind: String,
+    /// The peer's state endpoint (`--ha-peer`).
     pub ha_peer: String,
+    /// The state heartbeat (`--ha-heartbeat`).
     pub ha_heartbeat: Duration,
     /// This broker's own Titanic store (kept across its restarts); `None`: `--no-titanic`.
     pub titanic_dir: Option<PathBuf>,
@@ -68,7 +70,9 @@ pub fn pair_specs_with_titanic(dir: &TempDir, hb: Duration) -> (Spec, Spec) {
 
 /// A broker process of the pair with its stderr kept; SIGKILLed when dropped.
 pub struct Node {
+    /// How it was started (again, after a kill).
     pub spec: Spec,
+    /// The process.
     pub child: LoggedChild,
     /// The metrics listener's `host:port` (known once [`Node::ready`]).
     pub metrics: String,
@@ -77,7 +81,7 @@ pub struct Node {
 impl Node {
     /// Spawns the broker; does not wait for it.
     pub fn spawn(spec: &Spec) -> Self {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(DOMO_BROKER);
         cmd.args(["--bind", &spec.frontend])
             .args(["--metrics-listen", "127.0.0.1:0"]);
         match &spec.titanic_dir {
@@ -104,43 +108,43 @@ impl Node {
         }
     }
 
-    /// Waits until the broker listens (metrics address known). A broker that exits first
-    /// (its TCP port still held by the process just killed) is started again.
+    /// Waits (up to 15 s) until the broker listens (metrics address known). A broker that
+    /// exits first (its TCP port still held by the process just killed) is started again.
     pub fn ready(mut self) -> Self {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
+        let mut exited = None;
+        let line = poll_until(Duration::from_secs(15), || {
             if let Some(line) = self.child.find("Metrics listening") {
-                self.metrics = http_addr(&line);
-                self.child.wait_line("Broker listening");
-                return self;
+                return Some(line);
             }
             if let Some(status) = self.child.try_wait() {
-                assert!(
-                    Instant::now() < deadline,
-                    "broker exits: {status}\n{}",
-                    self.log()
-                );
+                exited = Some(status);
                 std::thread::sleep(Duration::from_millis(100));
                 self = Self::spawn(&self.spec);
-                continue;
             }
-            assert!(
-                Instant::now() < deadline,
-                "broker not listening:\n{}",
+            None
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "broker not listening (exited before: {exited:?}):\n{}",
                 self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            )
+        });
+        self.metrics = http_addr(&line);
+        self.child.wait_line("Broker listening");
+        self
     }
 
+    /// [`Node::spawn`], then [`Node::ready`].
     pub fn start(spec: &Spec) -> Self {
         Self::spawn(spec).ready()
     }
 
+    /// The broker's stderr so far.
     pub fn log(&self) -> String {
         self.child.log()
     }
 
+    /// Waits (up to 10 s) for a log line containing `needle` and returns it.
     pub fn wait_line(&self, needle: &str) -> String {
         self.child.wait_line(needle)
     }
@@ -160,6 +164,7 @@ impl Node {
         (code, fields)
     }
 
+    /// The pair state from `/readyz` (`primary`, `backup`, `active`, `passive`).
     pub fn state(&self) -> String {
         let (_, fields) = self.readyz();
         fields
@@ -169,35 +174,46 @@ impl Node {
             .unwrap()
     }
 
+    /// Waits until the pair state is `state`.
     pub fn wait_state(&self, state: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let now = self.state();
-            if now == state {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} is {now}, not {state}:\n{}",
-                self.spec.role,
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut now = String::new();
+        poll_until(within, || {
+            now = self.state();
+            (now == state).then_some(())
+        })
+        .unwrap_or_else(|| panic!("{} is {now}, not {state}:\n{}", self.spec.role, self.log()));
     }
 
+    /// The value of `series` in `/metrics`, if there is such a sample.
     pub fn metric(&self, series: &str) -> Option<f64> {
         sample(&http_get(&self.metrics, "/metrics").1, series)
     }
 
+    /// Client votes this broker has won (takeovers by a client request), 0 if none yet.
+    pub fn failovers(&self) -> f64 {
+        self.metric(&format!(
+            "domo_ha_failovers_total{{role=\"{}\"}}",
+            self.spec.role
+        ))
+        .unwrap_or(0.0)
+    }
+
+    /// Requests this broker's Titanic holds without a reply.
+    pub fn titanic_pending(&self) -> Option<f64> {
+        self.metric("domo_titanic_requests{state=\"pending\"}")
+    }
+
+    /// Sends the signal `name` (`TERM`, `STOP`, `CONT`...).
     pub fn signal(&self, name: &str) {
         self.child.signal(name);
     }
 
+    /// SIGKILL, then reaps the process.
     pub fn kill9(&mut self) {
         self.child.kill();
     }
 
+    /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.is_running()
     }
@@ -210,28 +226,29 @@ impl Node {
 
 /// Exactly one of the two is active and the other passive, for `hold` in a row.
 pub fn wait_one_active(a: &Node, b: &Node, hold: Duration, within: Duration) -> (String, String) {
-    let deadline = Instant::now() + within;
     let mut since: Option<Instant> = None;
-    loop {
-        let states = (a.state(), b.state());
+    let mut states = (String::new(), String::new());
+    poll_until(within, || {
+        states = (a.state(), b.state());
         let settled = matches!(
             (states.0.as_str(), states.1.as_str()),
             ("active", "passive") | ("passive", "active")
         );
         match (settled, since) {
-            (true, Some(t)) if t.elapsed() >= hold => return states,
+            (true, Some(t)) if t.elapsed() >= hold => return Some(states.clone()),
             (true, None) => since = Some(Instant::now()),
             (false, _) => since = None,
             _ => {}
         }
-        assert!(
-            Instant::now() < deadline,
+        None
+    })
+    .unwrap_or_else(|| {
+        panic!(
             "pair never settled with one active: {states:?}\nA:\n{}\nB:\n{}",
             a.log(),
             b.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        )
+    })
 }
 
 /// A worker for `service` registered with both brokers of the pair; `reply` makes each

@@ -2,15 +2,11 @@
 //! client that never reads: admission.rs).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
+use domo_tests::*;
 
 struct Proc(Child);
 
@@ -28,7 +24,7 @@ fn free_endpoint() -> String {
 
 fn start(args: &[&str]) -> (Proc, String) {
     let ep = free_endpoint();
-    let child = Command::new(BIN)
+    let child = Command::new(DOMO_BROKER)
         .args([
             "--bind",
             &ep,
@@ -48,7 +44,7 @@ fn start(args: &[&str]) -> (Proc, String) {
 
 #[test]
 fn help_documents_the_flags() {
-    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let out = Command::new(DOMO_BROKER).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
@@ -85,7 +81,7 @@ fn bad_flag_values_exit_2_with_one_line() {
         &["--log-level", "info,=["],
         &["--config", "/nonexistent/broker.toml"],
     ] {
-        let out = Command::new(BIN).args(args).output().unwrap();
+        let out = Command::new(DOMO_BROKER).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty(), "{args:?} printed nothing");
     }
@@ -95,13 +91,13 @@ fn bad_flag_values_exit_2_with_one_line() {
 fn bind_failure_exits_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let ep = format!("tcp://127.0.0.1:{}", taken.local_addr().unwrap().port());
-    let out = Command::new(BIN)
+    let out = Command::new(DOMO_BROKER)
         .args(["--bind", &ep, "--metrics-listen", "off", "--no-titanic"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     // The metrics address taken: also a runtime failure.
-    let out = Command::new(BIN)
+    let out = Command::new(DOMO_BROKER)
         .args([
             "--bind",
             "tcp://127.0.0.1:0",

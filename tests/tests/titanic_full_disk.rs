@@ -7,8 +7,6 @@
 //! stderr and passes without checking anything.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,9 +14,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
+use domo_tests::*;
 
 /// A tmpfs of a fixed size mounted on a directory; unmounted when dropped.
 struct Tmpfs(PathBuf);
@@ -73,7 +69,7 @@ impl Daemon {
     fn start(data: &Path) -> Self {
         let endpoint = dead_endpoint();
         let child = LoggedChild::spawn(
-            Command::new(BIN)
+            Command::new(DOMO_BROKER)
                 .current_dir(data.parent().unwrap())
                 .args(["--bind", &endpoint, "--metrics-listen", "127.0.0.1:0"])
                 .args(["--heartbeat", "250ms", "--titanic-data-dir"])

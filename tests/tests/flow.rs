@@ -1,14 +1,12 @@
 //! Replies to clients that have gone are dropped and counted, and the broker goes on.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::thread;
 use std::time::Duration;
 
-use common::*;
 use domo_broker::shell::{self, ShellConfig};
 use domo_broker::BrokerConfig;
+use domo_tests::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reply_to_a_client_that_has_gone_is_dropped_and_counted() {

@@ -1,36 +1,37 @@
 //! The Titanic helpers against the real `domo-broker` binary, which runs Titanic by default.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../broker/tests/common/mod.rs"]
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::*;
 use domo_client::{Client, ClientOptions, ErrorKind, TitanicReply};
+use domo_tests::*;
 
-struct Broker(Child, std::path::PathBuf);
+/// A broker process, killed on drop; then its data directory is removed.
+struct Broker {
+    child: Child,
+    _dir: TempDir,
+}
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
 fn start_broker_with_titanic(ep: &str) -> Broker {
-    let dir = std::env::temp_dir().join(format!("domo-client-titanic-{}", std::process::id()));
+    let dir = TempDir::new("client-titanic");
     let child = Command::new(broker_binary())
         .args(["--bind", ep, "--metrics-listen", "off"])
-        .args(["--titanic-data-dir", dir.to_str().unwrap()])
+        .arg("--titanic-data-dir")
+        .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let broker = Broker(child, dir);
+    let broker = Broker { child, _dir: dir };
     wait_for_service(ep, "titanic.request", b"200");
     broker
 }

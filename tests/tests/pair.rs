@@ -8,9 +8,6 @@
 //! come back on the same one.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod pair_harness;
-
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,10 +17,10 @@ use bytes::Bytes;
 use domo_client::{Client, ClientOptions};
 use tokio::task::JoinHandle;
 
-use common::{http_get, TempDir};
-use pair_harness::{answers, pair_specs, pair_worker, wait_one_active, Node, Spec};
+use domo_tests::pair::{self, answers, pair_specs, pair_worker, wait_one_active, Node, Spec};
+use domo_tests::{http_get, TempDir};
 
-// === Harness (the rest is in `pair_harness`) ===
+// === Harness (the rest is in `domo_tests::pair`) ===
 
 /// An echo worker registered with both brokers of the pair, counting what it serves.
 fn echo_worker(a: &Spec, b: &Spec, served: Arc<AtomicU64>) -> JoinHandle<()> {
@@ -558,7 +555,7 @@ async fn stopping_the_active_hands_over_during_its_drain() {
     let _echo = echo_worker(&sa, &sb, Arc::new(AtomicU64::new(0)));
     let options =
         domo_worker::WorkerOptions::new([sa.frontend.clone()]).heartbeat(domo_mdp::Heartbeat {
-            interval: pair_harness::WORKER_HB,
+            interval: pair::WORKER_HB,
             liveness: 3,
         });
     let worker = domo_worker::Worker::new("slow", options).unwrap();
@@ -579,7 +576,7 @@ async fn stopping_the_active_hands_over_during_its_drain() {
         assert!(Instant::now() < t, "slow worker never registered");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let client = pair_harness::single_client(&sa.frontend, Duration::from_secs(10));
+    let client = pair::single_client(&sa.frontend, Duration::from_secs(10));
     let held = tokio::spawn(async move { client.request("slow", vec![Bytes::from("x")]).await });
     let busy = "domo_workers{service=\"slow\",state=\"busy\"}";
     let t = Instant::now() + Duration::from_secs(10);
@@ -620,15 +617,15 @@ async fn stopping_the_active_hands_over_during_its_drain() {
 /// RFC 7 worker on each broker. Every request completes across a kill -9 of the active one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libzmq_bstarcli_client_and_plain_workers_ride_through_a_failover() {
-    use common::{ReqClient, ZWorker};
+    use domo_tests::{ReqClient, ZWorker};
     let hb = Duration::from_millis(200);
     let dir = TempDir::new("pair-libzmq");
     let (sa, sb) = pair_specs(&dir, hb);
     let mut a = Node::start(&sa);
     let b = Node::start(&sb);
     wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
-    let _wa = ZWorker::echo(&sa.frontend, "echo", pair_harness::WORKER_HB);
-    let _wb = ZWorker::echo(&sb.frontend, "echo", pair_harness::WORKER_HB);
+    let _wa = ZWorker::echo(&sa.frontend, "echo", pair::WORKER_HB);
+    let _wb = ZWorker::echo(&sb.frontend, "echo", pair::WORKER_HB);
     let done = Arc::new(AtomicU64::new(0));
     let progress = done.clone();
     let endpoints = [sa.frontend.clone(), sb.frontend.clone()];
@@ -692,7 +689,7 @@ async fn garbage_on_the_state_endpoint_is_counted_and_starves_nothing() {
     let target = sa.ha_bind.clone();
     let flood = std::thread::spawn(move || {
         let ctx = zmq::Context::new();
-        let socket = common::zsocket(&ctx, zmq::DEALER);
+        let socket = domo_tests::zsocket(&ctx, zmq::DEALER);
         socket.connect(&target).unwrap();
         let mut sent = 0u64;
         while !flooding.load(Ordering::Relaxed) {
@@ -707,7 +704,7 @@ async fn garbage_on_the_state_endpoint_is_counted_and_starves_nothing() {
         }
         sent
     });
-    let client = pair_harness::single_client(&sa.frontend, Duration::from_millis(1000));
+    let client = pair::single_client(&sa.frontend, Duration::from_millis(1000));
     for i in 0..50 {
         let body = Bytes::from(format!("during the flood {i}"));
         let reply = client.request("echo", vec![body.clone()]).await;

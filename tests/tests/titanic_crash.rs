@@ -4,18 +4,15 @@
 //! `scripts/broker-crash-campaign.sh` runs a long campaign.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use domo_tests::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
 const HEARTBEAT: Duration = Duration::from_millis(250);
 const SUBMITTERS: usize = 4;
 
@@ -40,7 +37,7 @@ impl Drop for Broker {
 fn start_broker(endpoint: &str, dir: &Path) -> Broker {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(DOMO_BROKER)
             .args(["--bind", endpoint, "--metrics-listen", "off"])
             .args(["--heartbeat", "250ms", "--titanic-data-dir"])
             .arg(dir)
@@ -115,10 +112,10 @@ fn every_acknowledged_request_survives_sigkill_and_is_answered() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
-    let dir = TempDir::new();
+    let dir = TempDir::new("titanic-crash");
     let endpoint = dead_endpoint();
     let started = Instant::now();
-    let mut broker = start_broker(&endpoint, &dir.0);
+    let mut broker = start_broker(&endpoint, dir.path());
     let mut worker = ZWorker::echo(&endpoint, "echo", HEARTBEAT);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -140,7 +137,7 @@ fn every_acknowledged_request_survives_sigkill_and_is_answered() {
         thread::sleep(Duration::from_millis(200 + rng.below(1300)));
         broker.kill();
         drop(worker);
-        broker = start_broker(&endpoint, &dir.0);
+        broker = start_broker(&endpoint, dir.path());
         worker = ZWorker::echo(&endpoint, "echo", HEARTBEAT);
         if kill % 10 == 9 {
             println!(
@@ -195,26 +192,4 @@ fn every_acknowledged_request_survives_sigkill_and_is_answered() {
     assert!(lost.is_empty(), "lost or unanswered: {lost:?}");
     drop(worker);
     broker.kill();
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("domo-titanic-crash-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -1,15 +1,10 @@
 //! The `domo` binary end to end against an in-process broker.
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../broker/tests/common/mod.rs"]
-mod common;
-
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-
-const DOMO: &str = env!("CARGO_BIN_EXE_domo");
+use domo_tests::*;
 
 /// A child process killed when dropped.
 struct Proc(Child);

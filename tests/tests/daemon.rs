@@ -4,16 +4,13 @@
 //! is killed on drop; ports are ephemeral.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use domo_tests::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_domo-broker");
 const HB: Duration = Duration::from_millis(2500);
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/broker.toml");
 
@@ -25,13 +22,13 @@ struct Daemon {
 
 impl Daemon {
     fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(DOMO_BROKER);
         cmd.args([
             "--bind",
             "tcp://127.0.0.1:0",
             "--metrics-listen",
             "127.0.0.1:0",
-            // Titanic is not the subject here (broker/tests/titanic.rs): no shared data dir.
+            // Titanic is not the subject here (titanic_embedded.rs): no shared data dir.
             "--no-titanic",
         ])
         .args(args)
@@ -70,7 +67,7 @@ fn wait_for_metric(addr: &str, series: &str, value: f64) {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let out = Command::new(BIN)
+    let out = Command::new(DOMO_BROKER)
         .args(args)
         .env_remove("DOMO_CONFIG")
         .env_remove("DOMO_METRICS__LISTEN")
@@ -308,7 +305,7 @@ fn unit_file_passes_systemd_analyze_verify() {
     let dir = TempDir::new("unit");
     let copy = dir.file(
         "domo-broker.service",
-        &text.replace("/usr/bin/domo-broker", BIN),
+        &text.replace("/usr/bin/domo-broker", DOMO_BROKER.path().to_str().unwrap()),
     );
     let out = Command::new("systemd-analyze")
         .arg("verify")
@@ -347,7 +344,7 @@ fn pair_example_configs_pass_check_config_and_the_template_unit_verifies() {
     let dir = TempDir::new("unit-ha");
     dir.file(
         "domo-broker@.service",
-        &text.replace("/usr/bin/domo-broker", BIN),
+        &text.replace("/usr/bin/domo-broker", DOMO_BROKER.path().to_str().unwrap()),
     );
     let instance = dir.path().join("domo-broker@primary.service");
     std::os::unix::fs::symlink(dir.path().join("domo-broker@.service"), &instance).unwrap();

@@ -1,0 +1,273 @@
+//! Child processes: the workspace's binaries (built for the tests if need be), a broker
+//! process, any process with its stderr collected, and the HTTP and Prometheus bits used to
+//! read a broker's metrics listener.
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use crate::peers::wait_for_service;
+use crate::wait::poll_until;
+
+/// A binary of the workspace, to give to `Command::new` as it is.
+///
+/// Cargo hands integration tests the paths of their own package's binaries only
+/// (`CARGO_BIN_EXE_*`). So the first use in a test process runs `cargo build` for the
+/// packages of all three, in the running test's own target directory and profile, and the
+/// binaries are taken from there: a no-op when they are up to date, and a test never runs a
+/// missing or stale binary.
+#[derive(Clone, Copy, Debug)]
+pub struct Bin {
+    name: &'static str,
+}
+
+/// The broker, `domo-broker` (package `domo-broker`).
+pub const DOMO_BROKER: Bin = Bin {
+    name: "domo-broker",
+};
+/// The command-line tool, `domo` (package `domo-cli`).
+pub const DOMO: Bin = Bin { name: "domo" };
+/// Standalone Titanic, `domo-titanic` (package `domo-titanic`).
+pub const DOMO_TITANIC: Bin = Bin {
+    name: "domo-titanic",
+};
+
+/// The packages with the binaries above: built together, with one `cargo build`.
+const BIN_PACKAGES: [&str; 3] = ["domo-broker", "domo-cli", "domo-titanic"];
+
+impl Bin {
+    /// The binary's path, built first (once per test process).
+    pub fn path(self) -> &'static Path {
+        static BUILT: Mutex<Vec<(&str, &Path)>> = Mutex::new(Vec::new());
+        let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+        if built.is_empty() {
+            let dir = build_binaries();
+            for bin in [DOMO_BROKER, DOMO, DOMO_TITANIC] {
+                let path = dir.join(bin.name);
+                assert!(path.exists(), "{} missing after the build", path.display());
+                built.push((bin.name, Box::leak(path.into_boxed_path())));
+            }
+        }
+        built.iter().find(|(name, _)| *name == self.name).unwrap().1
+    }
+}
+
+impl AsRef<OsStr> for Bin {
+    fn as_ref(&self) -> &OsStr {
+        self.path().as_os_str()
+    }
+}
+
+impl AsRef<Path> for Bin {
+    fn as_ref(&self) -> &Path {
+        self.path()
+    }
+}
+
+/// Runs `cargo build` for [`BIN_PACKAGES`] in the target directory and profile of the
+/// running test; returns the directory the binaries are in.
+fn build_binaries() -> PathBuf {
+    // The test runs as <target>/<profile>/deps/<name>-<hash>.
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let target_dir = profile_dir.parent().unwrap();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args(["build", "--quiet", "--locked", "--bins"]);
+    for package in BIN_PACKAGES {
+        cmd.args(["-p", package]);
+    }
+    match profile_dir.file_name().and_then(OsStr::to_str) {
+        Some("debug") => {}
+        Some(profile) => {
+            cmd.args(["--profile", profile]);
+        }
+        None => panic!("no profile in {}", profile_dir.display()),
+    }
+    let status = cmd.status().unwrap();
+    assert!(status.success(), "{cmd:?}: {status}");
+    profile_dir
+}
+
+/// The `domo-broker` binary ([`DOMO_BROKER`]'s path).
+pub fn broker_binary() -> PathBuf {
+    DOMO_BROKER.path().to_path_buf()
+}
+
+/// A `domo-broker` child process, SIGKILLed when dropped.
+pub struct BrokerProcess(Child);
+
+impl BrokerProcess {
+    /// Starts the binary on `endpoint` with `args`, waiting until it answers MMI. A broker
+    /// that exits at once (its port not yet free after a kill) is started again, for up to
+    /// 10 s.
+    pub fn start(endpoint: &str, args: &[&str]) -> Self {
+        let bin = DOMO_BROKER.path();
+        let mut exited = None;
+        let child = poll_until(Duration::from_secs(10), || {
+            let mut child = Command::new(bin)
+                .args(["--bind", endpoint, "--no-titanic"])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            thread::sleep(Duration::from_millis(100));
+            // Exit status 1 = bind failed: try again.
+            exited = child.try_wait().unwrap();
+            exited.is_none().then_some(child)
+        })
+        .unwrap_or_else(|| panic!("broker exits: {exited:?}"));
+        wait_for_service(endpoint, "nobody", b"404");
+        Self(child)
+    }
+
+    /// SIGKILL: the broker dies without a word to anyone.
+    pub fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A child process with its stderr collected line by line (by a thread of its own); killed
+/// and reaped when dropped.
+pub struct LoggedChild {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl LoggedChild {
+    /// Spawns `cmd` with its stderr piped to the collector (stdin and stdout as `cmd` says).
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The stderr so far, one line after another.
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// The first stderr line so far containing `needle`.
+    pub fn find(&self, needle: &str) -> Option<String> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+            .cloned()
+    }
+
+    /// Waits (up to 10 s) for a stderr line containing `needle` and returns it.
+    pub fn wait_line(&self, needle: &str) -> String {
+        poll_until(Duration::from_secs(10), || self.find(needle))
+            .unwrap_or_else(|| panic!("no log line with {needle:?}:\n{}", self.log()))
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, `STOP`...) with `kill -NAME pid`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {}: {status}", self.pid());
+    }
+
+    /// The exit status if the process has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.try_wait().is_none()
+    }
+
+    /// Waits for the process to exit on its own within `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        poll_until(within, || self.try_wait()).unwrap_or_else(|| {
+            panic!(
+                "process {} still running after {within:?}:\n{}",
+                self.pid(),
+                self.log()
+            )
+        })
+    }
+
+    /// SIGKILL, then reaps the process.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for LoggedChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` over HTTP/1.1; returns the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The `host:port` of the `http://host:port/...` URL in a log line (such as the broker's
+/// `Metrics listening` line).
+pub fn http_addr(line: &str) -> String {
+    let at = line.find("http://").unwrap() + "http://".len();
+    line[at..].split('/').next().unwrap().to_string()
+}
+
+/// The value of the sample line for exactly `series` in the Prometheus text `metrics`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
