@@ -225,11 +225,10 @@ async fn mmi_helpers() {
     let client = Client::new(options(&broker.endpoint)).unwrap();
     assert!(client.service_available("alpha").await.unwrap());
     assert!(!client.service_available("gamma").await.unwrap());
-    let deadline = std::time::Instant::now() + LIMIT;
-    while client.workers("beta").await.unwrap() != 2 {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(LIMIT, "beta never had 2 workers", || async {
+        (client.workers("beta").await.unwrap() == 2).then_some(())
+    })
+    .await;
     let mut services = client.services().await.unwrap();
     services.sort();
     assert_eq!(services, ["alpha", "beta"]);

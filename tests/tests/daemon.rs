@@ -53,17 +53,14 @@ impl Daemon {
     }
 }
 
-/// Scrapes until `series` has `value`.
+/// Scrapes until `series` has `value` (for up to 10 s).
 fn wait_for_metric(addr: &str, series: &str, value: f64) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, text) = http_get(addr, "/metrics");
-        if sample(&text, series) == Some(value) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{series} never {value}:\n{text}");
-        thread::sleep(Duration::from_millis(20));
-    }
+    let mut text = String::new();
+    poll_until(Duration::from_secs(10), || {
+        text = http_get(addr, "/metrics").1;
+        (sample(&text, series) == Some(value)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("{series} never {value}:\n{text}"));
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
@@ -486,18 +483,14 @@ fn watchdog_is_pinged_when_systemd_enables_it() {
     ];
     let daemon = Daemon::start(&[], &env);
     daemon.child.wait_line("systemd watchdog enabled");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), "no WATCHDOG=1", || {
         let mut buf = [0u8; 4096];
         let n = socket.recv(&mut buf).expect("no notification in time");
-        if String::from_utf8_lossy(&buf[..n])
+        String::from_utf8_lossy(&buf[..n])
             .lines()
             .any(|l| l == "WATCHDOG=1")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no WATCHDOG=1");
-    }
+            .then_some(())
+    });
     drop(daemon);
 }
 

@@ -116,11 +116,10 @@ async fn requests_are_balanced_over_workers_least_recently_used_first() {
 
 fn wait_for_workers(ep: &str, service: &str, n: usize) {
     let c = ReqClient::connect(ep);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c.request("mmi.workers", &[service.as_bytes()]) != vec![n.to_string().into_bytes()] {
-        assert!(Instant::now() < deadline, "workers never registered");
-        thread::sleep(Duration::from_millis(10));
-    }
+    eventually(Duration::from_secs(10), "workers never registered", || {
+        (c.request("mmi.workers", &[service.as_bytes()]) == vec![n.to_string().into_bytes()])
+            .then_some(())
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ use domo_client::{Client, ClientOptions};
 use tokio::task::JoinHandle;
 
 use domo_tests::pair::{self, answers, pair_specs, pair_worker, wait_one_active, Node, Spec};
-use domo_tests::{http_get, TempDir};
+use domo_tests::{eventually_async, http_get, poll_until_async, TempDir};
 
 // === Harness (the rest is in `domo_tests::pair`) ===
 
@@ -96,14 +96,10 @@ impl Load {
     }
 
     async fn wait_reply_after(&self, t: Instant, within: Duration) -> Instant {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(r) = self.first_reply_after(t) {
-                return r;
-            }
-            assert!(Instant::now() < deadline, "no reply within {within:?}");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually_async(within, "no reply", || {
+            std::future::ready(self.first_reply_after(t))
+        })
+        .await
     }
 
     /// Stops the clients; every request each sent must have been answered.
@@ -119,6 +115,11 @@ impl Load {
         }
         total
     }
+}
+
+/// [`answers`], as a check for `eventually_async`.
+async fn answers_within(endpoint: &str, timeout: Duration) -> Option<()> {
+    answers(endpoint, timeout).await.then_some(())
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -311,10 +312,10 @@ async fn cut_state_link_needs_peer_expiry_and_a_client_vote() {
         ("active", "passive")
     );
     let _worker = echo_worker(&sa, &sb, Arc::new(AtomicU64::new(0)));
-    let t = Instant::now() + Duration::from_secs(10);
-    while !answers(&sa.frontend, Duration::from_millis(500)).await {
-        assert!(Instant::now() < t, "primary never served");
-    }
+    eventually_async(Duration::from_secs(10), "primary never served", || {
+        answers_within(&sa.frontend, Duration::from_millis(500))
+    })
+    .await;
 
     // 1. Clients only at the primary: the backup stays passive for many expiries.
     to_a.cut();
@@ -333,16 +334,12 @@ async fn cut_state_link_needs_peer_expiry_and_a_client_vote() {
     // 2. Heal, then cut again and send to the backup only.
     to_a.restore();
     to_b.restore();
-    let t = Instant::now() + Duration::from_secs(10);
-    while b
-        .readyz()
-        .1
-        .iter()
-        .all(|(k, v)| !(k == "peer_up" && v == "1"))
-    {
-        assert!(Instant::now() < t, "link never healed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(Duration::from_secs(10), "link never healed", || {
+        let (_, fields) = b.readyz();
+        let up = fields.iter().any(|(k, v)| k == "peer_up" && v == "1");
+        std::future::ready(up.then_some(()))
+    })
+    .await;
     to_a.cut();
     to_b.cut();
     let cut_at = Instant::now();
@@ -357,10 +354,10 @@ async fn cut_state_link_needs_peer_expiry_and_a_client_vote() {
     tokio::time::sleep(expiry * 3).await;
     assert_eq!(b.state(), "passive");
     // A client request now: the vote makes it active, and it serves.
-    let t = Instant::now() + Duration::from_secs(5);
-    while !answers(&sb.frontend, Duration::from_millis(500)).await {
-        assert!(Instant::now() < t, "backup never took over");
-    }
+    eventually_async(Duration::from_secs(5), "backup never took over", || {
+        answers_within(&sb.frontend, Duration::from_millis(500))
+    })
+    .await;
     assert_eq!(b.state(), "active");
     assert_eq!(
         a.state(),
@@ -500,11 +497,15 @@ async fn worker_registered_with_both_serves_only_the_active_then_the_new_one() {
     let served = Arc::new(AtomicU64::new(0));
     let _worker = echo_worker(&sa, &sb, served.clone());
     let idle = "domo_workers{service=\"echo\",state=\"idle\"}";
-    let t = Instant::now() + Duration::from_secs(10);
-    while a.metric(idle) != Some(1.0) || b.metric(idle) != Some(1.0) {
-        assert!(Instant::now() < t, "worker not registered with both");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(
+        Duration::from_secs(10),
+        "worker not registered with both",
+        || {
+            let both = a.metric(idle) == Some(1.0) && b.metric(idle) == Some(1.0);
+            std::future::ready(both.then_some(()))
+        },
+    )
+    .await;
     // The passive broker refuses; the worker gets nothing from it.
     for _ in 0..3 {
         assert!(!answers(&sb.frontend, Duration::from_millis(300)).await);
@@ -571,26 +572,30 @@ async fn stopping_the_active_hands_over_during_its_drain() {
             .await;
     });
     let idle = "domo_workers{service=\"slow\",state=\"idle\"}";
-    let t = Instant::now() + Duration::from_secs(10);
-    while a.metric(idle) != Some(1.0) {
-        assert!(Instant::now() < t, "slow worker never registered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(
+        Duration::from_secs(10),
+        "slow worker never registered",
+        || std::future::ready((a.metric(idle) == Some(1.0)).then_some(())),
+    )
+    .await;
     let client = pair::single_client(&sa.frontend, Duration::from_secs(10));
     let held = tokio::spawn(async move { client.request("slow", vec![Bytes::from("x")]).await });
     let busy = "domo_workers{service=\"slow\",state=\"busy\"}";
-    let t = Instant::now() + Duration::from_secs(10);
-    while a.metric(busy) != Some(1.0) {
-        assert!(Instant::now() < t, "slow request never dispatched");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(
+        Duration::from_secs(10),
+        "slow request never dispatched",
+        || std::future::ready((a.metric(busy) == Some(1.0)).then_some(())),
+    )
+    .await;
 
     let stopped = Instant::now();
     a.signal("TERM");
-    let t = stopped + Duration::from_secs(5);
-    while !answers(&sb.frontend, Duration::from_millis(300)).await {
-        assert!(Instant::now() < t, "backup never took over:\n{}", b.log());
-    }
+    let within = Duration::from_secs(5).saturating_sub(stopped.elapsed());
+    poll_until_async(within, || {
+        answers_within(&sb.frontend, Duration::from_millis(300))
+    })
+    .await
+    .unwrap_or_else(|| panic!("backup never took over:\n{}", b.log()));
     let handed_over = stopped.elapsed();
     assert!(
         handed_over < slow,
@@ -653,17 +658,19 @@ async fn libzmq_bstarcli_client_and_plain_workers_ride_through_a_failover() {
             std::thread::sleep(Duration::from_millis(20));
         }
     });
-    let t = Instant::now() + Duration::from_secs(10);
-    while done.load(Ordering::Relaxed) < 10 {
-        assert!(Instant::now() < t, "no progress before the kill");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually_async(
+        Duration::from_secs(10),
+        "no progress before the kill",
+        || std::future::ready((done.load(Ordering::Relaxed) >= 10).then_some(())),
+    )
+    .await;
     a.kill9();
-    let t = Instant::now() + Duration::from_secs(60);
-    while !client.is_finished() {
-        assert!(Instant::now() < t, "client stuck after the failover");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_async(
+        Duration::from_secs(60),
+        "client stuck after the failover",
+        || std::future::ready(client.is_finished().then_some(())),
+    )
+    .await;
     client.join().unwrap();
     assert_eq!(done.load(Ordering::Relaxed), 40);
     assert_eq!(b.state(), "active");
@@ -680,10 +687,10 @@ async fn garbage_on_the_state_endpoint_is_counted_and_starves_nothing() {
     let b = Node::start(&sb);
     wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
     let _worker = echo_worker(&sa, &sb, Arc::new(AtomicU64::new(0)));
-    let t = Instant::now() + Duration::from_secs(10);
-    while !answers(&sa.frontend, Duration::from_millis(500)).await {
-        assert!(Instant::now() < t, "primary never served");
-    }
+    eventually_async(Duration::from_secs(10), "primary never served", || {
+        answers_within(&sa.frontend, Duration::from_millis(500))
+    })
+    .await;
     let stop = Arc::new(AtomicBool::new(false));
     let flooding = stop.clone();
     let target = sa.ha_bind.clone();

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use domo_tests::pair::{
     pair_specs_with_titanic, pair_worker, single_client, wait_one_active, Node, Spec,
 };
-use domo_tests::TempDir;
+use domo_tests::{eventually_async, poll_until_async, TempDir};
 
 /// The service behind Titanic; no worker serves it until step 4.
 const SERVICE: &str = "slow";
@@ -50,16 +50,12 @@ async fn reply_at(endpoint: &str, id: &str, timeout: Duration) -> Result<Titanic
 /// Asks `titanic.reply id` at `endpoint` until the broker answers at all: the first
 /// answered request after the peer's expiry is the client vote that makes it active.
 async fn vote_with_reply(endpoint: &str, id: &str, within: Duration) -> TitanicReply {
-    let deadline = Instant::now() + within;
-    loop {
-        match reply_at(endpoint, id, Duration::from_millis(300)).await {
-            Ok(reply) => return reply,
-            Err(e) => assert!(
-                Instant::now() < deadline,
-                "{endpoint} never answered titanic.reply within {within:?}: {e}"
-            ),
-        }
-    }
+    eventually_async(
+        within,
+        format!("{endpoint} never answered titanic.reply"),
+        || reply_at(endpoint, id, Duration::from_millis(300)),
+    )
+    .await
 }
 
 /// A worker for [`SERVICE`] registered with both brokers; records every request body it
@@ -101,19 +97,17 @@ async fn titanic_request_stays_on_its_broker_and_goes_out_after_failback() {
 
     // 2. With no worker for the service, a client of A alone stores a request: 200 + id.
     let client = single_client(&sa.frontend, Duration::from_secs(2));
-    let t = Instant::now() + Duration::from_secs(10);
-    while !client
-        .service_available("titanic.request")
-        .await
-        .is_ok_and(|up| up)
-    {
-        assert!(
-            Instant::now() < t,
+    poll_until_async(Duration::from_secs(10), || async {
+        let up = client.service_available("titanic.request").await;
+        up.is_ok_and(|up| up).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
             "titanic.request never registered with A\n{}",
             logs(&a, &b, "")
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        )
+    });
     let body = vec![
         Bytes::from_static(b"durable"),
         Bytes::from_static(b"payload 42"),
@@ -156,31 +150,34 @@ async fn titanic_request_stays_on_its_broker_and_goes_out_after_failback() {
     // pending on its disk. A worker registered with both gets nothing, and A stays passive.
     a = Node::start(&sa);
     a.wait_state("passive", Duration::from_secs(10));
-    let t = Instant::now() + Duration::from_secs(10);
-    while a.titanic_pending() != Some(1.0) {
-        assert!(
-            Instant::now() < t,
+    poll_until_async(Duration::from_secs(10), || {
+        std::future::ready((a.titanic_pending() == Some(1.0)).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
             "A's Titanic does not hold the request after its restart: {:?}\n{}",
             a.titanic_pending(),
             logs(&a, &b, &killed_log)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        )
+    });
     assert_eq!(b.titanic_pending(), Some(0.0), "B's Titanic holds nothing");
     let served = Arc::new(Mutex::new(Vec::new()));
     let worker = slow_worker(&sa, &sb, served.clone());
     let idle = format!("domo_workers{{service=\"{SERVICE}\",state=\"idle\"}}");
-    let t = Instant::now() + Duration::from_secs(10);
-    while a.metric(&idle) != Some(1.0) || b.metric(&idle) != Some(1.0) {
-        assert!(
-            Instant::now() < t,
+    poll_until_async(Duration::from_secs(10), || {
+        let both = a.metric(&idle) == Some(1.0) && b.metric(&idle) == Some(1.0);
+        std::future::ready(both.then_some(()))
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
             "worker not registered with both: A {:?}, B {:?}\n{}",
             a.metric(&idle),
             b.metric(&idle),
             logs(&a, &b, &killed_log)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        )
+    });
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {
         assert!(
@@ -246,24 +243,25 @@ async fn titanic_request_stays_on_its_broker_and_goes_out_after_failback() {
     assert_eq!(a.failovers(), 1.0, "A took over by the client's vote");
     // A's dispatcher delivers the stored request; its reply is stored and served.
     let client = single_client(&sa.frontend, Duration::from_secs(2));
-    let deadline = voted + Duration::from_secs(10);
-    let reply = loop {
+    let within = Duration::from_secs(10).saturating_sub(voted.elapsed());
+    let reply = poll_until_async(within, || async {
         match client.titanic_reply(&id).await {
-            Ok(TitanicReply::Done(reply)) => break reply,
-            Ok(TitanicReply::Pending) => {}
+            Ok(TitanicReply::Done(reply)) => Some(reply),
+            Ok(TitanicReply::Pending) => None,
             other => panic!(
                 "titanic.reply at A: {other:?}\n{}",
                 logs(&a, &b, &killed_log)
             ),
         }
-        assert!(
-            Instant::now() < deadline,
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
             "not delivered within 10 s of the fail-back (served {:?})\n{}",
             served.lock().unwrap(),
             logs(&a, &b, &killed_log)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        )
+    });
     eprintln!(
         "step 5: reply stored {:?} after the vote, at {:?}",
         voted.elapsed(),

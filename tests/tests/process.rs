@@ -3,8 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use domo_tests::*;
 
@@ -129,13 +128,10 @@ fn sigterm_exits_0() {
     let (mut p, _ep) = start(&[]);
     let pid = p.0.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = p.0.try_wait().unwrap() {
-            assert_eq!(status.code(), Some(0));
-            break;
-        }
-        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
-        thread::sleep(Duration::from_millis(20));
-    }
+    let status = eventually(
+        Duration::from_secs(10),
+        "did not exit after SIGTERM",
+        || p.0.try_wait().unwrap(),
+    );
+    assert_eq!(status.code(), Some(0));
 }

@@ -35,8 +35,8 @@ impl Drop for Broker {
 
 /// The broker on `endpoint` with its store in `dir`; returns once Titanic answers MMI.
 fn start_broker(endpoint: &str, dir: &Path) -> Broker {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let mut exited = None;
+    let child = poll_until(Duration::from_secs(15), || {
         let mut child = Command::new(DOMO_BROKER)
             .args(["--bind", endpoint, "--metrics-listen", "off"])
             .args(["--heartbeat", "250ms", "--titanic-data-dir"])
@@ -48,16 +48,14 @@ fn start_broker(endpoint: &str, dir: &Path) -> Broker {
             .spawn()
             .unwrap();
         thread::sleep(Duration::from_millis(50));
-        match child.try_wait().unwrap() {
-            None => {
-                let broker = Broker(child);
-                wait_for_service(endpoint, "titanic.request", b"200");
-                return broker;
-            }
-            // Exit 1: the port is not free yet after the kill; try again.
-            Some(status) => assert!(Instant::now() < deadline, "broker exits: {status}"),
-        }
-    }
+        // Exit 1: the port is not free yet after the kill; try again.
+        exited = child.try_wait().unwrap();
+        exited.is_none().then_some(child)
+    })
+    .unwrap_or_else(|| panic!("broker exits: {exited:?}"));
+    let broker = Broker(child);
+    wait_for_service(endpoint, "titanic.request", b"200");
+    broker
 }
 
 /// A small xorshift generator: random enough for kill moments, no dependency.
@@ -163,23 +161,20 @@ fn every_acknowledged_request_survives_sigkill_and_is_answered() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut lost = Vec::new();
     for (id, body) in &acked {
-        loop {
-            let reply = client.request("titanic.reply", &[id]);
-            match reply[0].as_slice() {
-                b"200" => {
-                    assert_eq!(
-                        reply[1..],
-                        *std::slice::from_ref(body),
-                        "wrong reply for {id:?}"
-                    );
-                    break;
-                }
-                b"300" if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                _ => {
-                    lost.push((String::from_utf8_lossy(id).into_owned(), reply));
-                    break;
-                }
-            }
+        // Pending (300) is looked at again until the deadline; anything else is final.
+        let mut reply = Vec::new();
+        poll_until(deadline.saturating_duration_since(Instant::now()), || {
+            reply = client.request("titanic.reply", &[id]);
+            (reply[0] != b"300").then_some(())
+        });
+        if reply[0] == b"200" {
+            assert_eq!(
+                reply[1..],
+                *std::slice::from_ref(body),
+                "wrong reply for {id:?}"
+            );
+        } else {
+            lost.push((String::from_utf8_lossy(id).into_owned(), reply));
         }
     }
     println!(

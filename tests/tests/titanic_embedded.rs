@@ -4,8 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use domo_tests::*;
 
@@ -44,22 +43,20 @@ impl Daemon {
     }
 }
 
-/// Polls `titanic.reply` for `id` until it is 200 (or the time runs out); returns its body.
+/// Polls `titanic.reply` for `id` until it is 200 (for up to 15 s); returns its body.
 fn wait_for_reply(client: &ReqClient, id: &[u8]) -> Msg {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let reply = client.request("titanic.reply", &[id]);
-        match reply[0].as_slice() {
-            b"200" => return reply[1..].to_vec(),
-            b"300" => {}
-            other => panic!("titanic.reply said {:?}", String::from_utf8_lossy(other)),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no reply for the request in time"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    eventually(
+        Duration::from_secs(15),
+        "no reply for the request in time",
+        || {
+            let reply = client.request("titanic.reply", &[id]);
+            match reply[0].as_slice() {
+                b"200" => Some(reply[1..].to_vec()),
+                b"300" => None,
+                other => panic!("titanic.reply said {:?}", String::from_utf8_lossy(other)),
+            }
+        },
+    )
 }
 
 #[test]

@@ -11,8 +11,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use domo_tests::*;
 
@@ -91,15 +90,10 @@ impl Daemon {
 
     /// Waits (up to 10 s) for a stderr line containing any of `needles`.
     fn wait_any_line(&self, needles: &[&str]) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !needles.iter().any(|n| self.child.find(n).is_some()) {
-            assert!(
-                Instant::now() < deadline,
-                "no log line with any of {needles:?}:\n{}",
-                self.child.log()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
+        poll_until(Duration::from_secs(10), || {
+            needles.iter().find_map(|n| self.child.find(n))
+        })
+        .unwrap_or_else(|| panic!("no log line with any of {needles:?}:\n{}", self.child.log()));
     }
 
     fn readyz(&self) -> (u16, String) {
@@ -108,39 +102,31 @@ impl Daemon {
 
     /// Polls `/readyz` until it answers `status`; returns its body.
     fn wait_ready(&self, status: u16, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let (now, body) = self.readyz();
-            if now == status {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
+        let (mut now, mut body) = (0, String::new());
+        poll_until(within, || {
+            (now, body) = self.readyz();
+            (now == status).then(|| body.clone())
+        })
+        .unwrap_or_else(|| {
+            panic!(
                 "/readyz still {now} ({body:?}) after {within:?}, not {status}:\n{}",
                 self.child.log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+            )
+        })
     }
 }
 
 /// Polls `titanic.reply` for `id` until it is 200 (within 20 s); returns the reply body.
 fn wait_for_reply(daemon: &Daemon, client: &ReqClient, id: &[u8]) -> Msg {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    poll_until(Duration::from_secs(20), || {
         let reply = client.request("titanic.reply", &[id]);
         match reply[0].as_slice() {
-            b"200" => return reply[1..].to_vec(),
-            b"300" => {}
+            b"200" => Some(reply[1..].to_vec()),
+            b"300" => None,
             other => panic!("titanic.reply said {:?}", String::from_utf8_lossy(other)),
         }
-        assert!(
-            Instant::now() < deadline,
-            "no reply for the request in time:\n{}",
-            daemon.child.log()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    })
+    .unwrap_or_else(|| panic!("no reply for the request in time:\n{}", daemon.child.log()))
 }
 
 #[test]

@@ -89,17 +89,14 @@ fn submit(client: &ReqClient, service: &str, body: &[&[u8]]) -> Vec<u8> {
 
 /// Polls `titanic.reply` until it says 200 (bounded) and returns the reply body.
 fn wait_reply(client: &ReqClient, id: &[u8], within: Duration) -> Msg {
-    let deadline = Instant::now() + within;
-    loop {
+    eventually(within, "no reply", || {
         let reply = client.request("titanic.reply", &[id]);
         match reply[0].as_slice() {
-            b"200" => return reply[1..].to_vec(),
-            b"300" => {}
+            b"200" => Some(reply[1..].to_vec()),
+            b"300" => None,
             other => panic!("titanic.reply said {:?}", String::from_utf8_lossy(other)),
         }
-        assert!(Instant::now() < deadline, "no reply within {within:?}");
-        thread::sleep(Duration::from_millis(20));
-    }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,11 +288,9 @@ async fn requests_never_closed_expire_after_the_configured_age() {
     blocking(move || {
         let c = ReqClient::connect(&ep);
         let id = submit(&c, "nobody.home", &[b"forgotten"]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while c.request("titanic.reply", &[&id]) == vec![b("300")] {
-            assert!(Instant::now() < deadline, "the request never expired");
-            thread::sleep(Duration::from_millis(50));
-        }
+        eventually(Duration::from_secs(10), "the request never expired", || {
+            (c.request("titanic.reply", &[&id]) != vec![b("300")]).then_some(())
+        });
         assert_eq!(c.request("titanic.reply", &[&id]), vec![b("400")]);
     })
     .await;
@@ -362,17 +357,10 @@ fn titanic_bin() -> std::process::Command {
 
 /// Waits for `child` to exit, bounded.
 fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("domo-titanic did not exit within {within:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(within, || child.try_wait().unwrap()).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("domo-titanic did not exit within {within:?}");
+    })
 }
 
 #[test]
