@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use domo_tests::*;
 
@@ -35,18 +35,14 @@ fn stderr(out: &Output) -> String {
 
 /// Runs `domo service NAME` until it exits with `code`.
 fn wait_service(ep: &str, name: &str, code: i32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = domo(ep, &["service", name, "--timeout", "500ms"]);
-        if out.status.code() == Some(code) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "service {name} never exited {code}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(10),
+        format!("service {name} never exited {code}"),
+        || {
+            let out = domo(ep, &["service", name, "--timeout", "500ms"]);
+            (out.status.code() == Some(code)).then_some(())
+        },
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,7 +400,8 @@ fn bench_flags_services_direct_and_a_missing_broker_binary() {
 fn titanic_submit_reply_close_through_the_binary() {
     // The real broker, which runs Titanic by default, on a temporary data directory.
     let ep = dead_endpoint();
-    let dir = std::env::temp_dir().join(format!("domo-cli-titanic-{}", std::process::id()));
+    let temp = TempDir::new("cli-titanic");
+    let dir = temp.path().join("titanic");
     let broker = Proc(
         Command::new(broker_binary())
             .args(["--bind", &ep, "--metrics-listen", "off"])
@@ -427,17 +424,15 @@ fn titanic_submit_reply_close_through_the_binary() {
     );
 
     let _worker = ZWorker::echo(&ep, "later", Duration::from_millis(2500));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let answered = eventually(Duration::from_secs(20), "never answered", || {
         let out = domo(&ep, &["titanic", "reply", &id]);
         if out.status.success() {
-            assert_eq!(stdout(&out), "hello\n");
-            break;
+            return Some(stdout(&out));
         }
         assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-        assert!(Instant::now() < deadline, "never answered");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        None
+    });
+    assert_eq!(answered, "hello\n");
     assert!(domo(&ep, &["titanic", "close", &id]).status.success());
     let out = domo(&ep, &["titanic", "reply", &id]);
     assert_eq!(
@@ -482,7 +477,6 @@ fn titanic_submit_reply_close_through_the_binary() {
         &["titanic", "list", "--data-dir", "/nonexistent-domo-dir"],
     );
     assert_eq!(out.status.code(), Some(1));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A broker of a Binary Star pair in this process, on `ipc://` state endpoints in `dir`.
@@ -528,24 +522,18 @@ async fn pair_member(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ha_status_shows_both_brokers_of_a_pair_and_pair_mode_calls_the_active_one() {
     use domo_broker::core::ha::Role;
-    let dir = std::env::temp_dir().join(format!("domo-cli-ha-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temp = TempDir::new("cli-ha");
+    let dir = temp.path().to_path_buf();
     let (a, _stop_a) = pair_member(&dir, Role::Primary).await;
     let (b, _stop_b) = pair_member(&dir, Role::Backup).await;
     let lone = TestBroker::start(fast_heartbeat()).await;
     let lone_ep = lone.endpoint.clone();
     blocking(move || {
         let both = format!("{a},{b}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let out = loop {
+        let out = eventually(Duration::from_secs(10), "pair never settled", || {
             let out = domo(&both, &["ha", "status", "--timeout", "500ms"]);
-            let text = stdout(&out);
-            if out.status.success() && text.contains("state: passive") {
-                break out;
-            }
-            assert!(Instant::now() < deadline, "pair never settled: {text}");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+            (out.status.success() && stdout(&out).contains("state: passive")).then_some(out)
+        });
         let text = stdout(&out);
         let (first, second) = text.split_at(text.find(&b).unwrap());
         assert!(first.starts_with(&a), "{text}");
@@ -602,5 +590,4 @@ async fn ha_status_shows_both_brokers_of_a_pair_and_pair_mode_calls_the_active_o
         drop(worker);
     })
     .await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
