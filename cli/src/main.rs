@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success; 1 a failed request (one line on stderr saying why), for
 //! `domo service` a 404, or for `domo bench` a broker binary it cannot find or start; 2 bad
-//! usage. `domo bench` stopped by SIGINT, SIGTERM or SIGHUP while running a broker of its own
+//! usage; `domo titanic reply` 3 while the request is pending (`300`) and 4 for an unknown id
+//! (`400`), so scripts can poll. `domo bench` stopped by SIGINT, SIGTERM or SIGHUP while running a broker of its own
 //! kills that broker and exits 130, 143 or 129.
 //!
 //! `domo` does not link the broker: `domo bench` without `--broker` runs the `domo-broker`

@@ -21,7 +21,7 @@
 //!
 //! Runs are interleaved (round after round, case by case, domo and libzmq alternating which
 //! goes first) and the median of the rounds is reported, with the ratio domo/libzmq. Targets
-//! (from the issue): throughput >= 1.2x libzmq and ping-pong p99 <= libzmq's.
+//! (the transport issue, #2): throughput >= 1.2x libzmq and ping-pong p99 <= libzmq's.
 //!
 //! # Running it
 //!

@@ -5,7 +5,7 @@
 //! tell each other their state with a [`StateMessage`] every heartbeat; every received
 //! message is a *peer event* (`PEER_PRIMARY` … `PEER_PASSIVE`), every client request a
 //! `CLIENT_REQUEST` event. The states, their wire numbers and the transition table are the
-//! zguide's (`bstar.c`, see `shared/protocols.md` §4):
+//! zguide's (`bstar.c` in the ZeroMQ guide's examples, chapter 4):
 //!
 //! | state    | peer primary | peer backup | peer active        | peer passive        | client request |
 //! |----------|--------------|-------------|--------------------|---------------------|----------------|

@@ -1,4 +1,4 @@
-//! Every kind of bad input from the issue: dropped and counted, never a panic, and the broker
+//! Every kind of bad input the broker must survive: dropped and counted, never a panic, and the broker
 //! keeps serving afterwards.
 
 use bytes::Bytes;
