@@ -31,7 +31,7 @@ use crate::proto::{Decoder, Encoder, Handshake};
 use crate::socket_type::SocketType;
 use crate::stats::{Counters, Stats};
 use crate::transport::{self, Stream};
-use crate::util::jitter;
+use crate::util::{jitter, lock};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -68,7 +68,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 }
 
@@ -310,7 +310,7 @@ impl Dealer {
     /// connection closes and the background task ends.
     pub async fn shutdown(&self) {
         self.close();
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let task = lock(&self.task).take();
         if let Some(task) = task {
             let grace = self.shared.opts.linger + Duration::from_millis(500);
             if tokio::time::timeout(grace, task).await.is_err() {

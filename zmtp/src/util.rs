@@ -1,8 +1,17 @@
-//! Small helpers: a random seed and jitter without a random-number crate.
+//! Small helpers: a random seed and jitter without a random-number crate, and the lock that
+//! ignores poisoning.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
+
+/// [`Mutex::lock`] that ignores poisoning: the queues and handles kept behind this crate's
+/// mutexes stay consistent enough to keep serving after a panic elsewhere. (`domo-mdp` has
+/// the public `LockExt` for the crates above; this crate is below it, so it keeps its own.)
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// A random 64-bit value from the standard library's randomly keyed hasher.
 pub(crate) fn random_u64() -> u64 {
