@@ -29,7 +29,7 @@ use crate::proto::{Decoder, Encoder, Handshake, PeerInfo};
 use crate::socket_type::SocketType;
 use crate::stats::{Counters, Stats};
 use crate::transport::{self, Listener, PeerAddr, Stream};
-use crate::util::lock;
+use crate::util::{lock, Backoff};
 use crate::PeerId;
 
 /// Something that happened on a [`Router`], in order.
@@ -722,19 +722,19 @@ impl Drop for Router {
 }
 
 async fn accept_loop(listener: Listener, shared: Arc<Shared>, tracker: TaskTracker) {
-    let mut backoff = std::time::Duration::from_millis(10);
+    let ms = std::time::Duration::from_millis;
+    let mut backoff = Backoff::new(ms(10), ms(1000));
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
-                backoff = std::time::Duration::from_millis(10);
+                backoff.reset();
                 shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 tracker.spawn(run_peer(stream, addr, shared.clone()));
             }
             Err(e) => {
                 // Typically EMFILE: wait for descriptors to free up rather than spin.
                 warn!(error = %e, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }

@@ -78,7 +78,8 @@ pub struct RedbOptions {
     /// transaction begin to durable commit), e.g. for a latency histogram. Keep it cheap.
     pub on_commit: Option<CommitObserver>,
     /// The delays between attempts to reopen the store after a failed write (see the module
-    /// docs). Default: 100 ms doubling to 5 s, plus up to a quarter of jitter.
+    /// docs). Default: 100 ms doubling to 5 s, jittered down
+    /// by up to a quarter.
     pub reopen_backoff: BackoffOptions,
     /// Called on the writer thread after each successful reopen after a failed write, e.g.
     /// for a counter. Keep it cheap.
