@@ -823,7 +823,9 @@ impl Settings {
     /// The checks across keys.
     fn check(&self, origins: &Origins<'_>) -> Result<(), ConfigError> {
         if let Some(ha) = &self.ha {
-            if ha.peer == ha.bind {
+            // Compared parsed, so `tcp://a:01` and `tcp://a:1` are the same endpoint.
+            let parsed = |ep: &str| ep.parse::<domo_zmtp::Endpoint>().ok();
+            if parsed(&ha.peer) == parsed(&ha.bind) {
                 return Err(
                     origins.error("ha.peer", "names this broker's own state endpoint (bind)")
                 );
@@ -1431,6 +1433,10 @@ mod tests {
             ),
             (
                 "[ha]\nrole = \"backup\"\nbind = \"tcp://a:1\"\npeer = \"tcp://a:1\"\n",
+                "broker.toml:4: ha.peer: names this broker's own",
+            ),
+            (
+                "[ha]\nrole = \"backup\"\nbind = \"tcp://a:1\"\npeer = \"tcp://a:01\"\n",
                 "broker.toml:4: ha.peer: names this broker's own",
             ),
             (

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use domo_mdp::LockExt;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -127,18 +128,14 @@ async fn metrics(endpoints: &Endpoints) -> Response<Full<Bytes>> {
         // A read transaction on the store: off the runtime thread.
         let stats = tokio::task::spawn_blocking(move || status.stats()).await;
         if let Ok(Some(stats)) = stats {
-            endpoints
-                .metrics
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .set_titanic(stats.pending, stats.done, stats.file_bytes);
+            endpoints.metrics.lock_unpoisoned().set_titanic(
+                stats.pending,
+                stats.done,
+                stats.file_bytes,
+            );
         }
     }
-    let body = endpoints
-        .metrics
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .render();
+    let body = endpoints.metrics.lock_unpoisoned().render();
     let mut response = Response::new(Full::new(Bytes::from(body)));
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

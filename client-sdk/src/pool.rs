@@ -8,6 +8,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+use domo_mdp::LockExt;
 use domo_zmtp::Dealer;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
@@ -61,11 +62,11 @@ impl Pool {
     }
 
     fn idle(&self) -> MutexGuard<'_, Vec<Conn>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+        self.idle.lock_unpoisoned()
     }
 
     fn current_lock(&self) -> MutexGuard<'_, Current> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
+        self.current.lock_unpoisoned()
     }
 
     /// Waits for a free connection.

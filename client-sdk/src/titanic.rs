@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use domo_mdp::{Backoff, BackoffOptions};
 
 use crate::{Client, Error};
 
@@ -112,7 +113,13 @@ impl Client {
     ) -> Result<Vec<Bytes>, Error> {
         let id = self.submit(service, body).await?;
         let deadline = tokio::time::Instant::now() + wait;
-        let mut pause = Duration::from_millis(100);
+        // Polls at 100 ms doubling to 5 s, without jitter.
+        let mut pause = Backoff::new(
+            BackoffOptions::default()
+                .initial(Duration::from_millis(100))
+                .max(Duration::from_secs(5))
+                .jitter(false),
+        );
         loop {
             match self.titanic_reply(&id).await? {
                 TitanicReply::Done(reply) => {
@@ -128,8 +135,7 @@ impl Client {
             if now >= deadline {
                 return Err(Error::titanic_pending(id));
             }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(pause.next_delay().min(deadline - now)).await;
         }
     }
 }

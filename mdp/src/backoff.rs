@@ -1,6 +1,11 @@
 //! The reconnect schedule: exponential backoff with optional jitter, as in the zguide's
 //! `ppworker` (1 s, 2 s, 4 s … capped at 32 s, back to 1 s after any sign of life).
 //!
+//! Jitter follows the workspace's one rule: a jittered delay is the nominal delay `d` scaled
+//! by a random factor uniform in `[1 - spread, 1)`, never longer than `d`, so the cap stays a
+//! cap. Here the spread is a quarter. `domo-zmtp` (below this crate) applies the same rule to
+//! the DEALER's reconnect, with a spread of a half.
+//!
 //! Design: pure data. It never sleeps and never reads a clock; the jitter comes from a small
 //! seeded generator so tests can turn it off or reproduce it.
 //!
@@ -22,8 +27,9 @@ pub struct BackoffOptions {
     pub initial: Duration,
     /// Cap on the doubling delay; not zero. Default 32 s.
     pub max: Duration,
-    /// Add a random extra of up to a quarter of each delay, so many workers that lost the
-    /// same broker do not reconnect in lockstep. Default on; tests turn it off for exact times.
+    /// Take a random part of up to a quarter off each delay (delays fall in `[3d/4, d)`), so
+    /// many workers that lost the same broker do not reconnect in lockstep. Default on; tests
+    /// turn it off for exact times.
     pub jitter: bool,
 }
 
@@ -52,13 +58,16 @@ impl BackoffOptions {
         self
     }
 
-    /// Sets whether each delay gets a random extra of up to a quarter.
+    /// Sets whether each delay loses a random part of up to a quarter.
     #[must_use]
     pub fn jitter(mut self, jitter: bool) -> Self {
         self.jitter = jitter;
         self
     }
 }
+
+/// How much of each delay the jitter may take off (see the module docs).
+const JITTER_SPREAD: f64 = 0.25;
 
 /// The current position in the backoff schedule.
 #[derive(Debug, Clone)]
@@ -87,13 +96,13 @@ impl Backoff {
         }
     }
 
-    /// The delay to wait now (nominal delay plus jitter); doubles the nominal delay for the
-    /// next time, up to the cap.
+    /// The delay to wait now (the nominal delay, jittered into `[3d/4, d)` if asked); doubles
+    /// the nominal delay for the next time, up to the cap.
     pub fn next_delay(&mut self) -> Duration {
         let nominal = self.current.min(self.options.max);
         self.current = nominal.saturating_mul(2).min(self.options.max);
         if self.options.jitter {
-            nominal + nominal.mul_f64(self.random_fraction() / 4.0)
+            nominal.mul_f64(1.0 - JITTER_SPREAD + JITTER_SPREAD * self.random_fraction())
         } else {
             nominal
         }
@@ -147,13 +156,13 @@ mod tests {
     }
 
     #[test]
-    fn jitter_adds_at_most_a_quarter() {
+    fn jitter_takes_off_at_most_a_quarter() {
         let mut b = Backoff::with_seed(BackoffOptions::default(), 42);
         let mut nominal = Duration::from_secs(1);
         for _ in 0..20 {
             let d = b.next_delay();
             assert!(
-                d >= nominal && d < nominal + nominal / 4,
+                d >= nominal - nominal / 4 && d < nominal,
                 "{d:?} for {nominal:?}"
             );
             nominal = (nominal * 2).min(Duration::from_secs(32));

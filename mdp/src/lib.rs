@@ -66,6 +66,7 @@ mod heartbeat;
 mod incoming;
 pub mod mmi;
 mod names;
+pub mod sync;
 pub mod worker;
 
 pub use backoff::{Backoff, BackoffOptions};
@@ -75,4 +76,5 @@ pub use heartbeat::{Heartbeat, Liveness};
 pub use incoming::{decode, Incoming};
 pub use mmi::MmiRequest;
 pub use names::{NameError, PeerId, ServiceName};
+pub use sync::LockExt;
 pub use worker::WorkerCommand;

@@ -6,12 +6,13 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use crate::peers::wait_for_service;
 use crate::wait::poll_until;
+use domo_mdp::LockExt;
 
 /// A binary of the workspace, to give to `Command::new` as it is.
 ///
@@ -43,7 +44,7 @@ impl Bin {
     /// The binary's path, built first (once per test process).
     pub fn path(self) -> &'static Path {
         static BUILT: Mutex<Vec<(&str, &Path)>> = Mutex::new(Vec::new());
-        let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut built = BUILT.lock_unpoisoned();
         if built.is_empty() {
             let dir = build_binaries();
             for bin in [DOMO_BROKER, DOMO, DOMO_TITANIC] {

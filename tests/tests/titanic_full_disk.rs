@@ -180,7 +180,7 @@ fn a_full_disk_refuses_titanic_requests_until_space_is_freed_then_recovers_witho
     let first = client.request("titanic.reply", &[&acked[0].0]);
     assert_eq!(first, vec![b"200".to_vec(), acked[0].1.as_bytes().to_vec()]);
 
-    // Space is freed: within the backoff (at most 5 s and a quarter) the store reopens, with
+    // Space is freed: within the backoff (at most 5 s) the store reopens, with
     // no restart, and takes requests again.
     std::fs::remove_file(&filler).unwrap();
     daemon.wait_ready(200, Duration::from_secs(20));

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use domo_mdp::Heartbeat;
+use domo_mdp::{Heartbeat, LockExt};
 use domo_worker::{Worker, WorkerOptions};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -136,10 +136,7 @@ pub async fn open(config: TitanicConfig, status: Arc<Status>) -> Result<Opened, 
     };
     info!(path = %config.store_path.display(), "Titanic store open");
     let store: Arc<dyn Store> = Arc::new(store);
-    *status
-        .store
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::downgrade(&store));
+    *status.store.lock_unpoisoned() = Some(Arc::downgrade(&store));
     status.set_open(true);
     Ok(Opened {
         store,
@@ -215,17 +212,11 @@ impl Status {
 
     /// The open store.
     fn current(&self) -> Option<Arc<dyn Store>> {
-        self.store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()?
-            .upgrade()
+        self.store.lock_unpoisoned().as_ref()?.upgrade()
     }
 
     fn lock_problem(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.problem
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.problem.lock_unpoisoned()
     }
 
     fn fail(&self, reason: &str) {
@@ -241,10 +232,7 @@ impl Status {
     fn set_open(&self, open: bool) {
         self.open.store(open, Ordering::Relaxed);
         if !open {
-            *self
-                .store
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            *self.store.lock_unpoisoned() = None;
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::proto::{Decoder, Encoder, Handshake};
 use crate::socket_type::SocketType;
 use crate::stats::{Counters, Stats};
 use crate::transport::{self, Stream};
-use crate::util::jitter;
+use crate::util::{jitter, lock, Backoff};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -68,7 +68,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 }
 
@@ -310,7 +310,7 @@ impl Dealer {
     /// connection closes and the background task ends.
     pub async fn shutdown(&self) {
         self.close();
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let task = lock(&self.task).take();
         if let Some(task) = task {
             let grace = self.shared.opts.linger + Duration::from_millis(500);
             if tokio::time::timeout(grace, task).await.is_err() {
@@ -341,9 +341,12 @@ impl Drop for Dealer {
     }
 }
 
+/// How much of each reconnect delay the jitter may take off: delays fall in `[d/2, d)`.
+const RECONNECT_JITTER: f64 = 0.5;
+
 async fn connect_loop(shared: Arc<Shared>) {
     let opts = &shared.opts;
-    let mut backoff = opts.reconnect_interval;
+    let mut backoff = Backoff::new(opts.reconnect_interval, opts.reconnect_interval_max);
     loop {
         {
             let mut inner = shared.lock();
@@ -359,20 +362,19 @@ async fn connect_loop(shared: Arc<Shared>) {
         }
         match connect_once(&shared).await {
             Some(Ended::Closed) => {
-                backoff = opts.reconnect_interval;
+                backoff.reset();
                 continue; // closed for good (checked above) or reconnect() asked: go again now
             }
             Some(ended) => {
                 debug!(endpoint = %shared.endpoint, reason = %ended, "Connection lost");
-                backoff = opts.reconnect_interval;
+                backoff.reset();
             }
             None => {}
         }
         tokio::select! {
-            () = tokio::time::sleep(jitter(backoff)) => {}
+            () = tokio::time::sleep(jitter(backoff.next_delay(), RECONNECT_JITTER)) => {}
             () = shared.control.notified() => {}
         }
-        backoff = (backoff * 2).min(opts.reconnect_interval_max.max(opts.reconnect_interval));
     }
 }
 

@@ -29,6 +29,7 @@ use crate::proto::{Decoder, Encoder, Handshake, PeerInfo};
 use crate::socket_type::SocketType;
 use crate::stats::{Counters, Stats};
 use crate::transport::{self, Listener, PeerAddr, Stream};
+use crate::util::{lock, Backoff};
 use crate::PeerId;
 
 /// Something that happened on a [`Router`], in order.
@@ -253,7 +254,7 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock would be a bug in this module; the queues are
         // still consistent enough to keep serving, so poisoning is ignored.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 }
 
@@ -324,10 +325,7 @@ impl Router {
         let shared = self.shared.clone();
         let tracker = self.tracker.clone();
         let task = tokio::spawn(accept_loop(listener, shared, tracker));
-        self.listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(task);
+        lock(&self.listeners).push(task);
         debug!(endpoint = %bound, "Router bound");
         Ok(bound)
     }
@@ -682,12 +680,7 @@ impl Router {
     pub async fn shutdown(&self) {
         // Stop the accept loops and wait until their listeners are closed, so the endpoints
         // can be bound again (by a restarted broker, say) as soon as this returns.
-        let listeners: Vec<JoinHandle<()>> = self
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect();
+        let listeners: Vec<JoinHandle<()>> = lock(&self.listeners).drain(..).collect();
         for task in &listeners {
             task.abort();
         }
@@ -706,12 +699,7 @@ impl Router {
     }
 
     fn close(&self) {
-        for task in self
-            .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        for task in lock(&self.listeners).drain(..) {
             task.abort();
         }
         let mut inner = self.shared.lock();
@@ -734,19 +722,19 @@ impl Drop for Router {
 }
 
 async fn accept_loop(listener: Listener, shared: Arc<Shared>, tracker: TaskTracker) {
-    let mut backoff = std::time::Duration::from_millis(10);
+    let ms = std::time::Duration::from_millis;
+    let mut backoff = Backoff::new(ms(10), ms(1000));
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
-                backoff = std::time::Duration::from_millis(10);
+                backoff.reset();
                 shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 tracker.spawn(run_peer(stream, addr, shared.clone()));
             }
             Err(e) => {
                 // Typically EMFILE: wait for descriptors to free up rather than spin.
                 warn!(error = %e, "accept failed");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }

@@ -10,6 +10,7 @@ pub mod titanic;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
+use domo_mdp::LockExt;
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
@@ -68,9 +69,7 @@ pub async fn run(source: ConfigSource, settings: Settings, filter: FilterHandle)
     let titanic = if settings.titanic.enabled {
         let endpoint = titanic::local_endpoint(&bound.endpoints()[0]);
         let (commits, reopens) = {
-            let m = metrics
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let m = metrics.lock_unpoisoned();
             (m.titanic_commit_duration(), m.titanic_store_reopens())
         };
         let serving = settings.ha.as_ref().map(|_| bound.serving());

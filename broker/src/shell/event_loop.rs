@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use domo_mdp::LockExt;
 use domo_zmtp::{Router, RouterEvent};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -159,10 +160,7 @@ impl Shell {
             draining: self.core.is_draining(),
             ha: self.core.ha_status().zip(self.core.ha_stats().cloned()),
         };
-        metrics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .refresh(&snapshot);
+        metrics.lock_unpoisoned().refresh(&snapshot);
     }
 
     /// Sends everything the core has produced: the pair's state, metrics events, messages,
@@ -185,7 +183,7 @@ impl Shell {
         let Some(metrics) = &self.metrics else {
             return;
         };
-        let mut metrics = metrics.lock().unwrap_or_else(|e| e.into_inner());
+        let mut metrics = metrics.lock_unpoisoned();
         while let Some(event) = self.core.poll_event() {
             metrics.on_event(event);
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use domo_client::{Client, ClientOptions, ErrorKind};
+use domo_mdp::{Backoff, BackoffOptions};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -28,6 +29,17 @@ enum Outcome {
     Paused(Id, Request),
 }
 
+/// The retry schedule: [`DispatcherOptions::retry_min`] doubling to
+/// [`DispatcherOptions::retry_max`], without jitter.
+fn retry_backoff(options: &DispatcherOptions) -> Backoff {
+    Backoff::new(
+        BackoffOptions::default()
+            .initial(options.retry_min)
+            .max(options.retry_max)
+            .jitter(false),
+    )
+}
+
 /// The task sending one service's requests.
 pub(super) struct Lane {
     pub(super) service: Bytes,
@@ -47,7 +59,7 @@ impl Lane {
         };
         let mut queue: VecDeque<(Id, Request)> = VecDeque::new();
         let mut inflight: JoinSet<Outcome> = JoinSet::new();
-        let mut backoff = self.options.retry_min;
+        let mut backoff = retry_backoff(&self.options);
         // Ask mmi.service before the first send.
         let mut probe_at = Some(Instant::now());
         let mut stop = self.stop.clone();
@@ -85,22 +97,22 @@ impl Lane {
                         // Resumed (e.g. after a takeover): start over like a new lane, so a
                         // backoff from before or during the pause does not delay anything.
                         debug!(%service, "Lane resumed");
-                        backoff = self.options.retry_min;
+                        backoff.reset();
                         probe_at = Some(Instant::now());
                     }
                 }
                 Some(outcome) = inflight.join_next(), if !inflight.is_empty() => {
                     match outcome {
                         Ok(Outcome::Done(id)) => {
-                            backoff = self.options.retry_min;
+                            backoff.reset();
                             let _ = self.done.send(Finished { service: self.service.clone(), id });
                         }
                         Ok(Outcome::Retry(id, request)) => {
                             queue.push_front((id, request));
                             if probe_at.is_none() {
-                                debug!(%service, ?backoff, "Service did not answer; retrying later");
-                                probe_at = Some(Instant::now() + backoff);
-                                backoff = (backoff * 2).min(self.options.retry_max);
+                                let delay = backoff.next_delay();
+                                debug!(%service, backoff = ?delay, "Service did not answer; retrying later");
+                                probe_at = Some(Instant::now() + delay);
                             }
                         }
                         Ok(Outcome::Dropped) => {}
@@ -135,9 +147,9 @@ impl Lane {
                             probe_at = None;
                         }
                         other => {
-                            debug!(%service, ?other, ?backoff, "Service not available; waiting");
-                            probe_at = Some(Instant::now() + backoff);
-                            backoff = (backoff * 2).min(self.options.retry_max);
+                            let delay = backoff.next_delay();
+                            debug!(%service, ?other, backoff = ?delay, "Service not available; waiting");
+                            probe_at = Some(Instant::now() + delay);
                         }
                     }
                 }
@@ -199,7 +211,7 @@ async fn deliver(
             return Outcome::Dropped;
         }
     };
-    let mut backoff = options.retry_min;
+    let mut backoff = retry_backoff(&options);
     loop {
         let (store, frames) = (store.clone(), reply.clone());
         match tokio::task::spawn_blocking(move || store.complete(id, frames)).await {
@@ -207,7 +219,6 @@ async fn deliver(
             Ok(Err(e)) => warn!(request_id = %id, error = %e, "Storing a reply failed; retrying"),
             Err(e) => warn!(request_id = %id, error = %e, "Storing a reply failed; retrying"),
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(options.retry_max);
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }

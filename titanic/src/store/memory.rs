@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use domo_mdp::LockExt;
 
 use super::{request_size, Limits, Lookup, Stats, Store};
 use crate::clock::TimeSource;
@@ -55,7 +56,7 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters for tests, so a poisoned lock is used as is.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     fn writable(&self) -> Result<MutexGuard<'_, State>> {

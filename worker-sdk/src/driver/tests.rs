@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use domo_mdp::worker::{decode_from_worker, encode_disconnect, encode_request};
-use domo_mdp::{Heartbeat, PeerId, ServiceName};
+use domo_mdp::{Heartbeat, LockExt, PeerId, ServiceName};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -67,10 +67,7 @@ impl Connector for MemConnector {
     fn connect(&self, endpoint: &str) -> Result<MemLink, domo_zmtp::Error> {
         let id = self.next.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = mpsc::unbounded_channel();
-        self.to_worker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(tx);
+        self.to_worker.lock_unpoisoned().push(tx);
         let _ = self
             .events
             .send((id, Event::Connected(endpoint.to_string())));

@@ -36,12 +36,12 @@ use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use domo_mdp::BackoffOptions;
+use domo_mdp::{BackoffOptions, LockExt};
 use redb::backends::FileBackend;
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, StorageBackend,
@@ -78,7 +78,8 @@ pub struct RedbOptions {
     /// transaction begin to durable commit), e.g. for a latency histogram. Keep it cheap.
     pub on_commit: Option<CommitObserver>,
     /// The delays between attempts to reopen the store after a failed write (see the module
-    /// docs). Default: 100 ms doubling to 5 s, plus up to a quarter of jitter.
+    /// docs). Default: 100 ms doubling to 5 s, jittered down
+    /// by up to a quarter.
     pub reopen_backoff: BackoffOptions,
     /// Called on the writer thread after each successful reopen after a failed write, e.g.
     /// for a counter. Keep it cheap.
@@ -156,16 +157,10 @@ struct Slot {
     reopening: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section here is a plain assignment or clone: a panic cannot leave the
-    // data half-updated, so a poisoned lock is used as is.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Shared {
     /// A handle on the database for a read; waits while the writer reopens it.
     fn db(&self) -> Result<Arc<Database>> {
-        let slot = lock(&self.slot);
+        let slot = self.slot.lock_unpoisoned();
         let (slot, _) = self
             .reopened
             .wait_timeout_while(slot, READ_WAIT, |s| s.reopening)
@@ -177,25 +172,28 @@ impl Shared {
 
     /// Takes the database away for a reopen; reads wait until [`Shared::install`].
     fn take_db(&self) -> Option<Arc<Database>> {
-        let mut slot = lock(&self.slot);
+        let mut slot = self.slot.lock_unpoisoned();
         slot.reopening = true;
         slot.db.take()
     }
 
     /// Ends a reopen attempt with the database it opened, if any.
     fn install(&self, db: Option<Arc<Database>>) {
-        let mut slot = lock(&self.slot);
+        let mut slot = self.slot.lock_unpoisoned();
         slot.db = db;
         slot.reopening = false;
         self.reopened.notify_all();
     }
 
     fn failure(&self) -> Option<Error> {
-        lock(&self.failure).as_ref().map(Error::duplicate)
+        self.failure
+            .lock_unpoisoned()
+            .as_ref()
+            .map(Error::duplicate)
     }
 
     fn set_failure(&self, failure: Option<Error>) {
-        *lock(&self.failure) = failure;
+        *self.failure.lock_unpoisoned() = failure;
     }
 }
 
