@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use domo_mdp::mmi::Status;
 
 use crate::{Client, Error};
 
@@ -51,7 +52,7 @@ impl Client {
         frames.extend(body);
         let reply = self.request("titanic.request", frames).await?;
         match (status(&reply), reply.get(1)) {
-            (Some(b"200"), Some(id)) if valid_id(id) => {
+            (Some(Status::Ok), Some(id)) if valid_id(id) => {
                 Ok(String::from_utf8_lossy(id).into_owned())
             }
             _ => Err(titanic_error(&reply)),
@@ -69,9 +70,9 @@ impl Client {
             .request("titanic.reply", vec![Bytes::copy_from_slice(id.as_bytes())])
             .await?;
         match status(&reply) {
-            Some(b"200") => Ok(TitanicReply::Done(reply.split_off(1))),
-            Some(b"300") => Ok(TitanicReply::Pending),
-            Some(b"400") => Ok(TitanicReply::Unknown),
+            Some(Status::Ok) => Ok(TitanicReply::Done(reply.split_off(1))),
+            Some(Status::Pending) => Ok(TitanicReply::Pending),
+            Some(Status::BadRequest) => Ok(TitanicReply::Unknown),
             _ => Err(titanic_error(&reply)),
         }
     }
@@ -87,7 +88,7 @@ impl Client {
             .request("titanic.close", vec![Bytes::copy_from_slice(id.as_bytes())])
             .await?;
         match status(&reply) {
-            Some(b"200") => Ok(()),
+            Some(Status::Ok) => Ok(()),
             _ => Err(titanic_error(&reply)),
         }
     }
@@ -135,8 +136,11 @@ impl Client {
 }
 
 /// The three-digit status at the start of the first frame (RFC 9 allows text after it).
-fn status(reply: &[Bytes]) -> Option<&[u8]> {
-    reply.first().and_then(|f| f.get(..3))
+fn status(reply: &[Bytes]) -> Option<Status> {
+    reply
+        .first()
+        .and_then(|f| f.get(..3))
+        .and_then(Status::from_frame)
 }
 
 fn valid_id(id: &[u8]) -> bool {
