@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use bytes::Bytes;
-use domo_client::TitanicReply;
+use domo_client::{TitanicId, TitanicReply};
 
 use crate::output::{frame_text, frames_json};
 use crate::RequestArgs;
@@ -26,10 +26,14 @@ pub(crate) async fn submit(args: &RequestArgs, service: &str, frames: Vec<String
 
 /// `domo titanic reply ID`: prints the reply (exit 0), or `300 pending` (exit 3) or
 /// `400 unknown` (exit 4), so scripts can poll.
+///
+/// An id that is not 32 hex digits is answered as Titanic answers it, `400 unknown`, without
+/// asking.
 pub(crate) async fn reply(args: &RequestArgs, id: &str, json: bool) -> ExitCode {
-    let reply = match crate::call::client(args) {
-        Ok(c) => c.titanic_reply(id).await,
-        Err(e) => Err(e),
+    let reply = match (crate::call::client(args), id.parse::<TitanicId>()) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(_)) => Ok(TitanicReply::Unknown),
+        (Ok(c), Ok(id)) => c.titanic_reply(&id).await,
     };
     match reply {
         Ok(TitanicReply::Done(frames)) if json => {
@@ -55,10 +59,13 @@ pub(crate) async fn reply(args: &RequestArgs, id: &str, json: bool) -> ExitCode 
 }
 
 /// `domo titanic close ID`
+///
+/// An id that is not 32 hex digits fails as Titanic's `400` answer to it does, without asking.
 pub(crate) async fn close(args: &RequestArgs, id: &str) -> ExitCode {
-    let closed = match crate::call::client(args) {
-        Ok(c) => c.titanic_close(id).await,
-        Err(e) => Err(e),
+    let closed = match (crate::call::client(args), id.parse::<TitanicId>()) {
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(_)) => return crate::call::fail("titanic: 400"),
+        (Ok(c), Ok(id)) => c.titanic_close(&id).await,
     };
     match closed {
         Ok(()) => ExitCode::SUCCESS,

@@ -137,8 +137,8 @@ impl Error {
         Self::new(ErrorKind::Titanic, Detail::Text(shown))
     }
 
-    pub(crate) fn titanic_pending(id: String) -> Self {
-        Self::new(ErrorKind::TitanicPending, Detail::Text(id))
+    pub(crate) fn titanic_pending(id: crate::TitanicId) -> Self {
+        Self::new(ErrorKind::TitanicPending, Detail::Text(id.to_string()))
     }
 
     /// What went wrong.
@@ -169,9 +169,9 @@ impl Error {
 
     /// For [`ErrorKind::TitanicPending`]: the id the request is stored under, to ask for
     /// its reply later with [`crate::Client::titanic_reply`].
-    pub fn pending_id(&self) -> Option<&str> {
+    pub fn pending_id(&self) -> Option<crate::TitanicId> {
         match (self.kind, &self.detail) {
-            (ErrorKind::TitanicPending, Detail::Text(id)) => Some(id),
+            (ErrorKind::TitanicPending, Detail::Text(id)) => id.parse().ok(),
             _ => None,
         }
     }
@@ -280,8 +280,9 @@ mod tests {
         );
         assert!(e.source().is_none());
 
-        let e = Error::titanic_pending("ab".into());
-        assert_eq!(e.pending_id(), Some("ab"));
+        let id: crate::TitanicId = "0123456789abcdef0123456789abcdef".parse().unwrap();
+        let e = Error::titanic_pending(id);
+        assert_eq!(e.pending_id(), Some(id));
         assert_eq!(e.attempts(), None);
 
         let parse = "bogus".parse::<domo_zmtp::Endpoint>().unwrap_err();

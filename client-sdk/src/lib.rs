@@ -95,7 +95,8 @@ use tracing::{debug, instrument};
 pub use crate::error::{Error, ErrorKind};
 pub use crate::options::{ClientOptions, Failover};
 use crate::pool::Pool;
-pub use crate::titanic::TitanicReply;
+pub use crate::titanic::{TitanicId, TitanicReply};
+pub use domo_mdp::titanic::ParseIdError;
 
 /// A handle for sending requests to services through a broker. Clones share connections.
 #[derive(Debug, Clone)]

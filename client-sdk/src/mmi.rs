@@ -2,6 +2,7 @@
 //! `mmi.services` and `mmi.workers`).
 
 use bytes::Bytes;
+use domo_mdp::mmi::Status;
 use domo_mdp::ServiceName;
 
 use crate::{Client, Error};
@@ -34,9 +35,9 @@ impl Client {
         let reply = self
             .exchange(&MMI_SERVICE, vec![service.clone().into_bytes()])
             .await?;
-        match single(&reply) {
-            Some(b"200") => Ok(true),
-            Some(b"404") => Ok(false),
+        match single(&reply).and_then(Status::from_frame) {
+            Some(Status::Ok) => Ok(true),
+            Some(Status::NotFound) => Ok(false),
             _ => Err(unexpected(&reply)),
         }
     }
@@ -60,7 +61,7 @@ impl Client {
     /// ```
     pub async fn services(&self) -> Result<Vec<String>, Error> {
         let reply = self.request("mmi.services", vec![Bytes::new()]).await?;
-        if single(&reply) == Some(b"501") {
+        if single(&reply).and_then(Status::from_frame) == Some(Status::NotImplemented) {
             return Err(unexpected(&reply));
         }
         Ok(reply

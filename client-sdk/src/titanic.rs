@@ -10,23 +10,20 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use domo_mdp::titanic::{self as wire, UnexpectedReply};
 use domo_mdp::{Backoff, BackoffOptions};
 
 use crate::{Client, Error};
 
-/// What `titanic.reply` says about a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TitanicReply {
-    /// Stored, not answered yet (`300`): ask again later.
-    Pending,
-    /// The service's reply (`200`).
-    Done(Vec<Bytes>),
-    /// No such request, or it was closed (`400`).
-    Unknown,
-}
+/// A Titanic request id: 32 hex digits on the wire and as text (`Display`/`FromStr`, either
+/// case accepted, lowercase written).
+pub use domo_mdp::titanic::Id as TitanicId;
+/// What `titanic.reply` says about a request: `Pending` (`300`, ask again later),
+/// `Done(reply)` (`200`) or `Unknown` (`400`: no such request, or it was closed).
+pub use domo_mdp::titanic::Reply as TitanicReply;
 
 impl Client {
-    /// Stores a request for `service` durably with Titanic and returns its id (32 hex digits).
+    /// Stores a request for `service` durably with Titanic and returns its id.
     ///
     /// # Errors
     ///
@@ -46,17 +43,14 @@ impl Client {
         &self,
         service: impl Into<Bytes>,
         body: Vec<Bytes>,
-    ) -> Result<String, Error> {
-        let mut frames = Vec::with_capacity(body.len() + 1);
-        frames.push(service.into());
-        frames.extend(body);
-        let reply = self.request("titanic.request", frames).await?;
-        match (status(&reply), reply.get(1)) {
-            (Some(b"200"), Some(id)) if valid_id(id) => {
-                Ok(String::from_utf8_lossy(id).into_owned())
-            }
-            _ => Err(titanic_error(&reply)),
-        }
+    ) -> Result<TitanicId, Error> {
+        let reply = self
+            .request(
+                Bytes::from_static(wire::TITANIC_REQUEST),
+                wire::request_body(service.into(), body),
+            )
+            .await?;
+        wire::decode_request_reply(reply).map_err(titanic_error)
     }
 
     /// Asks Titanic for the reply to request `id`; does not remove it.
@@ -65,16 +59,11 @@ impl Client {
     ///
     /// The errors of [`Client::request`]; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) for a
     /// `500` (retry later).
-    pub async fn titanic_reply(&self, id: &str) -> Result<TitanicReply, Error> {
-        let mut reply = self
-            .request("titanic.reply", vec![Bytes::copy_from_slice(id.as_bytes())])
+    pub async fn titanic_reply(&self, id: &TitanicId) -> Result<TitanicReply, Error> {
+        let reply = self
+            .request(Bytes::from_static(wire::TITANIC_REPLY), wire::id_body(id))
             .await?;
-        match status(&reply) {
-            Some(b"200") => Ok(TitanicReply::Done(reply.split_off(1))),
-            Some(b"300") => Ok(TitanicReply::Pending),
-            Some(b"400") => Ok(TitanicReply::Unknown),
-            _ => Err(titanic_error(&reply)),
-        }
+        wire::decode_reply_reply(reply).map_err(titanic_error)
     }
 
     /// Removes request `id` and its reply from Titanic (also fine for an unknown id).
@@ -83,14 +72,11 @@ impl Client {
     ///
     /// The errors of [`Client::request`]; [`ErrorKind::Titanic`](crate::ErrorKind::Titanic) for a
     /// `500`.
-    pub async fn titanic_close(&self, id: &str) -> Result<(), Error> {
+    pub async fn titanic_close(&self, id: &TitanicId) -> Result<(), Error> {
         let reply = self
-            .request("titanic.close", vec![Bytes::copy_from_slice(id.as_bytes())])
+            .request(Bytes::from_static(wire::TITANIC_CLOSE), wire::id_body(id))
             .await?;
-        match status(&reply) {
-            Some(b"200") => Ok(()),
-            _ => Err(titanic_error(&reply)),
-        }
+        wire::decode_close_reply(reply).map_err(titanic_error)
     }
 
     /// Submits a request durably, polls for its reply (every 100 ms at first, backing off to 5 s)
@@ -140,16 +126,7 @@ impl Client {
     }
 }
 
-/// The three-digit status at the start of the first frame (RFC 9 allows text after it).
-fn status(reply: &[Bytes]) -> Option<&[u8]> {
-    reply.first().and_then(|f| f.get(..3))
-}
-
-fn valid_id(id: &[u8]) -> bool {
-    id.len() == 32 && id.iter().all(u8::is_ascii_hexdigit)
-}
-
-fn titanic_error(reply: &[Bytes]) -> Error {
+fn titanic_error(UnexpectedReply(reply): UnexpectedReply) -> Error {
     let shown: Vec<String> = reply
         .iter()
         .map(|f| String::from_utf8_lossy(f).into_owned())

@@ -1,5 +1,5 @@
 //! A pure codec for the Majordomo Protocol, MDP/0.1 ([RFC 7]), and its management
-//! interface, MMI ([RFC 8]).
+//! interface, MMI ([RFC 8]), plus the bodies of the Titanic services ([RFC 9]).
 //!
 //! This crate is the protocol contract shared by the domo broker, the client and worker
 //! SDKs and Titanic. It turns multipart messages (`Vec<Bytes>`, one `Bytes` per frame) into
@@ -49,6 +49,7 @@
 //! * [`worker`]: MDP/Worker commands, [`WorkerCommand`], one decoder per direction.
 //! * [`decode`]: the broker's entry point for a socket carrying both, giving [`Incoming`].
 //! * [`mmi`]: parsing `mmi.*` requests into [`MmiRequest`] and building reply bodies.
+//! * [`titanic`]: Titanic (RFC 9) request and reply bodies and the request [`titanic::Id`].
 //! * [`Heartbeat`], [`Liveness`]: the heartbeat settings and the peer liveness rule.
 //! * [`Backoff`], [`BackoffOptions`]: the reconnect schedule of the zguide's `ppworker`, used
 //!   by the worker SDK's sessions and by Titanic's store.
@@ -56,6 +57,7 @@
 //!
 //! [RFC 7]: https://rfc.zeromq.org/spec/7/
 //! [RFC 8]: https://rfc.zeromq.org/spec/8/
+//! [RFC 9]: https://rfc.zeromq.org/spec/9/
 
 mod backoff;
 pub mod client;
@@ -67,6 +69,7 @@ mod incoming;
 pub mod mmi;
 mod names;
 pub mod sync;
+pub mod titanic;
 pub mod worker;
 
 pub use backoff::{Backoff, BackoffOptions};

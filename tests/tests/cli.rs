@@ -434,6 +434,17 @@ fn titanic_submit_reply_close_through_the_binary() {
     });
     assert_eq!(answered, "hello\n");
     assert!(domo(&ep, &["titanic", "close", &id]).status.success());
+    // A malformed id is answered as Titanic answers it: unknown, and close fails with 400.
+    let out = domo(&ep, &["titanic", "reply", "not-an-id"]);
+    assert_eq!(
+        (out.status.code(), stdout(&out)),
+        (Some(4), "400 unknown\n".to_string())
+    );
+    let out = domo(&ep, &["titanic", "close", "not-an-id"]);
+    assert_eq!(
+        (out.status.code(), stderr(&out)),
+        (Some(1), "domo: titanic: 400\n".to_string())
+    );
     let out = domo(&ep, &["titanic", "reply", &id]);
     assert_eq!(
         (out.status.code(), stdout(&out)),

@@ -49,7 +49,7 @@ async fn submit_poll_close_and_call_durable() {
         .submit("later", vec![Bytes::from("durable"), Bytes::new()])
         .await
         .unwrap();
-    assert_eq!(id.len(), 32);
+    assert_eq!(id.to_string().len(), 32);
     assert_eq!(
         client.titanic_reply(&id).await.unwrap(),
         TitanicReply::Pending
@@ -59,7 +59,7 @@ async fn submit_poll_close_and_call_durable() {
         .await
     {
         Err(e) if e.kind() == ErrorKind::TitanicPending => {
-            assert_ne!(e.pending_id(), Some(id.as_str()));
+            assert_ne!(e.pending_id(), Some(id));
         }
         other => panic!("{other:?}"),
     }
@@ -99,7 +99,7 @@ async fn submit_poll_close_and_call_durable() {
     assert_eq!(reply, vec![Bytes::from("all in one")]);
     assert_eq!(
         client
-            .titanic_reply("0123456789abcdef0123456789abcdef")
+            .titanic_reply(&"0123456789abcdef0123456789abcdef".parse().unwrap())
             .await
             .unwrap(),
         TitanicReply::Unknown

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use domo_client::{Error, TitanicReply};
+use domo_client::{Error, TitanicId, TitanicReply};
 use tokio::task::JoinHandle;
 
 use domo_tests::pair::{
@@ -40,7 +40,11 @@ fn logs(a: &Node, b: &Node, earlier: &str) -> String {
 
 /// `titanic.reply id` at one broker, on a fresh connection (a passive broker drops it: a
 /// timeout).
-async fn reply_at(endpoint: &str, id: &str, timeout: Duration) -> Result<TitanicReply, Error> {
+async fn reply_at(
+    endpoint: &str,
+    id: &TitanicId,
+    timeout: Duration,
+) -> Result<TitanicReply, Error> {
     let client = single_client(endpoint, timeout);
     let reply = client.titanic_reply(id).await;
     client.close().await;
@@ -49,7 +53,7 @@ async fn reply_at(endpoint: &str, id: &str, timeout: Duration) -> Result<Titanic
 
 /// Asks `titanic.reply id` at `endpoint` until the broker answers at all: the first
 /// answered request after the peer's expiry is the client vote that makes it active.
-async fn vote_with_reply(endpoint: &str, id: &str, within: Duration) -> TitanicReply {
+async fn vote_with_reply(endpoint: &str, id: &TitanicId, within: Duration) -> TitanicReply {
     eventually_async(
         within,
         format!("{endpoint} never answered titanic.reply"),
@@ -116,7 +120,7 @@ async fn titanic_request_stays_on_its_broker_and_goes_out_after_failback() {
         .submit(SERVICE, body.clone())
         .await
         .unwrap_or_else(|e| panic!("titanic.request at A: {e}\n{}", logs(&a, &b, "")));
-    assert_eq!(id.len(), 32, "a 32-hex-digit id: {id:?}");
+    assert_eq!(id.to_string().len(), 32, "a 32-hex-digit id: {id:?}");
     assert_eq!(
         client.titanic_reply(&id).await.unwrap(),
         TitanicReply::Pending,

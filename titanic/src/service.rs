@@ -18,6 +18,7 @@
 
 use bytes::Bytes;
 use domo_mdp::mmi::Status;
+use domo_mdp::titanic::{self as wire, Reply};
 
 use crate::error::Error;
 use crate::id::Id;
@@ -73,14 +74,12 @@ pub fn handle(store: &dyn Store, service: TitanicService, body: Vec<Bytes>) -> V
 }
 
 /// `titanic.request`: `[service][body...]` -> `[200][uuid]` once durable.
-pub fn handle_request(store: &dyn Store, mut body: Vec<Bytes>) -> Vec<Bytes> {
-    if body.len() < 2 || body[0].is_empty() {
+pub fn handle_request(store: &dyn Store, body: Vec<Bytes>) -> Vec<Bytes> {
+    let Some((service, rest)) = wire::decode_request(body) else {
         return status(UNKNOWN);
-    }
-    let rest = body.split_off(1);
-    let service = body.swap_remove(0);
+    };
     match store.put_request(service, rest) {
-        Ok(id) => vec![Bytes::from_static(OK), Bytes::from(id.to_hex())],
+        Ok(id) => wire::request_reply(&id.wire()),
         Err(e) => failed("titanic.request", &e),
     }
 }
@@ -91,14 +90,9 @@ pub fn handle_reply(store: &dyn Store, body: Vec<Bytes>) -> Vec<Bytes> {
         return status(UNKNOWN);
     };
     match store.get(id) {
-        Ok(Lookup::Done(reply)) => {
-            let mut out = Vec::with_capacity(reply.frames.len() + 1);
-            out.push(Bytes::from_static(OK));
-            out.extend(reply.frames);
-            out
-        }
-        Ok(Lookup::Pending) => status(PENDING),
-        Ok(Lookup::Unknown) => status(UNKNOWN),
+        Ok(Lookup::Done(reply)) => wire::reply_reply(Reply::Done(reply.frames)),
+        Ok(Lookup::Pending) => wire::reply_reply(Reply::Pending),
+        Ok(Lookup::Unknown) => wire::reply_reply(Reply::Unknown),
         Err(e) => failed("titanic.reply", &e),
     }
 }
@@ -115,10 +109,7 @@ pub fn handle_close(store: &dyn Store, body: Vec<Bytes>) -> Vec<Bytes> {
 }
 
 fn single_id(body: &[Bytes]) -> Option<Id> {
-    match body {
-        [frame] => Id::parse(frame).ok(),
-        _ => None,
-    }
+    wire::decode_id_body(body).map(Id::from)
 }
 
 fn status(code: &'static [u8]) -> Vec<Bytes> {
