@@ -1212,7 +1212,7 @@ mod tests {
                 "unit",
             ),
             (
-                "[queue]\nrequest_timeout = \"1 day\"\n",
+                "[queue]\nrequest_timeout = \"1 parsec\"\n",
                 "broker.toml:2: queue.request_timeout: ",
                 "unit",
             ),

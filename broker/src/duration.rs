@@ -1,46 +1,22 @@
-//! Human-readable durations for flags and configuration: `"2500ms"`, `"30s"`, `"5m"`, `"1h"`, `"7d"`.
+//! Human-readable durations for flags and configuration: `"2500ms"`, `"30s"`, `"5m"`, `"1h"`, `"7d"`
+//! (`humantime`'s syntax, as in `domo`).
 
 use std::time::Duration;
 
-/// Parses `<integer><unit>` with unit `ms`, `s`, `m`, `h` or `d`. A bare integer is refused, so a
-/// value is never silently read in the wrong unit.
+/// Parses a duration in the `humantime` syntax (the one `domo` uses too): one or more
+/// `<number><unit>` parts, e.g. `2500ms`, `30s`, `5m`, `1h`, `7d` or `1h 30m`. A bare number is
+/// refused, so a value is never read in a unit its writer did not mean.
 ///
 /// # Errors
 /// A one-line message naming the problem.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    if digits.is_empty() {
-        return Err(format!(
-            "invalid duration {text:?}: expected a number with a unit, e.g. 2500ms or 30s"
-        ));
-    }
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: number too large"))?;
-    let per_unit = match unit {
-        "ms" => Duration::from_millis(1),
-        "s" => Duration::from_secs(1),
-        "m" => Duration::from_secs(60),
-        "h" => Duration::from_secs(3600),
-        "d" => Duration::from_secs(86_400),
-        "" => {
-            return Err(format!(
-                "invalid duration {text:?}: missing unit (ms, s, m, h or d)"
-            ))
+    humantime::parse_duration(text).map_err(|error| match error {
+        humantime::DurationError::UnknownUnit { unit, .. } if unit.is_empty() => {
+            format!("invalid duration {text:?}: missing unit (ms, s, m, h or d)")
         }
-        other => {
-            return Err(format!(
-                "invalid duration {text:?}: unknown unit {other:?} (ms, s, m, h or d)"
-            ))
-        }
-    };
-    per_unit
-        .checked_mul(u32::try_from(n).map_err(|_| format!("invalid duration {text:?}: too large"))?)
-        .ok_or_else(|| format!("invalid duration {text:?}: too large"))
+        other => format!("invalid duration {text:?}: {other}"),
+    })
 }
 
 #[cfg(test)]
@@ -62,10 +38,15 @@ mod tests {
         assert!(parse_duration("2500").unwrap_err().contains("missing unit"));
         assert!(parse_duration("ms")
             .unwrap_err()
-            .contains("expected a number"));
-        assert!(parse_duration("3 days")
+            .starts_with("invalid duration"));
+        assert!(parse_duration("3 parsecs")
             .unwrap_err()
-            .contains("unknown unit"));
+            .contains("unknown time unit"));
+        assert_eq!(
+            parse_duration("3 days"),
+            Ok(Duration::from_secs(3 * 86_400))
+        );
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("99999999999999999999s").is_err());
     }

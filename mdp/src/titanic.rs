@@ -133,12 +133,16 @@ pub enum Reply {
 #[error("unexpected Titanic reply")]
 pub struct UnexpectedReply(pub Vec<Bytes>);
 
-/// Request body to `titanic.request`: `[service][body...]`.
-///
-/// Titanic answers `400` to a request with no body frame, so give at least one.
+/// Request body to `titanic.request`: `[service][body...]`. An empty `body` is sent as one
+/// empty frame (Titanic answers `400` to a request with no body frame).
 pub fn request_body(service: Bytes, body: Vec<Bytes>) -> Vec<Bytes> {
     let mut frames = Vec::with_capacity(body.len() + 1);
     frames.push(service);
+    if body.is_empty() {
+        // The stored request becomes an MDP request, which needs a body frame (RFC 7), as
+        // `client::encode_request` does.
+        frames.push(Bytes::new());
+    }
     frames.extend(body);
     frames
 }
@@ -328,5 +332,15 @@ mod tests {
 
         assert_eq!(decode_close_reply(status_reply(Status::Ok)), Ok(()));
         assert!(decode_close_reply(frames(&[b"400"])).is_err());
+    }
+
+    #[test]
+    fn a_request_without_body_frames_gets_one_empty_frame() {
+        let body = request_body(Bytes::from_static(b"echo"), Vec::new());
+        assert_eq!(body, [Bytes::from_static(b"echo"), Bytes::new()]);
+        assert_eq!(
+            decode_request(body),
+            Some((Bytes::from_static(b"echo"), vec![Bytes::new()]))
+        );
     }
 }
