@@ -146,21 +146,18 @@ mod tests {
     }
 
     #[test]
-    fn malformed_ids_are_rejected() {
+    fn parsing_is_the_wire_ids() {
+        // The rules themselves are tested with `domo_mdp::titanic::Id`; this checks the
+        // delegation both ways.
         let good = "0123456789abcdef0123456789ABCDEF";
         assert!(Id::parse(good.as_bytes()).is_ok());
         for bad in [
             "",
-            "0123456789abcdef0123456789abcde",
-            "0123456789abcdef0123456789abcdef0",
             "01234567-89ab-cdef-0123-456789abcdef",
             "0123456789abcdef0123456789abcdeg",
-            "+123456789abcdef0123456789abcdef",
-            " 123456789abcdef0123456789abcdef",
         ] {
             assert_eq!(Id::parse(bad.as_bytes()), Err(ParseIdError), "{bad:?}");
         }
-        assert_eq!(Id::parse(&[0xff; 32]), Err(ParseIdError));
     }
 
     #[test]
