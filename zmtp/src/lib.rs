@@ -40,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod curve;
 mod dealer;
 mod driver;
 mod endpoint;
@@ -56,6 +57,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
+pub use curve::{KeyPair, PublicKey, SecretKey, Security};
 pub use dealer::Dealer;
 pub use endpoint::Endpoint;
 pub use error::{Error, HandshakeError, ProtocolError, TrySendError};

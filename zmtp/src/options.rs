@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::curve::Security;
 use crate::proto::Limits;
 
 /// What a Router does when a peer announces an `Identity` that a connected peer already has.
@@ -65,6 +66,10 @@ pub struct Options {
     /// Dealer only: the `Identity` announced to the peer (1 to 255 bytes, not starting with a
     /// zero byte). Default none: the peer assigns a routing id.
     pub identity: Option<Bytes>,
+    /// The security mechanism: NULL (default, as libzmq) or CURVE in the server or client
+    /// role. Both peers must use the same mechanism; a peer with another is refused with an
+    /// `ERROR` during the handshake.
+    pub security: Security,
 }
 
 impl Default for Options {
@@ -84,6 +89,7 @@ impl Default for Options {
             linger: Duration::from_secs(1),
             duplicate_identity: DuplicateIdentity::Reject,
             identity: None,
+            security: Security::Null,
         }
     }
 }

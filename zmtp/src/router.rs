@@ -30,7 +30,7 @@ use crate::socket_type::SocketType;
 use crate::stats::{Counters, Stats};
 use crate::transport::{self, Listener, PeerAddr, Stream};
 use crate::util::{lock, Backoff};
-use crate::PeerId;
+use crate::{PeerId, PublicKey};
 
 /// Something that happened on a [`Router`], in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,9 @@ pub enum RouterEvent {
         addr: PeerAddr,
         /// Its socket type.
         socket_type: SocketType,
+        /// With CURVE in the server role: the client's long-term public key, which the
+        /// handshake proved it holds. `None` with NULL.
+        key: Option<PublicKey>,
     },
     /// A message from a peer.
     Message {
@@ -825,6 +828,7 @@ fn register(shared: &Shared, info: &PeerInfo, addr: PeerAddr) -> Option<usize> {
         peer: id,
         addr,
         socket_type: info.socket_type,
+        key: info.key,
     });
     wakers.append(&mut inner.recv_waiters);
     drop(inner);

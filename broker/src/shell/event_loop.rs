@@ -204,6 +204,7 @@ impl Shell {
                 peer,
                 addr,
                 socket_type,
+                ..
             } => {
                 debug!(peer = %peer, peer.addr = %addr, socket_type = %socket_type, "Peer connected");
             }

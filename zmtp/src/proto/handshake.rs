@@ -14,6 +14,7 @@ use super::greeting::{Greeting, GREETING_LEN};
 use super::mechanism::{Mechanism, MechanismStep, NullMechanism};
 use crate::error::{HandshakeError, ProtocolError};
 use crate::socket_type::SocketType;
+use crate::PublicKey;
 
 /// What the handshake learned about the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,9 @@ pub struct PeerInfo {
     pub minor_version: u8,
     /// All metadata the peer sent.
     pub metadata: Metadata,
+    /// With CURVE: the peer's long-term public key (the client's, proved by its vouch, when
+    /// we are the server; the server's, known beforehand, when we are the client).
+    pub key: Option<PublicKey>,
 }
 
 /// Progress of a handshake.
@@ -202,6 +206,7 @@ impl Handshake {
             identity,
             minor_version: minor,
             metadata: meta,
+            key: None,
         }))
     }
 
