@@ -14,8 +14,10 @@ use std::sync::Arc;
 #[allow(dead_code)] // used by the mechanism, landing next
 pub(crate) mod crypto;
 mod keys;
+pub mod cert;
 pub mod z85;
 
+pub use cert::{CertError, Certificate};
 pub use keys::{KeyError, KeyPair, PublicKey, SecretKey};
 
 /// Decides which client keys a CURVE server accepts.
