@@ -31,7 +31,7 @@ impl std::error::Error for Z85Error {}
 
 /// Encodes `data`, whose length must be a multiple of 4 (`None` otherwise).
 pub fn encode(data: &[u8]) -> Option<String> {
-    if data.len() % 4 != 0 {
+    if !data.len().is_multiple_of(4) {
         return None;
     }
     let mut out = String::with_capacity(data.len() / 4 * 5);
@@ -50,7 +50,7 @@ pub fn encode(data: &[u8]) -> Option<String> {
 /// Decodes Z85 text.
 pub fn decode(text: &str) -> Result<Vec<u8>, Z85Error> {
     let bytes = text.as_bytes();
-    if bytes.len() % 5 != 0 {
+    if !bytes.len().is_multiple_of(5) {
         return Err(Z85Error::Length(bytes.len()));
     }
     let mut out = Vec::with_capacity(bytes.len() / 5 * 4);
