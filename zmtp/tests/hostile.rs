@@ -313,7 +313,7 @@ async fn peer_that_never_reads_hits_full_and_memory_stays_bounded() {
             Err(TrySendError::Full(_)) => break,
             Err(e) => panic!("{e:?}"),
         }
-        if accepted % 16 == 0 {
+        if accepted.is_multiple_of(16) {
             tokio::task::yield_now().await;
         }
         assert!(Instant::now() < deadline, "never reported Full");
