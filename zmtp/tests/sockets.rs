@@ -264,7 +264,7 @@ async fn try_send_says_full_at_the_hwm_and_writable_follows() {
             Err(TrySendError::Full(back)) => break back,
             Err(e) => panic!("{e:?}"),
         }
-        if accepted % 5 == 0 {
+        if accepted.is_multiple_of(5) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(accepted < 10_000, "never full");
