@@ -25,7 +25,7 @@ use tracing::debug;
 
 use crate::driver::{CloseKind, Connection, Ended, Exchanged, Port, OUT_BATCH_BYTES};
 use crate::endpoint::Endpoint;
-use crate::error::{Error, TrySendError};
+use crate::error::{Error, HandshakeError, TrySendError};
 use crate::options::{message_bytes, Hwm, Options};
 use crate::proto::{Decoder, Encoder, Handshake};
 use crate::socket_type::SocketType;
@@ -52,6 +52,8 @@ struct Inner {
     recv_waiters: Vec<Waker>,
     send_waiters: Vec<Waker>,
     conn_waiters: Vec<Waker>,
+    /// Why the last connection attempt failed its handshake; cleared by a successful one.
+    handshake_error: Option<HandshakeError>,
 }
 
 #[derive(Debug)]
@@ -141,6 +143,13 @@ impl Dealer {
     /// Whether a connection is up (handshake done).
     pub fn is_connected(&self) -> bool {
         self.shared.lock().connected
+    }
+
+    /// Why the most recent connection attempt failed its handshake, if it did and no attempt
+    /// has succeeded since. Lets a caller that timed out say "handshake failed: not
+    /// authorized" or "server key mismatch" instead of a bare timeout.
+    pub fn handshake_error(&self) -> Option<HandshakeError> {
+        self.shared.lock().handshake_error.clone()
     }
 
     /// Waits until a connection is up.
@@ -397,12 +406,14 @@ async fn connect_once(shared: &Arc<Shared>) -> Option<Ended> {
             .handshake_failures
             .fetch_add(1, Ordering::Relaxed);
         debug!(endpoint = %shared.endpoint, peer.addr = %addr, error = %e, "Handshake failed");
+        shared.lock().handshake_error = Some(e);
         return None;
     }
     shared.counters.connects.fetch_add(1, Ordering::Relaxed);
     let wakers = {
         let mut inner = shared.lock();
         inner.connected = true;
+        inner.handshake_error = None;
         std::mem::take(&mut inner.conn_waiters)
     };
     wake_all(wakers);

@@ -89,6 +89,27 @@ pub enum HandshakeError {
     /// The peer sent `ERROR`.
     #[error("peer refused the handshake: {0:?}")]
     PeerError(Bytes),
+    /// CURVE: a command of the handshake has the wrong size or layout (checked before any
+    /// cryptography).
+    #[error("malformed CURVE {0}")]
+    MalformedCurve(&'static str),
+    /// CURVE: a box did not open (the peer used another key than ours, or the bytes were
+    /// tampered with), or a vouch does not match. A server that cannot open `HELLO` is being
+    /// called with a wrong server key.
+    #[error("CURVE {0} did not open: wrong key")]
+    WrongKey(&'static str),
+    /// CURVE server: the client's key is not authorized (we sent `ERROR "400"`). CURVE
+    /// client: the server refused our key (it sent `ERROR "400"`, libzmq's ZAP answer).
+    #[error("handshake failed: not authorized")]
+    NotAuthorized,
+    /// CURVE client: the server closed the connection or answered `ERROR` right after our
+    /// `HELLO`: it could not open it, so the server key we were given is not its key.
+    #[error("handshake failed: server key mismatch")]
+    ServerKeyMismatch,
+    /// Too many failed handshakes from this address recently: refused before any
+    /// cryptography (a client retrying with a wrong key must not cost a DH per attempt).
+    #[error("too many failed handshakes from this address")]
+    RateLimited,
     /// The handshake did not finish in time.
     #[error("handshake timed out")]
     Timeout,
