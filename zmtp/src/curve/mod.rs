@@ -6,6 +6,7 @@
 //!   the CURVE client role (knowing the server's public key beforehand).
 //! - The handshake (`HELLO`, `WELCOME`, `INITIATE`, `READY`) is a [`crate::proto::Mechanism`];
 //!   after it every frame travels boxed in a `MESSAGE` command (the session in `session`).
+//! - [`CurveClient::from_files`]: a client's keys from certificate files ([`cert`]).
 //! - All cryptography goes through one small seam (`crypto`, over the `dryoc` crate).
 
 use std::fmt;
@@ -13,11 +14,13 @@ use std::sync::Arc;
 
 #[allow(dead_code)] // used by the mechanism, landing next
 pub(crate) mod crypto;
+mod files;
 mod keys;
 pub mod cert;
 pub mod z85;
 
 pub use cert::{CertError, Certificate};
+pub use files::{readable_by_others, KeyFileError};
 pub use keys::{KeyError, KeyPair, PublicKey, SecretKey};
 
 /// Decides which client keys a CURVE server accepts.
