@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use domo_mdp::NameError;
+use domo_zmtp::HandshakeError;
 
 /// What went wrong, as [`Error::kind`] reports it. Match on this rather than on the
 /// message; new kinds may be added.
@@ -20,6 +21,13 @@ pub enum ErrorKind {
     ServiceUnavailable,
     /// No connection to any broker endpoint could be made within the request's time.
     Disconnected,
+    /// The broker refused the connection's handshake, or we refused the broker's: a CURVE
+    /// key that is not allowed (`not authorized`), a wrong server key (`server key
+    /// mismatch`), or a security mechanism other than the broker's (CURVE against NULL).
+    /// Retrying does not help until the keys or the broker's configuration change. The
+    /// source is the transport's [`domo_zmtp::HandshakeError`] (also
+    /// [`Error::handshake_error`]).
+    Handshake,
     /// The client was closed with [`crate::Client::close`], or its connection was shut down.
     Closed,
     /// The request body is larger than the client's `max_message_size`.
@@ -68,6 +76,11 @@ enum Detail {
     },
     /// A service name, endpoints, a reply shown as text, a request id, or an option.
     Text(String),
+    /// A refused handshake: the endpoint, and what follows "handshake failed: ".
+    Refused {
+        endpoint: String,
+        reason: String,
+    },
 }
 
 impl Error {
@@ -97,6 +110,20 @@ impl Error {
 
     pub(crate) fn disconnected(endpoints: &[String]) -> Self {
         Self::new(ErrorKind::Disconnected, Detail::Text(endpoints.join(", ")))
+    }
+
+    /// The handshake with `endpoint` failed, as the transport says.
+    pub(crate) fn handshake(endpoint: &str, error: HandshakeError) -> Self {
+        let reason = match &error {
+            HandshakeError::NotAuthorized => "not authorized".to_string(),
+            HandshakeError::ServerKeyMismatch => "server key mismatch".to_string(),
+            other => other.to_string(),
+        };
+        let detail = Detail::Refused {
+            endpoint: endpoint.to_string(),
+            reason,
+        };
+        Self::new(ErrorKind::Handshake, detail).with_source(error)
     }
 
     pub(crate) fn closed() -> Self {
@@ -167,6 +194,12 @@ impl Error {
         }
     }
 
+    /// For [`ErrorKind::Handshake`]: the transport's reason, to match on (for example
+    /// [`HandshakeError::NotAuthorized`] or [`HandshakeError::ServerKeyMismatch`]).
+    pub fn handshake_error(&self) -> Option<&HandshakeError> {
+        self.source.as_deref()?.downcast_ref()
+    }
+
     /// For [`ErrorKind::TitanicPending`]: the id the request is stored under, to ask for
     /// its reply later with [`crate::Client::titanic_reply`].
     pub fn pending_id(&self) -> Option<crate::TitanicId> {
@@ -196,6 +229,7 @@ impl fmt::Display for ErrorKind {
             Self::TimedOut => "no reply within the timeout",
             Self::ServiceUnavailable => "service has no workers",
             Self::Disconnected => "no broker reachable",
+            Self::Handshake => "handshake failed",
             Self::Closed => "client is closed",
             Self::MessageTooLarge => "request exceeds the size limit",
             Self::InvalidService => "invalid service name",
@@ -234,6 +268,10 @@ impl fmt::Display for Error {
             (ErrorKind::Titanic, Detail::Text(shown)) => write!(f, "titanic: {shown}"),
             (ErrorKind::TitanicPending, Detail::Text(id)) => {
                 write!(f, "titanic request {id} is still pending")
+            }
+            // The reason is the source's message: not repeated below.
+            (ErrorKind::Handshake, Detail::Refused { endpoint, reason }) => {
+                return write!(f, "handshake failed: {reason} ({endpoint})");
             }
             (kind, _) => write!(f, "{kind}"),
         }?;
@@ -301,6 +339,28 @@ mod tests {
             .source()
             .and_then(|s| s.downcast_ref::<NameError>())
             .is_some());
+    }
+
+    #[test]
+    fn handshake_errors_say_handshake_failed_and_why() {
+        let ep = "tcp://127.0.0.1:5555";
+        for (error, text) in [
+            (HandshakeError::NotAuthorized, "not authorized"),
+            (HandshakeError::ServerKeyMismatch, "server key mismatch"),
+            (
+                HandshakeError::MechanismMismatch {
+                    theirs: bytes::Bytes::from_static(b"CURVE"),
+                },
+                "security mechanism mismatch: peer wants b\"CURVE\"",
+            ),
+        ] {
+            let e = Error::handshake(ep, error.clone());
+            assert_eq!(e.kind(), ErrorKind::Handshake);
+            assert_eq!(e.to_string(), format!("handshake failed: {text} ({ep})"));
+            assert_eq!(e.handshake_error(), Some(&error));
+            assert!(e.source().is_some());
+        }
+        assert_eq!(Error::timed_out(1).handshake_error(), None);
     }
 
     #[test]

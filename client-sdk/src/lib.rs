@@ -60,7 +60,8 @@
 //!
 //! [`Error::kind`] says what the caller can do: [`ErrorKind::TimedOut`],
 //! [`ErrorKind::ServiceUnavailable`] (the broker's `mmi.service` says 404 after the
-//! timeouts), [`ErrorKind::Disconnected`], [`ErrorKind::Closed`],
+//! timeouts), [`ErrorKind::Disconnected`], [`ErrorKind::Handshake`] (see "Security"),
+//! [`ErrorKind::Closed`],
 //! [`ErrorKind::MessageTooLarge`], and the ones [`Client::new`] returns for bad options.
 //! [`std::error::Error::source`] gives the underlying error (the transport's, or the
 //! service name check's) where there is one.
@@ -69,6 +70,18 @@
 //! with the same timeout, retries and failover, so it takes at most as long as the request
 //! did. A passive broker drops it like any request: then it times out and the caller gets
 //! [`ErrorKind::TimedOut`], unless a retry reaches the active broker, whose answer counts.
+//!
+//! # Security
+//!
+//! With [`ClientOptions::curve`] (the broker's public key and the client's keypair, for
+//! example from certificate files with [`domo_zmtp::curve::CurveClient::from_files`]) every
+//! connection is encrypted and authenticated with CURVE (RFC 25/26). A broker that refuses
+//! the client's key, a wrong broker key, or a broker without CURVE is not reported as a bare
+//! timeout: an attempt that timed out while its handshake kept failing ends the request
+//! with [`ErrorKind::Handshake`] (`handshake failed: not authorized`, `handshake failed:
+//! server key mismatch`, ...), after that one attempt when there is a single endpoint
+//! (retries on fresh connections would meet the same refusal), or after the last attempt
+//! when the others went to other endpoints.
 //!
 //! # Layout
 //!
@@ -88,7 +101,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use domo_mdp::client::{decode_reply, encode_request};
 use domo_mdp::ServiceName;
-use domo_zmtp::Dealer;
+use domo_zmtp::{Dealer, HandshakeError};
 use tokio::time::Instant;
 use tracing::{debug, instrument};
 
@@ -201,23 +214,20 @@ impl Client {
             return Err(Error::too_large(size, limit));
         }
         let msg = encode_request(service, body);
-        match self.attempts(service, &msg).await? {
-            Ok(reply) => Ok(reply),
-            Err(false) => Err(Error::disconnected(&options.endpoints)),
-            Err(true) => Err(Error::timed_out(options.retries.saturating_add(1))),
-        }
+        self.attempts(service, &msg).await
     }
 
-    /// Runs the attempts: `Ok(Ok(reply))`, or `Ok(Err(ever_connected))` after the last
-    /// timeout.
-    async fn attempts(
-        &self,
-        service: &ServiceName,
-        msg: &[Bytes],
-    ) -> Result<Result<Vec<Bytes>, bool>, Error> {
+    /// Runs the attempts until a reply comes, the retries run out, or the only broker
+    /// refused the handshake (retrying on a fresh connection would not change its mind).
+    /// After the last timeout the error says why: the handshake that failed on the last
+    /// attempt, else whether any connection was ever up ([`ErrorKind::TimedOut`]) or not
+    /// ([`ErrorKind::Disconnected`]).
+    async fn attempts(&self, service: &ServiceName, msg: &[Bytes]) -> Result<Vec<Bytes>, Error> {
         let options = &self.pool.options;
         let mut lease = self.pool.lease().await?;
         let mut ever_connected = false;
+        // Why the last attempt's connection never came up, if its handshake failed.
+        let mut refused: Option<HandshakeError> = None;
         // When the previous attempt was sent.
         let mut started = Instant::now();
         for attempt in 0..=options.retries {
@@ -250,20 +260,30 @@ impl Client {
                 Ok(reply) => {
                     let reply = reply?;
                     lease.set_clean();
-                    return Ok(Ok(reply));
+                    return Ok(reply);
                 }
                 Err(_) => {
                     let up = dealer.is_connected();
                     ever_connected |= up;
-                    debug!(%service, attempt, connected = up, "Attempt timed out");
+                    // Kept since the last successful handshake: so while down, why.
+                    refused = if up { None } else { dealer.handshake_error() };
+                    debug!(%service, attempt, connected = up, handshake = ?refused, "Attempt timed out");
                     // A passive Binary Star broker is connected but never answers.
                     if !up || options.failover == Failover::AnyTimeout {
                         self.pool.fail_over(lease.endpoint(), started);
                     }
+                    if options.endpoints.len() == 1 && refused.as_ref().is_some_and(is_refusal) {
+                        break;
+                    }
                 }
             }
         }
-        Ok(Err(ever_connected))
+        let endpoint = &options.endpoints[lease.endpoint()];
+        Err(match refused {
+            Some(error) => Error::handshake(endpoint, error),
+            None if ever_connected => Error::timed_out(options.retries.saturating_add(1)),
+            None => Error::disconnected(&options.endpoints),
+        })
     }
 
     /// Closes the client (every clone): requests in flight finish, new ones fail with
@@ -271,6 +291,12 @@ impl Client {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Whether a failed handshake is the peer's (or our) answer rather than bad luck: everything
+/// but a connection that closed or stalled mid-handshake.
+fn is_refusal(error: &HandshakeError) -> bool {
+    !matches!(error, HandshakeError::Closed | HandshakeError::Timeout)
 }
 
 /// Waits for a reply from `service` on `dealer`; anything else (a malformed message or a

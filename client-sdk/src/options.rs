@@ -4,9 +4,13 @@
 //! refuses a zero where zero makes no sense (`timeout`, `pool_size`, `max_message_size`)
 //! with [`crate::ErrorKind::InvalidOptions`]. The fields are public too, so this one check
 //! covers values set either way. `retries` and `settle` may be zero (one attempt only; no
-//! pause before another endpoint).
+//! pause before another endpoint). A `transport` whose `security` is the CURVE server role
+//! is refused too: a client is always the CURVE client.
 
 use std::time::Duration;
+
+use domo_zmtp::curve::CurveClient;
+use domo_zmtp::{KeyPair, PublicKey, Security};
 
 use crate::error::Error;
 
@@ -67,9 +71,16 @@ pub struct ClientOptions {
     /// question is a request like any other (same timeout, retries and failover), so with a
     /// pair it may just time out too. Default on.
     pub check_service: bool,
+    /// CURVE security: the broker's public key and the client's keypair (the broker may
+    /// check the public half against its allow-list). Every connection then handshakes
+    /// with CURVE; a broker that refuses it fails requests with
+    /// [`crate::ErrorKind::Handshake`]. Overrides `transport.security`. Default `None`:
+    /// NULL security, unless `transport.security` says otherwise. Keys can be read from
+    /// certificate files with [`CurveClient::from_files`].
+    pub curve: Option<CurveClient>,
     /// Options of the DEALER sockets. `max_message_size` overrides theirs, and `identity` is
     /// ignored: every fresh connection must get a new routing id, or a late reply to an
-    /// abandoned attempt could reach it.
+    /// abandoned attempt could reach it. `curve`, when set, overrides `security`.
     pub transport: domo_zmtp::Options,
 }
 
@@ -92,6 +103,7 @@ impl ClientOptions {
             pool_size: 16,
             max_message_size: 64 * 1024 * 1024,
             check_service: true,
+            curve: None,
             transport: domo_zmtp::Options::default(),
         }
     }
@@ -181,6 +193,32 @@ impl ClientOptions {
         self
     }
 
+    /// Talks CURVE to the broker whose public key is `server_key`, as `keypair` (see
+    /// [`ClientOptions::curve`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::path::Path;
+    /// use domo_client::ClientOptions;
+    /// use domo_zmtp::curve::CurveClient;
+    /// let keys = CurveClient::from_files(
+    ///     Path::new("/etc/domo/broker.key"),
+    ///     Path::new("client.key_secret"),
+    /// )?;
+    /// let options = ClientOptions::new(["tcp://10.0.0.1:5555"]).curve(keys.server_key, keys.keypair);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn curve(mut self, server_key: PublicKey, keypair: KeyPair) -> Self {
+        self.curve = Some(CurveClient {
+            server_key,
+            keypair,
+        });
+        self
+    }
+
     /// Sets the options of the DEALER sockets (see [`ClientOptions::transport`]).
     #[must_use]
     pub fn transport(mut self, transport: domo_zmtp::Options) -> Self {
@@ -206,6 +244,11 @@ impl ClientOptions {
         if self.max_message_size == 0 {
             return Err(Error::invalid_option("max_message_size must not be zero"));
         }
+        if matches!(self.transport.security, Security::CurveServer(_)) {
+            return Err(Error::invalid_option(
+                "transport.security must not be the CURVE server role (use `curve`)",
+            ));
+        }
         Ok(())
     }
 
@@ -213,6 +256,9 @@ impl ClientOptions {
         let mut t = self.transport.clone();
         t.max_message_size = self.max_message_size as u64 + 64 * 1024;
         t.identity = None;
+        if let Some(keys) = &self.curve {
+            t.security = Security::CurveClient(keys.clone());
+        }
         t
     }
 }
@@ -225,6 +271,8 @@ mod tests {
     #[test]
     fn every_field_has_a_setter() {
         let transport = domo_zmtp::Options::default();
+        let server = KeyPair::generate();
+        let ours = KeyPair::generate();
         let options = ClientOptions::default()
             .endpoints(["tcp://10.0.0.1:1", "tcp://10.0.0.2:1"])
             .failover(Failover::AnyTimeout)
@@ -234,6 +282,7 @@ mod tests {
             .pool_size(3)
             .max_message_size(1024)
             .check_service(false)
+            .curve(server.public, ours.clone())
             .transport(transport);
         assert_eq!(options.endpoints, ["tcp://10.0.0.1:1", "tcp://10.0.0.2:1"]);
         assert_eq!(options.failover, Failover::AnyTimeout);
@@ -243,6 +292,14 @@ mod tests {
         assert_eq!(options.pool_size, 3);
         assert_eq!(options.max_message_size, 1024);
         assert!(!options.check_service);
+        let curve = options.curve.as_ref().expect("curve keys");
+        assert_eq!(curve.server_key, server.public);
+        assert_eq!(curve.keypair.public, ours.public);
+        // Every connection is a CURVE client of that server.
+        match options.dealer_options().security {
+            Security::CurveClient(c) => assert_eq!(c.server_key, server.public),
+            other => panic!("not a CURVE client: {other:?}"),
+        }
         // Zero retries (one attempt) and a zero settle make sense.
         assert!(options.check().is_ok());
     }
@@ -261,5 +318,22 @@ mod tests {
         }
         let err = base.endpoints(Vec::<String>::new()).check().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NoEndpoints);
+    }
+
+    #[test]
+    fn a_client_cannot_be_a_curve_server() {
+        let transport = domo_zmtp::Options {
+            security: Security::curve_server(KeyPair::generate().secret),
+            ..domo_zmtp::Options::default()
+        };
+        let err = ClientOptions::default()
+            .transport(transport)
+            .check()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidOptions);
+        assert!(err.to_string().contains("CURVE server"), "{err}");
+        // NULL stays NULL without keys.
+        let options = ClientOptions::default();
+        assert!(matches!(options.dealer_options().security, Security::Null));
     }
 }
