@@ -42,9 +42,7 @@ impl KeyFileError {
     /// The file concerned.
     pub fn path(&self) -> &Path {
         match self {
-            Self::Io { path, .. } | Self::Invalid { path, .. } | Self::NoSecretKey { path } => {
-                path
-            }
+            Self::Io { path, .. } | Self::Invalid { path, .. } | Self::NoSecretKey { path } => path,
         }
     }
 }
@@ -119,9 +117,8 @@ mod tests {
         let client = Certificate::new(KeyPair::generate().secret);
         server.save(dir, "server").expect("save server");
         client.save(dir, "client").expect("save client");
-        let keys =
-            CurveClient::from_files(&dir.join("server.key"), &dir.join("client.key_secret"))
-                .expect("load");
+        let keys = CurveClient::from_files(&dir.join("server.key"), &dir.join("client.key_secret"))
+            .expect("load");
         assert_eq!(keys.server_key, server.public);
         assert_eq!(keys.keypair.public, client.public);
         // Saved secrets are private; a chmod makes them readable by others.
@@ -160,6 +157,8 @@ mod tests {
 
         let e = CurveClient::from_files(&public, &garbage).expect_err("garbage");
         assert_eq!(e.path(), garbage);
-        assert!(e.to_string().ends_with("line 2: a CURVE key is 40 Z85 characters, got 5"));
+        assert!(e
+            .to_string()
+            .ends_with("line 2: a CURVE key is 40 Z85 characters, got 5"));
     }
 }
