@@ -25,7 +25,7 @@ use crate::driver::{CloseKind, Connection, Ended, Exchanged, Port, OUT_BATCH_BYT
 use crate::endpoint::Endpoint;
 use crate::error::{Error, HandshakeError, ProtocolError, TrySendError};
 use crate::options::{message_bytes, DuplicateIdentity, Hwm, Options};
-use crate::proto::{Decoder, Encoder, Handshake, PeerInfo};
+use crate::proto::{Encoder, Handshake, PeerInfo};
 use crate::socket_type::SocketType;
 use crate::stats::{Counters, Stats};
 use crate::transport::{self, Listener, PeerAddr, Stream};
@@ -744,7 +744,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, tracker: TaskTrack
 }
 
 async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
-    let mut hs = Handshake::null(SocketType::Router, None);
+    let mut hs = Handshake::with_security(SocketType::Router, None, &shared.opts.security);
     let info = match transport::handshake(&mut stream, &mut hs, shared.opts.handshake_timeout).await
     {
         Ok(info) => info,
@@ -762,12 +762,18 @@ async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
         debug!(peer.addr = %addr, "Duplicate identity refused");
         return;
     };
-    let decoder = Decoder::with_buffer(shared.opts.limits(), hs.into_leftover());
     let port = RouterPort {
         shared: shared.clone(),
         idx,
     };
-    let ended = Connection::new(stream, port, decoder, shared.opts.linger).await;
+    let ended = Connection::new(
+        stream,
+        port,
+        shared.opts.limits(),
+        hs.into_parts(),
+        shared.opts.linger,
+    )
+    .await;
     if let Ended::Protocol(e) = &ended {
         count_protocol_error(&shared.counters, e);
     }
