@@ -9,12 +9,14 @@ use domo_mdp::worker::{
     decode_from_broker, encode_disconnect, encode_heartbeat, encode_ready, encode_reply,
 };
 use domo_mdp::{PeerId, ServiceName, WorkerCommand};
+use domo_zmtp::HandshakeError;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::{debug, info, trace, warn};
+use tracing::{debug, error, info, trace, warn};
 
 use crate::handler::{Handler, OutcomeFuture};
 use crate::request::{Outcome, Request};
 use crate::session::{Action, Session};
+use crate::status::{Refusal, Reporter};
 use crate::transport::{Connector, Link};
 use crate::WorkerOptions;
 
@@ -37,6 +39,8 @@ pub(crate) struct Driver<C> {
     pub(crate) endpoints: Arc<[String]>,
     pub(crate) sink: Sink,
     pub(crate) stop: watch::Receiver<bool>,
+    /// This session's slot of [`crate::WorkerStatus`].
+    pub(crate) status: Reporter,
 }
 
 /// A request being handled: the client it came from and the future of its outcome.
@@ -59,6 +63,10 @@ impl<C: Connector> Driver<C> {
             return;
         };
         let mut pending: Option<Pending> = None;
+        // The endpoint of `dealer` (the session's may already point to the next one), and
+        // whether a failed handshake on it is being reported.
+        let mut linked = 0;
+        let mut refused = false;
         info!(service = %self.service, session = session_no, endpoint = %self.endpoints[0], "Worker session registering");
         let timer =
             tokio::time::sleep_until(tokio::time::Instant::from_std(session.poll_timeout()));
@@ -81,11 +89,20 @@ impl<C: Connector> Driver<C> {
                                 return;
                             };
                             dealer = d;
+                            linked = session.endpoint();
                         }
                     }
                 }
                 msg = dealer.recv() => match msg {
-                    Some(msg) => self.inbound(msg, &mut session, &mut pending),
+                    Some(msg) => {
+                        // A message means a handshake succeeded.
+                        if refused {
+                            refused = false;
+                            self.status.set(None);
+                            info!(service = %self.service, endpoint = %self.endpoints[linked], "Handshake accepted");
+                        }
+                        self.inbound(msg, &mut session, &mut pending);
+                    }
                     None => break,
                 },
                 _ = &mut timer => {}
@@ -95,9 +112,12 @@ impl<C: Connector> Driver<C> {
                     Action::SendHeartbeat => {
                         dealer.try_send(encode_heartbeat());
                         session.handle_sent(now());
+                        refused |= self.report_handshake(&dealer, linked);
                     }
                     Action::Abandon => {
-                        warn!(service = %self.service, "Broker lost; reconnecting after backoff");
+                        refused |= self.report_handshake(&dealer, linked);
+                        let error = dealer.handshake_error().map(tracing::field::display);
+                        warn!(service = %self.service, endpoint = %self.endpoints[linked], error, "Broker lost; reconnecting after backoff");
                         dealer.abandon();
                         pending = None;
                     }
@@ -107,6 +127,7 @@ impl<C: Connector> Driver<C> {
                             return;
                         };
                         dealer = d;
+                        linked = endpoint;
                     }
                 }
             }
@@ -126,6 +147,29 @@ impl<C: Connector> Driver<C> {
         let link = self.connector.connect(endpoint)?;
         link.send(encode_ready(&self.service)).await;
         Ok(link)
+    }
+
+    /// Puts a failed handshake of `link` (to endpoint `index`) in the status, logging it
+    /// when it is news; true if there was one. The transport keeps reconnecting meanwhile,
+    /// and the session's liveness and backoff go on as for a silent broker.
+    fn report_handshake(&self, link: &C::Link, index: usize) -> bool {
+        let Some(error) = link.handshake_error() else {
+            return false;
+        };
+        let endpoint = &self.endpoints[index];
+        let refusal = Refusal {
+            endpoint: endpoint.clone(),
+            error: error.clone(),
+        };
+        if self.status.set(Some(refusal)) {
+            if is_refusal(&error) {
+                // Keys or the broker's allow-list must change: an operator must act.
+                error!(service = %self.service, %endpoint, %error, "Broker refused the handshake; retrying");
+            } else {
+                warn!(service = %self.service, %endpoint, %error, "Handshake failed; retrying");
+            }
+        }
+        true
     }
 
     /// Handles one message from the broker.
@@ -206,6 +250,12 @@ impl<C: Connector> Driver<C> {
         session.handle_restart(now());
         Ok(dealer)
     }
+}
+
+/// Whether a failed handshake is the peer's (or our) answer rather than bad luck: everything
+/// but a connection that closed or stalled mid-handshake.
+fn is_refusal(error: &HandshakeError) -> bool {
+    !matches!(error, HandshakeError::Closed | HandshakeError::Timeout)
 }
 
 /// Waits for the application's outcome; a dropped [`Request`] counts as failed. Never

@@ -5,6 +5,7 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use domo_mdp::NameError;
+use domo_zmtp::HandshakeError;
 
 /// What went wrong, as [`Error::kind`] reports it. Match on this rather than on the
 /// message; new kinds may be added.
@@ -28,6 +29,12 @@ pub enum ErrorKind {
     /// before the reply: the reply cannot be delivered. The broker re-dispatches or drops
     /// the request; the client's timeout and retries apply.
     SessionLost,
+    /// A broker refuses the sessions' handshake: a CURVE key it does not allow (`not
+    /// authorized`), a wrong server key (`server key mismatch`), or another security
+    /// mechanism (CURVE against NULL). Reported by [`crate::WorkerStatus::handshake_error`]
+    /// while the sessions keep retrying; the source is the transport's
+    /// [`domo_zmtp::HandshakeError`] (also [`Error::handshake_error`]).
+    Handshake,
 }
 
 /// Why a worker could not start or a reply could not be delivered: [`Error::kind`] says
@@ -71,6 +78,25 @@ impl Error {
         Self::new(ErrorKind::SessionLost, None)
     }
 
+    /// The handshake with `endpoint` failed, as the transport says.
+    pub(crate) fn handshake(endpoint: &str, error: HandshakeError) -> Self {
+        let reason = match &error {
+            HandshakeError::NotAuthorized => "not authorized".to_string(),
+            HandshakeError::ServerKeyMismatch => "server key mismatch".to_string(),
+            other => other.to_string(),
+        };
+        Self {
+            source: Some(Box::new(error)),
+            ..Self::new(ErrorKind::Handshake, Some(format!("{reason} ({endpoint})")))
+        }
+    }
+
+    /// For [`ErrorKind::Handshake`]: the transport's reason, to match on (for example
+    /// [`HandshakeError::NotAuthorized`] or [`HandshakeError::ServerKeyMismatch`]).
+    pub fn handshake_error(&self) -> Option<&HandshakeError> {
+        self.source.as_deref()?.downcast_ref()
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -104,6 +130,7 @@ impl fmt::Display for ErrorKind {
             Self::InvalidEndpoint => "invalid endpoint",
             Self::InvalidOptions => "invalid worker options",
             Self::SessionLost => "the session that received this request is gone",
+            Self::Handshake => "handshake failed",
         })
     }
 }
@@ -113,6 +140,10 @@ impl fmt::Display for Error {
         match &self.detail {
             Some(detail) if self.kind == ErrorKind::InvalidEndpoint => {
                 write!(f, "{} {detail}", self.kind)?;
+            }
+            // The detail already says what the source says.
+            Some(detail) if self.kind == ErrorKind::Handshake => {
+                return write!(f, "{}: {detail}", self.kind);
             }
             Some(detail) => write!(f, "{}: {detail}", self.kind)?,
             None => write!(f, "{}", self.kind)?,
@@ -170,6 +201,18 @@ mod tests {
         );
         assert!(e.source().is_none());
         assert_eq!(Error::session_lost().kind(), ErrorKind::SessionLost);
+
+        let e = Error::handshake("tcp://a:1", HandshakeError::ServerKeyMismatch);
+        assert_eq!(e.kind(), ErrorKind::Handshake);
+        assert_eq!(
+            e.to_string(),
+            "handshake failed: server key mismatch (tcp://a:1)"
+        );
+        assert_eq!(
+            e.handshake_error(),
+            Some(&HandshakeError::ServerKeyMismatch)
+        );
+        assert!(e.source().is_some());
     }
 
     #[test]

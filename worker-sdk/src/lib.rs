@@ -59,6 +59,18 @@
 //! gives the underlying error (the service name check's, the endpoint parser's) where there
 //! is one.
 //!
+//! # Security
+//!
+//! With [`WorkerOptions::curve`] (the broker's public key and the worker's keypair, for
+//! example from certificate files with [`domo_zmtp::curve::CurveClient::from_files`]) every
+//! session is encrypted and authenticated with CURVE (RFC 25/26). A broker that refuses the
+//! handshake (a key it does not allow, a wrong broker key, a broker without CURVE) is not
+//! taken for a silent one: from the session's next heartbeat on it is logged (at ERROR: an
+//! operator must change keys or the broker's allow-list) and reported by
+//! [`Worker::status`] as an [`ErrorKind::Handshake`] error (`handshake failed: not
+//! authorized`, ...), while the session keeps retrying with its backoff. The first message
+//! from the broker clears it.
+//!
 //! # When a handler fails
 //!
 //! A handler that returns an error or panics, or a [`Request`] dropped without a reply, does
@@ -87,6 +99,7 @@ mod handler;
 mod options;
 mod request;
 mod session;
+mod status;
 mod transport;
 
 use std::fmt::Display;
@@ -103,6 +116,7 @@ use crate::driver::Sink;
 pub use crate::error::{Error, ErrorKind};
 pub use crate::options::{EndpointMode, WorkerOptions};
 pub use crate::request::Request;
+pub use crate::status::WorkerStatus;
 pub use domo_mdp::{BackoffOptions, Heartbeat};
 
 /// A worker for one service: a set of sessions plus the queue of requests they received.
@@ -116,6 +130,8 @@ pub struct Worker {
     service: ServiceName,
     options: Arc<WorkerOptions>,
     connector: Arc<transport::Zmtp>,
+    /// The sessions' status slots, one per session.
+    board: status::Board,
     /// Set once the sessions run in channel mode (`recv`).
     requests: Option<mpsc::Receiver<Request>>,
     stop: watch::Sender<bool>,
@@ -154,11 +170,10 @@ impl Worker {
         }
         options.check()?;
         let (stop, _) = watch::channel(false);
-        let mut transport = options.transport.clone();
-        transport.identity = None;
-        let connector = Arc::new(transport::Zmtp(transport));
+        let connector = Arc::new(transport::Zmtp(options.dealer_options()));
         Ok(Self {
             connector,
+            board: status::Board::new(options.total_sessions()),
             service,
             options: Arc::new(options),
             requests: None,
@@ -184,6 +199,12 @@ impl Worker {
         &self.service
     }
 
+    /// The health of the sessions, readable (and awaitable) while [`Worker::serve`] runs:
+    /// see [`WorkerStatus`].
+    pub fn status(&self) -> WorkerStatus {
+        self.board.status()
+    }
+
     fn start(&mut self, sink: &Sink) {
         for (n, endpoints) in self.options.session_endpoints().into_iter().enumerate() {
             let driver = driver::Driver {
@@ -193,6 +214,7 @@ impl Worker {
                 endpoints,
                 sink: sink.clone(),
                 stop: self.stop.subscribe(),
+                status: self.board.reporter(n),
             };
             self.sessions.spawn(driver.run(n));
         }

@@ -4,11 +4,14 @@
 //! refuses a zero where zero makes no sense (`sessions`, the heartbeat's `interval` and
 //! `liveness`, the backoff's `initial` and `max`) with
 //! [`crate::ErrorKind::InvalidOptions`]. The fields are public too, so this one check covers
-//! values set either way.
+//! values set either way. A `transport` whose `security` is the CURVE server role is refused
+//! too: a worker is always the CURVE client.
 
 use std::sync::Arc;
 
 use domo_mdp::{Backoff, BackoffOptions, Heartbeat};
+use domo_zmtp::curve::CurveClient;
+use domo_zmtp::{KeyPair, PublicKey, Security};
 
 use crate::error::Error;
 
@@ -50,8 +53,15 @@ pub struct WorkerOptions {
     pub heartbeat: Heartbeat,
     /// Reconnect backoff. Delays not zero. Default 1 s doubling to 32 s, jittered.
     pub backoff: BackoffOptions,
+    /// CURVE security: the broker's public key and the worker's keypair (the broker may
+    /// check the public half against its allow-list). Every session then handshakes with
+    /// CURVE; a broker that refuses it is logged and reported by
+    /// [`crate::WorkerStatus::handshake_error`]. Overrides `transport.security`. Default
+    /// `None`: NULL security, unless `transport.security` says otherwise. Keys can be read
+    /// from certificate files with [`CurveClient::from_files`].
+    pub curve: Option<CurveClient>,
     /// Options of the DEALER sockets. `identity` is ignored: RFC 7 wants each new session
-    /// on a new socket identity.
+    /// on a new socket identity. `curve`, when set, overrides `security`.
     pub transport: domo_zmtp::Options,
 }
 
@@ -71,6 +81,7 @@ impl WorkerOptions {
             sessions: 1,
             heartbeat: Heartbeat::default(),
             backoff: BackoffOptions::default(),
+            curve: None,
             transport: domo_zmtp::Options::default(),
         }
     }
@@ -125,6 +136,32 @@ impl WorkerOptions {
     #[must_use]
     pub fn backoff(mut self, backoff: BackoffOptions) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// Talks CURVE to the broker whose public key is `server_key`, as `keypair` (see
+    /// [`WorkerOptions::curve`]).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::path::Path;
+    /// use domo_worker::WorkerOptions;
+    /// use domo_zmtp::curve::CurveClient;
+    /// let keys = CurveClient::from_files(
+    ///     Path::new("/etc/domo/broker.key"),
+    ///     Path::new("worker.key_secret"),
+    /// )?;
+    /// let options = WorkerOptions::new(["tcp://10.0.0.1:5555"]).curve(keys.server_key, keys.keypair);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn curve(mut self, server_key: PublicKey, keypair: KeyPair) -> Self {
+        self.curve = Some(CurveClient {
+            server_key,
+            keypair,
+        });
         self
     }
 
@@ -184,6 +221,8 @@ impl WorkerOptions {
             Some("backoff initial delay must not be zero")
         } else if self.backoff.max.is_zero() {
             Some("backoff max delay must not be zero")
+        } else if matches!(self.transport.security, Security::CurveServer(_)) {
+            Some("transport.security must not be the CURVE server role (use `curve`)")
         } else {
             None
         };
@@ -192,6 +231,16 @@ impl WorkerOptions {
 
     pub(crate) fn new_backoff(&self) -> Backoff {
         Backoff::new(self.backoff)
+    }
+
+    /// The options of every session's DEALER: no identity, and the CURVE keys if set.
+    pub(crate) fn dealer_options(&self) -> domo_zmtp::Options {
+        let mut t = self.transport.clone();
+        t.identity = None;
+        if let Some(keys) = &self.curve {
+            t.security = Security::CurveClient(keys.clone());
+        }
+        t
     }
 }
 
@@ -209,12 +258,15 @@ mod tests {
             liveness: 5,
         };
         let backoff = BackoffOptions::default().jitter(false);
+        let server = KeyPair::generate();
+        let ours = KeyPair::generate();
         let options = WorkerOptions::default()
             .endpoints(["tcp://10.0.0.1:1", "tcp://10.0.0.2:1"])
             .mode(EndpointMode::EachBroker)
             .sessions(2)
             .heartbeat(heartbeat)
             .backoff(backoff)
+            .curve(server.public, ours.clone())
             .transport(domo_zmtp::Options::default());
         assert_eq!(options.endpoints, ["tcp://10.0.0.1:1", "tcp://10.0.0.2:1"]);
         assert_eq!(options.mode, EndpointMode::EachBroker);
@@ -222,6 +274,13 @@ mod tests {
         assert_eq!(options.heartbeat, heartbeat);
         assert_eq!(options.backoff, backoff);
         assert_eq!(options.total_sessions(), 4);
+        let curve = options.curve.as_ref().expect("curve keys");
+        assert_eq!(curve.server_key, server.public);
+        assert_eq!(curve.keypair.public, ours.public);
+        match options.dealer_options().security {
+            Security::CurveClient(c) => assert_eq!(c.server_key, server.public),
+            other => panic!("not a CURVE client: {other:?}"),
+        }
         assert!(options.check().is_ok());
     }
 
@@ -253,6 +312,13 @@ mod tests {
             (
                 base.clone().backoff(backoff.max(Duration::ZERO)),
                 "backoff max",
+            ),
+            (
+                base.clone().transport(domo_zmtp::Options {
+                    security: Security::curve_server(KeyPair::generate().secret),
+                    ..domo_zmtp::Options::default()
+                }),
+                "CURVE server",
             ),
         ] {
             let err = options.check().unwrap_err();

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use domo_zmtp::Dealer;
+use domo_zmtp::{Dealer, HandshakeError};
 
 /// One connection to a broker (a new routing id each time one is made).
 pub(crate) trait Link: Send + Sync + 'static {
@@ -18,6 +18,8 @@ pub(crate) trait Link: Send + Sync + 'static {
     fn abandon(&self);
     /// Flushes what is queued (up to the linger time) and closes.
     fn close(self) -> impl Future<Output = ()> + Send;
+    /// Why the last handshake failed, if none succeeded since.
+    fn handshake_error(&self) -> Option<HandshakeError>;
 }
 
 /// Makes new connections.
@@ -59,5 +61,9 @@ impl Link for Dealer {
 
     async fn close(self) {
         self.shutdown().await;
+    }
+
+    fn handshake_error(&self) -> Option<HandshakeError> {
+        Self::handshake_error(self)
     }
 }

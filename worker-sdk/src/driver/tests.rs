@@ -7,13 +7,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use domo_mdp::worker::{decode_from_worker, encode_disconnect, encode_request};
 use domo_mdp::{Heartbeat, LockExt, PeerId, ServiceName};
+use domo_zmtp::HandshakeError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{Driver, Sink};
 use crate::handler::wrap;
+use crate::status::Board;
 use crate::transport::{Connector, Link};
-use crate::WorkerOptions;
+use crate::{ErrorKind, WorkerOptions, WorkerStatus};
 use domo_mdp::BackoffOptions;
 
 /// What the broker side sees: (milliseconds since start, connection number, what).
@@ -23,6 +25,8 @@ struct MemLink {
     id: usize,
     events: mpsc::UnboundedSender<(usize, Event)>,
     inbound: tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<Bytes>>>,
+    /// What every link says of its last handshake (the connector's).
+    refusal: Arc<Mutex<Option<HandshakeError>>>,
 }
 
 enum Event {
@@ -52,6 +56,10 @@ impl Link for MemLink {
     async fn close(self) {
         let _ = self.events.send((self.id, Event::Closed));
     }
+
+    fn handshake_error(&self) -> Option<HandshakeError> {
+        self.refusal.lock_unpoisoned().clone()
+    }
 }
 
 struct MemConnector {
@@ -59,6 +67,8 @@ struct MemConnector {
     events: mpsc::UnboundedSender<(usize, Event)>,
     /// Senders into each connection, by connection number.
     to_worker: Mutex<Vec<mpsc::UnboundedSender<Vec<Bytes>>>>,
+    /// The failed handshake every link reports, if any.
+    refusal: Arc<Mutex<Option<HandshakeError>>>,
 }
 
 impl Connector for MemConnector {
@@ -75,6 +85,7 @@ impl Connector for MemConnector {
             id,
             events: self.events.clone(),
             inbound: tokio::sync::Mutex::new(rx),
+            refusal: self.refusal.clone(),
         })
     }
 }
@@ -85,6 +96,7 @@ struct Broker {
     connector: Arc<MemConnector>,
     events: mpsc::UnboundedReceiver<(usize, Event)>,
     stop: watch::Sender<bool>,
+    status: WorkerStatus,
 }
 
 impl Broker {
@@ -131,11 +143,13 @@ fn start_on(sink: Sink, endpoints: &[&str]) -> Broker {
         next: AtomicUsize::new(0),
         events: events_tx,
         to_worker: Mutex::new(Vec::new()),
+        refusal: Arc::default(),
     });
     let options = WorkerOptions::new(["tcp://a:1", "tcp://b:1"])
         .heartbeat(Heartbeat::default())
         .backoff(BackoffOptions::default().jitter(false));
     let (stop, stop_rx) = watch::channel(false);
+    let board = Board::new(1);
     let driver = Driver {
         connector: connector.clone(),
         service: ServiceName::from_static("svc"),
@@ -143,6 +157,7 @@ fn start_on(sink: Sink, endpoints: &[&str]) -> Broker {
         endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
         sink,
         stop: stop_rx,
+        status: board.reporter(0),
     };
     let start = Instant::now();
     tokio::spawn(driver.run(0));
@@ -151,6 +166,7 @@ fn start_on(sink: Sink, endpoints: &[&str]) -> Broker {
         connector,
         events,
         stop,
+        status: board.status(),
     }
 }
 
@@ -273,4 +289,40 @@ async fn a_pinned_session_re_registers_with_its_own_endpoint_only() {
         (18_000, 2, "READY"),
     ]);
     assert_eq!(broker.seen_until(18_001).await, expected);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_refused_handshake_shows_in_the_status_from_the_first_heartbeat_until_traffic() {
+    let mut broker = start(echo_sink());
+    *broker.connector.refusal.lock_unpoisoned() = Some(HandshakeError::NotAuthorized);
+    let registering = seen(&[(0, 0, "connect tcp://a:1"), (0, 0, "READY")]);
+    assert_eq!(broker.seen_until(1).await, registering);
+    assert!(broker.status.handshake_error().is_none());
+    assert!(broker.status.changed().await);
+    assert_eq!((Instant::now() - broker.start).as_millis(), 2500);
+    let error = broker.status.handshake_error().expect("refused");
+    assert_eq!(error.kind(), ErrorKind::Handshake);
+    assert_eq!(
+        error.to_string(),
+        "handshake failed: not authorized (tcp://a:1)"
+    );
+    // The session goes on as with a silent broker: heartbeats, then the next endpoint,
+    // whose refusal is news.
+    let expected = seen(&[
+        (2500, 0, "HEARTBEAT"),
+        (5000, 0, "HEARTBEAT"),
+        (7500, 0, "abandon"),
+        (8500, 1, "connect tcp://b:1"),
+        (8500, 1, "READY"),
+        (11_000, 1, "HEARTBEAT"),
+    ]);
+    assert_eq!(broker.seen_until(11_001).await, expected);
+    assert!(broker.status.changed().await, "news at 11 s");
+    let error = broker.status.handshake_error().expect("refused");
+    assert!(error.to_string().ends_with("(tcp://b:1)"), "{error}");
+    // Once the broker lets us in, its first message clears the status.
+    *broker.connector.refusal.lock_unpoisoned() = None;
+    broker.send(1, domo_mdp::worker::encode_heartbeat());
+    assert!(broker.status.changed().await);
+    assert!(broker.status.handshake_error().is_none());
 }
