@@ -60,6 +60,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use domo_client::{Client, ClientOptions, Error as ClientError};
+use domo_zmtp::curve::CurveClient;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -224,6 +225,14 @@ impl Dispatcher {
             loaded: HashSet::new(),
             cursor: None,
         })
+    }
+
+    /// Sends through CURVE connections with `keys` (the broker's public key and ours), or
+    /// NULL ones with `None` (the default).
+    #[must_use]
+    pub fn with_curve(mut self, keys: Option<CurveClient>) -> Self {
+        self.client_options.curve = keys;
+        self
     }
 
     /// Runs until `stop` turns true, starting from the oldest pending request.

@@ -3,7 +3,7 @@
 //! Exit status: 0 after SIGINT/SIGTERM, 2 for bad flags, 1 when Titanic cannot run (the
 //! store cannot be opened, for example because another process holds it).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,7 +11,8 @@ use clap::Parser;
 use domo_client::{Client, ClientOptions};
 use domo_mdp::Heartbeat;
 use domo_titanic::server::{self, TitanicConfig};
-use tracing::error;
+use domo_zmtp::curve::{readable_by_others, CurveClient, KeyFileError};
+use tracing::{error, warn};
 
 /// The store file inside `--data-dir`.
 const STORE_FILE: &str = "titanic.redb";
@@ -55,6 +56,16 @@ struct Args {
     /// MDP worker sessions per Titanic service (concurrent requests sharing a commit).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     sessions: u16,
+
+    /// The broker's public CURVE certificate (`NAME.key`, from `domo keygen` or pyzmq):
+    /// talk CURVE to a broker with `[security]`. Needs --key.
+    #[arg(long, value_name = "FILE", env = "DOMO_TITANIC_SERVER_KEY")]
+    server_key: Option<PathBuf>,
+
+    /// Titanic's own secret CURVE certificate (`NAME.key_secret`); the broker checks its
+    /// public key (its `call` and `serve` rights). Needs --server-key.
+    #[arg(long, value_name = "FILE", env = "DOMO_TITANIC_KEY")]
+    key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -115,6 +126,7 @@ fn config(args: &Args) -> Result<TitanicConfig, String> {
         None => default_data_dir(std::env::var_os("STATE_DIRECTORY")),
     };
     let mut config = TitanicConfig::new(brokers, dir.join(STORE_FILE));
+    config.curve = curve_keys(args.server_key.as_deref(), args.key.as_deref())?;
     config.heartbeat = Heartbeat {
         interval: args.heartbeat,
         liveness: Heartbeat::DEFAULT_LIVENESS,
@@ -125,6 +137,34 @@ fn config(args: &Args) -> Result<TitanicConfig, String> {
     config.dispatcher.expire_interval =
         (args.expire_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
     Ok(config)
+}
+
+/// The CURVE keys of --server-key and --key: both or neither. A secret certificate others
+/// may read is used, with a warning (pyzmq writes them 0644).
+fn curve_keys(
+    server_key: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Option<CurveClient>, String> {
+    let (server, ours) = match (server_key, key) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err("--server-key needs --key FILE (Titanic's secret certificate)".into())
+        }
+        (None, Some(_)) => {
+            return Err("--key needs --server-key FILE (the broker's public certificate)".into())
+        }
+        (Some(server), Some(ours)) => (server, ours),
+    };
+    let keys = CurveClient::from_files(server, ours).map_err(|e| {
+        // The server's file is read first; a missing secret key is always ours.
+        let server_file = e.path() == server && !matches!(e, KeyFileError::NoSecretKey { .. });
+        let flag = if server_file { "--server-key" } else { "--key" };
+        format!("{flag} {e}")
+    })?;
+    if readable_by_others(ours).unwrap_or(false) {
+        warn!(path = %ours.display(), "Secret certificate readable by group or others; chmod 600 it");
+    }
+    Ok(Some(keys))
 }
 
 /// `$STATE_DIRECTORY` (its first entry: systemd lists several separated by `:`), else
@@ -238,6 +278,38 @@ mod tests {
         assert!(config(&args).is_ok(), "nothing is created while checking");
         let bad = Args::parse_from(["domo-titanic", "--broker", "udp://x:1"]);
         assert!(config(&bad).is_err());
+    }
+
+    #[test]
+    fn curve_keys_come_in_pairs_and_errors_name_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = domo_zmtp::curve::Certificate::new(domo_zmtp::KeyPair::generate().secret);
+        cert.save(dir.path(), "t").unwrap();
+        let public = dir.path().join("t.key");
+        let secret = dir.path().join("t.key_secret");
+        let missing = dir.path().join("missing.key");
+        assert!(curve_keys(None, None).unwrap().is_none());
+        let keys = curve_keys(Some(&public), Some(&secret)).unwrap().unwrap();
+        assert_eq!(keys.server_key, cert.public);
+        let err = curve_keys(Some(&public), None).unwrap_err();
+        assert!(err.starts_with("--server-key needs --key"), "{err}");
+        let err = curve_keys(None, Some(&secret)).unwrap_err();
+        assert!(err.starts_with("--key needs --server-key"), "{err}");
+        let err = curve_keys(Some(&missing), Some(&secret)).unwrap_err();
+        assert!(err.starts_with("--server-key "), "{err}");
+        let err = curve_keys(Some(&public), Some(&public)).unwrap_err();
+        assert!(
+            err.starts_with("--key ") && err.contains("secret-key"),
+            "{err}"
+        );
+        let args = Args::parse_from([
+            "domo-titanic",
+            "--server-key",
+            public.to_str().unwrap(),
+            "--key",
+            secret.to_str().unwrap(),
+        ]);
+        assert!(config(&args).unwrap().curve.is_some());
     }
 
     #[test]

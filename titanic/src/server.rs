@@ -30,6 +30,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use domo_mdp::{Heartbeat, LockExt};
 use domo_worker::{Worker, WorkerOptions};
+use domo_zmtp::curve::CurveClient;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -50,6 +51,9 @@ pub struct TitanicConfig {
     pub store: RedbOptions,
     /// Worker heartbeat settings; must match the broker's.
     pub heartbeat: Heartbeat,
+    /// CURVE keys (the broker's public key and Titanic's keypair) for the workers and the
+    /// dispatcher alike; `None` (the default) talks NULL.
+    pub curve: Option<CurveClient>,
     /// MDP worker sessions per Titanic service (the concurrency of each service, and how
     /// many `titanic.request` calls can share one group commit).
     pub sessions: usize,
@@ -73,6 +77,7 @@ impl TitanicConfig {
             store_path: store_path.into(),
             store: RedbOptions::default(),
             heartbeat: Heartbeat::default(),
+            curve: None,
             sessions: 16,
             drain_grace: Duration::from_secs(5),
             dispatcher: DispatcherOptions::default(),
@@ -249,10 +254,12 @@ async fn serve_store(
         &config.endpoints,
         config.dispatcher.clone(),
         wake.clone(),
-    )?;
-    let worker_options = WorkerOptions::new(config.endpoints.clone())
+    )?
+    .with_curve(config.curve.clone());
+    let mut worker_options = WorkerOptions::new(config.endpoints.clone())
         .sessions(config.sessions)
         .heartbeat(config.heartbeat);
+    worker_options.curve = config.curve.clone();
     let services = Services::start(store, &worker_options, wake)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let dispatching = tokio::spawn(dispatcher.run(stop_rx));

@@ -201,6 +201,7 @@ async fn deliver(
                 ErrorKind::TimedOut
                     | ErrorKind::ServiceUnavailable
                     | ErrorKind::Disconnected
+                    | ErrorKind::Handshake
                     | ErrorKind::Closed
             ) =>
         {
