@@ -15,10 +15,11 @@ pub(crate) fn client(args: &RequestArgs) -> Result<Client, domo_client::Error> {
         (true, [primary, backup]) => ClientOptions::pair(primary.clone(), backup.clone()),
         _ => ClientOptions::new(args.broker.broker.iter().cloned()),
     };
-    let options = base
+    let mut options = base
         .timeout(args.timeout)
         .retries(args.retries)
         .pool_size(1);
+    options.curve = args.broker.curve.clone();
     Client::new(options)
 }
 
@@ -105,7 +106,8 @@ pub(crate) async fn echo_worker(
         (true, [primary, backup]) => WorkerOptions::pair(primary.clone(), backup.clone()),
         _ => WorkerOptions::new(endpoints.iter().cloned()),
     };
-    let options = base.sessions(sessions).heartbeat(heartbeat);
+    let mut options = base.sessions(sessions).heartbeat(heartbeat);
+    options.curve = broker.curve.clone();
     let worker = match Worker::new(service.to_string(), options) {
         Ok(w) => w,
         Err(error) => return fail(error),

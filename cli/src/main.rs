@@ -1,10 +1,15 @@
 //! `domo`: call services, ask the broker's MMI, run an echo worker, benchmark.
 //!
 //! Exit codes: 0 success; 1 a failed request (one line on stderr saying why), for
-//! `domo service` a 404, or for `domo bench` a broker binary it cannot find or start; 2 bad
-//! usage; `domo titanic reply` 3 while the request is pending (`300`) and 4 for an unknown id
+//! `domo service` a 404, for `domo bench` a broker binary it cannot find or start, or for
+//! `domo keygen` files it cannot write (or that exist); 2 bad usage (including a
+//! `--server-key`/`--key` file that cannot be used); `domo titanic reply` 3 while the request is pending (`300`) and 4 for an unknown id
 //! (`400`), so scripts can poll. `domo bench` stopped by SIGINT, SIGTERM or SIGHUP while running a broker of its own
 //! kills that broker and exits 130, 143 or 129.
+//!
+//! CURVE: the global `--server-key FILE` (the broker's public certificate) and `--key FILE`
+//! (the caller's secret certificate), or `DOMO_SERVER_KEY`/`DOMO_KEY`, make every connection
+//! to a broker a CURVE one; `domo keygen` writes such certificates (see `keys.rs`).
 //!
 //! `domo` does not link the broker: `domo bench` without `--broker` runs the `domo-broker`
 //! binary as a child process (see `bench/broker.rs`).
@@ -13,13 +18,16 @@ mod bench;
 mod call;
 mod duration;
 mod ha;
+mod keys;
 mod output;
 mod titanic;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use domo_zmtp::curve::CurveClient;
 
 use crate::duration::parse_duration;
 
@@ -54,6 +62,17 @@ struct BrokerArg {
     /// both, and requests switch to the other broker on any timeout, after a settle delay.
     #[arg(long, global = true, env = "DOMO_PAIR")]
     pair: bool,
+    /// The broker's public CURVE certificate (NAME.key): talk CURVE to a broker with
+    /// [security]. Needs --key.
+    #[arg(long, global = true, env = "DOMO_SERVER_KEY", value_name = "FILE")]
+    server_key: Option<PathBuf>,
+    /// Your secret CURVE certificate (NAME.key_secret, from `domo keygen`); the broker
+    /// checks its public key and rights. Needs --server-key.
+    #[arg(long, global = true, env = "DOMO_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// The keys read from --server-key and --key, filled in after parsing.
+    #[arg(skip)]
+    curve: Option<CurveClient>,
 }
 
 impl BrokerArg {
@@ -118,6 +137,19 @@ enum Command {
     /// Binary Star pairs.
     #[command(subcommand)]
     Ha(HaCommand),
+    /// Write a CURVE certificate: DIR/NAME.key (public, for the broker's allow-list) and
+    /// DIR/NAME.key_secret (secret, mode 0600); never over existing files.
+    Keygen {
+        /// The certificate's name: the files are NAME.key and NAME.key_secret.
+        name: String,
+        /// The directory to write into (it must exist).
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// Metadata to put in the certificate, repeatable; the broker reads the rights
+        /// `call` and `serve` from it, e.g. --meta call=echo,pay*.
+        #[arg(long = "meta", value_name = "NAME=VALUE", value_parser = keys::parse_meta)]
+        meta: Vec<(String, String)>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +248,7 @@ impl Command {
             ) => Some(&mut request.broker),
             Self::Worker(WorkerCommand::Echo { broker, .. }) => Some(broker),
             Self::Bench(_)
+            | Self::Keygen { .. }
             | Self::Titanic(TitanicCommand::List { .. } | TitanicCommand::Purge { .. }) => None,
         }
     }
@@ -229,8 +262,22 @@ fn main() -> ExitCode {
             eprintln!("domo: --pair needs exactly two --broker endpoints: primary,backup");
             return ExitCode::from(2);
         }
+        match keys::load(broker.server_key.as_deref(), broker.key.as_deref()) {
+            Ok(curve) => broker.curve = curve,
+            Err(message) => {
+                eprintln!("domo: {message}");
+                return ExitCode::from(2);
+            }
+        }
     }
     if let Command::Bench(args) = &mut cli.command {
+        // bench's own broker talks NULL; so do its raw phases, even to a given broker.
+        if !cli.broker.broker.is_empty()
+            && (cli.broker.server_key.is_some() || cli.broker.key.is_some())
+        {
+            eprintln!("domo: bench talks NULL only: leave out --server-key and --key");
+            return ExitCode::from(2);
+        }
         match cli.broker.broker.as_slice() {
             [] => args.broker = None,
             [one] => args.broker = Some(one.clone()),
@@ -296,6 +343,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Titanic(TitanicCommand::Close { request, id }) => {
             titanic::close(&request, &id).await
         }
+        Command::Keygen { name, dir, meta } => keys::keygen(&name, &dir, meta),
         Command::Titanic(TitanicCommand::List { data_dir }) => titanic::list(&data_dir),
         Command::Titanic(TitanicCommand::Purge {
             data_dir,
