@@ -248,6 +248,7 @@ impl HaSettings {
             machine: self.machine(),
             bind: self.bind.clone(),
             peer: self.peer.clone(),
+            security: None,
         }
     }
 }

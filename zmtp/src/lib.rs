@@ -4,8 +4,12 @@
 //! # Layout
 //!
 //! - [`proto`]: the sans-IO core. Greeting, NULL handshake with `READY` metadata, socket-type
-//!   checks, `ERROR`, frames, commands, `PING`/`PONG`, and the [`proto::Mechanism`] seam for
-//!   PLAIN/CURVE. Bytes in, bytes and events out; no sockets, no clock.
+//!   checks, `ERROR`, frames, commands, `PING`/`PONG`, and the [`proto::Mechanism`] seam.
+//!   Bytes in, bytes and events out; no sockets, no clock.
+//! - [`curve`]: CURVE security (RFC 25/26), libzmq-compatible: keys and Z85, CZMQ/pyzmq
+//!   certificates, the server and client handshakes, every frame boxed in the data phase, an
+//!   [`curve::Authorizer`] for client keys, failed handshakes rate-limited per address.
+//!   Selected per socket with [`Options::security`].
 //! - [`Router`]: a ROUTER socket (bind to several `tcp://` / `ipc://` endpoints; routing ids;
 //!   fair receive; non-blocking `try_send`; per-peer flow control; peer events).
 //! - [`Dealer`]: a DEALER socket (connect with automatic, jittered, capped reconnect; bounded
@@ -45,6 +49,7 @@ mod dealer;
 mod driver;
 mod endpoint;
 mod error;
+mod limiter;
 mod options;
 pub mod proto;
 mod router;
@@ -64,7 +69,7 @@ pub use error::{Error, HandshakeError, ProtocolError, TrySendError};
 pub use options::{DuplicateIdentity, Options};
 pub use router::{Router, RouterEvent};
 pub use socket_type::SocketType;
-pub use stats::Stats;
+pub use stats::{HandshakeStats, Stats};
 pub use transport::PeerAddr;
 
 /// A multipart message: one `Bytes` per frame.

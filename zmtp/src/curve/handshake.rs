@@ -239,14 +239,13 @@ impl Mechanism for ClientMechanism {
                 Ok(MechanismStep::Continue)
             }
             (ClientState::ExpectReady, b"READY") => self.on_ready(&data),
-            (ClientState::ExpectWelcome, b"ERROR") => Err(HandshakeError::ServerKeyMismatch),
-            (ClientState::ExpectReady, b"ERROR") => {
+            (_, b"ERROR") => {
                 let reason = error_reason(&data);
-                if &reason[..] == NOT_AUTHORIZED {
-                    Err(HandshakeError::NotAuthorized)
-                } else {
-                    Err(HandshakeError::PeerError(reason))
-                }
+                Err(match &reason[..] {
+                    NOT_AUTHORIZED => HandshakeError::NotAuthorized,
+                    WRONG_SERVER_KEY => HandshakeError::ServerKeyMismatch,
+                    _ => HandshakeError::PeerError(reason),
+                })
             }
             _ => Err(HandshakeError::UnexpectedCommand),
         }

@@ -524,6 +524,16 @@ impl Decoder {
     }
 }
 
+/// The encoder and decoder of a connection's data phase on an established CURVE `session`
+/// (as the sockets set them up; public for tests and fuzzing).
+pub fn session_codec(session: crate::curve::Session, limits: Limits) -> (Encoder, Decoder) {
+    let mut enc = Encoder::new();
+    let mut dec = Decoder::new(limits);
+    enc.set_sealer(session.sealer);
+    dec.set_opener(session.opener);
+    (enc, dec)
+}
+
 /// Encoder that coalesces small frames and keeps large bodies zero-copy.
 #[derive(Debug, Default)]
 pub struct Encoder {
@@ -580,6 +590,13 @@ impl Encoder {
     pub fn encode_command(&mut self, cmd: &Command) {
         let body = cmd.to_body();
         self.put_frame(FLAG_COMMAND, body);
+    }
+
+    /// Queues one frame with the given ZMTP flags (`FLAG_MORE`, `FLAG_COMMAND`), whatever
+    /// its content: for tests and fuzzing, which need frames no well-behaved peer sends.
+    #[doc(hidden)]
+    pub fn put_any_frame(&mut self, flags: u8, body: Bytes) {
+        self.put_frame(flags & (FLAG_MORE | FLAG_COMMAND), body);
     }
 
     /// Queues raw bytes (the greeting).
