@@ -1,8 +1,8 @@
 //! CURVE end to end with the `domo` binary: certificates from `domo keygen`, and a router in
 //! the CURVE server role standing in for a broker (it answers client requests with their
 //! body and hands one request to each worker that registers). With the right keys `domo
-//! call` and `domo worker echo` work; a key the router refuses or a wrong server key is
-//! reported as `handshake failed: ...`, never as a timeout.
+//! call`, `domo worker echo` and `domo-titanic` work; a key the router refuses or a wrong
+//! server key is reported as `handshake failed: ...`, never as a timeout.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -200,4 +200,38 @@ async fn refused_keys_are_handshake_failures_not_timeouts() {
     })
     .await;
     assert!(line.contains("ERROR"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domo_titanic_registers_through_curve_with_its_keys() {
+    let dir = TempDir::new("curve-titanic");
+    let (broker, titanic) = (keygen(dir.path(), "broker"), keygen(dir.path(), "titanic"));
+    let (endpoint, mut replies) = curve_router(&broker, vec![titanic.public_key()]).await;
+    let _titanic = LoggedChild::spawn(
+        Command::new(DOMO_TITANIC)
+            .args([
+                "--broker",
+                &endpoint,
+                "--heartbeat",
+                "100ms",
+                "--sessions",
+                "1",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("DOMO_TITANIC_SERVER_KEY", &broker.public)
+            .env("DOMO_TITANIC_KEY", &titanic.secret)
+            .stdout(Stdio::null()),
+    );
+    // Its workers (three services, one session each) registered over CURVE and answered.
+    for _ in 0..3 {
+        let reply = tokio::time::timeout(Duration::from_secs(10), replies.recv())
+            .await
+            .expect("no reply from a Titanic worker")
+            .unwrap();
+        assert_eq!(
+            reply[..4],
+            [&b""[..], MDPW01, &[3], b"client"].map(Bytes::copy_from_slice)
+        );
+    }
 }
