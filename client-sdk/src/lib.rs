@@ -219,9 +219,9 @@ impl Client {
 
     /// Runs the attempts until a reply comes, the retries run out, or the only broker
     /// refused the handshake (retrying on a fresh connection would not change its mind).
-    /// After the last timeout the error says why: the handshake that failed on the last
-    /// attempt, else whether any connection was ever up ([`ErrorKind::TimedOut`]) or not
-    /// ([`ErrorKind::Disconnected`]).
+    /// After the last timeout the error says why: the broker's refusal of the last
+    /// attempt's handshake ([`ErrorKind::Handshake`]), else whether any connection was ever
+    /// up ([`ErrorKind::TimedOut`]) or not ([`ErrorKind::Disconnected`]).
     async fn attempts(&self, service: &ServiceName, msg: &[Bytes]) -> Result<Vec<Bytes>, Error> {
         let options = &self.pool.options;
         let mut lease = self.pool.lease().await?;
@@ -265,14 +265,16 @@ impl Client {
                 Err(_) => {
                     let up = dealer.is_connected();
                     ever_connected |= up;
-                    // Kept since the last successful handshake: so while down, why.
+                    // Kept since the last successful handshake: so while down, why. A
+                    // connection closed mid-handshake is bad luck, not an answer.
                     refused = if up { None } else { dealer.handshake_error() };
+                    refused = refused.filter(is_refusal);
                     debug!(%service, attempt, connected = up, handshake = ?refused, "Attempt timed out");
                     // A passive Binary Star broker is connected but never answers.
                     if !up || options.failover == Failover::AnyTimeout {
                         self.pool.fail_over(lease.endpoint(), started);
                     }
-                    if options.endpoints.len() == 1 && refused.as_ref().is_some_and(is_refusal) {
+                    if options.endpoints.len() == 1 && refused.is_some() {
                         break;
                     }
                 }

@@ -126,3 +126,19 @@ async fn a_null_client_of_a_curve_broker_hears_of_the_mechanism() {
     assert!(err.to_string().starts_with("handshake failed: "), "{err}");
     assert!(err.to_string().contains("CURVE"), "{err}");
 }
+
+#[tokio::test]
+async fn a_connection_closed_mid_handshake_is_no_refusal() {
+    // Accepts every connection and drops it at once: bad luck, not an answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("tcp://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    let (server, me) = (KeyPair::generate(), KeyPair::generate());
+    let options = options(&endpoint).retries(0).curve(server.public, me);
+    let (err, _) = refused(options).await;
+    assert_eq!(err.kind(), ErrorKind::Disconnected, "{err}");
+}

@@ -116,7 +116,8 @@ impl<C: Connector> Driver<C> {
                     }
                     Action::Abandon => {
                         refused |= self.report_handshake(&dealer, linked);
-                        let error = dealer.handshake_error().map(tracing::field::display);
+                        let error = dealer.handshake_error().filter(is_refusal);
+                        let error = error.map(tracing::field::display);
                         warn!(service = %self.service, endpoint = %self.endpoints[linked], error, "Broker lost; reconnecting after backoff");
                         dealer.abandon();
                         pending = None;
@@ -149,11 +150,13 @@ impl<C: Connector> Driver<C> {
         Ok(link)
     }
 
-    /// Puts a failed handshake of `link` (to endpoint `index`) in the status, logging it
-    /// when it is news; true if there was one. The transport keeps reconnecting meanwhile,
-    /// and the session's liveness and backoff go on as for a silent broker.
+    /// Puts the broker's refusal of `link`'s handshake (to endpoint `index`) in the status,
+    /// logging it when it is news; true if there was one. The transport keeps reconnecting
+    /// meanwhile, and the session's liveness and backoff go on as for a silent broker. A
+    /// connection closed or stalled mid-handshake is bad luck, not a refusal: the
+    /// transport logs those (at DEBUG).
     fn report_handshake(&self, link: &C::Link, index: usize) -> bool {
-        let Some(error) = link.handshake_error() else {
+        let Some(error) = link.handshake_error().filter(is_refusal) else {
             return false;
         };
         let endpoint = &self.endpoints[index];
@@ -162,12 +165,8 @@ impl<C: Connector> Driver<C> {
             error: error.clone(),
         };
         if self.status.set(Some(refusal)) {
-            if is_refusal(&error) {
-                // Keys or the broker's allow-list must change: an operator must act.
-                error!(service = %self.service, %endpoint, %error, "Broker refused the handshake; retrying");
-            } else {
-                warn!(service = %self.service, %endpoint, %error, "Handshake failed; retrying");
-            }
+            // Keys or the broker's allow-list must change: an operator must act.
+            error!(service = %self.service, %endpoint, %error, "Broker refused the handshake; retrying");
         }
         true
     }

@@ -326,3 +326,16 @@ async fn a_refused_handshake_shows_in_the_status_from_the_first_heartbeat_until_
     assert!(broker.status.changed().await);
     assert!(broker.status.handshake_error().is_none());
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_connection_closed_mid_handshake_is_not_a_refusal() {
+    let mut broker = start(echo_sink());
+    *broker.connector.refusal.lock_unpoisoned() = Some(HandshakeError::Closed);
+    let expected = seen(&[
+        (0, 0, "connect tcp://a:1"),
+        (0, 0, "READY"),
+        (2500, 0, "HEARTBEAT"),
+    ]);
+    assert_eq!(broker.seen_until(2501).await, expected);
+    assert!(broker.status.handshake_error().is_none());
+}
