@@ -52,6 +52,37 @@ pub struct Metrics {
     titanic_store_reopens: IntCounter,
     ha: HaMetrics,
     flow: FlowMetrics,
+    security: SecurityMetrics,
+}
+
+/// CURVE: requests and registrations refused for lack of a right.
+// TODO(handshakes): `domo_handshakes_total{result}` (ok, wrong_key, not_authorized,
+// malformed, timeout, rate_limited) from the router's handshake counters, once
+// `domo_zmtp::Stats` has them.
+#[derive(Debug)]
+struct SecurityMetrics {
+    refusals: IntCounterVec,
+}
+
+impl SecurityMetrics {
+    fn new(r: &Registry) -> Self {
+        let refusals = counter(
+            r,
+            "domo_security_refusals_total",
+            "Client requests dropped (right=\"call\") and workers disconnected \
+             (right=\"serve\") because their CURVE key's rights do not cover the service",
+            &["right"],
+        );
+        for right in ["call", "serve"] {
+            refusals.with_label_values(&[right]);
+        }
+        Self { refusals }
+    }
+
+    fn refresh(&self, s: &Stats) {
+        set_total(&self.refusals, &["call"], s.refusals.call);
+        set_total(&self.refusals, &["serve"], s.refusals.serve);
+    }
 }
 
 /// Admission and flow control: paused clients, deferred requests, and the counters the core
@@ -167,6 +198,7 @@ impl FlowMetrics {
             ("invalid_message", d.invalid_message),
             ("client_request", d.client_request),
             ("shutdown", d.shutdown),
+            ("not_authorized", d.not_authorized),
         ] {
             set_total(&self.disconnects_sent, &[reason], total);
         }
@@ -443,6 +475,7 @@ impl Metrics {
             draining,
             ha: HaMetrics::new(&r),
             flow: FlowMetrics::new(&r),
+            security: SecurityMetrics::new(&r),
             registry: r,
             labelled: HashSet::new(),
             max_services,
@@ -547,6 +580,7 @@ impl Metrics {
             .set(gauge_value(t.peers));
         self.draining.set(i64::from(snapshot.draining));
         self.flow.refresh(s, t);
+        self.security.refresh(s);
         if let Some((status, stats)) = &snapshot.ha {
             self.ha.refresh(status, stats);
         }
@@ -799,6 +833,21 @@ mod tests {
             "replies_to_gone_clients",
             "domo_dropped_requests_total{reason=\"client_gone\"}",
             |s, v| s.replies_to_gone_clients = v,
+        ),
+        (
+            "disconnects_sent.not_authorized",
+            "domo_disconnects_sent_total{reason=\"not_authorized\"}",
+            |s, v| s.disconnects_sent.not_authorized = v,
+        ),
+        (
+            "refusals.call",
+            "domo_security_refusals_total{right=\"call\"}",
+            |s, v| s.refusals.call = v,
+        ),
+        (
+            "refusals.serve",
+            "domo_security_refusals_total{right=\"serve\"}",
+            |s, v| s.refusals.serve = v,
         ),
     ];
 
