@@ -11,10 +11,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-pub mod cert;
 #[allow(dead_code)] // used by the mechanism, landing next
 pub(crate) mod crypto;
 mod keys;
+pub mod cert;
 pub mod z85;
 
 pub use cert::{CertError, Certificate};
