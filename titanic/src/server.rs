@@ -60,6 +60,10 @@ pub struct TitanicConfig {
     /// dispatcher sends nothing (and so casts no client vote) while its broker is passive;
     /// the three Titanic services are not gated by it.
     pub dispatcher: DispatcherOptions,
+    /// Options of every ZMTP connection to the broker, the workers' and the dispatcher's
+    /// client's (it replaces `dispatcher.transport`): for example CURVE security, which the
+    /// broker embedding Titanic sets to its own keypair.
+    pub transport: domo_zmtp::Options,
 }
 
 impl TitanicConfig {
@@ -76,6 +80,7 @@ impl TitanicConfig {
             sessions: 16,
             drain_grace: Duration::from_secs(5),
             dispatcher: DispatcherOptions::default(),
+            transport: domo_zmtp::Options::default(),
         }
     }
 }
@@ -244,15 +249,20 @@ async fn serve_store(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let wake = Arc::new(Notify::new());
+    let dispatcher_options = DispatcherOptions {
+        transport: config.transport.clone(),
+        ..config.dispatcher.clone()
+    };
     let dispatcher = Dispatcher::new(
         store.clone(),
         &config.endpoints,
-        config.dispatcher.clone(),
+        dispatcher_options,
         wake.clone(),
     )?;
     let worker_options = WorkerOptions::new(config.endpoints.clone())
         .sessions(config.sessions)
-        .heartbeat(config.heartbeat);
+        .heartbeat(config.heartbeat)
+        .transport(config.transport.clone());
     let services = Services::start(store, &worker_options, wake)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let dispatching = tokio::spawn(dispatcher.run(stop_rx));
