@@ -10,7 +10,8 @@ import sys
 
 
 def version_key(v):
-    return tuple(int(p) for p in v.split("."))
+    parts = [int(p) for p in v.split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
 
 
 def host_target():

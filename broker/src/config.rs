@@ -287,6 +287,7 @@ impl HaSettings {
             machine: self.machine(),
             bind: self.bind.clone(),
             peer: self.peer.clone(),
+            security: None,
         }
     }
 }

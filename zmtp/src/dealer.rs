@@ -27,7 +27,7 @@ use crate::driver::{CloseKind, Connection, Ended, Exchanged, Port, OUT_BATCH_BYT
 use crate::endpoint::Endpoint;
 use crate::error::{Error, HandshakeError, TrySendError};
 use crate::options::{message_bytes, Hwm, Options};
-use crate::proto::{Decoder, Encoder, Handshake};
+use crate::proto::{Encoder, Handshake};
 use crate::socket_type::SocketType;
 use crate::stats::{Counters, Stats};
 use crate::transport::{self, Stream};
@@ -399,7 +399,8 @@ async fn connect_once(shared: &Arc<Shared>) -> Option<Ended> {
         }
         Err(_) => return None,
     };
-    let mut hs = Handshake::null(SocketType::Dealer, opts.identity.clone());
+    let mut hs =
+        Handshake::with_security(SocketType::Dealer, opts.identity.clone(), &opts.security);
     if let Err(e) = transport::handshake(&mut stream, &mut hs, opts.handshake_timeout).await {
         shared
             .counters
@@ -417,11 +418,10 @@ async fn connect_once(shared: &Arc<Shared>) -> Option<Ended> {
         std::mem::take(&mut inner.conn_waiters)
     };
     wake_all(wakers);
-    let decoder = Decoder::with_buffer(opts.limits(), hs.into_leftover());
     let port = DealerPort {
         shared: shared.clone(),
     };
-    let ended = Connection::new(stream, port, decoder, opts.linger).await;
+    let ended = Connection::new(stream, port, opts.limits(), hs.into_parts(), opts.linger).await;
     if let Ended::Protocol(_) = &ended {
         shared
             .counters

@@ -15,12 +15,13 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Sleep;
 
+use crate::curve::Session;
 use crate::error::ProtocolError;
-use crate::proto::{Command, Decoded, Decoder, Encoder};
+use crate::proto::{Command, Decoded, Decoder, Encoder, Limits};
 
 /// Stop moving outbound messages into the encoder beyond this many pending bytes.
 pub(crate) const OUT_BATCH_BYTES: usize = 256 * 1024;
@@ -112,12 +113,26 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     P: Port,
 {
-    pub(crate) fn new(stream: S, port: P, decoder: Decoder, linger: Duration) -> Self {
+    /// A connection whose decoder starts with `leftover` (bytes read past the handshake) and
+    /// whose frames are boxed by `session` when the handshake was CURVE.
+    pub(crate) fn new(
+        stream: S,
+        port: P,
+        limits: Limits,
+        (leftover, session): (BytesMut, Option<Session>),
+        linger: Duration,
+    ) -> Self {
+        let mut decoder = Decoder::with_buffer(limits, leftover);
+        let mut enc = Encoder::new();
+        if let Some(Session { sealer, opener }) = session {
+            decoder.set_opener(opener);
+            enc.set_sealer(sealer);
+        }
         Self {
             stream,
             port,
             decoder,
-            enc: Encoder::new(),
+            enc,
             inbound: VecDeque::new(),
             linger,
             closing: None,
@@ -207,6 +222,9 @@ where
             let exchanged = self
                 .port
                 .exchange(&mut self.enc, &mut self.inbound, large, cx);
+            if self.enc.is_exhausted() {
+                return Poll::Ready(Err(Ended::Closed));
+            }
             match exchanged.close {
                 Some(CloseKind::Now) => return Poll::Ready(Err(Ended::Closed)),
                 Some(CloseKind::Linger) if self.closing.is_none() => {

@@ -46,6 +46,15 @@ pub enum ProtocolError {
     /// A metadata block does not parse.
     #[error("malformed metadata")]
     MalformedMetadata,
+    /// CURVE: a frame of the data phase is not a well-formed `MESSAGE`.
+    #[error("malformed CURVE MESSAGE")]
+    CurveMalformed,
+    /// CURVE: a `MESSAGE` nonce is not above the previous one (a replay).
+    #[error("stale CURVE MESSAGE nonce")]
+    CurveStaleNonce,
+    /// CURVE: a `MESSAGE` box did not open (tampered with, or not from our peer).
+    #[error("CURVE MESSAGE failed authentication")]
+    CurveBadTag,
     /// A message frame arrived before the handshake finished.
     #[error("message frame before the handshake finished")]
     MessageBeforeHandshake,

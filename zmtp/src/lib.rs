@@ -45,6 +45,7 @@ mod dealer;
 mod driver;
 mod endpoint;
 mod error;
+mod limiter;
 mod options;
 pub mod proto;
 mod router;
@@ -64,7 +65,7 @@ pub use error::{Error, HandshakeError, ProtocolError, TrySendError};
 pub use options::{DuplicateIdentity, Options};
 pub use router::{Router, RouterEvent};
 pub use socket_type::SocketType;
-pub use stats::Stats;
+pub use stats::{HandshakeStats, Stats};
 pub use transport::PeerAddr;
 
 /// A multipart message: one `Bytes` per frame.

@@ -24,8 +24,9 @@ use tracing::{debug, warn};
 use crate::driver::{CloseKind, Connection, Ended, Exchanged, Port, OUT_BATCH_BYTES};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, HandshakeError, ProtocolError, TrySendError};
+use crate::limiter::{Admit, Limiter};
 use crate::options::{message_bytes, DuplicateIdentity, Hwm, Options};
-use crate::proto::{Decoder, Encoder, Handshake, PeerInfo};
+use crate::proto::{Encoder, Handshake, PeerInfo};
 use crate::socket_type::SocketType;
 use crate::stats::{Counters, Stats};
 use crate::transport::{self, Listener, PeerAddr, Stream};
@@ -251,6 +252,8 @@ struct Shared {
     budget: usize,
     inner: Mutex<Inner>,
     counters: Counters,
+    /// Failed handshakes per source address (CURVE only).
+    limiter: Mutex<Limiter>,
 }
 
 impl Shared {
@@ -309,6 +312,7 @@ impl Router {
             opts,
             inner: Mutex::new(inner),
             counters: Counters::default(),
+            limiter: Mutex::new(Limiter::default()),
         });
         Self {
             shared,
@@ -744,16 +748,42 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, tracker: TaskTrack
 }
 
 async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
-    let mut hs = Handshake::null(SocketType::Router, None);
+    // CURVE handshakes cost a DH each: an address whose handshakes keep failing waits its
+    // turn (see `limiter`). NULL handshakes cost nothing and are not limited.
+    let limited_ip = match addr {
+        PeerAddr::Tcp(sa) if shared.opts.security.is_curve() => Some(sa.ip()),
+        _ => None,
+    };
+    if let Some(ip) = limited_ip {
+        let admit = lock(&shared.limiter).admit(ip, std::time::Instant::now());
+        match admit {
+            Admit::Now => {}
+            Admit::After(wait) => tokio::time::sleep(wait).await,
+            Admit::Refuse => {
+                count_handshake_failure(&shared.counters, &HandshakeError::RateLimited);
+                debug!(peer.addr = %addr, "Handshake refused: too many failures from this address");
+                refuse(&mut stream, &shared.opts).await;
+                return;
+            }
+        }
+    }
+    let mut hs = Handshake::with_security(SocketType::Router, None, &shared.opts.security);
     let info = match transport::handshake(&mut stream, &mut hs, shared.opts.handshake_timeout).await
     {
         Ok(info) => info,
         Err(e) => {
             count_handshake_failure(&shared.counters, &e);
+            if let Some(ip) = limited_ip.filter(|_| e != HandshakeError::Closed) {
+                lock(&shared.limiter).failed(ip, std::time::Instant::now());
+            }
             debug!(peer.addr = %addr, error = %e, "Handshake failed");
             return;
         }
     };
+    shared
+        .counters
+        .handshakes_ok
+        .fetch_add(1, Ordering::Relaxed);
     let Some(idx) = register(&shared, &info, addr) else {
         shared
             .counters
@@ -762,12 +792,18 @@ async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
         debug!(peer.addr = %addr, "Duplicate identity refused");
         return;
     };
-    let decoder = Decoder::with_buffer(shared.opts.limits(), hs.into_leftover());
     let port = RouterPort {
         shared: shared.clone(),
         idx,
     };
-    let ended = Connection::new(stream, port, decoder, shared.opts.linger).await;
+    let ended = Connection::new(
+        stream,
+        port,
+        shared.opts.limits(),
+        hs.into_parts(),
+        shared.opts.linger,
+    )
+    .await;
     if let Ended::Protocol(e) = &ended {
         count_protocol_error(&shared.counters, e);
     }
@@ -775,8 +811,31 @@ async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
     finish(&shared, idx);
 }
 
+/// Our greeting and an `ERROR` saying why, for a connection refused before its handshake,
+/// so the peer hears a refusal rather than a silent close (a libzmq peer stops redialling).
+async fn refuse(stream: &mut Stream, opts: &Options) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut hs = Handshake::with_security(SocketType::Router, None, &opts.security);
+    let mut out = hs.output().take_all().to_vec();
+    let mut enc = Encoder::new();
+    enc.encode_command(&crate::proto::Command::Error(bytes::Bytes::from_static(
+        b"too many failed handshakes",
+    )));
+    out.extend_from_slice(&enc.take_all());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&out)).await;
+}
+
 fn count_handshake_failure(c: &Counters, e: &HandshakeError) {
     c.handshake_failures.fetch_add(1, Ordering::Relaxed);
+    let by_result = match e {
+        HandshakeError::WrongKey(_) | HandshakeError::ServerKeyMismatch => &c.handshakes_wrong_key,
+        HandshakeError::NotAuthorized => &c.handshakes_not_authorized,
+        HandshakeError::Timeout => &c.handshakes_timeout,
+        HandshakeError::RateLimited => &c.handshakes_rate_limited,
+        HandshakeError::Closed => &c.handshakes_closed,
+        _ => &c.handshakes_malformed,
+    };
+    by_result.fetch_add(1, Ordering::Relaxed);
     if let HandshakeError::Protocol(p) = e {
         count_protocol_error(c, p);
     }

@@ -12,6 +12,13 @@ pub(crate) struct Counters {
     pub(crate) identity_rejected: AtomicU64,
     pub(crate) dropped_outbound: AtomicU64,
     pub(crate) connects: AtomicU64,
+    pub(crate) handshakes_ok: AtomicU64,
+    pub(crate) handshakes_wrong_key: AtomicU64,
+    pub(crate) handshakes_not_authorized: AtomicU64,
+    pub(crate) handshakes_malformed: AtomicU64,
+    pub(crate) handshakes_timeout: AtomicU64,
+    pub(crate) handshakes_rate_limited: AtomicU64,
+    pub(crate) handshakes_closed: AtomicU64,
 }
 
 impl Counters {
@@ -27,6 +34,15 @@ impl Counters {
             identity_rejected: get(&self.identity_rejected),
             dropped_outbound: get(&self.dropped_outbound),
             recv_budget_used: 0,
+            handshakes: HandshakeStats {
+                ok: get(&self.handshakes_ok),
+                wrong_key: get(&self.handshakes_wrong_key),
+                not_authorized: get(&self.handshakes_not_authorized),
+                malformed: get(&self.handshakes_malformed),
+                timeout: get(&self.handshakes_timeout),
+                rate_limited: get(&self.handshakes_rate_limited),
+                closed: get(&self.handshakes_closed),
+            },
         }
     }
 }
@@ -53,4 +69,27 @@ pub struct Stats {
     /// Router: bytes counted against the receive budget now (see
     /// [`crate::Options::recv_budget_bytes`]).
     pub recv_budget_used: usize,
+    /// Router: handshakes by result.
+    pub handshakes: HandshakeStats,
+}
+
+/// Handshakes by result (Router). Every accepted connection ends in exactly one of these,
+/// except those still in their handshake.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HandshakeStats {
+    /// Completed.
+    pub ok: u64,
+    /// CURVE: a box did not open (the client used a wrong server key, or tampering).
+    pub wrong_key: u64,
+    /// CURVE: the client's key is not authorized (it got `ERROR "400"`).
+    pub not_authorized: u64,
+    /// Anything else the peer got wrong: not ZMTP 3, another mechanism or socket type, a
+    /// malformed command.
+    pub malformed: u64,
+    /// Not finished within the handshake timeout.
+    pub timeout: u64,
+    /// Refused before starting: too many recent failures from the peer's address.
+    pub rate_limited: u64,
+    /// The peer closed the connection during the handshake.
+    pub closed: u64,
 }

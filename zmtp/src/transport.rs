@@ -223,12 +223,9 @@ where
                 Ok(HandshakeStatus::InProgress) => written?,
                 Err(e) => return Err(e),
             }
-            let n = stream
-                .read_buf(hs.read_buf())
-                .await
-                .map_err(|_| HandshakeError::Closed)?;
-            if n == 0 {
-                return Err(HandshakeError::Closed);
+            match stream.read_buf(hs.read_buf()).await {
+                Ok(0) | Err(_) => return Err(hs.closed_error()),
+                Ok(_) => {}
             }
         }
     };

@@ -45,8 +45,8 @@ mod pair;
 use self::clock::now;
 pub use self::control::{Control, ShellError, CONTROL_CAPACITY, TICK};
 use self::event_loop::Shell;
-pub use self::pair::PairLink;
-use self::pair::{ha_transport_options, node_id, HaLink};
+use self::pair::{node_id, HaLink};
+pub use self::pair::{PairKeys, PairLink};
 use crate::core::{Broker, BrokerConfig};
 pub use crate::health::Health;
 use crate::metrics::Metrics;
@@ -144,10 +144,9 @@ pub async fn bind(config: ShellConfig) -> Result<BoundBroker, ShellError> {
     }
     let ha = match config.ha {
         Some(settings) => {
-            let options = ha_transport_options(&settings);
-            let ha_router = Router::new(options.clone());
+            let ha_router = Router::new(settings.router_options());
             let endpoint = ha_router.bind(&settings.bind).await?;
-            let dealer = Dealer::connect(&settings.peer, options)?;
+            let dealer = Dealer::connect(&settings.peer, settings.dealer_options())?;
             Some(HaLink {
                 settings,
                 router: ha_router,

@@ -2,7 +2,10 @@
 //! handling of the peer's state messages.
 
 use bytes::Bytes;
-use domo_zmtp::{Dealer, Endpoint, Options, Router, RouterEvent};
+use std::sync::Arc;
+
+use domo_zmtp::curve::Authorizer;
+use domo_zmtp::{Dealer, Endpoint, KeyPair, Options, PublicKey, Router, RouterEvent, Security};
 use tracing::{debug, warn};
 
 use super::clock::now;
@@ -18,6 +21,58 @@ pub struct PairLink {
     pub bind: String,
     /// The peer's state endpoint.
     pub peer: String,
+    /// With CURVE: the state link is encrypted and only the pinned peer key may speak on it.
+    pub security: Option<PairKeys>,
+}
+
+/// The keys of a pair's state link: this broker's keypair and the peer's public key, pinned.
+#[derive(Debug, Clone)]
+pub struct PairKeys {
+    /// This broker's keypair (its `[security] secret_key_file`).
+    pub own: KeyPair,
+    /// The peer's public key (`[ha] peer_key_file`): the only client the state endpoint
+    /// accepts, and the only server the DEALER to the peer accepts.
+    pub peer: PublicKey,
+}
+
+impl PartialEq for PairKeys {
+    fn eq(&self, other: &Self) -> bool {
+        self.own.public == other.own.public && self.peer == other.peer
+    }
+}
+
+impl Eq for PairKeys {}
+
+/// The state endpoint's authorizer: the pinned peer key and nothing else.
+#[derive(Debug)]
+struct Pinned(PublicKey);
+
+impl Authorizer for Pinned {
+    fn authorize(&self, client: &PublicKey) -> bool {
+        *client == self.0
+    }
+}
+
+impl PairLink {
+    /// Options of the state endpoint's ROUTER: CURVE server pinned to the peer's key when
+    /// the pair has keys.
+    pub(super) fn router_options(&self) -> Options {
+        let mut options = ha_transport_options(self);
+        if let Some(keys) = &self.security {
+            options.security =
+                Security::curve_server_with(keys.own.secret.clone(), Arc::new(Pinned(keys.peer)));
+        }
+        options
+    }
+
+    /// Options of the DEALER to the peer: CURVE client of the peer's key.
+    pub(super) fn dealer_options(&self) -> Options {
+        let mut options = ha_transport_options(self);
+        if let Some(keys) = &self.security {
+            options.security = Security::curve_client(keys.peer, keys.own.clone());
+        }
+        options
+    }
 }
 
 /// Most state-endpoint events handled ahead of a batch of client events (two brokers send

@@ -116,7 +116,11 @@ mod tests {
         let mut bad = boxed.clone();
         bad[TAG_LEN] ^= 1;
         assert_eq!(ba.open(&nonce, &bad), None, "a flipped bit fails the tag");
-        assert_eq!(ba.open(&[8u8; NONCE_LEN], &boxed), None, "another nonce fails");
+        assert_eq!(
+            ba.open(&[8u8; NONCE_LEN], &boxed),
+            None,
+            "another nonce fails"
+        );
         assert_eq!(ba.open(&nonce, &boxed[..10]), None, "shorter than a tag");
     }
 

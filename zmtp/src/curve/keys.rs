@@ -152,11 +152,21 @@ mod tests {
     /// A keypair pyzmq's `zmq.curve_keypair()` printed (libzmq 4.3.5).
     #[test]
     fn a_libzmq_keypair_matches() {
-        let public: PublicKey = "APo7RdfFhonHck@}zU$:ngQRf2n3O*G.&/qdRHzC".parse().expect("pk");
-        let secret: SecretKey = "3(:Pm>m9LP!Yd6#k7ahBzquzV=*gf*vEfmv+}w]E".parse().expect("sk");
+        let public: PublicKey = "APo7RdfFhonHck@}zU$:ngQRf2n3O*G.&/qdRHzC"
+            .parse()
+            .expect("pk");
+        let secret: SecretKey = "3(:Pm>m9LP!Yd6#k7ahBzquzV=*gf*vEfmv+}w]E"
+            .parse()
+            .expect("sk");
         assert_eq!(secret.public_key(), public);
-        assert_eq!(public.to_string(), "APo7RdfFhonHck@}zU$:ngQRf2n3O*G.&/qdRHzC");
-        assert!(!format!("{secret:?}").contains("3(:Pm"), "secrets are never printed");
+        assert_eq!(
+            public.to_string(),
+            "APo7RdfFhonHck@}zU$:ngQRf2n3O*G.&/qdRHzC"
+        );
+        assert!(
+            !format!("{secret:?}").contains("3(:Pm"),
+            "secrets are never printed"
+        );
     }
 
     #[test]
@@ -165,7 +175,10 @@ mod tests {
         let text = pair.secret.to_z85();
         let back: SecretKey = text.parse().expect("parse");
         assert_eq!(back.public_key(), pair.public);
-        assert_eq!(pair.public.to_string().parse::<PublicKey>(), Ok(pair.public));
+        assert_eq!(
+            pair.public.to_string().parse::<PublicKey>(),
+            Ok(pair.public)
+        );
         assert_eq!("short".parse::<PublicKey>(), Err(KeyError::Length(5)));
     }
 }

@@ -11,14 +11,27 @@
 use std::fmt;
 use std::sync::Arc;
 
-#[allow(dead_code)] // used by the mechanism, landing next
-pub(crate) mod crypto;
-mod keys;
 pub mod cert;
+pub(crate) mod crypto;
+mod handshake;
+mod keys;
+pub(crate) mod session;
 pub mod z85;
 
 pub use cert::{CertError, Certificate};
 pub use keys::{KeyError, KeyPair, PublicKey, SecretKey};
+pub use session::Session;
+
+use crate::proto::{Mechanism, NullMechanism};
+
+/// The mechanism of a new connection.
+pub(crate) fn mechanism_for(security: &Security) -> Box<dyn Mechanism> {
+    match security {
+        Security::Null => Box::new(NullMechanism),
+        Security::CurveServer(s) => Box::new(handshake::ServerMechanism::new(s.clone())),
+        Security::CurveClient(c) => Box::new(handshake::ClientMechanism::new(c.clone())),
+    }
+}
 
 /// Decides which client keys a CURVE server accepts.
 ///

@@ -73,6 +73,19 @@ impl Command {
         }
     }
 
+    /// Parses a command frame body into name and data only ([`Command::Other`]), whatever
+    /// the name: for mechanisms whose commands share names with NULL's but not its layout
+    /// (CURVE's `READY` is a box).
+    pub fn decode_raw(mut body: Bytes) -> Result<Self, ProtocolError> {
+        let name_len = usize::from(*body.first().ok_or(ProtocolError::MalformedCommand)?);
+        if name_len == 0 || body.len() < 1 + name_len {
+            return Err(ProtocolError::MalformedCommand);
+        }
+        body.advance(1);
+        let name = body.split_to(name_len);
+        Ok(Self::Other { name, data: body })
+    }
+
     /// Appends the command frame body (without the frame header) to `out`.
     pub fn encode_body(&self, out: &mut BytesMut) {
         match self {

@@ -31,6 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::command::Command;
+use crate::curve::session::{
+    OpenError, Opener, Sealer, INNER_COMMAND, INNER_MORE, MESSAGE_OVERHEAD,
+};
 use crate::error::ProtocolError;
 
 /// Flag bit: more frames follow in this message.
@@ -147,6 +150,10 @@ pub struct Decoder {
     spare_bytes: u64,
     /// What the spares of all decoders may hold together.
     budget: &'static SpareBudget,
+    /// Commands come out undecoded, as [`Command::Other`] (handshake of CURVE).
+    raw_commands: bool,
+    /// CURVE data phase: every frame is a boxed `MESSAGE`.
+    opener: Option<Opener>,
 }
 
 impl Drop for Decoder {
@@ -172,7 +179,19 @@ impl Decoder {
             spares: VecDeque::new(),
             spare_bytes: 0,
             budget: &PROCESS_SPARES,
+            raw_commands: false,
+            opener: None,
         }
+    }
+
+    /// Hands commands out undecoded ([`Command::decode_raw`]).
+    pub fn set_raw_commands(&mut self, raw: bool) {
+        self.raw_commands = raw;
+    }
+
+    /// CURVE: from now on every frame is a `MESSAGE` box, opened with `opener`.
+    pub(crate) fn set_opener(&mut self, opener: Opener) {
+        self.opener = Some(opener);
     }
 
     /// The buffer the next read should append to. Its spare capacity is what may be read:
@@ -245,7 +264,7 @@ impl Decoder {
                     command,
                     ..
                 } = large;
-                if let Some(item) = self.finish_frame(body.freeze(), more, command)? {
+                if let Some(item) = self.finish_frame(body, more, command)? {
                     return Ok(Some(item));
                 }
                 continue;
@@ -256,7 +275,7 @@ impl Decoder {
             let (more, command) = (flags & FLAG_MORE != 0, flags & FLAG_COMMAND != 0);
             if self.buf.len() >= header + size {
                 self.buf.advance(header);
-                let body = self.buf.split_to(size).freeze();
+                let body = self.buf.split_to(size);
                 if let Some(item) = self.finish_frame(body, more, command)? {
                     return Ok(Some(item));
                 }
@@ -312,7 +331,23 @@ impl Decoder {
             };
             (2, u64::from(size))
         };
-        if flags & FLAG_COMMAND != 0 {
+        if self.opener.is_some() {
+            // CURVE: every frame is a `MESSAGE` whose payload is one frame of a message (or
+            // a command); the message limits apply to the payloads.
+            let payload = size.saturating_sub(MESSAGE_OVERHEAD as u64);
+            let total = self.message_bytes.saturating_add(payload);
+            if total > self.limits.max_message_size {
+                return Err(ProtocolError::MessageTooLarge {
+                    size: total,
+                    max: self.limits.max_message_size,
+                });
+            }
+            if self.parts.len() >= self.limits.max_frames {
+                return Err(ProtocolError::TooManyFrames {
+                    max: self.limits.max_frames,
+                });
+            }
+        } else if flags & FLAG_COMMAND != 0 {
             if flags & FLAG_MORE != 0 {
                 return Err(ProtocolError::CommandWithMore);
             }
@@ -357,12 +392,37 @@ impl Decoder {
 
     fn finish_frame(
         &mut self,
-        body: Bytes,
-        more: bool,
-        command: bool,
+        mut body: BytesMut,
+        mut more: bool,
+        mut command: bool,
     ) -> Result<Option<Decoded>, ProtocolError> {
+        if let Some(opener) = &mut self.opener {
+            let flags = opener.open_in_place(&mut body).map_err(|e| match e {
+                OpenError::Malformed => ProtocolError::CurveMalformed,
+                OpenError::StaleNonce => ProtocolError::CurveStaleNonce,
+                OpenError::BadTag => ProtocolError::CurveBadTag,
+            })?;
+            body.advance(MESSAGE_OVERHEAD);
+            more = flags & INNER_MORE != 0;
+            command = flags & INNER_COMMAND != 0;
+            if command && !self.parts.is_empty() {
+                return Err(ProtocolError::CommandInsideMessage);
+            }
+            if command && body.len() > MAX_COMMAND_SIZE {
+                return Err(ProtocolError::CommandTooLarge {
+                    size: body.len() as u64,
+                    max: MAX_COMMAND_SIZE,
+                });
+            }
+        }
+        let body = body.freeze();
         if command {
-            return Ok(Some(Decoded::Command(Command::decode(body)?)));
+            let cmd = if self.raw_commands {
+                Command::decode_raw(body)?
+            } else {
+                Command::decode(body)?
+            };
+            return Ok(Some(Decoded::Command(cmd)));
         }
         self.message_bytes += body.len() as u64;
         self.parts.push(body);
@@ -464,6 +524,16 @@ impl Decoder {
     }
 }
 
+/// The encoder and decoder of a connection's data phase on an established CURVE `session`
+/// (as the sockets set them up; public for tests and fuzzing).
+pub fn session_codec(session: crate::curve::Session, limits: Limits) -> (Encoder, Decoder) {
+    let mut enc = Encoder::new();
+    let mut dec = Decoder::new(limits);
+    enc.set_sealer(session.sealer);
+    dec.set_opener(session.opener);
+    (enc, dec)
+}
+
 /// Encoder that coalesces small frames and keeps large bodies zero-copy.
 #[derive(Debug, Default)]
 pub struct Encoder {
@@ -475,6 +545,10 @@ pub struct Encoder {
     /// Fully written chunks longer than [`READ_CHUNK`], for [`Encoder::drain_written`].
     written: Vec<Bytes>,
     pending: usize,
+    /// CURVE data phase: every frame goes out boxed in a `MESSAGE`.
+    sealer: Option<Sealer>,
+    /// The sealer's nonce counter ran out: the connection must close.
+    exhausted: bool,
 }
 
 impl Encoder {
@@ -483,11 +557,26 @@ impl Encoder {
         Self::default()
     }
 
+    /// CURVE: from now on every frame is boxed in a `MESSAGE`.
+    pub(crate) fn set_sealer(&mut self, sealer: Sealer) {
+        self.sealer = Some(sealer);
+    }
+
+    /// Whether the CURVE nonce counter ran out (after 2^64 frames): nothing more may be
+    /// sent on this connection.
+    pub fn is_exhausted(&self) -> bool {
+        self.exhausted
+    }
+
     /// Queues a multipart message. An empty `Vec` is sent as one empty frame, since a ZMTP
     /// message has at least one frame.
     pub fn encode_message(&mut self, msg: Vec<Bytes>) {
         if msg.is_empty() {
-            self.put_header(0, 0);
+            if self.sealer.is_some() {
+                self.put_sealed(0, &[]);
+            } else {
+                self.put_header(0, 0);
+            }
             return;
         }
         let last = msg.len() - 1;
@@ -503,6 +592,13 @@ impl Encoder {
         self.put_frame(FLAG_COMMAND, body);
     }
 
+    /// Queues one frame with the given ZMTP flags (`FLAG_MORE`, `FLAG_COMMAND`), whatever
+    /// its content: for tests and fuzzing, which need frames no well-behaved peer sends.
+    #[doc(hidden)]
+    pub fn put_any_frame(&mut self, flags: u8, body: Bytes) {
+        self.put_frame(flags & (FLAG_MORE | FLAG_COMMAND), body);
+    }
+
     /// Queues raw bytes (the greeting).
     pub fn put_raw(&mut self, bytes: &[u8]) {
         self.staging.extend_from_slice(bytes);
@@ -510,6 +606,17 @@ impl Encoder {
     }
 
     fn put_frame(&mut self, flags: u8, body: Bytes) {
+        if self.sealer.is_some() {
+            let mut inner = 0;
+            if flags & FLAG_MORE != 0 {
+                inner |= INNER_MORE;
+            }
+            if flags & FLAG_COMMAND != 0 {
+                inner |= INNER_COMMAND;
+            }
+            self.put_sealed(inner, &body);
+            return;
+        }
         let len = body.len();
         self.put_header(flags, len);
         if len < COPY_BELOW {
@@ -518,6 +625,34 @@ impl Encoder {
             self.seal();
             self.chunks.push_back(body);
         }
+        self.pending += len;
+    }
+
+    /// Boxes one frame into a `MESSAGE` data frame (outer flags 0, as libzmq): small ones
+    /// straight into the staging buffer, large ones into a buffer of their own.
+    fn put_sealed(&mut self, inner_flags: u8, body: &[u8]) {
+        let len = MESSAGE_OVERHEAD + body.len();
+        self.put_header(0, len);
+        let sealed = if len < COPY_BELOW {
+            let start = self.staging.len();
+            self.staging.put_bytes(0, MESSAGE_OVERHEAD);
+            self.staging.put_slice(body);
+            self.sealer
+                .as_mut()
+                .is_some_and(|s| s.seal_in_place(&mut self.staging[start..], inner_flags))
+        } else {
+            self.seal();
+            let mut buf = BytesMut::with_capacity(len);
+            buf.put_bytes(0, MESSAGE_OVERHEAD);
+            buf.put_slice(body);
+            let ok = self
+                .sealer
+                .as_mut()
+                .is_some_and(|s| s.seal_in_place(&mut buf[..], inner_flags));
+            self.chunks.push_back(buf.freeze());
+            ok
+        };
+        self.exhausted |= !sealed;
         self.pending += len;
     }
 

@@ -12,6 +12,7 @@ use super::command::{Command, Metadata};
 use super::frame::{Decoded, Decoder, Encoder, Limits};
 use super::greeting::{Greeting, GREETING_LEN};
 use super::mechanism::{Mechanism, MechanismStep, NullMechanism};
+use crate::curve::{Security, Session};
 use crate::error::{HandshakeError, ProtocolError};
 use crate::socket_type::SocketType;
 use crate::PublicKey;
@@ -64,6 +65,15 @@ impl Handshake {
     /// A handshake with the NULL mechanism.
     pub fn null(socket_type: SocketType, identity: Option<Bytes>) -> Self {
         Self::new(socket_type, identity, Box::new(NullMechanism))
+    }
+
+    /// A handshake with the mechanism `security` asks for.
+    pub fn with_security(
+        socket_type: SocketType,
+        identity: Option<Bytes>,
+        security: &Security,
+    ) -> Self {
+        Self::new(socket_type, identity, crate::curve::mechanism_for(security))
     }
 
     /// A handshake with the given mechanism; our greeting is queued at once.
@@ -144,7 +154,19 @@ impl Handshake {
             match step {
                 Ok(MechanismStep::Continue) => {}
                 Ok(MechanismStep::Done(meta)) => return self.finish(meta, minor),
-                Err(e @ HandshakeError::PeerError(_)) => return Err(e),
+                // The peer's ERROR, or a refusal the mechanism has answered itself.
+                Err(
+                    e @ (HandshakeError::PeerError(_)
+                    | HandshakeError::NotAuthorized
+                    | HandshakeError::ServerKeyMismatch
+                    | HandshakeError::WrongKey(_)),
+                ) => {
+                    self.state = State::Done;
+                    return Err(e);
+                }
+                Err(e @ (HandshakeError::MalformedCurve(_) | HandshakeError::Protocol(_))) => {
+                    return self.fail(e, Some("malformed command"));
+                }
                 Err(e) => return self.fail(e, Some("unexpected command")),
             }
         }
@@ -159,7 +181,9 @@ impl Handshake {
             max_message_size: 0,
             max_frames: 1,
         };
-        self.decoder = Some(Decoder::with_buffer(handshake_limits, rest));
+        let mut decoder = Decoder::with_buffer(handshake_limits, rest);
+        decoder.set_raw_commands(self.mechanism.raw_commands());
+        self.decoder = Some(decoder);
         if peer.mechanism != self.mechanism.name() {
             let theirs = trim_zeros(&peer.mechanism);
             return self.fail(
@@ -206,7 +230,7 @@ impl Handshake {
             identity,
             minor_version: minor,
             metadata: meta,
-            key: None,
+            key: self.mechanism.peer_key(),
         }))
     }
 
@@ -226,9 +250,26 @@ impl Handshake {
 
     /// The bytes read past the handshake, to seed the data-phase decoder.
     pub fn into_leftover(self) -> BytesMut {
-        match self.decoder {
+        self.into_parts().0
+    }
+
+    /// The bytes read past the handshake and, with CURVE, the data-phase session.
+    pub fn into_parts(mut self) -> (BytesMut, Option<Session>) {
+        let session = self.mechanism.take_session();
+        let leftover = match self.decoder {
             Some(decoder) => decoder.into_buffer(),
             None => self.buf,
+        };
+        (leftover, session)
+    }
+
+    /// What the peer closing the connection now means: usually
+    /// [`HandshakeError::Closed`], but a CURVE server that closes right after our `HELLO`
+    /// could not open it ([`HandshakeError::ServerKeyMismatch`]).
+    pub fn closed_error(&self) -> HandshakeError {
+        match self.state {
+            State::Mechanism { .. } => self.mechanism.on_closed().unwrap_or(HandshakeError::Closed),
+            _ => HandshakeError::Closed,
         }
     }
 }

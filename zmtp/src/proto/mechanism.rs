@@ -8,7 +8,9 @@ use std::fmt;
 
 use super::command::{Command, Metadata};
 use super::greeting::{mechanism_name, MECHANISM_LEN};
+use crate::curve::Session;
 use crate::error::HandshakeError;
+use crate::PublicKey;
 
 /// What a mechanism says after handling a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,12 +33,38 @@ pub trait Mechanism: Send + fmt::Debug {
     /// (`Socket-Type`, `Identity`), which every mechanism eventually sends in some form.
     fn start(&mut self, local: &Metadata, out: &mut Vec<Command>);
 
-    /// Handles one command from the peer, possibly queueing replies in `out`.
+    /// Handles one command from the peer, possibly queueing replies in `out`. A mechanism
+    /// that wants an `ERROR` sent with its failure queues it in `out` itself.
     fn on_command(
         &mut self,
         cmd: Command,
         out: &mut Vec<Command>,
     ) -> Result<MechanismStep, HandshakeError>;
+
+    /// Whether every command reaches [`Mechanism::on_command`] undecoded, as
+    /// [`Command::Other`] (`READY` and `ERROR` included): CURVE's `READY` is a box, not
+    /// metadata.
+    fn raw_commands(&self) -> bool {
+        false
+    }
+
+    /// The peer's long-term public key, once the handshake has proved it (CURVE).
+    fn peer_key(&self) -> Option<PublicKey> {
+        None
+    }
+
+    /// The data-phase session, taken once when the handshake is done (CURVE); `None` for a
+    /// mechanism whose data phase is in the clear.
+    fn take_session(&mut self) -> Option<Session> {
+        None
+    }
+
+    /// The error to report when the peer closes the connection at this point of the
+    /// handshake, if it means more than "closed" (a CURVE server that closes after our
+    /// `HELLO` could not open it: a server key mismatch).
+    fn on_closed(&self) -> Option<HandshakeError> {
+        None
+    }
 }
 
 /// The NULL mechanism: each side sends `READY` with its metadata, no authentication.

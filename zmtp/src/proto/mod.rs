@@ -16,7 +16,7 @@ pub mod handshake;
 pub mod mechanism;
 
 pub use command::{Command, Metadata};
-pub use frame::{Decoded, Decoder, Encoder, Limits};
+pub use frame::{session_codec, Decoded, Decoder, Encoder, Limits};
 pub use greeting::Greeting;
 pub use handshake::{Handshake, HandshakeStatus, PeerInfo};
 pub use mechanism::{Mechanism, MechanismStep, NullMechanism};
