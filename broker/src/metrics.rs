@@ -55,14 +55,24 @@ pub struct Metrics {
     security: SecurityMetrics,
 }
 
-/// CURVE: requests and registrations refused for lack of a right.
-// TODO(handshakes): `domo_handshakes_total{result}` (ok, wrong_key, not_authorized,
-// malformed, timeout, rate_limited) from the router's handshake counters, once
-// `domo_zmtp::Stats` has them.
+/// Security: handshakes by result (the router's counters) and requests and registrations
+/// refused for lack of a right (the core's).
 #[derive(Debug)]
 struct SecurityMetrics {
+    handshakes: IntCounterVec,
     refusals: IntCounterVec,
 }
+
+/// The results of `domo_handshakes_total`, all shown from the start.
+const HANDSHAKE_RESULTS: [&str; 7] = [
+    "ok",
+    "wrong_key",
+    "not_authorized",
+    "malformed",
+    "timeout",
+    "rate_limited",
+    "closed",
+];
 
 impl SecurityMetrics {
     fn new(r: &Registry) -> Self {
@@ -76,12 +86,40 @@ impl SecurityMetrics {
         for right in ["call", "serve"] {
             refusals.with_label_values(&[right]);
         }
-        Self { refusals }
+        let handshakes = counter(
+            r,
+            "domo_handshakes_total",
+            "ZMTP handshakes of the broker's endpoints by result: ok; with CURVE wrong_key (a \
+             box did not open: the peer has another server key) and not_authorized (its key \
+             is not in authorized_keys); malformed, timeout, rate_limited (too many recent \
+             failures from its address), closed (by the peer)",
+            &["result"],
+        );
+        for result in HANDSHAKE_RESULTS {
+            handshakes.with_label_values(&[result]);
+        }
+        Self {
+            handshakes,
+            refusals,
+        }
     }
 
-    fn refresh(&self, s: &Stats) {
+    fn refresh(&self, s: &Stats, router: &domo_zmtp::Stats) {
         set_total(&self.refusals, &["call"], s.refusals.call);
         set_total(&self.refusals, &["serve"], s.refusals.serve);
+        let h = &router.handshakes;
+        let totals = [
+            h.ok,
+            h.wrong_key,
+            h.not_authorized,
+            h.malformed,
+            h.timeout,
+            h.rate_limited,
+            h.closed,
+        ];
+        for (result, total) in HANDSHAKE_RESULTS.iter().zip(totals) {
+            set_total(&self.handshakes, &[result], total);
+        }
     }
 }
 
@@ -580,7 +618,7 @@ impl Metrics {
             .set(gauge_value(t.peers));
         self.draining.set(i64::from(snapshot.draining));
         self.flow.refresh(s, t);
-        self.security.refresh(s);
+        self.security.refresh(s, t);
         if let Some((status, stats)) = &snapshot.ha {
             self.ha.refresh(status, stats);
         }
@@ -1065,6 +1103,8 @@ mod tests {
         };
         snapshot.core.worker_departures.expired = 3;
         snapshot.router.peers = 7;
+        snapshot.router.handshakes.not_authorized = 2;
+        snapshot.router.handshakes.ok = 9;
         m.refresh(&snapshot);
         m.refresh(&snapshot);
         let text = m.render();
@@ -1074,6 +1114,9 @@ mod tests {
             "domo_worker_disconnects_total{reason=\"expired\"} 3",
             "domo_connections{socket=\"router\"} 7",
             "domo_draining 1",
+            "domo_handshakes_total{result=\"ok\"} 9",
+            "domo_handshakes_total{result=\"not_authorized\"} 2",
+            "domo_handshakes_total{result=\"rate_limited\"} 0",
         ] {
             assert!(text.contains(line), "{line} missing:\n{text}");
         }
