@@ -4,8 +4,12 @@
 //! # Layout
 //!
 //! - [`proto`]: the sans-IO core. Greeting, NULL handshake with `READY` metadata, socket-type
-//!   checks, `ERROR`, frames, commands, `PING`/`PONG`, and the [`proto::Mechanism`] seam for
-//!   PLAIN/CURVE. Bytes in, bytes and events out; no sockets, no clock.
+//!   checks, `ERROR`, frames, commands, `PING`/`PONG`, and the [`proto::Mechanism`] seam.
+//!   Bytes in, bytes and events out; no sockets, no clock.
+//! - [`curve`]: CURVE security (RFC 25/26), libzmq-compatible: keys and Z85, CZMQ/pyzmq
+//!   certificates, the server and client handshakes, every frame boxed in the data phase, an
+//!   [`curve::Authorizer`] for client keys, failed handshakes rate-limited per address.
+//!   Selected per socket with [`Options::security`].
 //! - [`Router`]: a ROUTER socket (bind to several `tcp://` / `ipc://` endpoints; routing ids;
 //!   fair receive; non-blocking `try_send`; per-peer flow control; peer events).
 //! - [`Dealer`]: a DEALER socket (connect with automatic, jittered, capped reconnect; bounded
