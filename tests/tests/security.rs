@@ -397,13 +397,17 @@ async fn sighup_after_deleting_a_key_file_closes_that_clients_connection() {
     let alice = keys.authorize("alice", &[]);
     let bob = keys.authorize("bob", &[]);
     let worker = keys.authorize("worker", &[("serve", "echo")]);
+    let other = keys.authorize("other", &[("serve", "other")]);
     let broker = curve_broker(&keys, &["--no-titanic"]);
     let _worker = echo_worker(&broker.endpoint, "echo", keys.client(&worker));
+    let _other = echo_worker(&broker.endpoint, "other", keys.client(&other));
     let alice_dealer = dealer(&broker.endpoint, keys.client(&alice));
     let bob_dealer = dealer(&broker.endpoint, keys.client(&bob));
     wait_for(&alice_dealer, "echo", "200").await;
-    wait_for(&bob_dealer, "echo", "200").await;
+    wait_for(&bob_dealer, "other", "200").await;
     keys.revoke("alice");
+    // A worker whose key is removed is closed and forgotten at once.
+    keys.revoke("other");
     // The worker's key loses `echo`: it is sent DISCONNECT (and its SDK registers again,
     // in vain, so the service stays without worker).
     keys.write_public("worker", &worker, &[("serve", "other")]);
@@ -417,7 +421,9 @@ async fn sighup_after_deleting_a_key_file_closes_that_clients_connection() {
     );
     request(&alice_dealer, "mmi.service", "echo").await;
     assert_eq!(reply(&alice_dealer, SILENCE).await, None);
-    // Bob goes on; the worker is gone from echo.
+    // Bob goes on; both workers are gone from their services.
+    request(&bob_dealer, "mmi.service", "other").await;
+    assert_eq!(reply(&bob_dealer, WITHIN).await.as_deref(), Some("404"));
     wait_for(&bob_dealer, "echo", "404").await;
     let series = "domo_disconnects_sent_total{reason=\"not_authorized\"}";
     broker.wait_metric_at_least(series, 1.0);

@@ -262,9 +262,9 @@ impl Shell {
         }
     }
 
-    /// The authorized keys were reloaded: closes the connections whose key is gone and gives
-    /// the other peers their (maybe new) rights, which disconnects a worker that may no
-    /// longer serve its service.
+    /// The authorized keys were reloaded: closes the connections whose key is gone (a worker
+    /// among them is removed at once) and gives the other peers their (maybe new) rights,
+    /// which disconnects a worker that may no longer serve its service.
     fn apply_keys(&mut self) {
         let Some(keys) = self.keys.clone() else {
             return;
@@ -282,6 +282,11 @@ impl Shell {
                 None => {
                     info!(peer = %id, %key, "Key no longer authorized; connection closed");
                     self.peer_keys.remove(&id);
+                    // The core lets go of it now, not when the connection has finished
+                    // closing, so no request is dispatched to a worker being closed (its
+                    // own request goes back to the queue). The later Disconnected finds
+                    // nothing left to do.
+                    self.core.handle_disconnect(now, &id);
                     self.router
                         .disconnect(&domo_zmtp::PeerId::from(id.into_bytes()));
                     closed += 1;
