@@ -176,7 +176,11 @@ fn main() {
     let large = vec![Bytes::from(vec![9u8; 1 << 20])];
     type Case<'a> = (&'a str, &'a str, Box<dyn Fn(Mech) -> (f64, f64) + 'a>);
     let cases: Vec<Case<'_>> = vec![
-        ("handshake", "handshakes/s", Box::new(|m| handshakes(m, &k, hs_n))),
+        (
+            "handshake",
+            "handshakes/s",
+            Box::new(|m| handshakes(m, &k, hs_n)),
+        ),
         (
             "pipelined 3x32 B",
             "round trips/s",
@@ -201,7 +205,11 @@ fn main() {
             for m in order {
                 let (r, c) = run(m);
                 let i = usize::from(m == Mech::Curve);
-                eprintln!("  round {} {name} {}: {r:.0} {unit}, {c:.2} us CPU", round + 1, m.name());
+                eprintln!(
+                    "  round {} {name} {}: {r:.0} {unit}, {c:.2} us CPU",
+                    round + 1,
+                    m.name()
+                );
                 rate[i].push(r);
                 cpu[i].push(c);
             }

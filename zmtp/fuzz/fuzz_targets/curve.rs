@@ -12,6 +12,7 @@ use bytes::Bytes;
 use domo_zmtp::proto::{
     session_codec, Decoder, Encoder, Handshake, HandshakeStatus, Limits,
 };
+use domo_zmtp::curve::Session;
 use domo_zmtp::{KeyPair, Security, SocketType};
 use libfuzzer_sys::fuzz_target;
 
@@ -55,8 +56,22 @@ fn feed(hs: &mut Handshake, input: &[u8]) {
     }
 }
 
+/// The sessions of one genuine handshake, made once per process (a handshake per input
+/// would spend the fuzzer's time in key exchanges).
+fn sessions() -> &'static (Session, Session) {
+    static SESSIONS: OnceLock<(Session, Session)> = OnceLock::new();
+    SESSIONS.get_or_init(|| handshake().expect("a genuine handshake completes"))
+}
+
 /// A completed handshake: the client's encoder and the server's decoder.
 fn established(limits: Limits) -> Option<(Encoder, Decoder)> {
+    let (cs, ss) = sessions();
+    let (c_enc, _) = session_codec(cs.duplicate_for_fuzzing(), limits);
+    let (_, s_dec) = session_codec(ss.duplicate_for_fuzzing(), limits);
+    Some((c_enc, s_dec))
+}
+
+fn handshake() -> Option<(Session, Session)> {
     let (mut c, mut s) = (client(), server());
     let (mut c_done, mut s_done) = (false, false);
     for _ in 0..4 {
@@ -75,9 +90,7 @@ fn established(limits: Limits) -> Option<(Encoder, Decoder)> {
     }
     let (_, cs) = c.into_parts();
     let (_, ss) = s.into_parts();
-    let (c_enc, _) = session_codec(cs?, limits);
-    let (_, s_dec) = session_codec(ss?, limits);
-    Some((c_enc, s_dec))
+    Some((cs?, ss?))
 }
 
 fuzz_target!(|data: &[u8]| {

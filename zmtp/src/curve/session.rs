@@ -28,7 +28,7 @@ const FROM_CLIENT: &[u8; 16] = b"CurveZMQMESSAGEC";
 const FROM_SERVER: &[u8; 16] = b"CurveZMQMESSAGES";
 
 /// Boxes outgoing frames.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Sealer {
     key: BoxKey,
     prefix: &'static [u8; 16],
@@ -36,7 +36,7 @@ pub(crate) struct Sealer {
 }
 
 /// Opens incoming frames.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Opener {
     key: BoxKey,
     prefix: &'static [u8; 16],
@@ -63,6 +63,17 @@ pub struct Session {
 }
 
 impl Session {
+    /// A copy of this session, nonce counters included. Two copies that both send would
+    /// reuse nonces, which breaks the encryption: for fuzzing only, where one handshake is
+    /// replayed against many inputs.
+    #[doc(hidden)]
+    pub fn duplicate_for_fuzzing(&self) -> Self {
+        Self {
+            sealer: self.sealer.clone(),
+            opener: self.opener.clone(),
+        }
+    }
+
     /// `key` is the session key (C' with S'); `is_server` picks the nonce prefixes;
     /// `sent` and `received` are the last short nonces of the handshake in each direction.
     pub(crate) fn new(key: BoxKey, is_server: bool, sent: u64, received: u64) -> Self {
