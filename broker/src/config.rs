@@ -224,6 +224,10 @@ pub struct HaSettings {
         deserialize_with = "check::ha_heartbeat"
     )]
     pub heartbeat: Duration,
+    /// The peer's public certificate (`NAME.key`): with `security.mechanism = "curve"` the
+    /// state link is CURVE and accepts this key only (required then).
+    #[serde(default, with = "optional_path")]
+    pub peer_key_file: Option<PathBuf>,
 }
 
 /// The `[security]` section: the ZMTP security mechanism of the broker's endpoints. The key
@@ -281,13 +285,13 @@ impl HaSettings {
         }
     }
 
-    /// What the shell needs to run the pair's state link.
-    pub fn link(&self) -> crate::shell::PairLink {
+    /// What the shell needs to run the pair's state link; `keys` with CURVE.
+    pub fn link(&self, keys: Option<crate::shell::PairKeys>) -> crate::shell::PairLink {
         crate::shell::PairLink {
             machine: self.machine(),
             bind: self.bind.clone(),
             peer: self.peer.clone(),
-            security: None,
+            security: keys,
         }
     }
 }
@@ -463,6 +467,16 @@ pub struct Overrides {
         skip_serializing_if = "Option::is_none"
     )]
     pub ha_heartbeat: Option<Duration>,
+    /// Binary Star with CURVE: the peer's public certificate (NAME.key); the state link
+    /// accepts that key only [config ha.peer_key_file]
+    #[arg(
+        id = "ha.peer_key_file",
+        long = "ha-peer-key-file",
+        value_name = "PATH",
+        env = "DOMO_HA__PEER_KEY_FILE"
+    )]
+    #[serde(rename = "ha.peer_key_file", skip_serializing_if = "Option::is_none")]
+    pub ha_peer_key_file: Option<PathBuf>,
     /// Security of the broker's endpoints: null (none) or curve (needs the two keys below)
     /// [default: null; config security.mechanism]
     #[arg(
@@ -921,6 +935,22 @@ impl Settings {
             }
         }
         if let Some(ha) = &self.ha {
+            match (security.mechanism, &ha.peer_key_file) {
+                (Mechanism::Curve, None) => {
+                    return Err(origins.error(
+                        "ha.peer_key_file",
+                        "required with security.mechanism = \"curve\" (the peer's public \
+                         certificate, e.g. \"/etc/domo/peer.key\")",
+                    ));
+                }
+                (Mechanism::Null, Some(_)) => {
+                    return Err(origins.error(
+                        "ha.peer_key_file",
+                        "needs security.mechanism = \"curve\" (and the broker's own keys)",
+                    ));
+                }
+                _ => {}
+            }
             // Compared parsed, so `tcp://a:01` and `tcp://a:1` are the same endpoint.
             let parsed = |ep: &str| ep.parse::<domo_zmtp::Endpoint>().ok();
             if parsed(&ha.peer) == parsed(&ha.bind) {

@@ -65,7 +65,13 @@ fn main() -> ExitCode {
         print!("{}", settings.to_toml());
         return ExitCode::SUCCESS;
     }
-    let keys = match BrokerKeys::load(&settings.security) {
+    let peer_key_file = settings.ha.as_ref().and_then(|ha| ha.peer_key_file.clone());
+    let loaded =
+        BrokerKeys::load(&settings.security).and_then(|keys| match (keys, peer_key_file) {
+            (Some(mut keys), Some(path)) => keys.load_peer(&path).map(|()| Some(keys)),
+            (keys, _) => Ok(keys),
+        });
+    let keys = match loaded {
         Ok(keys) => keys,
         Err(e) => {
             eprintln!("domo-broker: {e}");

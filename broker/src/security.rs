@@ -38,6 +38,8 @@ pub struct BrokerKeys {
     pub keypair: KeyPair,
     /// Who may connect, and with which rights (`security.authorized_keys`).
     pub authorized: Arc<AuthorizedKeys>,
+    /// A pair's peer broker (`ha.peer_key_file`): the only key its state link accepts.
+    pub peer: Option<PublicKey>,
 }
 
 impl BrokerKeys {
@@ -61,7 +63,29 @@ impl BrokerKeys {
         Ok(Some(Self {
             keypair,
             authorized,
+            peer: None,
         }))
+    }
+
+    /// Reads the pair's peer certificate (`ha.peer_key_file`, a public `NAME.key`). It may be
+    /// this broker's own key: two brokers sharing one keypair is the simple setup, since
+    /// clients of a pair then need one server key.
+    ///
+    /// # Errors
+    /// [`KeyFileError`] naming `ha.peer_key_file`.
+    pub fn load_peer(&mut self, path: &Path) -> Result<(), KeyFileError> {
+        let cert = Certificate::load(path)
+            .map_err(|e| KeyFileError(format!("ha.peer_key_file: {}", cert_problem(path, &e))))?;
+        self.peer = Some(cert.public);
+        Ok(())
+    }
+
+    /// The keys of the pair's state link, once the peer's key is loaded.
+    pub fn pair_keys(&self) -> Option<crate::shell::PairKeys> {
+        Some(crate::shell::PairKeys {
+            own: self.keypair.clone(),
+            peer: self.peer?,
+        })
     }
 
     /// The security of the broker's ROUTER: the CURVE server with our secret key, admitting

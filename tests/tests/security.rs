@@ -454,3 +454,112 @@ async fn the_embedded_titanic_connects_with_the_brokers_own_key() {
     .unwrap();
     assert_eq!(reply, [Bytes::from("durable")]);
 }
+
+// === the pair's state link ===
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_curve_pair_accepts_state_messages_from_the_pinned_peer_key_only() {
+    use domo_tests::pair::{pair_specs, wait_one_active, Node};
+    let dir = TempDir::new("sec-pair");
+    let (ka, kb) = (CurveKeys::new("sec-pair-a"), CurveKeys::new("sec-pair-b"));
+    // Each broker pins the other's public certificate.
+    let a_pub = dir.file(
+        "a.key",
+        &domo_zmtp::curve::Certificate::new(ka.broker.secret.clone()).public_text(),
+    );
+    let b_pub = dir.file(
+        "b.key",
+        &domo_zmtp::curve::Certificate::new(kb.broker.secret.clone()).public_text(),
+    );
+    let (mut a, mut b) = pair_specs(&dir, Duration::from_millis(200));
+    a.extra_args = ka.broker_args();
+    a.extra_args
+        .extend(["--ha-peer-key-file".into(), b_pub.display().to_string()]);
+    b.extra_args = kb.broker_args();
+    b.extra_args
+        .extend(["--ha-peer-key-file".into(), a_pub.display().to_string()]);
+    let (na, nb) = (Node::start(&a), Node::start(&b));
+    // The encrypted state link works: the pair settles with the primary active.
+    let states = blocking({
+        let (na, nb) = (na, nb);
+        move || {
+            let states = wait_one_active(&na, &nb, Duration::from_millis(600), WITHIN);
+            (states, na, nb)
+        }
+    })
+    .await;
+    let ((sa, sb), na, nb) = states;
+    assert_eq!((sa.as_str(), sb.as_str()), ("active", "passive"));
+    assert!(na.log().contains("CURVE"), "{}", na.log());
+
+    // A stranger who knows the backup's public key, with a keypair of its own: refused
+    // during the handshake, so its forged "I am the active primary" never reaches the
+    // state machine.
+    let stranger = dealer(
+        &b.ha_bind,
+        Security::curve_client(kb.broker.public, KeyPair::generate()),
+    );
+    let _ = stranger.try_send(frames(&[b"forged state"]));
+    assert_eq!(
+        handshake_error(&stranger).await,
+        HandshakeError::NotAuthorized
+    );
+    // A NULL peer is refused at the greeting.
+    let null = dealer(&b.ha_bind, Security::Null);
+    let _ = null.try_send(frames(&[b"forged state"]));
+    let err = handshake_error(&null).await;
+    assert!(
+        matches!(err, HandshakeError::MechanismMismatch { ref theirs } if theirs.as_ref() == b"CURVE"),
+        "{err:?}"
+    );
+    // Nothing changed: still one active, one passive, no failover.
+    let ((sa, sb), na, nb) = blocking(move || {
+        let states = wait_one_active(&na, &nb, Duration::from_millis(600), WITHIN);
+        (states, na, nb)
+    })
+    .await;
+    assert_eq!((sa.as_str(), sb.as_str()), ("active", "passive"));
+    assert_eq!(na.failovers() + nb.failovers(), 0.0);
+}
+
+#[test]
+fn a_curve_pair_needs_the_peer_key_and_a_null_one_refuses_it() {
+    let keys = CurveKeys::new("sec-pair-config");
+    let dir = TempDir::new("sec-pair-config-files");
+    let mut args = keys.broker_args();
+    args.extend(
+        [
+            "--ha-role",
+            "primary",
+            "--ha-bind",
+            "tcp://127.0.0.1:1",
+            "--ha-peer",
+            "tcp://127.0.0.1:2",
+        ]
+        .map(String::from),
+    );
+    refused(
+        &args,
+        2,
+        "ha.peer_key_file: required with security.mechanism = \"curve\" (the peer's public \
+         certificate, e.g. \"/etc/domo/peer.key\")",
+    );
+    let own = dir.file(
+        "own.key",
+        &domo_zmtp::curve::Certificate::new(keys.broker.secret.clone()).public_text(),
+    );
+    refused(
+        &[
+            "--ha-role".into(),
+            "primary".into(),
+            "--ha-bind".into(),
+            "tcp://127.0.0.1:1".into(),
+            "--ha-peer".into(),
+            "tcp://127.0.0.1:2".into(),
+            "--ha-peer-key-file".into(),
+            own.display().to_string(),
+        ],
+        2,
+        "--ha-peer-key-file: needs security.mechanism = \"curve\" (and the broker's own keys)",
+    );
+}

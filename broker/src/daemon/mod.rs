@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use self::logging::FilterHandle;
-use crate::config::{describe_heartbeat, ConfigSource, HaSettings, Settings};
+use crate::config::{describe_heartbeat, ConfigSource, Settings};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::security::BrokerKeys;
@@ -60,7 +60,10 @@ pub async fn run(
     let mut config = ShellConfig {
         binds: settings.broker.bind.clone(),
         core: settings.core(),
-        ha: settings.ha.as_ref().map(HaSettings::link),
+        ha: settings
+            .ha
+            .as_ref()
+            .map(|ha| ha.link(keys.as_ref().and_then(BrokerKeys::pair_keys))),
         keys: keys.as_ref().map(|k| k.authorized.clone()),
         ..ShellConfig::default()
     };
