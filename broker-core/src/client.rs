@@ -1,4 +1,4 @@
-//! Client requests: MMI answers, admission into service queues (see [`super::admission`]),
+//! Client requests: the call right (see [`super::rights`]), MMI answers, admission into service queues (see [`super::admission`]),
 //! direct dispatch.
 
 use std::collections::hash_map::Entry;
@@ -22,6 +22,10 @@ impl Broker {
             return;
         }
         let ClientRequest { service, body } = request;
+        if !self.may_call(&peer, &service) {
+            self.refuse_call(&peer, &service);
+            return;
+        }
         let question = MmiRequest::parse(&service, &body);
         if question == Some(MmiRequest::Ha) {
             // Answered in every state, and never a vote: operators ask both brokers.
@@ -86,8 +90,13 @@ impl Broker {
     fn answer_mmi(&mut self, peer: PeerId, service: ServiceName, question: MmiRequest) {
         self.stats.mmi_requests += 1;
         let body = match question {
+            MmiRequest::Service(name) | MmiRequest::Workers(name)
+                if !self.may_call(&peer, &name) =>
+            {
+                mmi::forbidden_reply()
+            }
             MmiRequest::Service(name) => mmi::service_reply(self.worker_count(&name) > 0),
-            MmiRequest::Services => mmi::services_reply(self.served_services()),
+            MmiRequest::Services => mmi::services_reply(self.served_services(&peer)),
             MmiRequest::Workers(name) => mmi::workers_reply(self.worker_count(&name)),
             MmiRequest::Ha => self.ha_reply(),
             MmiRequest::Unknown => mmi::not_implemented_reply(),
@@ -102,13 +111,13 @@ impl Broker {
         self.services.get(name).map_or(0, |service| service.workers)
     }
 
-    /// Names of the services that have at least one worker, sorted by their bytes so the
-    /// answer does not depend on hash order.
-    fn served_services(&self) -> Vec<ServiceName> {
+    /// Names of the services that have at least one worker and that `peer` may call, sorted
+    /// by their bytes so the answer does not depend on hash order.
+    fn served_services(&self, peer: &PeerId) -> Vec<ServiceName> {
         let mut names: Vec<ServiceName> = self
             .services
             .values()
-            .filter(|service| service.workers > 0)
+            .filter(|service| service.workers > 0 && self.may_call(peer, &service.name))
             .map(|service| service.name.clone())
             .collect();
         names.sort_unstable();

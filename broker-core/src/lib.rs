@@ -8,9 +8,10 @@
 //!
 //! Design: the core only changes state and queues messages. It does no I/O, reads no clock
 //! (time is always a `now` argument; a `now` earlier than one already seen counts as that
-//! one), spawns nothing, never blocks and never panics on input. It keeps no per-client state,
-//! so memory is bounded by workers and queue limits rather than by how many clients come and
-//! go; it therefore does not know whether a client is still connected, and leaves vanished
+//! one), spawns nothing, never blocks and never panics on input. It keeps no per-client state
+//! (beyond the restricted rights of connected peers, see Rights below), so memory is bounded
+//! by workers, connections and queue limits rather than by how many clients come and go; it
+//! therefore does not know whether a client is still connected, and leaves vanished
 //! clients and slow readers to the shell ([`Outbound::kind`] tells client replies apart). It
 //! re-dispatches a request only when its worker is lost, never because a reply is slow (a
 //! busy worker that heartbeats may take as long as it needs). It sends no error replies (MDP
@@ -80,6 +81,16 @@
 //! yields (a dual-active conflict), its queued requests are dropped and a request whose
 //! worker is lost is not dispatched again; replies of busy workers are still routed.
 //!
+//! # Rights
+//!
+//! With CURVE the shell knows each client's key and tells the core what it may do
+//! ([`Broker::set_rights`], [`Rights`]): which services it may call (`mmi.*` and `titanic.*`
+//! included) and which it may serve. A request it may not make is dropped and counted, a
+//! READY it may not send gets DISCONNECT, MMI answers `403` about services it may not call.
+//! A peer the core was told nothing about has every right (NULL: no security). Rights are
+//! the one thing the core keeps per client, and only for connected peers with fewer than
+//! every right.
+//!
 //! # Draining
 //!
 //! [`Broker::begin_drain`] drops every queued request and, from then on, every new client
@@ -97,6 +108,7 @@ mod events;
 pub mod ha;
 mod pair;
 mod queue;
+mod rights;
 mod service;
 mod session;
 mod stats;
@@ -117,9 +129,11 @@ use self::admission::Client;
 pub use self::admission::{low_watermark, Flow, PauseCause, REQUEST_OVERHEAD};
 pub use self::config::{BrokerConfig, ConfigError, QueueLimits, MAX_DURATION};
 pub use self::events::{DropReason, Event};
+pub use self::rights::{Pattern, PatternError, Patterns, Rights};
 use self::service::Service;
 pub use self::stats::{
-    DisconnectsSent, Pauses, ProtocolErrors, RequestDrops, RequestStats, Stats, WorkerDepartures,
+    DisconnectsSent, Pauses, ProtocolErrors, Refusals, RequestDrops, RequestStats, Stats,
+    WorkerDepartures,
 };
 use self::timer::{Timer, TimerKey, Timers};
 use self::worker::Worker;
@@ -183,6 +197,9 @@ pub struct Broker {
     closing: bool,
     /// The Binary Star machine, when this broker is one of a pair ([`Broker::enable_ha`]).
     ha: Option<ha::Ha>,
+    /// Connected peers with fewer than every right ([`Broker::set_rights`]); a peer not here
+    /// may do anything.
+    rights: HashMap<PeerId, Rights>,
 }
 
 impl Broker {
@@ -212,6 +229,7 @@ impl Broker {
             draining: false,
             closing: false,
             ha: None,
+            rights: HashMap::new(),
         })
     }
 
@@ -239,6 +257,7 @@ impl Broker {
         if let Some(key) = self.silenced.remove(peer) {
             self.timers.cancel(key);
         }
+        self.rights.remove(peer);
         self.client_disconnected(peer);
         self.remove_worker(now, peer, stats::Departure::ConnectionClosed);
     }

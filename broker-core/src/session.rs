@@ -35,6 +35,10 @@ impl Broker {
             self.reject_worker(now, &peer, DisconnectReason::SecondReady);
         } else if service.is_mmi() {
             self.send_disconnect(now, peer, DisconnectReason::MmiReady);
+        } else if !self.may_serve(&peer, &service) {
+            info!(worker = %peer, %service, "May not serve this service; sending DISCONNECT");
+            self.stats.refusals.serve += 1;
+            self.send_disconnect(now, peer, DisconnectReason::NotAuthorized);
         } else {
             self.register(now, peer, service);
         }

@@ -39,6 +39,20 @@ pub struct Stats {
     /// Requests handed back to the transport for lack of room; each comes back when its
     /// client is resumed, and is counted in `requests` only then.
     pub deferred: u64,
+    /// Requests and registrations refused because the peer's rights do not cover the
+    /// service (see [`crate::Rights`]); such requests are not counted in `requests`.
+    pub refusals: Refusals,
+}
+
+/// Requests and registrations refused for lack of a right.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusals {
+    /// Client requests dropped because the client may not call the service (`mmi.*` and
+    /// `titanic.*` included).
+    pub call: u64,
+    /// Workers disconnected because they may not serve their service (at READY, or when
+    /// their rights changed).
+    pub serve: u64,
 }
 
 /// Times clients were paused, by cause (see [`crate::PauseCause`]).
@@ -165,6 +179,8 @@ pub struct DisconnectsSent {
     pub client_request: u64,
     /// The broker finished draining and disconnected every worker.
     pub shutdown: u64,
+    /// A worker may not serve its service: at READY, or after its rights changed.
+    pub not_authorized: u64,
 }
 
 /// Registered workers removed, by reason.
@@ -192,6 +208,7 @@ pub(super) enum DisconnectReason {
     InvalidMessage,
     ClientRequest,
     Shutdown,
+    NotAuthorized,
 }
 
 /// Why a registered worker was removed; selects a [`WorkerDepartures`] counter.
@@ -214,6 +231,7 @@ impl DisconnectsSent {
             DisconnectReason::InvalidMessage => &mut self.invalid_message,
             DisconnectReason::ClientRequest => &mut self.client_request,
             DisconnectReason::Shutdown => &mut self.shutdown,
+            DisconnectReason::NotAuthorized => &mut self.not_authorized,
         };
         *counter += 1;
     }

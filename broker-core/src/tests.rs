@@ -11,6 +11,7 @@ mod mmi;
 mod pair;
 mod props;
 mod queues;
+mod rights;
 mod routing;
 mod session;
 mod util;

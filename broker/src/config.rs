@@ -51,6 +51,8 @@ pub const RESTART_KEYS: &[&str] = &[
     "log.format",
     "titanic",
     "ha",
+    "security.mechanism",
+    "security.secret_key_file",
 ];
 
 /// Where the daemon's settings come from: a file (if any) and the environment and flags
@@ -97,6 +99,8 @@ pub struct Settings {
     /// `[ha]`: the Binary Star pair; `None`: the broker runs alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<HaSettings>,
+    /// `[security]`: the ZMTP security mechanism of the broker's endpoints.
+    pub security: SecuritySettings,
     /// The file the settings came from, if any.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -220,6 +224,45 @@ pub struct HaSettings {
         deserialize_with = "check::ha_heartbeat"
     )]
     pub heartbeat: Duration,
+    /// The peer's public certificate (`NAME.key`): with `security.mechanism = "curve"` the
+    /// state link is CURVE and accepts this key only (required then).
+    #[serde(default, with = "optional_path")]
+    pub peer_key_file: Option<PathBuf>,
+}
+
+/// The `[security]` section: the ZMTP security mechanism of the broker's endpoints. The key
+/// files themselves are read by [`crate::security`], after the settings are checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    /// `null` (no security) or `curve`.
+    pub mechanism: Mechanism,
+    /// CURVE: the broker's secret certificate (`NAME.key_secret`); `None` when empty.
+    #[serde(with = "optional_path")]
+    pub secret_key_file: Option<PathBuf>,
+    /// CURVE: the directory of the public certificates (`*.key`) allowed to connect;
+    /// `None` when empty.
+    #[serde(with = "optional_path")]
+    pub authorized_keys: Option<PathBuf>,
+}
+
+/// The ZMTP security mechanism of the broker's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mechanism {
+    /// No security (ZMTP NULL), as libzmq by default.
+    Null,
+    /// CURVE (RFC 25/26): encrypted, and only the authorized keys may connect.
+    Curve,
+}
+
+impl fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Null => "null",
+            Self::Curve => "curve",
+        })
+    }
 }
 
 /// The keys `[ha]` must have (from the file or the flags).
@@ -242,13 +285,13 @@ impl HaSettings {
         }
     }
 
-    /// What the shell needs to run the pair's state link.
-    pub fn link(&self) -> crate::shell::PairLink {
+    /// What the shell needs to run the pair's state link; `keys` with CURVE.
+    pub fn link(&self, keys: Option<crate::shell::PairKeys>) -> crate::shell::PairLink {
         crate::shell::PairLink {
             machine: self.machine(),
             bind: self.bind.clone(),
             peer: self.peer.clone(),
-            security: None,
+            security: keys,
         }
     }
 }
@@ -424,6 +467,52 @@ pub struct Overrides {
         skip_serializing_if = "Option::is_none"
     )]
     pub ha_heartbeat: Option<Duration>,
+    /// Binary Star with CURVE: the peer's public certificate (NAME.key); the state link
+    /// accepts that key only [config ha.peer_key_file]
+    #[arg(
+        id = "ha.peer_key_file",
+        long = "ha-peer-key-file",
+        value_name = "PATH",
+        env = "DOMO_HA__PEER_KEY_FILE"
+    )]
+    #[serde(rename = "ha.peer_key_file", skip_serializing_if = "Option::is_none")]
+    pub ha_peer_key_file: Option<PathBuf>,
+    /// Security of the broker's endpoints: null (none) or curve (needs the two keys below)
+    /// [default: null; config security.mechanism]
+    #[arg(
+        id = "security.mechanism",
+        long = "security-mechanism",
+        value_name = "MECHANISM",
+        env = "DOMO_SECURITY__MECHANISM"
+    )]
+    #[serde(rename = "security.mechanism", skip_serializing_if = "Option::is_none")]
+    pub security_mechanism: Option<Mechanism>,
+    /// CURVE: the broker's secret certificate (NAME.key_secret, mode 0600)
+    /// [config security.secret_key_file]
+    #[arg(
+        id = "security.secret_key_file",
+        long = "security-secret-key-file",
+        value_name = "PATH",
+        env = "DOMO_SECURITY__SECRET_KEY_FILE"
+    )]
+    #[serde(
+        rename = "security.secret_key_file",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub security_secret_key_file: Option<PathBuf>,
+    /// CURVE: the directory of the public certificates (*.key) allowed to connect, with
+    /// their rights; re-read on SIGHUP [config security.authorized_keys]
+    #[arg(
+        id = "security.authorized_keys",
+        long = "security-authorized-keys",
+        value_name = "DIR",
+        env = "DOMO_SECURITY__AUTHORIZED_KEYS"
+    )]
+    #[serde(
+        rename = "security.authorized_keys",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub security_authorized_keys: Option<PathBuf>,
     /// The keys above whose value came from an environment variable rather than a flag
     /// ([`Overrides::keys_from_env`]); errors name the variable for these.
     #[arg(skip)]
@@ -823,7 +912,45 @@ impl Settings {
 
     /// The checks across keys.
     fn check(&self, origins: &Origins<'_>) -> Result<(), ConfigError> {
+        let security = &self.security;
+        if security.mechanism == Mechanism::Curve {
+            for (key, value, what) in [
+                (
+                    "security.secret_key_file",
+                    &security.secret_key_file,
+                    "the broker's secret certificate, e.g. \"/etc/domo/broker.key_secret\"",
+                ),
+                (
+                    "security.authorized_keys",
+                    &security.authorized_keys,
+                    "a directory of public certificates, e.g. \"/etc/domo/authorized_keys\"",
+                ),
+            ] {
+                if value.is_none() {
+                    return Err(origins.error(
+                        key,
+                        &format!("required with mechanism = \"curve\" ({what})"),
+                    ));
+                }
+            }
+        }
         if let Some(ha) = &self.ha {
+            match (security.mechanism, &ha.peer_key_file) {
+                (Mechanism::Curve, None) => {
+                    return Err(origins.error(
+                        "ha.peer_key_file",
+                        "required with security.mechanism = \"curve\" (the peer's public \
+                         certificate, e.g. \"/etc/domo/peer.key\")",
+                    ));
+                }
+                (Mechanism::Null, Some(_)) => {
+                    return Err(origins.error(
+                        "ha.peer_key_file",
+                        "needs security.mechanism = \"curve\" (and the broker's own keys)",
+                    ));
+                }
+                _ => {}
+            }
             // Compared parsed, so `tcp://a:01` and `tcp://a:1` are the same endpoint.
             let parsed = |ep: &str| ep.parse::<domo_zmtp::Endpoint>().ok();
             if parsed(&ha.peer) == parsed(&ha.bind) {
@@ -1007,6 +1134,30 @@ mod role {
     }
 }
 
+/// A path that may be empty: `""` is `None`.
+mod optional_path {
+    use std::path::PathBuf;
+
+    use serde::Deserialize;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        p: &Option<PathBuf>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(path) => s.collect_str(&path.display()),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<PathBuf>, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok((!text.trim().is_empty()).then(|| PathBuf::from(text)))
+    }
+}
+
 /// The checks of single values, as `deserialize_with` functions.
 mod check {
     use std::path::PathBuf;
@@ -1131,6 +1282,90 @@ mod tests {
         assert_eq!((t.max_bytes, t.sessions), (1 << 30, 16));
         assert_eq!(t.request_timeout, Duration::from_secs(30));
         assert_eq!((d.ha, d.file), (None, None));
+        let security = SecuritySettings {
+            mechanism: Mechanism::Null,
+            secret_key_file: None,
+            authorized_keys: None,
+        };
+        assert_eq!(d.security, security);
+    }
+
+    #[test]
+    fn security_section_reads_and_prints_back() {
+        let text = "[security]\nmechanism = \"curve\"\n\
+                    secret_key_file = \"/etc/domo/broker.key_secret\"\n\
+                    authorized_keys = \"/etc/domo/authorized_keys\"\n";
+        let s = parse(text).unwrap();
+        assert_eq!(s.security.mechanism, Mechanism::Curve);
+        assert_eq!(
+            s.security.secret_key_file.as_deref(),
+            Some(Path::new("/etc/domo/broker.key_secret"))
+        );
+        assert_eq!(
+            s.security.authorized_keys.as_deref(),
+            Some(Path::new("/etc/domo/authorized_keys"))
+        );
+        assert_eq!(parse(&s.to_toml()), Ok(s.clone()));
+        // NULL needs no file; files given with it are kept (and unused).
+        let null = parse("[security]\nsecret_key_file = \"/x\"\n").unwrap();
+        assert_eq!(null.security.mechanism, Mechanism::Null);
+        assert_eq!(parse(&null.to_toml()), Ok(null));
+    }
+
+    #[test]
+    fn security_errors_name_file_line_and_key() {
+        let cases = [
+            (
+                "[security]\nmechanism = \"plain\"\n",
+                "broker.toml:2: security.mechanism: unknown variant `plain`, expected `null` or \
+                 `curve`",
+            ),
+            (
+                "[security]\nmechanism = \"curve\"\nauthorized_keys = \"/k\"\n",
+                "broker.toml:1: security.secret_key_file: required with mechanism = \"curve\" \
+                 (the broker's secret certificate, e.g. \"/etc/domo/broker.key_secret\")",
+            ),
+            (
+                "[security]\nmechanism = \"curve\"\nsecret_key_file = \"/s\"\n\
+                 authorized_keys = \" \"\n",
+                "broker.toml:4: security.authorized_keys: required with mechanism = \"curve\" \
+                 (a directory of public certificates, e.g. \"/etc/domo/authorized_keys\")",
+            ),
+            (
+                "[security]\nsecret_key = \"/s\"\n",
+                "broker.toml:2: security.secret_key: unknown field `secret_key`, expected one \
+                 of `mechanism`, `secret_key_file`, `authorized_keys`",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(error(text), expected, "{text:?}");
+        }
+        let flags = Overrides {
+            security_mechanism: Some(Mechanism::Curve),
+            security_secret_key_file: Some("/s".into()),
+            security_authorized_keys: Some("/k".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::load(None, &flags).unwrap();
+        assert_eq!(s.security.mechanism, Mechanism::Curve);
+        assert_eq!(s.security.authorized_keys, Some(PathBuf::from("/k")));
+    }
+
+    #[test]
+    fn a_reload_applies_the_authorized_keys_but_not_the_mechanism_or_secret() {
+        let running = Settings::default();
+        let mut new = running.clone();
+        new.security.mechanism = Mechanism::Curve;
+        new.security.secret_key_file = Some("/s".into());
+        new.security.authorized_keys = Some("/k".into());
+        assert_eq!(
+            running.restart_needed(&new),
+            ["security.mechanism", "security.secret_key_file"]
+        );
+        let applied = new.live_part_over(&running);
+        assert_eq!(applied.security.mechanism, Mechanism::Null);
+        assert_eq!(applied.security.secret_key_file, None);
+        assert_eq!(applied.security.authorized_keys, Some(PathBuf::from("/k")));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //!   `/readyz`.
 //! * [`daemon`]: logging, resource checks, the embedded Titanic, systemd, signals and
 //!   reload, and `daemon::run`, which puts the daemon together (`main.rs` parses flags).
+//! * [`security`]: CURVE: the broker's keypair and the authorized keys with their rights.
 //! * [`duration`]: `"2500ms"`-style durations.
 
 pub mod config;
@@ -22,6 +23,7 @@ pub mod duration;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod security;
 pub mod shell;
 
 pub use domo_broker_core as core;

@@ -52,6 +52,75 @@ pub struct Metrics {
     titanic_store_reopens: IntCounter,
     ha: HaMetrics,
     flow: FlowMetrics,
+    security: SecurityMetrics,
+}
+
+/// Security: handshakes by result (the router's counters) and requests and registrations
+/// refused for lack of a right (the core's).
+#[derive(Debug)]
+struct SecurityMetrics {
+    handshakes: IntCounterVec,
+    refusals: IntCounterVec,
+}
+
+/// The results of `domo_handshakes_total`, all shown from the start.
+const HANDSHAKE_RESULTS: [&str; 7] = [
+    "ok",
+    "wrong_key",
+    "not_authorized",
+    "malformed",
+    "timeout",
+    "rate_limited",
+    "closed",
+];
+
+impl SecurityMetrics {
+    fn new(r: &Registry) -> Self {
+        let refusals = counter(
+            r,
+            "domo_security_refusals_total",
+            "Client requests dropped (right=\"call\") and workers disconnected \
+             (right=\"serve\") because their CURVE key's rights do not cover the service",
+            &["right"],
+        );
+        for right in ["call", "serve"] {
+            refusals.with_label_values(&[right]);
+        }
+        let handshakes = counter(
+            r,
+            "domo_handshakes_total",
+            "ZMTP handshakes of the broker's endpoints by result: ok; with CURVE wrong_key (a \
+             box did not open: the peer has another server key) and not_authorized (its key \
+             is not in authorized_keys); malformed, timeout, rate_limited (too many recent \
+             failures from its address), closed (by the peer)",
+            &["result"],
+        );
+        for result in HANDSHAKE_RESULTS {
+            handshakes.with_label_values(&[result]);
+        }
+        Self {
+            handshakes,
+            refusals,
+        }
+    }
+
+    fn refresh(&self, s: &Stats, router: &domo_zmtp::Stats) {
+        set_total(&self.refusals, &["call"], s.refusals.call);
+        set_total(&self.refusals, &["serve"], s.refusals.serve);
+        let h = &router.handshakes;
+        let totals = [
+            h.ok,
+            h.wrong_key,
+            h.not_authorized,
+            h.malformed,
+            h.timeout,
+            h.rate_limited,
+            h.closed,
+        ];
+        for (result, total) in HANDSHAKE_RESULTS.iter().zip(totals) {
+            set_total(&self.handshakes, &[result], total);
+        }
+    }
 }
 
 /// Admission and flow control: paused clients, deferred requests, and the counters the core
@@ -167,6 +236,7 @@ impl FlowMetrics {
             ("invalid_message", d.invalid_message),
             ("client_request", d.client_request),
             ("shutdown", d.shutdown),
+            ("not_authorized", d.not_authorized),
         ] {
             set_total(&self.disconnects_sent, &[reason], total);
         }
@@ -443,6 +513,7 @@ impl Metrics {
             draining,
             ha: HaMetrics::new(&r),
             flow: FlowMetrics::new(&r),
+            security: SecurityMetrics::new(&r),
             registry: r,
             labelled: HashSet::new(),
             max_services,
@@ -547,6 +618,7 @@ impl Metrics {
             .set(gauge_value(t.peers));
         self.draining.set(i64::from(snapshot.draining));
         self.flow.refresh(s, t);
+        self.security.refresh(s, t);
         if let Some((status, stats)) = &snapshot.ha {
             self.ha.refresh(status, stats);
         }
@@ -800,6 +872,21 @@ mod tests {
             "domo_dropped_requests_total{reason=\"client_gone\"}",
             |s, v| s.replies_to_gone_clients = v,
         ),
+        (
+            "disconnects_sent.not_authorized",
+            "domo_disconnects_sent_total{reason=\"not_authorized\"}",
+            |s, v| s.disconnects_sent.not_authorized = v,
+        ),
+        (
+            "refusals.call",
+            "domo_security_refusals_total{right=\"call\"}",
+            |s, v| s.refusals.call = v,
+        ),
+        (
+            "refusals.serve",
+            "domo_security_refusals_total{right=\"serve\"}",
+            |s, v| s.refusals.serve = v,
+        ),
     ];
 
     /// Figures of [`Stats`] that are not exported as such, and why.
@@ -1016,6 +1103,8 @@ mod tests {
         };
         snapshot.core.worker_departures.expired = 3;
         snapshot.router.peers = 7;
+        snapshot.router.handshakes.not_authorized = 2;
+        snapshot.router.handshakes.ok = 9;
         m.refresh(&snapshot);
         m.refresh(&snapshot);
         let text = m.render();
@@ -1025,6 +1114,9 @@ mod tests {
             "domo_worker_disconnects_total{reason=\"expired\"} 3",
             "domo_connections{socket=\"router\"} 7",
             "domo_draining 1",
+            "domo_handshakes_total{result=\"ok\"} 9",
+            "domo_handshakes_total{result=\"not_authorized\"} 2",
+            "domo_handshakes_total{result=\"rate_limited\"} 0",
         ] {
             assert!(text.contains(line), "{line} missing:\n{text}");
         }

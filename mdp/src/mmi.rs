@@ -7,9 +7,9 @@
 //!
 //! | service        | request body      | reply body                               | origin |
 //! |----------------|-------------------|------------------------------------------|--------|
-//! | `mmi.service`  | `[…][name]`       | `["200"]` if `name` has a worker, else `["404"]` | RFC 8 |
+//! | `mmi.service`  | `[…][name]`       | `["200"]` if `name` has a worker, else `["404"]`; `["403"]` if the caller may not call `name` | RFC 8 (403: domo) |
 //! | `mmi.services` | ignored           | one frame per service name               | domo   |
-//! | `mmi.workers`  | `[…][name]`       | worker count in decimal ASCII, e.g. `["3"]` | domo |
+//! | `mmi.workers`  | `[…][name]`       | worker count in decimal ASCII, e.g. `["3"]`; `["403"]` if the caller may not call `name` | domo |
 //! | `mmi.ha`       | ignored           | `["200"]` then `key=value` frames (role, state, term, peer…); `["404"]` on a broker that is not in a pair | domo |
 //! | other `mmi.*`  | ignored           | `["501"]`                                | RFC 8  |
 //!
@@ -21,6 +21,10 @@
 //! is always a fresh body: leading request frames are not echoed. A name argument that is
 //! empty or longer than 255 bytes gets `["400"]`, a domo extension (RFC 8 defines no code for
 //! a malformed question).
+//!
+//! With CURVE and rights per client key (the broker's `[security]`), a question about a
+//! service the caller may not call is answered `["403"]` ([`forbidden_reply`]), and
+//! `mmi.services` lists only the services the caller may call.
 
 use bytes::Bytes;
 
@@ -104,6 +108,11 @@ pub fn not_implemented_reply() -> Vec<Bytes> {
     vec![Bytes::from_static(STATUS_NOT_IMPLEMENTED)]
 }
 
+/// Reply body to an MMI question about a service the caller may not call: `"403"`.
+pub fn forbidden_reply() -> Vec<Bytes> {
+    vec![Status::Forbidden.frame()]
+}
+
 /// Reply body to an MMI question with an invalid name argument: `"400"`.
 pub fn bad_request_reply() -> Vec<Bytes> {
     vec![Bytes::from_static(STATUS_BAD_REQUEST)]
@@ -119,6 +128,8 @@ pub enum Status {
     Pending,
     /// `400`: a malformed question, or (Titanic) an unknown request id.
     BadRequest,
+    /// `403`: the caller may not call the service asked about (MMI with CURVE rights).
+    Forbidden,
     /// `404`: not found (MMI: no worker; a broker that is not one of a pair, for `mmi.ha`).
     NotFound,
     /// `500`: the service failed (Titanic: its store refused the write).
@@ -134,6 +145,7 @@ impl Status {
             Self::Ok => STATUS_OK,
             Self::Pending => b"300",
             Self::BadRequest => STATUS_BAD_REQUEST,
+            Self::Forbidden => b"403",
             Self::NotFound => STATUS_NOT_FOUND,
             Self::Error => b"500",
             Self::NotImplemented => STATUS_NOT_IMPLEMENTED,
@@ -146,6 +158,7 @@ impl Status {
             Self::Ok,
             Self::Pending,
             Self::BadRequest,
+            Self::Forbidden,
             Self::NotFound,
             Self::Error,
             Self::NotImplemented,
@@ -229,12 +242,15 @@ mod tests {
             Status::Ok,
             Status::Pending,
             Status::BadRequest,
+            Status::Forbidden,
             Status::NotFound,
             Status::Error,
             Status::NotImplemented,
         ] {
             assert_eq!(Status::from_frame(status.as_bytes()), Some(status));
         }
+        assert_eq!(Status::Forbidden.as_bytes(), b"403");
+        assert_eq!(forbidden_reply(), [Bytes::from_static(b"403")]);
         assert_eq!(Status::Ok.as_bytes(), b"200");
         assert_eq!(Status::Pending.as_bytes(), b"300");
         assert_eq!(Status::from_frame(b"201"), None);

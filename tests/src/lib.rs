@@ -12,6 +12,7 @@
 //!   [`BrokerProcess`], [`LoggedChild`], and reading a metrics listener ([`http_get`],
 //!   [`sample`]).
 //! - `temp`: [`TempDir`], a scratch directory from `tempfile`.
+//! - `keys`: [`CurveKeys`], a broker's CURVE keypair and authorized-keys directory on disk.
 //! - [`pair`]: the Binary Star harness (two broker processes of a pair).
 //!
 //! Tests import the kit with `use domo_tests::*;`. Every wait is bounded, every process is
@@ -21,6 +22,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod broker;
+mod keys;
 pub mod pair;
 mod peers;
 mod process;
@@ -28,6 +30,7 @@ mod temp;
 mod wait;
 
 pub use broker::*;
+pub use keys::*;
 pub use peers::*;
 pub use process::*;
 pub use temp::*;

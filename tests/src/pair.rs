@@ -35,6 +35,8 @@ pub struct Spec {
     pub ha_heartbeat: Duration,
     /// This broker's own Titanic store (kept across its restarts); `None`: `--no-titanic`.
     pub titanic_dir: Option<PathBuf>,
+    /// More flags (e.g. the `--security-*` and `--ha-peer-key-file` of a CURVE pair).
+    pub extra_args: Vec<String>,
 }
 
 /// The two brokers' specs, primary and backup, without Titanic.
@@ -48,6 +50,7 @@ pub fn pair_specs(dir: &TempDir, hb: Duration) -> (Spec, Spec) {
         ha_peer: b_state.clone(),
         ha_heartbeat: hb,
         titanic_dir: None,
+        extra_args: Vec::new(),
     };
     let b = Spec {
         role: "backup",
@@ -56,6 +59,7 @@ pub fn pair_specs(dir: &TempDir, hb: Duration) -> (Spec, Spec) {
         ha_peer: a_state,
         ha_heartbeat: hb,
         titanic_dir: None,
+        extra_args: Vec::new(),
     };
     (a, b)
 }
@@ -95,6 +99,7 @@ impl Node {
                 "--ha-heartbeat",
                 &format!("{}ms", spec.ha_heartbeat.as_millis()),
             ])
+            .args(&spec.extra_args)
             .env("RUST_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("DOMO_CONFIG")

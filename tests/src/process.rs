@@ -143,6 +143,78 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// The endpoint in the broker's `Broker listening` log line, text or JSON.
+pub fn listening_endpoint(line: &str) -> String {
+    let tail = match line.split_once("endpoint=") {
+        Some((_, tail)) => tail,
+        None => line.split_once("\"endpoint\":\"").unwrap().1,
+    };
+    tail.split([' ', '"']).next().unwrap().to_string()
+}
+
+/// A `domo-broker` child process bound to `tcp://127.0.0.1:0` with its metrics listener on
+/// `127.0.0.1:0`, its log collected; killed on drop.
+pub struct LoggedBroker {
+    /// The process and its log.
+    pub child: LoggedChild,
+    /// Its endpoint, as bound.
+    pub endpoint: String,
+    /// Its metrics listener, `host:port`.
+    pub metrics: String,
+}
+
+impl LoggedBroker {
+    /// Starts the broker with `args` after the bind and metrics flags, and waits until it
+    /// listens.
+    pub fn start<S: AsRef<OsStr>>(args: &[S]) -> Self {
+        let mut cmd = Command::new(DOMO_BROKER);
+        cmd.args([
+            "--bind",
+            "tcp://127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("DOMO_CONFIG")
+        .stdout(Stdio::null());
+        let child = LoggedChild::spawn(&mut cmd);
+        let endpoint = listening_endpoint(&child.wait_line("Broker listening"));
+        let metrics = http_addr(&child.wait_line("Metrics listening"));
+        Self {
+            child,
+            endpoint,
+            metrics,
+        }
+    }
+
+    /// The value of `series` now.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        sample(&http_get(&self.metrics, "/metrics").1, series)
+    }
+
+    /// Waits (up to 10 s) until `series` has `value`.
+    pub fn wait_metric(&self, series: &str, value: f64) {
+        self.wait_metric_until(series, &format!("{value}"), |v| v == value);
+    }
+
+    /// Waits (up to 10 s) until `series` is at least `value` (a counter that may go on
+    /// growing).
+    pub fn wait_metric_at_least(&self, series: &str, value: f64) {
+        self.wait_metric_until(series, &format!(">= {value}"), |v| v >= value);
+    }
+
+    fn wait_metric_until(&self, series: &str, wanted: &str, ok: impl Fn(f64) -> bool) {
+        let mut last = None;
+        poll_until(Duration::from_secs(10), || {
+            last = self.metric(series);
+            last.is_some_and(&ok).then_some(())
+        })
+        .unwrap_or_else(|| panic!("{series} is {last:?}, never {wanted}"));
+    }
+}
+
 /// A child process with its stderr collected line by line (by a thread of its own); killed
 /// and reaped when dropped.
 pub struct LoggedChild {

@@ -512,8 +512,9 @@ async fn pair_member(
                 bind: state(me),
                 peer: state(peer),
                 heartbeat: Duration::from_millis(100),
+                peer_key_file: None,
             }
-            .link(),
+            .link(None),
         ),
         ..ShellConfig::default()
     };

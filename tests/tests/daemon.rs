@@ -38,12 +38,7 @@ impl Daemon {
         .envs(env.iter().copied())
         .stdout(Stdio::null());
         let child = LoggedChild::spawn(&mut cmd);
-        let line = child.wait_line("Broker listening");
-        let tail = match line.split_once("endpoint=") {
-            Some((_, tail)) => tail,
-            None => line.split_once("\"endpoint\":\"").unwrap().1,
-        };
-        let endpoint = tail.split([' ', '"']).next().unwrap().to_string();
+        let endpoint = listening_endpoint(&child.wait_line("Broker listening"));
         Self { child, endpoint }
     }
 

@@ -60,7 +60,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use domo_client::{Client, ClientOptions, Error as ClientError};
-use domo_zmtp::curve::CurveClient;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -106,6 +105,9 @@ pub struct DispatcherOptions {
     /// services keep answering (the broker refuses client requests while passive anyway).
     /// Once the sender is dropped the gate keeps its last value.
     pub active: Option<watch::Receiver<bool>>,
+    /// Options of the client's connections to the broker (CURVE security, for example).
+    /// Default: libzmq's defaults, no security.
+    pub transport: domo_zmtp::Options,
 }
 
 impl Default for DispatcherOptions {
@@ -121,6 +123,7 @@ impl Default for DispatcherOptions {
             expire_after: Duration::from_secs(7 * 24 * 3600),
             expire_interval: Duration::from_secs(60),
             active: None,
+            transport: domo_zmtp::Options::default(),
         }
     }
 }
@@ -213,7 +216,8 @@ impl Dispatcher {
             .timeout(options.request_timeout)
             .retries(0)
             .pool_size(options.concurrency)
-            .check_service(options.active.is_none());
+            .check_service(options.active.is_none())
+            .transport(options.transport.clone());
         // Checks the endpoints now; lanes make their own clients (own pools) later.
         drop(Client::new(client_options.clone())?);
         Ok(Self {
@@ -225,14 +229,6 @@ impl Dispatcher {
             loaded: HashSet::new(),
             cursor: None,
         })
-    }
-
-    /// Sends through CURVE connections with `keys` (the broker's public key and ours), or
-    /// NULL ones with `None` (the default).
-    #[must_use]
-    pub fn with_curve(mut self, keys: Option<CurveClient>) -> Self {
-        self.client_options.curve = keys;
-        self
     }
 
     /// Runs until `stop` turns true, starting from the oldest pending request.

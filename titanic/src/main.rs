@@ -12,6 +12,7 @@ use domo_client::{Client, ClientOptions};
 use domo_mdp::Heartbeat;
 use domo_titanic::server::{self, TitanicConfig};
 use domo_zmtp::curve::{readable_by_others, CurveClient, KeyFileError};
+use domo_zmtp::Security;
 use tracing::{error, warn};
 
 /// The store file inside `--data-dir`.
@@ -126,7 +127,9 @@ fn config(args: &Args) -> Result<TitanicConfig, String> {
         None => default_data_dir(std::env::var_os("STATE_DIRECTORY")),
     };
     let mut config = TitanicConfig::new(brokers, dir.join(STORE_FILE));
-    config.curve = curve_keys(args.server_key.as_deref(), args.key.as_deref())?;
+    if let Some(keys) = curve_keys(args.server_key.as_deref(), args.key.as_deref())? {
+        config.transport.security = Security::CurveClient(keys);
+    }
     config.heartbeat = Heartbeat {
         interval: args.heartbeat,
         liveness: Heartbeat::DEFAULT_LIVENESS,
@@ -309,7 +312,8 @@ mod tests {
             "--key",
             secret.to_str().unwrap(),
         ]);
-        assert!(config(&args).unwrap().curve.is_some());
+        let security = config(&args).unwrap().transport.security;
+        assert!(matches!(security, Security::CurveClient(_)), "{security:?}");
     }
 
     #[test]

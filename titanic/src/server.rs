@@ -30,7 +30,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use domo_mdp::{Heartbeat, LockExt};
 use domo_worker::{Worker, WorkerOptions};
-use domo_zmtp::curve::CurveClient;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -51,9 +50,6 @@ pub struct TitanicConfig {
     pub store: RedbOptions,
     /// Worker heartbeat settings; must match the broker's.
     pub heartbeat: Heartbeat,
-    /// CURVE keys (the broker's public key and Titanic's keypair) for the workers and the
-    /// dispatcher alike; `None` (the default) talks NULL.
-    pub curve: Option<CurveClient>,
     /// MDP worker sessions per Titanic service (the concurrency of each service, and how
     /// many `titanic.request` calls can share one group commit).
     pub sessions: usize,
@@ -64,6 +60,10 @@ pub struct TitanicConfig {
     /// dispatcher sends nothing (and so casts no client vote) while its broker is passive;
     /// the three Titanic services are not gated by it.
     pub dispatcher: DispatcherOptions,
+    /// Options of every ZMTP connection to the broker, the workers' and the dispatcher's
+    /// client's (it replaces `dispatcher.transport`): for example CURVE security, which the
+    /// broker embedding Titanic sets to its own keypair.
+    pub transport: domo_zmtp::Options,
 }
 
 impl TitanicConfig {
@@ -77,10 +77,10 @@ impl TitanicConfig {
             store_path: store_path.into(),
             store: RedbOptions::default(),
             heartbeat: Heartbeat::default(),
-            curve: None,
             sessions: 16,
             drain_grace: Duration::from_secs(5),
             dispatcher: DispatcherOptions::default(),
+            transport: domo_zmtp::Options::default(),
         }
     }
 }
@@ -249,17 +249,20 @@ async fn serve_store(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let wake = Arc::new(Notify::new());
+    let dispatcher_options = DispatcherOptions {
+        transport: config.transport.clone(),
+        ..config.dispatcher.clone()
+    };
     let dispatcher = Dispatcher::new(
         store.clone(),
         &config.endpoints,
-        config.dispatcher.clone(),
+        dispatcher_options,
         wake.clone(),
-    )?
-    .with_curve(config.curve.clone());
-    let mut worker_options = WorkerOptions::new(config.endpoints.clone())
+    )?;
+    let worker_options = WorkerOptions::new(config.endpoints.clone())
         .sessions(config.sessions)
-        .heartbeat(config.heartbeat);
-    worker_options.curve = config.curve.clone();
+        .heartbeat(config.heartbeat)
+        .transport(config.transport.clone());
     let services = Services::start(store, &worker_options, wake)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let dispatching = tokio::spawn(dispatcher.run(stop_rx));

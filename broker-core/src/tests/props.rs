@@ -1,4 +1,4 @@
-//! Property test: random sequences of inputs never panic, keep every invariant
+//! Property test: random sequences of inputs (rights changes included) never panic, keep every invariant
 //! ([`Broker::check_invariants`](crate::Broker)), only produce valid MDP, and never
 //! send to a peer after its DISCONNECT (both checked by the harness after each input).
 
@@ -16,6 +16,8 @@ use crate::{BrokerConfig, QueueLimits};
 /// Peers are drawn from one small pool, so the same id acts as client and worker at times.
 const PEERS: u8 = 6;
 const SERVICES: [&str; 4] = ["s0", "s1", "s2", "mmi.service"];
+/// Rights a peer may be given (as a certificate's `call` or `serve`).
+const PATTERNS: [&str; 6] = ["*", "", "s0", "s1, s2", "s*", "mmi.*"];
 
 #[derive(Debug, Clone)]
 enum Event {
@@ -33,6 +35,8 @@ enum Event {
     Close(u8),
     Garbage(u8, u8),
     Advance(u16),
+    /// The shell gives a peer rights: call and serve patterns, by index.
+    Rights(u8, usize, usize),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -50,6 +54,8 @@ fn event() -> impl Strategy<Value = Event> {
         1 => peer.clone().prop_map(Event::Close),
         1 => (peer, any::<u8>()).prop_map(|(p, k)| Event::Garbage(p, k)),
         3 => (0u16..400).prop_map(Event::Advance),
+        1 => (0..PEERS, 0..PATTERNS.len(), 0..PATTERNS.len())
+            .prop_map(|(p, c, s)| Event::Rights(p, c, s)),
     ]
 }
 
@@ -113,6 +119,7 @@ fn apply(h: &mut Harness, event: &Event) {
         Event::Close(p) => h.close(&name(p)),
         Event::Garbage(p, kind) => h.send(&name(p), garbage(kind)),
         Event::Advance(ms) => h.advance(Duration::from_millis(ms.into())),
+        Event::Rights(p, call, serve) => h.set_rights(&name(p), PATTERNS[call], PATTERNS[serve]),
     }
 }
 

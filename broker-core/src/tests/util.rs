@@ -9,7 +9,7 @@ use domo_mdp::{client, worker, PeerId, ServiceName, WorkerCommand};
 
 use crate::admission::charge;
 use crate::worker::WorkerState;
-use crate::{Broker, BrokerConfig, Flow, Outbound, PeerKind};
+use crate::{Broker, BrokerConfig, Flow, Outbound, Patterns, PeerKind, Rights};
 
 pub(super) const MS: Duration = Duration::from_millis(1);
 pub(super) const NS: Duration = Duration::from_nanos(1);
@@ -172,6 +172,17 @@ impl Harness {
     /// The transport has room for `client` again.
     pub(super) fn writable(&mut self, client: &str) {
         self.broker.handle_writable(&id(client));
+        self.collect();
+    }
+
+    /// The shell tells the core what `peer` may call and serve (pattern lists, as in a
+    /// certificate's metadata).
+    pub(super) fn set_rights(&mut self, peer: &str, call: &str, serve: &str) {
+        let rights = Rights {
+            call: Patterns::parse(call).unwrap(),
+            serve: Patterns::parse(serve).unwrap(),
+        };
+        self.broker.set_rights(self.now, id(peer), rights);
         self.collect();
     }
 
@@ -397,6 +408,15 @@ impl Broker {
         }
         for key in self.silenced.values() {
             assert!(self.timers.is_pending(*key));
+        }
+        for (peer, rights) in &self.rights {
+            assert!(!rights.is_all(), "{peer} kept with every right");
+            if let Some(worker) = self.workers.get(peer) {
+                assert!(
+                    rights.serve.allows(&worker.service),
+                    "{peer} serves unallowed"
+                );
+            }
         }
         let timers = self.workers.len() + timed_services + self.silenced.len();
         assert_eq!(self.timers.len(), timers, "stale timers");

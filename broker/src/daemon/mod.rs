@@ -15,15 +15,19 @@ use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use self::logging::FilterHandle;
-use crate::config::{describe_heartbeat, ConfigSource, HaSettings, Settings};
+use crate::config::{describe_heartbeat, ConfigSource, Settings};
 use crate::http;
 use crate::metrics::Metrics;
+use crate::security::BrokerKeys;
 use crate::shell::{self, ShellConfig, CONTROL_CAPACITY};
 
 /// Exit code for a configuration or usage error.
 pub const EXIT_CONFIG: u8 = 2;
 /// Exit code for a runtime failure.
 pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code for a CURVE key file that cannot be used (`[security]`: missing, unreadable,
+/// malformed, or a secret key readable by group or others).
+pub const EXIT_KEYS: u8 = 3;
 
 /// The version string: the crate version and the git commit.
 pub fn version() -> &'static str {
@@ -34,8 +38,14 @@ pub fn version() -> &'static str {
 }
 
 /// Runs the broker with `settings` until it is stopped (signals, drain) and returns the
-/// process's exit code. `source` is where a reload reads the configuration again.
-pub async fn run(source: ConfigSource, settings: Settings, filter: FilterHandle) -> ExitCode {
+/// process's exit code. `source` is where a reload reads the configuration again; `keys`
+/// are the CURVE keys `settings.security` names (`None`: no security).
+pub async fn run(
+    source: ConfigSource,
+    settings: Settings,
+    keys: Option<BrokerKeys>,
+    filter: FilterHandle,
+) -> ExitCode {
     match &settings.file {
         Some(path) => info!(config = %path.display(), "Configuration loaded"),
         None => info!("No configuration file; using built-in defaults"),
@@ -47,12 +57,27 @@ pub async fn run(source: ConfigSource, settings: Settings, filter: FilterHandle)
         version()
     );
     limits::log_fd_limit();
-    let config = ShellConfig {
+    let mut config = ShellConfig {
         binds: settings.broker.bind.clone(),
         core: settings.core(),
-        ha: settings.ha.as_ref().map(HaSettings::link),
+        ha: settings
+            .ha
+            .as_ref()
+            .map(|ha| ha.link(keys.as_ref().and_then(BrokerKeys::pair_keys))),
+        keys: keys.as_ref().map(|k| k.authorized.clone()),
         ..ShellConfig::default()
     };
+    match &keys {
+        Some(k) => {
+            config.transport.security = k.server();
+            info!(
+                key = %k.keypair.public,
+                authorized = k.authorized.len(),
+                "CURVE security: only authorized keys may connect"
+            );
+        }
+        None => info!("No security (mechanism null): any peer may connect"),
+    }
     let bound = match shell::bind(config).await {
         Ok(b) => b,
         Err(e) => {
@@ -73,7 +98,11 @@ pub async fn run(source: ConfigSource, settings: Settings, filter: FilterHandle)
             (m.titanic_commit_duration(), m.titanic_store_reopens())
         };
         let serving = settings.ha.as_ref().map(|_| bound.serving());
-        Some(titanic::start(&settings, endpoint, (commits, reopens), serving).await)
+        let security = keys
+            .as_ref()
+            .map_or_else(domo_zmtp::Security::default, BrokerKeys::own_client);
+        let metrics = (commits, reopens);
+        Some(titanic::start(&settings, endpoint, metrics, serving, security).await)
     } else {
         info!("Titanic disabled");
         None
@@ -110,6 +139,7 @@ pub async fn run(source: ConfigSource, settings: Settings, filter: FilterHandle)
         settings,
         control,
         filter,
+        keys.map(|k| k.authorized),
         titanic_stop.map(|stop| (stop, titanic_task)),
     ));
     let notifier = tokio::spawn(systemd::keep_notified(health));

@@ -7,15 +7,20 @@ use tracing_subscriber::EnvFilter;
 
 use super::logging::FilterHandle;
 use super::systemd::{notify, NotifyState};
+use std::sync::Arc;
+
 use crate::config::{ConfigSource, Settings};
+use crate::security::AuthorizedKeys;
 use crate::shell::Control;
 
-/// SIGTERM/SIGINT: drain (a second one stops at once). SIGHUP: reload the configuration.
+/// SIGTERM/SIGINT: drain (a second one stops at once). SIGHUP: reload the configuration
+/// and, with CURVE, the authorized keys.
 pub async fn handle(
     source: ConfigSource,
     mut settings: Settings,
     control: mpsc::Sender<Control>,
     filter: FilterHandle,
+    keys: Option<Arc<AuthorizedKeys>>,
     mut titanic: Option<(
         tokio::sync::oneshot::Sender<()>,
         Option<tokio::task::JoinHandle<()>>,
@@ -36,7 +41,7 @@ pub async fn handle(
             _ = term.recv() => {}
             _ = int.recv() => {}
             _ = hup.recv() => {
-                reload(&source, &mut settings, &control, &filter).await;
+                reload(&source, &mut settings, &control, &filter, keys.as_deref()).await;
                 continue;
             }
         }
@@ -75,12 +80,14 @@ pub async fn handle(
     }
 }
 
-/// Re-reads the file, applies what can change live and logs what needs a restart.
+/// Re-reads the file, applies what can change live and logs what needs a restart; with
+/// CURVE, re-reads the authorized keys and has the loop apply them.
 async fn reload(
     source: &ConfigSource,
     settings: &mut Settings,
     control: &mpsc::Sender<Control>,
     filter: &FilterHandle,
+    keys: Option<&AuthorizedKeys>,
 ) {
     notify(&[NotifyState::Reloading]);
     info!("SIGHUP: reloading the configuration");
@@ -102,6 +109,15 @@ async fn reload(
         info!(filter = %new.log.level, "Log filter applied");
     }
     let _ = control.send(Control::Reconfigure(new.core())).await;
+    if let (Some(keys), Some(dir)) = (keys, &new.security.authorized_keys) {
+        match keys.reload(dir) {
+            Ok(summary) => {
+                info!(%summary, dir = %dir.display(), "Authorized keys reloaded");
+                let _ = control.send(Control::KeysReloaded).await;
+            }
+            Err(error) => error!(%error, "Authorized keys not reloaded; the keys in force stay"),
+        }
+    }
     for key in settings.restart_needed(&new) {
         warn!(key, "Changed setting needs a restart to apply");
     }

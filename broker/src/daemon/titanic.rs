@@ -32,12 +32,14 @@ pub fn local_endpoint(bound: &domo_zmtp::Endpoint) -> String {
 
 /// Opens the Titanic store and starts its services against `endpoint`. A store that cannot
 /// be opened is logged and reported by `/readyz`; the broker runs without Titanic then.
-/// `metrics` are the commit latency histogram and the store reopen counter.
+/// `metrics` are the commit latency histogram and the store reopen counter; `security` is
+/// how its connections to the broker authenticate (with CURVE, the broker's own keypair).
 pub async fn start(
     settings: &Settings,
     endpoint: String,
     metrics: (prometheus::Histogram, prometheus::IntCounter),
     serving: Option<tokio::sync::watch::Receiver<bool>>,
+    security: domo_zmtp::Security,
 ) -> EmbeddedTitanic {
     let (commits, reopens) = metrics;
     let t = &settings.titanic;
@@ -60,6 +62,7 @@ pub async fn start(
     // One of a pair: stored requests go out only while this broker is active (its own
     // dispatcher must not vote it active, and a passive broker would drop them anyway).
     config.dispatcher.active = serving;
+    config.transport.security = security;
     let status = Arc::new(domo_titanic::server::Status::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     if let Err(e) = std::fs::create_dir_all(&dir) {

@@ -28,6 +28,9 @@ pub enum Control {
     /// Shutdown is starting: stop telling the Binary Star peer our state, so it can take
     /// over while this broker winds down (see [`crate::core::Broker::leave_pair`]).
     LeavePair,
+    /// The authorized keys were reloaded: apply them to the connected peers (close those
+    /// whose key is gone, give the others their new rights).
+    KeysReloaded,
     /// Copy current figures into the metrics, then answer.
     Scrape(oneshot::Sender<()>),
 }

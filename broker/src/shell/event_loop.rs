@@ -2,11 +2,12 @@
 //! the current time, sends what the core produced, and wakes for the core's next deadline, a
 //! control message or the state link of a pair.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
 use domo_mdp::LockExt;
-use domo_zmtp::{Router, RouterEvent};
+use domo_zmtp::{PublicKey, Router, RouterEvent};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -17,6 +18,7 @@ use super::pair::{ha_dealer_connected, ha_dealer_msg, ha_router_event, HaLink};
 use crate::core::Broker;
 use crate::health::Health;
 use crate::metrics::{Metrics, ShellStats, Snapshot};
+use crate::security::AuthorizedKeys;
 
 /// Most socket events handled per wake-up before outbound messages are flushed.
 const BATCH: usize = 256;
@@ -34,6 +36,10 @@ pub(super) struct Shell {
     pub(super) ha: Option<HaLink>,
     /// Published whenever [`Broker::ha_status`] says serving changed.
     pub(super) serving: watch::Sender<bool>,
+    /// With CURVE: the authorized keys and their rights.
+    pub(super) keys: Option<Arc<AuthorizedKeys>>,
+    /// The proved key of each connected CURVE peer, to apply a reload of the keys.
+    pub(super) peer_keys: HashMap<domo_mdp::PeerId, PublicKey>,
 }
 
 impl Shell {
@@ -125,6 +131,7 @@ impl Shell {
                 }
             }
             Control::LeavePair => self.core.leave_pair(now()),
+            Control::KeysReloaded => self.apply_keys(),
             Control::Reconfigure(config) => match self.core.reconfigure(config) {
                 Ok(()) => info!("Broker settings reloaded"),
                 Err(error) => warn!(%error, "Reloaded settings refused; keeping the old ones"),
@@ -204,13 +211,17 @@ impl Shell {
                 peer,
                 addr,
                 socket_type,
-                ..
+                key,
             } => {
                 debug!(peer = %peer, peer.addr = %addr, socket_type = %socket_type, "Peer connected");
+                if let Some(key) = key {
+                    self.on_key(&peer, key);
+                }
             }
             RouterEvent::Disconnected { peer } => {
                 debug!(peer = %peer, "Peer disconnected");
                 if let Some(id) = to_mdp(&peer) {
+                    self.peer_keys.remove(&id);
                     self.core.handle_disconnect(now(), &id);
                     flow::apply(&self.router, &mut self.core, &mut self.stats);
                 }
@@ -222,5 +233,70 @@ impl Shell {
                 }
             }
         }
+    }
+}
+
+// === CURVE keys and rights ===
+
+impl Shell {
+    /// A peer connected with a proved CURVE key: the core learns its rights before its first
+    /// message. A key no longer authorized (removed by a reload after its handshake) has its
+    /// connection closed.
+    fn on_key(&mut self, peer: &domo_zmtp::PeerId, key: PublicKey) {
+        let Some(id) = to_mdp(peer) else {
+            return;
+        };
+        let Some(keys) = &self.keys else {
+            return; // not our allow-list (cannot happen: CURVE is set with the keys)
+        };
+        match keys.rights(&key) {
+            Some(rights) => {
+                debug!(peer = %peer, %key, "Peer authenticated");
+                self.core.set_rights(now(), id.clone(), rights);
+                self.peer_keys.insert(id, key);
+            }
+            None => {
+                info!(peer = %peer, %key, "Key no longer authorized; connection closed");
+                self.router.disconnect(peer);
+            }
+        }
+    }
+
+    /// The authorized keys were reloaded: closes the connections whose key is gone (a worker
+    /// among them is removed at once) and gives the other peers their (maybe new) rights,
+    /// which disconnects a worker that may no longer serve its service.
+    fn apply_keys(&mut self) {
+        let Some(keys) = self.keys.clone() else {
+            return;
+        };
+        let now = now();
+        let mut closed = 0;
+        let peers: Vec<_> = self
+            .peer_keys
+            .iter()
+            .map(|(i, k)| (i.clone(), *k))
+            .collect();
+        for (id, key) in peers {
+            match keys.rights(&key) {
+                Some(rights) => self.core.set_rights(now, id, rights),
+                None => {
+                    info!(peer = %id, %key, "Key no longer authorized; connection closed");
+                    self.peer_keys.remove(&id);
+                    // The core lets go of it now, not when the connection has finished
+                    // closing, so no request is dispatched to a worker being closed (its
+                    // own request goes back to the queue). The later Disconnected finds
+                    // nothing left to do.
+                    self.core.handle_disconnect(now, &id);
+                    self.router
+                        .disconnect(&domo_zmtp::PeerId::from(id.into_bytes()));
+                    closed += 1;
+                }
+            }
+        }
+        flow::apply(&self.router, &mut self.core, &mut self.stats);
+        info!(
+            peers = self.peer_keys.len(),
+            closed, "Authorized keys applied to the connected peers"
+        );
     }
 }

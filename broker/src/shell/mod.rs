@@ -15,6 +15,12 @@
 //! a client that does not read slows only itself. A reply to a client that has gone is
 //! dropped and counted.
 //!
+//! With CURVE, the router admits only the authorized keys (it asks [`AuthorizedKeys`] during
+//! each handshake); when a peer connects the loop looks up the rights of its key and hands
+//! them to the core ([`Broker::set_rights`]), and after a reload of the keys
+//! ([`Control::KeysReloaded`]) it closes the connections whose key is gone and gives the
+//! others their new rights.
+//!
 //! The outside talks to the loop through one bounded channel of [`Control`] messages (drain,
 //! stop, reload, scrape), so the core keeps a single owner. A drain asks the core to refuse
 //! new requests ([`Broker::begin_drain`]), waits until [`Broker::is_drained`] or the drain
@@ -22,6 +28,7 @@
 //! what is queued. The loop wakes at least every [`TICK`] and stamps [`Health`], so a wedged
 //! loop shows in `/healthz` and stops the systemd watchdog pings.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -44,6 +51,7 @@ use crate::core::{Broker, BrokerConfig};
 pub use crate::health::Health;
 use crate::metrics::Metrics;
 pub use crate::metrics::ShellStats;
+use crate::security::AuthorizedKeys;
 
 /// What the shell needs to run a broker.
 #[derive(Debug, Clone)]
@@ -56,6 +64,9 @@ pub struct ShellConfig {
     pub transport: Options,
     /// The Binary Star pair this broker belongs to, if any.
     pub ha: Option<PairLink>,
+    /// With CURVE: the authorized keys, whose rights the core enforces for each peer (the
+    /// transport's `security` must be the CURVE server admitting the same keys).
+    pub keys: Option<Arc<AuthorizedKeys>>,
 }
 
 impl Default for ShellConfig {
@@ -65,6 +76,7 @@ impl Default for ShellConfig {
             core: BrokerConfig::default(),
             transport: broker_transport_options(),
             ha: None,
+            keys: None,
         }
     }
 }
@@ -113,6 +125,7 @@ pub struct BoundBroker {
     ha: Option<HaLink>,
     /// `true` while the broker serves clients: always alone; in a pair only while active.
     serving: watch::Sender<bool>,
+    keys: Option<Arc<AuthorizedKeys>>,
 }
 
 /// Binds every endpoint and builds the core. Nothing is served until [`BoundBroker::run`].
@@ -155,6 +168,7 @@ pub async fn bind(config: ShellConfig) -> Result<BoundBroker, ShellError> {
         metrics: None,
         ha,
         serving,
+        keys: config.keys,
     })
 }
 
@@ -222,6 +236,7 @@ impl BoundBroker {
             metrics,
             ha,
             serving,
+            keys,
         } = self;
         for ep in &endpoints {
             info!(endpoint = %ep, "Broker listening");
@@ -250,6 +265,8 @@ impl BoundBroker {
             drain_until: None,
             ha,
             serving,
+            keys,
+            peer_keys: HashMap::new(),
         };
         let result = shell.serve(control, shutdown).await;
         if let Some(link) = &shell.ha {

@@ -120,6 +120,8 @@ pub(crate) struct ClientMechanism {
     transient_secret: Zeroizing<[u8; KEY_LEN]>,
     /// Metadata we send in `INITIATE`.
     local: Metadata,
+    /// The box key of C' and S (HELLO and WELCOME), computed once.
+    hello_key: Option<BoxKey>,
     session: Option<BoxKey>,
     taken: Option<Session>,
 }
@@ -133,12 +135,13 @@ impl ClientMechanism {
             transient_public: public,
             transient_secret: Zeroizing::new(secret),
             local: Metadata::new(),
+            hello_key: None,
             session: None,
             taken: None,
         }
     }
 
-    fn hello(&self) -> Result<Command, HandshakeError> {
+    fn hello(&mut self) -> Result<Command, HandshakeError> {
         let key = BoxKey::precompute(self.config.server_key.as_bytes(), &self.transient_secret)
             .ok_or(HandshakeError::WrongKey("server key"))?;
         let mut data = Vec::with_capacity(HELLO_SIZE - 6);
@@ -147,6 +150,7 @@ impl ClientMechanism {
         data.extend_from_slice(&self.transient_public);
         data.extend_from_slice(&1u64.to_be_bytes());
         data.extend_from_slice(&key.seal(&short_nonce(b"CurveZMQHELLO---", 1), &[0u8; 64]));
+        self.hello_key = Some(key);
         Ok(other(b"HELLO", data))
     }
 
@@ -154,9 +158,10 @@ impl ClientMechanism {
         if data.len() != WELCOME_SIZE - 8 {
             return Err(HandshakeError::MalformedCurve("WELCOME"));
         }
-        let hello_key =
-            BoxKey::precompute(self.config.server_key.as_bytes(), &self.transient_secret)
-                .ok_or(HandshakeError::WrongKey("server key"))?;
+        let hello_key = self
+            .hello_key
+            .take()
+            .ok_or(HandshakeError::UnexpectedCommand)?;
         let plain = Zeroizing::new(
             hello_key
                 .open(&nonce(b"WELCOME-", &data[..16]), &data[16..])
