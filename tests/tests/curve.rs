@@ -2,7 +2,8 @@
 //! the CURVE server role standing in for a broker (it answers client requests with their
 //! body and hands one request to each worker that registers). With the right keys `domo
 //! call`, `domo worker echo` and `domo-titanic` work; a key the router refuses or a wrong
-//! server key is reported as `handshake failed: ...`, never as a timeout.
+//! server key is reported as `handshake failed: ...`, never as a timeout. Last, the same
+//! through the broker itself, with rights from `domo keygen --meta`.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -234,4 +235,66 @@ async fn domo_titanic_registers_through_curve_with_its_keys() {
             [&b""[..], MDPW01, &[3], b"client"].map(Bytes::copy_from_slice)
         );
     }
+}
+
+/// The broker itself with CURVE on: certificates from `domo keygen --meta` carry the rights
+/// (`serve=echo` for the worker, `call=echo` for the client), and `domo` with those keys
+/// works through it while a key it does not list is told so.
+#[test]
+fn domo_with_keygen_certificates_through_a_curve_broker() {
+    let keys = CurveKeys::new("curve-cli-broker");
+    let dir = keys.dir().path();
+    let broker_public = dir.join("broker.key");
+    let keygen_meta = |name: &str, meta: &str| {
+        let out = Command::new(DOMO)
+            .args([
+                "keygen",
+                name,
+                "--meta",
+                meta,
+                "--dir",
+                dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let cert = format!("{name}.key");
+        std::fs::copy(dir.join(&cert), keys.authorized.join(&cert)).unwrap();
+        dir.join(format!("{name}.key_secret"))
+    };
+    let worker_secret = keygen_meta("worker", "serve=echo");
+    let client_secret = keygen_meta("client", "call=echo");
+    let stranger = keygen(dir, "stranger");
+    let mut args = keys.broker_args();
+    args.extend(["--heartbeat", "250ms", "--no-titanic"].map(String::from));
+    let broker = LoggedBroker::start(&args);
+    let ep = &broker.endpoint;
+
+    let _worker = LoggedChild::spawn(
+        Command::new(DOMO)
+            .args([
+                "--broker",
+                ep,
+                "worker",
+                "echo",
+                "echo",
+                "--heartbeat",
+                "250ms",
+            ])
+            .env("DOMO_SERVER_KEY", &broker_public)
+            .env("DOMO_KEY", &worker_secret)
+            .stdout(Stdio::null()),
+    );
+    let out = eventually(Duration::from_secs(10), "echo never answered", || {
+        let out = call(ep, &broker_public, &client_secret, "1s");
+        out.status.success().then_some(out)
+    });
+    assert_eq!(text(&out.stdout), "hello\n");
+
+    let out = call(ep, &broker_public, &stranger.secret, "1s");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!("domo: handshake failed: not authorized ({ep})\n")
+    );
 }
