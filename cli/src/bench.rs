@@ -99,6 +99,87 @@ pub(crate) struct BenchArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Run the broker this bench starts with CURVE security (fresh keys in a scratch
+    /// directory; every client and worker connection is CURVE), to compare with a run
+    /// without. Not with --broker.
+    #[arg(long)]
+    curve: bool,
+    /// With --curve: the broker's public key and the clients' and workers' keypair.
+    #[arg(skip)]
+    keys: Option<Arc<BenchKeys>>,
+}
+
+/// The keys of a `--curve` run; the files live as long as this.
+#[derive(Debug)]
+pub(crate) struct BenchKeys {
+    broker: domo_zmtp::PublicKey,
+    client: domo_zmtp::KeyPair,
+    broker_args: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchKeys {
+    /// A broker keypair (secret file 0600) and one client keypair in `authorized/`.
+    fn new() -> Result<Self, String> {
+        use domo_zmtp::curve::Certificate;
+        let dir = tempfile::tempdir().map_err(|e| format!("cannot make a key directory: {e}"))?;
+        let broker = domo_zmtp::KeyPair::generate();
+        let client = domo_zmtp::KeyPair::generate();
+        let authorized = dir.path().join("authorized");
+        let io = |e: std::io::Error| format!("cannot write bench keys: {e}");
+        std::fs::create_dir(&authorized).map_err(io)?;
+        let (_, secret) = Certificate::new(broker.secret.clone())
+            .save(dir.path(), "broker")
+            .map_err(io)?;
+        Certificate::new(client.secret.clone())
+            .save(&authorized, "bench")
+            .map_err(io)?;
+        std::fs::remove_file(authorized.join("bench.key_secret")).map_err(io)?;
+        let secret = secret.ok_or("no secret file written")?;
+        let broker_args = vec![
+            "--security-mechanism".into(),
+            "curve".into(),
+            "--security-secret-key-file".into(),
+            secret.display().to_string(),
+            "--security-authorized-keys".into(),
+            authorized.display().to_string(),
+        ];
+        Ok(Self {
+            broker: broker.public,
+            client,
+            broker_args,
+            _dir: dir,
+        })
+    }
+}
+
+impl BenchArgs {
+    /// Transport options of a raw connection to the broker (CURVE with --curve).
+    pub(crate) fn transport(&self) -> domo_zmtp::Options {
+        let mut options = domo_zmtp::Options::default();
+        if let Some(keys) = &self.keys {
+            options.security = domo_zmtp::Security::curve_client(keys.broker, keys.client.clone());
+        }
+        options
+    }
+
+    /// Client options for `endpoint` (CURVE with --curve).
+    pub(crate) fn client_options(&self, endpoint: &str) -> ClientOptions {
+        let options = ClientOptions::new([endpoint]);
+        match &self.keys {
+            Some(keys) => options.curve(keys.broker, keys.client.clone()),
+            None => options,
+        }
+    }
+
+    /// Worker options for `endpoint` (CURVE with --curve).
+    fn worker_options(&self, endpoint: &str) -> WorkerOptions {
+        let options = WorkerOptions::new([endpoint]);
+        match &self.keys {
+            Some(keys) => options.curve(keys.broker, keys.client.clone()),
+            None => options,
+        }
+    }
 }
 
 /// One measured phase.
@@ -172,7 +253,19 @@ pub(crate) async fn run(mut args: BenchArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let Some(endpoint) = &args.broker {
+        if args.curve {
+            return usage("bench: --curve runs a broker of its own: not with --broker");
+        }
         return measure(&args, endpoint, None, &through_broker).await;
+    }
+    if args.curve {
+        match BenchKeys::new() {
+            Ok(keys) => args.keys = Some(Arc::new(keys)),
+            Err(e) => {
+                eprintln!("domo: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     // On a signal the future below is dropped, and with it the broker guard: the broker is
     // killed whichever way the bench ends.
@@ -201,12 +294,21 @@ async fn with_own_broker(args: &BenchArgs, kinds: &[PhaseKind]) -> ExitCode {
 async fn start_broker(args: &BenchArgs) -> Result<LocalBroker, String> {
     let explicit = args.broker_bin.as_deref().filter(|bin| !bin.is_empty());
     let bin = broker::locate(explicit.map(Path::new))?;
-    let broker = LocalBroker::start(&bin, args.heartbeat).await?;
+    let extra = args
+        .keys
+        .as_ref()
+        .map_or_else(Vec::new, |k| k.broker_args.clone());
+    let broker = LocalBroker::start(&bin, args.heartbeat, &extra, args.transport()).await?;
     eprintln!(
-        "domo: started {} (pid {}) on {}",
+        "domo: started {} (pid {}) on {}{}",
         bin.display(),
         broker.pid(),
-        broker.endpoint()
+        broker.endpoint(),
+        if args.keys.is_some() {
+            " with CURVE (every connection encrypted)"
+        } else {
+            ""
+        }
     );
     Ok(broker)
 }
@@ -428,7 +530,7 @@ async fn sdk_phase(
     let mut workers = Vec::new();
     for w in 0..args.workers {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let options = WorkerOptions::new([endpoint]).heartbeat(heartbeat);
+        let options = args.worker_options(endpoint).heartbeat(heartbeat);
         if let Ok(w) = Worker::new(services[w % services.len()].clone(), options) {
             let echo = |b: Vec<Bytes>| async move { Ok::<_, std::convert::Infallible>(b) };
             workers.push((
@@ -439,7 +541,8 @@ async fn sdk_phase(
             ));
         }
     }
-    let options = ClientOptions::new([endpoint])
+    let options = args
+        .client_options(endpoint)
         .pool_size(args.window)
         .timeout(Duration::from_secs(30));
     let clients: Vec<Client> = (0..args.clients)

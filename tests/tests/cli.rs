@@ -261,6 +261,36 @@ fn logged_pid(stderr: &str) -> u32 {
     line[at..].split(')').next().unwrap().parse().unwrap()
 }
 
+#[test]
+fn bench_curve_runs_every_phase_through_a_curve_broker() {
+    let bin = broker_binary();
+    let out = Command::new(DOMO)
+        .args(["bench", "--curve", "--requests", "1000", "--rounds", "1"])
+        .args(["--clients", "2", "--workers", "2", "--window", "5"])
+        .env_remove("DOMO_BROKER")
+        .env("DOMO_BROKER_BIN", &bin)
+        .output()
+        .unwrap();
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("with CURVE"), "{err}");
+    for phase in ["raw", "raw1", "sdk"] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().next() == Some(phase) && l.contains(" req/s ")),
+            "no {phase} line in:\n{text}"
+        );
+    }
+    let pid = logged_pid(&err);
+    assert!(!broker_alive(pid), "broker {pid} still running");
+    // --curve starts its own broker: not with --broker.
+    let out = Command::new(DOMO)
+        .args(["--broker", "tcp://127.0.0.1:1", "bench", "--curve"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
 /// Whether a `domo-broker` process with this pid is running (or left as a zombie).
 fn broker_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "domo-broker")

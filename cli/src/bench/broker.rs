@@ -81,12 +81,19 @@ impl LocalBroker {
     /// Starts `bin` on a free port with `heartbeat` and waits until it answers `mmi.service`.
     /// A port found free can be taken before the broker binds it, so a broker that exits
     /// at once is tried again on another port, three times in all.
-    pub(super) async fn start(bin: &Path, heartbeat: Duration) -> Result<Self, String> {
+    /// `extra` are more flags (the `--security-*` of a CURVE run); `transport` the options
+    /// of the connection that asks it.
+    pub(super) async fn start(
+        bin: &Path,
+        heartbeat: Duration,
+        extra: &[String],
+        transport: Options,
+    ) -> Result<Self, String> {
         let mut last = String::new();
         for _ in 0..3 {
             let endpoint = free_endpoint()?;
-            let mut broker = Self::spawn(bin, &endpoint, heartbeat)?;
-            match broker.wait_ready().await {
+            let mut broker = Self::spawn(bin, &endpoint, heartbeat, extra)?;
+            match broker.wait_ready(transport.clone()).await {
                 Ok(()) => return Ok(broker),
                 Err(Failed::Exited(why)) => last = why,
                 Err(Failed::Other(why)) => return Err(why),
@@ -95,7 +102,12 @@ impl LocalBroker {
         Err(last)
     }
 
-    fn spawn(bin: &Path, endpoint: &str, heartbeat: Duration) -> Result<Self, String> {
+    fn spawn(
+        bin: &Path,
+        endpoint: &str,
+        heartbeat: Duration,
+        extra: &[String],
+    ) -> Result<Self, String> {
         let mut cmd = Command::new(bin);
         cmd.args(["--bind", endpoint])
             .args([
@@ -106,6 +118,7 @@ impl LocalBroker {
             // (nor their heartbeats) in the figures: the broker alone, as before.
             .args(["--metrics-listen", "off", "--no-titanic"])
             .args(["--log-level", "warn"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -144,9 +157,9 @@ impl LocalBroker {
     }
 
     /// Asks `mmi.service` for a service nobody offers until the answer is 404.
-    async fn wait_ready(&mut self) -> Result<(), Failed> {
+    async fn wait_ready(&mut self, transport: Options) -> Result<(), Failed> {
         let deadline = Instant::now() + READY_WITHIN;
-        let dealer = Dealer::connect(&self.endpoint, Options::default())
+        let dealer = Dealer::connect(&self.endpoint, transport)
             .map_err(|e| Failed::Other(format!("cannot connect to {}: {e}", self.endpoint)))?;
         let ask = client::encode_request(
             &ServiceName::from_static("mmi.service"),

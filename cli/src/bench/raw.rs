@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use domo_client::{Client, ClientOptions};
+use domo_client::Client;
 use domo_mdp::{client, worker, ServiceName, WorkerCommand};
 use domo_zmtp::{Dealer, Options, Router};
 
@@ -50,23 +50,37 @@ pub(super) async fn raw_phase(
     let workers: Vec<_> = (0..args.workers)
         .map(|w| {
             let service = services[w % services.len()].clone();
-            tokio::spawn(raw_worker(endpoint.to_string(), service, args.heartbeat))
+            tokio::spawn(raw_worker(
+                endpoint.to_string(),
+                service,
+                args.heartbeat,
+                args.transport(),
+            ))
         })
         .collect();
-    if let Ok(c) = Client::new(ClientOptions::new([endpoint])) {
+    if let Ok(c) = Client::new(args.client_options(endpoint)) {
         wait_workers(&c, &names, args.workers).await;
     }
     let size = args.size;
+    let transport = args.transport();
     let requests = |count| {
         let services = services.clone();
-        drive(name, endpoint, connections, window, count, move |c, t0| {
-            let services = services.clone();
-            let mut n = c;
-            move || {
-                n += 1;
-                client::encode_request(&services[n % services.len()], [body(size, t0)])
-            }
-        })
+        drive(
+            name,
+            endpoint,
+            &transport,
+            connections,
+            window,
+            count,
+            move |c, t0| {
+                let services = services.clone();
+                let mut n = c;
+                move || {
+                    n += 1;
+                    client::encode_request(&services[n % services.len()], [body(size, t0)])
+                }
+            },
+        )
     };
     if args.warmup > 0 {
         requests(args.warmup).await;
@@ -113,10 +127,12 @@ pub(super) async fn direct_phase(args: &BenchArgs) -> Phase {
         return collect("direct", Instant::now(), tokio::task::JoinSet::new()).await;
     };
     let size = args.size;
+    let null = Options::default();
     let requests = |count| {
         drive(
             "direct",
             &ep,
+            &null,
             args.clients,
             args.window,
             count,
@@ -138,6 +154,7 @@ pub(super) async fn direct_phase(args: &BenchArgs) -> Phase {
 async fn drive<M>(
     name: &'static str,
     ep: &str,
+    transport: &Options,
     connections: usize,
     window: usize,
     requests: u64,
@@ -152,7 +169,8 @@ where
     let ticker = progress(name, requests, budget.clone());
     for c in 0..connections {
         let (ep, budget, next) = (ep.to_string(), budget.clone(), messages(c, t0));
-        tasks.spawn(async move { pipeline(&ep, window, &budget, t0, next).await });
+        let transport = transport.clone();
+        tasks.spawn(async move { pipeline(&ep, transport, window, &budget, t0, next).await });
     }
     let phase = collect(name, t0, tasks).await;
     ticker.abort();
@@ -162,12 +180,13 @@ where
 /// One raw client: keeps `window` messages in flight until the budget is used up.
 async fn pipeline(
     ep: &str,
+    transport: Options,
     window: usize,
     budget: &AtomicU64,
     t0: Instant,
     mut next: impl FnMut() -> Vec<Bytes>,
 ) -> Vec<u32> {
-    let Ok(dealer) = Dealer::connect(ep, Options::default()) else {
+    let Ok(dealer) = Dealer::connect(ep, transport) else {
         return Vec::new();
     };
     let mut lat = Vec::new();
@@ -190,8 +209,13 @@ async fn pipeline(
     }
 }
 
-async fn raw_worker(endpoint: String, service: ServiceName, heartbeat: Duration) {
-    let Ok(dealer) = Dealer::connect(&endpoint, Options::default()) else {
+async fn raw_worker(
+    endpoint: String,
+    service: ServiceName,
+    heartbeat: Duration,
+    transport: Options,
+) {
+    let Ok(dealer) = Dealer::connect(&endpoint, transport) else {
         return;
     };
     let _ = dealer.send(worker::encode_ready(&service)).await;
