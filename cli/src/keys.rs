@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use domo_zmtp::curve::{readable_by_others, Certificate, CurveClient, KeyFileError};
+use domo_zmtp::curve::{readable_by_others, Certificate, CurveClient};
 use domo_zmtp::KeyPair;
 
 /// The CURVE keys of `--server-key` (the broker's public certificate) and `--key` (ours,
@@ -19,26 +19,10 @@ pub(crate) fn load(
     server_key: Option<&Path>,
     key: Option<&Path>,
 ) -> Result<Option<CurveClient>, String> {
-    let (server, ours) = match (server_key, key) {
-        (None, None) => return Ok(None),
-        (Some(_), None) => {
-            return Err(
-                "--server-key needs --key FILE (your secret certificate, NAME.key_secret)".into(),
-            )
-        }
-        (None, Some(_)) => {
-            return Err(
-                "--key needs --server-key FILE (the broker's public certificate, NAME.key)".into(),
-            )
-        }
-        (Some(server), Some(ours)) => (server, ours),
+    let Some(keys) = CurveClient::from_flags(server_key, key, "your")? else {
+        return Ok(None);
     };
-    let keys = CurveClient::from_files(server, ours).map_err(|e| {
-        // The server's file is read first; a missing secret key is always ours.
-        let server_file = e.path() == server && !matches!(e, KeyFileError::NoSecretKey { .. });
-        let flag = if server_file { "--server-key" } else { "--key" };
-        format!("{flag} {e}")
-    })?;
+    let ours = key.unwrap_or(Path::new(""));
     if readable_by_others(ours).unwrap_or(false) {
         eprintln!(
             "domo: warning: {} is readable by group or others; chmod 600 it",

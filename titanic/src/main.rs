@@ -11,7 +11,7 @@ use clap::Parser;
 use domo_client::{Client, ClientOptions};
 use domo_mdp::Heartbeat;
 use domo_titanic::server::{self, TitanicConfig};
-use domo_zmtp::curve::{readable_by_others, CurveClient, KeyFileError};
+use domo_zmtp::curve::{readable_by_others, CurveClient};
 use domo_zmtp::Security;
 use tracing::{error, warn};
 
@@ -148,22 +148,10 @@ fn curve_keys(
     server_key: Option<&Path>,
     key: Option<&Path>,
 ) -> Result<Option<CurveClient>, String> {
-    let (server, ours) = match (server_key, key) {
-        (None, None) => return Ok(None),
-        (Some(_), None) => {
-            return Err("--server-key needs --key FILE (Titanic's secret certificate)".into())
-        }
-        (None, Some(_)) => {
-            return Err("--key needs --server-key FILE (the broker's public certificate)".into())
-        }
-        (Some(server), Some(ours)) => (server, ours),
+    let Some(keys) = CurveClient::from_flags(server_key, key, "Titanic's")? else {
+        return Ok(None);
     };
-    let keys = CurveClient::from_files(server, ours).map_err(|e| {
-        // The server's file is read first; a missing secret key is always ours.
-        let server_file = e.path() == server && !matches!(e, KeyFileError::NoSecretKey { .. });
-        let flag = if server_file { "--server-key" } else { "--key" };
-        format!("{flag} {e}")
-    })?;
+    let ours = key.unwrap_or(Path::new(""));
     if readable_by_others(ours).unwrap_or(false) {
         warn!(path = %ours.display(), "Secret certificate readable by group or others; chmod 600 it");
     }

@@ -91,6 +91,20 @@ async fn messages_and_large_frames_round_trip_boxed() {
     assert_eq!(got, vec![Bytes::new()]);
 }
 
+/// Waits until `dealer` knows why its handshake failed.
+async fn refusal(dealer: &Dealer) -> HandshakeError {
+    timeout(WAIT, async {
+        loop {
+            if let Some(e) = dealer.handshake_error() {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("a handshake error")
+}
+
 #[tokio::test]
 async fn an_unlisted_client_is_refused_as_not_authorized() {
     let (s, c, other) = (
@@ -101,16 +115,7 @@ async fn an_unlisted_client_is_refused_as_not_authorized() {
     let router = Router::new(server(&s, c.public));
     let ep = router.bind("tcp://127.0.0.1:0").await.expect("bind");
     let dealer = Dealer::connect(&ep.to_string(), client(s.public, &other)).expect("dealer");
-    let err = timeout(WAIT, async {
-        loop {
-            if let Some(e) = dealer.handshake_error() {
-                return e;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("a handshake error");
+    let err = refusal(&dealer).await;
     assert_eq!(err, HandshakeError::NotAuthorized);
     assert!(!dealer.is_connected());
 }
@@ -125,16 +130,7 @@ async fn a_wrong_server_key_is_reported_as_such() {
     let router = Router::new(server(&s, c.public));
     let ep = router.bind("tcp://127.0.0.1:0").await.expect("bind");
     let dealer = Dealer::connect(&ep.to_string(), client(wrong.public, &c)).expect("dealer");
-    let err = timeout(WAIT, async {
-        loop {
-            if let Some(e) = dealer.handshake_error() {
-                return e;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .expect("a handshake error");
+    let err = refusal(&dealer).await;
     assert_eq!(err, HandshakeError::ServerKeyMismatch);
 }
 

@@ -70,6 +70,45 @@ impl CurveClient {
     }
 }
 
+impl CurveClient {
+    /// The keys of a program's `--server-key FILE` (the server's public certificate) and
+    /// `--key FILE` (`whose` secret certificate, e.g. "your") flags: both or neither.
+    /// Whether the secret certificate is readable by others is for the caller to warn about
+    /// ([`readable_by_others`]).
+    ///
+    /// # Errors
+    ///
+    /// A one-line usage message: one flag without the other (naming the missing one), or a
+    /// file that cannot be used (naming its flag).
+    pub fn from_flags(
+        server_key: Option<&Path>,
+        key: Option<&Path>,
+        whose: &str,
+    ) -> Result<Option<Self>, String> {
+        let (server, ours) = match (server_key, key) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(format!(
+                    "--server-key needs --key FILE ({whose} secret certificate, NAME.key_secret)"
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(
+                    "--key needs --server-key FILE (the broker's public certificate, NAME.key)"
+                        .into(),
+                )
+            }
+            (Some(server), Some(ours)) => (server, ours),
+        };
+        Self::from_files(server, ours).map(Some).map_err(|e| {
+            // The server's file is read first; a missing secret key is always ours.
+            let server_file = e.path() == server && !matches!(e, KeyFileError::NoSecretKey { .. });
+            let flag = if server_file { "--server-key" } else { "--key" };
+            format!("{flag} {e}")
+        })
+    }
+}
+
 fn load(path: &Path) -> Result<Certificate, KeyFileError> {
     Certificate::load(path).map_err(|e| match e {
         CertError::Io { path, source } => KeyFileError::Io { path, source },
