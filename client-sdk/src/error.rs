@@ -21,6 +21,10 @@ pub enum ErrorKind {
     ServiceUnavailable,
     /// No connection to any broker endpoint could be made within the request's time.
     Disconnected,
+    /// No reply, and the broker says this client's key may not call this service
+    /// (`mmi.service` answered 403: the key's `call` rights do not cover it, so the broker
+    /// drops its requests). Retrying does not help until the rights change.
+    Forbidden,
     /// The broker refused the connection's handshake, or we refused the broker's: a CURVE
     /// key that is not allowed (`not authorized`), a wrong server key (`server key
     /// mismatch`), or a security mechanism other than the broker's (CURVE against NULL).
@@ -106,6 +110,10 @@ impl Error {
             ErrorKind::ServiceUnavailable,
             Detail::Text(service.to_string()),
         )
+    }
+
+    pub(crate) fn forbidden(service: impl fmt::Display) -> Self {
+        Self::new(ErrorKind::Forbidden, Detail::Text(service.to_string()))
     }
 
     pub(crate) fn disconnected(endpoints: &[String]) -> Self {
@@ -228,6 +236,7 @@ impl fmt::Display for ErrorKind {
         f.write_str(match self {
             Self::TimedOut => "no reply within the timeout",
             Self::ServiceUnavailable => "service has no workers",
+            Self::Forbidden => "not allowed to call this service",
             Self::Disconnected => "no broker reachable",
             Self::Handshake => "handshake failed",
             Self::Closed => "client is closed",
@@ -251,6 +260,12 @@ impl fmt::Display for Error {
             }
             (ErrorKind::ServiceUnavailable, Detail::Text(s)) => {
                 write!(f, "service {s:?} has no workers")
+            }
+            (ErrorKind::Forbidden, Detail::Text(s)) => {
+                write!(
+                    f,
+                    "not allowed to call service {s:?} (the broker answered 403)"
+                )
             }
             (ErrorKind::Disconnected, Detail::Text(eps)) => {
                 write!(f, "no broker reachable at {eps}")

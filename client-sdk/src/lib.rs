@@ -194,6 +194,7 @@ impl Client {
             {
                 match self.ask_service(&service).await {
                     Ok(false) => Err(Error::service_unavailable(&service)),
+                    Err(forbidden) if forbidden.kind() == ErrorKind::Forbidden => Err(forbidden),
                     _ => Err(timed_out),
                 }
             }

@@ -15,6 +15,8 @@ impl Client {
     /// # Errors
     ///
     /// The errors of [`Client::request`];
+    /// [`ErrorKind::Forbidden`](crate::ErrorKind::Forbidden) when the broker answers 403
+    /// (this client's CURVE key may not call `service`);
     /// [`ErrorKind::UnexpectedReply`](crate::ErrorKind::UnexpectedReply) for another answer.
     ///
     /// # Examples
@@ -38,6 +40,7 @@ impl Client {
         match single(&reply).and_then(Status::from_frame) {
             Some(Status::Ok) => Ok(true),
             Some(Status::NotFound) => Ok(false),
+            Some(Status::Forbidden) => Err(Error::forbidden(service)),
             _ => Err(unexpected(&reply)),
         }
     }

@@ -381,13 +381,26 @@ async fn a_client_whose_call_does_not_match_gets_no_reply_and_mmi_service_says_4
     assert_eq!(reply(&dealer, WITHIN).await.as_deref(), Some("403"));
     request(&dealer, "mmi.service", "billing.pay").await;
     assert_eq!(reply(&dealer, WITHIN).await.as_deref(), Some("404"));
-    // The SDK reads the 403 as an answer it does not expect, not as a timeout.
+    // The SDK says so: not a timeout, not "no workers", but "not allowed".
     let sdk = client(&broker.endpoint, keys.client(&carol));
     let error = sdk.service_available("echo").await.unwrap_err();
+    assert_eq!(error.kind(), domo_client::ErrorKind::Forbidden, "{error}");
+    let checking = ClientOptions::new([&broker.endpoint])
+        .timeout(SILENCE)
+        .retries(0)
+        .transport(Options {
+            security: keys.client(&carol),
+            ..Options::default()
+        });
+    let error = Client::new(checking)
+        .unwrap()
+        .request("echo", vec![Bytes::from("hi")])
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), domo_client::ErrorKind::Forbidden, "{error}");
     assert_eq!(
-        error.kind(),
-        domo_client::ErrorKind::UnexpectedReply,
-        "{error}"
+        error.to_string(),
+        "not allowed to call service \"echo\" (the broker answered 403)"
     );
 }
 
