@@ -257,19 +257,25 @@ impl Client {
                 .send(msg.to_vec())
                 .await
                 .map_err(Error::connection_closed)?;
-            match tokio::time::timeout(options.timeout, wait_reply(dealer, service)).await {
-                Ok(reply) => {
+            // A refused handshake ends the attempt at once: waiting out the timeout would
+            // only delay the answer.
+            let outcome = tokio::select! {
+                reply = tokio::time::timeout(options.timeout, wait_reply(dealer, service)) => reply.ok(),
+                _ = dealer.refused() => None,
+            };
+            match outcome {
+                Some(reply) => {
                     let reply = reply?;
                     lease.set_clean();
                     return Ok(reply);
                 }
-                Err(_) => {
+                None => {
                     let up = dealer.is_connected();
                     ever_connected |= up;
                     // Kept since the last successful handshake: so while down, why. A
                     // connection closed mid-handshake is bad luck, not an answer.
                     refused = if up { None } else { dealer.handshake_error() };
-                    refused = refused.filter(is_refusal);
+                    refused = refused.filter(HandshakeError::is_refusal);
                     debug!(%service, attempt, connected = up, handshake = ?refused, "Attempt timed out");
                     // A passive Binary Star broker is connected but never answers.
                     if !up || options.failover == Failover::AnyTimeout {
@@ -294,12 +300,6 @@ impl Client {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// Whether a failed handshake is the peer's (or our) answer rather than bad luck: everything
-/// but a connection that closed or stalled mid-handshake.
-fn is_refusal(error: &HandshakeError) -> bool {
-    !matches!(error, HandshakeError::Closed | HandshakeError::Timeout)
 }
 
 /// Waits for a reply from `service` on `dealer`; anything else (a malformed message or a

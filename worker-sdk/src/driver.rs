@@ -116,7 +116,7 @@ impl<C: Connector> Driver<C> {
                     }
                     Action::Abandon => {
                         refused |= self.report_handshake(&dealer, linked);
-                        let error = dealer.handshake_error().filter(is_refusal);
+                        let error = dealer.handshake_error().filter(HandshakeError::is_refusal);
                         let error = error.map(tracing::field::display);
                         warn!(service = %self.service, endpoint = %self.endpoints[linked], error, "Broker lost; reconnecting after backoff");
                         dealer.abandon();
@@ -156,7 +156,7 @@ impl<C: Connector> Driver<C> {
     /// connection closed or stalled mid-handshake is bad luck, not a refusal: the
     /// transport logs those (at DEBUG).
     fn report_handshake(&self, link: &C::Link, index: usize) -> bool {
-        let Some(error) = link.handshake_error().filter(is_refusal) else {
+        let Some(error) = link.handshake_error().filter(HandshakeError::is_refusal) else {
             return false;
         };
         let endpoint = &self.endpoints[index];
@@ -249,12 +249,6 @@ impl<C: Connector> Driver<C> {
         session.handle_restart(now());
         Ok(dealer)
     }
-}
-
-/// Whether a failed handshake is the peer's (or our) answer rather than bad luck: everything
-/// but a connection that closed or stalled mid-handshake.
-fn is_refusal(error: &HandshakeError) -> bool {
-    !matches!(error, HandshakeError::Closed | HandshakeError::Timeout)
 }
 
 /// Waits for the application's outcome; a dropped [`Request`] counts as failed. Never

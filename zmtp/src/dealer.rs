@@ -54,6 +54,8 @@ struct Inner {
     conn_waiters: Vec<Waker>,
     /// Why the last connection attempt failed its handshake; cleared by a successful one.
     handshake_error: Option<HandshakeError>,
+    /// Tasks waiting in [`Dealer::refused`].
+    refusal_waiters: Vec<Waker>,
 }
 
 #[derive(Debug)]
@@ -150,6 +152,30 @@ impl Dealer {
     /// authorized" or "server key mismatch" instead of a bare timeout.
     pub fn handshake_error(&self) -> Option<HandshakeError> {
         self.shared.lock().handshake_error.clone()
+    }
+
+    /// Waits until the peer refuses a handshake ([`HandshakeError::is_refusal`]) while no
+    /// connection is up, and returns why; at once if the last attempt was refused. Lets a
+    /// caller waiting for a reply give up as soon as the server said no, rather than at its
+    /// timeout. Never resolves while connected or while attempts merely fail to connect.
+    pub async fn refused(&self) -> HandshakeError {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if !inner.connected {
+                if let Some(e) = inner.handshake_error.as_ref().filter(|e| e.is_refusal()) {
+                    return Poll::Ready(e.clone());
+                }
+            }
+            if !inner
+                .refusal_waiters
+                .iter()
+                .any(|w| w.will_wake(cx.waker()))
+            {
+                inner.refusal_waiters.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Waits until a connection is up.
@@ -407,7 +433,12 @@ async fn connect_once(shared: &Arc<Shared>) -> Option<Ended> {
             .handshake_failures
             .fetch_add(1, Ordering::Relaxed);
         debug!(endpoint = %shared.endpoint, peer.addr = %addr, error = %e, "Handshake failed");
-        shared.lock().handshake_error = Some(e);
+        let wakers = {
+            let mut inner = shared.lock();
+            inner.handshake_error = Some(e);
+            std::mem::take(&mut inner.refusal_waiters)
+        };
+        wake_all(wakers);
         return None;
     }
     shared.counters.connects.fetch_add(1, Ordering::Relaxed);

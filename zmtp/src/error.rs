@@ -127,6 +127,15 @@ pub enum HandshakeError {
     Closed,
 }
 
+impl HandshakeError {
+    /// Whether the failure is the peer's answer (or ours) rather than bad luck: everything
+    /// but a connection that closed or stalled mid-handshake. A refusal does not go away by
+    /// retrying: keys, mechanism or configuration must change.
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Self::Closed | Self::Timeout)
+    }
+}
+
 /// Errors of socket operations.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
