@@ -104,6 +104,10 @@ pub(crate) struct BenchArgs {
     /// without. Not with --broker.
     #[arg(long)]
     curve: bool,
+    /// With --broker: the pid of that broker on this machine, to report its CPU per request
+    /// (read from /proc/PID/stat around each phase).
+    #[arg(long, value_name = "PID")]
+    broker_pid: Option<u32>,
     /// With --curve: the broker's public key and the clients' and workers' keypair.
     #[arg(skip)]
     keys: Option<Arc<BenchKeys>>,
@@ -218,10 +222,19 @@ impl Phase {
             .map_or_else(String::new, |us| format!("  cpu {us:.2} us/req"))
     }
 
+    /// The phase as JSON. `broker_cpu_us_per_req` is the broker's CPU per request (null when
+    /// unknown, and for `direct`, which has no broker); `cpu_us_per_req` is the measured
+    /// process's (or, for `direct`, the echo thread's), kept for older readers.
     fn json(&self) -> serde_json::Value {
+        let broker_cpu = if self.name == "direct" {
+            None
+        } else {
+            self.cpu_us_per_req()
+        };
         json!({ "requests": self.requests, "seconds": self.elapsed.as_secs_f64(),
             "req_per_s": self.rate(), "p50_us": self.pct(0.5), "p99_us": self.pct(0.99),
-            "p999_us": self.pct(0.999), "cpu_us_per_req": self.cpu_us_per_req() })
+            "p999_us": self.pct(0.999), "cpu_us_per_req": self.cpu_us_per_req(),
+            "broker_cpu_us_per_req": broker_cpu })
     }
 }
 
@@ -252,11 +265,26 @@ pub(crate) async fn run(mut args: BenchArgs) -> ExitCode {
         report(&args, &phases);
         return ExitCode::SUCCESS;
     }
+    if args.broker_pid.is_some() && args.broker.is_none() {
+        return usage("bench: --broker-pid goes with --broker (without it, bench measures the broker it starts)");
+    }
     if let Some(endpoint) = &args.broker {
         if args.curve {
             return usage("bench: --curve runs a broker of its own: not with --broker");
         }
-        return measure(&args, endpoint, None, &through_broker).await;
+        let cpu = match args.broker_pid {
+            Some(pid) => {
+                let clock = CpuClock::process(pid);
+                if clock.seconds().is_none() {
+                    return usage(&format!(
+                        "bench: --broker-pid {pid}: no such process (or no /proc/{pid}/stat)"
+                    ));
+                }
+                Some(clock)
+            }
+            None => None,
+        };
+        return measure(&args, endpoint, cpu.as_ref(), &through_broker).await;
     }
     if args.curve {
         match BenchKeys::new() {

@@ -247,8 +247,55 @@ fn bench_runs_raw_and_sdk_phases_and_prints_json() {
     for phase in ["raw", "raw1", "sdk"] {
         assert_eq!(report[phase]["requests"], 300, "{report}");
         assert!(report[phase]["req_per_s"].as_f64().unwrap() > 0.0);
+        // The broker it started is measured in every phase.
+        if std::path::Path::new("/proc/self/stat").exists() {
+            assert!(
+                report[phase]["broker_cpu_us_per_req"].as_f64().is_some(),
+                "{report}"
+            );
+        }
     }
     assert!(report["sdk_over_raw"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_against_a_given_broker_reports_its_cpu_with_broker_pid() {
+    let broker = LoggedBroker::start(&["--no-titanic", "--heartbeat", "1s"]);
+    let run = |extra: &[&str]| {
+        Command::new(DOMO)
+            .args(["--broker", &broker.endpoint, "bench", "--json"])
+            .args(["--requests", "300", "--rounds", "1", "--phases", "raw"])
+            .args([
+                "--clients",
+                "2",
+                "--workers",
+                "2",
+                "--window",
+                "3",
+                "--heartbeat",
+                "1s",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let pid = broker.child.pid().to_string();
+    let out = run(&["--broker-pid", &pid]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    if std::path::Path::new("/proc/self/stat").exists() {
+        assert!(
+            report["raw"]["broker_cpu_us_per_req"].as_f64().is_some(),
+            "{report}"
+        );
+    }
+    // Without --broker-pid the given broker's CPU is unknown: null, not a guess.
+    let out = run(&[]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["raw"]["broker_cpu_us_per_req"].is_null(), "{report}");
+    // A pid that is not there is a usage error.
+    let out = run(&["--broker-pid", "999999999"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
 /// The pid in `domo bench`'s "started ... (pid N) on EP" line.
@@ -402,6 +449,10 @@ fn bench_flags_services_direct_and_a_missing_broker_binary() {
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["direct"]["requests"], 500, "{report}");
+    assert!(
+        report["direct"]["broker_cpu_us_per_req"].is_null(),
+        "no broker in direct: {report}"
+    );
 
     // A broker binary that is not there: exit 1, one line saying what and how to fix it.
     let out = bench(&[
