@@ -251,7 +251,11 @@ fn tokens_are_forgotten_when_their_request_leaves_the_worker() {
     h.request("c", "echo", "held");
     assert_eq!(h.broker.in_flight.len(), 2);
     h.close("w1");
-    assert_eq!(h.broker.in_flight.len(), 1, "w1's request is queued, tokenless");
+    assert_eq!(
+        h.broker.in_flight.len(),
+        1,
+        "w1's request is queued, tokenless"
+    );
     h.disconnect("w2");
     assert!(h.broker.in_flight.is_empty());
     assert_eq!(h.broker.stats().queued_requests, 2);

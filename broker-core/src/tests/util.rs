@@ -407,7 +407,10 @@ impl Broker {
                     busy += 1;
                     let held = self.in_flight.get(token).expect("busy worker's request");
                     assert_eq!(&held.worker, peer, "request held by another worker");
-                    assert!(token.issued_before(self.next_token), "token from the future");
+                    assert!(
+                        token.issued_before(self.next_token),
+                        "token from the future"
+                    );
                 }
             }
             assert!(self.timers.is_pending(worker.timer), "worker without timer");
@@ -453,7 +456,11 @@ impl Broker {
                 );
             }
         }
-        assert_eq!(self.in_flight.len(), busy, "requests at workers that are not busy");
+        assert_eq!(
+            self.in_flight.len(),
+            busy,
+            "requests at workers that are not busy"
+        );
         let timers = self.workers.len() + timed_services + self.silenced.len();
         assert_eq!(self.timers.len(), timers, "stale timers");
         self.check_admission(&queued);
