@@ -85,6 +85,8 @@ impl Broker {
             return;
         };
         worker.liveness.on_traffic(now);
+        // The worker's state and the map agree (the tests check it after every input); both
+        // are asked so that a reply is never forwarded on the word of one of them alone.
         let held = token
             .filter(|token| worker.holds(*token))
             .and_then(|token| self.in_flight.get(&token))

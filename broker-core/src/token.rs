@@ -14,6 +14,10 @@
 //! pyzmq-based ones keep the frame as bytes up to the empty delimiter and send it back
 //! unchanged. A token is never empty, so a worker that splits on the first empty frame finds
 //! the delimiter where it expects it.
+//!
+//! Tokens are unique within one run of the broker, not across restarts; a reply is matched
+//! on its token *and* on the worker that sent it, and a worker reconnecting to a restarted
+//! broker does so on a new connection, with a new routing id.
 
 use bytes::Bytes;
 use domo_mdp::PeerId;
@@ -52,8 +56,29 @@ impl Token {
     }
 }
 
-impl std::fmt::Display for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_eight_bytes_and_reads_back() {
+        let token = Token::FIRST.next().next();
+        let address = token.to_address().unwrap();
+        assert_eq!(address.as_bytes(), [0, 0, 0, 0, 0, 0, 0, 3]);
+        assert_eq!(Token::parse(address.as_bytes()), Some(token));
+        assert!(Token::FIRST.issued_before(token));
+        assert!(!token.issued_before(token));
+    }
+
+    #[test]
+    fn frames_that_are_no_token_do_not_parse() {
+        for frame in [&b""[..], b"c1", &[0; 8], &[1; 7], &[1; 9]] {
+            assert_eq!(Token::parse(frame), None, "{frame:?}");
+        }
+    }
+
+    #[test]
+    fn the_sequence_never_hands_out_zero() {
+        assert_eq!(Token(u64::MAX).next(), Token::FIRST);
     }
 }
