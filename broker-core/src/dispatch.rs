@@ -9,15 +9,19 @@ use tracing::{debug, error, info, warn};
 
 use super::events::{DropReason, Event};
 use super::stats::Departure;
-use super::worker::{Request, WorkerState};
+use super::token::Token;
+use super::worker::{InFlight, Request, WorkerState};
 use super::{Broker, PeerKind, Service};
 
 impl Broker {
-    /// Sends `request` to `peer`, a registered worker just taken off its idle list, and
-    /// marks it busy.
+    /// Sends `request` to `peer`, a registered worker just taken off its idle list, under a
+    /// new token, and marks it busy.
     pub(super) fn send_request(&mut self, now: Instant, peer: PeerId, mut request: Request) {
-        let Some(worker) = self.workers.get_mut(&peer) else {
-            // Unreachable: idle lists only hold registered workers. Not worth a panic.
+        let token = self.new_token();
+        let (Some(worker), Some(address)) = (self.workers.get_mut(&peer), token.to_address())
+        else {
+            // Unreachable: idle lists only hold registered workers, and a token is always a
+            // valid frame. Not worth a panic.
             error!(worker = %peer, "Idle worker is not registered; request dropped");
             self.stats.requests.dropped.worker_lost += 1;
             self.release_client(&request);
@@ -33,20 +37,26 @@ impl Broker {
         }
         let frames = if self.config.redispatch {
             // Keep the body to send again if this worker is lost; frames are refcounted.
-            worker::encode_request(&request.client, request.body.iter().cloned())
+            worker::encode_request(&address, request.body.iter().cloned())
         } else {
-            worker::encode_request(&request.client, mem::take(&mut request.body))
+            worker::encode_request(&address, mem::take(&mut request.body))
         };
         worker.liveness.on_heartbeat_sent(now);
-        worker.state = WorkerState::Busy(request);
+        worker.state = WorkerState::Busy(token);
+        let held = InFlight {
+            worker: peer.clone(),
+            request,
+        };
+        self.in_flight.insert(token, held);
         self.stats.workers_busy += 1;
         self.stats.requests.dispatched += 1;
         self.emit(peer, PeerKind::Worker, frames);
     }
 
-    /// A worker replied: the request it held is done, and it goes to the back of its
-    /// service's idle list (the service it registered for, never another: zeromq/majordomo
-    /// #61); then the service dispatches (zeromq/majordomo #73).
+    /// A worker replied to the request it held: the request is done (its token forgotten),
+    /// and the worker goes to the back of its service's idle list (the service it registered
+    /// for, never another: zeromq/majordomo #61); then the service dispatches
+    /// (zeromq/majordomo #73).
     pub(super) fn finish_request(&mut self, now: Instant, peer: &PeerId) {
         let seq = self.new_idle_seq();
         let Some(worker) = self.workers.get_mut(peer) else {
@@ -56,9 +66,9 @@ impl Broker {
             return;
         };
         let done = match mem::replace(&mut worker.state, WorkerState::Idle { seq }) {
-            WorkerState::Busy(request) => {
+            WorkerState::Busy(token) => {
                 self.stats.workers_busy -= 1;
-                Some(request)
+                self.in_flight.remove(&token)
             }
             // Not reached (only busy workers reply); kept total so the lists stay exact.
             WorkerState::Idle { seq: old } => {
@@ -70,10 +80,17 @@ impl Broker {
         service.idle.insert(seq, peer.clone());
         self.stats.workers_idle += 1;
         let name = service.name.clone();
-        if let Some(request) = done {
-            self.release_client(&request);
+        if let Some(done) = done {
+            self.release_client(&done.request);
         }
         self.dispatch(now, &name);
+    }
+
+    /// A token no dispatch has had before.
+    fn new_token(&mut self) -> Token {
+        let token = self.next_token;
+        self.next_token = token.next();
+        token
     }
 
     /// A key for an idle list, larger than every key handed out before.
@@ -115,7 +132,7 @@ impl Broker {
     }
 
     /// Removes a registered worker, if `peer` is one; its request, if any, is re-dispatched
-    /// or dropped. Sends nothing to the worker.
+    /// (under a new token) or dropped. Sends nothing to the worker.
     pub(super) fn remove_worker(&mut self, now: Instant, peer: &PeerId, departure: Departure) {
         let Some(worker) = self.workers.remove(peer) else {
             return;
@@ -136,9 +153,12 @@ impl Broker {
         }
         match worker.state {
             WorkerState::Idle { .. } => self.stats.workers_idle -= 1,
-            WorkerState::Busy(request) => {
+            WorkerState::Busy(token) => {
                 self.stats.workers_busy -= 1;
-                self.requeue(now, &name, request);
+                // The token dies with the dispatch: a late reply carrying it is stale.
+                if let Some(lost) = self.in_flight.remove(&token) {
+                    self.requeue(now, &name, lost.request);
+                }
             }
         }
         self.remove_service_if_unused(&name);

@@ -34,6 +34,13 @@
 //!   removed for a protocol error), the request goes back to the head of its queue and is
 //!   dispatched again, at most [`BrokerConfig::max_redispatch`] times (at-least-once delivery,
 //!   so workers should be idempotent; [`BrokerConfig::redispatch`] turns it off).
+//! * A worker REQUEST carries a token in its client-address frame, not the client's routing
+//!   id: 8 bytes naming this dispatch of this request (the format is in `token.rs`). RFC 7
+//!   workers echo the frame in their REPLY, and the core maps the token back to the client
+//!   and the request, and drops a reply whose token the sending worker does not hold (counted
+//!   in [`Stats::dropped_replies`]): a late reply of a worker declared dead, whose request
+//!   went to another worker, never reaches the client as a second reply. A re-dispatched
+//!   request gets a new token. Nothing else changes on the wire.
 //! * Replies go to the client as `[""][MDPC01][service][body…]`, `service` being the worker's.
 //!
 //! # Heartbeats
@@ -55,8 +62,10 @@
 //! * DISCONNECT, and the worker removed, for: a second READY; READY for an `mmi.*` service
 //!   (RFC 8; the service frame is checked); REPLY or HEARTBEAT from a peer that is not a
 //!   registered worker (HEARTBEAT before READY included); REPLY from a worker that holds no
-//!   request or holds one from another client (valid but unexpected; the reply is *not*
-//!   forwarded, so a worker cannot send unsolicited replies to arbitrary clients).
+//!   request or holds another one than its token names (valid but unexpected; the reply is
+//!   *not* forwarded, so a worker cannot send unsolicited replies to arbitrary clients). Such
+//!   replies are also counted as dropped, `stale_token` if the token was handed out by this
+//!   broker, `unknown_token` otherwise.
 //! * Undecodable messages are dropped and counted by sender kind. From a registered worker
 //!   they also cost it its session (DISCONNECT, request re-dispatched): RFC 7 says to treat
 //!   such a peer as invalid, and a worker whose REPLY was garbled would otherwise keep its
@@ -113,6 +122,7 @@ mod service;
 mod session;
 mod stats;
 mod timer;
+mod token;
 mod worker;
 
 #[cfg(test)]
@@ -132,11 +142,12 @@ pub use self::events::{DropReason, Event};
 pub use self::rights::{Pattern, PatternError, Patterns, Rights};
 use self::service::Service;
 pub use self::stats::{
-    DisconnectsSent, Pauses, ProtocolErrors, Refusals, RequestDrops, RequestStats, Stats,
-    WorkerDepartures,
+    DisconnectsSent, Pauses, ProtocolErrors, Refusals, ReplyDrops, RequestDrops, RequestStats,
+    Stats, WorkerDepartures,
 };
 use self::timer::{Timer, TimerKey, Timers};
-use self::worker::Worker;
+use self::token::Token;
+use self::worker::{InFlight, Worker};
 
 /// A message for the transport to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +179,11 @@ pub struct Broker {
     workers: HashMap<PeerId, Worker>,
     /// Services with workers or queued requests.
     services: HashMap<ServiceName, Service>,
+    /// Requests at workers, by the token sent in the client-address frame of their REQUEST
+    /// (`token.rs`): as many entries as busy workers.
+    in_flight: HashMap<Token, InFlight>,
+    /// The token the next dispatch gets; tokens below it were handed out before.
+    next_token: Token,
     /// Peers the broker is silent towards, with the timer that ends the silence.
     silenced: HashMap<PeerId, TimerKey>,
     /// Worker, queue and silence timers.
@@ -214,6 +230,8 @@ impl Broker {
             config,
             workers: HashMap::new(),
             services: HashMap::new(),
+            in_flight: HashMap::new(),
+            next_token: Token::FIRST,
             silenced: HashMap::new(),
             timers: Timers::default(),
             outbound: VecDeque::new(),

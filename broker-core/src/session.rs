@@ -10,6 +10,7 @@ use tracing::{debug, info};
 use super::events::Event;
 use super::stats::{Departure, DisconnectReason};
 use super::timer::Timer;
+use super::token::Token;
 use super::worker::{Worker, WorkerState};
 use super::{Broker, Flow, PeerKind, Service};
 
@@ -74,21 +75,42 @@ impl Broker {
         self.dispatch(now, &name);
     }
 
-    fn on_reply(&mut self, now: Instant, peer: PeerId, client: PeerId, body: Vec<Bytes>) {
+    /// A worker's REPLY: `address` is the frame it echoed from the REQUEST, a token naming
+    /// the request it answers. Forwarded only if this worker holds that request.
+    fn on_reply(&mut self, now: Instant, peer: PeerId, address: PeerId, body: Vec<Bytes>) {
+        let token = Token::parse(address.as_bytes());
         let Some(worker) = self.workers.get_mut(&peer) else {
+            self.reply_dropped(token);
             self.send_disconnect(now, peer, DisconnectReason::UnknownWorker);
             return;
         };
         worker.liveness.on_traffic(now);
-        if !worker.holds_request_for(&client) {
-            debug!(worker = %peer, %client, busy = worker.is_busy(), "Unexpected REPLY");
+        // The worker's state and the map agree (the tests check it after every input); both
+        // are asked so that a reply is never forwarded on the word of one of them alone.
+        let held = token
+            .filter(|token| worker.holds(*token))
+            .and_then(|token| self.in_flight.get(&token))
+            .filter(|held| held.worker == peer);
+        let Some(held) = held else {
+            debug!(worker = %peer, %address, busy = worker.is_busy(), "Unexpected REPLY");
+            self.reply_dropped(token);
             self.reject_worker(now, &peer, DisconnectReason::UnexpectedReply);
             return;
-        }
+        };
+        let client = held.request.client.clone();
+        let received_at = held.request.received_at;
         let service = worker.service.clone();
-        let received_at = worker.received_at().unwrap_or(now);
         self.send_reply(now, client, received_at, &service, body);
         self.finish_request(now, &peer);
+    }
+
+    /// Counts a worker reply dropped because its token names no request the worker holds.
+    fn reply_dropped(&mut self, token: Option<Token>) {
+        let drops = &mut self.stats.dropped_replies;
+        match token {
+            Some(token) if token.issued_before(self.next_token) => drops.stale_token += 1,
+            _ => drops.unknown_token += 1,
+        }
     }
 
     fn on_heartbeat(&mut self, now: Instant, peer: PeerId) {

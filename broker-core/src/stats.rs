@@ -36,6 +36,9 @@ pub struct Stats {
     /// Replies dropped because their client disconnected while they waited for it to read
     /// (the requests count as replied).
     pub replies_to_gone_clients: u64,
+    /// Worker replies dropped because their token names no request the worker holds; the
+    /// requests themselves are counted in `requests` by their own outcome.
+    pub dropped_replies: ReplyDrops,
     /// Requests handed back to the transport for lack of room; each comes back when its
     /// client is resumed, and is counted in `requests` only then.
     pub deferred: u64,
@@ -148,6 +151,20 @@ impl RequestDrops {
             + self.not_active
             + self.client_gone
     }
+}
+
+/// Worker replies whose token (the client-address frame the worker echoed) names no request
+/// that worker holds. Such a reply is never forwarded; the worker also gets DISCONNECT
+/// ([`DisconnectsSent::unknown_worker`] or [`DisconnectsSent::unexpected_reply`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplyDrops {
+    /// A token this broker handed out, for a request that worker no longer holds: it was
+    /// answered already, or the worker was declared dead and the request went to another
+    /// worker, expired or was dropped. Usually a late reply.
+    pub stale_token: u64,
+    /// A frame that is no token this broker handed out: forged, garbled, or a client's
+    /// routing id from a broker that sends those.
+    pub unknown_token: u64,
 }
 
 /// Undecodable messages, by sender. A message counts as a worker's if its sender is a

@@ -14,4 +14,5 @@ mod queues;
 mod rights;
 mod routing;
 mod session;
+mod tokens;
 mod util;

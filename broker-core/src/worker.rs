@@ -1,4 +1,4 @@
-//! A registered worker and the request it may hold.
+//! A registered worker, the request it may hold, and the requests at workers by token.
 
 use std::time::Instant;
 
@@ -6,6 +6,7 @@ use bytes::Bytes;
 use domo_mdp::{Liveness, PeerId, ServiceName};
 
 use super::timer::TimerKey;
+use super::token::Token;
 
 /// A client request the broker is responsible for, queued or held by a worker.
 #[derive(Debug)]
@@ -37,6 +38,18 @@ impl Request {
     }
 }
 
+/// A request at a worker: the value of the broker's map from token to request, kept from
+/// dispatch until the reply, or until the worker is lost (the request then goes back to its
+/// queue and gets a new token when dispatched again).
+#[derive(Debug)]
+pub(super) struct InFlight {
+    /// The worker the request was sent to: only a REPLY from this worker carrying the token
+    /// answers it.
+    pub(super) worker: PeerId,
+    /// The request itself.
+    pub(super) request: Request,
+}
+
 /// A worker is either waiting in its service's idle list or holding exactly one request.
 #[derive(Debug)]
 pub(super) enum WorkerState {
@@ -45,8 +58,8 @@ pub(super) enum WorkerState {
         /// The worker's key in [`super::service::Service::idle`].
         seq: u64,
     },
-    /// Holding a request; the next REPLY must be for `request.client`.
-    Busy(Request),
+    /// Holding the request sent with this token; its next REPLY must carry it.
+    Busy(Token),
 }
 
 /// A worker that sent READY and has not left.
@@ -77,17 +90,9 @@ impl Worker {
         matches!(self.state, WorkerState::Busy(_))
     }
 
-    /// When the request the worker holds was received, if it holds one.
-    pub(super) fn received_at(&self) -> Option<Instant> {
-        match &self.state {
-            WorkerState::Busy(request) => Some(request.received_at),
-            WorkerState::Idle { .. } => None,
-        }
-    }
-
-    /// Whether the worker holds a request from `client`.
-    pub(super) fn holds_request_for(&self, client: &PeerId) -> bool {
-        matches!(&self.state, WorkerState::Busy(request) if request.client == *client)
+    /// Whether the worker holds the request sent with `token`.
+    pub(super) fn holds(&self, token: Token) -> bool {
+        matches!(self.state, WorkerState::Busy(held) if held == token)
     }
 }
 
@@ -125,6 +130,6 @@ mod tests {
         };
         assert_eq!(worker.next_wake(), first_heartbeat);
         assert!(!worker.is_busy());
-        assert!(!worker.holds_request_for(&peer));
+        assert!(!worker.holds(Token::FIRST));
     }
 }

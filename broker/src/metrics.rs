@@ -43,6 +43,7 @@ pub struct Metrics {
     worker_disconnects: IntCounterVec,
     protocol_errors: IntCounterVec,
     dropped: IntCounterVec,
+    dropped_replies: IntCounterVec,
     connections: IntGaugeVec,
     transport: IntCounterVec,
     draining: IntGauge,
@@ -503,6 +504,12 @@ impl Metrics {
                 "Requests and replies dropped, by reason",
                 &["reason"],
             ),
+            dropped_replies: counter(
+                &r,
+                "domo_dropped_replies_total",
+                "Worker replies dropped because their token names no request the worker holds",
+                &["reason"],
+            ),
             connections: gauge(&r, "domo_connections", "Connected peers", &["socket"]),
             transport: counter(
                 &r,
@@ -602,6 +609,13 @@ impl Metrics {
             ("worker_gone", snapshot.shell.worker_commands_dropped),
         ] {
             set_total(&self.dropped, &[reason], total);
+        }
+        let r = &s.dropped_replies;
+        for (reason, total) in [
+            ("stale_token", r.stale_token),
+            ("unknown_token", r.unknown_token),
+        ] {
+            set_total(&self.dropped_replies, &[reason], total);
         }
         let t = &snapshot.router;
         for (event, total) in [
@@ -871,6 +885,16 @@ mod tests {
             "replies_to_gone_clients",
             "domo_dropped_requests_total{reason=\"client_gone\"}",
             |s, v| s.replies_to_gone_clients = v,
+        ),
+        (
+            "dropped_replies.stale_token",
+            "domo_dropped_replies_total{reason=\"stale_token\"}",
+            |s, v| s.dropped_replies.stale_token = v,
+        ),
+        (
+            "dropped_replies.unknown_token",
+            "domo_dropped_replies_total{reason=\"unknown_token\"}",
+            |s, v| s.dropped_replies.unknown_token = v,
         ),
         (
             "disconnects_sent.not_authorized",

@@ -45,14 +45,16 @@ pub enum WorkerCommand {
     },
     /// Broker to worker: process a request from `client`.
     Request {
-        /// The client's routing id, to be echoed back in the REPLY.
+        /// The client-address frame, opaque to the worker, to be echoed back in the REPLY
+        /// (RFC 7 calls it the client's address; domo's broker puts a token naming the
+        /// request there).
         client: PeerId,
         /// The opaque request body, at least one frame.
         body: Vec<Bytes>,
     },
     /// Worker to broker: the answer to the request from `client`.
     Reply {
-        /// The client's routing id, as received in the REQUEST.
+        /// The client-address frame, as received in the REQUEST.
         client: PeerId,
         /// The opaque reply body, at least one frame.
         body: Vec<Bytes>,

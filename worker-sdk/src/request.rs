@@ -46,7 +46,9 @@ impl Request {
         std::mem::take(&mut self.body)
     }
 
-    /// The client's routing id at the broker, for logs.
+    /// The client-address frame the broker sent with the request, echoed in the reply; for
+    /// logs. Opaque: domo's broker puts a token naming the request there, other brokers the
+    /// client's routing id.
     pub fn client(&self) -> &PeerId {
         &self.client
     }

@@ -10,7 +10,6 @@ use proptest::prelude::*;
 use domo_mdp::PeerId;
 
 use super::util::{frames, Harness};
-use crate::worker::WorkerState;
 use crate::{BrokerConfig, QueueLimits};
 
 /// Peers are drawn from one small pool, so the same id acts as client and worker at times.
@@ -92,12 +91,9 @@ fn apply(h: &mut Harness, event: &Event) {
         Event::ReplyHeld(pick) => {
             let mut busy: Vec<(String, String)> = h
                 .broker
-                .workers
-                .iter()
-                .filter_map(|(peer, worker)| match &worker.state {
-                    WorkerState::Busy(request) => Some((text(peer), text(&request.client))),
-                    WorkerState::Idle { .. } => None,
-                })
+                .in_flight
+                .values()
+                .map(|held| (text(&held.worker), text(&held.request.client)))
                 .collect();
             if busy.is_empty() {
                 return;

@@ -129,7 +129,7 @@ fn a_finished_worker_returns_to_its_own_service() {
 }
 
 #[test]
-fn request_and_reply_are_forwarded_byte_exact() {
+fn request_and_reply_are_forwarded_byte_exact_with_a_token_for_the_client() {
     let mut h = Harness::new();
     h.ready("w1", "echo");
     let body = frames(&[b"", b"\x00\xff binary", b""]);
@@ -140,16 +140,20 @@ fn request_and_reply_are_forwarded_byte_exact() {
     );
     let to_worker = h.broker.poll_outbound().unwrap();
     assert_eq!(to_worker.peer, id("w1"));
-    let mut expected = frames(&[b"", b"MDPW01", b"\x02", b"c1", b""]);
+    // The address frame is a token naming the request, not the client's routing id: eight
+    // bytes, never empty; everything else is as RFC 7 has it.
+    let token = to_worker.frames[3].clone();
+    assert_eq!(token.len(), 8);
+    assert_ne!(token, id("c1").as_bytes());
+    let mut expected = frames(&[b"", b"MDPW01", b"\x02", &token, b""]);
     expected.extend(body.iter().cloned());
     assert_eq!(to_worker.frames, expected);
 
+    // The worker echoes the frame, as every RFC 7 worker does.
     let reply = frames(&[b"\x01", b"", b"last"]);
-    h.broker.handle_message(
-        h.now,
-        id("w1"),
-        worker::encode_reply(&id("c1"), reply.clone()),
-    );
+    let mut echoed = frames(&[b"", b"MDPW01", b"\x03", &token, b""]);
+    echoed.extend(reply.iter().cloned());
+    h.broker.handle_message(h.now, id("w1"), echoed);
     let to_client = h.broker.poll_outbound().unwrap();
     assert_eq!(to_client.peer, id("c1"));
     assert_eq!(to_client.kind, crate::PeerKind::Client);
@@ -216,7 +220,7 @@ fn empty_reply_body_frame_is_forwarded_as_is() {
     h.ready("w1", "echo");
     h.request("c", "echo", "x");
     h.take();
-    let reply = worker::encode_reply(&id("c"), [Bytes::new()]);
+    let reply = worker::encode_reply(&h.token("w1", "c").unwrap(), [Bytes::new()]);
     h.send("w1", reply);
     assert_eq!(h.take(), [Sent::reply("c", "echo", "")]);
 }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use domo_mdp::{client, worker, PeerId, ServiceName, WorkerCommand};
 
 use crate::admission::charge;
+use crate::token::Token;
 use crate::worker::WorkerState;
 use crate::{Broker, BrokerConfig, Flow, Outbound, Patterns, PeerKind, Rights};
 
@@ -40,7 +41,8 @@ fn text(bytes: &[u8]) -> String {
 /// A message the broker sent, decoded for assertions. Bodies are joined with `|`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Sent {
-    /// Worker REQUEST: to worker, from client, body.
+    /// Worker REQUEST: to worker, from client (the client the broker maps the request's token
+    /// to, or `token:` and the frame in hex if it maps it to none), body.
     Request(String, String, String),
     /// Client REPLY: to client, service, body.
     Reply(String, String, String),
@@ -65,8 +67,9 @@ impl Sent {
         Self::Disconnect(worker.into())
     }
 
-    /// Decodes what the broker sent, checking it is valid MDP/0.1 for its receiver.
-    fn decode(outbound: Outbound) -> Self {
+    /// Decodes what the broker sent, checking it is valid MDP/0.1 for its receiver; a
+    /// REQUEST's client is found by `client_of` from its address frame.
+    fn decode(outbound: Outbound, mut client_of: impl FnMut(&PeerId) -> Option<String>) -> Self {
         let peer = text(outbound.peer.as_bytes());
         let join = |body: Vec<Bytes>| body.iter().map(|f| text(f)).collect::<Vec<_>>().join("|");
         match outbound.kind {
@@ -76,7 +79,8 @@ impl Sent {
             }
             PeerKind::Worker => match worker::decode_from_broker(outbound.frames) {
                 Ok(WorkerCommand::Request { client, body }) => {
-                    Self::Request(peer, text(client.as_bytes()), join(body))
+                    let client = client_of(&client).unwrap_or_else(|| format!("token:{client}"));
+                    Self::Request(peer, client, join(body))
                 }
                 Ok(WorkerCommand::Heartbeat) => Self::Heartbeat(peer),
                 Ok(WorkerCommand::Disconnect) => Self::Disconnect(peer),
@@ -110,6 +114,9 @@ pub(super) struct Harness {
     pub(super) exempt: HashSet<PeerId>,
     /// Every flow action, in order, for tests that check them.
     pub(super) flows: Vec<Flow>,
+    /// The address frame (token) of the latest REQUEST each worker got for each client, which
+    /// [`Harness::reply`] echoes as an RFC 7 worker does.
+    tokens: HashMap<(String, String), PeerId>,
 }
 
 impl Harness {
@@ -131,6 +138,7 @@ impl Harness {
             paused: HashSet::new(),
             exempt: HashSet::new(),
             flows: Vec::new(),
+            tokens: HashMap::new(),
         }
     }
 
@@ -198,9 +206,22 @@ impl Harness {
         self.send(client, client::encode_request(&service(name), body));
     }
 
+    /// The worker replies to the latest request it got from `client`, echoing its token; if
+    /// it got none, it puts the client's id in the address frame instead (a forged token).
     pub(super) fn reply(&mut self, worker: &str, client: &str, body: &str) {
+        let address = self.token(worker, client).unwrap_or_else(|| id(client));
+        self.reply_with(worker, &address, body);
+    }
+
+    /// The worker replies with `address` in the client-address frame.
+    pub(super) fn reply_with(&mut self, worker: &str, address: &PeerId, body: &str) {
         let body = [Bytes::copy_from_slice(body.as_bytes())];
-        self.send(worker, worker::encode_reply(&id(client), body));
+        self.send(worker, worker::encode_reply(address, body));
+    }
+
+    /// The address frame of the latest REQUEST `worker` got for `client`.
+    pub(super) fn token(&self, worker: &str, client: &str) -> Option<PeerId> {
+        self.tokens.get(&(worker.into(), client.into())).cloned()
     }
 
     pub(super) fn heartbeat(&mut self, worker: &str) {
@@ -303,7 +324,16 @@ impl Harness {
                 assert!(!silent, "broker sent to {} after DISCONNECT", outbound.peer);
             }
             let peer = outbound.peer.clone();
-            let sent = Sent::decode(outbound);
+            let in_flight = &self.broker.in_flight;
+            let mut token = None;
+            let sent = Sent::decode(outbound, |address| {
+                token = Some(address.clone());
+                let held = in_flight.get(&Token::parse(address.as_bytes())?)?;
+                Some(text(held.request.client.as_bytes()))
+            });
+            if let (Sent::Request(worker, client, _), Some(token)) = (&sent, token) {
+                self.tokens.insert((worker.clone(), client.clone()), token);
+            }
             if matches!(sent, Sent::Disconnect(_)) {
                 self.disconnected.insert(peer, self.now);
             }
@@ -373,7 +403,15 @@ impl Broker {
                     idle += 1;
                     assert_eq!(service.idle.get(seq), Some(peer), "idle worker not listed");
                 }
-                WorkerState::Busy(_) => busy += 1,
+                WorkerState::Busy(token) => {
+                    busy += 1;
+                    let held = self.in_flight.get(token).expect("busy worker's request");
+                    assert_eq!(&held.worker, peer, "request held by another worker");
+                    assert!(
+                        token.issued_before(self.next_token),
+                        "token from the future"
+                    );
+                }
             }
             assert!(self.timers.is_pending(worker.timer), "worker without timer");
             assert!(worker.timer.at() <= worker.next_wake());
@@ -418,6 +456,11 @@ impl Broker {
                 );
             }
         }
+        assert_eq!(
+            self.in_flight.len(),
+            busy,
+            "requests at workers that are not busy"
+        );
         let timers = self.workers.len() + timed_services + self.silenced.len();
         assert_eq!(self.timers.len(), timers, "stale timers");
         self.check_admission(&queued);
@@ -459,12 +502,10 @@ impl Broker {
                 assert!(service.waiting.is_empty(), "clients wait on an open queue");
             }
         }
-        for worker in self.workers.values() {
-            if let WorkerState::Busy(request) = &worker.state {
-                let entry = charged.entry(&request.client).or_default();
-                entry.0 += 1;
-                entry.1 += charge(request.size);
-            }
+        for held in self.in_flight.values() {
+            let entry = charged.entry(&held.request.client).or_default();
+            entry.0 += 1;
+            entry.1 += charge(held.request.size);
         }
         for (peer, client) in &self.clients {
             let mut expected = charged.remove(peer).unwrap_or_default();
