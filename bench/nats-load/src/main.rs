@@ -1,0 +1,331 @@
+//! `domo-nats-load`: request-reply through nats-server in the shape of `domo bench --phases
+//! raw`, so the two servers can be compared on one machine in one session.
+//!
+//! N client connections each keep `window` requests in flight (core NATS request-reply on one
+//! subject); M responder connections in one queue group echo every request. Bodies carry their
+//! send time in the first 8 bytes, so the latency is read from the echoed reply exactly as
+//! `domo bench` reads it. After `--warmup` requests through the same connections, `--requests`
+//! are measured; with `--server-pid` the nats-server process's CPU time (user + system, from
+//! `/proc/PID/stat`) around the measured requests gives its CPU per request.
+//!
+//! `--json` prints one object with the shape fields of `domo bench --json` and one phase object,
+//! `nats`, whose fields mean what the same fields of a `domo bench` phase mean.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, ConnectOptions};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::json;
+
+/// The subject the responders serve.
+const SUBJECT: &str = "bench.echo";
+
+/// The responders' queue group: each request goes to one of them.
+const QUEUE_GROUP: &str = "bench";
+
+/// How long one request may take before it counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Flags.
+#[derive(Debug, clap::Parser)]
+#[command(version, about)]
+struct Args {
+    /// The nats-server to load.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    server: String,
+    /// Client connections.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Echo responders (a queue group, one connection each).
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Measured requests, all clients together.
+    #[arg(long, default_value_t = 100_000)]
+    requests: u64,
+    /// Requests sent first through the same connections, not counted.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    warmup: u64,
+    /// Request body size in bytes (at least 8: it carries the send time).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Requests in flight per client.
+    #[arg(long, default_value_t = 50)]
+    window: usize,
+    /// The nats-server process, whose CPU time per request is reported.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The measured requests.
+struct Phase {
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    /// Sorted.
+    latencies_us: Vec<u32>,
+    /// CPU seconds nats-server spent meanwhile, when `--server-pid` was given and readable.
+    cpu_s: Option<f64>,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The `p` quantile (nearest rank), 0 when nothing was measured.
+    fn pct(&self, p: f64) -> u32 {
+        let s = &self.latencies_us;
+        if s.is_empty() {
+            return 0;
+        }
+        s[((s.len() as f64 - 1.0) * p).round() as usize]
+    }
+
+    fn cpu_us_per_req(&self) -> Option<f64> {
+        self.cpu_s
+            .map(|cpu| cpu * 1e6 / self.requests.max(1) as f64)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        json!({ "requests": self.requests, "seconds": self.elapsed.as_secs_f64(),
+            "req_per_s": self.rate(), "p50_us": self.pct(0.5), "p99_us": self.pct(0.99),
+            "p999_us": self.pct(0.999), "cpu_us_per_req": self.cpu_us_per_req(),
+            "errors": self.errors })
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut args = <Args as clap::Parser>::parse();
+    args.size = args.size.max(8);
+    args.window = args.window.max(1);
+    match run(&args).await {
+        Ok(phase) => {
+            report(&args, &phase);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("domo-nats-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connects everything, warms up, measures, stops the responders.
+async fn run(args: &Args) -> Result<Phase, String> {
+    let cpu = args.server_pid.map(CpuClock::process);
+    if let Some(clock) = &cpu {
+        clock
+            .seconds()
+            .ok_or_else(|| format!("cannot read the CPU time of pid {} from /proc", clock.pid))?;
+    }
+    let mut responders = Vec::new();
+    for _ in 0..args.workers {
+        let client = connect(&args.server).await?;
+        let subscriber = client
+            .queue_subscribe(SUBJECT, QUEUE_GROUP.to_string())
+            .await
+            .map_err(|e| format!("cannot subscribe: {e}"))?;
+        // The server has the subscription once it answers the flush's PING: no request below
+        // finds no responder.
+        client
+            .flush()
+            .await
+            .map_err(|e| format!("cannot flush: {e}"))?;
+        responders.push(tokio::spawn(echo(client, subscriber)));
+    }
+    let mut clients = Vec::new();
+    for _ in 0..args.clients {
+        clients.push(connect(&args.server).await?);
+    }
+    if args.warmup > 0 {
+        requests(args, &clients, args.warmup).await;
+    }
+    let cpu0 = cpu.as_ref().and_then(CpuClock::seconds);
+    let mut phase = requests(args, &clients, args.requests).await;
+    let cpu1 = cpu.as_ref().and_then(CpuClock::seconds);
+    phase.cpu_s = cpu0.zip(cpu1).map(|(before, after)| after - before);
+    for task in responders {
+        task.abort();
+    }
+    Ok(phase)
+}
+
+async fn connect(server: &str) -> Result<Client, String> {
+    ConnectOptions::new()
+        .request_timeout(Some(REQUEST_TIMEOUT))
+        .connect(server)
+        .await
+        .map_err(|e| format!("cannot connect to {server}: {e}"))
+}
+
+/// One responder: publishes each request's body back to its reply subject.
+async fn echo(client: Client, mut subscriber: async_nats::Subscriber) {
+    while let Some(message) = subscriber.next().await {
+        if let Some(reply) = message.reply {
+            if client.publish(reply, message.payload).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// `count` requests through `clients`, `window` in flight on each, sharing one budget.
+async fn requests(args: &Args, clients: &[Client], count: u64) -> Phase {
+    let budget = Arc::new(AtomicU64::new(count));
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in clients {
+        let (client, budget) = (client.clone(), budget.clone());
+        let (window, size) = (args.window, args.size);
+        tasks.spawn(async move { pipeline(&client, window, size, &budget, t0).await });
+    }
+    let (mut latencies_us, mut errors) = (Vec::new(), 0);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((lat, err)) = done {
+            latencies_us.extend(lat);
+            errors += err;
+        }
+    }
+    let elapsed = t0.elapsed();
+    latencies_us.sort_unstable();
+    Phase {
+        requests: latencies_us.len() as u64,
+        errors,
+        elapsed,
+        latencies_us,
+        cpu_s: None,
+    }
+}
+
+/// One client: keeps `window` requests in flight until the budget is used up; returns the
+/// latencies of the answered requests and the number that failed.
+async fn pipeline(
+    client: &Client,
+    window: usize,
+    size: usize,
+    budget: &AtomicU64,
+    t0: Instant,
+) -> (Vec<u32>, u64) {
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        while in_flight.len() < window && take(budget) {
+            in_flight.push(client.request(SUBJECT, body(size, t0)));
+        }
+        match in_flight.next().await {
+            Some(Ok(reply)) => lat.push(latency_us(t0, &reply.payload)),
+            Some(Err(_)) => errors += 1,
+            None => return (lat, errors),
+        }
+    }
+}
+
+fn take(budget: &AtomicU64) -> bool {
+    budget
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+        .is_ok()
+}
+
+/// `size` bytes starting with the nanoseconds since `t0`, big-endian (as `domo bench`).
+fn body(size: usize, t0: Instant) -> Bytes {
+    let mut b = BytesMut::with_capacity(size);
+    b.put_u64(t0.elapsed().as_nanos() as u64);
+    b.resize(size, 0xAB);
+    b.freeze()
+}
+
+/// Microseconds since the send time carried by an echoed body.
+fn latency_us(t0: Instant, body: &Bytes) -> u32 {
+    let sent = body
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_be_bytes);
+    let now = t0.elapsed().as_nanos() as u64;
+    (now.saturating_sub(sent) / 1000) as u32
+}
+
+fn report(args: &Args, phase: &Phase) {
+    if args.json {
+        let o = json!({ "clients": args.clients, "workers": args.workers, "size": args.size,
+            "window": args.window, "nats": phase.json() });
+        println!("{o}");
+        return;
+    }
+    println!(
+        "{} clients x {} responders, {} B, window {}",
+        args.clients, args.workers, args.size, args.window
+    );
+    let cpu = phase
+        .cpu_us_per_req()
+        .map_or_else(String::new, |us| format!("  cpu {us:.2} us/req"));
+    println!(
+        "nats   {:>9.0} req/s  p50 {} us  p99 {} us  p99.9 {} us{cpu}",
+        phase.rate(),
+        phase.pct(0.5),
+        phase.pct(0.99),
+        phase.pct(0.999),
+    );
+    if phase.errors > 0 {
+        println!("{} requests failed", phase.errors);
+    }
+}
+
+/// The CPU time (user + system) of a process, from its `/proc` stat file.
+struct CpuClock {
+    pid: u32,
+    path: PathBuf,
+}
+
+impl CpuClock {
+    fn process(pid: u32) -> Self {
+        Self {
+            pid,
+            path: PathBuf::from(format!("/proc/{pid}/stat")),
+        }
+    }
+
+    /// CPU seconds so far; `None` where there is no `/proc` or the process is gone.
+    fn seconds(&self) -> Option<f64> {
+        cpu_seconds(&std::fs::read_to_string(&self.path).ok()?)
+    }
+}
+
+/// User + system time in seconds from the text of a `/proc/PID/stat` file.
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks of USER_HZ, which is 100 on Linux.
+    Some((utime + stime) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_user_plus_system_ticks() {
+        let stat = "42 (nats server) S 1 42 42 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 3 0";
+        assert_eq!(cpu_seconds(stat), Some(2.0));
+        assert_eq!(cpu_seconds("garbage"), None);
+    }
+
+    #[test]
+    fn the_body_carries_its_send_time() {
+        let t0 = Instant::now() - Duration::from_millis(5);
+        let b = body(64, t0);
+        assert_eq!(b.len(), 64);
+        assert!(latency_us(t0, &b) < 1_000_000);
+    }
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# domo against NATS, request-reply, in one session on one machine (issue #14). Not run by CI: it
+# needs nats-server (Debian: apt-get install nats-server).
+#
+#   scripts/bench-vs-nats.sh [ROUNDS]        (default 3)
+#
+# Builds domo (release) and the NATS load generator (bench/nats-load, its own workspace, so only
+# this script compiles async-nats), starts nats-server on a free 127.0.0.1 port, then for each
+# round runs `domo bench --phases raw,sdk` and the NATS generator in the same shape, one after
+# the other. Prints the median of the rounds: server req/s and server CPU per request (domo bench
+# starts its own domo-broker each time; nats-server is one process for the whole session), and
+# p50 latency with 1 client, 1 worker, window 1.
+#
+# BENCH_REQUESTS (default 200000) and BENCH_LATENCY_REQUESTS (default 20000) shorten a trial run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=${1:-3}
+requests=${BENCH_REQUESTS:-200000}
+latency_requests=${BENCH_LATENCY_REQUESTS:-20000}
+warmup=$((requests / 20))
+latency_warmup=$((latency_requests / 10))
+
+nats_server=$(command -v nats-server || true)
+[ -z "$nats_server" ] && [ -x /usr/sbin/nats-server ] && nats_server=/usr/sbin/nats-server
+if [ -z "$nats_server" ]; then
+  echo "bench-vs-nats: no nats-server on PATH nor in /usr/sbin (Debian: apt-get install nats-server)" >&2
+  exit 1
+fi
+command -v python3 >/dev/null || { echo "bench-vs-nats: needs python3 for the table" >&2; exit 1; }
+
+echo "== build" >&2
+cargo build --release --locked -p domo-broker -p domo-cli >&2
+cargo build --release --locked --manifest-path bench/nats-load/Cargo.toml >&2
+domo=${CARGO_TARGET_DIR:-target}/release/domo
+load=${CARGO_TARGET_DIR:-bench/nats-load/target}/release/domo-nats-load
+
+work=$(mktemp -d)
+nats_pid=
+cleanup() {
+  if [ -n "$nats_pid" ]; then
+    kill "$nats_pid" 2>/dev/null || true
+    wait "$nats_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Port -1: nats-server picks a free port and logs it.
+"$nats_server" -a 127.0.0.1 -p -1 -l "$work/nats.log" &
+nats_pid=$!
+url=
+for _ in $(seq 100); do
+  url=$(sed -n 's/.*Listening for client connections on \([0-9.:]*\).*/nats:\/\/\1/p' "$work/nats.log" 2>/dev/null | head -1 || true)
+  [ -n "$url" ] && break
+  kill -0 "$nats_pid" 2>/dev/null || { cat "$work/nats.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$url" ] || { echo "bench-vs-nats: nats-server did not start" >&2; cat "$work/nats.log" >&2; exit 1; }
+echo "== $("$nats_server" --version) (pid $nats_pid) on $url; $rounds rounds" >&2
+
+throughput="--clients 4 --workers 4 --size 64 --window 50 --requests $requests --warmup $warmup"
+latency="--clients 1 --workers 1 --size 64 --window 1 --requests $latency_requests --warmup $latency_warmup"
+for r in $(seq "$rounds"); do
+  echo "== round $r" >&2
+  # shellcheck disable=SC2086 # the shape flags are meant to split
+  "$domo" bench --phases raw,sdk --rounds 1 $throughput --json >"$work/domo.$r.json"
+  # shellcheck disable=SC2086
+  "$load" --server "$url" --server-pid "$nats_pid" $throughput --json >"$work/nats.$r.json"
+  # shellcheck disable=SC2086
+  "$domo" bench --phases raw,sdk --rounds 1 $latency --json >"$work/domo-latency.$r.json"
+  # shellcheck disable=SC2086
+  "$load" --server "$url" --server-pid "$nats_pid" $latency --json >"$work/nats-latency.$r.json"
+  cat "$work/domo.$r.json" "$work/nats.$r.json" "$work/domo-latency.$r.json" "$work/nats-latency.$r.json" >&2
+done
+
+python3 - "$work" "$rounds" <<'EOF'
+import json, statistics, sys
+
+work, rounds = sys.argv[1], int(sys.argv[2])
+def load(name):
+    return [json.load(open(f"{work}/{name}.{r}.json")) for r in range(1, rounds + 1)]
+domo, nats = load("domo"), load("nats")
+domo_lat, nats_lat = load("domo-latency"), load("nats-latency")
+
+def median(runs, phase, field):
+    values = [run[phase][field] for run in runs if run[phase].get(field) is not None]
+    return statistics.median(values) if values else None
+
+rows = [("domo-broker, raw phase", domo, domo_lat, "raw"),
+        ("domo-broker, sdk phase", domo, domo_lat, "sdk"),
+        ("nats-server", nats, nats_lat, "nats")]
+print(f"medians of {rounds} rounds; 4 clients x 4 workers, window 50, 64 B; "
+      "latency: 1 client x 1 worker, window 1")
+print()
+print("| server | req/s | server CPU per request | p50, 1x1 window 1 |")
+print("|---|---:|---:|---:|")
+for name, runs, lat, phase in rows:
+    rate, cpu = median(runs, phase, "req_per_s"), median(runs, phase, "cpu_us_per_req")
+    p50 = median(lat, phase, "p50_us")
+    cpu = f"{cpu:.1f} us" if cpu is not None else "?"
+    print(f"| {name} | {rate:,.0f} | {cpu} | {p50:.0f} us |")
+errors = sum(run["nats"].get("errors", 0) for run in nats + nats_lat)
+if errors:
+    print(f"\n{errors} NATS requests failed")
+EOF
