@@ -27,7 +27,7 @@ use crate::driver::{CloseKind, Connection, Ended, Exchanged, Port, OUT_BATCH_BYT
 use crate::endpoint::Endpoint;
 use crate::error::{Error, HandshakeError, TrySendError};
 use crate::options::{message_bytes, Hwm, Options};
-use crate::proto::{Encoder, Handshake};
+use crate::proto::{Encoder, Handshake, Metadata};
 use crate::socket_type::SocketType;
 use crate::stats::{Counters, Stats};
 use crate::transport::{self, Stream};
@@ -56,6 +56,8 @@ struct Inner {
     handshake_error: Option<HandshakeError>,
     /// Tasks waiting in [`Dealer::refused`].
     refusal_waiters: Vec<Waker>,
+    /// The properties the peer of the current connection announced.
+    peer_metadata: Option<Metadata>,
 }
 
 #[derive(Debug)]
@@ -145,6 +147,14 @@ impl Dealer {
     /// Whether a connection is up (handshake done).
     pub fn is_connected(&self) -> bool {
         self.shared.lock().connected
+    }
+
+    /// The properties the peer announced in the handshake of the current connection
+    /// (`Socket-Type`, `Identity`, and any others, such as a negotiated extension); `None`
+    /// while no connection is up.
+    pub fn peer_metadata(&self) -> Option<Metadata> {
+        let inner = self.shared.lock();
+        inner.peer_metadata.clone().filter(|_| inner.connected)
     }
 
     /// Why the most recent connection attempt failed its handshake, if it did and no attempt
@@ -427,24 +437,29 @@ async fn connect_once(shared: &Arc<Shared>) -> Option<Ended> {
     };
     let mut hs =
         Handshake::with_security(SocketType::Dealer, opts.identity.clone(), &opts.security);
-    if let Err(e) = transport::handshake(&mut stream, &mut hs, opts.handshake_timeout).await {
-        shared
-            .counters
-            .handshake_failures
-            .fetch_add(1, Ordering::Relaxed);
-        debug!(endpoint = %shared.endpoint, peer.addr = %addr, error = %e, "Handshake failed");
-        let wakers = {
-            let mut inner = shared.lock();
-            inner.handshake_error = Some(e);
-            std::mem::take(&mut inner.refusal_waiters)
-        };
-        wake_all(wakers);
-        return None;
-    }
+    hs.add_properties(&opts.metadata);
+    let info = match transport::handshake(&mut stream, &mut hs, opts.handshake_timeout).await {
+        Ok(info) => info,
+        Err(e) => {
+            shared
+                .counters
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(endpoint = %shared.endpoint, peer.addr = %addr, error = %e, "Handshake failed");
+            let wakers = {
+                let mut inner = shared.lock();
+                inner.handshake_error = Some(e);
+                std::mem::take(&mut inner.refusal_waiters)
+            };
+            wake_all(wakers);
+            return None;
+        }
+    };
     shared.counters.connects.fetch_add(1, Ordering::Relaxed);
     let wakers = {
         let mut inner = shared.lock();
         inner.connected = true;
+        inner.peer_metadata = Some(info.metadata);
         inner.handshake_error = None;
         std::mem::take(&mut inner.conn_waiters)
     };

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::curve::Security;
-use crate::proto::Limits;
+use crate::proto::{Limits, Metadata};
 
 /// What a Router does when a peer announces an `Identity` that a connected peer already has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,6 +70,11 @@ pub struct Options {
     /// role. Both peers must use the same mechanism; a peer with another is refused with an
     /// `ERROR` during the handshake.
     pub security: Security,
+    /// Properties announced to every peer in the handshake, besides `Socket-Type` and
+    /// `Identity` (RFC 23 metadata; application properties are named `X-...`). Peers that do
+    /// not know a property ignore it, as libzmq does; the peer's own properties arrive in
+    /// [`crate::RouterEvent::Connected`] and [`crate::Dealer::peer_metadata`]. Default none.
+    pub metadata: Metadata,
 }
 
 impl Default for Options {
@@ -90,6 +95,7 @@ impl Default for Options {
             duplicate_identity: DuplicateIdentity::Reject,
             identity: None,
             security: Security::Null,
+            metadata: Metadata::new(),
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{Error, HandshakeError, ProtocolError, TrySendError};
 use crate::limiter::{Admit, Limiter};
 use crate::options::{message_bytes, DuplicateIdentity, Hwm, Options};
-use crate::proto::{Encoder, Handshake, PeerInfo};
+use crate::proto::{Encoder, Handshake, Metadata, PeerInfo};
 use crate::socket_type::SocketType;
 use crate::stats::{Counters, Stats};
 use crate::transport::{self, Listener, PeerAddr, Stream};
@@ -47,6 +47,9 @@ pub enum RouterEvent {
         /// With CURVE in the server role: the client's long-term public key, which the
         /// handshake proved it holds. `None` with NULL.
         key: Option<PublicKey>,
+        /// Every property the peer announced in its handshake (`Socket-Type`, `Identity`
+        /// and any others, such as a negotiated extension).
+        metadata: Metadata,
     },
     /// A message from a peer.
     Message {
@@ -768,6 +771,7 @@ async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
         }
     }
     let mut hs = Handshake::with_security(SocketType::Router, None, &shared.opts.security);
+    hs.add_properties(&shared.opts.metadata);
     let info = match transport::handshake(&mut stream, &mut hs, shared.opts.handshake_timeout).await
     {
         Ok(info) => info,
@@ -888,6 +892,7 @@ fn register(shared: &Shared, info: &PeerInfo, addr: PeerAddr) -> Option<usize> {
         addr,
         socket_type: info.socket_type,
         key: info.key,
+        metadata: info.metadata.clone(),
     });
     wakers.append(&mut inner.recv_waiters);
     drop(inner);

@@ -269,3 +269,52 @@ async fn a_client_retrying_a_wrong_key_costs_a_bounded_number_of_handshakes() {
     // A correct client from the same address still gets in.
     served(&ep, s.public, &c, &router).await;
 }
+
+#[tokio::test]
+async fn application_metadata_travels_inside_the_curve_handshake() {
+    use domo_zmtp::proto::Metadata;
+    let (s, c) = (KeyPair::generate(), KeyPair::generate());
+    let mut server_meta = Metadata::new();
+    server_meta.insert("X-Domo-Extensions", "credit,mux");
+    let router = Router::new(Options {
+        metadata: server_meta,
+        ..server(&s, c.public)
+    });
+    let ep = router.bind("tcp://127.0.0.1:0").await.expect("bind");
+    let mut client_meta = Metadata::new();
+    client_meta.insert("X-Domo-Credit", "8");
+    // `Socket-Type` and `Identity` cannot be overridden this way.
+    client_meta.insert("Socket-Type", "ROUTER");
+    let dealer = Dealer::connect(
+        &ep.to_string(),
+        Options {
+            metadata: client_meta,
+            ..client(s.public, &c)
+        },
+    )
+    .expect("dealer");
+    match timeout(WAIT, router.recv_event())
+        .await
+        .expect("event")
+        .expect("open")
+    {
+        RouterEvent::Connected {
+            metadata,
+            socket_type,
+            ..
+        } => {
+            assert_eq!(
+                metadata.get("X-Domo-Credit").map(|v| &v[..]),
+                Some(&b"8"[..])
+            );
+            assert_eq!(socket_type, domo_zmtp::SocketType::Dealer);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    dealer.connected().await.expect("connected");
+    let theirs = dealer.peer_metadata().expect("connected");
+    assert_eq!(
+        theirs.get("X-Domo-Extensions").map(|v| &v[..]),
+        Some(&b"credit,mux"[..])
+    );
+}

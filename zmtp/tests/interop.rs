@@ -322,3 +322,82 @@ async fn libzmq_dealer_reconnects_to_a_restarted_router() {
         .unwrap();
     assert_eq!((a, b), (vec![b"before".to_vec()], vec![b"after".to_vec()]));
 }
+
+/// Application metadata (`X-...` properties, the way domo negotiates extensions) crosses to
+/// libzmq and back: libzmq hands our property to its application (`zmq_msg_gets`) and
+/// announces its socket type to us; a libzmq peer that does not know our property is not
+/// bothered by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_metadata_crosses_to_libzmq_and_back() {
+    use domo_zmtp::proto::Metadata;
+    let ctx = zmq::Context::new();
+    let server = zsocket(&ctx, zmq::ROUTER);
+    server.bind("tcp://127.0.0.1:0").unwrap();
+    let ep = server.get_last_endpoint().unwrap().unwrap();
+    let srv = thread::spawn(move || {
+        let mut first = zmq::Message::new();
+        server.recv(&mut first, 0).unwrap(); // routing id
+        let mut body = zmq::Message::new();
+        server.recv(&mut body, 0).unwrap();
+        let seen = body.gets("X-Domo-Extensions").map(str::to_owned);
+        server
+            .send_multipart([first.to_vec(), body.to_vec()], 0)
+            .unwrap();
+        (seen, server)
+    });
+    let mut metadata = Metadata::new();
+    metadata.insert("X-Domo-Extensions", "credit,mux");
+    let dealer = Dealer::connect(
+        &ep,
+        Options {
+            metadata: metadata.clone(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    dealer.send(frames(&[b"hello"])).await.unwrap();
+    assert_eq!(
+        timeout(T, dealer.recv()).await.unwrap().unwrap(),
+        frames(&[b"hello"])
+    );
+    let theirs = dealer.peer_metadata().expect("connected");
+    assert_eq!(
+        theirs.get("Socket-Type").map(|v| &v[..]),
+        Some(&b"ROUTER"[..])
+    );
+    let (seen, _server) = tokio::task::spawn_blocking(move || srv.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.as_deref(),
+        Some("credit,mux"),
+        "libzmq read our property"
+    );
+
+    // A libzmq DEALER against a Router that announces a property it does not know.
+    let router = Router::new(Options {
+        metadata,
+        ..Options::default()
+    });
+    let ep = router.bind("tcp://127.0.0.1:0").await.unwrap().to_string();
+    let client = thread::spawn(move || {
+        let s = zsocket(&ctx, zmq::DEALER);
+        s.connect(&ep).unwrap();
+        s.send("ping", 0).unwrap();
+        s.recv_bytes(0).unwrap()
+    });
+    match timeout(T, router.recv_event()).await.unwrap().unwrap() {
+        RouterEvent::Connected { metadata, .. } => {
+            assert_eq!(
+                metadata.get("Socket-Type").map(|v| &v[..]),
+                Some(&b"DEALER"[..])
+            );
+        }
+        other => panic!("expected Connected, got {other:?}"),
+    }
+    echo(&router, 1).await;
+    let reply = tokio::task::spawn_blocking(move || client.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(reply, b"ping");
+}

@@ -212,6 +212,7 @@ impl Shell {
                 addr,
                 socket_type,
                 key,
+                ..
             } => {
                 debug!(peer = %peer, peer.addr = %addr, socket_type = %socket_type, "Peer connected");
                 if let Some(key) = key {

@@ -100,6 +100,20 @@ impl Handshake {
         }
     }
 
+    /// Adds properties to the metadata we announce (after `Socket-Type` and `Identity`);
+    /// those named `Socket-Type` or `Identity` are skipped. Call before any input is
+    /// processed.
+    pub fn add_properties(&mut self, extra: &Metadata) {
+        for (name, value) in extra.iter() {
+            let reserved = [&b"Socket-Type"[..], b"Identity"]
+                .iter()
+                .any(|r| name.eq_ignore_ascii_case(r));
+            if !reserved {
+                self.local.insert(name.clone(), value.clone());
+            }
+        }
+    }
+
     /// Bytes to send to the peer.
     pub fn output(&mut self) -> &mut Encoder {
         &mut self.out
