@@ -57,7 +57,8 @@ impl Broker {
         self.route(now, service, request);
     }
 
-    /// Sends an admitted request to its service's longest-idle worker, or queues it.
+    /// Sends an admitted request to the first worker of its service's waiting set (most free
+    /// credit, then longest waiting), or queues it.
     ///
     /// Creates the service if it is new; one hash lookup in all.
     fn route(&mut self, now: Instant, name: ServiceName, request: Request) {
@@ -73,7 +74,6 @@ impl Broker {
             self.stats.requests.no_worker += 1;
         }
         if let Some(worker) = service.pop_idle() {
-            self.stats.workers_idle -= 1;
             self.send_request(now, worker, request);
             return;
         }

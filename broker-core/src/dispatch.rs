@@ -1,5 +1,5 @@
-//! Matching requests with workers: dispatch, idle lists, losing a worker, re-dispatch and
-//! queue expiry.
+//! Matching requests with workers: dispatch, waiting sets and credit, losing a worker,
+//! re-dispatch and queue expiry.
 
 use std::mem;
 use std::time::Instant;
@@ -10,18 +10,19 @@ use tracing::{debug, error, info, warn};
 use super::events::{DropReason, Event};
 use super::stats::Departure;
 use super::token::Token;
-use super::worker::{InFlight, Request, WorkerState};
+use super::worker::{InFlight, Request};
 use super::{Broker, PeerKind, Service};
 
 impl Broker {
-    /// Sends `request` to `peer`, a registered worker just taken off its idle list, under a
-    /// new token, and marks it busy.
+    /// Sends `request` to `peer`, a registered worker just taken off its service's waiting
+    /// set, under a new token. The worker goes back into the set if it has credit left.
     pub(super) fn send_request(&mut self, now: Instant, peer: PeerId, mut request: Request) {
         let token = self.new_token();
+        let seq = self.new_idle_seq();
         let (Some(worker), Some(address)) = (self.workers.get_mut(&peer), token.to_address())
         else {
-            // Unreachable: idle lists only hold registered workers, and a token is always a
-            // valid frame. Not worth a panic.
+            // Unreachable: waiting sets only hold registered workers, and a token is always
+            // a valid frame. Not worth a panic.
             error!(worker = %peer, "Idle worker is not registered; request dropped");
             self.stats.requests.dropped.worker_lost += 1;
             self.release_client(&request);
@@ -42,22 +43,31 @@ impl Broker {
             worker::encode_request(&address, mem::take(&mut request.body))
         };
         worker.liveness.on_heartbeat_sent(now);
-        worker.state = WorkerState::Busy(token);
+        worker.waiting = None;
+        if worker.held.is_empty() {
+            self.stats.workers_idle -= 1;
+            self.stats.workers_busy += 1;
+        }
+        worker.held.push(token);
+        if let Some(service) = self.services.get_mut(&worker.service) {
+            service.relist(worker, &peer, seq);
+        }
         let held = InFlight {
             worker: peer.clone(),
             request,
         };
         self.in_flight.insert(token, held);
-        self.stats.workers_busy += 1;
+        self.stats.requests_at_workers = self.in_flight.len();
         self.stats.requests.dispatched += 1;
         self.emit(peer, PeerKind::Worker, frames);
     }
 
-    /// A worker replied to the request it held: the request is done (its token forgotten),
-    /// and the worker goes to the back of its service's idle list (the service it registered
-    /// for, never another: zeromq/majordomo #61); then the service dispatches
+    /// A worker replied to the request it holds under `token`: the request is done (its
+    /// token forgotten), one credit is free again, and the worker goes to the back of its
+    /// service's waiting set among workers with as much free credit (the service it
+    /// registered for, never another: zeromq/majordomo #61); then the service dispatches
     /// (zeromq/majordomo #73).
-    pub(super) fn finish_request(&mut self, now: Instant, peer: &PeerId) {
+    pub(super) fn finish_request(&mut self, now: Instant, peer: &PeerId, token: Token) {
         let seq = self.new_idle_seq();
         let Some(worker) = self.workers.get_mut(peer) else {
             return;
@@ -65,20 +75,16 @@ impl Broker {
         let Some(service) = self.services.get_mut(&worker.service) else {
             return;
         };
-        let done = match mem::replace(&mut worker.state, WorkerState::Idle { seq }) {
-            WorkerState::Busy(token) => {
+        if let Some(at) = worker.held.iter().position(|held| *held == token) {
+            worker.held.remove(at);
+            if worker.held.is_empty() {
                 self.stats.workers_busy -= 1;
-                self.in_flight.remove(&token)
+                self.stats.workers_idle += 1;
             }
-            // Not reached (only busy workers reply); kept total so the lists stay exact.
-            WorkerState::Idle { seq: old } => {
-                service.idle.remove(&old);
-                self.stats.workers_idle -= 1;
-                None
-            }
-        };
-        service.idle.insert(seq, peer.clone());
-        self.stats.workers_idle += 1;
+        }
+        let done = self.in_flight.remove(&token);
+        self.stats.requests_at_workers = self.in_flight.len();
+        service.relist(worker, peer, seq);
         let name = service.name.clone();
         if let Some(done) = done {
             self.release_client(&done.request);
@@ -100,8 +106,8 @@ impl Broker {
         seq
     }
 
-    /// Matches the service's queued requests with its idle workers, oldest request to
-    /// longest-idle worker, while it has both. A request whose client has disconnected is
+    /// Matches the service's queued requests with its workers that have free credit, oldest
+    /// request first, to the worker first in the waiting set, while it has both. A request whose client has disconnected is
     /// dropped instead (`client_gone`): nobody would read its reply.
     pub(super) fn dispatch(&mut self, now: Instant, name: &ServiceName) {
         let mut taken = false;
@@ -123,7 +129,6 @@ impl Broker {
                 self.release_client(&request);
                 break;
             };
-            self.stats.workers_idle -= 1;
             self.send_request(now, worker, request);
         }
         if taken {
@@ -131,8 +136,8 @@ impl Broker {
         }
     }
 
-    /// Removes a registered worker, if `peer` is one; its request, if any, is re-dispatched
-    /// (under a new token) or dropped. Sends nothing to the worker.
+    /// Removes a registered worker, if `peer` is one; every request it holds is
+    /// re-dispatched (each under a new token) or dropped. Sends nothing to the worker.
     pub(super) fn remove_worker(&mut self, now: Instant, peer: &PeerId, departure: Departure) {
         let Some(worker) = self.workers.remove(peer) else {
             return;
@@ -140,33 +145,56 @@ impl Broker {
         self.timers.cancel(worker.timer);
         self.stats.worker_departures.count(departure);
         let name = worker.service;
+        let held = worker.held.len();
         if departure == Departure::Expired {
-            warn!(worker = %peer, service = %name, "Worker expired");
+            warn!(worker = %peer, service = %name, held, "Worker expired");
         } else {
-            info!(worker = %peer, service = %name, reason = ?departure, "Worker removed");
+            info!(worker = %peer, service = %name, held, reason = ?departure, "Worker removed");
         }
         if let Some(service) = self.services.get_mut(&name) {
             service.workers -= 1;
-            if let WorkerState::Idle { seq } = worker.state {
-                service.idle.remove(&seq);
+            if let Some(key) = worker.waiting {
+                service.idle.remove(&key);
             }
         }
-        match worker.state {
-            WorkerState::Idle { .. } => self.stats.workers_idle -= 1,
-            WorkerState::Busy(token) => {
-                self.stats.workers_busy -= 1;
-                // The token dies with the dispatch: a late reply carrying it is stale.
-                if let Some(lost) = self.in_flight.remove(&token) {
-                    self.requeue(now, &name, lost.request);
-                }
-            }
+        if worker.held.is_empty() {
+            self.stats.workers_idle -= 1;
+        } else {
+            self.stats.workers_busy -= 1;
         }
+        // The tokens die with their dispatches: a late reply carrying one is stale.
+        let lost: Vec<Request> = worker
+            .held
+            .iter()
+            .filter_map(|token| self.in_flight.remove(token))
+            .map(|lost| lost.request)
+            .collect();
+        self.stats.requests_at_workers = self.in_flight.len();
+        self.requeue(now, &name, lost);
         self.remove_service_if_unused(&name);
     }
 
-    /// Puts a request whose worker was lost back at the head of its queue, unless
-    /// re-dispatch is off or the request has used up its re-dispatches.
-    fn requeue(&mut self, now: Instant, name: &ServiceName, mut request: Request) {
+    /// Puts the requests of a lost worker back at the head of their queue, oldest first,
+    /// then dispatches them; drops those that may not go again.
+    fn requeue(&mut self, now: Instant, name: &ServiceName, lost: Vec<Request>) {
+        let mut put_back = false;
+        for request in lost {
+            put_back |= self.put_back(now, name, request);
+        }
+        if !put_back {
+            return;
+        }
+        self.dispatch(now, name);
+        if self.draining {
+            // No new work while draining: a request that found no idle worker at once goes.
+            self.drop_queued(name, DropReason::Shutdown);
+        }
+    }
+
+    /// Puts a request whose worker was lost back at the head of its queue (behind other
+    /// requests put back before it), unless re-dispatch is off or the request has used up
+    /// its re-dispatches; `false` if it was dropped.
+    fn put_back(&mut self, now: Instant, name: &ServiceName, mut request: Request) -> bool {
         let reason = if self.closing {
             Some(DropReason::Shutdown)
         } else if !self.is_serving() {
@@ -191,13 +219,13 @@ impl Broker {
         if let Some(reason) = reason {
             self.dropped(name, reason);
             self.release_client(&request);
-            return;
+            return false;
         }
         let Some(service) = self.services.get_mut(name) else {
             // Not reached: the service of a registered worker exists until the worker goes.
             self.dropped(name, DropReason::WorkerLost);
             self.release_client(&request);
-            return;
+            return false;
         };
         request.redispatches += 1;
         self.stats.requests.redispatched += 1;
@@ -207,11 +235,7 @@ impl Broker {
         service.arm_timer(&mut self.timers, deadline);
         // Always re-admitted (it was admitted once), but it counts towards closing the queue.
         self.queue_grew(name);
-        self.dispatch(now, name);
-        if self.draining {
-            // No new work while draining: a request that found no idle worker at once goes.
-            self.drop_queued(name, DropReason::Shutdown);
-        }
+        true
     }
 
     /// The queue timer of a service fired: drops its expired requests and schedules the

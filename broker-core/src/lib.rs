@@ -133,7 +133,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use domo_mdp::consts::MDPW01;
-use domo_mdp::{Incoming, PeerId, ServiceName};
+use domo_mdp::{Credit, Incoming, PeerId, ServiceName};
 
 use self::admission::Client;
 pub use self::admission::{low_watermark, Flow, PauseCause, REQUEST_OVERHEAD};
@@ -180,7 +180,7 @@ pub struct Broker {
     /// Services with workers or queued requests.
     services: HashMap<ServiceName, Service>,
     /// Requests at workers, by the token sent in the client-address frame of their REQUEST
-    /// (`token.rs`): as many entries as busy workers.
+    /// (`token.rs`): one entry per request a worker holds, up to its credit per worker.
     in_flight: HashMap<Token, InFlight>,
     /// The token the next dispatch gets; tokens below it were handed out before.
     next_token: Token,
@@ -254,6 +254,21 @@ impl Broker {
     /// Handles a message from the ROUTER socket: the sender's routing id and the frames after
     /// it. Anything may arrive here; invalid input is dropped and counted.
     pub fn handle_message(&mut self, now: Instant, peer: PeerId, frames: Vec<Bytes>) {
+        self.handle_message_with_credit(now, peer, frames, Credit::ONE);
+    }
+
+    /// [`Broker::handle_message`] for a peer that announced worker credit in its handshake
+    /// ([`domo_mdp::extensions::CREDIT_PROPERTY`]): if the message is its READY, the worker
+    /// may hold up to `credit` requests at once. Any other message is handled as by
+    /// [`Broker::handle_message`]; the transport keeps the credit per connection, the core
+    /// only per registered worker.
+    pub fn handle_message_with_credit(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        frames: Vec<Bytes>,
+        credit: Credit,
+    ) {
         let now = self.begin(now);
         if self.is_silenced(&peer) {
             self.stats.ignored_after_disconnect += 1;
@@ -262,7 +277,7 @@ impl Broker {
         let worker_header = frames.iter().take(2).any(|frame| frame == MDPW01);
         match domo_mdp::decode(frames) {
             Ok(Incoming::Client(request)) => self.on_client_request(now, peer, request),
-            Ok(Incoming::Worker(command)) => self.on_worker_command(now, peer, command),
+            Ok(Incoming::Worker(command)) => self.on_worker_command(now, peer, command, credit),
             Err(error) => self.on_invalid(now, peer, worker_header, &error),
         }
     }
@@ -329,12 +344,17 @@ impl Broker {
     }
 
     /// Per-service gauges: `(service, queued requests, idle workers, busy workers)` for every
-    /// service the broker knows now. Costs one pass over the services; meant for a scrape.
+    /// service the broker knows now; a worker is busy while it holds at least one request.
+    /// Costs one pass over the services and their waiting sets; meant for a scrape.
     pub fn service_gauges(&self) -> Vec<(ServiceName, usize, usize, usize)> {
         self.services
             .values()
             .map(|s| {
-                let idle = s.idle.len();
+                let idle = s
+                    .idle
+                    .values()
+                    .filter(|peer| self.workers.get(*peer).is_some_and(|w| !w.is_busy()))
+                    .count();
                 (s.name.clone(), s.queue.len(), idle, s.workers - idle)
             })
             .collect()

@@ -7,6 +7,7 @@ use domo_mdp::{PeerId, ServiceName};
 
 use super::queue::RequestQueue;
 use super::timer::{Timer, TimerKey, Timers};
+use super::worker::{WaitKey, Worker};
 
 /// One service the broker knows.
 ///
@@ -14,17 +15,18 @@ use super::timer::{Timer, TimerKey, Timers};
 /// as it has neither workers nor queued requests, so clients naming arbitrary services cannot
 /// grow the broker's memory beyond the queue limits.
 ///
-/// Invariant between events: never both an idle worker and a queued request (the broker
-/// dispatches as soon as both exist).
+/// Invariant between events: never both a worker with free credit and a queued request (the
+/// broker dispatches as soon as both exist).
 #[derive(Debug)]
 pub(super) struct Service {
     /// The service's name, also its key in the broker's map; kept here to name the service
     /// in timers and logs without another lookup.
     pub(super) name: ServiceName,
-    /// Idle workers by the sequence number they got when they became idle: the first entry
-    /// has waited longest, so popping it gives least-recently-used dispatch, and a worker that
-    /// leaves is removed by key without a scan.
-    pub(super) idle: BTreeMap<u64, PeerId>,
+    /// The waiting set: workers with free credit (idle ones, and ones with credit above 1
+    /// that hold fewer requests than it), by [`WaitKey`]: the first entry has the most free
+    /// credit and, among equals, has waited longest, so popping it gives least-recently-used
+    /// dispatch for credit-1 workers; a worker that leaves is removed by key without a scan.
+    pub(super) idle: BTreeMap<WaitKey, PeerId>,
     /// Requests waiting for a worker.
     pub(super) queue: RequestQueue,
     /// Registered workers, idle and busy.
@@ -53,9 +55,24 @@ impl Service {
         }
     }
 
-    /// Takes the worker that has been idle longest.
+    /// Takes the worker with the most free credit that has waited longest.
     pub(super) fn pop_idle(&mut self) -> Option<PeerId> {
         self.idle.pop_first().map(|(_, peer)| peer)
+    }
+
+    /// Puts `worker` (registered as `peer`) at the back of the waiting set among workers
+    /// with as much free credit, as entry number `seq`, taking it out of the set first if it
+    /// is there; leaves it out if it has no free credit.
+    pub(super) fn relist(&mut self, worker: &mut Worker, peer: &PeerId, seq: u64) {
+        if let Some(key) = worker.waiting.take() {
+            self.idle.remove(&key);
+        }
+        let free = worker.free();
+        if free > 0 {
+            let key = WaitKey::new(free, seq);
+            self.idle.insert(key, peer.clone());
+            worker.waiting = Some(key);
+        }
     }
 
     /// Makes sure the queue's expiry timer is pending; if it must be scheduled, it is set for
@@ -82,9 +99,11 @@ mod tests {
     fn idle_workers_pop_least_recently_used_first() {
         let mut service = Service::new(ServiceName::from_static("echo"));
         for (seq, id) in [(7, "b"), (3, "a"), (9, "c")] {
-            service.idle.insert(seq, PeerId::new(id).unwrap());
+            service
+                .idle
+                .insert(WaitKey::new(1, seq), PeerId::new(id).unwrap());
         }
-        service.idle.remove(&7);
+        service.idle.remove(&WaitKey::new(1, 7));
         assert_eq!(service.pop_idle(), Some(PeerId::new("a").unwrap()));
         assert_eq!(service.pop_idle(), Some(PeerId::new("c").unwrap()));
         assert_eq!(service.pop_idle(), None);

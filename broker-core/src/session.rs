@@ -4,21 +4,28 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use domo_mdp::{worker, DecodeError, Liveness, PeerId, ServiceName, WorkerCommand};
+use domo_mdp::{worker, Credit, DecodeError, Liveness, PeerId, ServiceName, WorkerCommand};
 use tracing::{debug, info};
 
 use super::events::Event;
 use super::stats::{Departure, DisconnectReason};
 use super::timer::Timer;
 use super::token::Token;
-use super::worker::{Worker, WorkerState};
+use super::worker::{WaitKey, Worker};
 use super::{Broker, Flow, PeerKind, Service};
 
 impl Broker {
     /// Handles a decoded command from a worker.
-    pub(super) fn on_worker_command(&mut self, now: Instant, peer: PeerId, command: WorkerCommand) {
+    /// `credit` is what the peer announced in its handshake; only READY uses it.
+    pub(super) fn on_worker_command(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        command: WorkerCommand,
+        credit: Credit,
+    ) {
         match command {
-            WorkerCommand::Ready { service } => self.on_ready(now, peer, service),
+            WorkerCommand::Ready { service } => self.on_ready(now, peer, service, credit),
             WorkerCommand::Reply { client, body } => self.on_reply(now, peer, client, body),
             WorkerCommand::Heartbeat => self.on_heartbeat(now, peer),
             WorkerCommand::Disconnect => self.on_disconnect_command(now, peer),
@@ -31,7 +38,7 @@ impl Broker {
         }
     }
 
-    fn on_ready(&mut self, now: Instant, peer: PeerId, service: ServiceName) {
+    fn on_ready(&mut self, now: Instant, peer: PeerId, service: ServiceName, credit: Credit) {
         if self.workers.contains_key(&peer) {
             self.reject_worker(now, &peer, DisconnectReason::SecondReady);
         } else if service.is_mmi() {
@@ -41,30 +48,33 @@ impl Broker {
             self.stats.refusals.serve += 1;
             self.send_disconnect(now, peer, DisconnectReason::NotAuthorized);
         } else {
-            self.register(now, peer, service);
+            self.register(now, peer, service, credit);
         }
     }
 
-    /// Registers a new worker for `name` at the back of the service's idle list, then
-    /// dispatches (so it gets a queued request at once if there is one).
-    fn register(&mut self, now: Instant, peer: PeerId, name: ServiceName) {
-        info!(worker = %peer, service = %name, "Worker registered");
+    /// Registers a new worker for `name` with `credit` in the service's waiting set (behind
+    /// the workers with as much free credit), then dispatches (so it gets queued requests at
+    /// once if there are any).
+    fn register(&mut self, now: Instant, peer: PeerId, name: ServiceName, credit: Credit) {
+        info!(worker = %peer, service = %name, %credit, "Worker registered");
         let seq = self.new_idle_seq();
         let service = self.services.entry(name.clone()).or_insert_with(|| {
             self.stats.services += 1;
             Service::new(name.clone())
         });
         service.workers += 1;
-        service.idle.insert(seq, peer.clone());
+        let key = WaitKey::new(credit.get(), seq);
+        service.idle.insert(key, peer.clone());
         self.stats.workers_idle += 1;
         let liveness = Liveness::new(now, self.config.heartbeat);
         let wake = liveness.next_heartbeat_due().min(liveness.deadline());
         let timer = self.timers.schedule(wake, Timer::Worker(peer.clone()));
-        let state = WorkerState::Idle { seq };
         let worker = Worker {
             service: name.clone(),
             liveness,
-            state,
+            credit,
+            held: Vec::new(),
+            waiting: Some(key),
             timer,
         };
         self.workers.insert(peer.clone(), worker);
@@ -89,9 +99,9 @@ impl Broker {
         // are asked so that a reply is never forwarded on the word of one of them alone.
         let held = token
             .filter(|token| worker.holds(*token))
-            .and_then(|token| self.in_flight.get(&token))
-            .filter(|held| held.worker == peer);
-        let Some(held) = held else {
+            .and_then(|token| Some((token, self.in_flight.get(&token)?)))
+            .filter(|(_, held)| held.worker == peer);
+        let Some((token, held)) = held else {
             debug!(worker = %peer, %address, busy = worker.is_busy(), "Unexpected REPLY");
             self.reply_dropped(token);
             self.reject_worker(now, &peer, DisconnectReason::UnexpectedReply);
@@ -101,7 +111,7 @@ impl Broker {
         let received_at = held.request.received_at;
         let service = worker.service.clone();
         self.send_reply(now, client, received_at, &service, body);
-        self.finish_request(now, &peer);
+        self.finish_request(now, &peer, token);
     }
 
     /// Counts a worker reply dropped because its token names no request the worker holds.

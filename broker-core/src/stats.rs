@@ -19,10 +19,14 @@ pub struct Stats {
     /// Messages dropped unread because they came from a peer the broker is silent towards
     /// (after a DISCONNECT either way; see [`crate::Broker`]).
     pub ignored_after_disconnect: u64,
-    /// Gauge: registered workers waiting for a request.
+    /// Gauge: registered workers holding no request.
     pub workers_idle: usize,
-    /// Gauge: registered workers holding a request.
+    /// Gauge: registered workers holding at least one request (with worker credit, a busy
+    /// worker may still take more).
     pub workers_busy: usize,
+    /// Gauge: requests held by workers, all workers together (one per busy worker of credit
+    /// 1; up to its credit per worker).
+    pub requests_at_workers: usize,
     /// Gauge: requests waiting in service queues.
     pub queued_requests: usize,
     /// Gauge: body bytes of the requests waiting in service queues.
@@ -99,7 +103,7 @@ impl Pauses {
 ///
 /// Every received request ends in exactly one of `replied` or a [`RequestDrops`] reason, or
 /// is still queued or held by a worker:
-/// `received = replied + dropped.total() + queued_requests + workers_busy`.
+/// `received = replied + dropped.total() + queued_requests + requests_at_workers`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestStats {
     /// Requests accepted for routing.

@@ -1,9 +1,10 @@
-//! A registered worker, the request it may hold, and the requests at workers by token.
+//! A registered worker, the requests it may hold, and the requests at workers by token.
 
+use std::cmp::Reverse;
 use std::time::Instant;
 
 use bytes::Bytes;
-use domo_mdp::{Liveness, PeerId, ServiceName};
+use domo_mdp::{Credit, Liveness, PeerId, ServiceName};
 
 use super::timer::TimerKey;
 use super::token::Token;
@@ -50,19 +51,38 @@ pub(super) struct InFlight {
     pub(super) request: Request,
 }
 
-/// A worker is either waiting in its service's idle list or holding exactly one request.
-#[derive(Debug)]
-pub(super) enum WorkerState {
-    /// In its service's idle list under this key; smaller keys have waited longer.
-    Idle {
-        /// The worker's key in [`super::service::Service::idle`].
-        seq: u64,
-    },
-    /// Holding the request sent with this token; its next REPLY must carry it.
-    Busy(Token),
+/// A worker's place in its service's waiting set ([`super::service::Service::idle`]):
+/// workers with more free credit come first, and among equals the one that waited longest
+/// (the smaller `seq`), so credit-1 workers keep plain least-recently-used order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct WaitKey {
+    /// Free credit, reversed so that more comes first.
+    free: Reverse<u32>,
+    /// When the worker entered the set; grows forever.
+    seq: u64,
+}
+
+impl WaitKey {
+    /// The key of a worker with `free` credit entering the set as number `seq`.
+    pub(super) fn new(free: u32, seq: u64) -> Self {
+        Self {
+            free: Reverse(free),
+            seq,
+        }
+    }
+
+    /// When the worker entered the set (for the tests' invariant check).
+    #[cfg(test)]
+    pub(super) fn seq(self) -> u64 {
+        self.seq
+    }
 }
 
 /// A worker that sent READY and has not left.
+///
+/// A worker holds up to `credit` requests (1 for RFC 7 workers, more when it announced
+/// [`domo_mdp::extensions::CREDIT_PROPERTY`]); while it holds fewer it waits in its
+/// service's waiting set under `waiting`.
 #[derive(Debug)]
 pub(super) struct Worker {
     /// The one service it serves; requests and the idle list always use this name, never one
@@ -71,8 +91,13 @@ pub(super) struct Worker {
     /// When the worker expires and when it is owed a HEARTBEAT; the rule shared with the
     /// worker SDK.
     pub(super) liveness: Liveness,
-    /// Idle or busy.
-    pub(super) state: WorkerState,
+    /// How many requests it may hold at once.
+    pub(super) credit: Credit,
+    /// The tokens of the requests it holds, oldest dispatch first; never more than `credit`.
+    pub(super) held: Vec<Token>,
+    /// Its key in the service's waiting set: `Some` exactly while it holds fewer requests
+    /// than its credit.
+    pub(super) waiting: Option<WaitKey>,
     /// The worker's pending timer: at or before both its expiry and its next heartbeat.
     pub(super) timer: TimerKey,
 }
@@ -87,12 +112,18 @@ impl Worker {
 
     /// Whether the worker holds a request.
     pub(super) fn is_busy(&self) -> bool {
-        matches!(self.state, WorkerState::Busy(_))
+        !self.held.is_empty()
+    }
+
+    /// How many more requests it may take now.
+    pub(super) fn free(&self) -> u32 {
+        let held = u32::try_from(self.held.len()).unwrap_or(u32::MAX);
+        self.credit.get().saturating_sub(held)
     }
 
     /// Whether the worker holds the request sent with `token`.
     pub(super) fn holds(&self, token: Token) -> bool {
-        matches!(self.state, WorkerState::Busy(held) if held == token)
+        self.held.contains(&token)
     }
 }
 
@@ -125,11 +156,24 @@ mod tests {
         let worker = Worker {
             service: ServiceName::from_static("echo"),
             liveness,
-            state: WorkerState::Idle { seq: 0 },
+            credit: Credit::ONE,
+            held: Vec::new(),
+            waiting: Some(WaitKey::new(1, 0)),
             timer,
         };
         assert_eq!(worker.next_wake(), first_heartbeat);
         assert!(!worker.is_busy());
         assert!(!worker.holds(Token::FIRST));
+        assert_eq!(worker.free(), 1);
+    }
+
+    #[test]
+    fn waiting_workers_order_by_free_credit_then_seq() {
+        let mut keys = [WaitKey::new(1, 0), WaitKey::new(3, 5), WaitKey::new(3, 2)];
+        keys.sort();
+        assert_eq!(
+            keys,
+            [WaitKey::new(3, 2), WaitKey::new(3, 5), WaitKey::new(1, 0)]
+        );
     }
 }

@@ -134,6 +134,7 @@ struct FlowMetrics {
     redispatched: IntCounterVec,
     no_worker: IntCounterVec,
     queued_bytes: IntGauge,
+    requests_at_workers: IntGauge,
     services: IntGauge,
     receive_held: IntGauge,
     mmi_requests: IntCounterVec,
@@ -187,6 +188,10 @@ impl FlowMetrics {
                 "domo_queued_bytes",
                 "Body bytes of the requests waiting in all service queues",
             ),
+            requests_at_workers: plain_gauge(
+                "domo_requests_at_workers",
+                "Requests held by workers now, all workers together (up to each worker's credit)",
+            ),
             services: plain_gauge(
                 "domo_services",
                 "Services the broker knows now (with workers, queued requests, or both)",
@@ -225,6 +230,8 @@ impl FlowMetrics {
         set_total(&self.redispatched, &[], s.requests.redispatched);
         set_total(&self.no_worker, &[], s.requests.no_worker);
         self.queued_bytes.set(gauge_value(s.queued_bytes));
+        self.requests_at_workers
+            .set(gauge_value(s.requests_at_workers));
         self.services.set(gauge_value(s.services));
         self.receive_held.set(gauge_value(router.recv_budget_used));
         set_total(&self.mmi_requests, &[], s.mmi_requests);
@@ -855,6 +862,9 @@ mod tests {
             s.queued_bytes = v as usize
         }),
         ("services", "domo_services", |s, v| s.services = v as usize),
+        ("requests_at_workers", "domo_requests_at_workers", |s, v| {
+            s.requests_at_workers = v as usize
+        }),
         ("clients_paused", "domo_clients_paused", |s, v| {
             s.clients_paused = v as usize
         }),

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use domo_mdp::PeerId;
 
 use super::util::{frames, Harness};
+use crate::token::Token;
 use crate::{BrokerConfig, QueueLimits};
 
 /// Peers are drawn from one small pool, so the same id acts as client and worker at times.
@@ -20,7 +21,8 @@ const PATTERNS: [&str; 6] = ["*", "", "s0", "s1, s2", "s*", "mmi.*"];
 
 #[derive(Debug, Clone)]
 enum Event {
-    Ready(u8, usize),
+    /// READY with a credit of 1, 2 or 3 (weighted towards 1, the RFC 7 case).
+    Ready(u8, usize, u32),
     Request(u8, usize, u8),
     Mmi(u8, usize),
     /// One of the busy workers, picked by index, replies to the request it holds.
@@ -42,7 +44,8 @@ fn event() -> impl Strategy<Value = Event> {
     let peer = 0..PEERS;
     let service = 0..SERVICES.len();
     prop_oneof![
-        2 => (peer.clone(), service.clone()).prop_map(|(p, s)| Event::Ready(p, s)),
+        2 => (peer.clone(), service.clone(), prop_oneof![2 => Just(1u32), 1 => 2u32..4])
+            .prop_map(|(p, s, n)| Event::Ready(p, s, n)),
         4 => (peer.clone(), service.clone(), 0u8..8).prop_map(|(p, s, n)| Event::Request(p, s, n)),
         1 => (peer.clone(), service).prop_map(|(p, s)| Event::Mmi(p, s)),
         6 => any::<usize>().prop_map(Event::ReplyHeld),
@@ -83,24 +86,24 @@ fn name(peer: u8) -> String {
 
 fn apply(h: &mut Harness, event: &Event) {
     match *event {
-        Event::Ready(p, s) => h.ready(&name(p), SERVICES[s]),
+        Event::Ready(p, s, credit) => h.ready_with_credit(&name(p), SERVICES[s], credit),
         Event::Request(p, s, size) => {
             h.request(&name(p), SERVICES[s], &"x".repeat(size.into()));
         }
         Event::Mmi(p, s) => h.request(&name(p), "mmi.workers", SERVICES[s]),
         Event::ReplyHeld(pick) => {
-            let mut busy: Vec<(String, String)> = h
+            let mut held: Vec<(Token, String)> = h
                 .broker
                 .in_flight
-                .values()
-                .map(|held| (text(&held.worker), text(&held.request.client)))
+                .iter()
+                .map(|(token, held)| (*token, text(&held.worker)))
                 .collect();
-            if busy.is_empty() {
+            if held.is_empty() {
                 return;
             }
-            busy.sort();
-            let (worker, client) = &busy[pick % busy.len()];
-            h.reply(worker, client, "r");
+            held.sort();
+            let (token, worker) = &held[pick % held.len()];
+            h.reply_with(worker, &token.to_address().unwrap(), "r");
         }
         Event::ReplyTo(p, c) => h.reply(&name(p), &name(c), "r"),
         Event::Heartbeat(p) => h.heartbeat(&name(p)),

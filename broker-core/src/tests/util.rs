@@ -5,11 +5,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use domo_mdp::{client, worker, PeerId, ServiceName, WorkerCommand};
+use domo_mdp::{client, worker, Credit, PeerId, ServiceName, WorkerCommand};
 
 use crate::admission::charge;
 use crate::token::Token;
-use crate::worker::WorkerState;
+use crate::worker::WaitKey;
 use crate::{Broker, BrokerConfig, Flow, Outbound, Patterns, PeerKind, Rights};
 
 pub(super) const MS: Duration = Duration::from_millis(1);
@@ -196,6 +196,15 @@ impl Harness {
 
     pub(super) fn ready(&mut self, worker: &str, name: &str) {
         self.send(worker, worker::encode_ready(&service(name)));
+    }
+
+    /// READY from a worker that announced `credit` in its handshake.
+    pub(super) fn ready_with_credit(&mut self, worker: &str, name: &str, credit: u32) {
+        let credit = Credit::new(credit).expect("credit in range");
+        let frames = worker::encode_ready(&service(name));
+        self.broker
+            .handle_message_with_credit(self.now, id(worker), frames, credit);
+        self.collect();
     }
 
     /// A client request with a body of one frame per `|`-separated part.
@@ -393,25 +402,40 @@ impl Broker {
     /// Checks every invariant the core relies on; panics with the first one broken.
     pub(super) fn check_invariants(&self, now: Instant) {
         assert!(now <= self.now, "core clock behind the harness");
-        let (mut idle, mut busy) = (0, 0);
+        let (mut idle, mut busy, mut held) = (0, 0, 0);
         let mut workers_of: HashMap<&ServiceName, usize> = HashMap::new();
         for (peer, worker) in &self.workers {
             *workers_of.entry(&worker.service).or_default() += 1;
             let service = &self.services[&worker.service];
-            match &worker.state {
-                WorkerState::Idle { seq } => {
-                    idle += 1;
-                    assert_eq!(service.idle.get(seq), Some(peer), "idle worker not listed");
-                }
-                WorkerState::Busy(token) => {
-                    busy += 1;
-                    let held = self.in_flight.get(token).expect("busy worker's request");
-                    assert_eq!(&held.worker, peer, "request held by another worker");
-                    assert!(
-                        token.issued_before(self.next_token),
-                        "token from the future"
+            assert!(
+                worker.held.len() <= worker.credit.get() as usize,
+                "{peer} holds more than its credit"
+            );
+            if worker.held.is_empty() {
+                idle += 1;
+            } else {
+                busy += 1;
+            }
+            held += worker.held.len();
+            for token in &worker.held {
+                let in_flight = self.in_flight.get(token).expect("held request");
+                assert_eq!(&in_flight.worker, peer, "request held by another worker");
+                assert!(
+                    token.issued_before(self.next_token),
+                    "token from the future"
+                );
+            }
+            match worker.waiting {
+                Some(key) => {
+                    assert!(worker.free() > 0, "{peer} waits without credit");
+                    assert_eq!(key, WaitKey::new(worker.free(), key.seq()), "stale key");
+                    assert_eq!(
+                        service.idle.get(&key),
+                        Some(peer),
+                        "waiting worker not listed"
                     );
                 }
+                None => assert_eq!(worker.free(), 0, "{peer} has credit but does not wait"),
             }
             assert!(self.timers.is_pending(worker.timer), "worker without timer");
             assert!(worker.timer.at() <= worker.next_wake());
@@ -430,9 +454,8 @@ impl Broker {
                 "undispatched"
             );
             assert_eq!(service.workers, workers_of.get(name).copied().unwrap_or(0));
-            for (seq, peer) in &service.idle {
-                let state = &self.workers[peer].state;
-                assert!(matches!(state, WorkerState::Idle { seq: s } if s == seq));
+            for (key, peer) in &service.idle {
+                assert_eq!(self.workers[peer].waiting, Some(*key));
             }
             if let Some(key) = service.timer {
                 timed_services += 1;
@@ -458,18 +481,19 @@ impl Broker {
         }
         assert_eq!(
             self.in_flight.len(),
-            busy,
-            "requests at workers that are not busy"
+            held,
+            "requests at workers that do not hold them"
         );
         let timers = self.workers.len() + timed_services + self.silenced.len();
         assert_eq!(self.timers.len(), timers, "stale timers");
         self.check_admission(&queued);
         let stats = &self.stats;
         assert_eq!((stats.workers_idle, stats.workers_busy), (idle, busy));
+        assert_eq!(stats.requests_at_workers, held);
         assert_eq!((stats.queued_requests, stats.queued_bytes), queued);
         assert_eq!(stats.services, self.services.len());
         let requests = &stats.requests;
-        let pending = (stats.queued_requests + stats.workers_busy) as u64;
+        let pending = (stats.queued_requests + stats.requests_at_workers) as u64;
         assert_eq!(
             requests.received,
             requests.replied + requests.dropped.total() + pending,
