@@ -631,6 +631,7 @@ impl Metrics {
             ("protocol_error", t.protocol_errors),
             ("oversized", t.oversized),
             ("identity_rejected", t.identity_rejected),
+            ("malformed_credit", snapshot.shell.malformed_credit),
         ] {
             set_total(&self.transport, &[event], total);
         }
@@ -697,6 +698,9 @@ pub struct ShellStats {
     pub replies_to_gone_clients: u64,
     /// Worker commands dropped because the worker had disconnected or its queue was full.
     pub worker_commands_dropped: u64,
+    /// Peers whose `X-Domo-Credit` handshake property was not a number in `1..=1024` (they
+    /// get credit 1).
+    pub malformed_credit: u64,
 }
 
 /// What the shell copies out for a scrape.

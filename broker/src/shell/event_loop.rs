@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use domo_mdp::LockExt;
+use domo_mdp::extensions::CREDIT_PROPERTY;
+use domo_mdp::{Credit, LockExt};
+use domo_zmtp::proto::Metadata;
 use domo_zmtp::{PublicKey, Router, RouterEvent};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -40,6 +42,10 @@ pub(super) struct Shell {
     pub(super) keys: Option<Arc<AuthorizedKeys>>,
     /// The proved key of each connected CURVE peer, to apply a reload of the keys.
     pub(super) peer_keys: HashMap<domo_mdp::PeerId, PublicKey>,
+    /// The worker credit of each connected peer that announced one other than 1 in its
+    /// handshake (`X-Domo-Credit`), kept until its connection closes; the core takes it
+    /// with the peer's READY. Empty with RFC 7 peers only, so they cost one check.
+    pub(super) credits: HashMap<domo_mdp::PeerId, Credit>,
 }
 
 impl Shell {
@@ -200,7 +206,8 @@ impl Shell {
         match event {
             RouterEvent::Message { peer, msg } => match to_mdp(&peer) {
                 Some(id) => {
-                    self.core.handle_message(now(), id, msg);
+                    let credit = self.credit_of(&id);
+                    self.core.handle_message_with_credit(now(), id, msg, credit);
                     // Before the next message: a deferred request must be back in the router
                     // ahead of anything else its client sent.
                     flow::apply(&self.router, &mut self.core, &mut self.stats);
@@ -212,17 +219,19 @@ impl Shell {
                 addr,
                 socket_type,
                 key,
-                ..
+                metadata,
             } => {
                 debug!(peer = %peer, peer.addr = %addr, socket_type = %socket_type, "Peer connected");
                 if let Some(key) = key {
                     self.on_key(&peer, key);
                 }
+                self.on_metadata(&peer, &metadata);
             }
             RouterEvent::Disconnected { peer } => {
                 debug!(peer = %peer, "Peer disconnected");
                 if let Some(id) = to_mdp(&peer) {
                     self.peer_keys.remove(&id);
+                    self.credits.remove(&id);
                     self.core.handle_disconnect(now(), &id);
                     flow::apply(&self.router, &mut self.core, &mut self.stats);
                 }
@@ -234,6 +243,40 @@ impl Shell {
                 }
             }
         }
+    }
+}
+
+// === Worker credit ===
+
+impl Shell {
+    /// Keeps the credit a peer announced in its handshake. A value that is not a decimal
+    /// number in `1..=1024` counts as 1 (RFC 7) and is counted as malformed.
+    fn on_metadata(&mut self, peer: &domo_zmtp::PeerId, metadata: &Metadata) {
+        let Some(value) = metadata.get(CREDIT_PROPERTY) else {
+            return;
+        };
+        let Some(id) = to_mdp(peer) else {
+            return;
+        };
+        match Credit::parse(value) {
+            Some(credit) if credit != Credit::ONE => {
+                debug!(peer = %peer, %credit, "Peer announced worker credit");
+                self.credits.insert(id, credit);
+            }
+            Some(_) => {}
+            None => {
+                debug!(peer = %peer, value = ?value, "Malformed worker credit; taken as 1");
+                self.stats.malformed_credit += 1;
+            }
+        }
+    }
+
+    /// The credit `peer` announced, 1 if none.
+    fn credit_of(&self, peer: &domo_mdp::PeerId) -> Credit {
+        if self.credits.is_empty() {
+            return Credit::ONE;
+        }
+        self.credits.get(peer).copied().unwrap_or(Credit::ONE)
     }
 }
 

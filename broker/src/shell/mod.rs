@@ -21,6 +21,11 @@
 //! ([`Control::KeysReloaded`]) it closes the connections whose key is gone and gives the
 //! others their new rights.
 //!
+//! Worker credit is negotiated in the ZMTP handshake: the router announces
+//! `X-Domo-Extensions: credit`, and a peer that announces `X-Domo-Credit` has its credit kept
+//! here until its connection closes and passed to the core with each of its messages
+//! ([`Broker::handle_message_with_credit`]; the core uses it at READY).
+//!
 //! The outside talks to the loop through one bounded channel of [`Control`] messages (drain,
 //! stop, reload, scrape), so the core keeps a single owner. A drain asks the core to refuse
 //! new requests ([`Broker::begin_drain`]), waits until [`Broker::is_drained`] or the drain
@@ -32,6 +37,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use domo_mdp::extensions::{CREDIT, EXTENSIONS_PROPERTY};
 use domo_zmtp::{Dealer, Endpoint, Options, Router};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
@@ -105,6 +111,16 @@ pub fn broker_transport_options() -> Options {
     }
 }
 
+/// Adds the extensions this broker understands to its handshake metadata
+/// ([`EXTENSIONS_PROPERTY`]: worker credit), unless the options already announce a list.
+/// RFC 7 peers never read application properties, so they see nothing new.
+fn announce_extensions(mut options: Options) -> Options {
+    if options.metadata.get(EXTENSIONS_PROPERTY).is_none() {
+        options.metadata.insert(EXTENSIONS_PROPERTY, CREDIT);
+    }
+    options
+}
+
 /// What a broker that stopped cleanly had counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Finished {
@@ -137,7 +153,7 @@ pub async fn bind(config: ShellConfig) -> Result<BoundBroker, ShellError> {
         return Err(ShellError::NoEndpoint);
     }
     let core = Broker::new(config.core, now())?;
-    let router = Router::new(config.transport);
+    let router = Router::new(announce_extensions(config.transport));
     let mut endpoints = Vec::new();
     for ep in &config.binds {
         endpoints.push(router.bind(ep).await?);
@@ -267,6 +283,7 @@ impl BoundBroker {
             serving,
             keys,
             peer_keys: HashMap::new(),
+            credits: HashMap::new(),
         };
         let result = shell.serve(control, shutdown).await;
         if let Some(link) = &shell.ha {
