@@ -21,8 +21,12 @@
 //! # Routing
 //!
 //! * A request for service `S` goes to the worker of `S` that has been idle longest (LRU), or
-//!   waits in `S`'s FIFO queue. Whenever `S` has both an idle worker and a queued request,
-//!   they are matched at once: after READY, after every REPLY (zeromq/majordomo #73), and
+//!   waits in `S`'s FIFO queue. With worker credit (a worker registered through
+//!   [`Broker::handle_message_with_credit`] may hold up to `N` requests, each under its own
+//!   token), a worker waits while it holds fewer than its credit, and the one with the most
+//!   free credit goes first, the longest waiting among equals; credit-1 workers (all RFC 7
+//!   ones) keep the plain LRU order. Whenever `S` has both a waiting worker and a queued
+//!   request, they are matched at once: after READY, after every REPLY (zeromq/majordomo #73), and
 //!   after a lost request is put back. A worker always returns to its own service's idle
 //!   list (zeromq/majordomo #61). Cost per request is a few hash lookups, independent of the
 //!   number of services and workers.
@@ -30,10 +34,11 @@
 //!   queued request is dropped after [`BrokerConfig::request_timeout`]; queues are bounded
 //!   per service and in total ([`QueueLimits`]). Services exist only while they have workers
 //!   or queued requests. `mmi.*` requests never create one.
-//! * When a worker holding a request is lost (connection closed, expired, DISCONNECT, or
-//!   removed for a protocol error), the request goes back to the head of its queue and is
-//!   dispatched again, at most [`BrokerConfig::max_redispatch`] times (at-least-once delivery,
-//!   so workers should be idempotent; [`BrokerConfig::redispatch`] turns it off).
+//! * When a worker holding requests is lost (connection closed, expired, DISCONNECT, or
+//!   removed for a protocol error), every request it holds goes back to the head of its queue
+//!   (in the order it got them) and is dispatched again under a new token, at most
+//!   [`BrokerConfig::max_redispatch`] times (at-least-once delivery, so workers should be
+//!   idempotent; [`BrokerConfig::redispatch`] turns it off).
 //! * A worker REQUEST carries a token in its client-address frame, not the client's routing
 //!   id: 8 bytes naming this dispatch of this request (the format is in `token.rs`). RFC 7
 //!   workers echo the frame in their REPLY, and the core maps the token back to the client
