@@ -107,8 +107,9 @@ impl Broker {
     }
 
     /// Matches the service's queued requests with its workers that have free credit, oldest
-    /// request first, to the worker first in the waiting set, while it has both. A request whose client has disconnected is
-    /// dropped instead (`client_gone`): nobody would read its reply.
+    /// request first, each to the worker first in the waiting set, while it has both. A
+    /// request whose client has disconnected is dropped instead (`client_gone`): nobody would
+    /// read its reply.
     pub(super) fn dispatch(&mut self, now: Instant, name: &ServiceName) {
         let mut taken = false;
         while let Some(request) = self

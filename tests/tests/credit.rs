@@ -109,3 +109,50 @@ async fn a_credit_4_worker_gets_four_requests_before_replying_and_rfc7_gets_one(
 fn blocking_scope<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_credit_counts_as_one_and_is_counted() {
+    let broker = blocking(|| LoggedBroker::start(&["--no-titanic"])).await;
+    let ep = broker.endpoint.clone();
+    let mut options = Options::default();
+    options.metadata.insert(CREDIT_PROPERTY, "4096");
+    let w = Dealer::connect(&ep, options).unwrap();
+    w.connected().await.unwrap();
+    let service = ServiceName::try_from("credit").unwrap();
+    w.send(worker::encode_ready(&service)).await.unwrap();
+    blocking_scope(|| {
+        broker.wait_metric("domo_workers{service=\"credit\",state=\"idle\"}", 1.0);
+        broker.wait_metric(
+            "domo_transport_events_total{event=\"malformed_credit\"}",
+            1.0,
+        );
+    });
+    let (replies, answered) = std::sync::mpsc::channel();
+    for i in 0..2 {
+        let (ep, replies) = (ep.clone(), replies.clone());
+        thread::spawn(move || {
+            let c = ReqClient::connect(&ep);
+            c.set_timeout(15_000);
+            let body = format!("r{i}");
+            let _ = replies.send((i, c.try_request("credit", &[body.as_bytes()])));
+        });
+    }
+    let (token, body) = next_request(&w).await;
+    blocking_scope(|| broker.wait_metric("domo_queued_requests{service=\"credit\"}", 1.0));
+    assert!(
+        !request_within(&w, Duration::from_millis(300)).await,
+        "a second request to a worker of credit 1"
+    );
+    w.send(worker::encode_reply(&token, body)).await.unwrap();
+    let (token, body) = next_request(&w).await;
+    w.send(worker::encode_reply(&token, body)).await.unwrap();
+    for _ in 0..2 {
+        let (i, reply) = answered.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            reply,
+            Some(vec![format!("r{i}").into_bytes()]),
+            "client {i}"
+        );
+    }
+    w.shutdown().await;
+}

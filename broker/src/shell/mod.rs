@@ -298,3 +298,24 @@ impl BoundBroker {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use domo_mdp::extensions::lists;
+
+    use super::*;
+
+    #[test]
+    fn the_broker_announces_worker_credit_unless_told_otherwise() {
+        let options = announce_extensions(broker_transport_options());
+        let announced = options.metadata.get(EXTENSIONS_PROPERTY).unwrap();
+        assert!(lists(announced, CREDIT));
+        let mut own = Options::default();
+        own.metadata.insert(EXTENSIONS_PROPERTY, "");
+        let kept = announce_extensions(own);
+        assert_eq!(
+            kept.metadata.get(EXTENSIONS_PROPERTY).unwrap().as_ref(),
+            b""
+        );
+    }
+}
