@@ -307,3 +307,30 @@ fn keep_alive_all(h: &mut Harness, workers: &[&str], until: Duration) {
     }
     h.advance_to(until);
 }
+
+#[test]
+fn a_worker_with_credit_left_counts_as_busy_while_it_holds_a_request() {
+    let mut h = Harness::new();
+    h.ready_with_credit("w1", "echo", 2);
+    h.ready("w2", "echo");
+    h.request("c1", "echo", "x");
+    assert_eq!(h.take(), [Sent::request("w1", "c1", "x")]);
+    let gauges = h.broker.service_gauges();
+    assert_eq!(gauges.len(), 1);
+    let (_, queued, idle, busy) = &gauges[0];
+    assert_eq!((*queued, *idle, *busy), (0, 1, 1));
+    let stats = h.broker.stats();
+    assert_eq!((stats.workers_idle, stats.workers_busy), (1, 1));
+    // w1 still waits with one free credit, behind w2 (which waited longer).
+    h.request("c2", "echo", "x");
+    h.request("c3", "echo", "x");
+    assert_eq!(
+        h.take(),
+        [
+            Sent::request("w2", "c2", "x"),
+            Sent::request("w1", "c3", "x")
+        ]
+    );
+    let (_, queued, idle, busy) = &h.broker.service_gauges()[0];
+    assert_eq!((*queued, *idle, *busy), (0, 0, 2));
+}
