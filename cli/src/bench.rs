@@ -104,6 +104,12 @@ pub(crate) struct BenchArgs {
     /// without. Not with --broker.
     #[arg(long)]
     curve: bool,
+    /// Credit the raw phases' echo workers announce (`X-Domo-Credit`): requests a worker
+    /// may hold at once on a broker that lists `credit` in its `X-Domo-Extensions`; 1 is
+    /// RFC 7's one at a time, and an RFC 7 broker gives 1 whatever is announced. The SDK
+    /// phase uses what the worker SDK negotiates by default.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    credit: u32,
     /// With --broker: the pid of that broker on this machine, to report its CPU per request
     /// (read from /proc/PID/stat around each phase).
     #[arg(long, value_name = "PID")]
@@ -163,6 +169,19 @@ impl BenchArgs {
         let mut options = domo_zmtp::Options::default();
         if let Some(keys) = &self.keys {
             options.security = domo_zmtp::Security::curve_client(keys.broker, keys.client.clone());
+        }
+        options
+    }
+
+    /// Transport options of a raw echo worker: [`BenchArgs::transport`], announcing
+    /// `--credit` when above 1.
+    pub(crate) fn worker_transport(&self) -> domo_zmtp::Options {
+        let mut options = self.transport();
+        if self.credit > 1 {
+            options.metadata.insert(
+                domo_mdp::extensions::CREDIT_PROPERTY,
+                self.credit.to_string(),
+            );
         }
         options
     }

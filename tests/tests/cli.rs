@@ -259,6 +259,34 @@ fn bench_runs_raw_and_sdk_phases_and_prints_json() {
 }
 
 #[test]
+fn bench_credit_makes_the_raw_workers_announce_it() {
+    let bin = broker_binary();
+    let run = |credit: &str| {
+        Command::new(DOMO)
+            .args(["bench", "--json", "--phases", "raw", "--credit", credit])
+            .args(["--requests", "400", "--rounds", "1"])
+            .args(["--clients", "2", "--workers", "2", "--window", "10"])
+            .env_remove("DOMO_BROKER")
+            .env("DOMO_BROKER_BIN", &bin)
+            .output()
+            .unwrap()
+    };
+    let out = run("4");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["raw"]["requests"], 400, "{report}");
+    for bad in ["0", "1025", "x"] {
+        let out = run(bad);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--credit {bad}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
 fn bench_against_a_given_broker_reports_its_cpu_with_broker_pid() {
     let broker = LoggedBroker::start(&["--no-titanic", "--heartbeat", "1s"]);
     let run = |extra: &[&str]| {

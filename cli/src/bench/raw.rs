@@ -54,7 +54,7 @@ pub(super) async fn raw_phase(
                 endpoint.to_string(),
                 service,
                 args.heartbeat,
-                args.transport(),
+                args.worker_transport(),
             ))
         })
         .collect();
