@@ -270,11 +270,16 @@ impl Broker {
         &mut self,
         client: PeerId,
         service: ServiceName,
+        tag: Option<Bytes>,
         body: Vec<Bytes>,
         wait: Refused,
     ) {
         self.stats.deferred += 1;
-        let frames = client::encode_request(&service, body);
+        // Handed back as it came, so it is read again the same way.
+        let frames = match tag {
+            Some(tag) => client::encode_tagged_request(&service, tag, body),
+            None => client::encode_request(&service, body),
+        };
         let entry = self.clients.entry(client.clone()).or_default();
         match wait {
             Refused::Again => {}

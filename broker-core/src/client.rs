@@ -14,8 +14,31 @@ use super::worker::Request;
 use super::{Broker, PeerKind, Service};
 
 impl Broker {
-    /// Handles a decoded client REQUEST.
-    pub(super) fn on_client_request(&mut self, now: Instant, peer: PeerId, request: ClientRequest) {
+    /// Handles a decoded REQUEST from a multiplexed client: its tag is split off the body
+    /// and goes with the request to its reply. A missing or bad tag drops the request as
+    /// malformed.
+    pub(super) fn on_tagged_request(&mut self, now: Instant, peer: PeerId, request: ClientRequest) {
+        match client::split_tag(request.body) {
+            Ok((tag, body)) => {
+                let request = ClientRequest {
+                    service: request.service,
+                    body,
+                };
+                self.on_client_request(now, peer, request, Some(tag));
+            }
+            Err(error) => self.on_invalid(now, peer, false, &error),
+        }
+    }
+
+    /// Handles a decoded client REQUEST; `tag` is a multiplexed client's tag, which the
+    /// reply carries back.
+    pub(super) fn on_client_request(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        request: ClientRequest,
+        tag: Option<Bytes>,
+    ) {
         if self.workers.contains_key(&peer) {
             debug!(worker = %peer, "Client request on a worker session");
             self.reject_worker(now, &peer, DisconnectReason::ClientRequest);
@@ -29,7 +52,7 @@ impl Broker {
         let question = MmiRequest::parse(&service, &body);
         if question == Some(MmiRequest::Ha) {
             // Answered in every state, and never a vote: operators ask both brokers.
-            self.answer_mmi(peer, service, MmiRequest::Ha);
+            self.answer_mmi(peer, service, tag, MmiRequest::Ha);
             return;
         }
         if !self.pair_admits(now, &service, question.is_some()) {
@@ -37,7 +60,7 @@ impl Broker {
             return;
         }
         if let Some(question) = question {
-            self.answer_mmi(peer, service, question);
+            self.answer_mmi(peer, service, tag, question);
             return;
         }
         if self.draining {
@@ -48,11 +71,12 @@ impl Broker {
         }
         if let Err(refused) = self.admission(&peer, &service) {
             debug!(%service, client = %peer, ?refused, "No room; request deferred, client paused");
-            self.defer(peer, service, body, refused);
+            self.defer(peer, service, tag, body, refused);
             return;
         }
         self.stats.requests.received += 1;
-        let request = Request::new(peer, body, now);
+        let mut request = Request::new(peer, body, now);
+        request.tag = tag;
         self.charge_client(&request.client, request.size);
         self.route(now, service, request);
     }
@@ -87,7 +111,13 @@ impl Broker {
 
     /// Answers an `mmi.*` request at once, from the current registrations (RFC 8 and the
     /// domo extensions documented in [`domo_mdp::mmi`]). Never creates a service.
-    fn answer_mmi(&mut self, peer: PeerId, service: ServiceName, question: MmiRequest) {
+    fn answer_mmi(
+        &mut self,
+        peer: PeerId,
+        service: ServiceName,
+        tag: Option<Bytes>,
+        question: MmiRequest,
+    ) {
         self.stats.mmi_requests += 1;
         let body = match question {
             MmiRequest::Service(name) | MmiRequest::Workers(name)
@@ -102,7 +132,7 @@ impl Broker {
             MmiRequest::Unknown => mmi::not_implemented_reply(),
             MmiRequest::BadRequest => mmi::bad_request_reply(),
         };
-        let frames = client::encode_reply(&service, body);
+        let frames = encode_reply(&service, tag, body);
         self.emit(peer, PeerKind::Client, frames);
     }
 
@@ -124,11 +154,13 @@ impl Broker {
         names
     }
 
-    /// Sends a worker's reply to the client, unless the broker is silent towards it.
+    /// Sends a worker's reply to the client (with the request's tag, for a multiplexed
+    /// client), unless the broker is silent towards it.
     pub(super) fn send_reply(
         &mut self,
         now: Instant,
         client: PeerId,
+        tag: Option<Bytes>,
         received_at: Instant,
         service: &ServiceName,
         body: Vec<Bytes>,
@@ -148,12 +180,20 @@ impl Broker {
             service: service.clone(),
             duration: now.saturating_duration_since(received_at),
         });
-        let frames = client::encode_reply(service, body);
+        let frames = encode_reply(service, tag, body);
         if self.is_reply_blocked(&client) {
             // Behind the replies already waiting for room.
             self.handle_send_blocked(client, frames);
             return;
         }
         self.emit(client, PeerKind::Client, frames);
+    }
+}
+
+/// A client REPLY, tagged for a multiplexed client.
+fn encode_reply(service: &ServiceName, tag: Option<Bytes>, body: Vec<Bytes>) -> Vec<Bytes> {
+    match tag {
+        Some(tag) => client::encode_tagged_reply(service, tag, body),
+        None => client::encode_reply(service, body),
     }
 }

@@ -138,6 +138,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use domo_mdp::consts::MDPW01;
+use domo_mdp::extensions::Announced;
 use domo_mdp::{Credit, Incoming, PeerId, ServiceName};
 
 use self::admission::Client;
@@ -259,20 +260,33 @@ impl Broker {
     /// Handles a message from the ROUTER socket: the sender's routing id and the frames after
     /// it. Anything may arrive here; invalid input is dropped and counted.
     pub fn handle_message(&mut self, now: Instant, peer: PeerId, frames: Vec<Bytes>) {
-        self.handle_message_with_credit(now, peer, frames, Credit::ONE);
+        self.handle_message_from(now, peer, frames, Announced::RFC7);
     }
 
     /// [`Broker::handle_message`] for a peer that announced worker credit in its handshake
-    /// ([`domo_mdp::extensions::CREDIT_PROPERTY`]): if the message is its READY, the worker
-    /// may hold up to `credit` requests at once. Any other message is handled as by
-    /// [`Broker::handle_message`]; the transport keeps the credit per connection, the core
-    /// only per registered worker.
+    /// ([`domo_mdp::extensions::CREDIT_PROPERTY`]); see [`Broker::handle_message_from`].
     pub fn handle_message_with_credit(
         &mut self,
         now: Instant,
         peer: PeerId,
         frames: Vec<Bytes>,
         credit: Credit,
+    ) {
+        let announced = Announced { credit, mux: false };
+        self.handle_message_from(now, peer, frames, announced);
+    }
+
+    /// [`Broker::handle_message`] for a peer that announced extensions in its handshake
+    /// (the transport keeps them per connection): if the message is its READY, the worker
+    /// may hold up to `announced.credit` requests at once; if it is a client request and
+    /// `announced.mux`, its first body frame is a tag that the reply carries back
+    /// ([`domo_mdp::client::split_tag`]).
+    pub fn handle_message_from(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        frames: Vec<Bytes>,
+        announced: Announced,
     ) {
         let now = self.begin(now);
         if self.is_silenced(&peer) {
@@ -281,8 +295,13 @@ impl Broker {
         }
         let worker_header = frames.iter().take(2).any(|frame| frame == MDPW01);
         match domo_mdp::decode(frames) {
-            Ok(Incoming::Client(request)) => self.on_client_request(now, peer, request),
-            Ok(Incoming::Worker(command)) => self.on_worker_command(now, peer, command, credit),
+            Ok(Incoming::Client(request)) if announced.mux => {
+                self.on_tagged_request(now, peer, request);
+            }
+            Ok(Incoming::Client(request)) => self.on_client_request(now, peer, request, None),
+            Ok(Incoming::Worker(command)) => {
+                self.on_worker_command(now, peer, command, announced.credit);
+            }
             Err(error) => self.on_invalid(now, peer, worker_header, &error),
         }
     }

@@ -108,9 +108,10 @@ impl Broker {
             return;
         };
         let client = held.request.client.clone();
+        let tag = held.request.tag.clone();
         let received_at = held.request.received_at;
         let service = worker.service.clone();
-        self.send_reply(now, client, received_at, &service, body);
+        self.send_reply(now, client, tag, received_at, &service, body);
         self.finish_request(now, &peer, token);
     }
 

@@ -9,6 +9,7 @@ mod credit;
 mod drain;
 mod liveness;
 mod mmi;
+mod mux;
 mod pair;
 mod props;
 mod queues;

@@ -23,6 +23,8 @@ pub(super) struct Request {
     pub(super) redispatches: u32,
     /// When the broker received it, for the request duration and queue wait metrics.
     pub(super) received_at: Instant,
+    /// A multiplexed client's tag for it (domo's `mux` extension), copied into the reply.
+    pub(super) tag: Option<Bytes>,
 }
 
 impl Request {
@@ -35,6 +37,7 @@ impl Request {
             size,
             redispatches: 0,
             received_at,
+            tag: None,
         }
     }
 }

@@ -15,9 +15,12 @@
 //! # Reliability (Lazy Pirate)
 //!
 //! * Each attempt waits up to `timeout` (default 2500 ms) for its reply. A timed-out attempt
-//!   is retried, up to `retries` times (default 2), **each time on a fresh connection**: MDP
-//!   replies carry no request id, so the late reply to an abandoned attempt must not arrive
-//!   where the next answer is awaited.
+//!   is retried, up to `retries` times (default 2). With a domo broker (multiplexing, see
+//!   "Concurrency") the retry goes out on the same connection under a new tag, and a late
+//!   reply to the abandoned attempt is recognised by its tag and dropped. With an RFC 7
+//!   broker each retry goes out **on a fresh connection**: MDP/0.1 replies carry no request
+//!   id, so the late reply to an abandoned attempt must not arrive where the next answer is
+//!   awaited.
 //! * Failover: when an attempt times out while its connection is not even up, the client
 //!   moves to the next endpoint of the list (for every later request too) and waits
 //!   `settle` (default 100 ms) before the next attempt ([`Failover::Unreachable`], the
@@ -51,10 +54,21 @@
 //!
 //! # Concurrency
 //!
-//! A [`Client`] is cheap to clone; all clones share one pool of at most `pool_size`
-//! connections (default 16). MDP/0.1 allows one outstanding request per connection, so at
-//! most `pool_size` requests are in flight; further requests wait for a free connection.
-//! Dropping a request future is safe: its connection is reset before it is reused.
+//! A [`Client`] is cheap to clone; all clones share its connections and at most `pool_size`
+//! requests (default 16) are in flight at once; further requests wait their turn.
+//!
+//! * **Multiplexed** (the default, [`ClientOptions::multiplex`]): the client announces
+//!   `X-Domo-Mux: 1` in its ZMTP handshake, and when the broker lists `mux` in its own
+//!   (domo-broker does) every request to that broker shares **one connection**: each
+//!   REQUEST carries a tag frame after the service, and the reply carries it back, so
+//!   replies are matched to requests in whatever order they come (docs/extensions.md).
+//! * **Plain MDP/0.1** with a broker that does not list `mux` (the zguide's brokers, any
+//!   RFC 7 broker; found out at the first connection, before anything is sent), or with
+//!   `multiplex(false)`: one outstanding request per connection, so up to `pool_size`
+//!   connections. Nothing on the wire is new then.
+//!
+//! Dropping a request future is safe: a multiplexed request forgets its tag (a late reply
+//! is dropped); a plain connection is reset before it is reused.
 //!
 //! # Errors
 //!
@@ -86,12 +100,14 @@
 //! # Layout
 //!
 //! * `pool`: the bounded connection pool and the reset-before-reuse rule.
+//! * `mux`: the multiplexed connection and its reader, which matches replies by tag.
 //! * `mmi`: helpers for the broker's management interface.
 //! * [`blocking`]: a wrapper for programs without a tokio runtime.
 
 pub mod blocking;
 mod error;
 mod mmi;
+mod mux;
 mod options;
 mod pool;
 mod titanic;
@@ -214,8 +230,91 @@ impl Client {
         if size > limit {
             return Err(Error::too_large(size, limit));
         }
+        if let Some(result) = self.mux_attempts(service, &body).await {
+            return result;
+        }
         let msg = encode_request(service, body);
         self.attempts(service, &msg).await
+    }
+
+    /// The attempts on multiplexed connections (see [`ClientOptions::multiplex`]): like
+    /// [`Client::attempts`], but a retry goes out on the same connection under a new tag
+    /// unless the client failed over. `None` when multiplexing is off or the broker turns out
+    /// not to list `mux` (the plain attempts then run from the start; nothing was sent).
+    async fn mux_attempts(
+        &self,
+        service: &ServiceName,
+        body: &[Bytes],
+    ) -> Option<Result<Vec<Bytes>, Error>> {
+        let pool = &self.pool;
+        let options = &pool.options;
+        if !options.multiplex {
+            return None;
+        }
+        let _permit = match pool.permit().await {
+            Ok(permit) => permit,
+            Err(closed) => return Some(Err(closed)),
+        };
+        let mut ever_connected = false;
+        let mut refused: Option<HandshakeError> = None;
+        let mut started = Instant::now();
+        let mut previous: Option<usize> = None;
+        let mut endpoint = pool.current();
+        for attempt in 0..=options.retries {
+            endpoint = pool.current();
+            if previous.is_some_and(|p| p != endpoint) {
+                match options.failover {
+                    Failover::Unreachable => tokio::time::sleep(options.settle).await,
+                    Failover::AnyTimeout => {
+                        tokio::time::sleep_until(started + options.settle).await
+                    }
+                }
+            }
+            previous = Some(endpoint);
+            if let Some(at) = pool.not_before(endpoint) {
+                tokio::time::sleep_until(at).await;
+            }
+            let link = match pool.mux_link(endpoint) {
+                Ok(Some(link)) => link,
+                Ok(None) => return None,
+                Err(error) => return Some(Err(error)),
+            };
+            started = Instant::now();
+            let dealer = link.dealer();
+            let outcome = tokio::select! {
+                call = tokio::time::timeout(options.timeout, link.call(service, body)) => call.ok(),
+                _ = dealer.refused() => None,
+            };
+            match outcome {
+                Some(Ok(mux::Call::Reply(reply))) => return Some(Ok(reply)),
+                Some(Ok(mux::Call::Plain)) => {
+                    pool.set_plain(endpoint);
+                    return None;
+                }
+                // Closed under this request because another one found the broker plain.
+                Some(Err(_)) if pool.is_plain(endpoint) => return None,
+                Some(Err(error)) => return Some(Err(error)),
+                None => {
+                    let up = dealer.is_connected();
+                    ever_connected |= up;
+                    refused = if up { None } else { dealer.handshake_error() };
+                    refused = refused.filter(HandshakeError::is_refusal);
+                    debug!(%service, attempt, connected = up, handshake = ?refused, "Attempt timed out");
+                    if !up || options.failover == Failover::AnyTimeout {
+                        pool.fail_over(endpoint, started);
+                    }
+                    if options.endpoints.len() == 1 && refused.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+        let endpoint = &options.endpoints[endpoint];
+        Some(Err(match refused {
+            Some(error) => Error::handshake(endpoint, error),
+            None if ever_connected => Error::timed_out(options.retries.saturating_add(1)),
+            None => Error::disconnected(&options.endpoints),
+        }))
     }
 
     /// Runs the attempts until a reply comes, the retries run out, or the only broker

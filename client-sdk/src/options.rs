@@ -59,10 +59,18 @@ pub struct ClientOptions {
     /// (so a `timeout` at least as long as `settle` adds no wait), and must be at least the
     /// pair's failover time. Default 100 ms, 2 s with [`ClientOptions::pair`].
     pub settle: Duration,
-    /// Connections in the pool, which is also the number of requests in flight at once
-    /// (MDP/0.1 allows one outstanding request per connection); more requests wait for a
-    /// free connection. Not zero. Default 16.
+    /// Requests in flight at once; more wait their turn. With `multiplex` and a broker that
+    /// lists `mux` they share one connection per broker; otherwise (MDP/0.1 allows one
+    /// outstanding request per connection) each has a connection of its own, so this is
+    /// also the most connections the client opens. Not zero. Default 16.
     pub pool_size: usize,
+    /// Multiplexing (domo's `mux` extension, docs/extensions.md): when the broker lists
+    /// `mux` in its handshake, all requests to it share one connection, each tagged so its
+    /// reply is matched to it, and a retry needs no fresh connection (a late reply to an
+    /// abandoned attempt is recognised by its tag and dropped). A broker that does not
+    /// list it (any RFC 7 broker) gets plain MDP/0.1, one request per connection, as with
+    /// `false`. Default `true`.
+    pub multiplex: bool,
     /// Largest request body accepted, in bytes; also the largest reply accepted. Not zero.
     /// Default 64 MiB.
     pub max_message_size: usize,
@@ -101,6 +109,7 @@ impl ClientOptions {
             retries: 2,
             settle: Duration::from_millis(100),
             pool_size: 16,
+            multiplex: true,
             max_message_size: 64 * 1024 * 1024,
             check_service: true,
             curve: None,
@@ -175,6 +184,14 @@ impl ClientOptions {
     #[must_use]
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
+        self
+    }
+
+    /// Turns multiplexing on or off (see [`ClientOptions::multiplex`]; on by default). Off,
+    /// the client speaks plain MDP/0.1 to every broker.
+    #[must_use]
+    pub fn multiplex(mut self, on: bool) -> Self {
+        self.multiplex = on;
         self
     }
 
@@ -280,6 +297,7 @@ mod tests {
             .retries(0)
             .settle(Duration::ZERO)
             .pool_size(3)
+            .multiplex(false)
             .max_message_size(1024)
             .check_service(false)
             .curve(server.public, ours.clone())
@@ -290,6 +308,7 @@ mod tests {
         assert_eq!(options.retries, 0);
         assert_eq!(options.settle, Duration::ZERO);
         assert_eq!(options.pool_size, 3);
+        assert!(!options.multiplex);
         assert_eq!(options.max_message_size, 1024);
         assert!(!options.check_service);
         let curve = options.curve.as_ref().expect("curve keys");

@@ -1,4 +1,5 @@
-//! The bounded pool of connections: one DEALER per request in flight.
+//! The bounded pool of connections: one multiplexed connection per endpoint whose broker
+//! lists `mux` (see `mux`), else one DEALER per request in flight.
 //!
 //! MDP/0.1 replies carry no request id, so a connection may carry one outstanding request
 //! at a time, and a connection whose request was abandoned (timed out, or its future
@@ -6,7 +7,8 @@
 //! as is: [`Lease`]'s drop calls `reconnect()` on it (new TCP connection, new routing id,
 //! both queues dropped), so the late reply goes to a routing id that no longer exists.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use domo_mdp::LockExt;
 use domo_zmtp::Dealer;
@@ -15,6 +17,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::error::Error;
+use crate::mux::MuxLink;
 use crate::options::{ClientOptions, Failover};
 
 /// One pooled connection and the endpoint it connects to.
@@ -29,8 +32,13 @@ pub(crate) struct Conn {
 pub(crate) struct Pool {
     pub(crate) options: ClientOptions,
     idle: Mutex<Vec<Conn>>,
-    /// One permit per connection: bounds the requests in flight to `pool_size`.
+    /// One permit per request in flight (per connection without multiplexing): bounds them
+    /// to `pool_size`.
     permits: Semaphore,
+    /// The multiplexed connection of each endpoint, opened with its first request.
+    mux: Mutex<Vec<Option<Arc<MuxLink>>>>,
+    /// Endpoints whose broker does not list `mux`: requests there use one connection each.
+    plain: Vec<AtomicBool>,
     /// The endpoint new attempts go to; one lock so the endpoint and its settle point
     /// change together.
     current: Mutex<Current>,
@@ -50,10 +58,13 @@ struct Current {
 impl Pool {
     pub(crate) fn new(options: ClientOptions) -> Self {
         let size = options.pool_size.max(1);
+        let endpoints = options.endpoints.len();
         Self {
-            options,
             idle: Mutex::new(Vec::with_capacity(size)),
             permits: Semaphore::new(size),
+            mux: Mutex::new((0..endpoints).map(|_| None).collect()),
+            plain: (0..endpoints).map(|_| AtomicBool::new(false)).collect(),
+            options,
             current: Mutex::new(Current {
                 endpoint: 0,
                 not_before: None,
@@ -67,6 +78,52 @@ impl Pool {
 
     fn current_lock(&self) -> MutexGuard<'_, Current> {
         self.current.lock_unpoisoned()
+    }
+
+    /// Waits until one more request may be in flight.
+    pub(crate) async fn permit(&self) -> Result<SemaphorePermit<'_>, Error> {
+        self.permits.acquire().await.map_err(|_| Error::closed())
+    }
+
+    /// The multiplexed connection to `endpoint`, opened if need be; `None` when
+    /// multiplexing is off or that endpoint's broker does not list `mux`.
+    pub(crate) fn mux_link(&self, endpoint: usize) -> Result<Option<Arc<MuxLink>>, Error> {
+        if !self.options.multiplex || self.plain[endpoint].load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let mut links = self.mux.lock_unpoisoned();
+        if let Some(link) = &links[endpoint] {
+            return Ok(Some(link.clone()));
+        }
+        if self.permits.is_closed() {
+            return Err(Error::closed());
+        }
+        let ep = &self.options.endpoints[endpoint];
+        let link = MuxLink::open(ep, self.options.dealer_options()).map_err(|e| match e {
+            domo_zmtp::Error::Closed => Error::connection_closed(e),
+            other => Error::invalid_endpoint(ep, other),
+        })?;
+        let link = Arc::new(link);
+        links[endpoint] = Some(link.clone());
+        Ok(Some(link))
+    }
+
+    /// Whether the broker at `endpoint` turned out not to multiplex.
+    pub(crate) fn is_plain(&self, endpoint: usize) -> bool {
+        self.plain[endpoint].load(Ordering::Relaxed)
+    }
+
+    /// The broker at `endpoint` does not multiplex: its requests use one connection each
+    /// from now on, and the multiplexed connection is closed.
+    pub(crate) fn set_plain(&self, endpoint: usize) {
+        if self.plain[endpoint].swap(true, Ordering::Relaxed) {
+            return;
+        }
+        info!(endpoint = %self.options.endpoints[endpoint], "Broker does not multiplex; one connection per request in flight");
+        let link = self.mux.lock_unpoisoned()[endpoint].take();
+        if let Some(link) = link {
+            tokio::spawn(async move { link.shutdown().await });
+        }
     }
 
     /// Waits for a free connection.
@@ -128,6 +185,15 @@ impl Pool {
     /// Stops handing out connections and closes the idle ones.
     pub(crate) async fn close(&self) {
         self.permits.close();
+        let links: Vec<Arc<MuxLink>> = self
+            .mux
+            .lock_unpoisoned()
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        for link in links {
+            link.shutdown().await;
+        }
         let idle: Vec<Conn> = self.idle().drain(..).collect();
         for conn in idle {
             conn.dealer.shutdown().await;

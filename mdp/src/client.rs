@@ -11,6 +11,7 @@
 use bytes::Bytes;
 
 use crate::error::DecodeError;
+use crate::extensions::MAX_TAG_LEN;
 use crate::frames::{self, Protocol, AFTER_HEADER};
 use crate::names::ServiceName;
 
@@ -51,6 +52,49 @@ pub fn encode_reply(service: &ServiceName, body: impl IntoIterator<Item = Bytes>
     encode(service, body)
 }
 
+/// Encodes a multiplexed client REQUEST (domo's `mux` extension, for a broker that lists
+/// [`crate::extensions::MUX`] on a connection that announced
+/// [`crate::extensions::MUX_PROPERTY`]): `[""][MDPC01][service][tag][body…]`. The tag must
+/// be 1 to [`MAX_TAG_LEN`] bytes; the broker drops a request whose tag is not.
+///
+/// An empty `body` is sent as one empty frame, because RFC 7 requires at least one.
+pub fn encode_tagged_request(
+    service: &ServiceName,
+    tag: Bytes,
+    body: impl IntoIterator<Item = Bytes>,
+) -> Vec<Bytes> {
+    encode_tagged(service, tag, body)
+}
+
+/// Encodes a multiplexed client REPLY (broker to a multiplexed client):
+/// `[""][MDPC01][service][tag][body…]`, the tag copied from the request.
+pub fn encode_tagged_reply(
+    service: &ServiceName,
+    tag: Bytes,
+    body: impl IntoIterator<Item = Bytes>,
+) -> Vec<Bytes> {
+    encode_tagged(service, tag, body)
+}
+
+/// Splits the tag off the body of a multiplexed REQUEST or REPLY (what [`decode_request`] or
+/// [`decode_reply`] returned as the body): the first frame is the tag, the rest the body.
+///
+/// # Errors
+///
+/// [`DecodeError::InvalidTag`] if the first frame is empty or longer than [`MAX_TAG_LEN`], or
+/// if no body frame follows it.
+pub fn split_tag(mut body: Vec<Bytes>) -> Result<(Bytes, Vec<Bytes>), DecodeError> {
+    match body.first().map(Bytes::len) {
+        Some(len @ 1..=MAX_TAG_LEN) if body.len() >= 2 => {
+            let tag = body.remove(0);
+            debug_assert_eq!(tag.len(), len);
+            Ok((tag, body))
+        }
+        Some(len) if body.len() >= 2 => Err(DecodeError::InvalidTag(len)),
+        _ => Err(DecodeError::InvalidTag(0)),
+    }
+}
+
 /// Decodes a client REQUEST, for a broker that reads clients on their own socket. A broker
 /// with one socket for both sub-protocols calls [`crate::decode`] instead.
 ///
@@ -87,6 +131,19 @@ fn parse(frames: Vec<Bytes>) -> Result<(ServiceName, Vec<Bytes>), DecodeError> {
     Ok((service, body))
 }
 
+fn encode_tagged(
+    service: &ServiceName,
+    tag: Bytes,
+    body: impl IntoIterator<Item = Bytes>,
+) -> Vec<Bytes> {
+    let body = body.into_iter();
+    let mut frames = frames::start(Protocol::Client, 2 + body.size_hint().0.max(1));
+    frames.push(service.clone().into_bytes());
+    frames.push(tag);
+    frames::push_body(&mut frames, body);
+    frames
+}
+
 fn encode(service: &ServiceName, body: impl IntoIterator<Item = Bytes>) -> Vec<Bytes> {
     let body = body.into_iter();
     let mut frames = frames::start(Protocol::Client, 1 + body.size_hint().0.max(1));
@@ -107,6 +164,42 @@ mod tests {
 
     fn echo() -> ServiceName {
         ServiceName::from_static("echo")
+    }
+
+    #[test]
+    fn tagged_messages_put_the_tag_after_the_service() {
+        let tag = Bytes::from_static(b"\x00\x00\x00\x07");
+        let request = encode_tagged_request(&echo(), tag.clone(), frames(&[b"hi"]));
+        assert_eq!(
+            request,
+            frames(&[b"", b"MDPC01", b"echo", b"\x00\x00\x00\x07", b"hi"])
+        );
+        let reply = encode_tagged_reply(&echo(), tag.clone(), Vec::new());
+        assert_eq!(
+            reply,
+            frames(&[b"", b"MDPC01", b"echo", b"\x00\x00\x00\x07", b""])
+        );
+        let decoded = decode_request(request).unwrap();
+        assert_eq!(split_tag(decoded.body).unwrap(), (tag, frames(&[b"hi"])));
+    }
+
+    #[test]
+    fn a_tag_is_1_to_16_bytes_and_followed_by_a_body() {
+        let ok = split_tag(frames(&[b"0123456789abcdef", b""])).unwrap();
+        assert_eq!(ok.0.len(), 16);
+        assert_eq!(
+            split_tag(frames(&[b"0123456789abcdefg", b"x"])),
+            Err(DecodeError::InvalidTag(17))
+        );
+        assert_eq!(
+            split_tag(frames(&[b"", b"x"])),
+            Err(DecodeError::InvalidTag(0))
+        );
+        assert_eq!(
+            split_tag(frames(&[b"tag"])),
+            Err(DecodeError::InvalidTag(0))
+        );
+        assert_eq!(split_tag(Vec::new()), Err(DecodeError::InvalidTag(0)));
     }
 
     #[test]

@@ -59,4 +59,9 @@ pub enum DecodeError {
     /// A READY, HEARTBEAT or DISCONNECT has frames past its fixed length.
     #[error("command has unexpected trailing frames")]
     TrailingFrames,
+    /// A multiplexed client message (domo's `mux` extension) has no tag frame of 1 to
+    /// [`crate::extensions::MAX_TAG_LEN`] bytes after the service, or no body frame after
+    /// the tag; holds the tag frame's length (0 when there is no body after it).
+    #[error("invalid multiplexing tag ({0} bytes)")]
+    InvalidTag(usize),
 }

@@ -6,6 +6,10 @@
 //! * A worker that takes up to `N` requests at once announces [`CREDIT_PROPERTY`] = `N` in
 //!   decimal ASCII, `1..=`[`MAX_CREDIT`]. A worker without the property has credit 1, as
 //!   RFC 7 has it; any other value also counts as 1 ([`Credit::parse`]).
+//! * A client of a broker that lists [`MUX`] may announce [`MUX_PROPERTY`] = `1`; it then
+//!   puts a tag frame (1 to [`MAX_TAG_LEN`] bytes) right after the service frame of every
+//!   REQUEST, and the broker puts the same frame at the same place in the REPLY
+//!   ([`crate::client::encode_tagged_request`], [`crate::client::split_tag`]).
 
 use std::fmt;
 
@@ -17,6 +21,20 @@ pub const CREDIT: &str = "credit";
 
 /// The worker's metadata property announcing its credit.
 pub const CREDIT_PROPERTY: &str = "X-Domo-Credit";
+
+/// The name of multiplexed clients in [`EXTENSIONS_PROPERTY`].
+pub const MUX: &str = "mux";
+
+/// The client's metadata property asking for multiplexing; its one valid value is `1`.
+pub const MUX_PROPERTY: &str = "X-Domo-Mux";
+
+/// The longest tag a multiplexed client may put in a request.
+pub const MAX_TAG_LEN: usize = 16;
+
+/// Whether a [`MUX_PROPERTY`] value turns multiplexing on: exactly `1`.
+pub fn mux_requested(value: &[u8]) -> bool {
+    value == b"1"
+}
 
 /// The largest credit a worker may announce.
 pub const MAX_CREDIT: u32 = 1024;
@@ -64,6 +82,23 @@ impl fmt::Display for Credit {
     }
 }
 
+/// What a peer announced in its handshake, as a broker keeps it per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Announced {
+    /// Its worker credit ([`CREDIT_PROPERTY`]); 1 when it announced none.
+    pub credit: Credit,
+    /// Whether it asked for multiplexing ([`MUX_PROPERTY`] = `1`).
+    pub mux: bool,
+}
+
+impl Announced {
+    /// An RFC 7 peer's: credit 1, no multiplexing.
+    pub const RFC7: Self = Self {
+        credit: Credit::ONE,
+        mux: false,
+    };
+}
+
 /// Whether a comma-separated [`EXTENSIONS_PROPERTY`] value lists `name` (spaces around
 /// names are ignored, case is not).
 pub fn lists(value: &[u8], name: &str) -> bool {
@@ -98,9 +133,18 @@ mod tests {
     }
 
     #[test]
+    fn only_a_1_asks_for_multiplexing() {
+        assert!(mux_requested(b"1"));
+        for other in [&b""[..], b"0", b"01", b"1 ", b"yes", b"true"] {
+            assert!(!mux_requested(other), "{other:?}");
+        }
+    }
+
+    #[test]
     fn extension_lists_are_comma_separated() {
         assert!(lists(b"credit", CREDIT));
         assert!(lists(b"tags, credit", CREDIT));
+        assert!(lists(b"credit,mux", MUX));
         assert!(!lists(b"credits,Credit", CREDIT));
         assert!(!lists(b"", CREDIT));
     }

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use domo_mdp::extensions::Announced;
 use domo_mdp::{client, worker, Credit, PeerId, ServiceName, WorkerCommand};
 
 use crate::admission::charge;
@@ -117,6 +118,9 @@ pub(super) struct Harness {
     /// The address frame (token) of the latest REQUEST each worker got for each client, which
     /// [`Harness::reply`] echoes as an RFC 7 worker does.
     tokens: HashMap<(String, String), PeerId>,
+    /// Clients that announced multiplexing in their handshake (`X-Domo-Mux: 1`): their
+    /// messages are delivered as the shell does, with that fact.
+    mux: HashSet<PeerId>,
 }
 
 impl Harness {
@@ -139,6 +143,7 @@ impl Harness {
             exempt: HashSet::new(),
             flows: Vec::new(),
             tokens: HashMap::new(),
+            mux: HashSet::new(),
         }
     }
 
@@ -157,8 +162,36 @@ impl Harness {
             self.held.entry(peer).or_default().push_back(frames);
             return;
         }
-        self.broker.handle_message(self.now, peer, frames);
+        self.deliver(peer, frames);
         self.collect();
+    }
+
+    /// Hands frames to the core with what `peer` announced.
+    fn deliver(&mut self, peer: PeerId, frames: Vec<Bytes>) {
+        let announced = Announced {
+            mux: self.mux.contains(&peer),
+            ..Announced::RFC7
+        };
+        self.broker
+            .handle_message_from(self.now, peer, frames, announced);
+    }
+
+    /// Marks `client` as having announced multiplexing in its handshake.
+    pub(super) fn mux_client(&mut self, client: &str) {
+        self.mux.insert(id(client));
+    }
+
+    /// A multiplexed client's request: `tag`, then a body of one frame per `|`-separated
+    /// part.
+    pub(super) fn tagged_request(&mut self, client: &str, name: &str, tag: &str, body: &str) {
+        let body = body
+            .split('|')
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()));
+        let tag = Bytes::copy_from_slice(tag.as_bytes());
+        self.send(
+            client,
+            client::encode_tagged_request(&service(name), tag, body),
+        );
     }
 
     /// Messages of `peer` the transport holds (deferred or not yet read).
@@ -317,7 +350,7 @@ impl Harness {
                 continue;
             }
             if let Some(frames) = self.held.get_mut(&client).and_then(VecDeque::pop_front) {
-                self.broker.handle_message(self.now, client.clone(), frames);
+                self.deliver(client.clone(), frames);
                 // More of its messages after this one, unless it was paused again.
                 resumed.push_front(client);
             }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use domo_mdp::extensions::CREDIT_PROPERTY;
+use domo_mdp::extensions::{mux_requested, Announced, CREDIT_PROPERTY, MUX_PROPERTY};
 use domo_mdp::{Credit, LockExt};
 use domo_zmtp::proto::Metadata;
 use domo_zmtp::{PublicKey, Router, RouterEvent};
@@ -42,10 +42,11 @@ pub(super) struct Shell {
     pub(super) keys: Option<Arc<AuthorizedKeys>>,
     /// The proved key of each connected CURVE peer, to apply a reload of the keys.
     pub(super) peer_keys: HashMap<domo_mdp::PeerId, PublicKey>,
-    /// The worker credit of each connected peer that announced one other than 1 in its
-    /// handshake (`X-Domo-Credit`), kept until its connection closes; the core takes it
-    /// with the peer's READY. Empty with RFC 7 peers only, so they cost one check.
-    pub(super) credits: HashMap<domo_mdp::PeerId, Credit>,
+    /// What each connected peer that announced an extension in its handshake asked for
+    /// (worker credit other than 1, `X-Domo-Credit`; multiplexing, `X-Domo-Mux`), kept until
+    /// its connection closes and handed to the core with each of its messages. Empty with
+    /// RFC 7 peers only, so they cost one check.
+    pub(super) announced: HashMap<domo_mdp::PeerId, Announced>,
 }
 
 impl Shell {
@@ -206,8 +207,8 @@ impl Shell {
         match event {
             RouterEvent::Message { peer, msg } => match to_mdp(&peer) {
                 Some(id) => {
-                    let credit = self.credit_of(&id);
-                    self.core.handle_message_with_credit(now(), id, msg, credit);
+                    let announced = self.announced_by(&id);
+                    self.core.handle_message_from(now(), id, msg, announced);
                     // Before the next message: a deferred request must be back in the router
                     // ahead of anything else its client sent.
                     flow::apply(&self.router, &mut self.core, &mut self.stats);
@@ -231,7 +232,7 @@ impl Shell {
                 debug!(peer = %peer, "Peer disconnected");
                 if let Some(id) = to_mdp(&peer) {
                     self.peer_keys.remove(&id);
-                    self.credits.remove(&id);
+                    self.announced.remove(&id);
                     self.core.handle_disconnect(now(), &id);
                     flow::apply(&self.router, &mut self.core, &mut self.stats);
                 }
@@ -246,37 +247,49 @@ impl Shell {
     }
 }
 
-// === Worker credit ===
+// === Extensions announced in the handshake ===
 
 impl Shell {
-    /// Keeps the credit a peer announced in its handshake. A value that is not a decimal
-    /// number in `1..=1024` counts as 1 (RFC 7) and is counted as malformed.
+    /// Keeps what a peer announced in its handshake: its worker credit (a value that is not
+    /// a decimal number in `1..=1024` counts as 1, RFC 7's, and is counted as malformed) and
+    /// whether it asked for multiplexing (only `1` asks; anything else is RFC 7).
     fn on_metadata(&mut self, peer: &domo_zmtp::PeerId, metadata: &Metadata) {
-        let Some(value) = metadata.get(CREDIT_PROPERTY) else {
+        let credit = metadata.get(CREDIT_PROPERTY);
+        let mux = metadata.get(MUX_PROPERTY);
+        if credit.is_none() && mux.is_none() {
             return;
-        };
+        }
         let Some(id) = to_mdp(peer) else {
             return;
         };
-        match Credit::parse(value) {
-            Some(credit) if credit != Credit::ONE => {
-                debug!(peer = %peer, %credit, "Peer announced worker credit");
-                self.credits.insert(id, credit);
+        let mut announced = Announced::RFC7;
+        if let Some(value) = credit {
+            match Credit::parse(value) {
+                Some(credit) => announced.credit = credit,
+                None => {
+                    debug!(peer = %peer, value = ?value, "Malformed worker credit; taken as 1");
+                    self.stats.malformed_credit += 1;
+                }
             }
-            Some(_) => {}
-            None => {
-                debug!(peer = %peer, value = ?value, "Malformed worker credit; taken as 1");
-                self.stats.malformed_credit += 1;
+        }
+        if let Some(value) = mux {
+            announced.mux = mux_requested(value);
+            if !announced.mux {
+                debug!(peer = %peer, value = ?value, "X-Domo-Mux other than 1; plain RFC 7 client");
             }
+        }
+        if announced != Announced::RFC7 {
+            debug!(peer = %peer, credit = %announced.credit, mux = announced.mux, "Peer announced extensions");
+            self.announced.insert(id, announced);
         }
     }
 
-    /// The credit `peer` announced, 1 if none.
-    fn credit_of(&self, peer: &domo_mdp::PeerId) -> Credit {
-        if self.credits.is_empty() {
-            return Credit::ONE;
+    /// What `peer` announced; RFC 7's if nothing.
+    fn announced_by(&self, peer: &domo_mdp::PeerId) -> Announced {
+        if self.announced.is_empty() {
+            return Announced::RFC7;
         }
-        self.credits.get(peer).copied().unwrap_or(Credit::ONE)
+        self.announced.get(peer).copied().unwrap_or(Announced::RFC7)
     }
 }
 

@@ -21,10 +21,11 @@
 //! ([`Control::KeysReloaded`]) it closes the connections whose key is gone and gives the
 //! others their new rights.
 //!
-//! Worker credit is negotiated in the ZMTP handshake: the router announces
-//! `X-Domo-Extensions: credit`, and a peer that announces `X-Domo-Credit` has its credit kept
-//! here until its connection closes and passed to the core with each of its messages
-//! ([`Broker::handle_message_with_credit`]; the core uses it at READY).
+//! domo's MDP extensions (docs/extensions.md) are negotiated in the ZMTP handshake: the
+//! router announces `X-Domo-Extensions: credit,mux`, and what a peer announces
+//! (`X-Domo-Credit`, `X-Domo-Mux`) is kept here until its connection closes and passed to
+//! the core with each of its messages ([`Broker::handle_message_from`]; the core uses the
+//! credit at READY and the multiplexing flag for each client request).
 //!
 //! The outside talks to the loop through one bounded channel of [`Control`] messages (drain,
 //! stop, reload, scrape), so the core keeps a single owner. A drain asks the core to refuse
@@ -37,7 +38,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use domo_mdp::extensions::{CREDIT, EXTENSIONS_PROPERTY};
+use domo_mdp::extensions::{CREDIT, EXTENSIONS_PROPERTY, MUX};
 use domo_zmtp::{Dealer, Endpoint, Options, Router};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
@@ -112,11 +113,14 @@ pub fn broker_transport_options() -> Options {
 }
 
 /// Adds the extensions this broker understands to its handshake metadata
-/// ([`EXTENSIONS_PROPERTY`]: worker credit), unless the options already announce a list.
-/// RFC 7 peers never read application properties, so they see nothing new.
+/// ([`EXTENSIONS_PROPERTY`]: worker credit and multiplexed clients), unless the options
+/// already announce a list. RFC 7 peers never read application properties, so they see
+/// nothing new.
 fn announce_extensions(mut options: Options) -> Options {
     if options.metadata.get(EXTENSIONS_PROPERTY).is_none() {
-        options.metadata.insert(EXTENSIONS_PROPERTY, CREDIT);
+        options
+            .metadata
+            .insert(EXTENSIONS_PROPERTY, format!("{CREDIT},{MUX}"));
     }
     options
 }
@@ -283,7 +287,7 @@ impl BoundBroker {
             serving,
             keys,
             peer_keys: HashMap::new(),
-            credits: HashMap::new(),
+            announced: HashMap::new(),
         };
         let result = shell.serve(control, shutdown).await;
         if let Some(link) = &shell.ha {
@@ -306,10 +310,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_broker_announces_worker_credit_unless_told_otherwise() {
+    fn the_broker_announces_credit_and_mux_unless_told_otherwise() {
         let options = announce_extensions(broker_transport_options());
         let announced = options.metadata.get(EXTENSIONS_PROPERTY).unwrap();
         assert!(lists(announced, CREDIT));
+        assert!(lists(announced, MUX));
         let mut own = Options::default();
         own.metadata.insert(EXTENSIONS_PROPERTY, "");
         let kept = announce_extensions(own);
