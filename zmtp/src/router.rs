@@ -472,6 +472,34 @@ impl Router {
         self.try_send_inner(peer, msg, None)
     }
 
+    /// Queues many messages under one lock and wakes each receiving connection once, after
+    /// all are queued: a peer that gets several messages in one batch writes them in one go
+    /// (one vectored write) instead of waking for the first. Messages to one peer keep
+    /// their order. Returns those that could not be queued, in order, each with why (as
+    /// [`Router::try_send`] would have said); once a peer's queue is full, its later
+    /// messages in the batch are handed back too.
+    ///
+    /// Each message comes with a value of the caller's (`T`, say what kind of peer it is
+    /// for), handed back with a message that failed.
+    pub fn try_send_batch<T>(
+        &self,
+        msgs: impl IntoIterator<Item = (PeerId, Vec<Bytes>, T)>,
+    ) -> Vec<(PeerId, TrySendError, T)> {
+        let mut failed = Vec::new();
+        let mut wake = Vec::new();
+        let mut inner = self.shared.lock();
+        for (peer, msg, tag) in msgs {
+            match self.queue_locked(&mut inner, &peer, msg, None) {
+                Ok(Some(w)) => wake.push(w),
+                Ok(None) => {}
+                Err(e) => failed.push((peer, e, tag)),
+            }
+        }
+        drop(inner);
+        wake_all(wake);
+        failed
+    }
+
     fn try_send_inner(
         &self,
         peer: &PeerId,
@@ -479,6 +507,22 @@ impl Router {
         cx: Option<&Context<'_>>,
     ) -> Result<(), TrySendError> {
         let mut inner = self.shared.lock();
+        let wake = self.queue_locked(&mut inner, peer, msg, cx)?;
+        drop(inner);
+        if let Some(w) = wake {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues `msg` for `peer`; the waker of its connection task if that must be woken.
+    fn queue_locked(
+        &self,
+        inner: &mut Inner,
+        peer: &PeerId,
+        msg: Vec<Bytes>,
+        cx: Option<&Context<'_>>,
+    ) -> Result<Option<Waker>, TrySendError> {
         if inner.closed {
             return Err(TrySendError::Closed(msg));
         }
@@ -501,17 +545,12 @@ impl Router {
         }
         slot.out_bytes += message_bytes(&msg);
         slot.out.push_back(msg);
-        let wake = if slot.wants_out {
+        Ok(if slot.wants_out {
             slot.wants_out = false;
             slot.task.clone()
         } else {
             None
-        };
-        drop(inner);
-        if let Some(w) = wake {
-            w.wake();
-        }
-        Ok(())
+        })
     }
 
     /// Queues a message for a peer, waiting while its queue is full.

@@ -738,3 +738,44 @@ async fn deferred_message_comes_back_first_after_resume() {
         Err(msg(&[b"x"]))
     );
 }
+
+#[tokio::test]
+async fn try_send_batch_keeps_order_per_peer_and_hands_back_what_did_not_fit() {
+    let opts = Options {
+        send_hwm: 3,
+        ..Options::default()
+    };
+    let (router, ep) = bound(opts).await;
+    let a = Dealer::connect(&ep, Options::default()).unwrap();
+    let pa = next_connected(&router).await;
+    // A peer that is gone: its messages come back as unroutable.
+    let gone = PeerId::from("nobody");
+    // Queued before the connection task can run: the fourth message for `a` meets the HWM.
+    let batch = (0..5u8).map(|i| {
+        let peer = if i == 2 { gone.clone() } else { pa.clone() };
+        (peer, vec![Bytes::from(vec![i])], i)
+    });
+    let failed = router.try_send_batch(batch);
+    let failed: Vec<_> = failed
+        .into_iter()
+        .map(|(peer, e, i)| (peer, matches!(e, TrySendError::Full(_)), i))
+        .collect();
+    // Four for `a` against a limit of 3 unless the connection already took some out.
+    assert!(failed.contains(&(gone, false, 2)), "{failed:?}");
+    let delivered: Vec<u8> = {
+        let mut got = Vec::new();
+        let expected = 5 - failed.len();
+        for _ in 0..expected {
+            got.push(timeout(T, a.recv()).await.unwrap().unwrap()[0][0]);
+        }
+        got
+    };
+    // In order, and nothing that failed was delivered.
+    let mut sorted = delivered.clone();
+    sorted.sort_unstable();
+    assert_eq!(delivered, sorted);
+    for (_, _, i) in &failed {
+        assert!(!delivered.contains(i));
+    }
+    assert!(delivered.starts_with(&[0, 1, 3]), "{delivered:?}");
+}

@@ -38,6 +38,7 @@ pub(super) fn apply(router: &Router, core: &mut Broker, stats: &mut ShellStats) 
 /// to the core (with the client's later replies behind it). Then applies the flow control
 /// that caused.
 pub(super) fn send_outbound(router: &Router, core: &mut Broker, stats: &mut ShellStats) {
+    let mut batch = Vec::new();
     while let Some(Outbound {
         peer: id,
         kind,
@@ -49,18 +50,23 @@ pub(super) fn send_outbound(router: &Router, core: &mut Broker, stats: &mut Shel
             core.handle_send_blocked(id, frames);
             continue;
         }
-        let peer = PeerId::from(id.clone().into_bytes());
-        match (router.try_send(&peer, frames), kind) {
-            (Ok(()), _) => {}
-            (Err(TrySendError::Full(frames)), PeerKind::Client) => {
+        batch.push((PeerId::from(id.into_bytes()), frames, kind));
+    }
+    // One lock and one wake-up per connection for the whole batch: a peer that gets several
+    // messages writes them together.
+    for (peer, error, kind) in router.try_send_batch(batch) {
+        match (error, kind) {
+            (TrySendError::Full(frames), PeerKind::Client) => {
                 debug!(client = %peer, "Client not reading its replies; paused");
-                core.handle_send_blocked(id, frames);
+                if let Some(id) = to_mdp(&peer) {
+                    core.handle_send_blocked(id, frames);
+                }
             }
-            (Err(TrySendError::Unroutable(_)), PeerKind::Client) => {
+            (TrySendError::Unroutable(_), PeerKind::Client) => {
                 stats.replies_to_gone_clients += 1;
             }
-            (Err(_), PeerKind::Worker) => stats.worker_commands_dropped += 1,
-            (Err(TrySendError::Closed(_)), PeerKind::Client) => {}
+            (_, PeerKind::Worker) => stats.worker_commands_dropped += 1,
+            (TrySendError::Closed(_), PeerKind::Client) => {}
         }
     }
     apply(router, core, stats);
