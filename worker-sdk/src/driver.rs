@@ -1,5 +1,9 @@
 //! The tokio task behind one worker session: owns the DEALER connection and drives the pure
 //! [`Session`] with tokio's clock. No protocol rules live here.
+//!
+//! A session holds up to [`WorkerOptions::credit`] requests at once ([`InFlight`]), their
+//! outcome futures polled by the session task itself; each REPLY echoes its own request's
+//! client-address frame, in the order the outcomes settle.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +17,7 @@ use domo_zmtp::HandshakeError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, trace, warn};
 
+use self::inflight::InFlight;
 use crate::handler::{Handler, OutcomeFuture};
 use crate::request::{Outcome, Request};
 use crate::session::{Action, Session};
@@ -43,9 +48,6 @@ pub(crate) struct Driver<C> {
     pub(crate) status: Reporter,
 }
 
-/// A request being handled: the client it came from and the future of its outcome.
-type Pending = (PeerId, OutcomeFuture);
-
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
@@ -62,7 +64,7 @@ impl<C: Connector> Driver<C> {
         let Ok(mut dealer) = self.connect(0).await else {
             return;
         };
-        let mut pending: Option<Pending> = None;
+        let mut pending = InFlight::with_capacity(self.credit().min(64));
         // The endpoint of `dealer` (the session's may already point to the next one), and
         // whether a failed handshake on it is being reported.
         let mut linked = 0;
@@ -81,16 +83,16 @@ impl<C: Connector> Driver<C> {
             tokio::select! {
                 biased;
                 _ = self.stop.changed() => break,
-                outcome = wait_outcome(&mut pending) => {
-                    let client = pending.take().map(|(c, _)| c);
-                    if let Some(client) = client {
-                        if !self.finish(&dealer, &mut session, client, outcome).await {
-                            let Ok(d) = self.restart(dealer, &mut session).await else {
-                                return;
-                            };
-                            dealer = d;
-                            linked = session.endpoint();
-                        }
+                (client, outcome) = pending.next() => {
+                    if !self.finish(&dealer, &mut session, client, outcome).await {
+                        // The other requests of this connection go with it: the broker
+                        // dispatches them again once it sees the DISCONNECT.
+                        pending.clear();
+                        let Ok(d) = self.restart(dealer, &mut session).await else {
+                            return;
+                        };
+                        dealer = d;
+                        linked = session.endpoint();
                     }
                 }
                 msg = dealer.recv() => match msg {
@@ -120,7 +122,7 @@ impl<C: Connector> Driver<C> {
                         let error = error.map(tracing::field::display);
                         warn!(service = %self.service, endpoint = %self.endpoints[linked], error, "Broker lost; reconnecting after backoff");
                         dealer.abandon();
-                        pending = None;
+                        pending.clear();
                     }
                     Action::Connect { endpoint } => {
                         debug!(service = %self.service, endpoint = %self.endpoints[endpoint], "Re-registering");
@@ -171,8 +173,14 @@ impl<C: Connector> Driver<C> {
         true
     }
 
+    /// How many requests the session may hold at once (see [`WorkerOptions::credit`],
+    /// checked by [`crate::Worker::new`]).
+    fn credit(&self) -> usize {
+        usize::try_from(self.options.credit.max(1)).unwrap_or(usize::MAX)
+    }
+
     /// Handles one message from the broker.
-    fn inbound(&self, msg: Vec<Bytes>, session: &mut Session, pending: &mut Option<Pending>) {
+    fn inbound(&self, msg: Vec<Bytes>, session: &mut Session, pending: &mut InFlight) {
         let at = now();
         if !session.is_live() {
             // Between connections: whatever arrives belongs to the abandoned one.
@@ -181,37 +189,44 @@ impl<C: Connector> Driver<C> {
         match decode_from_broker(msg) {
             Ok(WorkerCommand::Request { client, body }) => {
                 session.handle_traffic(at);
-                if pending.is_some() {
-                    warn!(service = %self.service, %client, "REQUEST while busy; dropped");
+                if pending.len() >= self.credit() {
+                    // A broker that keeps to the credit we announced (or, not knowing of
+                    // credit, to one at a time) never gets here.
+                    warn!(service = %self.service, %client, held = pending.len(), "REQUEST beyond the credit; dropped");
                     return;
                 }
                 trace!(service = %self.service, %client, "Request");
-                *pending = self.dispatch(client, body);
+                if let Some(outcome) = self.dispatch(&client, body) {
+                    pending.insert(client, outcome);
+                }
             }
             Ok(WorkerCommand::Disconnect) => {
                 info!(service = %self.service, "Broker sent DISCONNECT; re-registering");
                 session.handle_disconnect(at);
-                *pending = None;
+                pending.clear();
             }
             Ok(_) => session.handle_traffic(at),
             Err(error) => debug!(service = %self.service, %error, "Malformed message dropped"),
         }
     }
 
-    /// Hands a request to the application.
-    fn dispatch(&self, client: PeerId, body: Vec<Bytes>) -> Option<Pending> {
+    /// Hands a request to the application; the future of its outcome.
+    fn dispatch(&self, client: &PeerId, body: Vec<Bytes>) -> Option<OutcomeFuture> {
         match &self.sink {
-            Sink::Handler(handler) => Some((client, handler(body))),
+            Sink::Handler(handler) => Some(handler(body)),
             Sink::Channel(requests) => {
                 let (tx, rx) = oneshot::channel();
                 let request = Request::new(client.clone(), body, tx);
-                // Capacity is one per session (of every endpoint) and a session holds one
-                // request at a time, so `Full` cannot happen; `Closed` means the worker is
-                // going away.
-                requests.try_send(request).ok()?;
-                let outcome: OutcomeFuture =
-                    Box::pin(async move { rx.await.unwrap_or(Outcome::Failed) });
-                Some((client, outcome))
+                // Capacity is `credit` per session (of every endpoint) and a session holds
+                // at most `credit` requests, so `Full` needs requests left in the queue by
+                // a connection since lost; `Closed` means the worker is going away.
+                if let Err(error) = requests.try_send(request) {
+                    if matches!(error, mpsc::error::TrySendError::Full(_)) {
+                        warn!(service = %self.service, %client, "Request queue full; request dropped");
+                    }
+                    return None;
+                }
+                Some(Box::pin(async move { rx.await.unwrap_or(Outcome::Failed) }))
             }
         }
     }
@@ -251,14 +266,6 @@ impl<C: Connector> Driver<C> {
     }
 }
 
-/// Waits for the application's outcome; a dropped [`Request`] counts as failed. Never
-/// resolves while nothing is pending.
-async fn wait_outcome(pending: &mut Option<Pending>) -> Outcome {
-    match pending {
-        Some((_, outcome)) => outcome.await,
-        None => std::future::pending().await,
-    }
-}
-
+mod inflight;
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,25 @@
 //! reconnection.
 //!
 //! A [`Worker`] serves one service over one or more *sessions*; each session is one MDP
-//! worker connection (one DEALER socket) to a broker and holds at most one request at a
-//! time, so the number of sessions is also the worker's concurrency.
+//! worker connection (one DEALER socket) to a broker and holds up to
+//! [`WorkerOptions::credit`] requests at once (default 8), so the worker's concurrency is
+//! sessions x credit.
+//!
+//! # Worker credit
+//!
+//! Each session announces its credit to the broker in its ZMTP handshake (`X-Domo-Credit`,
+//! when above 1). A domo broker (which lists `credit` in its `X-Domo-Extensions`) then keeps
+//! up to that many requests at the session, each with its own client-address frame, and
+//! the session replies to each as soon as it is done, in whatever order they finish. The
+//! handler futures of one session all run in the session's task, interleaved at their
+//! `.await`s, with no task switch per request.
+//!
+//! * A handler that must run one request at a time: `credit(1)` (with one session).
+//! * With [`Worker::recv`], the requests the application has not taken yet wait in the
+//!   worker, like a prefetch; a consumer that handles one request at a time, with many
+//!   workers of the same service, may want a lower credit.
+//! * An RFC 7 broker ignores the property and sends each session one request at a time, as
+//!   before; nothing else changes.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), domo_worker::Error> {
@@ -50,8 +67,9 @@
 //! (`Worker::connect`, the old name, is a deprecated alias of [`Worker::new`].)
 //!
 //! [`WorkerOptions`] has a setter for every field. A zero where zero makes no sense
-//! (sessions, heartbeat interval or liveness, backoff delays) is refused by [`Worker::new`]
-//! with [`ErrorKind::InvalidOptions`]; setters never clamp or panic.
+//! (sessions, credit, heartbeat interval or liveness, backoff delays), and a credit above
+//! 1024, is refused by [`Worker::new`] with [`ErrorKind::InvalidOptions`]; setters never
+//! clamp or panic.
 //!
 //! # Errors
 //!
@@ -81,14 +99,20 @@
 //! worker up to its `max_redispatch` limit and then drops it; the client's own timeout and
 //! retries apply (domo-client reports `ErrorKind::TimedOut`).
 //!
+//! The other requests the session holds at that moment (with a credit above 1) go with the
+//! old connection: their handlers are dropped unfinished, no reply is sent for them, and the
+//! broker dispatches them again as requests of a lost worker. Requests held by the worker's
+//! other sessions are not touched.
+//!
 //! # Layout
 //!
 //! * `session`: the pure session rules (liveness, heartbeat, backoff, endpoint rotation),
 //!   driven by `now` arguments and tested with exact times.
 //! * `options`: [`WorkerOptions`], including which endpoints each session may use. The
 //!   reconnect schedule ([`BackoffOptions`]) is `domo_mdp`'s, shared with Titanic's store.
-//! * `driver`: the tokio task of one session, owning its connection; tested on in-memory
-//!   links under tokio's paused clock.
+//! * `driver`: the tokio task of one session, owning its connection and the requests it
+//!   holds (`driver::inflight`, polled in the session's task); tested on in-memory links
+//!   under tokio's paused clock.
 //! * `transport`: what the driver needs from a connection (a ZMTP DEALER in production).
 //! * `handler`: runs the [`Worker::serve`] handler inside the session, catching panics.
 //! * `request`: [`Request`], answered with [`Request::reply`].
@@ -148,8 +172,8 @@ impl Worker {
     ///
     /// [`ErrorKind::InvalidService`] or [`ErrorKind::ReservedService`] for a bad name,
     /// [`ErrorKind::NoEndpoints`] or [`ErrorKind::InvalidEndpoint`] for bad endpoints,
-    /// [`ErrorKind::InvalidOptions`] for a zero where zero makes no sense (see the crate
-    /// docs).
+    /// [`ErrorKind::InvalidOptions`] for a zero where zero makes no sense or a credit above
+    /// 1024 (see the crate docs).
     ///
     /// # Examples
     ///
@@ -224,9 +248,9 @@ impl Worker {
     /// call starts the sessions.
     pub async fn recv(&mut self) -> Option<Request> {
         if self.requests.is_none() {
-            // One slot per session (on every endpoint): a session holds one request at a
-            // time, so it never finds the channel full.
-            let (tx, rx) = mpsc::channel(self.options.total_sessions());
+            // `credit` slots per session (on every endpoint): a session holds at most
+            // `credit` requests, so it never finds the channel full.
+            let (tx, rx) = mpsc::channel(self.options.max_requests());
             self.start(&Sink::Channel(tx));
             self.requests = Some(rx);
         }
@@ -237,7 +261,8 @@ impl Worker {
     /// completes, then shuts down (DISCONNECT on every session).
     ///
     /// Each session runs its handler futures itself, so up to [`WorkerOptions::total_sessions`]
-    /// handlers run at once and a request costs no task switch. A handler error or panic is logged
+    /// x [`WorkerOptions::credit`] handlers run at once (sessions alone against an RFC 7
+    /// broker) and a request costs no task switch. A handler error or panic is logged
     /// (the panic is caught) and the request is failed (see the crate docs). A handler that blocks
     /// the thread also stops its session's heartbeats, as in the zguide's worker.
     pub async fn serve<F, Fut, E>(mut self, handler: F, shutdown: impl Future<Output = ()>)

@@ -1,16 +1,18 @@
 //! [`WorkerOptions`]: endpoints, sessions, heartbeat and backoff settings.
 //!
 //! Setters store what they are given; [`crate::Worker::new`] checks the whole set and
-//! refuses a zero where zero makes no sense (`sessions`, the heartbeat's `interval` and
-//! `liveness`, the backoff's `initial` and `max`) with
-//! [`crate::ErrorKind::InvalidOptions`]. The fields are public too, so this one check covers
-//! values set either way. A `transport` whose `security` is the CURVE server role is refused
+//! refuses a zero where zero makes no sense (`sessions`, `credit`, the heartbeat's
+//! `interval` and `liveness`, the backoff's `initial` and `max`), and a `credit` above
+//! [`MAX_CREDIT`], with [`crate::ErrorKind::InvalidOptions`]. The fields are public too, so
+//! this one check covers values set either way. A `transport` whose `security` is the CURVE server role is refused
 //! too: a worker is always the CURVE client.
 
 use std::sync::Arc;
 
+use domo_mdp::extensions::{CREDIT_PROPERTY, MAX_CREDIT};
 use domo_mdp::{Backoff, BackoffOptions, Heartbeat};
 use domo_zmtp::curve::CurveClient;
+use domo_zmtp::proto::Metadata;
 use domo_zmtp::{KeyPair, PublicKey, Security};
 
 use crate::error::Error;
@@ -45,9 +47,32 @@ pub struct WorkerOptions {
     /// Whether the endpoints are a failover list (one broker at a time per session) or
     /// brokers to register with all at once. Default [`EndpointMode::Failover`].
     pub mode: EndpointMode,
-    /// Concurrent sessions (MDP worker connections) for the service, per endpoint in
+    /// Sessions (MDP worker connections) for the service, per endpoint in
     /// [`EndpointMode::EachBroker`]. Not zero. Default 1.
     pub sessions: usize,
+    /// Requests each session may hold at once: its *credit*, `1..=1024`. Default 8.
+    ///
+    /// A session announces it to the broker (ZMTP metadata `X-Domo-Credit`, when above 1);
+    /// a broker that knows of worker credit (domo's: `credit` in its `X-Domo-Extensions`)
+    /// then keeps up to that many requests at the session, and the session answers each as
+    /// soon as its handler is done, in any order. So the worker's concurrency is
+    /// [`WorkerOptions::total_sessions`] x `credit`:
+    ///
+    /// * With [`crate::Worker::serve`], up to `credit` handler futures run at once in each
+    ///   session (in the session's task, interleaved at their `.await`s). A handler that
+    ///   must run one request at a time sets `credit(1)` (and one session).
+    /// * With [`crate::Worker::recv`], requests beyond what the application has taken wait
+    ///   in the worker, much like a prefetch: a request may wait there for the one before
+    ///   it while another worker sits idle. A consumer that handles its requests one by
+    ///   one, with many workers of the service, may want a lower credit.
+    /// * Against an RFC 7 broker (no `credit` in its `X-Domo-Extensions`), which ignores
+    ///   the property, each session gets one request at a time as RFC 7 says; nothing else
+    ///   changes.
+    ///
+    /// A failed request (see the crate docs) restarts its session on a new connection, and
+    /// the other requests that session holds are dropped with it: the broker dispatches
+    /// them again, to this worker or another.
+    pub credit: u32,
     /// Heartbeat interval and liveness; must match the broker's. Neither zero. Default
     /// 2500 ms, 3.
     pub heartbeat: Heartbeat,
@@ -61,7 +86,8 @@ pub struct WorkerOptions {
     /// from certificate files with [`CurveClient::from_files`].
     pub curve: Option<CurveClient>,
     /// Options of the DEALER sockets. `identity` is ignored: RFC 7 wants each new session
-    /// on a new socket identity. `curve`, when set, overrides `security`.
+    /// on a new socket identity. `curve`, when set, overrides `security`. An
+    /// `X-Domo-Credit` property in `metadata` is replaced by what `credit` says.
     pub transport: domo_zmtp::Options,
 }
 
@@ -79,6 +105,7 @@ impl WorkerOptions {
             endpoints: endpoints.into_iter().map(Into::into).collect(),
             mode: EndpointMode::Failover,
             sessions: 1,
+            credit: 8,
             heartbeat: Heartbeat::default(),
             backoff: BackoffOptions::default(),
             curve: None,
@@ -122,6 +149,23 @@ impl WorkerOptions {
     #[must_use]
     pub fn sessions(mut self, sessions: usize) -> Self {
         self.sessions = sessions;
+        self
+    }
+
+    /// Sets how many requests each session may hold at once, `1..=1024` (see
+    /// [`WorkerOptions::credit`]); 1 for one at a time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use domo_worker::WorkerOptions;
+    /// // Four sessions of 16: up to 64 requests at once against a domo broker.
+    /// let options = WorkerOptions::new(["tcp://10.0.0.1:5555"]).sessions(4).credit(16);
+    /// assert_eq!(options.credit, 16);
+    /// ```
+    #[must_use]
+    pub fn credit(mut self, credit: u32) -> Self {
+        self.credit = credit;
         self
     }
 
@@ -173,7 +217,8 @@ impl WorkerOptions {
     }
 
     /// How many sessions the worker runs in all: `sessions`, or `sessions` per endpoint in
-    /// [`EndpointMode::EachBroker`]. It is also how many requests it holds at once.
+    /// [`EndpointMode::EachBroker`]. Each holds up to [`WorkerOptions::credit`] requests at
+    /// once (one against an RFC 7 broker).
     pub fn total_sessions(&self) -> usize {
         let sessions = self.sessions.max(1);
         match self.mode {
@@ -211,8 +256,12 @@ impl WorkerOptions {
             ep.parse::<domo_zmtp::Endpoint>()
                 .map_err(|e| Error::invalid_endpoint(ep, e))?;
         }
-        let zero = if self.sessions == 0 {
+        let bad = if self.sessions == 0 {
             Some("sessions must not be zero")
+        } else if self.credit == 0 {
+            Some("credit must not be zero")
+        } else if self.credit > MAX_CREDIT {
+            Some("credit must be at most 1024")
         } else if self.heartbeat.interval.is_zero() {
             Some("heartbeat interval must not be zero")
         } else if self.heartbeat.liveness == 0 {
@@ -226,21 +275,40 @@ impl WorkerOptions {
         } else {
             None
         };
-        zero.map_or(Ok(()), |what| Err(Error::invalid_option(what)))
+        bad.map_or(Ok(()), |what| Err(Error::invalid_option(what)))
     }
 
     pub(crate) fn new_backoff(&self) -> Backoff {
         Backoff::new(self.backoff)
     }
 
-    /// The options of every session's DEALER: no identity, and the CURVE keys if set.
+    /// The options of every session's DEALER: no identity, the CURVE keys if set, and
+    /// `X-Domo-Credit` announcing the credit when above 1 (first, in place of any in
+    /// `transport.metadata`; a broker reads the first).
     pub(crate) fn dealer_options(&self) -> domo_zmtp::Options {
         let mut t = self.transport.clone();
         t.identity = None;
         if let Some(keys) = &self.curve {
             t.security = Security::CurveClient(keys.clone());
         }
+        let mut metadata = Metadata::new();
+        if self.credit > 1 {
+            metadata.insert(CREDIT_PROPERTY, self.credit.to_string());
+        }
+        for (name, value) in t.metadata.iter() {
+            if !name.eq_ignore_ascii_case(CREDIT_PROPERTY.as_bytes()) {
+                metadata.insert(name.clone(), value.clone());
+            }
+        }
+        t.metadata = metadata;
         t
+    }
+
+    /// The capacity of [`crate::Worker::recv`]'s queue: every request all sessions may
+    /// hold at once, so a session never finds it full.
+    pub(crate) fn max_requests(&self) -> usize {
+        let credit = usize::try_from(self.credit.max(1)).unwrap_or(usize::MAX);
+        self.total_sessions().saturating_mul(credit)
     }
 }
 
@@ -264,6 +332,7 @@ mod tests {
             .endpoints(["tcp://10.0.0.1:1", "tcp://10.0.0.2:1"])
             .mode(EndpointMode::EachBroker)
             .sessions(2)
+            .credit(3)
             .heartbeat(heartbeat)
             .backoff(backoff)
             .curve(server.public, ours.clone())
@@ -271,6 +340,7 @@ mod tests {
         assert_eq!(options.endpoints, ["tcp://10.0.0.1:1", "tcp://10.0.0.2:1"]);
         assert_eq!(options.mode, EndpointMode::EachBroker);
         assert_eq!(options.sessions, 2);
+        assert_eq!(options.credit, 3);
         assert_eq!(options.heartbeat, heartbeat);
         assert_eq!(options.backoff, backoff);
         assert_eq!(options.total_sessions(), 4);
@@ -291,6 +361,8 @@ mod tests {
         let backoff = BackoffOptions::default();
         for (options, field) in [
             (base.clone().sessions(0), "sessions"),
+            (base.clone().credit(0), "credit must not be zero"),
+            (base.clone().credit(1025), "credit must be at most 1024"),
             (
                 base.clone().heartbeat(Heartbeat {
                     interval: Duration::ZERO,
@@ -325,5 +397,69 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::InvalidOptions);
             assert!(err.to_string().contains(field), "{err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod credit_tests {
+    use domo_mdp::extensions::{Credit, CREDIT_PROPERTY};
+
+    use super::*;
+
+    fn announced(options: &WorkerOptions) -> Vec<(String, String)> {
+        options
+            .dealer_options()
+            .metadata
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(CREDIT_PROPERTY.as_bytes()))
+            .map(|(n, v)| {
+                let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                (text(n), text(v))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn credit_defaults_to_8_and_is_checked_in_range() {
+        let options = WorkerOptions::default();
+        assert_eq!(options.credit, 8);
+        assert_eq!(options.max_requests(), 8);
+        for ok in [1, 2, 1024] {
+            assert!(options.clone().credit(ok).check().is_ok(), "{ok}");
+        }
+        for bad in [0, 1025, u32::MAX] {
+            let err = options.clone().credit(bad).check().unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidOptions, "{bad}");
+            assert!(err.to_string().contains("credit"), "{err}");
+        }
+        let pair = WorkerOptions::pair("tcp://a:1", "tcp://b:1")
+            .sessions(3)
+            .credit(4);
+        assert_eq!(pair.max_requests(), 24);
+    }
+
+    #[test]
+    fn the_credit_is_announced_only_above_1_and_replaces_one_in_the_transport() {
+        let property = |n: &str| vec![(CREDIT_PROPERTY.to_string(), n.to_string())];
+        assert_eq!(announced(&WorkerOptions::default()), property("8"));
+        assert_eq!(
+            announced(&WorkerOptions::default().credit(1024)),
+            property("1024")
+        );
+        assert_eq!(announced(&WorkerOptions::default().credit(1)), vec![]);
+        // What the broker reads back parses as the credit.
+        let t = WorkerOptions::default().credit(5).dealer_options();
+        let value = t.metadata.get(CREDIT_PROPERTY).unwrap();
+        assert_eq!(Credit::parse(value), Credit::new(5));
+
+        // A property already in the transport's metadata gives way; others stay.
+        let mut transport = domo_zmtp::Options::default();
+        transport.metadata.insert("X-Domo-Credit", "99");
+        transport.metadata.insert("X-Team", "blue");
+        let options = WorkerOptions::default().transport(transport);
+        assert_eq!(announced(&options.clone().credit(2)), property("2"));
+        assert_eq!(announced(&options.clone().credit(1)), vec![]);
+        let t = options.dealer_options();
+        assert_eq!(t.metadata.get("X-Team").map(|v| &v[..]), Some(&b"blue"[..]));
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use domo_mdp::worker::{decode_from_worker, encode_disconnect, encode_request};
-use domo_mdp::{Heartbeat, LockExt, PeerId, ServiceName};
+use domo_mdp::{Heartbeat, LockExt, PeerId, ServiceName, WorkerCommand};
 use domo_zmtp::HandshakeError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -116,7 +116,14 @@ impl Broker {
             let at = (Instant::now() - self.start).as_millis();
             let what = match event {
                 Event::Connected(ep) => format!("connect {ep}"),
-                Event::Sent(msg) => decode_from_worker(msg).unwrap().name().to_string(),
+                Event::Sent(msg) => match decode_from_worker(msg).unwrap() {
+                    // A reply shows the client-address frame it echoes, and its body.
+                    WorkerCommand::Reply { client, body } => {
+                        let text = String::from_utf8_lossy;
+                        format!("REPLY {} {}", text(client.as_bytes()), text(&body[0]))
+                    }
+                    other => other.name().to_string(),
+                },
                 Event::Abandoned => "abandon".into(),
                 Event::Closed => "close".into(),
             };
@@ -138,6 +145,11 @@ fn start(sink: Sink) -> Broker {
 
 /// A session whose endpoint list is `endpoints` (one endpoint: a pinned session).
 fn start_on(sink: Sink, endpoints: &[&str]) -> Broker {
+    start_with(sink, endpoints, WorkerOptions::default().credit)
+}
+
+/// A session on `endpoints` that may hold `credit` requests.
+fn start_with(sink: Sink, endpoints: &[&str], credit: u32) -> Broker {
     let (events_tx, events) = mpsc::unbounded_channel();
     let connector = Arc::new(MemConnector {
         next: AtomicUsize::new(0),
@@ -147,7 +159,8 @@ fn start_on(sink: Sink, endpoints: &[&str]) -> Broker {
     });
     let options = WorkerOptions::new(["tcp://a:1", "tcp://b:1"])
         .heartbeat(Heartbeat::default())
-        .backoff(BackoffOptions::default().jitter(false));
+        .backoff(BackoffOptions::default().jitter(false))
+        .credit(credit);
     let (stop, stop_rx) = watch::channel(false);
     let board = Board::new(1);
     let driver = Driver {
@@ -184,8 +197,41 @@ fn echo_sink() -> Sink {
 }
 
 fn request(body: &'static str) -> Vec<Bytes> {
-    let client = PeerId::new(Bytes::from_static(b"client")).unwrap();
+    request_from("client", body)
+}
+
+/// A REQUEST whose client-address frame (domo's token) is `client`.
+fn request_from(client: &'static str, body: &'static str) -> Vec<Bytes> {
+    let client = PeerId::new(Bytes::from_static(client.as_bytes())).unwrap();
     encode_request(&client, [Bytes::from_static(body.as_bytes())])
+}
+
+/// What a handler was given, and when: (milliseconds since `start`, body).
+type Given = Arc<Mutex<Vec<(u128, String)>>>;
+
+/// A handler that notes each body it is given, then replies with it after the number of
+/// milliseconds the body names; `panic` panics after 10 ms.
+fn timed_sink(start: Instant, given: &Given) -> Sink {
+    let given = given.clone();
+    Sink::Handler(wrap(move |body: Vec<Bytes>| {
+        let text = String::from_utf8_lossy(&body[0]).into_owned();
+        given
+            .lock_unpoisoned()
+            .push(((Instant::now() - start).as_millis(), text.clone()));
+        async move {
+            if text == "panic" {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                panic!("handler panics on purpose");
+            }
+            let ms = text.parse().unwrap();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, std::convert::Infallible>(body)
+        }
+    }))
+}
+
+fn given(list: &[(u128, &str)]) -> Vec<(u128, String)> {
+    list.iter().map(|(t, b)| (*t, b.to_string())).collect()
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -239,7 +285,7 @@ async fn a_busy_session_keeps_heartbeating_and_replies_when_done() {
     broker.send(0, request("slow"));
     let expected = seen(&[
         (2500, 0, "HEARTBEAT"),
-        (3100, 0, "REPLY"),
+        (3100, 0, "REPLY client slow"),
         (5600, 0, "HEARTBEAT"),
     ]);
     assert_eq!(broker.seen_until(5601).await, expected);
@@ -259,7 +305,10 @@ async fn a_panicking_handler_restarts_the_session_at_once_without_a_reply() {
     ]);
     assert_eq!(broker.seen_until(101).await, expected);
     broker.send(1, request("fine"));
-    assert_eq!(broker.seen_until(102).await, seen(&[(101, 1, "REPLY")]));
+    assert_eq!(
+        broker.seen_until(102).await,
+        seen(&[(101, 1, "REPLY client fine")])
+    );
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -338,4 +387,104 @@ async fn a_connection_closed_mid_handshake_is_not_a_refusal() {
     ]);
     assert_eq!(broker.seen_until(2501).await, expected);
     assert!(broker.status.handshake_error().is_none());
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_session_of_credit_3_holds_three_requests_and_replies_in_completion_order() {
+    let given_to_handler = Given::default();
+    let mut broker = start_with(
+        timed_sink(Instant::now(), &given_to_handler),
+        &["tcp://a:1"],
+        3,
+    );
+    broker.seen_until(100).await;
+    broker.send(0, request_from("token-a", "300"));
+    broker.send(0, request_from("token-b", "100"));
+    broker.send(0, request_from("token-c", "200"));
+    // A fourth while three are held: beyond the credit, dropped unseen by the handler.
+    broker.send(0, request_from("token-d", "50"));
+    let expected = seen(&[
+        (200, 0, "REPLY token-b 100"),
+        (300, 0, "REPLY token-c 200"),
+        (400, 0, "REPLY token-a 300"),
+    ]);
+    assert_eq!(broker.seen_until(401).await, expected);
+    // All three were in the handler at once, from the start.
+    let all_three = given(&[(100, "300"), (100, "100"), (100, "200")]);
+    assert_eq!(*given_to_handler.lock_unpoisoned(), all_three);
+    // The credit is free again: the next three are taken at once too.
+    broker.send(0, request_from("token-e", "20"));
+    broker.send(0, request_from("token-f", "10"));
+    let expected = seen(&[(411, 0, "REPLY token-f 10"), (421, 0, "REPLY token-e 20")]);
+    assert_eq!(broker.seen_until(422).await, expected);
+    assert_eq!(given_to_handler.lock_unpoisoned().len(), 5);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_failed_request_restarts_the_session_and_drops_the_others_it_held() {
+    let given_to_handler = Given::default();
+    let mut broker = start_with(
+        timed_sink(Instant::now(), &given_to_handler),
+        &["tcp://a:1"],
+        3,
+    );
+    broker.seen_until(100).await;
+    broker.send(0, request_from("token-a", "50"));
+    broker.send(0, request_from("token-b", "panic"));
+    broker.send(0, request_from("token-c", "200"));
+    // The panic (at 110) ends the connection: no reply for it nor for the other two.
+    let expected = seen(&[
+        (110, 0, "DISCONNECT"),
+        (110, 1, "connect tcp://a:1"),
+        (110, 1, "READY"),
+        (110, 0, "close"),
+        (2610, 1, "HEARTBEAT"),
+    ]);
+    assert_eq!(broker.seen_until(2611).await, expected);
+    let all_three = given(&[(100, "50"), (100, "panic"), (100, "200")]);
+    assert_eq!(*given_to_handler.lock_unpoisoned(), all_three);
+    // The new connection serves as before.
+    broker.send(1, request_from("token-d", "5"));
+    let expected = seen(&[(2616, 1, "REPLY token-d 5")]);
+    assert_eq!(broker.seen_until(2617).await, expected);
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_session_of_credit_1_drops_a_second_request_as_before() {
+    let given_to_handler = Given::default();
+    let mut broker = start_with(
+        timed_sink(Instant::now(), &given_to_handler),
+        &["tcp://a:1"],
+        1,
+    );
+    broker.seen_until(100).await;
+    broker.send(0, request_from("token-a", "100"));
+    broker.send(0, request_from("token-b", "10"));
+    let expected = seen(&[(200, 0, "REPLY token-a 100")]);
+    assert_eq!(broker.seen_until(201).await, expected);
+    assert_eq!(*given_to_handler.lock_unpoisoned(), given(&[(100, "100")]));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn broker_loss_drops_every_held_request() {
+    let given_to_handler = Given::default();
+    let mut broker = start_with(
+        timed_sink(Instant::now(), &given_to_handler),
+        &["tcp://a:1"],
+        3,
+    );
+    broker.seen_until(100).await;
+    broker.send(0, request_from("token-a", "9000"));
+    broker.send(0, request_from("token-b", "9500"));
+    // No traffic after the requests at 100: the broker is lost at 7600, and the replies
+    // due at 9100 and 9600 are never sent, on either connection.
+    let expected = seen(&[
+        (2500, 0, "HEARTBEAT"),
+        (5000, 0, "HEARTBEAT"),
+        (7500, 0, "HEARTBEAT"),
+        (7600, 0, "abandon"),
+        (8600, 1, "connect tcp://a:1"),
+        (8600, 1, "READY"),
+    ]);
+    assert_eq!(broker.seen_until(10_000).await, expected);
 }
