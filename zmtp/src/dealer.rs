@@ -11,8 +11,9 @@
 //! Reconnects back off exponentially from `reconnect_interval` to `reconnect_interval_max`,
 //! each delay jittered into [d/2, d), and reset after a successful handshake.
 
-use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::collections::{HashMap, VecDeque};
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -54,8 +55,12 @@ struct Inner {
     conn_waiters: Vec<Waker>,
     /// Why the last connection attempt failed its handshake; cleared by a successful one.
     handshake_error: Option<HandshakeError>,
-    /// Tasks waiting in [`Dealer::refused`].
-    refusal_waiters: Vec<Waker>,
+    /// Tasks waiting in [`Dealer::refused`], by the id of their future, which removes its
+    /// entry when dropped: many short-lived waiters on a long-lived connection leave
+    /// nothing behind.
+    refusal_waiters: HashMap<u64, Waker>,
+    /// The id of the next [`Dealer::refused`] future.
+    next_refusal_id: u64,
     /// The properties the peer of the current connection announced.
     peer_metadata: Option<Metadata>,
 }
@@ -81,6 +86,55 @@ impl Shared {
 fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
     for w in wakers {
         w.wake();
+    }
+}
+
+/// The future of [`Dealer::refused`]; its waker is registered under `id` and removed on drop.
+struct Refused<'a> {
+    shared: &'a Shared,
+    id: Option<u64>,
+}
+
+impl Future for Refused<'_> {
+    type Output = HandshakeError;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<HandshakeError> {
+        let mut inner = self.shared.lock();
+        if !inner.connected {
+            if let Some(e) = inner.handshake_error.as_ref().filter(|e| e.is_refusal()) {
+                let e = e.clone();
+                if let Some(id) = self.id.take() {
+                    inner.refusal_waiters.remove(&id);
+                }
+                return Poll::Ready(e);
+            }
+        }
+        let id = match self.id {
+            Some(id) => id,
+            None => {
+                let id = inner.next_refusal_id;
+                inner.next_refusal_id += 1;
+                id
+            }
+        };
+        match inner.refusal_waiters.get_mut(&id) {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            Some(w) => w.clone_from(cx.waker()),
+            None => {
+                inner.refusal_waiters.insert(id, cx.waker().clone());
+            }
+        }
+        drop(inner);
+        self.id = Some(id);
+        Poll::Pending
+    }
+}
+
+impl Drop for Refused<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.shared.lock().refusal_waiters.remove(&id);
+        }
     }
 }
 
@@ -168,24 +222,11 @@ impl Dealer {
     /// connection is up, and returns why; at once if the last attempt was refused. Lets a
     /// caller waiting for a reply give up as soon as the server said no, rather than at its
     /// timeout. Never resolves while connected or while attempts merely fail to connect.
-    pub async fn refused(&self) -> HandshakeError {
-        poll_fn(|cx| {
-            let mut inner = self.shared.lock();
-            if !inner.connected {
-                if let Some(e) = inner.handshake_error.as_ref().filter(|e| e.is_refusal()) {
-                    return Poll::Ready(e.clone());
-                }
-            }
-            if !inner
-                .refusal_waiters
-                .iter()
-                .any(|w| w.will_wake(cx.waker()))
-            {
-                inner.refusal_waiters.push(cx.waker().clone());
-            }
-            Poll::Pending
-        })
-        .await
+    pub fn refused(&self) -> impl Future<Output = HandshakeError> + Send + '_ {
+        Refused {
+            shared: &self.shared,
+            id: None,
+        }
     }
 
     /// Waits until a connection is up.
@@ -451,7 +492,7 @@ async fn connect_once(shared: &Arc<Shared>) -> Option<Ended> {
                 inner.handshake_error = Some(e);
                 std::mem::take(&mut inner.refusal_waiters)
             };
-            wake_all(wakers);
+            wake_all(wakers.into_values());
             return None;
         }
     };
@@ -573,5 +614,31 @@ mod tests {
             "nothing yet, no waiting"
         );
         dealer.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn refused_futures_leave_no_waker_behind_when_dropped() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let dealer =
+            Dealer::connect(&format!("tcp://127.0.0.1:{port}"), Options::default()).expect("ok");
+        let waker = Waker::from(Arc::new(Nothing));
+        let mut cx = Context::from_waker(&waker);
+        // Many short-lived waiters (one per request on a long-lived connection).
+        for _ in 0..1000 {
+            let fut = dealer.refused();
+            let mut fut = std::pin::pin!(fut);
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+            assert!(fut.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(dealer.shared.lock().refusal_waiters.len(), 0);
+        // One that stays keeps one entry however often it is polled.
+        let kept = dealer.refused();
+        let mut kept = std::pin::pin!(kept);
+        for _ in 0..10 {
+            assert!(kept.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(dealer.shared.lock().refusal_waiters.len(), 1);
     }
 }
