@@ -133,7 +133,9 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt};
 use std::time::Instant;
 
 use bytes::Bytes;

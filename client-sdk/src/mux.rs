@@ -141,9 +141,8 @@ impl Drop for Forget<'_> {
 /// Whether the broker of `dealer`'s current connection lists `mux`.
 pub(crate) fn broker_multiplexes(dealer: &Dealer) -> bool {
     dealer
-        .peer_metadata()
-        .and_then(|meta| meta.get(EXTENSIONS_PROPERTY).map(|v| lists(v, MUX)))
-        .unwrap_or(false)
+        .peer_property(EXTENSIONS_PROPERTY)
+        .is_some_and(|value| lists(&value, MUX))
 }
 
 /// Hands each reply to the request waiting for its tag; drops the rest (late replies to

@@ -211,6 +211,17 @@ impl Dealer {
         inner.peer_metadata.clone().filter(|_| inner.connected)
     }
 
+    /// The value of one property the peer announced in the handshake of the current
+    /// connection (the name compared case-insensitively); `None` while no connection is up
+    /// or if it did not announce it. Cheaper than [`Dealer::peer_metadata`] for one look.
+    pub fn peer_property(&self, name: &str) -> Option<Bytes> {
+        let inner = self.shared.lock();
+        if !inner.connected {
+            return None;
+        }
+        inner.peer_metadata.as_ref()?.get(name).cloned()
+    }
+
     /// Why the most recent connection attempt failed its handshake, if it did and no attempt
     /// has succeeded since. Lets a caller that timed out say "handshake failed: not
     /// authorized" or "server key mismatch" instead of a bare timeout.
@@ -508,7 +519,9 @@ async fn connect_once(shared: &Arc<Shared>) -> Option<Ended> {
     let port = DealerPort {
         shared: shared.clone(),
     };
-    let ended = Connection::new(stream, port, opts.limits(), hs.into_parts(), opts.linger).await;
+    let ended = Connection::new(stream, port, opts.limits(), hs.into_parts(), opts.linger)
+        .coalescing(true)
+        .await;
     if let Ended::Protocol(_) = &ended {
         shared
             .counters

@@ -10,7 +10,9 @@
 //! flooding peer gets one turn in N like everybody else, and when its own queue is full its
 //! connection stops being read, which pushes back on it alone.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::future::poll_fn;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -2,7 +2,7 @@
 //! the current time, sends what the core produced, and wakes for the core's next deadline, a
 //! control message or the state link of a pair.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 

@@ -34,7 +34,7 @@
 //! what is queued. The loop wakes at least every [`TICK`] and stamps [`Health`], so a wedged
 //! loop shows in `/healthz` and stops the systemd watchdog pings.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::future::Future;
 use std::sync::Arc;
 
