@@ -281,9 +281,18 @@ impl Client {
             };
             started = Instant::now();
             let dealer = link.dealer();
-            let outcome = tokio::select! {
-                call = tokio::time::timeout(options.timeout, link.call(service, body)) => call.ok(),
-                _ = dealer.refused() => None,
+            let call = tokio::time::timeout(options.timeout, link.call(service, body));
+            // A refused handshake ends the attempt at once. On a connection that is up (the
+            // usual case of a multiplexed one) the race is skipped: it costs a lock and a
+            // waker per request, and a refusal there needs the broker to restart with other
+            // keys, which this attempt's timeout then reports as a handshake error.
+            let outcome = if dealer.is_connected() {
+                call.await.ok()
+            } else {
+                tokio::select! {
+                    call = call => call.ok(),
+                    _ = dealer.refused() => None,
+                }
             };
             match outcome {
                 Some(Ok(mux::Call::Reply(reply))) => return Some(Ok(reply)),
