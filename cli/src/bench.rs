@@ -178,6 +178,8 @@ impl BenchArgs {
     pub(crate) fn worker_transport(&self) -> domo_zmtp::Options {
         let mut options = self.transport();
         if self.credit > 1 {
+            // As domo-worker does for a worker that holds several requests.
+            options.coalesce_writes = true;
             options.metadata.insert(
                 domo_mdp::extensions::CREDIT_PROPERTY,
                 self.credit.to_string(),

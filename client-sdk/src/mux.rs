@@ -66,6 +66,8 @@ impl MuxLink {
         mut options: domo_zmtp::Options,
     ) -> Result<Self, domo_zmtp::Error> {
         options.metadata.insert(MUX_PROPERTY, "1");
+        // Many requests in flight on one connection: let them share writes.
+        options.coalesce_writes = true;
         let dealer = Dealer::connect(endpoint, options)?;
         let shared = Arc::new(Shared {
             dealer,

@@ -301,6 +301,8 @@ impl WorkerOptions {
             }
         }
         t.metadata = metadata;
+        // Several requests at once: their replies may share writes.
+        t.coalesce_writes |= self.credit > 1;
         t
     }
 
@@ -461,5 +463,16 @@ mod credit_tests {
         assert_eq!(announced(&options.clone().credit(1)), vec![]);
         let t = options.dealer_options();
         assert_eq!(t.metadata.get("X-Team").map(|v| &v[..]), Some(&b"blue"[..]));
+    }
+
+    #[test]
+    fn sessions_that_hold_several_requests_coalesce_their_writes() {
+        assert!(WorkerOptions::default().dealer_options().coalesce_writes);
+        let one = WorkerOptions::default().credit(1);
+        assert!(!one.dealer_options().coalesce_writes);
+        // Asked for in the transport, it stays on.
+        let mut transport = domo_zmtp::Options::default();
+        transport.coalesce_writes = true;
+        assert!(one.transport(transport).dealer_options().coalesce_writes);
     }
 }

@@ -520,7 +520,7 @@ async fn connect_once(shared: &Arc<Shared>) -> Option<Ended> {
         shared: shared.clone(),
     };
     let ended = Connection::new(stream, port, opts.limits(), hs.into_parts(), opts.linger)
-        .coalescing(true)
+        .coalescing(opts.coalesce_writes)
         .await;
     if let Ended::Protocol(_) = &ended {
         shared

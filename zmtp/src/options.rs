@@ -75,6 +75,14 @@ pub struct Options {
     /// not know a property ignore it, as libzmq does; the peer's own properties arrive in
     /// [`crate::RouterEvent::Connected`] and [`crate::Dealer::peer_metadata`]. Default none.
     pub metadata: Metadata,
+    /// Coalesce writes: when output arrives on a connection with nothing left to write, the
+    /// connection's task lets the other ready tasks run once before writing, so that the
+    /// messages their owners queue meanwhile go out in the same vectored write. For a
+    /// connection that carries many messages in flight at once (a multiplexed client, a
+    /// worker with credit); it costs a scheduler round per idle-to-busy turn, which a
+    /// connection with one message in flight at a time pays in latency for nothing.
+    /// Default off.
+    pub coalesce_writes: bool,
 }
 
 impl Default for Options {
@@ -96,6 +104,7 @@ impl Default for Options {
             identity: None,
             security: Security::Null,
             metadata: Metadata::new(),
+            coalesce_writes: false,
         }
     }
 }

@@ -848,6 +848,7 @@ async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
         hs.into_parts(),
         shared.opts.linger,
     )
+    .coalescing(shared.opts.coalesce_writes)
     .await;
     if let Ended::Protocol(e) = &ended {
         count_protocol_error(&shared.counters, e);
