@@ -471,8 +471,10 @@ mod credit_tests {
         let one = WorkerOptions::default().credit(1);
         assert!(!one.dealer_options().coalesce_writes);
         // Asked for in the transport, it stays on.
-        let mut transport = domo_zmtp::Options::default();
-        transport.coalesce_writes = true;
+        let transport = domo_zmtp::Options {
+            coalesce_writes: true,
+            ..domo_zmtp::Options::default()
+        };
         assert!(one.transport(transport).dealer_options().coalesce_writes);
     }
 }
