@@ -33,6 +33,11 @@ const BUCKETS: &[f64] = &[
 pub struct Metrics {
     registry: Registry,
     labelled: HashSet<ServiceName>,
+    /// The per-request series of each labelled service, looked up once: two events per
+    /// request would otherwise format the label and search the vectors four times.
+    handles: foldhash::HashMap<ServiceName, ServiceSeries>,
+    /// The same for the services counted under `other`.
+    other: Option<ServiceSeries>,
     max_services: usize,
     client_requests: IntCounterVec,
     replies: IntCounterVec,
@@ -54,6 +59,15 @@ pub struct Metrics {
     ha: HaMetrics,
     flow: FlowMetrics,
     security: SecurityMetrics,
+}
+
+/// One service's per-request series, resolved from their vectors once.
+#[derive(Debug)]
+struct ServiceSeries {
+    dispatched: IntCounter,
+    queue_wait: Histogram,
+    replies: IntCounter,
+    duration: Histogram,
 }
 
 /// Security: handshakes by result (the router's counters) and requests and registrations
@@ -530,7 +544,32 @@ impl Metrics {
             security: SecurityMetrics::new(&r),
             registry: r,
             labelled: HashSet::new(),
+            handles: foldhash::HashMap::default(),
+            other: None,
             max_services,
+        }
+    }
+
+    /// The per-request series of `service` (its own label or `other`).
+    fn series(&mut self, service: &ServiceName) -> &ServiceSeries {
+        let make = |label: &str, m: &Self| ServiceSeries {
+            dispatched: m.client_requests.with_label_values(&[label, "dispatched"]),
+            queue_wait: m.queue_wait.with_label_values(&[label]),
+            replies: m.replies.with_label_values(&[label]),
+            duration: m.request_duration.with_label_values(&[label]),
+        };
+        if self.labelled.contains(service) {
+            if !self.handles.contains_key(service) {
+                let series = make(&service.to_string(), self);
+                self.handles.insert(service.clone(), series);
+            }
+            &self.handles[service]
+        } else {
+            let other = match self.other.take() {
+                Some(series) => series,
+                None => make(OTHER, self),
+            };
+            self.other.insert(other)
         }
     }
 
@@ -554,20 +593,14 @@ impl Metrics {
                 service,
                 queue_wait,
             } => {
-                let label = self.label(&service);
-                self.client_requests
-                    .with_label_values(&[&label, "dispatched"])
-                    .inc();
-                self.queue_wait
-                    .with_label_values(&[&label])
-                    .observe(secs(queue_wait));
+                let series = self.series(&service);
+                series.dispatched.inc();
+                series.queue_wait.observe(secs(queue_wait));
             }
             Event::Replied { service, duration } => {
-                let label = self.label(&service);
-                self.replies.with_label_values(&[&label]).inc();
-                self.request_duration
-                    .with_label_values(&[&label])
-                    .observe(secs(duration));
+                let series = self.series(&service);
+                series.replies.inc();
+                series.duration.observe(secs(duration));
             }
             Event::Dropped { service, reason } => {
                 use crate::core::DropReason::{
