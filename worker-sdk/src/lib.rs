@@ -3,7 +3,7 @@
 //!
 //! A [`Worker`] serves one service over one or more *sessions*; each session is one MDP
 //! worker connection (one DEALER socket) to a broker and holds up to
-//! [`WorkerOptions::credit`] requests at once (default 8), so the worker's concurrency is
+//! [`WorkerOptions::credit`] requests at once (default 32), so the worker's concurrency is
 //! sessions x credit.
 //!
 //! # Worker credit
