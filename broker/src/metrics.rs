@@ -55,6 +55,7 @@ pub struct Metrics {
     titanic_requests: IntGaugeVec,
     titanic_store_bytes: IntGauge,
     titanic_commit_duration: Histogram,
+    titanic_commit_requests: Histogram,
     titanic_store_reopens: IntCounter,
     ha: HaMetrics,
     flow: FlowMetrics,
@@ -452,6 +453,18 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(titanic_commit_duration.clone()))
             .expect("unique metric");
+        let titanic_commit_requests = Histogram::with_opts(
+            HistogramOpts::new(
+                "domo_titanic_commit_requests",
+                "Writes per Titanic group commit (requests stored, replies, closes, expiries)",
+            )
+            .buckets(vec![
+                1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(titanic_commit_requests.clone()))
+            .expect("unique metric");
         let titanic_store_reopens = IntCounter::new(
             "domo_titanic_store_reopens_total",
             "Times the Titanic store reopened itself after a failed write (disk full or failing)",
@@ -470,6 +483,7 @@ impl Metrics {
         }
         Self {
             titanic_commit_duration,
+            titanic_commit_requests,
             titanic_store_reopens,
             titanic_requests,
             titanic_store_bytes,
@@ -708,6 +722,11 @@ impl Metrics {
     /// The Titanic commit latency histogram; a handle any thread can observe into.
     pub fn titanic_commit_duration(&self) -> Histogram {
         self.titanic_commit_duration.clone()
+    }
+
+    /// The histogram of writes per Titanic group commit, for the store's commit observer.
+    pub fn titanic_commit_requests(&self) -> Histogram {
+        self.titanic_commit_requests.clone()
     }
 
     /// The counter of Titanic store reopens; a handle any thread can increment.

@@ -32,6 +32,11 @@ pub(crate) enum PhaseKind {
     Raw1,
     /// domo-client clients and domo-worker workers.
     Sdk,
+    /// Durable submissions to Titanic (`titanic.request`): `clients` domo-client clients,
+    /// each with `window` submissions in flight, each acknowledged once stored (fsynced).
+    /// Not in the default list; the broker this bench starts then runs its embedded Titanic
+    /// on a scratch directory.
+    Titanic,
     /// DEALER <-> ROUTER echo with no broker (once, after the rounds).
     Direct,
 }
@@ -83,8 +88,10 @@ pub(crate) struct BenchArgs {
     /// filters out noise from other load on the machine.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// The phases to run, comma-separated: raw, raw1 and sdk go through the broker in each
-    /// round; direct (no broker) runs once after the rounds.
+    /// The phases to run, comma-separated: raw, raw1, sdk and titanic go through the broker
+    /// in each round; direct (no broker) runs once after the rounds. titanic (durable
+    /// submissions; try --clients 64 --window 1) needs a broker with Titanic: the one this
+    /// bench starts then runs it on a scratch directory.
     #[arg(
         long,
         value_name = "LIST",
@@ -271,10 +278,15 @@ pub(crate) async fn run(mut args: BenchArgs) -> ExitCode {
     if args.direct && !args.phases.contains(&PhaseKind::Direct) {
         args.phases.push(PhaseKind::Direct);
     }
-    let through_broker: Vec<PhaseKind> = [PhaseKind::Raw, PhaseKind::Raw1, PhaseKind::Sdk]
-        .into_iter()
-        .filter(|kind| args.phases.contains(kind))
-        .collect();
+    let through_broker: Vec<PhaseKind> = [
+        PhaseKind::Raw,
+        PhaseKind::Raw1,
+        PhaseKind::Sdk,
+        PhaseKind::Titanic,
+    ]
+    .into_iter()
+    .filter(|kind| args.phases.contains(kind))
+    .collect();
     if args.services == 0 || (args.services > 1 && args.services > args.workers) {
         return usage("bench: --services must be at least 1 and at most --workers");
     }
@@ -347,7 +359,20 @@ async fn start_broker(args: &BenchArgs) -> Result<LocalBroker, String> {
         .keys
         .as_ref()
         .map_or_else(Vec::new, |k| k.broker_args.clone());
-    let broker = LocalBroker::start(&bin, args.heartbeat, &extra, args.transport()).await?;
+    let mut extra = extra;
+    // The Titanic phase needs the embedded Titanic, on a scratch directory kept as long as
+    // the broker runs.
+    let titanic_dir = if args.phases.contains(&PhaseKind::Titanic) {
+        let dir =
+            tempfile::tempdir().map_err(|e| format!("cannot make a Titanic directory: {e}"))?;
+        extra.push("--titanic-data-dir".into());
+        extra.push(dir.path().display().to_string());
+        Some(dir)
+    } else {
+        None
+    };
+    let mut broker = LocalBroker::start(&bin, args.heartbeat, &extra, args.transport()).await?;
+    broker.keep(titanic_dir);
     eprintln!(
         "domo: started {} (pid {}) on {}{}",
         bin.display(),
@@ -406,6 +431,7 @@ async fn measure(
                     raw_phase(args, endpoint, round, Shape::OnePerConnection, cpu).await
                 }
                 PhaseKind::Sdk => sdk_phase(args, endpoint, round, cpu).await,
+                PhaseKind::Titanic => titanic_phase(args, endpoint, round, cpu).await,
                 PhaseKind::Direct => continue,
             });
         }
@@ -644,6 +670,73 @@ async fn sdk_requests(
         });
     }
     let phase = collect("sdk", t0, tasks).await;
+    ticker.abort();
+    phase
+}
+
+/// Durable submissions: `clients` clients (one multiplexed connection each), `window`
+/// submissions in flight on each, to one service with no worker (Titanic stores the
+/// requests; the figure is the acknowledgement path alone). Latency is submission to `200`.
+async fn titanic_phase(
+    args: &BenchArgs,
+    endpoint: &str,
+    round: usize,
+    cpu: Option<&CpuClock>,
+) -> Phase {
+    let service = Bytes::from(format!("bench.titanic.{round}"));
+    let options = args
+        .client_options(endpoint)
+        .pool_size(args.window)
+        .timeout(Duration::from_secs(30));
+    let clients: Vec<Client> = (0..args.clients)
+        .filter_map(|_| Client::new(options.clone()).ok())
+        .collect();
+    if let Some(c) = clients.first() {
+        let titanic = [String::from("titanic.request")];
+        wait_workers(c, &titanic, 1).await;
+    }
+    let submit = |count| titanic_requests(args, &clients, &service, count);
+    if args.warmup > 0 {
+        submit(args.warmup).await;
+    }
+    let cpu0 = cpu.and_then(CpuClock::seconds);
+    let mut phase = submit(args.requests).await;
+    phase.cpu_s = cpu_since(cpu, cpu0);
+    phase
+}
+
+/// `requests` submissions through `clients`, `window` at a time on each.
+async fn titanic_requests(
+    args: &BenchArgs,
+    clients: &[Client],
+    service: &Bytes,
+    requests: u64,
+) -> Phase {
+    let budget = Arc::new(AtomicU64::new(requests));
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let ticker = progress("titan", requests, budget.clone());
+    for c in clients
+        .iter()
+        .flat_map(|c| std::iter::repeat_n(c, args.window))
+    {
+        let (c, budget, size, service) = (c.clone(), budget.clone(), args.size, service.clone());
+        tasks.spawn(async move {
+            let mut lat = Vec::new();
+            while take(&budget) {
+                let sent = Instant::now();
+                if c.submit(service.clone(), vec![body(size, t0)])
+                    .await
+                    .is_ok()
+                {
+                    let us = sent.elapsed().as_micros();
+                    lat.push(u32::try_from(us).unwrap_or(u32::MAX));
+                }
+            }
+            lat
+        });
+    }
+    let phase = collect("titanic", t0, tasks).await;
     ticker.abort();
     phase
 }

@@ -259,6 +259,45 @@ fn bench_runs_raw_and_sdk_phases_and_prints_json() {
 }
 
 #[test]
+fn bench_titanic_phase_counts_durable_acknowledgements() {
+    let bin = broker_binary();
+    let out = Command::new(DOMO)
+        .args(["bench", "--json", "--phases", "titanic"])
+        .args([
+            "--requests",
+            "200",
+            "--rounds",
+            "1",
+            "--clients",
+            "8",
+            "--window",
+            "1",
+        ])
+        .env_remove("DOMO_BROKER")
+        .env("DOMO_BROKER_BIN", &bin)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Only acknowledged (stored) submissions count: all 200 were, so the broker it started
+    // ran its embedded Titanic.
+    assert_eq!(report["titanic"]["requests"], 200, "{report}");
+    assert!(
+        report["titanic"]["p50_us"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    if std::path::Path::new("/proc/self/stat").exists() {
+        assert!(
+            report["titanic"]["broker_cpu_us_per_req"]
+                .as_f64()
+                .is_some(),
+            "{report}"
+        );
+    }
+    assert!(report.get("raw").is_none(), "{report}");
+}
+
+#[test]
 fn bench_credit_makes_the_raw_workers_announce_it() {
     let bin = broker_binary();
     let run = |credit: &str| {

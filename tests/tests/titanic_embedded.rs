@@ -94,6 +94,18 @@ fn default_broker_serves_titanic_end_to_end_in_its_working_directory() {
         .find(|l| l.starts_with("domo_titanic_commit_duration_seconds_count "))
         .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
     assert!(commits.is_some_and(|n| n >= 2), "{metrics}");
+    // Writes per commit: one observation per commit, and the request and its reply among
+    // the writes.
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let writes_count = sample("domo_titanic_commit_requests_count ");
+    assert_eq!(writes_count, commits.map(|n| n as f64), "{metrics}");
+    let writes = sample("domo_titanic_commit_requests_sum ");
+    assert!(writes.is_some_and(|n| n >= 2.0), "{metrics}");
 
     assert_eq!(client.request("titanic.close", &[&ack[1]]), vec![b"200"]);
     assert_eq!(client.request("titanic.reply", &[&ack[1]]), vec![b"400"]);

@@ -93,15 +93,19 @@ pub async fn run(
     // Titanic's store opens before READY=1, so systemd sees a broker that is fully up.
     let titanic = if settings.titanic.enabled {
         let endpoint = titanic::local_endpoint(&bound.endpoints()[0]);
-        let (commits, reopens) = {
+        let (commits, commit_writes, reopens) = {
             let m = metrics.lock_unpoisoned();
-            (m.titanic_commit_duration(), m.titanic_store_reopens())
+            (
+                m.titanic_commit_duration(),
+                m.titanic_commit_requests(),
+                m.titanic_store_reopens(),
+            )
         };
         let serving = settings.ha.as_ref().map(|_| bound.serving());
         let security = keys
             .as_ref()
             .map_or_else(domo_zmtp::Security::default, BrokerKeys::own_client);
-        let metrics = (commits, reopens);
+        let metrics = (commits, commit_writes, reopens);
         Some(titanic::start(&settings, endpoint, metrics, serving, security).await)
     } else {
         info!("Titanic disabled");

@@ -32,16 +32,20 @@ pub fn local_endpoint(bound: &domo_zmtp::Endpoint) -> String {
 
 /// Opens the Titanic store and starts its services against `endpoint`. A store that cannot
 /// be opened is logged and reported by `/readyz`; the broker runs without Titanic then.
-/// `metrics` are the commit latency histogram and the store reopen counter; `security` is
+/// `metrics` are the commit latency and commit size histograms and the store reopen counter; `security` is
 /// how its connections to the broker authenticate (with CURVE, the broker's own keypair).
 pub async fn start(
     settings: &Settings,
     endpoint: String,
-    metrics: (prometheus::Histogram, prometheus::IntCounter),
+    metrics: (
+        prometheus::Histogram,
+        prometheus::Histogram,
+        prometheus::IntCounter,
+    ),
     serving: Option<tokio::sync::watch::Receiver<bool>>,
     security: domo_zmtp::Security,
 ) -> EmbeddedTitanic {
-    let (commits, reopens) = metrics;
+    let (commits, commit_writes, reopens) = metrics;
     let t = &settings.titanic;
     let dir = t.data_dir();
     let mut config = domo_titanic::server::TitanicConfig::new(
@@ -51,8 +55,9 @@ pub async fn start(
     config.heartbeat = settings.core().heartbeat;
     config.sessions = t.sessions;
     config.store.limits.max_bytes = t.max_bytes;
-    config.store.on_commit = Some(Arc::new(move |d: Duration| {
-        commits.observe(d.as_secs_f64())
+    config.store.on_commit = Some(Arc::new(move |d: Duration, writes: usize| {
+        commits.observe(d.as_secs_f64());
+        commit_writes.observe(writes as f64);
     }));
     config.store.on_reopen = Some(Arc::new(move || reopens.inc()));
     config.dispatcher.expire_after = t.expire_after;

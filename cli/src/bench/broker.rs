@@ -67,6 +67,8 @@ pub(super) struct LocalBroker {
     child: Child,
     endpoint: String,
     stderr: Arc<Mutex<VecDeque<String>>>,
+    /// A directory the broker uses (Titanic's store), removed after the broker is killed.
+    scratch: Option<tempfile::TempDir>,
 }
 
 /// Why a start failed: worth another port, or not.
@@ -114,9 +116,11 @@ impl LocalBroker {
                 "--heartbeat",
                 &format!("{}ms", heartbeat.as_millis().max(1)),
             ])
-            // No metrics listener (nothing to collide with on 9464) and no Titanic workers
-            // (nor their heartbeats) in the figures: the broker alone, as before.
-            .args(["--metrics-listen", "off", "--no-titanic"])
+            // No metrics listener (nothing to collide with on 9464) and, unless a Titanic
+            // directory is given (the titanic phase), no Titanic workers (nor their
+            // heartbeats) in the figures: the broker alone, as before.
+            .args(["--metrics-listen", "off"])
+            .args((!extra.iter().any(|a| a == "--titanic-data-dir")).then_some("--no-titanic"))
             .args(["--log-level", "warn"])
             .args(extra)
             .stdin(Stdio::null())
@@ -153,7 +157,13 @@ impl LocalBroker {
             child,
             endpoint: endpoint.to_string(),
             stderr,
+            scratch: None,
         })
+    }
+
+    /// Keeps `dir` until the broker is gone (killed first, then the directory removed).
+    pub(super) fn keep(&mut self, dir: Option<tempfile::TempDir>) {
+        self.scratch = dir;
     }
 
     /// Asks `mmi.service` for a service nobody offers until the answer is 404.

@@ -74,8 +74,9 @@ pub struct RedbOptions {
     pub max_batch: usize,
     /// How many ops may wait for the writer; callers block beyond that (backpressure).
     pub queue_capacity: usize,
-    /// Called on the writer thread with the duration of every successful group commit (write
-    /// transaction begin to durable commit), e.g. for a latency histogram. Keep it cheap.
+    /// Called on the writer thread after every successful group commit with its duration
+    /// (write transaction begin to durable commit) and the number of writes it carried
+    /// (requests stored, replies, closes, expiries), e.g. for histograms. Keep it cheap.
     pub on_commit: Option<CommitObserver>,
     /// The delays between attempts to reopen the store after a failed write (see the module
     /// docs). Default: 100 ms doubling to 5 s, jittered down
@@ -87,7 +88,7 @@ pub struct RedbOptions {
 }
 
 /// See [`RedbOptions::on_commit`].
-pub type CommitObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+pub type CommitObserver = Arc<dyn Fn(std::time::Duration, usize) + Send + Sync>;
 
 /// See [`RedbOptions::on_reopen`].
 pub type ReopenObserver = Arc<dyn Fn() + Send + Sync>;

@@ -207,7 +207,7 @@ impl Writer {
                 self.recovery.committed();
                 self.shared.set_failure(None);
                 if let Some(observe) = &self.on_commit {
-                    observe(started.elapsed());
+                    observe(started.elapsed(), results.len());
                 }
                 results.into_iter().for_each(|(a, r)| a.send(r));
             }
