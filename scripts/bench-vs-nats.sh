@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# domo against NATS, request-reply, in one session on one machine (issue #14). Not run by CI: it
+# domo against NATS in one session on one machine: request-reply (issue #14), then durable messages,
+# Titanic against JetStream (issue #19). Not run by CI: it
 # needs nats-server (Debian: apt-get install nats-server).
 #
 #   scripts/bench-vs-nats.sh [ROUNDS]        (default 3)
@@ -11,7 +12,15 @@
 # starts its own domo-broker each time; nats-server is one process for the whole session), and
 # p50 latency with 1 client, 1 worker, window 1.
 #
-# BENCH_REQUESTS (default 200000) and BENCH_LATENCY_REQUESTS (default 20000) shorten a trial run.
+# Then durable messages (issue #19), unless DURABLE=0: Titanic (`domo bench --phases titanic`)
+# against JetStream (a second nats-server with -js on a scratch directory; the generator's
+# --jetstream mode), 64 connections with one submission in flight each, 64 B and 4 KiB bodies,
+# alternating, and a second table. Titanic fsyncs before every acknowledgement; nats-server 2.9's
+# JetStream acknowledges once the message is written to its file, before any fsync (it syncs
+# every 2 minutes by default), and 2.9 has no setting to sync every write.
+#
+# BENCH_REQUESTS (default 200000) and BENCH_LATENCY_REQUESTS (default 20000) shorten a trial run;
+# BENCH_DURABLE_REQUESTS (default 30000) the durable one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,11 +46,12 @@ load=${CARGO_TARGET_DIR:-bench/nats-load/target}/release/domo-nats-load
 
 work=$(mktemp -d)
 nats_pid=
+js_pid=
 cleanup() {
-  if [ -n "$nats_pid" ]; then
-    kill "$nats_pid" 2>/dev/null || true
-    wait "$nats_pid" 2>/dev/null || true
-  fi
+  for pid in $nats_pid $js_pid; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -104,4 +114,52 @@ for name, runs, lat, phase in rows:
 errors = sum(run["nats"].get("errors", 0) for run in nats + nats_lat)
 if errors:
     print(f"\n{errors} NATS requests failed")
+EOF
+
+[ "${DURABLE:-1}" = 0 ] && exit 0
+
+# Durable: JetStream on its own server (file store in the scratch directory).
+durable_requests=${BENCH_DURABLE_REQUESTS:-30000}
+"$nats_server" -a 127.0.0.1 -p -1 -js -sd "$work/js" -l "$work/js.log" &
+js_pid=$!
+js_url=
+for _ in $(seq 100); do
+  js_url=$(sed -n 's/.*Listening for client connections on \([0-9.:]*\).*/nats:\/\/\1/p' "$work/js.log" 2>/dev/null | head -1 || true)
+  [ -n "$js_url" ] && break
+  kill -0 "$js_pid" 2>/dev/null || { cat "$work/js.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$js_url" ] || { echo "bench-vs-nats: nats-server -js did not start" >&2; exit 1; }
+echo "== durable: JetStream (pid $js_pid) on $js_url; $rounds rounds" >&2
+durable="--clients 64 --window 1 --requests $durable_requests --warmup $((durable_requests / 10))"
+for r in $(seq "$rounds"); do
+  for size in 64 4096; do
+    echo "== durable round $r, $size B" >&2
+    # shellcheck disable=SC2086
+    "$domo" bench --phases titanic --rounds 1 --size "$size" $durable --json >"$work/titanic.$size.$r.json"
+    # shellcheck disable=SC2086
+    "$load" --server "$js_url" --server-pid "$js_pid" --jetstream --size "$size" $durable --json >"$work/js.$size.$r.json"
+    cat "$work/titanic.$size.$r.json" "$work/js.$size.$r.json" >&2
+  done
+done
+
+python3 - "$work" "$rounds" <<'EOF'
+import json, statistics, sys
+
+work, rounds = sys.argv[1], int(sys.argv[2])
+print()
+print(f"durable, medians of {rounds} rounds; 64 connections, one submission in flight each")
+print()
+print("| system | body | acks/s | p50 | p99 | server CPU per ack | fsync before the ack? |")
+print("|---|---:|---:|---:|---:|---:|---|")
+for size in (64, 4096):
+    for name, file, phase, fsync in (
+        ("domo Titanic (embedded, redb)", "titanic", "titanic", "yes, one per group commit"),
+        ("nats-server JetStream, default", "js", "jetstream", "**no** (every 2 min)"),
+    ):
+        runs = [json.load(open(f"{work}/{file}.{size}.{r}.json"))[phase] for r in range(1, rounds + 1)]
+        med = lambda k: statistics.median(run[k] for run in runs if run.get(k) is not None)
+        body = "64 B" if size == 64 else "4 KiB"
+        print(f"| {name} | {body} | {med('req_per_s'):,.0f} | {med('p50_us') / 1000:.1f} ms | "
+              f"{med('p99_us') / 1000:.1f} ms | {med('cpu_us_per_req'):.0f} us | {fsync} |")
 EOF

@@ -10,6 +10,13 @@
 //!
 //! `--json` prints one object with the shape fields of `domo bench --json` and one phase object,
 //! `nats`, whose fields mean what the same fields of a `domo bench` phase mean.
+//!
+//! With `--jetstream` it measures durable publishes instead, in the shape of `domo bench
+//! --phases titanic`: a file-backed stream on one subject (made afresh), N connections each
+//! with `window` publishes awaiting their JetStream acknowledgement; latency is publish to
+//! acknowledgement, and no responder runs. nats-server must run with `-js`. Note that
+//! nats-server 2.9 acknowledges a publish once it is written to the stream's file, before
+//! any fsync (it syncs every 2 minutes by default), where Titanic fsyncs before its `200`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +34,10 @@ const SUBJECT: &str = "bench.echo";
 
 /// The responders' queue group: each request goes to one of them.
 const QUEUE_GROUP: &str = "bench";
+
+/// The JetStream stream and its one subject (`--jetstream`).
+const STREAM: &str = "DOMOBENCH";
+const JS_SUBJECT: &str = "bench.durable";
 
 /// How long one request may take before it counts as an error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,6 +73,10 @@ struct Args {
     /// One JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Durable publishes to a JetStream stream (file storage) instead of request-reply; the
+    /// phase is named `jetstream` in the JSON.
+    #[arg(long)]
+    jetstream: bool,
 }
 
 /// The measured requests.
@@ -127,6 +142,9 @@ async fn run(args: &Args) -> Result<Phase, String> {
             .seconds()
             .ok_or_else(|| format!("cannot read the CPU time of pid {} from /proc", clock.pid))?;
     }
+    if args.jetstream {
+        return run_jetstream(args, cpu).await;
+    }
     let mut responders = Vec::new();
     for _ in 0..args.workers {
         let client = connect(&args.server).await?;
@@ -157,6 +175,88 @@ async fn run(args: &Args) -> Result<Phase, String> {
         task.abort();
     }
     Ok(phase)
+}
+
+/// `--jetstream`: a fresh file-backed stream, then durable publishes.
+async fn run_jetstream(args: &Args, cpu: Option<CpuClock>) -> Result<Phase, String> {
+    let admin = async_nats::jetstream::new(connect(&args.server).await?);
+    // A stream left by an earlier run would make this one's writes start on a bigger file.
+    let _ = admin.delete_stream(STREAM).await;
+    admin
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: STREAM.to_string(),
+            subjects: vec![JS_SUBJECT.to_string()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| format!("cannot create the stream (is nats-server running with -js?): {e}"))?;
+    let mut contexts = Vec::new();
+    for _ in 0..args.clients {
+        contexts.push(async_nats::jetstream::new(connect(&args.server).await?));
+    }
+    if args.warmup > 0 {
+        publishes(args, &contexts, args.warmup).await;
+    }
+    let cpu0 = cpu.as_ref().and_then(CpuClock::seconds);
+    let mut phase = publishes(args, &contexts, args.requests).await;
+    let cpu1 = cpu.as_ref().and_then(CpuClock::seconds);
+    phase.cpu_s = cpu0.zip(cpu1).map(|(before, after)| after - before);
+    let _ = admin.delete_stream(STREAM).await;
+    Ok(phase)
+}
+
+/// `count` acknowledged publishes through `contexts`, `window` in flight on each.
+async fn publishes(
+    args: &Args,
+    contexts: &[async_nats::jetstream::Context],
+    count: u64,
+) -> Phase {
+    let budget = Arc::new(AtomicU64::new(count));
+    let t0 = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for js in contexts {
+        let (js, budget) = (js.clone(), budget.clone());
+        let (window, size) = (args.window, args.size);
+        tasks.spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            let mut in_flight = FuturesUnordered::new();
+            loop {
+                while in_flight.len() < window && take(&budget) {
+                    let (js, payload) = (js.clone(), body(size, t0));
+                    in_flight.push(async move {
+                        let sent = Instant::now();
+                        let ack = js.publish(JS_SUBJECT, payload).await.ok()?;
+                        ack.await.ok()?;
+                        Some(sent.elapsed())
+                    });
+                }
+                match in_flight.next().await {
+                    Some(Some(took)) => {
+                        lat.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                    }
+                    Some(None) => errors += 1,
+                    None => return (lat, errors),
+                }
+            }
+        });
+    }
+    let (mut latencies_us, mut errors) = (Vec::new(), 0);
+    while let Some(done) = tasks.join_next().await {
+        if let Ok((lat, err)) = done {
+            latencies_us.extend(lat);
+            errors += err;
+        }
+    }
+    let elapsed = t0.elapsed();
+    latencies_us.sort_unstable();
+    Phase {
+        requests: latencies_us.len() as u64,
+        errors,
+        elapsed,
+        latencies_us,
+        cpu_s: None,
+    }
 }
 
 async fn connect(server: &str) -> Result<Client, String> {
@@ -255,8 +355,10 @@ fn latency_us(t0: Instant, body: &Bytes) -> u32 {
 
 fn report(args: &Args, phase: &Phase) {
     if args.json {
-        let o = json!({ "clients": args.clients, "workers": args.workers, "size": args.size,
-            "window": args.window, "nats": phase.json() });
+        let name = if args.jetstream { "jetstream" } else { "nats" };
+        let mut o = json!({ "clients": args.clients, "workers": args.workers, "size": args.size,
+            "window": args.window });
+        o[name] = phase.json();
         println!("{o}");
         return;
     }
@@ -268,7 +370,8 @@ fn report(args: &Args, phase: &Phase) {
         .cpu_us_per_req()
         .map_or_else(String::new, |us| format!("  cpu {us:.2} us/req"));
     println!(
-        "nats   {:>9.0} req/s  p50 {} us  p99 {} us  p99.9 {} us{cpu}",
+        "{:<6} {:>9.0} req/s  p50 {} us  p99 {} us  p99.9 {} us{cpu}",
+        if args.jetstream { "js" } else { "nats" },
         phase.rate(),
         phase.pct(0.5),
         phase.pct(0.99),
