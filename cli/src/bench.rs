@@ -646,30 +646,55 @@ async fn sdk_requests(
     services: &Arc<[Bytes]>,
     requests: u64,
 ) -> Phase {
+    let (size, services) = (args.size, services.clone());
+    per_client_task(args, clients, requests, "sdk", move |c, n, t0| {
+        let service = services[n % services.len()].clone();
+        async move {
+            let reply = c.request(service, vec![body(size, t0)]).await.ok()?;
+            Some(latency_us(t0, reply.last()))
+        }
+    })
+    .await
+}
+
+/// `requests` operations through `clients`, `window` tasks on each, sharing one budget:
+/// `op(client, n, t0)` makes a task's next operation (`n` counts up from the task's number,
+/// one per operation), which returns its latency in microseconds, or `None` if it failed
+/// (not counted).
+async fn per_client_task<F, Fut>(
+    args: &BenchArgs,
+    clients: &[Client],
+    requests: u64,
+    name: &'static str,
+    op: F,
+) -> Phase
+where
+    F: Fn(Client, usize, Instant) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Option<u32>> + Send,
+{
     let budget = Arc::new(AtomicU64::new(requests));
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    let ticker = progress("sdk", requests, budget.clone());
+    let ticker = progress(name, requests, budget.clone());
     for (k, c) in clients
         .iter()
         .flat_map(|c| std::iter::repeat_n(c, args.window))
         .enumerate()
     {
-        let (c, budget, size, services) = (c.clone(), budget.clone(), args.size, services.clone());
+        let (c, budget, op) = (c.clone(), budget.clone(), op.clone());
         tasks.spawn(async move {
             let mut lat = Vec::new();
             let mut n = k;
             while take(&budget) {
                 n += 1;
-                let service = services[n % services.len()].clone();
-                if let Ok(r) = c.request(service, vec![body(size, t0)]).await {
-                    lat.push(latency_us(t0, r.last()));
+                if let Some(us) = op(c.clone(), n, t0).await {
+                    lat.push(us);
                 }
             }
             lat
         });
     }
-    let phase = collect("sdk", t0, tasks).await;
+    let phase = collect(name, t0, tasks).await;
     ticker.abort();
     phase
 }
@@ -712,33 +737,16 @@ async fn titanic_requests(
     service: &Bytes,
     requests: u64,
 ) -> Phase {
-    let budget = Arc::new(AtomicU64::new(requests));
-    let t0 = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let ticker = progress("titan", requests, budget.clone());
-    for c in clients
-        .iter()
-        .flat_map(|c| std::iter::repeat_n(c, args.window))
-    {
-        let (c, budget, size, service) = (c.clone(), budget.clone(), args.size, service.clone());
-        tasks.spawn(async move {
-            let mut lat = Vec::new();
-            while take(&budget) {
-                let sent = Instant::now();
-                if c.submit(service.clone(), vec![body(size, t0)])
-                    .await
-                    .is_ok()
-                {
-                    let us = sent.elapsed().as_micros();
-                    lat.push(u32::try_from(us).unwrap_or(u32::MAX));
-                }
-            }
-            lat
-        });
-    }
-    let phase = collect("titanic", t0, tasks).await;
-    ticker.abort();
-    phase
+    let (size, service) = (args.size, service.clone());
+    per_client_task(args, clients, requests, "titanic", move |c, _, t0| {
+        let service = service.clone();
+        async move {
+            let sent = Instant::now();
+            c.submit(service, vec![body(size, t0)]).await.ok()?;
+            Some(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX))
+        }
+    })
+    .await
 }
 
 async fn collect(

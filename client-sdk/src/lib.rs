@@ -255,8 +255,7 @@ impl Client {
             Ok(permit) => permit,
             Err(closed) => return Some(Err(closed)),
         };
-        let mut ever_connected = false;
-        let mut refused: Option<HandshakeError> = None;
+        let mut log = Timeouts::default();
         let mut started = Instant::now();
         let mut previous: Option<usize> = None;
         let mut endpoint = pool.current();
@@ -304,26 +303,13 @@ impl Client {
                 Some(Err(_)) if pool.is_plain(endpoint) => return None,
                 Some(Err(error)) => return Some(Err(error)),
                 None => {
-                    let up = dealer.is_connected();
-                    ever_connected |= up;
-                    refused = if up { None } else { dealer.handshake_error() };
-                    refused = refused.filter(HandshakeError::is_refusal);
-                    debug!(%service, attempt, connected = up, handshake = ?refused, "Attempt timed out");
-                    if !up || options.failover == Failover::AnyTimeout {
-                        pool.fail_over(endpoint, started);
-                    }
-                    if options.endpoints.len() == 1 && refused.is_some() {
+                    if log.timed_out(pool, dealer, endpoint, started, (service, attempt)) {
                         break;
                     }
                 }
             }
         }
-        let endpoint = &options.endpoints[endpoint];
-        Some(Err(match refused {
-            Some(error) => Error::handshake(endpoint, error),
-            None if ever_connected => Error::timed_out(options.retries.saturating_add(1)),
-            None => Error::disconnected(&options.endpoints),
-        }))
+        Some(Err(log.error(options, endpoint)))
     }
 
     /// Runs the attempts until a reply comes, the retries run out, or the only broker
@@ -334,9 +320,7 @@ impl Client {
     async fn attempts(&self, service: &ServiceName, msg: &[Bytes]) -> Result<Vec<Bytes>, Error> {
         let options = &self.pool.options;
         let mut lease = self.pool.lease().await?;
-        let mut ever_connected = false;
-        // Why the last attempt's connection never came up, if its handshake failed.
-        let mut refused: Option<HandshakeError> = None;
+        let mut log = Timeouts::default();
         // When the previous attempt was sent.
         let mut started = Instant::now();
         for attempt in 0..=options.retries {
@@ -378,35 +362,67 @@ impl Client {
                     return Ok(reply);
                 }
                 None => {
-                    let up = dealer.is_connected();
-                    ever_connected |= up;
-                    // Kept since the last successful handshake: so while down, why. A
-                    // connection closed mid-handshake is bad luck, not an answer.
-                    refused = if up { None } else { dealer.handshake_error() };
-                    refused = refused.filter(HandshakeError::is_refusal);
-                    debug!(%service, attempt, connected = up, handshake = ?refused, "Attempt timed out");
-                    // A passive Binary Star broker is connected but never answers.
-                    if !up || options.failover == Failover::AnyTimeout {
-                        self.pool.fail_over(lease.endpoint(), started);
-                    }
-                    if options.endpoints.len() == 1 && refused.is_some() {
+                    let endpoint = lease.endpoint();
+                    if log.timed_out(&self.pool, dealer, endpoint, started, (service, attempt)) {
                         break;
                     }
                 }
             }
         }
-        let endpoint = &options.endpoints[lease.endpoint()];
-        Err(match refused {
-            Some(error) => Error::handshake(endpoint, error),
-            None if ever_connected => Error::timed_out(options.retries.saturating_add(1)),
-            None => Error::disconnected(&options.endpoints),
-        })
+        Err(log.error(options, lease.endpoint()))
     }
 
     /// Closes the client (every clone): requests in flight finish, new ones fail with
     /// [`ErrorKind::Closed`], idle connections are shut down.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// What the timed-out attempts of one request said, for the error after the last one.
+#[derive(Debug, Default)]
+struct Timeouts {
+    /// Whether any attempt's connection was up.
+    ever_connected: bool,
+    /// Why the last attempt's connection never came up, if its handshake was refused.
+    refused: Option<HandshakeError>,
+}
+
+impl Timeouts {
+    /// Records an attempt on `endpoint` (sent at `started`) that timed out, and fails the
+    /// pool over as [`ClientOptions::failover`] says; true if retrying is pointless (the
+    /// only broker refused the handshake: a fresh connection would not change its mind).
+    fn timed_out(
+        &mut self,
+        pool: &Pool,
+        dealer: &Dealer,
+        endpoint: usize,
+        started: Instant,
+        (service, attempt): (&ServiceName, u32),
+    ) -> bool {
+        let options = &pool.options;
+        let up = dealer.is_connected();
+        self.ever_connected |= up;
+        // Kept since the last successful handshake: so while down, why. A connection closed
+        // mid-handshake is bad luck, not an answer.
+        let refused = if up { None } else { dealer.handshake_error() };
+        self.refused = refused.filter(HandshakeError::is_refusal);
+        debug!(%service, attempt, connected = up, handshake = ?self.refused, "Attempt timed out");
+        // A passive Binary Star broker is connected but never answers.
+        if !up || options.failover == Failover::AnyTimeout {
+            pool.fail_over(endpoint, started);
+        }
+        options.endpoints.len() == 1 && self.refused.is_some()
+    }
+
+    /// The error after the last attempt (on `endpoint`): the broker's refusal of its
+    /// handshake, else whether any connection was ever up.
+    fn error(self, options: &ClientOptions, endpoint: usize) -> Error {
+        match self.refused {
+            Some(error) => Error::handshake(&options.endpoints[endpoint], error),
+            None if self.ever_connected => Error::timed_out(options.retries.saturating_add(1)),
+            None => Error::disconnected(&options.endpoints),
+        }
     }
 }
 

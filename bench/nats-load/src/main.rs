@@ -207,11 +207,7 @@ async fn run_jetstream(args: &Args, cpu: Option<CpuClock>) -> Result<Phase, Stri
 }
 
 /// `count` acknowledged publishes through `contexts`, `window` in flight on each.
-async fn publishes(
-    args: &Args,
-    contexts: &[async_nats::jetstream::Context],
-    count: u64,
-) -> Phase {
+async fn publishes(args: &Args, contexts: &[async_nats::jetstream::Context], count: u64) -> Phase {
     let budget = Arc::new(AtomicU64::new(count));
     let t0 = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -241,22 +237,7 @@ async fn publishes(
             }
         });
     }
-    let (mut latencies_us, mut errors) = (Vec::new(), 0);
-    while let Some(done) = tasks.join_next().await {
-        if let Ok((lat, err)) = done {
-            latencies_us.extend(lat);
-            errors += err;
-        }
-    }
-    let elapsed = t0.elapsed();
-    latencies_us.sort_unstable();
-    Phase {
-        requests: latencies_us.len() as u64,
-        errors,
-        elapsed,
-        latencies_us,
-        cpu_s: None,
-    }
+    collect(tasks, t0).await
 }
 
 async fn connect(server: &str) -> Result<Client, String> {
@@ -288,6 +269,11 @@ async fn requests(args: &Args, clients: &[Client], count: u64) -> Phase {
         let (window, size) = (args.window, args.size);
         tasks.spawn(async move { pipeline(&client, window, size, &budget, t0).await });
     }
+    collect(tasks, t0).await
+}
+
+/// The phase of `tasks`' latencies and errors, timed from `t0` until the last ends.
+async fn collect(mut tasks: tokio::task::JoinSet<(Vec<u32>, u64)>, t0: Instant) -> Phase {
     let (mut latencies_us, mut errors) = (Vec::new(), 0);
     while let Some(done) = tasks.join_next().await {
         if let Ok((lat, err)) = done {
