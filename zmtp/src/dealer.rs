@@ -159,6 +159,10 @@ impl Dealer {
     /// Starts connecting to `endpoint` in the background and returns at once. Messages sent
     /// before the connection is up are queued. Must be called inside a tokio runtime.
     ///
+    /// `endpoint` is `tcp://host:port`, `ipc://path` or `inproc://name`. An `inproc://` name
+    /// must be bound by a [`Router`](crate::Router) of this process; until it is, each
+    /// attempt is refused and retried after the usual backoff.
+    ///
     /// # Errors
     /// [`Error::InvalidEndpoint`] for a malformed endpoint, [`Error::InvalidOption`] for an
     /// identity that is empty, longer than 255 bytes or starts with a zero byte.

@@ -1,4 +1,5 @@
-//! Endpoint strings: `tcp://host:port`, `tcp://*:port`, `tcp://[::1]:port`, `ipc://path`.
+//! Endpoint strings: `tcp://host:port`, `tcp://*:port`, `tcp://[::1]:port`, `ipc://path`,
+//! `inproc://name`.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -19,6 +20,15 @@ pub enum Endpoint {
     },
     /// A Unix domain socket path.
     Ipc(PathBuf),
+    /// An in-process endpoint: a name (any non-empty UTF-8) bound by a [`crate::Router`] of
+    /// this process, to which [`crate::Dealer`]s of the same process connect. The bytes go
+    /// through memory ([`tokio::io::duplex`]), with no socket and no system call; the ZMTP
+    /// handshake (NULL or CURVE), framing and limits are those of TCP. Only a router binds
+    /// and only a dealer connects. Names are process-wide and case-sensitive; a name is
+    /// bound by one router at a time, until it shuts down or is dropped. A dealer may
+    /// connect before the name is bound: its attempts fail, as against a closed TCP port,
+    /// and it retries with its usual backoff until the router binds.
+    Inproc(String),
 }
 
 impl Endpoint {
@@ -34,7 +44,7 @@ impl Endpoint {
     pub fn port(&self) -> Option<u16> {
         match self {
             Self::Tcp { port, .. } => Some(*port),
-            Self::Ipc(_) => None,
+            Self::Ipc(_) | Self::Inproc(_) => None,
         }
     }
 
@@ -44,7 +54,7 @@ impl Endpoint {
             Self::Tcp { host, port } if host == "*" => Some(format!("0.0.0.0:{port}")),
             Self::Tcp { host, port } if host.contains(':') => Some(format!("[{host}]:{port}")),
             Self::Tcp { host, port } => Some(format!("{host}:{port}")),
-            Self::Ipc(_) => None,
+            Self::Ipc(_) | Self::Inproc(_) => None,
         }
     }
 }
@@ -54,6 +64,12 @@ impl FromStr for Endpoint {
 
     fn from_str(s: &str) -> Result<Self, Error> {
         let invalid = || Error::InvalidEndpoint(s.to_string());
+        if let Some(name) = s.strip_prefix("inproc://") {
+            if name.is_empty() {
+                return Err(invalid());
+            }
+            return Ok(Self::Inproc(name.to_string()));
+        }
         if let Some(path) = s.strip_prefix("ipc://") {
             if path.is_empty() {
                 return Err(invalid());
@@ -83,6 +99,7 @@ impl fmt::Display for Endpoint {
             Self::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
             Self::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
             Self::Ipc(path) => write!(f, "ipc://{}", path.display()),
+            Self::Inproc(name) => write!(f, "inproc://{name}"),
         }
     }
 }
@@ -126,8 +143,22 @@ mod tests {
             "udp://h:1",
             "ipc://",
             "tcp://::1:5",
+            "inproc://",
+            "inproc:/x",
         ] {
             assert!(s.parse::<Endpoint>().is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn inproc_names_round_trip() {
+        for name in ["x", "titanic", "a/b:c", "ünïcode name", " "] {
+            let s = format!("inproc://{name}");
+            let ep: Endpoint = s.parse().unwrap();
+            assert_eq!(ep, Endpoint::Inproc(name.into()), "{s}");
+            assert_eq!(ep.to_string(), s);
+            assert_eq!(ep.port(), None);
+            assert_eq!(ep.host_port(), None);
         }
     }
 

@@ -140,7 +140,7 @@ impl HandshakeError {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An endpoint string does not parse.
-    #[error("invalid endpoint {0:?}: expected tcp://host:port or ipc://path")]
+    #[error("invalid endpoint {0:?}: expected tcp://host:port, ipc://path or inproc://name")]
     InvalidEndpoint(String),
     /// An I/O error (bind, connect, resolve).
     #[error("{context}: {source}")]

@@ -10,11 +10,29 @@
 //!   certificates, the server and client handshakes, every frame boxed in the data phase, an
 //!   [`curve::Authorizer`] for client keys, failed handshakes rate-limited per address.
 //!   Selected per socket with [`Options::security`].
-//! - [`Router`]: a ROUTER socket (bind to several `tcp://` / `ipc://` endpoints; routing ids;
-//!   fair receive; non-blocking `try_send`; per-peer flow control; peer events).
+//! - [`Router`]: a ROUTER socket (bind to several `tcp://`, `ipc://` or `inproc://`
+//!   endpoints; routing ids; fair receive; non-blocking `try_send`; per-peer flow control;
+//!   peer events).
 //! - [`Dealer`]: a DEALER socket (connect with automatic, jittered, capped reconnect; bounded
 //!   queue while disconnected; explicit `reconnect()`).
 //! - [`Options`]: limits and timeouts with documented defaults.
+//!
+//! # Transports
+//!
+//! - `tcp://host:port` (`tcp://*:port` and port 0 to bind; `tcp://[::1]:port`), with
+//!   `TCP_NODELAY`.
+//! - `ipc://path`: a Unix domain socket.
+//! - `inproc://name`: within one process, through memory. A [`Router`] binds the name
+//!   ([`Router::bind`]) and [`Dealer`]s of the same process connect to it
+//!   ([`Dealer::connect`]); each connection is a [`tokio::io::duplex`] pair, so no socket,
+//!   file descriptor or system call is involved, and the routers and dealers may live on
+//!   different tokio runtimes. Everything above the byte stream is as for TCP: the greeting,
+//!   the NULL or CURVE handshake with its metadata, framing and size limits, high-water
+//!   marks, reconnects and statistics. Names are process-wide; one router binds a name at a
+//!   time (a second bind fails with [`std::io::ErrorKind::AddrInUse`]) until it shuts down or
+//!   is dropped, and then the name is free again. A dealer may connect before the bind: its
+//!   attempts are refused, as against a closed TCP port, and retried with its usual backoff.
+//!   Only the router side binds and only the dealer side connects.
 //!
 //! Messages are `Vec<bytes::Bytes>`, one `Bytes` per frame. A ROUTER hands the routing id
 //! separately ([`PeerId`]) instead of as a first frame.
@@ -49,6 +67,7 @@ mod dealer;
 mod driver;
 mod endpoint;
 mod error;
+mod inproc;
 mod limiter;
 mod options;
 pub mod proto;

@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 use crate::driver::{CloseKind, Connection, Ended, Exchanged, Port, OUT_BATCH_BYTES};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, HandshakeError, ProtocolError, TrySendError};
+use crate::inproc;
 use crate::limiter::{Admit, Limiter};
 use crate::options::{message_bytes, DuplicateIdentity, Hwm, Options};
 use crate::proto::{Encoder, Handshake, Metadata, PeerInfo};
@@ -293,6 +294,9 @@ fn wake_all(wakers: Vec<Waker>) {
 pub struct Router {
     shared: Arc<Shared>,
     listeners: Mutex<Vec<JoinHandle<()>>>,
+    /// The `inproc://` names bound, unbound as soon as the router closes (an aborted accept
+    /// loop is dropped later, by the runtime).
+    inproc: Mutex<Vec<inproc::Registration>>,
     tracker: TaskTracker,
 }
 
@@ -322,18 +326,28 @@ impl Router {
         Self {
             shared,
             listeners: Mutex::new(Vec::new()),
+            inproc: Mutex::new(Vec::new()),
             tracker: TaskTracker::new(),
         }
     }
 
-    /// Binds an endpoint (`tcp://host:port`, `tcp://*:port`, `ipc://path`) and starts
-    /// accepting on it. Returns the endpoint as bound, with port 0 resolved.
+    /// Binds an endpoint (`tcp://host:port`, `tcp://*:port`, `ipc://path`, `inproc://name`)
+    /// and starts accepting on it. Returns the endpoint as bound, with port 0 resolved.
+    ///
+    /// An `inproc://` name is bound for the whole process until this router shuts down or is
+    /// dropped; [`Dealer`](crate::Dealer)s of the same process connect to it without any
+    /// socket.
     ///
     /// # Errors
-    /// [`Error::InvalidEndpoint`] for a malformed endpoint, [`Error::Io`] if the bind fails.
+    /// [`Error::InvalidEndpoint`] for a malformed endpoint, [`Error::Io`] if the bind fails
+    /// (for `inproc://`, with [`std::io::ErrorKind::AddrInUse`] if another router of this
+    /// process has bound the name).
     pub async fn bind(&self, endpoint: &str) -> Result<Endpoint, Error> {
         let ep: Endpoint = endpoint.parse()?;
-        let (listener, bound) = Listener::bind(&ep).await?;
+        let (mut listener, bound) = Listener::bind(&ep).await?;
+        if let Some(registration) = listener.take_registration() {
+            lock(&self.inproc).push(registration);
+        }
         let shared = self.shared.clone();
         let tracker = self.tracker.clone();
         let task = tokio::spawn(accept_loop(listener, shared, tracker));
@@ -753,6 +767,7 @@ impl Router {
         for task in lock(&self.listeners).drain(..) {
             task.abort();
         }
+        lock(&self.inproc).clear();
         let mut inner = self.shared.lock();
         inner.closed = true;
         let mut wakers = std::mem::take(&mut inner.recv_waiters);
@@ -772,7 +787,7 @@ impl Drop for Router {
     }
 }
 
-async fn accept_loop(listener: Listener, shared: Arc<Shared>, tracker: TaskTracker) {
+async fn accept_loop(mut listener: Listener, shared: Arc<Shared>, tracker: TaskTracker) {
     let ms = std::time::Duration::from_millis;
     let mut backoff = Backoff::new(ms(10), ms(1000));
     loop {

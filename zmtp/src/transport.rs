@@ -1,4 +1,4 @@
-//! TCP and IPC streams behind one type, and the async handshake that runs on them.
+//! TCP, IPC and inproc streams behind one type, and the async handshake that runs on them.
 
 use std::io;
 use std::net::SocketAddr;
@@ -6,11 +6,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
+use tokio::sync::mpsc;
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, HandshakeError};
+use crate::inproc;
 use crate::proto::{Handshake, HandshakeStatus, PeerInfo};
 
 /// Where a peer connected from.
@@ -20,6 +22,8 @@ pub enum PeerAddr {
     Tcp(SocketAddr),
     /// A Unix domain socket peer (these have no useful address).
     Ipc,
+    /// A peer in this process, connected through an `inproc://` endpoint.
+    Inproc,
 }
 
 impl std::fmt::Display for PeerAddr {
@@ -27,6 +31,7 @@ impl std::fmt::Display for PeerAddr {
         match self {
             Self::Tcp(addr) => write!(f, "{addr}"),
             Self::Ipc => f.write_str("ipc"),
+            Self::Inproc => f.write_str("inproc"),
         }
     }
 }
@@ -36,11 +41,14 @@ impl std::fmt::Display for PeerAddr {
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    /// One end of an in-process [`tokio::io::duplex`] pair.
+    Mem(DuplexStream),
 }
 
 impl Stream {
     pub(crate) async fn connect(ep: &Endpoint) -> io::Result<(Self, PeerAddr)> {
         match ep {
+            Endpoint::Inproc(name) => Ok((Self::Mem(inproc::connect(name)?), PeerAddr::Inproc)),
             Endpoint::Ipc(path) => {
                 Ok((Self::Unix(UnixStream::connect(path).await?), PeerAddr::Ipc))
             }
@@ -64,6 +72,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Mem(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -77,6 +86,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Mem(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -88,6 +98,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Self::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Mem(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -99,6 +110,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_flush(cx),
             Self::Unix(s) => Pin::new(s).poll_flush(cx),
+            Self::Mem(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -106,6 +118,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Mem(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -115,12 +128,23 @@ impl AsyncWrite for Stream {
 pub(crate) enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener, std::path::PathBuf),
+    /// Streams handed over by connecting dealers; the registration unbinds the name when
+    /// dropped (see [`Listener::take_registration`]).
+    Inproc(
+        mpsc::UnboundedReceiver<DuplexStream>,
+        Option<inproc::Registration>,
+    ),
 }
 
 impl Listener {
     /// Binds `ep`; returns the listener and the endpoint as bound (port 0 resolved).
     pub(crate) async fn bind(ep: &Endpoint) -> Result<(Self, Endpoint), Error> {
         match ep {
+            Endpoint::Inproc(name) => {
+                let (registration, rx) =
+                    inproc::bind(name).map_err(|e| Error::io(format!("bind {ep}"), e))?;
+                Ok((Self::Inproc(rx, Some(registration)), ep.clone()))
+            }
             Endpoint::Ipc(path) => {
                 // Like libzmq, take over a stale socket file left by a previous run.
                 if path.exists() {
@@ -142,7 +166,16 @@ impl Listener {
         }
     }
 
-    pub(crate) async fn accept(&self) -> io::Result<(Stream, PeerAddr)> {
+    /// The registration of an inproc name, for an owner that unbinds it at once when it
+    /// closes rather than when the accept loop is gone. `None` for other transports.
+    pub(crate) fn take_registration(&mut self) -> Option<inproc::Registration> {
+        match self {
+            Self::Inproc(_, registration) => registration.take(),
+            Self::Tcp(_) | Self::Unix(..) => None,
+        }
+    }
+
+    pub(crate) async fn accept(&mut self) -> io::Result<(Stream, PeerAddr)> {
         match self {
             Self::Tcp(l) => {
                 let (s, addr) = l.accept().await?;
@@ -153,6 +186,12 @@ impl Listener {
                 let (s, _) = l.accept().await?;
                 Ok((Stream::Unix(s), PeerAddr::Ipc))
             }
+            Self::Inproc(rx, _) => match rx.recv().await {
+                Some(s) => Ok((Stream::Mem(s), PeerAddr::Inproc)),
+                // Every sender is gone only once the name is unbound, when the owner
+                // closes and drops this listener: nothing more to accept, wait for that.
+                None => std::future::pending().await,
+            },
         }
     }
 }
@@ -271,7 +310,7 @@ mod tests {
             return;
         }
         let ep: Endpoint = "tcp://127.0.0.1:0".parse().unwrap();
-        let (listener, bound) = Listener::bind(&ep).await.unwrap();
+        let (mut listener, bound) = Listener::bind(&ep).await.unwrap();
         let addr: SocketAddr = bound.host_port().unwrap().parse().unwrap();
         let mut streams = Vec::with_capacity(burst);
         for i in 0..burst {
