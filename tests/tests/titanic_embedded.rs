@@ -115,6 +115,69 @@ fn default_broker_serves_titanic_end_to_end_in_its_working_directory() {
     daemon.child.wait_line("Titanic store closed");
 }
 
+/// Established TCP connections, either direction, with local port `port` (IPv4 and IPv6).
+fn established_on(port: u16) -> usize {
+    let mut n = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let local_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            // State 01 is ESTABLISHED.
+            if local_port == Some(port) && *state == "01" {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn the_embedded_titanic_reaches_its_broker_in_process_not_over_tcp() {
+    if !Path::new("/proc/net/tcp").exists() {
+        eprintln!("skipped: no /proc/net/tcp to count connections in");
+        return;
+    }
+    let cwd = TempDir::new("titanic-inproc");
+    let daemon = Daemon::start(cwd.path(), &["--heartbeat", "250ms"]);
+    let ep = daemon.endpoint.clone();
+    let port: u16 = ep.rsplit(':').next().unwrap().parse().unwrap();
+    // Titanic's three services (16 worker sessions each) and its dispatcher are up...
+    wait_for_service(&ep, "titanic.request", b"200");
+    wait_for_service(&ep, "titanic.reply", b"200");
+    wait_for_service(&ep, "titanic.close", b"200");
+    // ...and a request goes through it, from a client that then goes away.
+    {
+        let client = ReqClient::connect(&ep);
+        let ack = client.request("titanic.request", &[b"nobody", b"x"]);
+        assert_eq!(ack[0], b"200", "{ack:?}");
+    }
+    // Over TCP they would hold dozens of connections to the broker's port for as long as it
+    // runs; in process, once the test's own clients are gone, there are none.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut open = established_on(port);
+    while open > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        open = established_on(port);
+    }
+    assert_eq!(open, 0, "TCP connections to the broker's own port remain");
+    let metrics = http_get(&daemon.metrics_addr(), "/metrics").1;
+    // The Titanic sessions are still connected, in process.
+    let connected = metrics
+        .lines()
+        .find(|l| l.starts_with("domo_connections{socket=\"router\"} "))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(connected.is_some_and(|n| n >= 49.0), "{metrics}");
+}
+
 #[test]
 fn readyz_says_why_when_the_store_cannot_be_opened() {
     let dir = TempDir::new("titanic-unready");

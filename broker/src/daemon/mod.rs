@@ -92,7 +92,15 @@ pub async fn run(
     let health = bound.health();
     // Titanic's store opens before READY=1, so systemd sees a broker that is fully up.
     let titanic = if settings.titanic.enabled {
-        let endpoint = titanic::local_endpoint(&bound.endpoints()[0]);
+        // In process: no loopback TCP (four crossings per submission) between Titanic and
+        // its own broker. Loopback TCP only if that bind fails, which it should not.
+        let endpoint = match bound.bind_in_process().await {
+            Ok(endpoint) => endpoint.to_string(),
+            Err(e) => {
+                error!(error = %e, "Cannot bind the in-process endpoint; Titanic uses loopback TCP");
+                titanic::local_endpoint(&bound.endpoints()[0])
+            }
+        };
         let (commits, commit_writes, reopens) = {
             let m = metrics.lock_unpoisoned();
             (

@@ -198,6 +198,20 @@ impl BoundBroker {
         &self.endpoints
     }
 
+    /// Binds the router to a new in-process endpoint (`inproc://domo-broker-N`, unique in
+    /// this process) and returns it: the embedded Titanic reaches its broker there, through
+    /// memory, with the same ZMTP (and CURVE) as over TCP. Not listed in
+    /// [`BoundBroker::endpoints`], which are the ones peers outside the process can use.
+    ///
+    /// # Errors
+    /// [`ShellError`] if it cannot be bound.
+    pub async fn bind_in_process(&self) -> Result<Endpoint, ShellError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("inproc://domo-broker-{}-{n}", std::process::id());
+        Ok(self.router.bind(&name).await?)
+    }
+
     /// The pair's state endpoint as bound (port 0 resolved), if this broker is one of a
     /// pair.
     pub fn ha_endpoint(&self) -> Option<&Endpoint> {
