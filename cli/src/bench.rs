@@ -616,13 +616,7 @@ async fn sdk_phase(
             ));
         }
     }
-    let options = args
-        .client_options(endpoint)
-        .pool_size(args.window)
-        .timeout(Duration::from_secs(30));
-    let clients: Vec<Client> = (0..args.clients)
-        .filter_map(|_| Client::new(options.clone()).ok())
-        .collect();
+    let clients = sdk_clients(args, endpoint);
     if let Some(c) = clients.first() {
         wait_workers(c, &names, args.workers).await;
     }
@@ -637,6 +631,17 @@ async fn sdk_phase(
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     phase
+}
+
+/// `clients` domo-client clients, each allowing `window` requests in flight.
+fn sdk_clients(args: &BenchArgs, endpoint: &str) -> Vec<Client> {
+    let options = args
+        .client_options(endpoint)
+        .pool_size(args.window)
+        .timeout(Duration::from_secs(30));
+    (0..args.clients)
+        .filter_map(|_| Client::new(options.clone()).ok())
+        .collect()
 }
 
 /// `requests` requests through `clients`, `window` at a time on each, spread over `services`.
@@ -709,13 +714,7 @@ async fn titanic_phase(
     cpu: Option<&CpuClock>,
 ) -> Phase {
     let service = Bytes::from(format!("bench.titanic.{round}"));
-    let options = args
-        .client_options(endpoint)
-        .pool_size(args.window)
-        .timeout(Duration::from_secs(30));
-    let clients: Vec<Client> = (0..args.clients)
-        .filter_map(|_| Client::new(options.clone()).ok())
-        .collect();
+    let clients = sdk_clients(args, endpoint);
     if let Some(c) = clients.first() {
         let titanic = [String::from("titanic.request")];
         wait_workers(c, &titanic, 1).await;
