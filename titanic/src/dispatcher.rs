@@ -9,6 +9,13 @@
 //! [`DispatcherOptions::poll_interval`], and after a lane drained below half of a queue that
 //! had overflowed. It also expires old requests every [`DispatcherOptions::expire_interval`].
 //!
+//! With a feed from the store ([`Dispatcher::with_feed`], the store's writer sending each
+//! commit's requests), newly stored requests go to their lanes straight from the feed and a
+//! store does not wake a scan: nothing just written is read back. The feed is exact because
+//! ids grow in commit order: an entry at or below the cursor was covered by a scan already
+//! and is skipped, and while a scan is due (the gate was closed, a lane overflowed) the
+//! feed is ignored and the scan reads those requests from the store instead.
+//!
 //! A lane asks the broker's `mmi.service` before it sends (first, and after every failure),
 //! then sends each request once with [`DispatcherOptions::request_timeout`]. A timeout, an
 //! unavailable service or an unreachable broker puts the request back at the head of the
@@ -183,6 +190,8 @@ pub struct Dispatcher {
     loaded: HashSet<Id>,
     /// Scan pending requests after this id (`None`: from the oldest).
     cursor: Option<Id>,
+    /// Each commit's stored requests, from the store's writer.
+    feed: Option<mpsc::UnboundedReceiver<Vec<(Id, Request)>>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -228,7 +237,16 @@ impl Dispatcher {
             lanes: HashMap::new(),
             loaded: HashSet::new(),
             cursor: None,
+            feed: None,
         })
+    }
+
+    /// Takes newly stored requests from `feed` (the store's [`crate::RedbOptions::feed`])
+    /// instead of reading them back after each store; see the module docs.
+    #[must_use]
+    pub fn with_feed(mut self, feed: mpsc::UnboundedReceiver<Vec<(Id, Request)>>) -> Self {
+        self.feed = Some(feed);
+        self
     }
 
     /// Runs until `stop` turns true, starting from the oldest pending request.
@@ -241,6 +259,7 @@ impl Dispatcher {
         expire.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut active = Gate::new(&self.options);
         let mut dirty = true;
+        let mut feed = self.feed.take();
         loop {
             let open = active.is_open();
             // While paused, nothing is handed out; `dirty` waits for the gate to open.
@@ -260,7 +279,15 @@ impl Dispatcher {
                     }
                 }
                 Some(done) = done_rx.recv() => dirty |= self.finished(done),
-                _ = self.wake.notified() => dirty = true,
+                stored = next_fed(&mut feed) => match stored {
+                    // While a scan is due it reads these from the store.
+                    Some(stored) if open && !dirty => {
+                        self.fed(stored, &mut lanes, &done_tx, &stop);
+                    }
+                    Some(_) => {}
+                    None => feed = None,
+                },
+                _ = self.wake.notified() => dirty |= feed.is_none(),
                 _ = poll.tick() => dirty = true,
                 _ = expire.tick() => self.expire().await,
             }
@@ -294,6 +321,23 @@ impl Dispatcher {
             if !full {
                 return;
             }
+        }
+    }
+
+    /// Loads requests from the feed that no scan covered yet (ids above the cursor).
+    fn fed(
+        &mut self,
+        stored: Vec<(Id, Request)>,
+        lanes: &mut JoinSet<()>,
+        done: &mpsc::UnboundedSender<Finished>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        for (id, request) in stored {
+            if self.cursor.is_some_and(|c| id <= c) {
+                continue;
+            }
+            self.cursor = Some(id);
+            self.load(id, request, lanes, done, stop);
         }
     }
 
@@ -368,6 +412,16 @@ impl Dispatcher {
             Ok(Err(e)) => warn!(error = %e, "Expiring Titanic requests failed"),
             Err(e) => warn!(error = %e, "Expiring Titanic requests failed"),
         }
+    }
+}
+
+/// The next batch from the feed; never, without one.
+async fn next_fed(
+    feed: &mut Option<mpsc::UnboundedReceiver<Vec<(Id, Request)>>>,
+) -> Option<Vec<(Id, Request)>> {
+    match feed {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -28,11 +28,14 @@
 //! - **Workers**: one MDP worker per name in [`service::TitanicService::ALL`]; for each request
 //!   call [`service::handle`] with the body frames and send the returned frames as the reply.
 //!   Store calls block (a [`RedbStore`] call waits for the fsync of its group commit), so run
-//!   them on blocking threads (`spawn_blocking` or a small pool): the more requests wait at
-//!   once, the more share one commit. Several workers per service are fine; the store is
+//!   them on blocking threads, or (as [`server`] does) use the async writes
+//!   ([`Store::put_request_async`] and the like), which wait for the commit without holding
+//!   a thread: the more requests wait at once, the more share one commit, with no cap but
+//!   the store's batch bound. Several workers per service are fine; the store is
 //!   `Send + Sync` and meant to be shared as `Arc<dyn Store>`.
 //! - **Dispatcher**: page through [`Store::pending`] with the last id as cursor (ids grow in
-//!   commit order, so nothing committed later is skipped), group by [`Request::service`] so one
+//!   commit order, so nothing committed later is skipped; [`RedbOptions::feed`] hands over
+//!   each commit's requests so they need not be read back), group by [`Request::service`] so one
 //!   absent service blocks nothing else, send each through the client SDK, and store the answer
 //!   with [`Store::complete`] (first reply wins, a closed id is ignored). Delivery is
 //!   at-least-once: a crash between the service's answer and `complete` re-runs the request.
@@ -65,5 +68,5 @@ pub use error::Error;
 pub use id::{Id, IdGenerator, ParseIdError};
 pub use record::{Reply, Request};
 pub use store::memory::MemoryStore;
-pub use store::redb::{RedbOptions, RedbStore};
-pub use store::{Limits, Lookup, Stats, Store};
+pub use store::redb::{Linger, RedbOptions, RedbStore, StoredFeed};
+pub use store::{Durable, Limits, Lookup, Stats, Store};

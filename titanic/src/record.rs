@@ -122,12 +122,78 @@ impl From<StoredReply> for Reply {
 
 /// Encodes a request in the current layout.
 pub fn encode_request(r: &Request) -> Vec<u8> {
-    encode(&StoredRequest::from(r))
+    let size = 16 + r.service.len() + r.body.iter().map(|f| f.len() + 5).sum::<usize>();
+    encode(
+        &StoredRequestRef::V1(RequestV1Ref {
+            service: Frame(&r.service),
+            body: FramesRef(&r.body),
+            created_millis: r.created_millis,
+            attempts: r.attempts,
+        }),
+        size,
+    )
 }
 
 /// Encodes a reply in the current layout.
 pub fn encode_reply(r: &Reply) -> Vec<u8> {
-    encode(&StoredReply::from(r))
+    let size = 16 + r.frames.iter().map(|f| f.len() + 5).sum::<usize>();
+    encode(
+        &StoredReplyRef::V1(ReplyV1Ref {
+            frames: FramesRef(&r.frames),
+            completed_millis: r.completed_millis,
+        }),
+        size,
+    )
+}
+
+// Borrowing twins of the stored layouts, so encoding copies each frame once, into the
+// record, instead of into a `Vec` first. They write the same bytes as `StoredRequest` and
+// `StoredReply`: postcard writes a byte string (`serialize_bytes`) and a sequence of `u8`
+// (how serde writes a `Vec<u8>`) alike, as a varint length and the bytes. A test checks it.
+
+#[derive(Serialize)]
+enum StoredRequestRef<'a> {
+    V1(RequestV1Ref<'a>),
+}
+
+#[derive(Serialize)]
+struct RequestV1Ref<'a> {
+    service: Frame<'a>,
+    body: FramesRef<'a>,
+    created_millis: u64,
+    attempts: u32,
+}
+
+#[derive(Serialize)]
+enum StoredReplyRef<'a> {
+    V1(ReplyV1Ref<'a>),
+}
+
+#[derive(Serialize)]
+struct ReplyV1Ref<'a> {
+    frames: FramesRef<'a>,
+    completed_millis: u64,
+}
+
+struct Frame<'a>(&'a [u8]);
+
+impl Serialize for Frame<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+struct FramesRef<'a>(&'a [Bytes]);
+
+impl Serialize for FramesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for frame in self.0 {
+            seq.serialize_element(&Frame(frame))?;
+        }
+        seq.end()
+    }
 }
 
 /// Decodes a request of any known layout.
@@ -148,10 +214,10 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Reply, postcard::Error> {
     postcard::from_bytes::<StoredReply>(bytes).map(Reply::from)
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+fn encode<T: Serialize>(value: &T, size: usize) -> Vec<u8> {
     // Serializing these plain structs into a growable Vec cannot fail: postcard only errors on
     // unsupported serde types (none here) or a full fixed-size buffer (not used).
-    postcard::to_stdvec(value).unwrap_or_default()
+    postcard::to_extend(value, Vec::with_capacity(size)).unwrap_or_default()
 }
 
 #[cfg(test)]

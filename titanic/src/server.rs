@@ -4,8 +4,10 @@
 //! metrics.
 //!
 //! Design: every service is an MDP worker with several sessions (the worker SDK's
-//! concurrency), so concurrent `titanic.request` calls wait for the same group commit. Each
-//! request runs [`service::handle`] on a blocking thread. A stored request wakes the
+//! concurrency), so concurrent `titanic.request` calls wait for the same group commit. Writes
+//! (`titanic.request`, `titanic.close`) queue for the store's writer and await their commit
+//! ([`Store::put_request_async`]) without holding a thread; `titanic.reply` reads on a
+//! blocking thread. A stored request wakes the
 //! [`Dispatcher`] at once. The dispatcher's optional gate ([`DispatcherOptions::active`],
 //! for Binary Star) pauses only the dispatcher: the services keep serving, since they are
 //! workers and a passive broker refuses client requests by itself.
@@ -126,7 +128,14 @@ pub async fn run(
 /// [`RunError::Store`] if the store cannot be opened.
 pub async fn open(config: TitanicConfig, status: Arc<Status>) -> Result<Opened, RunError> {
     let path = config.store_path.clone();
-    let options = config.store.clone();
+    let mut options = config.store.clone();
+    // The store tells the dispatcher what each commit stored (unless the embedding takes
+    // the feed itself).
+    let (feed_tx, feed) = tokio::sync::mpsc::unbounded_channel();
+    let feed = options.feed.is_none().then(|| {
+        options.feed = Some(feed_tx);
+        feed
+    });
     let opened = tokio::task::spawn_blocking(move || RedbStore::open(path, options)).await;
     let store = match opened {
         Ok(Ok(store)) => store,
@@ -147,14 +156,19 @@ pub async fn open(config: TitanicConfig, status: Arc<Status>) -> Result<Opened, 
         store,
         config,
         status,
+        feed,
     })
 }
+
+/// What each commit stored, from the store's writer to the dispatcher.
+type Feed = tokio::sync::mpsc::UnboundedReceiver<Vec<(crate::Id, crate::Request)>>;
 
 /// An open store, ready to serve.
 pub struct Opened {
     store: Arc<dyn Store>,
     config: TitanicConfig,
     status: Arc<Status>,
+    feed: Option<Feed>,
 }
 
 impl std::fmt::Debug for Opened {
@@ -173,7 +187,7 @@ impl Opened {
     ///
     /// [`RunError`] if the endpoints are invalid; nothing runs then.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-        let result = serve_store(self.store.clone(), &self.config, shutdown).await;
+        let result = serve_store(self.store.clone(), &self.config, self.feed, shutdown).await;
         close_store(self.store).await;
         self.status.set_open(false);
         result
@@ -246,6 +260,7 @@ impl Status {
 async fn serve_store(
     store: Arc<dyn Store>,
     config: &TitanicConfig,
+    feed: Option<Feed>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let wake = Arc::new(Notify::new());
@@ -253,12 +268,15 @@ async fn serve_store(
         transport: config.transport.clone(),
         ..config.dispatcher.clone()
     };
-    let dispatcher = Dispatcher::new(
+    let mut dispatcher = Dispatcher::new(
         store.clone(),
         &config.endpoints,
         dispatcher_options,
         wake.clone(),
     )?;
+    if let Some(feed) = feed {
+        dispatcher = dispatcher.with_feed(feed);
+    }
     let worker_options = WorkerOptions::new(config.endpoints.clone())
         .sessions(config.sessions)
         .heartbeat(config.heartbeat)
@@ -346,7 +364,8 @@ impl Services {
 /// What a handler returns: the reply body, or why the request failed.
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<Bytes>, String>> + Send>>;
 
-/// The worker handler for `service`: the store call on a blocking thread, behind the gate.
+/// The worker handler for `service`, behind the gate: writes queue for the group commit and
+/// await it without holding a thread; reads run on a blocking thread.
 fn handler(
     service: TitanicService,
     store: Arc<dyn Store>,
@@ -359,15 +378,27 @@ fn handler(
             let Some(_pass) = Gate::enter(&gate) else {
                 return Ok(vec![Bytes::from_static(service::ERROR)]);
             };
-            let reply =
-                tokio::task::spawn_blocking(move || service::handle(&*store, service, body))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            if service == TitanicService::Request && reply.first().is_some_and(|f| f == service::OK)
-            {
-                wake.notify_one();
-            }
-            Ok(reply)
+            Ok(match service {
+                TitanicService::Request => match service::decode_request(body) {
+                    Ok((name, frames)) => {
+                        let stored = store.put_request_async(name, frames).await;
+                        if stored.is_ok() {
+                            wake.notify_one();
+                        }
+                        service::request_outcome(stored)
+                    }
+                    Err(reply) => reply,
+                },
+                TitanicService::Close => match service::decode_close(&body) {
+                    Ok(id) => service::close_outcome(store.close_async(id).await),
+                    Err(reply) => reply,
+                },
+                TitanicService::Reply => {
+                    tokio::task::spawn_blocking(move || service::handle(&*store, service, body))
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
+            })
         })
     }
 }

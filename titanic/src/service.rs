@@ -75,10 +75,26 @@ pub fn handle(store: &dyn Store, service: TitanicService, body: Vec<Bytes>) -> V
 
 /// `titanic.request`: `[service][body...]` -> `[200][uuid]` once durable.
 pub fn handle_request(store: &dyn Store, body: Vec<Bytes>) -> Vec<Bytes> {
-    let Some((service, rest)) = wire::decode_request(body) else {
-        return status(UNKNOWN);
-    };
-    match store.put_request(service, rest) {
+    match decode_request(body) {
+        Ok((service, rest)) => request_outcome(store.put_request(service, rest)),
+        Err(reply) => reply,
+    }
+}
+
+/// The two parts of [`handle_request`] around the store call, for callers that make the
+/// call themselves ([`Store::put_request_async`]): the service name and body frames of a
+/// `titanic.request`, or the reply to a malformed one.
+///
+/// # Errors
+///
+/// `[400]`, the reply to send, if the body is malformed.
+pub fn decode_request(body: Vec<Bytes>) -> Result<(Bytes, Vec<Bytes>), Vec<Bytes>> {
+    wire::decode_request(body).ok_or_else(|| status(UNKNOWN))
+}
+
+/// The reply to a `titanic.request` whose store call ended with `stored`.
+pub fn request_outcome(stored: crate::error::Result<Id>) -> Vec<Bytes> {
+    match stored {
         Ok(id) => wire::request_reply(&id.wire()),
         Err(e) => failed("titanic.request", &e),
     }
@@ -99,10 +115,24 @@ pub fn handle_reply(store: &dyn Store, body: Vec<Bytes>) -> Vec<Bytes> {
 
 /// `titanic.close`: `[uuid]` -> `[200]` (unknown ids too), `[400]` if malformed, `[500]`.
 pub fn handle_close(store: &dyn Store, body: Vec<Bytes>) -> Vec<Bytes> {
-    let Some(id) = single_id(&body) else {
-        return status(UNKNOWN);
-    };
-    match store.close(id) {
+    match decode_close(&body) {
+        Ok(id) => close_outcome(store.close(id)),
+        Err(reply) => reply,
+    }
+}
+
+/// The id a `titanic.close` names, or the reply to a malformed one (as [`decode_request`]).
+///
+/// # Errors
+///
+/// `[400]`, the reply to send, if the body is not one uuid.
+pub fn decode_close(body: &[Bytes]) -> Result<Id, Vec<Bytes>> {
+    single_id(body).ok_or_else(|| status(UNKNOWN))
+}
+
+/// The reply to a `titanic.close` whose store call ended with `closed`.
+pub fn close_outcome(closed: crate::error::Result<()>) -> Vec<Bytes> {
+    match closed {
         Ok(()) => status(OK),
         Err(e) => failed("titanic.close", &e),
     }

@@ -214,10 +214,8 @@ async fn deliver(
     };
     let mut backoff = retry_backoff(&options);
     loop {
-        let (store, frames) = (store.clone(), reply.clone());
-        match tokio::task::spawn_blocking(move || store.complete(id, frames)).await {
-            Ok(Ok(())) => return Outcome::Done(id),
-            Ok(Err(e)) => warn!(request_id = %id, error = %e, "Storing a reply failed; retrying"),
+        match store.complete_async(id, reply.clone()).await {
+            Ok(()) => return Outcome::Done(id),
             Err(e) => warn!(request_id = %id, error = %e, "Storing a reply failed; retrying"),
         }
         tokio::time::sleep(backoff.next_delay()).await;

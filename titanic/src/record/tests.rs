@@ -59,3 +59,34 @@ fn unknown_versions_and_truncated_records_are_errors_not_panics() {
         assert!(decode_reply(&full[..n]).is_err(), "prefix of {n} bytes");
     }
 }
+
+#[test]
+fn the_borrowing_encoder_writes_the_bytes_of_the_owned_layouts() {
+    // Lengths around the varint boundaries (127/128, 16383/16384) and empty frames.
+    for sizes in [
+        vec![0],
+        vec![127, 128],
+        vec![16_383, 16_384, 1],
+        vec![5; 40],
+    ] {
+        let body: Vec<Bytes> = sizes
+            .iter()
+            .map(|&n| Bytes::from((0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>()))
+            .collect();
+        let request = Request {
+            service: Bytes::from(vec![b's'; 200]),
+            body: body.clone(),
+            created_millis: u64::MAX - 1,
+            attempts: 300,
+        };
+        let owned = postcard::to_stdvec(&StoredRequest::from(&request)).unwrap();
+        assert_eq!(encode_request(&request), owned);
+        assert_eq!(decode_request(&owned).unwrap(), request);
+        let reply = Reply {
+            frames: body,
+            completed_millis: 7,
+        };
+        let owned = postcard::to_stdvec(&StoredReply::from(&reply)).unwrap();
+        assert_eq!(encode_reply(&reply), owned);
+    }
+}

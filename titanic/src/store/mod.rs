@@ -4,13 +4,25 @@
 //! until the group commit that carries it has been fsynced), so the service layer can answer
 //! `200` right after a call returns. The store does not dispatch, retry or time out requests;
 //! it only keeps them. Calls are meant for a blocking thread, not an async task.
+//!
+//! The writes also come as `*_async` methods, which queue the write and return a [`Durable`]
+//! future instead of blocking: async code (the Titanic services, the dispatcher) awaits the
+//! group commit without holding a thread, so a commit can carry as many submissions as are
+//! waiting, and the writer's answer wakes the task directly (no blocking thread to wake and
+//! switch back from). A store whose writes never block long may keep the defaults, which
+//! run the blocking call inline.
 
 pub mod memory;
 pub mod redb;
 
-use bytes::Bytes;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use crate::error::Result;
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::record::{Reply, Request};
 
@@ -41,6 +53,46 @@ pub struct Stats {
     pub commits: u64,
 }
 
+/// A store write in progress: resolves once it is durable, or failed.
+#[derive(Debug)]
+#[must_use = "a write is acknowledged only once its Durable resolves"]
+pub struct Durable<T>(Inner<T>);
+
+#[derive(Debug)]
+enum Inner<T> {
+    Ready(Option<Result<T>>),
+    Waiting(oneshot::Receiver<Result<T>>),
+}
+
+impl<T> Durable<T> {
+    /// An outcome known already.
+    pub fn ready(r: Result<T>) -> Self {
+        Self(Inner::Ready(Some(r)))
+    }
+
+    /// An outcome a writer will send; a dropped sender resolves to [`Error::Closed`].
+    pub(crate) fn waiting(rx: oneshot::Receiver<Result<T>>) -> Self {
+        Self(Inner::Waiting(rx))
+    }
+}
+
+// Neither variant is structurally pinned: an Option and a oneshot receiver.
+impl<T> Unpin for Durable<T> {}
+
+impl<T> Future for Durable<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut self.get_mut().0;
+        match this {
+            Inner::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(Error::Closed))),
+            Inner::Waiting(rx) => Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(Error::Closed))),
+        }
+    }
+}
+
 /// Limits on what the store accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -69,6 +121,13 @@ pub trait Store: Send + Sync {
     /// [`crate::Error::StoreFull`] past the limit; a write failure otherwise.
     fn put_request(&self, service: Bytes, body: Vec<Bytes>) -> Result<Id>;
 
+    /// [`Store::put_request`] without blocking: the future resolves once the request is
+    /// durable. The default runs the blocking call inline; a store whose writes wait for a
+    /// disk overrides it.
+    fn put_request_async(&self, service: Bytes, body: Vec<Bytes>) -> Durable<Id> {
+        Durable::ready(self.put_request(service, body))
+    }
+
     /// Stores the reply for `id` and marks it done, atomically.
     ///
     /// The first reply wins: completing a done request keeps the stored reply. Completing an
@@ -78,6 +137,11 @@ pub trait Store: Send + Sync {
     ///
     /// A write failure.
     fn complete(&self, id: Id, reply: Vec<Bytes>) -> Result<()>;
+
+    /// [`Store::complete`] without blocking (see [`Store::put_request_async`]).
+    fn complete_async(&self, id: Id, reply: Vec<Bytes>) -> Durable<()> {
+        Durable::ready(self.complete(id, reply))
+    }
 
     /// Whether `id` is pending, done (with its reply) or unknown. Never deletes anything.
     ///
@@ -92,6 +156,11 @@ pub trait Store: Send + Sync {
     ///
     /// A write failure.
     fn close(&self, id: Id) -> Result<()>;
+
+    /// [`Store::close`] without blocking (see [`Store::put_request_async`]).
+    fn close_async(&self, id: Id) -> Durable<()> {
+        Durable::ready(self.close(id))
+    }
 
     /// Up to `limit` pending requests with ids greater than `after`, oldest first.
     ///

@@ -29,13 +29,14 @@
 //! refuses writes until it is dropped.
 
 mod backend;
+mod queue;
 mod recovery;
 mod writer;
 
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -48,13 +49,16 @@ use redb::{
     TableDefinition,
 };
 
+pub use self::queue::Linger;
+
+use self::queue::{Queue, Refused};
 use self::recovery::Recovery;
-use self::writer::{Answer, Kind, Op, Reopen, Writer};
-use super::{Limits, Lookup, Stats, Store};
+use self::writer::{Answer, Kind, Op, Reopen, Waiter, Writer};
+use super::{Durable, Limits, Lookup, Stats, Store};
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::{Error, Result};
 use crate::id::{Id, IdGenerator};
-use crate::record::{decode_reply, decode_request, Request};
+use crate::record::{decode_reply, decode_request, encode_request, Request};
 
 pub(crate) const REQUESTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("requests");
 pub(crate) const REPLIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("replies");
@@ -72,6 +76,11 @@ pub struct RedbOptions {
     pub clock: Arc<dyn TimeSource>,
     /// The most ops in one group commit.
     pub max_batch: usize,
+    /// Whether and how long a group commit waits to fill once the writer has its first op
+    /// (only after a commit that carried several; a step that brings no new op ends the
+    /// wait). Default: off, each commit takes what is queued; see [`Linger`] for when it
+    /// pays.
+    pub linger: Linger,
     /// How many ops may wait for the writer; callers block beyond that (backpressure).
     pub queue_capacity: usize,
     /// Called on the writer thread after every successful group commit with its duration
@@ -85,7 +94,15 @@ pub struct RedbOptions {
     /// Called on the writer thread after each successful reopen after a failed write, e.g.
     /// for a counter. Keep it cheap.
     pub on_reopen: Option<ReopenObserver>,
+    /// Receives, after each successful commit that stored requests and before their
+    /// callers hear of it, those requests with their ids, in id order: a dispatcher then
+    /// needs no read of the store to learn what was just stored (see
+    /// [`crate::dispatcher::Dispatcher::with_feed`]).
+    pub feed: Option<StoredFeed>,
 }
+
+/// See [`RedbOptions::feed`].
+pub type StoredFeed = tokio::sync::mpsc::UnboundedSender<Vec<(Id, Request)>>;
 
 /// See [`RedbOptions::on_commit`].
 pub type CommitObserver = Arc<dyn Fn(std::time::Duration, usize) + Send + Sync>;
@@ -99,6 +116,7 @@ impl Default for RedbOptions {
             limits: Limits::default(),
             clock: Arc::new(SystemClock),
             max_batch: 1024,
+            linger: Linger::default(),
             queue_capacity: 4096,
             on_commit: None,
             reopen_backoff: BackoffOptions::default()
@@ -106,6 +124,7 @@ impl Default for RedbOptions {
                 .max(Duration::from_secs(5))
                 .jitter(true),
             on_reopen: None,
+            feed: None,
         }
     }
 }
@@ -115,10 +134,12 @@ impl std::fmt::Debug for RedbOptions {
         f.debug_struct("RedbOptions")
             .field("limits", &self.limits)
             .field("max_batch", &self.max_batch)
+            .field("linger", &self.linger)
             .field("queue_capacity", &self.queue_capacity)
             .field("on_commit", &self.on_commit.is_some())
             .field("reopen_backoff", &self.reopen_backoff)
             .field("on_reopen", &self.on_reopen.is_some())
+            .field("feed", &self.feed.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -126,7 +147,9 @@ impl std::fmt::Debug for RedbOptions {
 /// A durable Titanic store in one redb file. Dropping it stops the writer after the queued ops.
 pub struct RedbStore {
     shared: Arc<Shared>,
-    tx: Mutex<Option<SyncSender<Op>>>,
+    /// For the creation time of requests, which their callers encode.
+    clock: Arc<dyn TimeSource>,
+    queue: Arc<Queue<Op>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -257,6 +280,7 @@ impl RedbStore {
             file_len,
             commits: AtomicU64::new(0),
         });
+        let clock = options.clock.clone();
         let writer = Writer {
             db: Some(db),
             shared: shared.clone(),
@@ -265,41 +289,80 @@ impl RedbStore {
             ids: IdGenerator::after(floor),
             live,
             max_batch: options.max_batch.max(1),
+            linger: options.linger,
+            last_batch: 0,
             on_commit: options.on_commit,
+            feed: options.feed,
             reopen,
             recovery: Recovery::new(options.reopen_backoff),
             on_reopen: options.on_reopen,
         };
-        let (tx, rx) = mpsc::sync_channel(options.queue_capacity.max(1));
+        let queue = Arc::new(Queue::new(options.queue_capacity));
+        let writer_queue = queue.clone();
         let handle = std::thread::Builder::new()
             .name("titanic-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer.run(&writer_queue))
             .map_err(|e| Error::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             shared,
-            tx: Mutex::new(Some(tx)),
+            clock,
+            queue,
             writer: Mutex::new(Some(handle)),
         })
     }
 
-    fn submit<T>(
+    /// A new request as the writer stores it: encoded here, on the caller's thread, so the
+    /// single writer only inserts it.
+    fn put_op(&self, service: Bytes, body: Vec<Bytes>) -> Kind {
+        let request = Request {
+            service,
+            body,
+            created_millis: self.clock.now_millis(),
+            attempts: 0,
+        };
+        let encoded = encode_request(&request);
+        Kind::Put { request, encoded }
+    }
+
+    /// Queues a write and blocks until it is durable (or failed).
+    fn submit<T>(&self, kind: Kind, answer: impl FnOnce(Waiter<T>) -> Answer) -> Result<T> {
+        let (done, wait) = mpsc::sync_channel(1);
+        self.queue
+            .push(Op {
+                kind,
+                answer: answer(Waiter::Blocking(done)),
+            })
+            .map_err(|_| Error::Closed)?;
+        wait.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Queues a write without blocking; the returned future resolves once it is durable.
+    /// On a full queue the op waits for room on a blocking thread (backpressure without
+    /// blocking the caller's runtime thread).
+    fn submit_async<T: Send + 'static>(
         &self,
         kind: Kind,
-        answer: impl FnOnce(SyncSender<Result<T>>) -> Answer,
-    ) -> Result<T> {
-        let (done, wait) = mpsc::sync_channel(1);
-        let tx = self
-            .tx
-            .lock()
-            .map_err(|_| Error::Closed)?
-            .clone()
-            .ok_or(Error::Closed)?;
-        tx.send(Op {
+        answer: impl FnOnce(Waiter<T>) -> Answer,
+    ) -> Durable<T> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let op = Op {
             kind,
-            answer: answer(done),
-        })
-        .map_err(|_| Error::Closed)?;
-        wait.recv().map_err(|_| Error::Closed)?
+            answer: answer(Waiter::Async(done)),
+        };
+        match self.queue.try_push(op) {
+            Ok(()) => {}
+            Err(Refused::Closed(_)) => return Durable::ready(Err(Error::Closed)),
+            Err(Refused::Full(op)) => {
+                let queue = self.queue.clone();
+                // Dropping a refused op drops its answer: the future then says Closed.
+                let push = move || drop(queue.push(op));
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => drop(runtime.spawn_blocking(push)),
+                    Err(_) => push(),
+                }
+            }
+        }
+        Durable::waiting(wait)
     }
 }
 
@@ -325,11 +388,19 @@ fn open_database(backend: Box<dyn StorageBackend>, file_len: &Arc<AtomicU64>) ->
 
 impl Store for RedbStore {
     fn put_request(&self, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
-        self.submit(Kind::Put { service, body }, Answer::Id)
+        self.submit(self.put_op(service, body), Answer::Id)
+    }
+
+    fn put_request_async(&self, service: Bytes, body: Vec<Bytes>) -> Durable<Id> {
+        self.submit_async(self.put_op(service, body), Answer::Id)
     }
 
     fn complete(&self, id: Id, frames: Vec<Bytes>) -> Result<()> {
         self.submit(Kind::Complete { id, frames }, Answer::Unit)
+    }
+
+    fn complete_async(&self, id: Id, frames: Vec<Bytes>) -> Durable<()> {
+        self.submit_async(Kind::Complete { id, frames }, Answer::Unit)
     }
 
     fn get(&self, id: Id) -> Result<Lookup> {
@@ -351,6 +422,10 @@ impl Store for RedbStore {
 
     fn close(&self, id: Id) -> Result<()> {
         self.submit(Kind::Close { id }, Answer::Unit)
+    }
+
+    fn close_async(&self, id: Id) -> Durable<()> {
+        self.submit_async(Kind::Close { id }, Answer::Unit)
     }
 
     fn pending(&self, after: Option<Id>, limit: usize) -> Result<Vec<(Id, Request)>> {
@@ -408,10 +483,8 @@ impl Store for RedbStore {
 
 impl Drop for RedbStore {
     fn drop(&mut self) {
-        // Closing the channel lets the writer finish the queued ops and exit.
-        if let Ok(mut tx) = self.tx.lock() {
-            tx.take();
-        }
+        // Closing the queue lets the writer finish the queued ops and exit.
+        self.queue.close();
         if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
             let _ = handle.join();
         }

@@ -1,9 +1,10 @@
 //! The single writer thread, its group commit, and its recovery after a failed write.
 //!
-//! Callers queue an [`Op`] with a one-shot answer channel and block on it. The writer takes the
-//! first queued op, drains whatever else is queued (up to `max_batch`), applies them all in one
-//! write transaction and commits once, which is one fsync (`Durability::Immediate`). Only then
-//! does it answer each caller. So under load many requests share one fsync, and no caller hears
+//! Callers queue an [`Op`] with a one-shot answer channel and block on it (or, from async
+//! code, await it). The writer takes the first queued op, may linger for more (see `queue.rs`),
+//! drains whatever is queued (up to `max_batch`), applies them all in one write transaction
+//! and commits once, which is one fsync (`Durability::Immediate`). Only then does it answer
+//! each caller. So under load many requests share one fsync, and no caller hears
 //! "stored" before its bytes are durable. If any write or the commit fails, every op in the
 //! batch gets the error and nothing of the batch is visible (the transaction is aborted). A
 //! request refused by the byte limit fails alone: it is checked before anything is written.
@@ -14,19 +15,21 @@
 //! write (see the parent module's docs).
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redb::{Database, ReadableTable, StorageBackend, Table, WriteTransaction};
+use tokio::sync::oneshot;
 
+use super::queue::{Linger, Queue, Waited};
 use super::recovery::Recovery;
 use super::{init_tables, map_err, open_database, probe_write, Shared, PENDING, REPLIES, REQUESTS};
 use crate::clock::TimeSource;
 use crate::error::{Error, Result};
 use crate::id::{Id, IdGenerator};
-use crate::record::{encode_reply, encode_request, Reply, Request};
+use crate::record::{encode_reply, Reply, Request};
 use crate::store::Limits;
 
 /// Makes a fresh backend on the store's storage, for a reopen.
@@ -34,17 +37,44 @@ pub(super) type Reopen = Box<dyn FnMut() -> Result<Box<dyn StorageBackend>> + Se
 
 /// What a queued write does.
 pub(super) enum Kind {
-    Put { service: Bytes, body: Vec<Bytes> },
-    Complete { id: Id, frames: Vec<Bytes> },
-    Close { id: Id },
-    Expire { older_than_millis: u64 },
+    /// A request, encoded by its caller (off the writer thread).
+    Put {
+        request: Request,
+        encoded: Vec<u8>,
+    },
+    Complete {
+        id: Id,
+        frames: Vec<Bytes>,
+    },
+    Close {
+        id: Id,
+    },
+    Expire {
+        older_than_millis: u64,
+    },
+}
+
+/// Where one caller waits for its outcome: a blocked thread or an async task.
+pub(super) enum Waiter<T> {
+    Blocking(SyncSender<Result<T>>),
+    Async(oneshot::Sender<Result<T>>),
+}
+
+impl<T> Waiter<T> {
+    /// Hands `r` over; false if the caller no longer listens.
+    fn send(self, r: Result<T>) -> bool {
+        match self {
+            Self::Blocking(tx) => tx.send(r).is_ok(),
+            Self::Async(tx) => tx.send(r).is_ok(),
+        }
+    }
 }
 
 /// Where a queued write's outcome goes.
 pub(super) enum Answer {
-    Id(SyncSender<Result<Id>>),
-    Unit(SyncSender<Result<()>>),
-    Count(SyncSender<Result<usize>>),
+    Id(Waiter<Id>),
+    Unit(Waiter<()>),
+    Count(Waiter<usize>),
 }
 
 /// A value an op produced, sent once its batch is durable.
@@ -62,16 +92,16 @@ pub(super) struct Op {
 
 impl Answer {
     fn send(self, r: Result<Value>) {
-        // A caller that gave up (its thread ended) no longer listens; nothing to do then.
+        // A caller that gave up (its thread or task ended) no longer listens; nothing to do.
         let delivered = match (self, r) {
-            (Self::Id(tx), Ok(Value::Id(id))) => tx.send(Ok(id)).is_ok(),
-            (Self::Id(tx), Err(e)) => tx.send(Err(e)).is_ok(),
-            (Self::Unit(tx), Ok(_)) => tx.send(Ok(())).is_ok(),
-            (Self::Unit(tx), Err(e)) => tx.send(Err(e)).is_ok(),
-            (Self::Count(tx), Ok(Value::Count(n))) => tx.send(Ok(n)).is_ok(),
-            (Self::Count(tx), Err(e)) => tx.send(Err(e)).is_ok(),
-            (Self::Id(tx), Ok(_)) => tx.send(Err(Error::Unavailable("no id".into()))).is_ok(),
-            (Self::Count(tx), Ok(_)) => tx.send(Err(Error::Unavailable("no count".into()))).is_ok(),
+            (Self::Id(tx), Ok(Value::Id(id))) => tx.send(Ok(id)),
+            (Self::Id(tx), Err(e)) => tx.send(Err(e)),
+            (Self::Unit(tx), Ok(_)) => tx.send(Ok(())),
+            (Self::Unit(tx), Err(e)) => tx.send(Err(e)),
+            (Self::Count(tx), Ok(Value::Count(n))) => tx.send(Ok(n)),
+            (Self::Count(tx), Err(e)) => tx.send(Err(e)),
+            (Self::Id(tx), Ok(_)) => tx.send(Err(Error::Unavailable("no id".into()))),
+            (Self::Count(tx), Ok(_)) => tx.send(Err(Error::Unavailable("no count".into()))),
         };
         if !delivered {
             tracing::debug!("Titanic store caller left before its answer");
@@ -107,8 +137,14 @@ pub(super) struct Writer {
     /// Live record bytes as committed; published in `shared` after each commit.
     pub(super) live: u64,
     pub(super) max_batch: usize,
+    /// How long a commit may wait to fill.
+    pub(super) linger: Linger,
+    /// Ops the previous successful commit carried (it lingers only after one of several).
+    pub(super) last_batch: usize,
     /// Told the duration of each successful commit.
     pub(super) on_commit: Option<super::CommitObserver>,
+    /// Given the requests of each successful commit.
+    pub(super) feed: Option<super::StoredFeed>,
     /// How to reopen the store; `None` if it cannot be.
     pub(super) reopen: Option<Reopen>,
     pub(super) recovery: Recovery,
@@ -117,8 +153,9 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Runs until every sender is dropped (the store was dropped).
-    pub(super) fn run(mut self, rx: Receiver<Op>) {
+    /// Runs until the queue is closed (the store was dropped) and drained.
+    pub(super) fn run(mut self, queue: &Queue<Op>) {
+        let mut batch = Vec::with_capacity(self.max_batch.min(4096));
         loop {
             if let Some(at) = self.recovery.retry_at() {
                 // Broken: refuse ops at once until it is time to reopen.
@@ -127,24 +164,23 @@ impl Writer {
                     self.reopen();
                     continue;
                 }
-                match rx.recv_timeout(at - now) {
-                    Ok(op) => self.refuse(op),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
+                match queue.wait(Some(at - now)) {
+                    Waited::Ready => {
+                        queue.take(&mut batch, self.max_batch, self.linger, false);
+                        batch.drain(..).for_each(|op| self.refuse(op));
+                    }
+                    Waited::TimedOut => {}
+                    Waited::Closed => return,
                 }
                 continue;
             }
-            let Ok(first) = rx.recv() else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
-                }
+            match queue.wait(None) {
+                Waited::Ready => {}
+                Waited::TimedOut => continue,
+                Waited::Closed => return,
             }
-            self.commit_batch(batch);
+            queue.take(&mut batch, self.max_batch, self.linger, self.last_batch > 1);
+            self.commit_batch(std::mem::take(&mut batch));
         }
     }
 
@@ -173,6 +209,7 @@ impl Writer {
         };
         let now = self.clock.now_millis();
         let mut results = Vec::with_capacity(batch.len());
+        let mut stored = self.feed.as_ref().map(|_| Vec::with_capacity(batch.len()));
         let mut fatal = None;
         match Tables::open(&txn) {
             Err(e) => {
@@ -185,7 +222,7 @@ impl Writer {
                         results.push((op.answer, Ok(Value::Unit)));
                         continue;
                     }
-                    match self.apply(&mut tables, now, op.kind) {
+                    match self.apply(&mut tables, now, op.kind, stored.as_mut()) {
                         Err(e @ Error::StoreFull { .. }) => results.push((op.answer, Err(e))),
                         Err(e) => {
                             fatal = Some(e);
@@ -206,6 +243,14 @@ impl Writer {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 self.recovery.committed();
                 self.shared.set_failure(None);
+                self.last_batch = results.len();
+                if let (Some(feed), Some(stored)) = (&self.feed, stored) {
+                    if !stored.is_empty() {
+                        // Before the answers: the dispatcher hears of a request no later
+                        // than its client does. A dispatcher that is gone is no error.
+                        let _ = feed.send(stored);
+                    }
+                }
                 if let Some(observe) = &self.on_commit {
                     observe(started.elapsed(), results.len());
                 }
@@ -285,9 +330,22 @@ impl Writer {
         }
     }
 
-    fn apply(&mut self, t: &mut Tables<'_>, now: u64, kind: Kind) -> Result<Value> {
+    /// Applies one op; a stored request goes to `stored` (when there is a feed).
+    fn apply(
+        &mut self,
+        t: &mut Tables<'_>,
+        now: u64,
+        kind: Kind,
+        stored: Option<&mut Vec<(Id, Request)>>,
+    ) -> Result<Value> {
         match kind {
-            Kind::Put { service, body } => self.put(t, now, service, body).map(Value::Id),
+            Kind::Put { request, encoded } => {
+                let id = self.put(t, now, &encoded)?;
+                if let Some(stored) = stored {
+                    stored.push((id, request));
+                }
+                Ok(Value::Id(id))
+            }
             Kind::Complete { id, frames } => {
                 self.complete(t, now, id, frames).map(|()| Value::Unit)
             }
@@ -298,21 +356,8 @@ impl Writer {
         }
     }
 
-    fn put(
-        &mut self,
-        t: &mut Tables<'_>,
-        now: u64,
-        service: Bytes,
-        body: Vec<Bytes>,
-    ) -> Result<Id> {
-        let request = Request {
-            service,
-            body,
-            created_millis: now,
-            attempts: 0,
-        };
-        let bytes = encode_request(&request);
-        let size = bytes.len() as u64;
+    fn put(&mut self, t: &mut Tables<'_>, now: u64, encoded: &[u8]) -> Result<Id> {
+        let size = encoded.len() as u64;
         if self.live + size > self.limits.max_bytes {
             return Err(Error::StoreFull {
                 used: self.live,
@@ -322,7 +367,7 @@ impl Writer {
         }
         let id = self.ids.next(now);
         let key = id.as_u128();
-        t.requests.insert(key, bytes.as_slice()).map_err(map_err)?;
+        t.requests.insert(key, encoded).map_err(map_err)?;
         t.pending.insert(key, ()).map_err(map_err)?;
         self.live += size;
         Ok(id)
