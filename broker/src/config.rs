@@ -199,7 +199,8 @@ pub struct TitanicSettings {
     /// How long the dispatcher waits for a service's reply before it retries.
     #[serde(with = "positive_duration")]
     pub request_timeout: Duration,
-    /// MDP worker sessions per Titanic service (1 to 1024).
+    /// Concurrency of each Titanic service in units of 32 requests (1 to 1024): the broker
+    /// serves `titanic.*` in process, `min(32 * sessions, 1024)` requests at once.
     #[serde(deserialize_with = "check::sessions")]
     pub sessions: usize,
 }

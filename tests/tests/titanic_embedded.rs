@@ -150,7 +150,7 @@ fn the_embedded_titanic_reaches_its_broker_in_process_not_over_tcp() {
     let daemon = Daemon::start(cwd.path(), &["--heartbeat", "250ms"]);
     let ep = daemon.endpoint.clone();
     let port: u16 = ep.rsplit(':').next().unwrap().parse().unwrap();
-    // Titanic's three services (16 worker sessions each) and its dispatcher are up...
+    // Titanic's three services (served by the broker itself) and its dispatcher are up...
     wait_for_service(&ep, "titanic.request", b"200");
     wait_for_service(&ep, "titanic.reply", b"200");
     wait_for_service(&ep, "titanic.close", b"200");
@@ -170,12 +170,30 @@ fn the_embedded_titanic_reaches_its_broker_in_process_not_over_tcp() {
     }
     assert_eq!(open, 0, "TCP connections to the broker's own port remain");
     let metrics = http_get(&daemon.metrics_addr(), "/metrics").1;
-    // The Titanic sessions are still connected, in process.
-    let connected = metrics
-        .lines()
-        .find(|l| l.starts_with("domo_connections{socket=\"router\"} "))
-        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
-    assert!(connected.is_some_and(|n| n >= 49.0), "{metrics}");
+    let sample = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    // Each service is one worker to the core, with no connection: the only connections
+    // left are the dispatcher's client pool (in process), not the 48 worker sessions (16 per
+    // service) the services would open as MDP workers.
+    for service in ["titanic.request", "titanic.reply", "titanic.close"] {
+        let idle = sample(&format!(
+            "domo_workers{{service=\"{service}\",state=\"idle\"}} "
+        ));
+        let busy = sample(&format!(
+            "domo_workers{{service=\"{service}\",state=\"busy\"}} "
+        ));
+        assert_eq!(
+            idle.unwrap_or(0.0) + busy.unwrap_or(0.0),
+            1.0,
+            "{service}: {metrics}"
+        );
+    }
+    let connected = sample("domo_connections{socket=\"router\"} ");
+    assert!(connected.is_some_and(|n| n < 48.0), "{metrics}");
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! metrics.
 //!
 //! Design: every service is an MDP worker with several sessions (the worker SDK's
-//! concurrency), so concurrent `titanic.request` calls wait for the same group commit. Writes
+//! concurrency), so concurrent `titanic.request` calls wait for the same group commit; or,
+//! in a broker that embeds Titanic ([`TitanicConfig::workers`] false), the broker calls the
+//! same handlers itself ([`Opened::in_process`]). Writes
 //! (`titanic.request`, `titanic.close`) queue for the store's writer and await their commit
 //! ([`Store::put_request_async`]) without holding a thread; `titanic.reply` reads on a
 //! blocking thread. A stored request wakes the
@@ -17,7 +19,8 @@
 //! [`run`]'s `shutdown` future first closes the gate: requests that arrive from then on are
 //! answered `500` ("retry later", RFC 9) without touching the store, and the ones already in
 //! a handler finish (within [`TitanicConfig::drain_grace`]), so an acknowledged request is
-//! always stored and a stored request always acknowledged. Then every worker session sends
+//! always stored and a stored request always acknowledged. The handlers then let go of the
+//! store (in-process services answer `500` from then on), every worker session sends
 //! DISCONNECT, the dispatcher stops (requests in flight to their services stay pending and
 //! are sent again after the restart: at-least-once), and the store is closed once its
 //! writer has finished the queued commits.
@@ -66,6 +69,11 @@ pub struct TitanicConfig {
     /// client's (it replaces `dispatcher.transport`): for example CURVE security, which the
     /// broker embedding Titanic sets to its own keypair.
     pub transport: domo_zmtp::Options,
+    /// Whether the three services connect to the broker as MDP workers (the default, and
+    /// what `domo-titanic` does). A broker embedding Titanic sets it to false and serves them
+    /// itself, calling [`InProcess::handle`] from [`Opened::in_process`]: no worker
+    /// sessions, no ZMTP, no socket between the broker and its Titanic.
+    pub workers: bool,
 }
 
 impl TitanicConfig {
@@ -83,6 +91,7 @@ impl TitanicConfig {
             drain_grace: Duration::from_secs(5),
             dispatcher: DispatcherOptions::default(),
             transport: domo_zmtp::Options::default(),
+            workers: true,
         }
     }
 }
@@ -152,11 +161,16 @@ pub async fn open(config: TitanicConfig, status: Arc<Status>) -> Result<Opened, 
     let store: Arc<dyn Store> = Arc::new(store);
     *status.store.lock_unpoisoned() = Some(Arc::downgrade(&store));
     status.set_open(true);
+    let gate = Arc::new(Gate::new(store.clone()));
     Ok(Opened {
         store,
         config,
         status,
         feed,
+        services: InProcess {
+            gate,
+            wake: Arc::new(Notify::new()),
+        },
     })
 }
 
@@ -169,6 +183,7 @@ pub struct Opened {
     config: TitanicConfig,
     status: Arc<Status>,
     feed: Option<Feed>,
+    services: InProcess,
 }
 
 impl std::fmt::Debug for Opened {
@@ -180,14 +195,29 @@ impl std::fmt::Debug for Opened {
 }
 
 impl Opened {
-    /// Serves the three services and dispatches stored requests until `shutdown`, then
-    /// shuts down as the module docs say and closes the store.
+    /// The three services as functions, for a broker that serves them itself
+    /// ([`TitanicConfig::workers`] false). They work from now on; after shutdown they
+    /// answer `500` (and hold no handle on the store).
+    pub fn in_process(&self) -> InProcess {
+        self.services.clone()
+    }
+
+    /// Serves the three services (as MDP workers, unless [`TitanicConfig::workers`] is
+    /// false) and dispatches stored requests until `shutdown`, then shuts down as the module
+    /// docs say and closes the store.
     ///
     /// # Errors
     ///
     /// [`RunError`] if the endpoints are invalid; nothing runs then.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-        let result = serve_store(self.store.clone(), &self.config, self.feed, shutdown).await;
+        let result = serve_store(
+            self.store.clone(),
+            &self.config,
+            self.feed,
+            self.services,
+            shutdown,
+        )
+        .await;
         close_store(self.store).await;
         self.status.set_open(false);
         result
@@ -261,9 +291,10 @@ async fn serve_store(
     store: Arc<dyn Store>,
     config: &TitanicConfig,
     feed: Option<Feed>,
+    services: InProcess,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let wake = Arc::new(Notify::new());
+    let wake = services.wake.clone();
     let dispatcher_options = DispatcherOptions {
         transport: config.transport.clone(),
         ..config.dispatcher.clone()
@@ -281,7 +312,7 @@ async fn serve_store(
         .sessions(config.sessions)
         .heartbeat(config.heartbeat)
         .transport(config.transport.clone());
-    let services = Services::start(store, &worker_options, wake)?;
+    let services = Services::start(services, config.workers.then_some(&worker_options))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let dispatching = tokio::spawn(dispatcher.run(stop_rx));
     info!(endpoints = ?config.endpoints, "Titanic serving");
@@ -311,74 +342,38 @@ async fn close_store(store: Arc<dyn Store>) {
     warn!("Titanic store still in use after 5 s; leaving it to the process exit");
 }
 
-/// The three workers and the gate their handlers pass.
-struct Services {
+/// The three services as functions: what the MDP workers run, and what a broker embedding
+/// Titanic calls itself (see [`TitanicConfig::workers`]).
+#[derive(Clone)]
+pub struct InProcess {
     gate: Arc<Gate>,
-    stop: watch::Sender<bool>,
-    workers: JoinSet<()>,
-}
-
-impl Services {
-    /// Registers a worker for each Titanic service.
-    fn start(
-        store: Arc<dyn Store>,
-        options: &WorkerOptions,
-        wake: Arc<Notify>,
-    ) -> Result<Self, domo_worker::Error> {
-        let gate = Arc::new(Gate::default());
-        let (stop, _) = watch::channel(false);
-        let mut workers = JoinSet::new();
-        for service in TitanicService::ALL {
-            let worker = Worker::new(service.name(), options.clone())?;
-            let handler = handler(service, store.clone(), gate.clone(), wake.clone());
-            let mut stopped = stop.subscribe();
-            workers.spawn(worker.serve(handler, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }));
-        }
-        Ok(Self {
-            gate,
-            stop,
-            workers,
-        })
-    }
-
-    /// Answers new requests with 500, waits up to `grace` for the running ones, then has
-    /// every session send DISCONNECT.
-    async fn stop(mut self, grace: Duration) {
-        self.gate.close();
-        let drained = tokio::time::timeout(grace, async {
-            while self.gate.busy() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await;
-        if drained.is_err() {
-            warn!(?grace, "Titanic requests still running at shutdown");
-        }
-        let _ = self.stop.send(true);
-        while self.workers.join_next().await.is_some() {}
-    }
-}
-
-/// What a handler returns: the reply body, or why the request failed.
-type HandlerFuture = Pin<Box<dyn Future<Output = Result<Vec<Bytes>, String>> + Send>>;
-
-/// The worker handler for `service`, behind the gate: writes queue for the group commit and
-/// await it without holding a thread; reads run on a blocking thread.
-fn handler(
-    service: TitanicService,
-    store: Arc<dyn Store>,
-    gate: Arc<Gate>,
+    /// Told when a request was stored (for a dispatcher without the store's feed).
     wake: Arc<Notify>,
-) -> impl Fn(Vec<Bytes>) -> HandlerFuture + Send + Sync + 'static {
-    move |body| {
-        let (store, gate, wake) = (store.clone(), gate.clone(), wake.clone());
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcess").finish_non_exhaustive()
+    }
+}
+
+/// What a handler returns: the reply body.
+pub type ReplyFuture = Pin<Box<dyn Future<Output = Vec<Bytes>> + Send>>;
+
+impl InProcess {
+    /// Answers one request to `service` with the MDP reply body, exactly as Titanic's worker
+    /// for it would: writes (`titanic.request`, `titanic.close`) queue for the store's
+    /// group commit and await it without holding a thread; `titanic.reply` reads on a
+    /// blocking thread. Once Titanic is shutting down: `[500]` ("retry later", RFC 9).
+    pub fn handle(&self, service: TitanicService, body: Vec<Bytes>) -> ReplyFuture {
+        let pass = Gate::enter(&self.gate);
+        let wake = self.wake.clone();
         Box::pin(async move {
-            let Some(_pass) = Gate::enter(&gate) else {
-                return Ok(vec![Bytes::from_static(service::ERROR)]);
+            let Some(pass) = pass else {
+                return vec![Bytes::from_static(service::ERROR)];
             };
-            Ok(match service {
+            let store = pass.store.clone();
+            match service {
                 TitanicService::Request => match service::decode_request(body) {
                     Ok((name, frames)) => {
                         let stored = store.put_request_async(name, frames).await;
@@ -396,33 +391,118 @@ fn handler(
                 TitanicService::Reply => {
                     tokio::task::spawn_blocking(move || service::handle(&*store, service, body))
                         .await
-                        .map_err(|e| e.to_string())?
+                        .unwrap_or_else(|e| {
+                            warn!(error = %e, "titanic.reply failed");
+                            vec![Bytes::from_static(service::ERROR)]
+                        })
                 }
-            })
+            }
         })
     }
 }
 
-/// Counts the requests inside a handler, and refuses new ones once closed.
-#[derive(Debug, Default)]
+/// The services' gate, and their workers if they run as such.
+struct Services {
+    gate: Arc<Gate>,
+    stop: watch::Sender<bool>,
+    workers: JoinSet<()>,
+}
+
+impl Services {
+    /// Registers a worker for each Titanic service, with `options` (none: the broker calls
+    /// the services itself).
+    fn start(
+        services: InProcess,
+        options: Option<&WorkerOptions>,
+    ) -> Result<Self, domo_worker::Error> {
+        let (stop, _) = watch::channel(false);
+        let mut workers = JoinSet::new();
+        for service in TitanicService::ALL {
+            let Some(options) = options else {
+                break;
+            };
+            let worker = Worker::new(service.name(), options.clone())?;
+            let handler = {
+                let services = services.clone();
+                move |body| {
+                    let reply = services.handle(service, body);
+                    async move { Ok::<_, std::convert::Infallible>(reply.await) }
+                }
+            };
+            let mut stopped = stop.subscribe();
+            workers.spawn(worker.serve(handler, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+        }
+        Ok(Self {
+            gate: services.gate,
+            stop,
+            workers,
+        })
+    }
+
+    /// Answers new requests with 500, waits up to `grace` for the running ones, lets go of
+    /// the store, then has every worker session send DISCONNECT.
+    async fn stop(mut self, grace: Duration) {
+        self.gate.close();
+        let drained = tokio::time::timeout(grace, async {
+            while self.gate.busy() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(?grace, "Titanic requests still running at shutdown");
+        }
+        self.gate.release();
+        let _ = self.stop.send(true);
+        while self.workers.join_next().await.is_some() {}
+    }
+}
+
+/// Counts the requests inside a handler, refuses new ones once closed, and holds the store
+/// for them until released.
 struct Gate {
     closed: AtomicBool,
     inside: AtomicUsize,
+    store: std::sync::Mutex<Option<Arc<dyn Store>>>,
 }
 
-/// One request inside the gate; leaves it when dropped.
-struct Pass(Arc<Gate>);
+/// One request inside the gate, with the store; leaves the gate when dropped.
+struct Pass {
+    gate: Arc<Gate>,
+    store: Arc<dyn Store>,
+}
 
 impl Gate {
+    fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            closed: AtomicBool::new(false),
+            inside: AtomicUsize::new(0),
+            store: std::sync::Mutex::new(Some(store)),
+        }
+    }
+
     fn enter(gate: &Arc<Self>) -> Option<Pass> {
         gate.inside.fetch_add(1, Ordering::SeqCst);
-        let pass = Pass(gate.clone());
+        // Leaves the gate again if refused (dropped below).
+        let entered = Entered(Some(gate.clone()));
         // Checked after counting ourselves in, so `stop` either sees us or we see `closed`.
-        (!gate.closed.load(Ordering::SeqCst)).then_some(pass)
+        if gate.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let store = gate.store.lock_unpoisoned().clone()?;
+        let gate = entered.keep()?;
+        Some(Pass { gate, store })
     }
 
     fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Drops the gate's handle on the store (after `close`, once nothing is inside).
+    fn release(&self) {
+        self.store.lock_unpoisoned().take();
     }
 
     fn busy(&self) -> bool {
@@ -430,8 +510,26 @@ impl Gate {
     }
 }
 
+/// Counted in, not yet a [`Pass`]: leaves the gate if dropped.
+struct Entered(Option<Arc<Gate>>);
+
+impl Entered {
+    /// Stays counted in: the [`Pass`] leaves the gate instead.
+    fn keep(mut self) -> Option<Arc<Gate>> {
+        self.0.take()
+    }
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        if let Some(gate) = self.0.take() {
+            gate.inside.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 impl Drop for Pass {
     fn drop(&mut self) {
-        self.0.inside.fetch_sub(1, Ordering::SeqCst);
+        self.gate.inside.fetch_sub(1, Ordering::SeqCst);
     }
 }

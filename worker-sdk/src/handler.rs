@@ -6,9 +6,9 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use domo_mdp::sync::CatchUnwind;
 use tracing::warn;
 
 use crate::request::Outcome;
@@ -31,7 +31,7 @@ where
         let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler(body)));
         Box::pin(async move {
             let result = match started {
-                Ok(fut) => CatchUnwind(Box::pin(fut)).await,
+                Ok(fut) => CatchUnwind::new(fut).await,
                 Err(_) => Err(()),
             };
             match result {
@@ -47,22 +47,6 @@ where
             }
         })
     })
-}
-
-/// A future whose panic becomes `Err(())` (what `futures::FutureExt::catch_unwind` does).
-struct CatchUnwind<F>(Pin<Box<F>>);
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let fut = self.0.as_mut();
-        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(_) => Poll::Ready(Err(())),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -88,11 +88,12 @@ pub async fn run(
     };
     let (control, control_rx) = mpsc::channel(CONTROL_CAPACITY);
     let metrics = Arc::new(Mutex::new(Metrics::new(settings.metrics.max_services)));
-    let bound = bound.with_metrics(metrics.clone());
+    let mut bound = bound.with_metrics(metrics.clone());
     let health = bound.health();
     // Titanic's store opens before READY=1, so systemd sees a broker that is fully up.
     let titanic = if settings.titanic.enabled {
-        // In process: no loopback TCP (four crossings per submission) between Titanic and
+        // Titanic's three services are served by the broker itself (no connection at all);
+        // its dispatcher, a client, connects in process: no loopback TCP between Titanic and
         // its own broker. Loopback TCP only if that bind fails, which it should not.
         let endpoint = match bound.bind_in_process().await {
             Ok(endpoint) => endpoint.to_string(),
@@ -114,7 +115,12 @@ pub async fn run(
             .as_ref()
             .map_or_else(domo_zmtp::Security::default, BrokerKeys::own_client);
         let metrics = (commits, commit_writes, reopens);
-        Some(titanic::start(&settings, endpoint, metrics, serving, security).await)
+        let titanic = titanic::start(&settings, endpoint, metrics, serving, security).await;
+        if let Some(services) = &titanic.services {
+            let credit = titanic::in_process_credit(settings.titanic.sessions);
+            titanic::serve_in_process(&mut bound, services, credit);
+        }
+        Some(titanic)
     } else {
         info!("Titanic disabled");
         None

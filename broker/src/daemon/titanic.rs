@@ -8,8 +8,12 @@ use tracing::error;
 
 use crate::config::Settings;
 
-/// The embedded Titanic: its status for `/readyz` and metrics, and how to stop it.
+/// The embedded Titanic: its status for `/readyz` and metrics, its services for the broker
+/// to serve in process, and how to stop it.
 pub struct EmbeddedTitanic {
+    /// `titanic.request`, `titanic.reply` and `titanic.close` as functions, when the store
+    /// is open: the broker serves them itself ([`serve_in_process`]).
+    pub services: Option<domo_titanic::server::InProcess>,
     /// Its state, for `/readyz` and metrics.
     pub status: Arc<domo_titanic::server::Status>,
     /// Tells it to stop.
@@ -54,6 +58,9 @@ pub async fn start(
     );
     config.heartbeat = settings.core().heartbeat;
     config.sessions = t.sessions;
+    // The broker serves the three services itself (serve_in_process): only the dispatcher
+    // connects, as a client.
+    config.workers = false;
     config.store.limits.max_bytes = t.max_bytes;
     config.store.on_commit = Some(Arc::new(move |d: Duration, writes: usize| {
         commits.observe(d.as_secs_f64());
@@ -77,6 +84,7 @@ pub async fn start(
             dir.display()
         ));
         return EmbeddedTitanic {
+            services: None,
             status,
             stop,
             task: None,
@@ -84,6 +92,7 @@ pub async fn start(
     }
     match domo_titanic::server::open(config, status.clone()).await {
         Ok(opened) => {
+            let services = Some(opened.in_process());
             let task = tokio::spawn(async move {
                 let shutdown = async move {
                     let _ = stopped.await;
@@ -93,6 +102,7 @@ pub async fn start(
                 }
             });
             EmbeddedTitanic {
+                services,
                 status,
                 stop,
                 task: Some(task),
@@ -101,10 +111,39 @@ pub async fn start(
         Err(e) => {
             error!(error = %e, path = %dir.display(), "Titanic not started");
             EmbeddedTitanic {
+                services: None,
                 status,
                 stop,
                 task: None,
             }
         }
+    }
+}
+
+/// Requests each in-process Titanic service takes at once: the `sessions` setting counts what
+/// used to be worker sessions of 32 requests each (the worker SDK's default credit), capped at
+/// the largest worker credit.
+pub fn in_process_credit(sessions: usize) -> domo_mdp::Credit {
+    let n = u32::try_from(sessions.saturating_mul(32))
+        .unwrap_or(u32::MAX)
+        .min(domo_mdp::extensions::MAX_CREDIT);
+    domo_mdp::Credit::new(n).unwrap_or(domo_mdp::Credit::ONE)
+}
+
+/// Has `broker` serve Titanic's three services itself, calling `services`.
+pub fn serve_in_process(
+    broker: &mut crate::shell::BoundBroker,
+    services: &domo_titanic::server::InProcess,
+    credit: domo_mdp::Credit,
+) {
+    for service in domo_titanic::service::TitanicService::ALL {
+        let Ok(name) = domo_mdp::ServiceName::try_from(service.name()) else {
+            continue;
+        };
+        let services = services.clone();
+        let handler: crate::shell::LocalHandler =
+            Arc::new(move |body| services.handle(service, body));
+        let failed = vec![bytes::Bytes::from_static(domo_titanic::service::ERROR)];
+        broker.serve_in_process(name, credit, handler, failed);
     }
 }

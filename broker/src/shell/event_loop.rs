@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use super::clock::now;
 use super::control::{Control, ShellError, TICK};
 use super::flow::{self, to_mdp};
+use super::local::Local;
 use super::pair::{ha_dealer_connected, ha_dealer_msg, ha_router_event, HaLink};
 use crate::core::Broker;
 use crate::health::Health;
@@ -47,6 +48,8 @@ pub(super) struct Shell {
     /// its connection closes and handed to the core with each of its messages. Empty with
     /// RFC 7 peers only, so they cost one check.
     pub(super) announced: HashMap<domo_mdp::PeerId, Announced>,
+    /// The services served in process (the embedded Titanic's).
+    pub(super) local: Local,
 }
 
 impl Shell {
@@ -58,6 +61,7 @@ impl Shell {
         tokio::pin!(shutdown);
         let mut control_open = true;
         loop {
+            self.local.keep_registered(&mut self.core, now());
             self.flush_core();
             self.health.tick(&self.core);
             if self.drain_until.is_some() && self.core.is_drained() {
@@ -101,6 +105,21 @@ impl Shell {
                             None => break,
                         }
                     }
+                }
+                done = self.local.next(), if self.local.busy() => {
+                    let now = now();
+                    if let Some(done) = done {
+                        self.local.finish(&mut self.core, now, done);
+                    }
+                    // Every answer ready now goes to the core before the next flush, so the
+                    // replies of one group commit leave together.
+                    for _ in 1..BATCH {
+                        match self.local.try_next() {
+                            Some(done) => self.local.finish(&mut self.core, now, done),
+                            None => break,
+                        }
+                    }
+                    flow::apply(&self.router, &mut self.core, &mut self.stats);
                 }
                 event = ha_router_event(self.ha.as_ref()) => {
                     if let Some(link) = &self.ha {
@@ -190,7 +209,12 @@ impl Shell {
             changed
         });
         self.drain_events();
-        flow::send_outbound(&self.router, &mut self.core, &mut self.stats);
+        flow::send_outbound(
+            &self.router,
+            &mut self.core,
+            &mut self.stats,
+            &mut self.local,
+        );
     }
 
     fn drain_events(&mut self) {

@@ -5,6 +5,7 @@
 use domo_zmtp::{PeerId, Router, TrySendError};
 use tracing::debug;
 
+use super::local::Local;
 use crate::core::{Broker, Flow, Outbound, PeerKind};
 use crate::metrics::ShellStats;
 
@@ -34,10 +35,15 @@ pub(super) fn apply(router: &Router, core: &mut Broker, stats: &mut ShellStats) 
     }
 }
 
-/// Sends every message the core has produced; a reply the router has no room for goes back
-/// to the core (with the client's later replies behind it). Then applies the flow control
-/// that caused.
-pub(super) fn send_outbound(router: &Router, core: &mut Broker, stats: &mut ShellStats) {
+/// Sends every message the core has produced (those for in-process services go to them);
+/// a reply the router has no room for goes back to the core (with the client's later
+/// replies behind it). Then applies the flow control that caused.
+pub(super) fn send_outbound(
+    router: &Router,
+    core: &mut Broker,
+    stats: &mut ShellStats,
+    local: &mut Local,
+) {
     let mut batch = Vec::new();
     while let Some(Outbound {
         peer: id,
@@ -45,6 +51,10 @@ pub(super) fn send_outbound(router: &Router, core: &mut Broker, stats: &mut Shel
         frames,
     }) = core.poll_outbound()
     {
+        if kind == PeerKind::Worker && local.owns(&id) {
+            local.deliver(&id, frames);
+            continue;
+        }
         if kind == PeerKind::Client && core.is_reply_blocked(&id) {
             // Behind the replies the core already holds for this client.
             core.handle_send_blocked(id, frames);

@@ -47,11 +47,14 @@ mod clock;
 mod control;
 mod event_loop;
 mod flow;
+mod local;
 mod pair;
 
 use self::clock::now;
 pub use self::control::{Control, ShellError, CONTROL_CAPACITY, TICK};
 use self::event_loop::Shell;
+use self::local::Local;
+pub use self::local::{LocalHandler, LocalReply};
 use self::pair::{node_id, HaLink};
 pub use self::pair::{PairKeys, PairLink};
 use crate::core::{Broker, BrokerConfig};
@@ -146,6 +149,7 @@ pub struct BoundBroker {
     /// `true` while the broker serves clients: always alone; in a pair only while active.
     serving: watch::Sender<bool>,
     keys: Option<Arc<AuthorizedKeys>>,
+    local: Local,
 }
 
 /// Binds every endpoint and builds the core. Nothing is served until [`BoundBroker::run`].
@@ -189,6 +193,7 @@ pub async fn bind(config: ShellConfig) -> Result<BoundBroker, ShellError> {
         ha,
         serving,
         keys: config.keys,
+        local: Local::default(),
     })
 }
 
@@ -210,6 +215,21 @@ impl BoundBroker {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!("inproc://domo-broker-{}-{n}", std::process::id());
         Ok(self.router.bind(&name).await?)
+    }
+
+    /// Serves `service` in process: the broker calls `handler` with each request body and
+    /// sends the body it returns as the reply (`failed` if the handler panics), with up to
+    /// `credit` requests at once. To the core it is one worker of the service like any other
+    /// (queues, MMI, metrics, drain), with no connection: no ZMTP, no socket (see
+    /// `local.rs`). The embedded Titanic serves its three services this way.
+    pub fn serve_in_process(
+        &mut self,
+        service: domo_mdp::ServiceName,
+        credit: domo_mdp::Credit,
+        handler: LocalHandler,
+        failed: Vec<bytes::Bytes>,
+    ) {
+        self.local.add(service, credit, handler, failed);
     }
 
     /// The pair's state endpoint as bound (port 0 resolved), if this broker is one of a
@@ -271,6 +291,7 @@ impl BoundBroker {
             ha,
             serving,
             keys,
+            local,
         } = self;
         for ep in &endpoints {
             info!(endpoint = %ep, "Broker listening");
@@ -302,6 +323,7 @@ impl BoundBroker {
             keys,
             peer_keys: HashMap::new(),
             announced: HashMap::new(),
+            local,
         };
         let result = shell.serve(control, shutdown).await;
         if let Some(link) = &shell.ha {
