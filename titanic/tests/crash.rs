@@ -23,9 +23,10 @@ fn body_for(id: Id) -> Bytes {
     Bytes::from(format!("reply for {id}"))
 }
 
-/// The child: 8 threads submit and complete requests until killed (or for at most 30 s). It
-/// checks nothing itself, so it runs only as the parent's child (ignored otherwise) and fails
-/// without a store to write to.
+/// The child: 8 threads (the blocking calls) and 32 tasks (the async ones the broker uses)
+/// submit and complete requests until killed (or for at most 30 s). It checks nothing
+/// itself, so it runs only as the parent's child (ignored otherwise) and fails without a
+/// store to write to.
 #[test]
 #[ignore = "the writer child of acknowledged_writes_survive_kill_9_at_random_moments, run by it"]
 fn crash_child() {
@@ -59,6 +60,34 @@ fn crash_child() {
             })
         })
         .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..32 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let body = vec![Bytes::from(format!("async {t}/{n}"))];
+                    let id = store
+                        .put_request_async(Bytes::from_static(b"svc"), body)
+                        .await
+                        .unwrap();
+                    emit('W', id);
+                    if n.is_multiple_of(2) {
+                        store.complete_async(id, vec![body_for(id)]).await.unwrap();
+                        emit('D', id);
+                    }
+                    n += 1;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    });
     for t in threads {
         t.join().unwrap();
     }

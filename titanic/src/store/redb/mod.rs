@@ -3,9 +3,19 @@
 //! Tables (keys are ids as big-endian `u128`, so key order is id order is creation order):
 //!
 //! - `requests`: id -> encoded [`crate::record::StoredRequest`], for every live request;
-//! - `replies`: id -> encoded [`crate::record::StoredReply`], once a request is done;
-//! - `pending`: id -> `()`, the requests without a reply, so a FIFO scan of pending work
-//!   never walks over done requests that clients have not closed yet.
+//! - `replies`: id -> encoded [`crate::record::StoredReply`], once a request is done.
+//!
+//! A request is pending while it has no reply. A FIFO scan of pending work walks `requests`
+//! from a cursor and `replies` beside it (both in id order) and skips the done ones; the
+//! dispatcher keeps its cursor past what it has seen, so only a scan from the start (after a
+//! restart) walks over requests that are done and not closed yet. Storing a request writes
+//! one table, so a group commit dirties the pages of one tree, not two.
+//!
+//! Stores written before format 2 also have a `pending` table (id -> `()`, the requests
+//! without a reply, which is what they are by construction); opening such a store deletes it
+//! and records format 2 in a `meta` table. A broker of an earlier version must not open a
+//! format-2 store: it would find no pending requests (they are dispatched once a current
+//! broker opens the store again; nothing is lost).
 //!
 //! Reads run on the caller's thread in a redb read transaction (they see the last commit);
 //! writes go to the writer thread (group commit, see `writer.rs`). Every commit uses redb's
@@ -62,7 +72,12 @@ use crate::record::{decode_reply, decode_request, encode_request, Request};
 
 pub(crate) const REQUESTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("requests");
 pub(crate) const REPLIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("replies");
-pub(crate) const PENDING: TableDefinition<'static, u128, ()> = TableDefinition::new("pending");
+/// The table of pending ids that stores before format 2 kept (deleted when opened).
+const LEGACY_PENDING: TableDefinition<'static, u128, ()> = TableDefinition::new("pending");
+/// `"format"` -> the store's format (2 since `pending` was dropped).
+const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
+/// The format this version writes.
+const FORMAT: u64 = 2;
 
 /// How long a read waits for a reopen in progress before it fails.
 const READ_WAIT: Duration = Duration::from_secs(10);
@@ -413,8 +428,8 @@ impl Store for RedbStore {
                 .map(Lookup::Done)
                 .map_err(|e| corrupt(key, e));
         }
-        let pending = txn.open_table(PENDING).map_err(map_err)?;
-        Ok(match pending.get(key).map_err(map_err)? {
+        let requests = txn.open_table(REQUESTS).map_err(map_err)?;
+        Ok(match requests.get(key).map_err(map_err)? {
             Some(_) => Lookup::Pending,
             None => Lookup::Unknown,
         })
@@ -431,19 +446,36 @@ impl Store for RedbStore {
     fn pending(&self, after: Option<Id>, limit: usize) -> Result<Vec<(Id, Request)>> {
         let db = self.shared.db()?;
         let txn = db.begin_read().map_err(map_err)?;
-        let pending = txn.open_table(PENDING).map_err(map_err)?;
         let requests = txn.open_table(REQUESTS).map_err(map_err)?;
+        let replies = txn.open_table(REPLIES).map_err(map_err)?;
         let from = after.map_or(0, |a| a.as_u128().saturating_add(1));
+        // Both tables in id order: a reply's id is skipped when the request walk reaches it.
+        let mut done = replies.range(from..).map_err(map_err)?.peekable();
         let mut out = Vec::new();
-        for entry in pending.range(from..).map_err(map_err)?.take(limit) {
-            let key = entry.map_err(map_err)?.0.value();
-            let value = requests
-                .get(key)
-                .map_err(map_err)?
-                .ok_or_else(|| Error::Corrupt {
-                    id: Id::from_u128(key).to_hex(),
-                    reason: "pending without a request".into(),
-                })?;
+        for entry in requests.range(from..).map_err(map_err)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (key, value) = entry.map_err(map_err)?;
+            let key = key.value();
+            // Move the reply walk up to this id; it is done if a reply has the same id.
+            let answered = loop {
+                match done.peek() {
+                    None => break false,
+                    Some(Ok((k, _))) if k.value() < key => {
+                        done.next();
+                    }
+                    Some(Ok((k, _))) => break k.value() == key,
+                    Some(Err(_)) => {
+                        if let Some(Err(e)) = done.next() {
+                            return Err(map_err(e));
+                        }
+                    }
+                }
+            };
+            if answered {
+                continue;
+            }
             let request = decode_request(value.value()).map_err(|e| corrupt(key, e))?;
             out.push((Id::from_u128(key), request));
         }
@@ -457,8 +489,8 @@ impl Store for RedbStore {
     fn stats(&self) -> Result<Stats> {
         let db = self.shared.db()?;
         let txn = db.begin_read().map_err(map_err)?;
-        let pending = txn
-            .open_table(PENDING)
+        let requests = txn
+            .open_table(REQUESTS)
             .map_err(map_err)?
             .len()
             .map_err(map_err)?;
@@ -467,6 +499,8 @@ impl Store for RedbStore {
             .map_err(map_err)?
             .len()
             .map_err(map_err)?;
+        // Every reply's request is stored (a close or expiry removes both).
+        let pending = requests.saturating_sub(done);
         Ok(Stats {
             pending,
             done,
@@ -491,13 +525,29 @@ impl Drop for RedbStore {
     }
 }
 
-/// Creates the tables if missing; returns the largest stored id and the live record bytes.
+/// Creates the tables if missing (and moves an older store to the current format); returns
+/// the largest stored id and the live record bytes.
 fn init_tables(db: &Database) -> Result<(Option<Id>, u64)> {
     let txn = db.begin_write().map_err(map_err)?;
+    {
+        let meta = txn.open_table(META).map_err(map_err)?;
+        let format = meta.get("format").map_err(map_err)?.map(|v| v.value());
+        if let Some(format) = format.filter(|f| *f > FORMAT) {
+            return Err(Error::Unavailable(format!(
+                "the store has format {format}, newer than this version reads ({FORMAT})"
+            )));
+        }
+    }
+    if txn.delete_table(LEGACY_PENDING).map_err(map_err)? {
+        tracing::info!("Titanic store moved to format {FORMAT}: its pending table is gone");
+    }
+    txn.open_table(META)
+        .map_err(map_err)?
+        .insert("format", FORMAT)
+        .map_err(map_err)?;
     let (floor, live) = {
         let requests = txn.open_table(REQUESTS).map_err(map_err)?;
         let replies = txn.open_table(REPLIES).map_err(map_err)?;
-        txn.open_table(PENDING).map_err(map_err)?;
         let floor = requests
             .last()
             .map_err(map_err)?

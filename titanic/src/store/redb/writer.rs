@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 
 use super::queue::{Linger, Queue, Waited};
 use super::recovery::Recovery;
-use super::{init_tables, map_err, open_database, probe_write, Shared, PENDING, REPLIES, REQUESTS};
+use super::{init_tables, map_err, open_database, probe_write, Shared, REPLIES, REQUESTS};
 use crate::clock::TimeSource;
 use crate::error::{Error, Result};
 use crate::id::{Id, IdGenerator};
@@ -109,11 +109,10 @@ impl Answer {
     }
 }
 
-/// The three tables, opened once per batch (opening a table per op costs a tree lookup).
+/// The two tables, opened once per batch (opening a table per op costs a tree lookup).
 struct Tables<'txn> {
     requests: Table<'txn, u128, &'static [u8]>,
     replies: Table<'txn, u128, &'static [u8]>,
-    pending: Table<'txn, u128, ()>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -121,7 +120,6 @@ impl<'txn> Tables<'txn> {
         Ok(Self {
             requests: txn.open_table(REQUESTS).map_err(map_err)?,
             replies: txn.open_table(REPLIES).map_err(map_err)?,
-            pending: txn.open_table(PENDING).map_err(map_err)?,
         })
     }
 }
@@ -368,16 +366,17 @@ impl Writer {
         let id = self.ids.next(now);
         let key = id.as_u128();
         t.requests.insert(key, encoded).map_err(map_err)?;
-        t.pending.insert(key, ()).map_err(map_err)?;
         self.live += size;
         Ok(id)
     }
 
     fn complete(&mut self, t: &mut Tables<'_>, now: u64, id: Id, frames: Vec<Bytes>) -> Result<()> {
         let key = id.as_u128();
-        // Only a pending request takes a reply: a closed or expired id stays unknown, and the
-        // first reply of a done request is never replaced.
-        if t.pending.remove(key).map_err(map_err)?.is_none() {
+        // Only a pending request (stored, without a reply) takes a reply: a closed or expired
+        // id stays unknown, and the first reply of a done request is never replaced.
+        if t.requests.get(key).map_err(map_err)?.is_none()
+            || t.replies.get(key).map_err(map_err)?.is_some()
+        {
             return Ok(());
         }
         let bytes = encode_reply(&Reply {
@@ -398,7 +397,6 @@ impl Writer {
         if let Some(v) = t.replies.remove(key).map_err(map_err)? {
             freed += v.value().len() as u64;
         }
-        t.pending.remove(key).map_err(map_err)?;
         self.live = self.live.saturating_sub(freed);
         Ok(())
     }
