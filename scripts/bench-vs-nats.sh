@@ -20,7 +20,8 @@
 # every 2 minutes by default), and 2.9 has no setting to sync every write.
 #
 # BENCH_REQUESTS (default 200000) and BENCH_LATENCY_REQUESTS (default 20000) shorten a trial run;
-# BENCH_DURABLE_REQUESTS (default 30000) the durable one.
+# BENCH_DURABLE_REQUESTS (default 100000) the durable one. BEFORE_BROKER=PATH adds an earlier
+# domo-broker binary to the durable rounds (a "before" row, run with the same domo bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -119,7 +120,8 @@ EOF
 [ "${DURABLE:-1}" = 0 ] && exit 0
 
 # Durable: JetStream on its own server (file store in the scratch directory).
-durable_requests=${BENCH_DURABLE_REQUESTS:-30000}
+durable_requests=${BENCH_DURABLE_REQUESTS:-100000}
+before=${BEFORE_BROKER:-}
 "$nats_server" -a 127.0.0.1 -p -1 -js -sd "$work/js" -l "$work/js.log" &
 js_pid=$!
 js_url=
@@ -140,23 +142,31 @@ for r in $(seq "$rounds"); do
     # shellcheck disable=SC2086
     "$load" --server "$js_url" --server-pid "$js_pid" --jetstream --size "$size" $durable --json >"$work/js.$size.$r.json"
     cat "$work/titanic.$size.$r.json" "$work/js.$size.$r.json" >&2
+    if [ -n "$before" ]; then
+      # shellcheck disable=SC2086
+      "$domo" bench --broker-bin "$before" --phases titanic --rounds 1 --size "$size" $durable --json >"$work/before.$size.$r.json"
+      cat "$work/before.$size.$r.json" >&2
+    fi
   done
 done
 
-python3 - "$work" "$rounds" <<'EOF'
+python3 - "$work" "$rounds" "$before" <<'EOF'
 import json, statistics, sys
 
-work, rounds = sys.argv[1], int(sys.argv[2])
+work, rounds, before = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 print()
 print(f"durable, medians of {rounds} rounds; 64 connections, one submission in flight each")
 print()
 print("| system | body | acks/s | p50 | p99 | server CPU per ack | fsync before the ack? |")
 print("|---|---:|---:|---:|---:|---:|---|")
 for size in (64, 4096):
-    for name, file, phase, fsync in (
+    systems = [
         ("domo Titanic (embedded, redb)", "titanic", "titanic", "yes, one per group commit"),
         ("nats-server JetStream, default", "js", "jetstream", "**no** (every 2 min)"),
-    ):
+    ]
+    if before:
+        systems.insert(0, ("domo Titanic, before (" + before + ")", "before", "titanic", "yes, one per group commit"))
+    for name, file, phase, fsync in systems:
         runs = [json.load(open(f"{work}/{file}.{size}.{r}.json"))[phase] for r in range(1, rounds + 1)]
         med = lambda k: statistics.median(run[k] for run in runs if run.get(k) is not None)
         body = "64 B" if size == 64 else "4 KiB"
