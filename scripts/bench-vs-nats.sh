@@ -12,6 +12,8 @@
 # starts its own domo-broker each time; nats-server is one process for the whole session), and
 # p50 latency with 1 client, 1 worker, window 1.
 #
+# REQREPLY=0 skips the request-reply part.
+#
 # Then durable messages (issue #19), unless DURABLE=0: Titanic (`domo bench --phases titanic`)
 # against JetStream (a second nats-server with -js on a scratch directory; the generator's
 # --jetstream mode), 64 connections with one submission in flight each, 64 B and 4 KiB bodies,
@@ -58,6 +60,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+if [ "${REQREPLY:-1}" != 0 ]; then
 # Port -1: nats-server picks a free port and logs it.
 "$nats_server" -a 127.0.0.1 -p -1 -l "$work/nats.log" &
 nats_pid=$!
@@ -117,6 +120,7 @@ if errors:
     print(f"\n{errors} NATS requests failed")
 EOF
 
+fi
 [ "${DURABLE:-1}" = 0 ] && exit 0
 
 # Durable: JetStream on its own server (file store in the scratch directory).
