@@ -3,7 +3,9 @@
 //!
 //! `cargo bench -p domo-titanic --bench durable_acks` (`TITANIC_BENCH_SECS`, default 5, sets
 //! the time per run; `TITANIC_BENCH_DIR` the directory for the store file, default the system
-//! temp dir, which must be on a real disk, not tmpfs, for the numbers to mean anything).
+//! temp dir, which must be on a real disk, not tmpfs, for the numbers to mean anything;
+//! `TITANIC_BENCH_SIZE` the body size, default 64). Also prints the bytes this process wrote
+//! to the disk per request (Linux `/proc/self/io`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,8 +20,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let base = std::env::var_os("TITANIC_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
+    let size: usize = std::env::var("TITANIC_BENCH_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
     println!(
-        "durable put_request acks, 64 B bodies, {secs} s per run, store in {}",
+        "durable put_request acks, {size} B bodies, {secs} s per run, store in {}",
         base.display()
     );
     for submitters in [1, 16, 64] {
@@ -27,23 +33,35 @@ fn main() {
         let store = Arc::new(
             RedbStore::open(dir.path().join("bench.redb"), RedbOptions::default()).expect("open"),
         );
-        let (acks, elapsed) = run(&store, submitters, Duration::from_secs(secs));
+        let written = disk_bytes_written();
+        let (acks, elapsed) = run(&store, submitters, size, Duration::from_secs(secs));
+        let written = disk_bytes_written().zip(written).map(|(b, a)| b - a);
         let stats = store.stats().expect("stats");
         println!(
             "{submitters:>3} submitters: {acks:>8} acks in {:.2} s = {:>8.0} acks/s, \
-             {:.1} requests per commit (file {} KiB)",
+             {:.1} requests per commit (file {} KiB, {} B to the disk per request)",
             elapsed.as_secs_f64(),
             acks as f64 / elapsed.as_secs_f64(),
             stats.pending as f64 / stats.commits.max(1) as f64,
-            stats.file_bytes / 1024
+            stats.file_bytes / 1024,
+            written.map_or_else(|| "?".into(), |w| (w / acks.max(1)).to_string()),
         );
     }
 }
 
-fn run(store: &Arc<RedbStore>, submitters: usize, time: Duration) -> (u64, Duration) {
+/// Bytes this process caused to be written to the disk so far (`write_bytes` of
+/// `/proc/self/io`), where the system has it.
+fn disk_bytes_written() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes: "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn run(store: &Arc<RedbStore>, submitters: usize, size: usize, time: Duration) -> (u64, Duration) {
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(AtomicU64::new(0));
-    let body = Bytes::from(vec![0x5a; 64]);
+    let body = Bytes::from(vec![0x5a; size]);
     let started = Instant::now();
     let threads: Vec<_> = (0..submitters)
         .map(|_| {
