@@ -19,8 +19,15 @@ use domo_titanic::{Id, Lookup, RedbOptions, RedbStore, Store};
 
 const CHILD_ENV: &str = "TITANIC_CRASH_CHILD";
 
+/// The reply stored for `id`: half of them (by the id's last bit) over 8 KiB, so the store
+/// keeps them in parts.
 fn body_for(id: Id) -> Bytes {
-    Bytes::from(format!("reply for {id}"))
+    let text = format!("reply for {id}");
+    Bytes::from(if id.as_u128() & 1 == 1 {
+        text.repeat(200)
+    } else {
+        text
+    })
 }
 
 /// The child: 8 threads (the blocking calls) and 32 tasks (the async ones the broker uses)
@@ -72,7 +79,12 @@ fn crash_child() {
             tasks.spawn(async move {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    let body = vec![Bytes::from(format!("async {t}/{n}"))];
+                    // Every fourth one large (kept in parts).
+                    let mut text = format!("async {t}/{n}");
+                    if n % 4 == 1 {
+                        text = text.repeat(600);
+                    }
+                    let body = vec![Bytes::from(text)];
                     let id = store
                         .put_request_async(Bytes::from_static(b"svc"), body)
                         .await

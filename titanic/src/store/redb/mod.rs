@@ -3,7 +3,9 @@
 //! Tables (keys are ids as big-endian `u128`, so key order is id order is creation order):
 //!
 //! - `requests`: id -> encoded [`crate::record::StoredRequest`], for every live request;
-//! - `replies`: id -> encoded [`crate::record::StoredReply`], once a request is done.
+//! - `replies`: id -> encoded [`crate::record::StoredReply`], once a request is done;
+//! - `request_parts`, `reply_parts`: (id, n) -> the page-sized parts of records of 4,000 bytes
+//!   or more, whose own value then holds only a header and the tail (see `split.rs`).
 //!
 //! A request is pending while it has no reply. A FIFO scan of pending work walks `requests`
 //! from a cursor and `replies` beside it (both in id order) and skips the done ones; the
@@ -11,11 +13,12 @@
 //! restart) walks over requests that are done and not closed yet. Storing a request writes
 //! one table, so a group commit dirties the pages of one tree, not two.
 //!
-//! Stores written before format 2 also have a `pending` table (id -> `()`, the requests
-//! without a reply, which is what they are by construction); opening such a store deletes it
-//! and records format 2 in a `meta` table. A broker of an earlier version must not open a
-//! format-2 store: it would find no pending requests (they are dispatched once a current
-//! broker opens the store again; nothing is lost).
+//! Format 3 (the `meta` table records it). Stores of format 1 also have a `pending` table
+//! (id -> `()`, the requests without a reply, which is what they are by construction);
+//! opening one deletes it. Format 2 had no parts tables (every record whole); such a store
+//! opens as it is. A broker of an earlier version must not open a format-3 store: it would
+//! find no pending requests, and could not read a record kept in parts. A store of a newer
+//! format is refused.
 //!
 //! Reads run on the caller's thread in a redb read transaction (they see the last commit);
 //! writes go to the writer thread (group commit, see `writer.rs`). Every commit uses redb's
@@ -41,6 +44,7 @@
 mod backend;
 mod queue;
 mod recovery;
+mod split;
 mod writer;
 
 use std::fs::OpenOptions;
@@ -74,10 +78,10 @@ pub(crate) const REQUESTS: TableDefinition<'static, u128, &[u8]> = TableDefiniti
 pub(crate) const REPLIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("replies");
 /// The table of pending ids that stores before format 2 kept (deleted when opened).
 const LEGACY_PENDING: TableDefinition<'static, u128, ()> = TableDefinition::new("pending");
-/// `"format"` -> the store's format (2 since `pending` was dropped).
+/// `"format"` -> the store's format (2: no `pending` table; 3: large records in parts).
 const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
 /// The format this version writes.
-const FORMAT: u64 = 2;
+const FORMAT: u64 = 3;
 
 /// How long a read waits for a reopen in progress before it fails.
 const READ_WAIT: Duration = Duration::from_secs(10);
@@ -424,7 +428,18 @@ impl Store for RedbStore {
         let txn = db.begin_read().map_err(map_err)?;
         let replies = txn.open_table(REPLIES).map_err(map_err)?;
         if let Some(v) = replies.get(key).map_err(map_err)? {
-            return decode_reply(v.value())
+            let value = v.value();
+            let parts = if split::is_split(value) {
+                Some(txn.open_table(split::REPLY_PARTS).map_err(map_err)?)
+            } else {
+                None
+            };
+            let whole = match &parts {
+                Some(parts) => split::read(value, parts, key),
+                None => Ok(std::borrow::Cow::Borrowed(value)),
+            }
+            .map_err(|e| damaged(key, e))?;
+            return decode_reply(&whole)
                 .map(Lookup::Done)
                 .map_err(|e| corrupt(key, e));
         }
@@ -448,6 +463,7 @@ impl Store for RedbStore {
         let txn = db.begin_read().map_err(map_err)?;
         let requests = txn.open_table(REQUESTS).map_err(map_err)?;
         let replies = txn.open_table(REPLIES).map_err(map_err)?;
+        let parts = txn.open_table(split::REQUEST_PARTS).map_err(map_err)?;
         let from = after.map_or(0, |a| a.as_u128().saturating_add(1));
         // Both tables in id order: a reply's id is skipped when the request walk reaches it.
         let mut done = replies.range(from..).map_err(map_err)?.peekable();
@@ -476,7 +492,8 @@ impl Store for RedbStore {
             if answered {
                 continue;
             }
-            let request = decode_request(value.value()).map_err(|e| corrupt(key, e))?;
+            let whole = split::read(value.value(), &parts, key).map_err(|e| damaged(key, e))?;
+            let request = decode_request(&whole).map_err(|e| corrupt(key, e))?;
             out.push((Id::from_u128(key), request));
         }
         Ok(out)
@@ -548,6 +565,8 @@ fn init_tables(db: &Database) -> Result<(Option<Id>, u64)> {
     let (floor, live) = {
         let requests = txn.open_table(REQUESTS).map_err(map_err)?;
         let replies = txn.open_table(REPLIES).map_err(map_err)?;
+        txn.open_table(split::REQUEST_PARTS).map_err(map_err)?;
+        txn.open_table(split::REPLY_PARTS).map_err(map_err)?;
         let floor = requests
             .last()
             .map_err(map_err)?
@@ -562,9 +581,19 @@ fn init_tables(db: &Database) -> Result<(Option<Id>, u64)> {
 fn table_bytes(table: &impl ReadableTable<u128, &'static [u8]>) -> Result<u64> {
     let mut total = 0;
     for entry in table.iter().map_err(map_err)? {
-        total += entry.map_err(map_err)?.1.value().len() as u64;
+        total += split::stored_len(entry.map_err(map_err)?.1.value());
     }
     Ok(total)
+}
+
+fn damaged(key: u128, e: split::ReadError) -> Error {
+    match e {
+        split::ReadError::Storage(e) => map_err(e),
+        split::ReadError::Damaged(reason) => Error::Corrupt {
+            id: Id::from_u128(key).to_hex(),
+            reason: reason.into(),
+        },
+    }
 }
 
 fn corrupt(key: u128, e: postcard::Error) -> Error {

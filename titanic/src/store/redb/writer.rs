@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::queue::{Linger, Queue, Waited};
 use super::recovery::Recovery;
+use super::split::{self, REPLY_PARTS, REQUEST_PARTS};
 use super::{init_tables, map_err, open_database, probe_write, Shared, REPLIES, REQUESTS};
 use crate::clock::TimeSource;
 use crate::error::{Error, Result};
@@ -109,10 +110,12 @@ impl Answer {
     }
 }
 
-/// The two tables, opened once per batch (opening a table per op costs a tree lookup).
+/// The tables, opened once per batch (opening a table per op costs a tree lookup).
 struct Tables<'txn> {
     requests: Table<'txn, u128, &'static [u8]>,
     replies: Table<'txn, u128, &'static [u8]>,
+    request_parts: Table<'txn, (u128, u32), &'static [u8]>,
+    reply_parts: Table<'txn, (u128, u32), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -120,6 +123,8 @@ impl<'txn> Tables<'txn> {
         Ok(Self {
             requests: txn.open_table(REQUESTS).map_err(map_err)?,
             replies: txn.open_table(REPLIES).map_err(map_err)?,
+            request_parts: txn.open_table(REQUEST_PARTS).map_err(map_err)?,
+            reply_parts: txn.open_table(REPLY_PARTS).map_err(map_err)?,
         })
     }
 }
@@ -365,7 +370,7 @@ impl Writer {
         }
         let id = self.ids.next(now);
         let key = id.as_u128();
-        t.requests.insert(key, encoded).map_err(map_err)?;
+        split::insert(&mut t.requests, &mut t.request_parts, key, encoded).map_err(map_err)?;
         self.live += size;
         Ok(id)
     }
@@ -383,20 +388,17 @@ impl Writer {
             frames,
             completed_millis: now,
         });
-        t.replies.insert(key, bytes.as_slice()).map_err(map_err)?;
+        split::insert(&mut t.replies, &mut t.reply_parts, key, &bytes).map_err(map_err)?;
         self.live += bytes.len() as u64;
         Ok(())
     }
 
     fn remove(&mut self, t: &mut Tables<'_>, id: Id) -> Result<()> {
         let key = id.as_u128();
-        let mut freed = 0;
-        if let Some(v) = t.requests.remove(key).map_err(map_err)? {
-            freed += v.value().len() as u64;
-        }
-        if let Some(v) = t.replies.remove(key).map_err(map_err)? {
-            freed += v.value().len() as u64;
-        }
+        let request = split::remove(&mut t.requests, &mut t.request_parts, key);
+        let mut freed = request.map_err(map_err)?.unwrap_or(0);
+        let reply = split::remove(&mut t.replies, &mut t.reply_parts, key);
+        freed += reply.map_err(map_err)?.unwrap_or(0);
         self.live = self.live.saturating_sub(freed);
         Ok(())
     }
