@@ -16,6 +16,9 @@ use std::borrow::Cow;
 
 use redb::{ReadableTable, StorageError, Table, TableDefinition};
 
+use super::map_err;
+use crate::error::Error;
+
 /// The size of one part: one part and its key fill one 4 KiB leaf. Smaller records stay whole
 /// in their table.
 pub(super) const PART: usize = 4000;
@@ -45,20 +48,27 @@ impl From<StorageError> for ReadError {
     }
 }
 
-/// Stores `encoded` under `key` in `records`, split as the module docs say when large.
-pub(super) fn insert(
+/// Whether `encoded` is kept in parts (so its parts table is needed to store it).
+pub(super) fn needs_parts(encoded: &[u8]) -> bool {
+    encoded.len() >= PART
+}
+
+/// Stores `encoded` under `key` in `records`, split as the module docs say when large
+/// (`parts` is only used then).
+pub(super) fn insert<'p, 'txn: 'p>(
     records: &mut Table<'_, u128, &'static [u8]>,
-    parts: &mut Table<'_, (u128, u32), &'static [u8]>,
+    parts: impl FnOnce() -> Result<&'p mut Table<'txn, (u128, u32), &'static [u8]>, Error>,
     key: u128,
     encoded: &[u8],
-) -> Result<(), StorageError> {
-    if encoded.len() < PART {
-        records.insert(key, encoded)?;
+) -> Result<(), Error> {
+    if !needs_parts(encoded) {
+        records.insert(key, encoded).map_err(map_err)?;
         return Ok(());
     }
+    let parts = parts()?;
     let n = encoded.len() / PART;
     for (i, part) in encoded[..n * PART].chunks(PART).enumerate() {
-        parts.insert((key, i as u32), part)?;
+        parts.insert((key, i as u32), part).map_err(map_err)?;
     }
     let tail = &encoded[n * PART..];
     let mut head = Vec::with_capacity(HEADER + tail.len());
@@ -66,7 +76,7 @@ pub(super) fn insert(
     head.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
     head.extend_from_slice(&(n as u32).to_le_bytes());
     head.extend_from_slice(tail);
-    records.insert(key, head.as_slice())?;
+    records.insert(key, head.as_slice()).map_err(map_err)?;
     Ok(())
 }
 
@@ -78,21 +88,25 @@ pub(super) fn stored_len(value: &[u8]) -> u64 {
     }
 }
 
-/// Removes the record under `key` and its parts; returns its encoded length, if it was there.
-pub(super) fn remove(
+/// Removes the record under `key` and its parts (`parts` is only used for a split one);
+/// returns its encoded length, if it was there.
+pub(super) fn remove<'p, 'txn: 'p>(
     records: &mut Table<'_, u128, &'static [u8]>,
-    parts: &mut Table<'_, (u128, u32), &'static [u8]>,
+    parts: impl FnOnce() -> Result<&'p mut Table<'txn, (u128, u32), &'static [u8]>, Error>,
     key: u128,
-) -> Result<Option<u64>, StorageError> {
-    let (len, n) = match records.remove(key)? {
+) -> Result<Option<u64>, Error> {
+    let (len, n) = match records.remove(key).map_err(map_err)? {
         None => return Ok(None),
         Some(v) => {
             let value = v.value();
             (stored_len(value), split_header(value).map_or(0, |(_, n)| n))
         }
     };
-    for i in 0..n {
-        parts.remove((key, i))?;
+    if n > 0 {
+        let parts = parts()?;
+        for i in 0..n {
+            parts.remove((key, i)).map_err(map_err)?;
+        }
     }
     Ok(Some(len))
 }

@@ -110,12 +110,27 @@ impl Answer {
     }
 }
 
-/// The tables, opened once per batch (opening a table per op costs a tree lookup).
+/// The tables, opened once per batch (opening a table per op costs a tree lookup); the parts
+/// tables only once a large record needs them.
 struct Tables<'txn> {
+    txn: &'txn WriteTransaction,
     requests: Table<'txn, u128, &'static [u8]>,
     replies: Table<'txn, u128, &'static [u8]>,
-    request_parts: Table<'txn, (u128, u32), &'static [u8]>,
-    reply_parts: Table<'txn, (u128, u32), &'static [u8]>,
+    request_parts: Option<Table<'txn, (u128, u32), &'static [u8]>>,
+    reply_parts: Option<Table<'txn, (u128, u32), &'static [u8]>>,
+}
+
+/// The parts table in `slot`, opened on first use.
+fn parts<'p, 'txn>(
+    txn: &'txn WriteTransaction,
+    slot: &'p mut Option<Table<'txn, (u128, u32), &'static [u8]>>,
+    table: split::PartsTable,
+) -> Result<&'p mut Table<'txn, (u128, u32), &'static [u8]>> {
+    if slot.is_none() {
+        *slot = Some(txn.open_table(table).map_err(map_err)?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| Error::Unavailable("the parts table did not open".into()))
 }
 
 impl<'txn> Tables<'txn> {
@@ -123,8 +138,9 @@ impl<'txn> Tables<'txn> {
         Ok(Self {
             requests: txn.open_table(REQUESTS).map_err(map_err)?,
             replies: txn.open_table(REPLIES).map_err(map_err)?,
-            request_parts: txn.open_table(REQUEST_PARTS).map_err(map_err)?,
-            reply_parts: txn.open_table(REPLY_PARTS).map_err(map_err)?,
+            request_parts: None,
+            reply_parts: None,
+            txn,
         })
     }
 }
@@ -370,7 +386,13 @@ impl Writer {
         }
         let id = self.ids.next(now);
         let key = id.as_u128();
-        split::insert(&mut t.requests, &mut t.request_parts, key, encoded).map_err(map_err)?;
+        let (txn, slot) = (t.txn, &mut t.request_parts);
+        split::insert(
+            &mut t.requests,
+            || parts(txn, slot, REQUEST_PARTS),
+            key,
+            encoded,
+        )?;
         self.live += size;
         Ok(id)
     }
@@ -388,17 +410,25 @@ impl Writer {
             frames,
             completed_millis: now,
         });
-        split::insert(&mut t.replies, &mut t.reply_parts, key, &bytes).map_err(map_err)?;
+        let (txn, slot) = (t.txn, &mut t.reply_parts);
+        split::insert(
+            &mut t.replies,
+            || parts(txn, slot, REPLY_PARTS),
+            key,
+            &bytes,
+        )?;
         self.live += bytes.len() as u64;
         Ok(())
     }
 
     fn remove(&mut self, t: &mut Tables<'_>, id: Id) -> Result<()> {
         let key = id.as_u128();
-        let request = split::remove(&mut t.requests, &mut t.request_parts, key);
-        let mut freed = request.map_err(map_err)?.unwrap_or(0);
-        let reply = split::remove(&mut t.replies, &mut t.reply_parts, key);
-        freed += reply.map_err(map_err)?.unwrap_or(0);
+        let (txn, slot) = (t.txn, &mut t.request_parts);
+        let request = split::remove(&mut t.requests, || parts(txn, slot, REQUEST_PARTS), key);
+        let mut freed = request?.unwrap_or(0);
+        let slot = &mut t.reply_parts;
+        let reply = split::remove(&mut t.replies, || parts(txn, slot, REPLY_PARTS), key);
+        freed += reply?.unwrap_or(0);
         self.live = self.live.saturating_sub(freed);
         Ok(())
     }
