@@ -287,3 +287,31 @@ fn check_config_reads_the_titanic_section_without_opening_the_store() {
         assert!(out.starts_with(&prefix), "{text:?}: {out}");
     }
 }
+
+#[test]
+fn more_requests_than_a_dispatcher_lane_holds_are_all_delivered_once_a_worker_comes() {
+    // The dispatcher takes new requests from the store's feed and holds at most 1,024 per
+    // service; the rest stay in the store and are read back once the lane has drained. 1,100
+    // requests for a service nobody serves yet, then a worker: every one is answered.
+    let cwd = TempDir::new("titanic-overflow");
+    let daemon = Daemon::start(cwd.path(), &["--heartbeat", "250ms"]);
+    let ep = daemon.endpoint.clone();
+    wait_for_service(&ep, "titanic.request", b"200");
+    let client = ReqClient::connect(&ep);
+    let ids: Vec<Vec<u8>> = (0..1100)
+        .map(|i| {
+            let ack = client.request("titanic.request", &[b"later", format!("{i}").as_bytes()]);
+            assert_eq!(ack[0], b"200", "{ack:?}");
+            ack[1].clone()
+        })
+        .collect();
+    let worker = ZWorker::start(&ep, "later", Duration::from_millis(250), Box::new(Some));
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            wait_for_reply(&client, id),
+            vec![format!("{i}").into_bytes()],
+            "request {i}"
+        );
+    }
+    assert!(worker.served() >= 1100);
+}

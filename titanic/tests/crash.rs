@@ -19,12 +19,12 @@ use domo_titanic::{Id, Lookup, RedbOptions, RedbStore, Store};
 
 const CHILD_ENV: &str = "TITANIC_CRASH_CHILD";
 
-/// The reply stored for `id`: half of them (by the id's last bit) over 8 KiB, so the store
-/// keeps them in parts.
+/// The reply stored for `id`: one in eight (by the id's last bits) about 5 KB, so the store
+/// keeps it in parts.
 fn body_for(id: Id) -> Bytes {
     let text = format!("reply for {id}");
-    Bytes::from(if id.as_u128() & 1 == 1 {
-        text.repeat(200)
+    Bytes::from(if id.as_u128() & 7 == 1 {
+        text.repeat(110)
     } else {
         text
     })
@@ -79,10 +79,10 @@ fn crash_child() {
             tasks.spawn(async move {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    // Every fourth one large (kept in parts).
+                    // One in sixteen about 5 KB (kept in parts).
                     let mut text = format!("async {t}/{n}");
-                    if n % 4 == 1 {
-                        text = text.repeat(600);
+                    if n % 16 == 1 {
+                        text = text.repeat(500);
                     }
                     let body = vec![Bytes::from(text)];
                     let id = store
