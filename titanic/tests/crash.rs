@@ -3,13 +3,13 @@
 //! The test binary runs itself as the writer child: `crash_child`, an ignored test that the
 //! parent runs with `--ignored --exact crash_child` and `TITANIC_CRASH_CHILD` naming the store
 //! file. The child prints `W <id>` after each acknowledged request and `D <id>` after each
-//! acknowledged reply; the parent SIGKILLs it after a random delay, reopens the store and
-//! checks every printed id. `TITANIC_CRASH_ITERATIONS` (default 3) sets how many kills;
+//! acknowledged reply; the parent SIGKILLs it a random 20-350 ms after its first
+//! acknowledgement, reopens the store and checks every printed id. `TITANIC_CRASH_ITERATIONS` (default 3) sets how many kills;
 //! `scripts/titanic-crash.sh` runs a long campaign.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -136,7 +136,7 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
     let path = dir.path().join("crash.redb");
     let (mut written, mut done) = (Vec::new(), Vec::new());
     for i in 0..iterations {
-        let delay = Duration::from_millis(150 + next(&mut seed) % 350);
+        let delay = Duration::from_millis(20 + next(&mut seed) % 330);
         let output = run_and_kill(&path, delay);
         let before = (written.len(), done.len());
         for line in output.lines() {
@@ -172,7 +172,9 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
     assert!(!written.is_empty(), "the child never acknowledged anything");
 }
 
-/// Runs the child, SIGKILLs it after `delay`, and returns everything it printed.
+/// Runs the child, SIGKILLs it `delay` after its first acknowledgement (so every kill lands
+/// while it writes, however long the reopen of a grown store takes), and returns everything
+/// it printed.
 fn run_and_kill(path: &std::path::Path, delay: Duration) -> String {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
@@ -183,12 +185,27 @@ fn run_and_kill(path: &std::path::Path, delay: Duration) -> String {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
+        let mut out = String::new();
+        let mut lines = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        let mut told = false;
+        while std::io::BufRead::read_line(&mut lines, &mut line).unwrap_or(0) > 0 {
+            if !told && (line.starts_with("W ") || line.starts_with("D ")) {
+                let _ = first_tx.send(());
+                told = true;
+            }
+            out.push_str(&line);
+            line.clear();
+        }
+        out
     });
+    // The child acknowledges within seconds of starting; a minute is a hung child.
+    first_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the child acknowledged nothing within 60 s");
     std::thread::sleep(delay);
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
