@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Long kill -9 campaign against the Titanic store (domo-titanic's tests/crash.rs).
 #
-# A child process writes requests and replies through RedbStore with 8 threads and prints each
+# A child process writes requests and replies through RedbStore with 8 threads (blocking calls)
+# and 32 tasks (async calls), some records large enough to be kept in parts, and prints each
 # acknowledged id; it is SIGKILLed a random 20-350 ms after its first acknowledgement (so every
 # kill lands while it writes, however long reopening the grown store takes), the store is reopened and every
 # acknowledged request and reply must be there, byte-exact. `cargo test` runs 3 kills; this
