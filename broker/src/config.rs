@@ -203,6 +203,10 @@ pub struct TitanicSettings {
     /// serves `titanic.*` in process, `min(32 * sessions, 1024)` requests at once.
     #[serde(deserialize_with = "check::sessions")]
     pub sessions: usize,
+    /// How long a group commit may wait for more submissions once it has one (0: it takes
+    /// what is queued at once; at most 100 ms, whole milliseconds).
+    #[serde(with = "commit_linger")]
+    pub commit_linger: Duration,
 }
 
 /// The `[ha]` section: this broker as one of a Binary Star primary/backup pair.
@@ -1088,6 +1092,23 @@ mod duration_up_to_a_year {
     }
 }
 
+/// A duration of [`parse_duration`]'s form in whole milliseconds, at most 100 ms (0 allowed).
+mod commit_linger {
+    use super::{check, Duration};
+
+    pub(super) use super::positive_duration::serialize;
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        let value = check::duration(d)?;
+        if value > Duration::from_millis(100) || value.subsec_nanos() % 1_000_000 != 0 {
+            return Err(check::fail("must be whole milliseconds, at most 100ms"));
+        }
+        Ok(value)
+    }
+}
+
 /// `off` or a socket address (`127.0.0.1:9464`, `[::1]:0`).
 mod listen {
     use super::{check, SocketAddr};
@@ -1380,10 +1401,13 @@ mod tests {
         let defaults = Settings::default();
         assert_eq!(parse(&defaults.to_toml()), Ok(defaults));
         let text = "[titanic]\nenabled = false\ndata_dir = \"/var/lib/x\"\nexpire_after = \"2d\"\n\
-                    max_bytes = 1000\nrequest_timeout = \"5s\"\nsessions = 4\n";
+                    max_bytes = 1000\nrequest_timeout = \"5s\"\nsessions = 4\n\
+                    commit_linger = \"5ms\"\n";
         let settings = parse(text).unwrap();
         assert_eq!(parse(&settings.to_toml()), Ok(settings.clone()));
         assert!(!settings.titanic.enabled);
+        assert_eq!(settings.titanic.commit_linger, Duration::from_millis(5));
+        assert_eq!(Settings::default().titanic.commit_linger, Duration::ZERO);
         assert_eq!(settings.titanic.data_dir(), PathBuf::from("/var/lib/x"));
         assert_eq!(
             settings.titanic.expire_after,
@@ -1509,6 +1533,16 @@ mod tests {
                 "[titanic]\nsessions = 0\n",
                 "broker.toml:2: titanic.sessions: ",
                 "between",
+            ),
+            (
+                "[titanic]\ncommit_linger = \"101ms\"\n",
+                "broker.toml:2: titanic.commit_linger: ",
+                "at most 100ms",
+            ),
+            (
+                "[titanic]\ncommit_linger = \"1500us\"\n",
+                "broker.toml:2: titanic.commit_linger: ",
+                "whole milliseconds",
             ),
             (
                 "[titanic]\nrequest_timeout = \"1x\"\n",

@@ -62,6 +62,10 @@ pub async fn start(
     // connects, as a client.
     config.workers = false;
     config.store.limits.max_bytes = t.max_bytes;
+    // Steps of a tenth of the bound (at least the default 100 us): a slower machine has
+    // longer gaps between arrivals, and a longer bound says the operator accepts the wait.
+    config.store.linger.max = t.commit_linger;
+    config.store.linger.step = (t.commit_linger / 10).max(config.store.linger.step);
     config.store.on_commit = Some(Arc::new(move |d: Duration, writes: usize| {
         commits.observe(d.as_secs_f64());
         commit_writes.observe(writes as f64);
