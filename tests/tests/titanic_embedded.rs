@@ -43,6 +43,14 @@ impl Daemon {
     }
 }
 
+/// The value of the first sample in Prometheus text `metrics` whose line starts with `prefix`.
+fn sample(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+}
+
 /// Polls `titanic.reply` for `id` until it is 200 (for up to 15 s); returns its body.
 fn wait_for_reply(client: &ReqClient, id: &[u8]) -> Msg {
     eventually(
@@ -96,15 +104,9 @@ fn default_broker_serves_titanic_end_to_end_in_its_working_directory() {
     assert!(commits.is_some_and(|n| n >= 2), "{metrics}");
     // Writes per commit: one observation per commit, and the request and its reply among
     // the writes.
-    let sample = |name: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-    };
-    let writes_count = sample("domo_titanic_commit_requests_count ");
+    let writes_count = sample(&metrics, "domo_titanic_commit_requests_count ");
     assert_eq!(writes_count, commits.map(|n| n as f64), "{metrics}");
-    let writes = sample("domo_titanic_commit_requests_sum ");
+    let writes = sample(&metrics, "domo_titanic_commit_requests_sum ");
     assert!(writes.is_some_and(|n| n >= 2.0), "{metrics}");
 
     assert_eq!(client.request("titanic.close", &[&ack[1]]), vec![b"200"]);
@@ -170,29 +172,25 @@ fn the_embedded_titanic_reaches_its_broker_in_process_not_over_tcp() {
     }
     assert_eq!(open, 0, "TCP connections to the broker's own port remain");
     let metrics = http_get(&daemon.metrics_addr(), "/metrics").1;
-    let sample = |prefix: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-    };
     // Each service is one worker to the core, with no connection: the only connections
     // left are the dispatcher's client pool (in process), not the 48 worker sessions (16 per
     // service) the services would open as MDP workers.
     for service in ["titanic.request", "titanic.reply", "titanic.close"] {
-        let idle = sample(&format!(
-            "domo_workers{{service=\"{service}\",state=\"idle\"}} "
-        ));
-        let busy = sample(&format!(
-            "domo_workers{{service=\"{service}\",state=\"busy\"}} "
-        ));
+        let idle = sample(
+            &metrics,
+            &format!("domo_workers{{service=\"{service}\",state=\"idle\"}} "),
+        );
+        let busy = sample(
+            &metrics,
+            &format!("domo_workers{{service=\"{service}\",state=\"busy\"}} "),
+        );
         assert_eq!(
             idle.unwrap_or(0.0) + busy.unwrap_or(0.0),
             1.0,
             "{service}: {metrics}"
         );
     }
-    let connected = sample("domo_connections{socket=\"router\"} ");
+    let connected = sample(&metrics, "domo_connections{socket=\"router\"} ");
     assert!(connected.is_some_and(|n| n < 48.0), "{metrics}");
 }
 
@@ -348,15 +346,8 @@ fn with_a_commit_linger_64_concurrent_submitters_share_commits_of_at_least_32() 
         s.join().unwrap();
     }
     let metrics = http_get(&daemon.metrics_addr(), "/metrics").1;
-    let sample = |prefix: &str| {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap()
-    };
-    let writes = sample("domo_titanic_commit_requests_sum ");
-    let commits = sample("domo_titanic_commit_requests_count ");
+    let writes = sample(&metrics, "domo_titanic_commit_requests_sum ").unwrap();
+    let commits = sample(&metrics, "domo_titanic_commit_requests_count ").unwrap();
     // The 640 requests and the dispatcher's first expiry pass.
     assert_eq!(writes, 641.0, "{metrics}");
     eprintln!("{writes} writes in {commits} commits");
