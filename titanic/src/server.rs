@@ -9,8 +9,8 @@
 //! same handlers itself ([`Opened::in_process`]). Writes
 //! (`titanic.request`, `titanic.close`) queue for the store's writer and await their commit
 //! ([`Store::put_request_async`]) without holding a thread; `titanic.reply` reads on a
-//! blocking thread. A stored request wakes the
-//! [`Dispatcher`] at once. The dispatcher's optional gate ([`DispatcherOptions::active`],
+//! blocking thread. A stored request reaches the [`Dispatcher`] at once, from the store's
+//! writer (its feed), or by a wake-up when the store has no feed. The dispatcher's optional gate ([`DispatcherOptions::active`],
 //! for Binary Star) pauses only the dispatcher: the services keep serving, since they are
 //! workers and a passive broker refuses client requests by itself.
 //!
@@ -162,15 +162,15 @@ pub async fn open(config: TitanicConfig, status: Arc<Status>) -> Result<Opened, 
     *status.store.lock_unpoisoned() = Some(Arc::downgrade(&store));
     status.set_open(true);
     let gate = Arc::new(Gate::new(store.clone()));
+    // With the feed the dispatcher learns of stored requests from the writer; waking it for
+    // each one as well would cost a task wake-up per request for nothing.
+    let wake = feed.is_none().then(|| Arc::new(Notify::new()));
     Ok(Opened {
         store,
         config,
         status,
         feed,
-        services: InProcess {
-            gate,
-            wake: Arc::new(Notify::new()),
-        },
+        services: InProcess { gate, wake },
     })
 }
 
@@ -294,7 +294,7 @@ async fn serve_store(
     services: InProcess,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let wake = services.wake.clone();
+    let wake = services.wake.clone().unwrap_or_default();
     let dispatcher_options = DispatcherOptions {
         transport: config.transport.clone(),
         ..config.dispatcher.clone()
@@ -347,8 +347,8 @@ async fn close_store(store: Arc<dyn Store>) {
 #[derive(Clone)]
 pub struct InProcess {
     gate: Arc<Gate>,
-    /// Told when a request was stored (for a dispatcher without the store's feed).
-    wake: Arc<Notify>,
+    /// Told when a request was stored (only for a dispatcher without the store's feed).
+    wake: Option<Arc<Notify>>,
 }
 
 impl std::fmt::Debug for InProcess {
@@ -377,7 +377,7 @@ impl InProcess {
                 TitanicService::Request => match service::decode_request(body) {
                     Ok((name, frames)) => {
                         let stored = store.put_request_async(name, frames).await;
-                        if stored.is_ok() {
+                        if let (Ok(_), Some(wake)) = (&stored, &wake) {
                             wake.notify_one();
                         }
                         service::request_outcome(stored)
