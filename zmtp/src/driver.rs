@@ -112,6 +112,8 @@ pub(crate) struct Connection<S, P> {
     coalesce: bool,
     /// The task yielded for the output now in the encoder.
     yielded: bool,
+    /// Deliver `SUBSCRIBE` / `CANCEL` commands as messages (`0x01`/`0x00` + prefix).
+    subscriptions_in: bool,
 }
 
 impl<S, P> Connection<S, P>
@@ -145,7 +147,16 @@ where
             leftover: true,
             coalesce: false,
             yielded: false,
+            subscriptions_in: false,
         }
+    }
+
+    /// Turns the XPUB convention on: a peer's `SUBSCRIBE prefix` command is delivered as the
+    /// one-frame message `0x01` + prefix and `CANCEL prefix` as `0x00` + prefix, the form a
+    /// ZMTP 3.0 peer sends them in, so the owner sees one form.
+    pub(crate) fn subscriptions_in(mut self, on: bool) -> Self {
+        self.subscriptions_in = on;
+        self
     }
 
     /// Turns write coalescing on: when output arrives on a connection with nothing left to
@@ -227,6 +238,18 @@ where
                 Ok(())
             }
             Command::Error(reason) => Err(Ended::PeerError(reason)),
+            Command::Other { name, data } if self.subscriptions_in => {
+                let flag = match &name[..] {
+                    b"SUBSCRIBE" => 1u8,
+                    b"CANCEL" => 0u8,
+                    _ => return Ok(()),
+                };
+                let mut frame = bytes::BytesMut::with_capacity(1 + data.len());
+                frame.extend_from_slice(&[flag]);
+                frame.extend_from_slice(&data);
+                self.inbound.push_back(vec![frame.freeze()]);
+                Ok(())
+            }
             // PONG answers a PING we never send; READY, SUBSCRIBE, CANCEL and unknown
             // commands mean nothing to ROUTER/DEALER in the data phase and are ignored.
             _ => Ok(()),

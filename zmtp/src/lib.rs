@@ -10,7 +10,8 @@
 //!   certificates, the server and client handshakes, every frame boxed in the data phase, an
 //!   [`curve::Authorizer`] for client keys, failed handshakes rate-limited per address.
 //!   Selected per socket with [`Options::security`].
-//! - [`Router`]: a ROUTER socket (bind to several `tcp://`, `ipc://` or `inproc://`
+//! - [`Router`]: a ROUTER socket, or with [`Router::with_socket_type`] an XPUB or XSUB one
+//!   (subscriptions in both wire forms; see there) (bind to several `tcp://`, `ipc://` or `inproc://`
 //!   endpoints; routing ids; fair receive; non-blocking `try_send`; per-peer flow control;
 //!   peer events).
 //! - [`Dealer`]: a DEALER socket (connect with automatic, jittered, capped reconnect; bounded

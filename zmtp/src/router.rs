@@ -260,6 +260,8 @@ struct Shared {
     counters: Counters,
     /// Failed handshakes per source address (CURVE only).
     limiter: Mutex<Limiter>,
+    /// What this socket announces and accepts: `ROUTER`, `XPUB` or `XSUB`.
+    socket_type: SocketType,
 }
 
 impl Shared {
@@ -303,6 +305,27 @@ pub struct Router {
 impl Router {
     /// A router with no endpoints yet. Must be called inside a tokio runtime.
     pub fn new(opts: Options) -> Self {
+        Self::with_socket_type(SocketType::Router, opts)
+    }
+
+    /// A socket of many peers like [`Router::new`], announcing and accepting the peers of
+    /// `socket_type` instead of `ROUTER`'s, for the owner that needs each peer's queue and
+    /// events in the PUB/SUB family:
+    ///
+    /// - [`SocketType::XPub`] (peers: `SUB`, `XSUB`): a peer's subscriptions arrive as
+    ///   one-frame messages, `0x01` + prefix to subscribe and `0x00` + prefix to cancel,
+    ///   whichever form it used on the wire: the ZMTP 3.1 `SUBSCRIBE` / `CANCEL` commands or
+    ///   ZMTP 3.0's data frames (which already look like that). Messages sent to a peer go
+    ///   out as they are; the owner does the filtering.
+    /// - [`SocketType::XSub`] (peers: `PUB`, `XPUB`): a one-frame message starting with
+    ///   `0x01` or `0x00` sent to a peer is a subscription or a cancel, and goes out in the
+    ///   form the peer's version expects: a `SUBSCRIBE` / `CANCEL` command to a ZMTP 3.1
+    ///   peer, the data frame itself to a ZMTP 3.0 one. A libzmq `PUB` filters on its side,
+    ///   so it sends nothing until it is sent a subscription (the empty prefix for all).
+    ///
+    /// Any other type behaves as `ROUTER` does except for the name and the peers it
+    /// accepts ([`SocketType::accepts`]).
+    pub fn with_socket_type(socket_type: SocketType, opts: Options) -> Self {
         let seed = crate::util::random_u64() as u32;
         let inner = Inner {
             next_id: seed,
@@ -322,6 +345,7 @@ impl Router {
             inner: Mutex::new(inner),
             counters: Counters::default(),
             limiter: Mutex::new(Limiter::default()),
+            socket_type,
         });
         Self {
             shared,
@@ -821,12 +845,12 @@ async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
             Admit::Refuse => {
                 count_handshake_failure(&shared.counters, &HandshakeError::RateLimited);
                 debug!(peer.addr = %addr, "Handshake refused: too many failures from this address");
-                refuse(&mut stream, &shared.opts).await;
+                refuse(&mut stream, shared.socket_type, &shared.opts).await;
                 return;
             }
         }
     }
-    let mut hs = Handshake::with_security(SocketType::Router, None, &shared.opts.security);
+    let mut hs = Handshake::with_security(shared.socket_type, None, &shared.opts.security);
     hs.add_properties(&shared.opts.metadata);
     let info = match transport::handshake(&mut stream, &mut hs, shared.opts.handshake_timeout).await
     {
@@ -855,6 +879,8 @@ async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
     let port = RouterPort {
         shared: shared.clone(),
         idx,
+        // An XSUB sends its subscriptions to a ZMTP 3.1 peer as commands.
+        sub_commands: shared.socket_type == SocketType::XSub && info.minor_version >= 1,
     };
     let ended = Connection::new(
         stream,
@@ -864,6 +890,7 @@ async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
         shared.opts.linger,
     )
     .coalescing(shared.opts.coalesce_writes)
+    .subscriptions_in(shared.socket_type == SocketType::XPub)
     .await;
     if let Ended::Protocol(e) = &ended {
         count_protocol_error(&shared.counters, e);
@@ -874,9 +901,9 @@ async fn run_peer(mut stream: Stream, addr: PeerAddr, shared: Arc<Shared>) {
 
 /// Our greeting and an `ERROR` saying why, for a connection refused before its handshake,
 /// so the peer hears a refusal rather than a silent close (a libzmq peer stops redialling).
-async fn refuse(stream: &mut Stream, opts: &Options) {
+async fn refuse(stream: &mut Stream, socket_type: SocketType, opts: &Options) {
     use tokio::io::AsyncWriteExt as _;
-    let mut hs = Handshake::with_security(SocketType::Router, None, &opts.security);
+    let mut hs = Handshake::with_security(socket_type, None, &opts.security);
     let mut out = hs.output().take_all().to_vec();
     let mut enc = Encoder::new();
     enc.encode_command(&crate::proto::Command::Error(bytes::Bytes::from_static(
@@ -987,10 +1014,30 @@ fn finish(shared: &Shared, idx: usize) {
     wake_all(wakers);
 }
 
+/// The `SUBSCRIBE` or `CANCEL` command an outbound message stands for, when `commands` is on
+/// and it is one frame starting with `0x01` or `0x00`.
+fn subscription_command(commands: bool, msg: &[Bytes]) -> Option<crate::proto::Command> {
+    let [frame] = msg else { return None };
+    if !commands {
+        return None;
+    }
+    let name: &'static [u8] = match frame.first() {
+        Some(1) => b"SUBSCRIBE",
+        Some(0) => b"CANCEL",
+        _ => return None,
+    };
+    Some(crate::proto::Command::Other {
+        name: Bytes::from_static(name),
+        data: frame.slice(1..),
+    })
+}
+
 /// A router connection's view of its slot.
 struct RouterPort {
     shared: Arc<Shared>,
     idx: usize,
+    /// Encode outbound subscriptions (`0x01`/`0x00` + prefix) as `SUBSCRIBE`/`CANCEL`.
+    sub_commands: bool,
 }
 
 impl Port for RouterPort {
@@ -1029,7 +1076,10 @@ impl Port for RouterPort {
                 break;
             };
             slot.out_bytes -= message_bytes(&msg);
-            enc.encode_message(msg);
+            match subscription_command(self.sub_commands, &msg) {
+                Some(cmd) => enc.encode_command(&cmd),
+                None => enc.encode_message(msg),
+            }
         }
         slot.wants_out = slot.out.is_empty();
         if !slot.send_waiters.is_empty() && !send_hwm.full(slot.out.len(), slot.out_bytes) {
