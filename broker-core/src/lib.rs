@@ -128,6 +128,7 @@ mod session;
 mod stats;
 mod timer;
 mod token;
+pub mod topics;
 mod worker;
 
 #[cfg(test)]

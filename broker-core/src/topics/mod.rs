@@ -1,0 +1,456 @@
+//! Topics: publish/subscribe with a last-value cache and bounded subscriber queues, as a
+//! synchronous state machine (no I/O, no clock: time is a `now` argument).
+//!
+//! The shell owns two sockets, XSUB for publishers and XPUB for subscribers, and drives this
+//! core: [`Topics::connect`] / [`Topics::disconnect`] for subscribers,
+//! [`Topics::subscribe`] / [`Topics::cancel`] for their prefixes, [`Topics::publish`] for
+//! every message a publisher sends; then it drains [`Topics::poll_delivery`] onto the
+//! subscribers' connections, hands a message back with [`Topics::blocked`] when a
+//! connection's send queue is full (and calls [`Topics::writable`] when it drains), and
+//! disconnects what [`Topics::handle_timeout`] returns.
+//!
+//! # Semantics (libzmq's, where libzmq has them)
+//!
+//! * A message's topic is its first frame; the message is kept whole (every frame).
+//!   Matching is by byte prefix; the empty prefix matches everything. A subscriber gets a
+//!   message once however many of its prefixes match. Subscribing twice to one prefix needs
+//!   two cancels, as with libzmq's XPUB.
+//! * **Last values.** Every topic published keeps its last message in memory (bounded by
+//!   [`TopicsConfig::last_values_bytes`], the topics published least recently evicted
+//!   first). A new subscription gets, first and only for itself, the last value of every
+//!   topic its prefix matches that none of its other prefixes already matched, then the live
+//!   stream. Other subscribers see no replay (the zguide's `lvcache` replays to all).
+//! * **Offsets.** Each message of a topic gets the next offset of that topic, from 0, as
+//!   long as the topic is in the cache; a topic evicted and published again starts over.
+//! * **Slow subscribers.** Each subscriber's queue is bounded
+//!   ([`TopicsConfig::queue_messages`], [`TopicsConfig::queue_bytes`]); a message that does
+//!   not fit pushes out the oldest ones, counted ([`TopicStats::dropped_slow`]), and marks
+//!   the subscriber lagging until its queue is back to half. A subscriber lagging for longer
+//!   than [`TopicsConfig::slow_timeout`] is handed to the shell to disconnect. So a
+//!   subscriber that never reads costs at most its bound and never slows the publisher or
+//!   the others.
+
+mod index;
+mod last;
+mod queue;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use foldhash::{HashMap, HashMapExt};
+
+use self::index::PrefixIndex;
+use self::last::LastValues;
+use self::queue::{Pushed, SubQueue};
+
+/// A subscriber's handle, given by [`Topics::connect`]; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubId(u64);
+
+/// A published message with its place in its topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The topic's offset of this message.
+    pub offset: u64,
+    /// The frames, the topic first.
+    pub frames: Vec<Bytes>,
+}
+
+/// Limits of the topic core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicsConfig {
+    /// Most messages waiting for one subscriber.
+    pub queue_messages: usize,
+    /// Most bytes (frame bodies) waiting for one subscriber.
+    pub queue_bytes: usize,
+    /// How long a subscriber may lag (drop messages, and not catch up to half its queue)
+    /// before it is disconnected.
+    pub slow_timeout: Duration,
+    /// Memory for the last values of topics, in bytes (their frames and a fixed overhead
+    /// per topic).
+    pub last_values_bytes: usize,
+    /// Most distinct prefixes one subscriber may hold; more are refused and counted.
+    pub max_prefixes: usize,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            queue_messages: 100_000,
+            queue_bytes: 32 << 20,
+            slow_timeout: Duration::from_secs(30),
+            last_values_bytes: 64 << 20,
+            max_prefixes: 10_000,
+        }
+    }
+}
+
+/// Counters (totals since start) and gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicStats {
+    /// Messages published.
+    pub published: u64,
+    /// Live messages queued for subscribers (one per subscriber).
+    pub delivered: u64,
+    /// Last values queued for new subscriptions.
+    pub replayed: u64,
+    /// Messages pushed out of a full subscriber queue.
+    pub dropped_slow: u64,
+    /// Messages still queued for a subscriber when it went (disconnected or closed).
+    pub dropped_gone: u64,
+    /// Input that was not a message or a subscription (dropped).
+    pub malformed: u64,
+    /// Subscriptions refused: over [`TopicsConfig::max_prefixes`].
+    pub refused_subscriptions: u64,
+    /// Last values evicted to stay within [`TopicsConfig::last_values_bytes`], or too large
+    /// to keep.
+    pub evicted_last_values: u64,
+    /// Subscribers disconnected for lagging too long.
+    pub slow_disconnects: u64,
+    /// Subscribers connected now.
+    pub subscribers: u64,
+    /// Subscribers lagging now.
+    pub lagging: u64,
+    /// Topics with a last value now.
+    pub topics: u64,
+    /// Bytes of last values now.
+    pub last_values_bytes: u64,
+    /// Messages waiting in subscriber queues now.
+    pub queued_messages: u64,
+    /// Bytes waiting in subscriber queues now.
+    pub queued_bytes: u64,
+}
+
+/// What a subscriber sent on the XPUB side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriberInput {
+    /// `0x01` + prefix.
+    Subscribe(Bytes),
+    /// `0x00` + prefix.
+    Cancel(Bytes),
+}
+
+impl SubscriberInput {
+    /// Reads a subscriber's message in the XPUB form (one frame, `0x01`/`0x00` + prefix);
+    /// `None` for anything else.
+    pub fn parse(msg: &[Bytes]) -> Option<Self> {
+        let [frame] = msg else { return None };
+        match frame.first() {
+            Some(1) => Some(Self::Subscribe(frame.slice(1..))),
+            Some(0) => Some(Self::Cancel(frame.slice(1..))),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    /// Prefix -> how many times subscribed.
+    prefixes: HashMap<Bytes, u32>,
+    queue: SubQueue,
+    /// In `ready`.
+    in_ready: bool,
+    /// Its connection took everything handed to it so far (not blocked).
+    writable: bool,
+    /// The publication it last got (so it gets each once).
+    stamp: u64,
+}
+
+impl Subscriber {
+    /// Whether one of its prefixes other than `except` matches `topic`.
+    fn matched_by_other(&self, topic: &[u8], except: &Bytes) -> bool {
+        self.prefixes
+            .keys()
+            .any(|p| p != except && topic.starts_with(p))
+    }
+}
+
+/// The topic core. See the module docs.
+#[derive(Debug)]
+pub struct Topics {
+    config: TopicsConfig,
+    subs: HashMap<SubId, Subscriber>,
+    index: PrefixIndex,
+    last: LastValues,
+    /// Subscribers with something queued and a writable connection, in turn.
+    ready: VecDeque<SubId>,
+    /// Lagging subscribers and since when.
+    lagging: HashMap<SubId, Instant>,
+    next_sub: u64,
+    /// Publications so far (stamps subscribers).
+    seq: u64,
+    stats: TopicStats,
+    /// Scratch for matching.
+    matched: Vec<SubId>,
+}
+
+impl Topics {
+    /// An empty core.
+    pub fn new(config: TopicsConfig) -> Self {
+        Self {
+            last: LastValues::new(config.last_values_bytes),
+            config,
+            subs: HashMap::new(),
+            index: PrefixIndex::default(),
+            ready: VecDeque::new(),
+            lagging: HashMap::new(),
+            next_sub: 0,
+            seq: 0,
+            stats: TopicStats::default(),
+            matched: Vec::new(),
+        }
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &TopicsConfig {
+        &self.config
+    }
+
+    /// A new subscriber, with no subscription yet.
+    pub fn connect(&mut self) -> SubId {
+        let id = SubId(self.next_sub);
+        self.next_sub += 1;
+        self.subs.insert(
+            id,
+            Subscriber {
+                prefixes: HashMap::new(),
+                queue: SubQueue::default(),
+                in_ready: false,
+                writable: true,
+                stamp: 0,
+            },
+        );
+        id
+    }
+
+    /// A subscriber is gone: its subscriptions end and what was queued for it is dropped
+    /// (counted).
+    pub fn disconnect(&mut self, sub: SubId) {
+        let Some(s) = self.subs.remove(&sub) else {
+            return;
+        };
+        for prefix in s.prefixes.keys() {
+            self.index.remove(prefix, sub);
+        }
+        self.stats.dropped_gone += s.queue.len() as u64;
+        self.lagging.remove(&sub);
+        // `ready` may still name it: skipped when polled.
+    }
+
+    /// A subscriber's message on the XPUB side. Anything but a subscription or a cancel is
+    /// counted as malformed and dropped.
+    pub fn handle_subscriber(&mut self, now: Instant, sub: SubId, msg: &[Bytes]) {
+        match SubscriberInput::parse(msg) {
+            Some(SubscriberInput::Subscribe(prefix)) => self.subscribe(now, sub, prefix),
+            Some(SubscriberInput::Cancel(prefix)) => self.cancel(sub, &prefix),
+            None => self.stats.malformed += 1,
+        }
+    }
+
+    /// Subscribes `sub` to `prefix`. A new prefix first queues, for `sub` alone, the last
+    /// value of each topic it matches that the subscriber's other prefixes did not.
+    pub fn subscribe(&mut self, now: Instant, sub: SubId, prefix: Bytes) {
+        let max = self.config.max_prefixes;
+        let Some(s) = self.subs.get_mut(&sub) else {
+            return;
+        };
+        if let Some(n) = s.prefixes.get_mut(&prefix) {
+            *n += 1;
+            return;
+        }
+        if s.prefixes.len() >= max {
+            self.stats.refused_subscriptions += 1;
+            return;
+        }
+        s.prefixes.insert(prefix.clone(), 1);
+        self.index.add(prefix.clone(), sub);
+        let mut replay = Vec::new();
+        for (topic, value) in self.last.matching(&prefix) {
+            if !s.matched_by_other(topic, &prefix) {
+                replay.push(value.clone());
+            }
+        }
+        self.stats.replayed += replay.len() as u64;
+        for d in replay {
+            self.queue_for(now, sub, d);
+        }
+    }
+
+    /// Cancels one subscription of `sub` to `prefix` (a prefix it does not hold is ignored,
+    /// as libzmq does).
+    pub fn cancel(&mut self, sub: SubId, prefix: &Bytes) {
+        let Some(s) = self.subs.get_mut(&sub) else {
+            return;
+        };
+        let Some(n) = s.prefixes.get_mut(prefix) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            s.prefixes.remove(prefix);
+            self.index.remove(prefix, sub);
+        }
+    }
+
+    /// Publishes a message (topic = first frame): keeps it as the topic's last value and
+    /// queues it for every subscriber with a matching prefix. Returns its offset, or `None`
+    /// for a message with no frame (counted as malformed).
+    pub fn publish(&mut self, now: Instant, frames: Vec<Bytes>) -> Option<u64> {
+        let Some(topic) = frames.first().cloned() else {
+            self.stats.malformed += 1;
+            return None;
+        };
+        self.stats.published += 1;
+        self.seq += 1;
+        let (offset, evicted) = self.last.put(topic.clone(), &frames);
+        self.stats.evicted_last_values += evicted;
+        let mut matched = std::mem::take(&mut self.matched);
+        matched.clear();
+        let seq = self.seq;
+        let subs = &mut self.subs;
+        self.index.for_each_match(&topic, |id| {
+            if let Some(s) = subs.get_mut(&id) {
+                if s.stamp != seq {
+                    s.stamp = seq;
+                    matched.push(id);
+                }
+            }
+        });
+        self.stats.delivered += matched.len() as u64;
+        if let Some((&last, rest)) = matched.split_last() {
+            for &id in rest {
+                let d = Delivery {
+                    offset,
+                    frames: frames.clone(),
+                };
+                self.queue_for(now, id, d);
+            }
+            self.queue_for(now, last, Delivery { offset, frames });
+        }
+        self.matched = matched;
+        Some(offset)
+    }
+
+    fn queue_for(&mut self, now: Instant, id: SubId, d: Delivery) {
+        let (max_msgs, max_bytes) = (self.config.queue_messages, self.config.queue_bytes);
+        let Some(s) = self.subs.get_mut(&id) else {
+            return;
+        };
+        let Pushed { dropped } = s.queue.push(d, max_msgs, max_bytes);
+        if dropped > 0 {
+            self.stats.dropped_slow += dropped;
+            self.lagging.entry(id).or_insert(now);
+        }
+        if s.writable && !s.in_ready && !s.queue.is_empty() {
+            s.in_ready = true;
+            self.ready.push_back(id);
+        }
+    }
+
+    /// The next message to hand a subscriber's connection, taking subscribers in turn.
+    pub fn poll_delivery(&mut self) -> Option<(SubId, Delivery)> {
+        while let Some(id) = self.ready.pop_front() {
+            let Some(s) = self.subs.get_mut(&id) else {
+                continue;
+            };
+            s.in_ready = false;
+            if !s.writable {
+                continue;
+            }
+            let Some(d) = s.queue.pop() else { continue };
+            if !s.queue.is_empty() {
+                s.in_ready = true;
+                self.ready.push_back(id);
+            }
+            if self.lagging.contains_key(&id)
+                && s.queue
+                    .at_most_half(self.config.queue_messages, self.config.queue_bytes)
+            {
+                self.lagging.remove(&id);
+            }
+            return Some((id, d));
+        }
+        None
+    }
+
+    /// The subscriber's connection could not take `d` (its send queue is full): `d` goes
+    /// back to the front of its queue and nothing more is handed out for it until
+    /// [`Topics::writable`].
+    pub fn blocked(&mut self, sub: SubId, d: Delivery) {
+        let Some(s) = self.subs.get_mut(&sub) else {
+            self.stats.dropped_gone += 1;
+            return;
+        };
+        s.writable = false;
+        s.queue.push_front(d);
+    }
+
+    /// The subscriber's connection has room again.
+    pub fn writable(&mut self, sub: SubId) {
+        let Some(s) = self.subs.get_mut(&sub) else {
+            return;
+        };
+        s.writable = true;
+        if !s.in_ready && !s.queue.is_empty() {
+            s.in_ready = true;
+            self.ready.push_back(sub);
+        }
+    }
+
+    /// When [`Topics::handle_timeout`] has something to do next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.lagging
+            .values()
+            .min()
+            .map(|since| *since + self.config.slow_timeout)
+    }
+
+    /// The subscribers lagging for longer than [`TopicsConfig::slow_timeout`], removed
+    /// (their queues dropped and counted): the shell closes their connections.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<SubId> {
+        let timeout = self.config.slow_timeout;
+        let mut slow: Vec<SubId> = self
+            .lagging
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        slow.sort();
+        for id in &slow {
+            self.stats.slow_disconnects += 1;
+            self.disconnect(*id);
+        }
+        slow
+    }
+
+    /// Whether `sub` is lagging.
+    pub fn is_lagging(&self, sub: SubId) -> bool {
+        self.lagging.contains_key(&sub)
+    }
+
+    /// Counters and gauges now.
+    pub fn stats(&self) -> TopicStats {
+        let mut s = self.stats.clone();
+        s.subscribers = self.subs.len() as u64;
+        s.lagging = self.lagging.len() as u64;
+        s.topics = self.last.len() as u64;
+        s.last_values_bytes = self.last.bytes() as u64;
+        let (mut msgs, mut bytes) = (0, 0);
+        for sub in self.subs.values() {
+            msgs += sub.queue.len() as u64;
+            bytes += sub.queue.bytes() as u64;
+        }
+        s.queued_messages = msgs;
+        s.queued_bytes = bytes;
+        s
+    }
+}
+
+/// Bytes of a message's frames.
+fn frames_bytes(frames: &[Bytes]) -> usize {
+    frames.iter().map(Bytes::len).sum()
+}
+
+#[cfg(test)]
+mod tests;
