@@ -15,7 +15,7 @@ requests=${2:-100000}
 cd "$(dirname "$0")/.."
 cargo build --release -q -p domo-broker -p domo-cli
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-target/release/domo-broker --bind "tcp://127.0.0.1:$port" --metrics-listen off --no-titanic \
+target/release/domo-broker --bind "tcp://127.0.0.1:$port" --metrics-listen off --no-titanic --no-topics \
   --log-level warn &
 broker=$!
 counter=""

@@ -50,6 +50,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "metrics.max_services",
     "log.format",
     "titanic",
+    "topics",
     "ha",
     "security.mechanism",
     "security.secret_key_file",
@@ -96,6 +97,8 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     /// `[titanic]`: the embedded Titanic service.
     pub titanic: TitanicSettings,
+    /// `[topics]`: publish/subscribe.
+    pub topics: TopicsSettings,
     /// `[ha]`: the Binary Star pair; `None`: the broker runs alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<HaSettings>,
@@ -207,6 +210,50 @@ pub struct TitanicSettings {
     /// what is queued at once; at most 100 ms, whole milliseconds).
     #[serde(with = "commit_linger")]
     pub commit_linger: Duration,
+}
+
+/// The `[topics]` section: publish/subscribe with last values (`crate::core::topics`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicsSettings {
+    /// Whether the broker serves topics.
+    pub enabled: bool,
+    /// The XPUB endpoint, where subscribers (`SUB` sockets) connect.
+    #[serde(deserialize_with = "check::endpoint")]
+    pub subscribe: String,
+    /// The XSUB endpoint, where publishers (`PUB` sockets) connect.
+    #[serde(deserialize_with = "check::endpoint")]
+    pub publish: String,
+    /// Most messages waiting for one subscriber; past it the oldest are dropped.
+    #[serde(deserialize_with = "check::at_least_1")]
+    pub subscriber_max_messages: usize,
+    /// Most bytes waiting for one subscriber; past it the oldest are dropped.
+    #[serde(deserialize_with = "check::at_least_1")]
+    pub subscriber_max_bytes: usize,
+    /// A subscriber lagging (dropping, and not back to half its queue) this long is
+    /// disconnected.
+    #[serde(with = "positive_duration")]
+    pub slow_subscriber_timeout: Duration,
+    /// Memory for the last value of every topic, least recently published evicted first.
+    #[serde(deserialize_with = "check::at_least_1")]
+    pub last_values_max_bytes: usize,
+    /// The sum of the `max_bytes` of all created topics may not exceed this.
+    #[serde(deserialize_with = "check::at_least_1")]
+    pub retained_max_bytes: u64,
+}
+
+impl TopicsSettings {
+    /// The topic core's limits.
+    pub fn core(&self) -> crate::core::topics::TopicsConfig {
+        crate::core::topics::TopicsConfig {
+            queue_messages: self.subscriber_max_messages,
+            queue_bytes: self.subscriber_max_bytes,
+            slow_timeout: self.slow_subscriber_timeout,
+            last_values_bytes: self.last_values_max_bytes,
+            retained_max_bytes: self.retained_max_bytes,
+            ..crate::core::topics::TopicsConfig::default()
+        }
+    }
 }
 
 /// The `[ha]` section: this broker as one of a Binary Star primary/backup pair.
@@ -425,6 +472,34 @@ pub struct Overrides {
         skip_serializing_if = "is_false"
     )]
     pub no_titanic: bool,
+    /// Do not serve topics (publish/subscribe) [config topics.enabled]
+    #[arg(id = "topics.enabled", long = "no-topics")]
+    #[serde(
+        rename = "topics.enabled",
+        serialize_with = "negated",
+        skip_serializing_if = "is_false"
+    )]
+    pub no_topics: bool,
+    /// Topics: the endpoint where subscribers (SUB sockets) connect
+    /// [default: tcp://127.0.0.1:5557; config topics.subscribe]
+    #[arg(
+        id = "topics.subscribe",
+        long = "topics-subscribe",
+        value_name = "EP",
+        env = "DOMO_TOPICS__SUBSCRIBE"
+    )]
+    #[serde(rename = "topics.subscribe", skip_serializing_if = "Option::is_none")]
+    pub topics_subscribe: Option<String>,
+    /// Topics: the endpoint where publishers (PUB sockets) connect
+    /// [default: tcp://127.0.0.1:5558; config topics.publish]
+    #[arg(
+        id = "topics.publish",
+        long = "topics-publish",
+        value_name = "EP",
+        env = "DOMO_TOPICS__PUBLISH"
+    )]
+    #[serde(rename = "topics.publish", skip_serializing_if = "Option::is_none")]
+    pub topics_publish: Option<String>,
     /// Binary Star: this broker's role in a primary/backup pair. Any --ha-* flag makes the
     /// broker one of a pair and needs role, bind and peer [config ha.role]
     #[arg(
@@ -1554,6 +1629,26 @@ mod tests {
                 "broker.toml:2: titanic.datadir: ",
                 "unknown field",
             ),
+            (
+                "[topics]\nsubscribe = \"udp://x\"\n",
+                "broker.toml:2: topics.subscribe: ",
+                "endpoint",
+            ),
+            (
+                "[topics]\nsubscriber_max_messages = 0\n",
+                "broker.toml:2: topics.subscriber_max_messages: ",
+                "",
+            ),
+            (
+                "[topics]\nslow_subscriber_timeout = \"0s\"\n",
+                "broker.toml:2: topics.slow_subscriber_timeout: ",
+                "",
+            ),
+            (
+                "[topics]\nlast_values = 1\n",
+                "broker.toml:2: topics.last_values: ",
+                "unknown field",
+            ),
         ];
         for (text, prefix, words) in titanic {
             let e = error(text);
@@ -1644,6 +1739,23 @@ mod tests {
         };
         let e = Settings::load(None, &bad).unwrap_err().to_string();
         assert!(e.starts_with("--metrics-listen"), "{e}");
+    }
+
+    #[test]
+    fn topics_are_on_by_default_on_loopback_and_no_topics_turns_them_off() {
+        let d = Settings::default().topics;
+        assert!(d.enabled);
+        assert_eq!(d.subscribe, "tcp://127.0.0.1:5557");
+        assert_eq!(d.publish, "tcp://127.0.0.1:5558");
+        let overrides = Overrides {
+            no_topics: true,
+            topics_subscribe: Some("tcp://127.0.0.1:0".into()),
+            ..Overrides::default()
+        };
+        let s = Settings::load(None, &overrides).unwrap();
+        assert!(!s.topics.enabled);
+        assert_eq!(s.topics.subscribe, "tcp://127.0.0.1:0");
+        assert_eq!(s.topics.core().queue_bytes, 33_554_432);
     }
 
     #[test]

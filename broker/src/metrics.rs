@@ -60,6 +60,121 @@ pub struct Metrics {
     ha: HaMetrics,
     flow: FlowMetrics,
     security: SecurityMetrics,
+    topics: TopicMetrics,
+}
+
+/// Topics (`domo_topic_*`): copied from the topic core's figures by the topics task every
+/// second and when it stops. No label takes a topic name, so publishers cannot grow the
+/// label set.
+#[derive(Debug, Clone)]
+pub struct TopicMetrics {
+    messages: IntCounterVec,
+    dropped: IntCounterVec,
+    refused_subscriptions: IntCounterVec,
+    slow_disconnects: IntCounterVec,
+    evicted: IntCounterVec,
+    connections: IntGaugeVec,
+    lagging: IntGaugeVec,
+    topics: IntGaugeVec,
+    retained_bytes: IntGaugeVec,
+    queued: IntGaugeVec,
+}
+
+impl TopicMetrics {
+    fn new(r: &Registry) -> Self {
+        let m = Self {
+            messages: counter(
+                r,
+                "domo_topic_messages_total",
+                "Topic messages: published (received from publishers), delivered (queued for a subscriber, once per subscriber) and replayed (last values queued for a new subscription)",
+                &["event"],
+            ),
+            dropped: counter(
+                r,
+                "domo_topic_dropped_total",
+                "Topic messages dropped, by reason: slow_subscriber (pushed out of a full subscriber queue), subscriber_gone (still queued when the subscriber went), malformed (input that was neither a message nor a subscription)",
+                &["reason"],
+            ),
+            refused_subscriptions: counter(
+                r,
+                "domo_topic_refused_subscriptions_total",
+                "Subscriptions refused: the subscriber holds the most prefixes allowed",
+                &[],
+            ),
+            slow_disconnects: counter(
+                r,
+                "domo_topic_slow_disconnects_total",
+                "Subscribers disconnected for lagging longer than topics.slow_subscriber_timeout",
+                &[],
+            ),
+            evicted: counter(
+                r,
+                "domo_topic_last_values_evicted_total",
+                "Last values evicted to stay within topics.last_values_max_bytes",
+                &[],
+            ),
+            connections: gauge(
+                r,
+                "domo_topic_connections",
+                "Connections on the topic endpoints, by role (publisher, subscriber)",
+                &["role"],
+            ),
+            lagging: gauge(
+                r,
+                "domo_topic_lagging_subscribers",
+                "Subscribers that dropped messages and have not caught up to half their queue",
+                &[],
+            ),
+            topics: gauge(r, "domo_topic_topics", "Topics with a last value", &[]),
+            retained_bytes: gauge(
+                r,
+                "domo_topic_retained_bytes",
+                "Bytes of topic messages kept (last values)",
+                &[],
+            ),
+            queued: gauge(
+                r,
+                "domo_topic_queued",
+                "Messages and bytes waiting in subscriber queues (unit: messages, bytes)",
+                &["unit"],
+            ),
+        };
+        m.update(&crate::core::topics::TopicStats::default(), 0);
+        m
+    }
+
+    /// Copies the topic core's figures in; `publishers` is the count of connected ones.
+    pub fn update(&self, s: &crate::core::topics::TopicStats, publishers: u64) {
+        set_total(&self.messages, &["published"], s.published);
+        set_total(&self.messages, &["delivered"], s.delivered);
+        set_total(&self.messages, &["replayed"], s.replayed);
+        set_total(&self.dropped, &["slow_subscriber"], s.dropped_slow);
+        set_total(&self.dropped, &["subscriber_gone"], s.dropped_gone);
+        set_total(&self.dropped, &["malformed"], s.malformed);
+        set_total(&self.refused_subscriptions, &[], s.refused_subscriptions);
+        set_total(&self.slow_disconnects, &[], s.slow_disconnects);
+        set_total(&self.evicted, &[], s.evicted_last_values);
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.connections
+            .with_label_values(&["publisher"])
+            .set(g(publishers));
+        self.connections
+            .with_label_values(&["subscriber"])
+            .set(g(s.subscribers));
+        self.lagging
+            .with_label_values::<&str>(&[])
+            .set(g(s.lagging));
+        self.topics.with_label_values::<&str>(&[]).set(g(s.topics));
+        self.retained_bytes
+            .with_label_values::<&str>(&[])
+            .set(g(s.last_values_bytes));
+        self.queued
+            .with_label_values(&["messages"])
+            .set(g(s.queued_messages));
+        self.queued
+            .with_label_values(&["bytes"])
+            .set(g(s.queued_bytes));
+    }
 }
 
 /// One service's per-request series, resolved from their vectors once.
@@ -481,7 +596,9 @@ impl Metrics {
         for state in ["pending", "done"] {
             titanic_requests.with_label_values(&[state]).set(0);
         }
+        let topics = TopicMetrics::new(&r);
         Self {
+            topics,
             titanic_commit_duration,
             titanic_commit_requests,
             titanic_store_reopens,
@@ -732,6 +849,11 @@ impl Metrics {
     /// The counter of Titanic store reopens; a handle any thread can increment.
     pub fn titanic_store_reopens(&self) -> IntCounter {
         self.titanic_store_reopens.clone()
+    }
+
+    /// The `domo_topic_*` series; a handle the topics task updates.
+    pub fn topics(&self) -> TopicMetrics {
+        self.topics.clone()
     }
 
     /// The registry in the Prometheus text format.

@@ -4,6 +4,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 
+use bytes::Bytes;
 use domo_mdp::NameError;
 use domo_zmtp::HandshakeError;
 
@@ -56,6 +57,11 @@ pub enum ErrorKind {
     /// [`Error::pending_id`] and its reply can be fetched later with
     /// [`crate::Client::titanic_reply`].
     TitanicPending,
+    /// A `topic.*` service answered with an error status ([`Error::topic_status`]: `400`
+    /// malformed, `404` no such topic, `409` exists with other options, `413` too large,
+    /// `500` store failure, `501` not available, `507` no room) or an unexpected body; the
+    /// message shows the reason.
+    Topic,
 }
 
 /// Why a request got no answer, or a client could not be made: [`Error::kind`] says what
@@ -80,6 +86,8 @@ enum Detail {
     },
     /// A service name, endpoints, a reply shown as text, a request id, or an option.
     Text(String),
+    /// A `topic.*` error status and its reason.
+    Topic(domo_mdp::topic::Status, String),
     /// A refused handshake: the endpoint, and what follows "handshake failed: ".
     Refused {
         endpoint: String,
@@ -172,6 +180,29 @@ impl Error {
         Self::new(ErrorKind::Titanic, Detail::Text(shown))
     }
 
+    pub(crate) fn topic(status: domo_mdp::topic::Status, reason: String) -> Self {
+        Self::new(ErrorKind::Topic, Detail::Topic(status, reason))
+    }
+
+    pub(crate) fn topic_reply(reply: &[Bytes]) -> Self {
+        let shown: Vec<String> = reply
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        Self::new(
+            ErrorKind::Topic,
+            Detail::Text(format!("unexpected reply: {}", shown.join(" | "))),
+        )
+    }
+
+    /// For [`ErrorKind::Topic`]: the status the service answered with.
+    pub fn topic_status(&self) -> Option<domo_mdp::topic::Status> {
+        match &self.detail {
+            Detail::Topic(status, _) => Some(*status),
+            _ => None,
+        }
+    }
+
     pub(crate) fn titanic_pending(id: crate::TitanicId) -> Self {
         Self::new(ErrorKind::TitanicPending, Detail::Text(id.to_string()))
     }
@@ -248,6 +279,7 @@ impl fmt::Display for ErrorKind {
             Self::UnexpectedReply => "unexpected MMI reply",
             Self::Titanic => "titanic error",
             Self::TitanicPending => "titanic request is still pending",
+            Self::Topic => "topic service error",
         })
     }
 }
@@ -281,6 +313,11 @@ impl fmt::Display for Error {
                 write!(f, "unexpected MMI reply: {shown}")
             }
             (ErrorKind::Titanic, Detail::Text(shown)) => write!(f, "titanic: {shown}"),
+            (ErrorKind::Topic, Detail::Topic(status, reason)) => {
+                let code = String::from_utf8_lossy(status.as_bytes());
+                write!(f, "topic service answered {code}: {reason}")
+            }
+            (ErrorKind::Topic, Detail::Text(shown)) => write!(f, "topic service: {shown}"),
             (ErrorKind::TitanicPending, Detail::Text(id)) => {
                 write!(f, "titanic request {id} is still pending")
             }

@@ -111,6 +111,7 @@ mod mux;
 mod options;
 mod pool;
 mod titanic;
+mod topics;
 
 use std::sync::Arc;
 
@@ -125,7 +126,11 @@ pub use crate::error::{Error, ErrorKind};
 pub use crate::options::{ClientOptions, Failover};
 use crate::pool::Pool;
 pub use crate::titanic::{TitanicId, TitanicReply};
+pub use crate::topics::{
+    Subscriber, SubscriberEvent, SubscriberStream, TopicMessage, TopicPlacement,
+};
 pub use domo_mdp::titanic::ParseIdError;
+pub use domo_mdp::topic::{Persist, ReadReply, Retention, Stamp};
 
 /// A handle for sending requests to services through a broker. Clones share connections.
 #[derive(Debug, Clone)]

@@ -50,6 +50,8 @@
 //! * [`decode`]: the broker's entry point for a socket carrying both, giving [`Incoming`].
 //! * [`mmi`]: parsing `mmi.*` requests into [`MmiRequest`] and building reply bodies.
 //! * [`titanic`]: Titanic (RFC 9) request and reply bodies and the request [`titanic::Id`].
+//! * [`topic`]: the `topic.*` services' bodies and statuses, and the subscribers' offset
+//!   stamp.
 //! * [`Heartbeat`], [`Liveness`]: the heartbeat settings and the peer liveness rule.
 //! * [`Backoff`], [`BackoffOptions`]: the reconnect schedule of the zguide's `ppworker`, used
 //!   by the worker SDK's sessions and by Titanic's store.
@@ -71,6 +73,7 @@ pub mod mmi;
 mod names;
 pub mod sync;
 pub mod titanic;
+pub mod topic;
 pub mod worker;
 
 pub use backoff::{Backoff, BackoffOptions};

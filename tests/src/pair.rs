@@ -87,7 +87,8 @@ impl Node {
     pub fn spawn(spec: &Spec) -> Self {
         let mut cmd = Command::new(DOMO_BROKER);
         cmd.args(["--bind", &spec.frontend])
-            .args(["--metrics-listen", "127.0.0.1:0"]);
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(crate::process::EPHEMERAL_TOPICS);
         match &spec.titanic_dir {
             Some(dir) => cmd.arg("--titanic-data-dir").arg(dir),
             None => cmd.arg("--no-titanic"),

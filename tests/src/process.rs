@@ -96,6 +96,15 @@ fn build_binaries() -> PathBuf {
     profile_dir
 }
 
+/// Flags that put a broker's topic endpoints on ports the system picks, so brokers started
+/// side by side do not contend for the default ones (`tcp://127.0.0.1:5557` and `:5558`).
+pub const EPHEMERAL_TOPICS: [&str; 4] = [
+    "--topics-subscribe",
+    "tcp://127.0.0.1:0",
+    "--topics-publish",
+    "tcp://127.0.0.1:0",
+];
+
 /// The `domo-broker` binary ([`DOMO_BROKER`]'s path).
 pub fn broker_binary() -> PathBuf {
     DOMO_BROKER.path().to_path_buf()
@@ -113,7 +122,7 @@ impl BrokerProcess {
         let mut exited = None;
         let child = poll_until(Duration::from_secs(10), || {
             let mut child = Command::new(bin)
-                .args(["--bind", endpoint, "--no-titanic"])
+                .args(["--bind", endpoint, "--no-titanic", "--no-topics"])
                 .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -174,6 +183,7 @@ impl LoggedBroker {
             "--metrics-listen",
             "127.0.0.1:0",
         ])
+        .args(EPHEMERAL_TOPICS)
         .args(args)
         .env_remove("RUST_LOG")
         .env_remove("NOTIFY_SOCKET")
@@ -187,6 +197,20 @@ impl LoggedBroker {
             endpoint,
             metrics,
         }
+    }
+
+    /// Its topic endpoints, subscribers' and publishers', as bound (from the `Topics
+    /// listening` log line; the broker runs with [`EPHEMERAL_TOPICS`]).
+    pub fn topics(&self) -> (String, String) {
+        let line = self.child.wait_line("Topics listening");
+        let field = |name: &str| {
+            let tail = match line.split_once(&format!("{name}=")) {
+                Some((_, tail)) => tail,
+                None => line.split_once(&format!("\"{name}\":\"")).unwrap().1,
+            };
+            tail.split([' ', '"']).next().unwrap().to_string()
+        };
+        (field("subscribe"), field("publish"))
     }
 
     /// The value of `series` now.

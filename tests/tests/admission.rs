@@ -27,6 +27,7 @@ impl Broker {
         let ep = dead_endpoint();
         let mut cmd = Command::new(broker_binary());
         cmd.args(["--bind", &ep, "--metrics-listen", "127.0.0.1:0"])
+            .args(EPHEMERAL_TOPICS)
             .arg("--titanic-data-dir")
             .arg(dir.path().join("titanic"))
             .stdout(Stdio::null());

@@ -552,7 +552,7 @@ fn titanic_submit_reply_close_through_the_binary() {
     let dir = temp.path().join("titanic");
     let broker = Proc(
         Command::new(broker_binary())
-            .args(["--bind", &ep, "--metrics-listen", "off"])
+            .args(["--bind", &ep, "--metrics-listen", "off", "--no-topics"])
             .args(["--titanic-data-dir", dir.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

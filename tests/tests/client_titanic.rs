@@ -24,7 +24,7 @@ impl Drop for Broker {
 fn start_broker_with_titanic(ep: &str) -> Broker {
     let dir = TempDir::new("client-titanic");
     let child = Command::new(broker_binary())
-        .args(["--bind", ep, "--metrics-listen", "off"])
+        .args(["--bind", ep, "--metrics-listen", "off", "--no-topics"])
         .arg("--titanic-data-dir")
         .arg(dir.path())
         .stdout(Stdio::null())

@@ -31,6 +31,7 @@ fn start(args: &[&str]) -> (Proc, String) {
             "127.0.0.1:0",
             "--no-titanic",
         ])
+        .args(EPHEMERAL_TOPICS)
         .args(args)
         .stderr(Stdio::null())
         .stdout(Stdio::null())
@@ -92,6 +93,7 @@ fn bind_failure_exits_1() {
     let ep = format!("tcp://127.0.0.1:{}", taken.local_addr().unwrap().port());
     let out = Command::new(DOMO_BROKER)
         .args(["--bind", &ep, "--metrics-listen", "off", "--no-titanic"])
+        .args(EPHEMERAL_TOPICS)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -101,6 +103,7 @@ fn bind_failure_exits_1() {
             "--bind",
             "tcp://127.0.0.1:0",
             "--no-titanic",
+            "--no-topics",
             "--metrics-listen",
         ])
         .arg(taken.local_addr().unwrap().to_string())

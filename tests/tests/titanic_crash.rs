@@ -38,7 +38,7 @@ fn start_broker(endpoint: &str, dir: &Path) -> Broker {
     let mut exited = None;
     let child = poll_until(Duration::from_secs(15), || {
         let mut child = Command::new(DOMO_BROKER)
-            .args(["--bind", endpoint, "--metrics-listen", "off"])
+            .args(["--bind", endpoint, "--metrics-listen", "off", "--no-topics"])
             .args(["--heartbeat", "250ms", "--titanic-data-dir"])
             .arg(dir)
             .env_remove("DOMO_CONFIG")

@@ -21,6 +21,7 @@ impl Daemon {
             Command::new(DOMO_BROKER)
                 .current_dir(cwd)
                 .args(["--bind", &endpoint, "--metrics-listen", "127.0.0.1:0"])
+                .args(EPHEMERAL_TOPICS)
                 .args(args)
                 .env_remove("RUST_LOG")
                 .env_remove("NOTIFY_SOCKET")

@@ -70,7 +70,13 @@ impl Daemon {
         let child = LoggedChild::spawn(
             Command::new(DOMO_BROKER)
                 .current_dir(data.parent().unwrap())
-                .args(["--bind", &endpoint, "--metrics-listen", "127.0.0.1:0"])
+                .args([
+                    "--bind",
+                    &endpoint,
+                    "--metrics-listen",
+                    "127.0.0.1:0",
+                    "--no-topics",
+                ])
                 .args(["--heartbeat", "250ms", "--titanic-data-dir"])
                 .arg(data)
                 .env_remove("RUST_LOG")

@@ -63,10 +63,18 @@ struct Inner {
     next_refusal_id: u64,
     /// The properties the peer of the current connection announced.
     peer_metadata: Option<Metadata>,
+    /// SUB/XSUB: each prefix subscribed and how many times; replayed to every new
+    /// connection (`None` for other types).
+    subscriptions: Option<std::collections::BTreeMap<Bytes, u32>>,
+    /// SUB/XSUB: subscription changes for the current connection, `(subscribe, prefix)`.
+    sub_out: VecDeque<(bool, Bytes)>,
+    /// SUB/XSUB: the current connection's peer speaks ZMTP 3.1 (commands) or 3.0 (frames).
+    sub_commands: bool,
 }
 
 #[derive(Debug)]
 struct Shared {
+    socket_type: SocketType,
     opts: Options,
     endpoint: Endpoint,
     send_hwm: Hwm,
@@ -167,6 +175,25 @@ impl Dealer {
     /// [`Error::InvalidEndpoint`] for a malformed endpoint, [`Error::InvalidOption`] for an
     /// identity that is empty, longer than 255 bytes or starts with a zero byte.
     pub fn connect(endpoint: &str, opts: Options) -> Result<Self, Error> {
+        Self::connect_with_socket_type(SocketType::Dealer, endpoint, opts)
+    }
+
+    /// Like [`Dealer::connect`], announcing `socket_type` instead of `DEALER`. With
+    /// [`SocketType::Sub`] or [`SocketType::XSub`] it behaves as libzmq's SUB does towards a
+    /// publisher: a one-frame message `0x01` + prefix subscribes and `0x00` + prefix cancels
+    /// (or use [`Dealer::subscribe`] / [`Dealer::cancel`]); the socket keeps the count of each
+    /// prefix, tells the peer only the first subscription and the last cancel (as a
+    /// `SUBSCRIBE`/`CANCEL` command to a ZMTP 3.1 peer, as the data frame to a 3.0 one), and
+    /// sends all its subscriptions again on every new connection, so a reconnect needs
+    /// nothing from the owner. Subscriptions are not counted against the send queue.
+    ///
+    /// # Errors
+    /// As [`Dealer::connect`].
+    pub fn connect_with_socket_type(
+        socket_type: SocketType,
+        endpoint: &str,
+        opts: Options,
+    ) -> Result<Self, Error> {
         let endpoint: Endpoint = endpoint.parse()?;
         if let Some(id) = &opts.identity {
             if id.is_empty() || id.len() > 255 || id[0] == 0 {
@@ -184,9 +211,14 @@ impl Dealer {
                 msgs: opts.recv_hwm.max(1),
                 bytes: opts.recv_hwm_bytes.max(1),
             },
+            socket_type,
             opts,
             endpoint,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                subscriptions: matches!(socket_type, SocketType::Sub | SocketType::XSub)
+                    .then(std::collections::BTreeMap::new),
+                ..Inner::default()
+            }),
             control: Notify::new(),
             counters: Counters::default(),
         });
@@ -276,6 +308,28 @@ impl Dealer {
         self.try_send_inner(msg, None)
     }
 
+    /// SUB/XSUB: subscribes to `prefix` (see [`Dealer::connect_with_socket_type`]).
+    ///
+    /// # Errors
+    /// [`TrySendError::Closed`] after shutdown.
+    pub fn subscribe(&self, prefix: &[u8]) -> Result<(), TrySendError> {
+        let mut frame = Vec::with_capacity(1 + prefix.len());
+        frame.push(1);
+        frame.extend_from_slice(prefix);
+        self.try_send(vec![Bytes::from(frame)])
+    }
+
+    /// SUB/XSUB: cancels one subscription to `prefix`.
+    ///
+    /// # Errors
+    /// [`TrySendError::Closed`] after shutdown.
+    pub fn cancel(&self, prefix: &[u8]) -> Result<(), TrySendError> {
+        let mut frame = Vec::with_capacity(1 + prefix.len());
+        frame.push(0);
+        frame.extend_from_slice(prefix);
+        self.try_send(vec![Bytes::from(frame)])
+    }
+
     fn try_send_inner(
         &self,
         msg: Vec<Bytes>,
@@ -284,6 +338,39 @@ impl Dealer {
         let mut inner = self.shared.lock();
         if inner.closed {
             return Err(TrySendError::Closed(msg));
+        }
+        if let (Some(subs), [frame]) = (inner.subscriptions.as_mut(), msg.as_slice()) {
+            if let Some(&flag @ (0 | 1)) = frame.first() {
+                let prefix = frame.slice(1..);
+                let tell = if flag == 1 {
+                    let n = subs.entry(prefix.clone()).or_insert(0);
+                    *n += 1;
+                    *n == 1
+                } else {
+                    match subs.get_mut(&prefix) {
+                        Some(n) if *n > 1 => {
+                            *n -= 1;
+                            false
+                        }
+                        Some(_) => {
+                            subs.remove(&prefix);
+                            true
+                        }
+                        None => false,
+                    }
+                };
+                let mut wake = None;
+                if tell && inner.connected {
+                    inner.sub_out.push_back((flag == 1, prefix));
+                    if inner.wants_out {
+                        inner.wants_out = false;
+                        wake = inner.task.clone();
+                    }
+                }
+                drop(inner);
+                wake_all(wake);
+                return Ok(());
+            }
         }
         if self.shared.send_hwm.full(inner.out.len(), inner.out_bytes) {
             if let Some(cx) = cx {
@@ -492,7 +579,7 @@ async fn connect_once(shared: &Arc<Shared>) -> Option<Ended> {
         Err(_) => return None,
     };
     let mut hs =
-        Handshake::with_security(SocketType::Dealer, opts.identity.clone(), &opts.security);
+        Handshake::with_security(shared.socket_type, opts.identity.clone(), &opts.security);
     hs.add_properties(&opts.metadata);
     let info = match transport::handshake(&mut stream, &mut hs, opts.handshake_timeout).await {
         Ok(info) => info,
@@ -517,6 +604,14 @@ async fn connect_once(shared: &Arc<Shared>) -> Option<Ended> {
         inner.connected = true;
         inner.peer_metadata = Some(info.metadata);
         inner.handshake_error = None;
+        // A new connection knows none of our subscriptions: all of them, first.
+        let all: VecDeque<(bool, Bytes)> = inner
+            .subscriptions
+            .iter()
+            .flat_map(|subs| subs.keys().map(|p| (true, p.clone())))
+            .collect();
+        inner.sub_out = all;
+        inner.sub_commands = info.minor_version >= 1;
         std::mem::take(&mut inner.conn_waiters)
     };
     wake_all(wakers);
@@ -559,6 +654,21 @@ impl Port for DealerPort {
             };
         }
         let mut wakers = Vec::new();
+        let commands = inner.sub_commands;
+        while let Some((subscribe, prefix)) = inner.sub_out.pop_front() {
+            if commands {
+                let name: &'static [u8] = if subscribe { b"SUBSCRIBE" } else { b"CANCEL" };
+                enc.encode_command(&crate::proto::Command::Other {
+                    name: Bytes::from_static(name),
+                    data: prefix,
+                });
+            } else {
+                let mut frame = Vec::with_capacity(1 + prefix.len());
+                frame.push(u8::from(subscribe));
+                frame.extend_from_slice(&prefix);
+                enc.encode_message(vec![Bytes::from(frame)]);
+            }
+        }
         while enc.pending() < OUT_BATCH_BYTES {
             let Some(msg) = inner.out.pop_front() else {
                 break;
@@ -566,7 +676,7 @@ impl Port for DealerPort {
             inner.out_bytes -= message_bytes(&msg);
             enc.encode_message(msg);
         }
-        inner.wants_out = inner.out.is_empty();
+        inner.wants_out = inner.out.is_empty() && inner.sub_out.is_empty();
         if !inner.send_waiters.is_empty() && !send_hwm.full(inner.out.len(), inner.out_bytes) {
             wakers.append(&mut inner.send_waiters);
         }

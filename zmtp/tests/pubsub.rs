@@ -328,3 +328,63 @@ async fn an_xpub_router_refuses_a_dealer_peer_with_error() {
     );
     assert_eq!(xpub.stats().handshake_failures, 1);
 }
+
+#[tokio::test]
+async fn a_sub_dealer_tells_first_subscriptions_and_last_cancels_and_resubscribes_on_reconnect() {
+    use domo_zmtp::Dealer;
+    let (xpub, ep) = bound(SocketType::XPub).await;
+    let sub = Dealer::connect_with_socket_type(SocketType::Sub, &ep, Options::default()).unwrap();
+    // Before the connection is up: remembered, sent once it is.
+    sub.subscribe(b"a").unwrap();
+    let (peer, kind) = connected(&xpub).await;
+    assert_eq!(kind, SocketType::Sub);
+    assert_eq!(message(&xpub).await, frames(&[b"\x01a"]));
+    sub.subscribe(b"a").unwrap();
+    sub.subscribe(b"b").unwrap();
+    assert_eq!(message(&xpub).await, frames(&[b"\x01b"]));
+    sub.cancel(b"a").unwrap();
+    sub.cancel(b"zzz").unwrap();
+    sub.cancel(b"b").unwrap();
+    // The second subscription to "a" and its first cancel stay local.
+    assert_eq!(message(&xpub).await, frames(&[b"\x00b"]));
+    xpub.try_send(&peer, frames(&[b"a.1", b"x"])).unwrap();
+    assert_eq!(
+        timeout(T, sub.recv()).await.unwrap().unwrap(),
+        frames(&[b"a.1", b"x"])
+    );
+    // A new connection hears every subscription again.
+    sub.reconnect();
+    loop {
+        match next_event(&xpub).await {
+            RouterEvent::Connected { .. } => break,
+            RouterEvent::Disconnected { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(message(&xpub).await, frames(&[b"\x01a"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_dealer_subscribes_to_a_libzmq_xpub() {
+    use domo_zmtp::Dealer;
+    let ctx = zmq::Context::new();
+    let xpub = ctx.socket(zmq::XPUB).unwrap();
+    xpub.set_rcvtimeo(ZMQ_TIMEOUT_MS).unwrap();
+    xpub.set_linger(0).unwrap();
+    xpub.bind("tcp://127.0.0.1:0").unwrap();
+    let ep = xpub.get_last_endpoint().unwrap().unwrap();
+    let sub = Dealer::connect_with_socket_type(SocketType::Sub, &ep, Options::default()).unwrap();
+    sub.subscribe(b"t.").unwrap();
+    let xpub = tokio::task::spawn_blocking(move || {
+        assert_eq!(xpub.recv_bytes(0).unwrap(), b"\x01t.");
+        xpub.send_multipart([&b"t.x"[..], b"1"], 0).unwrap();
+        xpub
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        timeout(T, sub.recv()).await.unwrap().unwrap(),
+        frames(&[b"t.x", b"1"])
+    );
+    drop(xpub);
+}

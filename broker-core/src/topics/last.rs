@@ -43,33 +43,42 @@ impl LastValues {
         }
     }
 
-    /// Keeps `frames` as `topic`'s last value. Returns its offset in the topic and how many
-    /// last values were evicted (this one too, if it alone is over the bound).
-    pub(super) fn put(&mut self, topic: Bytes, frames: &[Bytes]) -> (u64, u64) {
+    /// Keeps `frames` as `topic`'s last value; a topic new to the cache gets the stream
+    /// `new_stream` gives. Returns its stream and offset and how many last values were
+    /// evicted (this one too, if it alone is over the bound).
+    pub(super) fn put(
+        &mut self,
+        topic: Bytes,
+        frames: &[Bytes],
+        new_stream: impl FnOnce() -> u64,
+    ) -> (u64, u64, u64) {
         self.seq += 1;
         let seq = self.seq;
         // The key shares its bytes with the first frame.
         let cost = ENTRY_OVERHEAD + frames_bytes(frames);
-        let offset = match self.by_topic.get_mut(&topic) {
+        let (stream, offset) = match self.by_topic.get_mut(&topic) {
             Some(e) => {
-                let offset = e.value.offset + 1;
+                let (stream, offset) = (e.value.stream, e.value.offset + 1);
                 self.bytes = self.bytes - e.cost + cost;
                 *e = Entry {
                     value: Delivery {
+                        stream,
                         offset,
                         frames: frames.to_vec(),
                     },
                     seq,
                     cost,
                 };
-                offset
+                (stream, offset)
             }
             None => {
+                let stream = new_stream();
                 self.bytes += cost;
                 self.by_topic.insert(
                     topic.clone(),
                     Entry {
                         value: Delivery {
+                            stream,
                             offset: 0,
                             frames: frames.to_vec(),
                         },
@@ -77,7 +86,7 @@ impl LastValues {
                         cost,
                     },
                 );
-                0
+                (stream, 0)
             }
         };
         self.order.push_back((seq, topic));
@@ -98,7 +107,23 @@ impl LastValues {
             self.order
                 .retain(|(seq, topic)| by_topic.get(topic).is_some_and(|e| e.seq == *seq));
         }
-        (offset, evicted)
+        (stream, offset, evicted)
+    }
+
+    /// Forgets `topic`'s last value; whether it had one.
+    pub(super) fn remove(&mut self, topic: &[u8]) -> bool {
+        match self.by_topic.remove(topic) {
+            Some(e) => {
+                self.bytes -= e.cost;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `topic`'s last value.
+    pub(super) fn get(&self, topic: &[u8]) -> Option<&Delivery> {
+        self.by_topic.get(topic).map(|e| &e.value)
     }
 
     /// The topics starting with `prefix` and their last values, in topic order.

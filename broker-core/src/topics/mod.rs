@@ -33,16 +33,21 @@
 mod index;
 mod last;
 mod queue;
+mod retained;
+mod service;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use domo_mdp::topic::{ReadMessage, ReadReply, Retention, Stamp, Status};
 use foldhash::{HashMap, HashMapExt};
 
 use self::index::PrefixIndex;
 use self::last::LastValues;
 use self::queue::{Pushed, SubQueue};
+use self::retained::Created;
+pub use self::service::TopicService;
 
 /// A subscriber's handle, given by [`Topics::connect`]; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,6 +56,8 @@ pub struct SubId(u64);
 /// A published message with its place in its topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
+    /// The topic's stream (its incarnation) the offset counts in.
+    pub stream: u64,
     /// The topic's offset of this message.
     pub offset: u64,
     /// The frames, the topic first.
@@ -72,6 +79,9 @@ pub struct TopicsConfig {
     pub last_values_bytes: usize,
     /// Most distinct prefixes one subscriber may hold; more are refused and counted.
     pub max_prefixes: usize,
+    /// The sum of the `max_bytes` of all created topics may not exceed this: a
+    /// `topic.create` that would is refused (`507`).
+    pub retained_max_bytes: u64,
 }
 
 impl Default for TopicsConfig {
@@ -82,6 +92,7 @@ impl Default for TopicsConfig {
             slow_timeout: Duration::from_secs(30),
             last_values_bytes: 64 << 20,
             max_prefixes: 10_000,
+            retained_max_bytes: 1 << 30,
         }
     }
 }
@@ -116,6 +127,10 @@ pub struct TopicStats {
     pub topics: u64,
     /// Bytes of last values now.
     pub last_values_bytes: u64,
+    /// Created topics now.
+    pub created_topics: u64,
+    /// Bytes kept by created topics now (frames after the topic).
+    pub retained_bytes: u64,
     /// Messages waiting in subscriber queues now.
     pub queued_messages: u64,
     /// Bytes waiting in subscriber queues now.
@@ -183,12 +198,22 @@ pub struct Topics {
     stats: TopicStats,
     /// Scratch for matching.
     matched: Vec<SubId>,
+    /// Topics created with a retention.
+    created: BTreeMap<Bytes, Created>,
+    /// Sum of the created topics' `max_bytes`.
+    reserved: u64,
+    /// State of the stream id generator.
+    rng: u64,
 }
 
 impl Topics {
-    /// An empty core.
-    pub fn new(config: TopicsConfig) -> Self {
+    /// An empty core; `seed` makes its stream ids (pass something random: a topic deleted and
+    /// created again, or a broker restarted, must not reuse a stream id).
+    pub fn new(config: TopicsConfig, seed: u64) -> Self {
         Self {
+            created: BTreeMap::new(),
+            reserved: 0,
+            rng: seed,
             last: LastValues::new(config.last_values_bytes),
             config,
             subs: HashMap::new(),
@@ -268,9 +293,27 @@ impl Topics {
         let mut replay = Vec::new();
         for (topic, value) in self.last.matching(&prefix) {
             if !s.matched_by_other(topic, &prefix) {
-                replay.push(value.clone());
+                replay.push((topic.clone(), value.clone()));
             }
         }
+        for (topic, c) in self
+            .created
+            .range::<Bytes, _>(&prefix..)
+            .take_while(|(topic, _)| topic.starts_with(&prefix))
+        {
+            if let Some(last) = c.last() {
+                if !s.matched_by_other(topic, &prefix) {
+                    let d = Delivery {
+                        stream: c.stream,
+                        offset: last.offset,
+                        frames: last.frames.clone(),
+                    };
+                    replay.push((topic.clone(), d));
+                }
+            }
+        }
+        replay.sort_by(|a, b| a.0.cmp(&b.0));
+        let replay: Vec<Delivery> = replay.into_iter().map(|(_, d)| d).collect();
         self.stats.replayed += replay.len() as u64;
         for d in replay {
             self.queue_for(now, sub, d);
@@ -293,18 +336,27 @@ impl Topics {
         }
     }
 
-    /// Publishes a message (topic = first frame): keeps it as the topic's last value and
-    /// queues it for every subscriber with a matching prefix. Returns its offset, or `None`
-    /// for a message with no frame (counted as malformed).
-    pub fn publish(&mut self, now: Instant, frames: Vec<Bytes>) -> Option<u64> {
+    /// Publishes a message (topic = first frame): a created topic keeps it within its
+    /// retention, any other keeps it as its last value; then it is queued for every
+    /// subscriber with a matching prefix. Returns its stamp, or `None` for a message with no
+    /// frame (counted as malformed).
+    pub fn publish(&mut self, now: Instant, frames: Vec<Bytes>) -> Option<Stamp> {
         let Some(topic) = frames.first().cloned() else {
             self.stats.malformed += 1;
             return None;
         };
         self.stats.published += 1;
         self.seq += 1;
-        let (offset, evicted) = self.last.put(topic.clone(), &frames);
-        self.stats.evicted_last_values += evicted;
+        let (stream, offset) = match self.created.get_mut(&topic) {
+            Some(c) => (c.stream, c.append(now, frames.clone())),
+            None => {
+                let rng = &mut self.rng;
+                let (stream, offset, evicted) =
+                    self.last.put(topic.clone(), &frames, || next_stream(rng));
+                self.stats.evicted_last_values += evicted;
+                (stream, offset)
+            }
+        };
         let mut matched = std::mem::take(&mut self.matched);
         matched.clear();
         let seq = self.seq;
@@ -321,15 +373,165 @@ impl Topics {
         if let Some((&last, rest)) = matched.split_last() {
             for &id in rest {
                 let d = Delivery {
+                    stream,
                     offset,
                     frames: frames.clone(),
                 };
                 self.queue_for(now, id, d);
             }
-            self.queue_for(now, last, Delivery { offset, frames });
+            self.queue_for(
+                now,
+                last,
+                Delivery {
+                    stream,
+                    offset,
+                    frames,
+                },
+            );
         }
         self.matched = matched;
-        Some(offset)
+        Some(Stamp { stream, offset })
+    }
+
+    /// Creates `name` with `retention` (`topic.create`). The topic's last value, if it had
+    /// one, becomes the first message of its new stream, so a late subscriber still starts
+    /// from the current state. Returns whether it was created (`false`: it exists with the
+    /// same retention).
+    ///
+    /// # Errors
+    /// `409` if it exists with another retention, `507` if its `max_bytes` does not fit in
+    /// [`TopicsConfig::retained_max_bytes`] beside the others'.
+    pub fn create(
+        &mut self,
+        now: Instant,
+        name: Bytes,
+        retention: Retention,
+    ) -> Result<bool, (Status, String)> {
+        if let Some(c) = self.created.get(&name) {
+            return if c.retention == retention {
+                Ok(false)
+            } else {
+                Err((
+                    Status::Conflict,
+                    format!(
+                        "exists with other options: {}",
+                        describe_retention(&c.retention)
+                    ),
+                ))
+            };
+        }
+        let reserved = self.reserved.saturating_add(retention.max_bytes);
+        if reserved > self.config.retained_max_bytes {
+            return Err((
+                Status::InsufficientStorage,
+                format!(
+                    "max_bytes={} does not fit: {} of {} bytes are reserved by other topics",
+                    retention.max_bytes, self.reserved, self.config.retained_max_bytes
+                ),
+            ));
+        }
+        self.reserved = reserved;
+        let mut created = Created::new(retention, next_stream(&mut self.rng));
+        if let Some(last) = self.last.get(&name) {
+            let frames = last.frames.clone();
+            self.last.remove(&name);
+            created.append(now, frames);
+        }
+        self.created.insert(name, created);
+        Ok(true)
+    }
+
+    /// Deletes `name` (`topic.delete`): its retained messages or its last value. Whether it
+    /// existed. Subscriptions are untouched.
+    pub fn delete(&mut self, name: &[u8]) -> bool {
+        if let Some(c) = self.created.remove(name) {
+            self.reserved -= c.retention.max_bytes;
+            return true;
+        }
+        self.last.remove(name)
+    }
+
+    /// Up to `max` messages of `name` from offset `from` (`topic.read`); `None` if the topic
+    /// is neither created nor has a last value. A topic nobody created has its last value
+    /// only.
+    pub fn read(&mut self, now: Instant, name: &[u8], from: u64, max: usize) -> Option<ReadReply> {
+        let body = |frames: &[Bytes]| frames.get(1..).unwrap_or_default().to_vec();
+        if let Some(c) = self.created.get_mut(name) {
+            c.prune(now);
+            let messages = c
+                .from(from, max)
+                .map(|s| ReadMessage {
+                    offset: s.offset,
+                    frames: body(&s.frames),
+                })
+                .collect();
+            return Some(ReadReply {
+                stream: c.stream,
+                first: c.first(),
+                next: c.next,
+                messages,
+            });
+        }
+        let last = self.last.get(name)?;
+        let messages = if last.offset >= from && max > 0 {
+            vec![ReadMessage {
+                offset: last.offset,
+                frames: body(&last.frames),
+            }]
+        } else {
+            Vec::new()
+        };
+        Some(ReadReply {
+            stream: last.stream,
+            first: last.offset,
+            next: last.offset + 1,
+            messages,
+        })
+    }
+
+    /// The topics whose names start with `prefix` (`topic.list`), created ones and those
+    /// with a last value, in name order, at most `max`: each with its info words.
+    pub fn list(&self, prefix: &[u8], max: usize) -> Vec<(Bytes, String)> {
+        let mut out: Vec<(Bytes, String)> = Vec::new();
+        for (name, c) in self
+            .created
+            .range::<[u8], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .take(max)
+        {
+            out.push((
+                name.clone(),
+                format!(
+                    "kind=created persist={} stream={} first={} next={} messages={} bytes={} {}",
+                    c.retention.persist.as_str(),
+                    c.stream,
+                    c.first(),
+                    c.next,
+                    c.log.len(),
+                    c.bytes,
+                    describe_retention(&c.retention),
+                ),
+            ));
+        }
+        let prefix_bytes = Bytes::copy_from_slice(prefix);
+        for (name, d) in self.last.matching(&prefix_bytes).take(max) {
+            out.push((
+                name.clone(),
+                format!(
+                    "kind=last_value persist=memory stream={} first={} next={} messages=1 bytes={}",
+                    d.stream,
+                    d.offset,
+                    d.offset + 1,
+                    frames_bytes(&d.frames) - name.len(),
+                ),
+            ));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.truncate(max);
+        out
     }
 
     fn queue_for(&mut self, now: Instant, id: SubId, d: Delivery) {
@@ -436,6 +638,8 @@ impl Topics {
         s.lagging = self.lagging.len() as u64;
         s.topics = self.last.len() as u64;
         s.last_values_bytes = self.last.bytes() as u64;
+        s.created_topics = self.created.len() as u64;
+        s.retained_bytes = self.created.values().map(|c| c.bytes).sum();
         let (mut msgs, mut bytes) = (0, 0);
         for sub in self.subs.values() {
             msgs += sub.queue.len() as u64;
@@ -445,6 +649,28 @@ impl Topics {
         s.queued_bytes = bytes;
         s
     }
+}
+
+/// The next stream id: splitmix64, never 0.
+fn next_stream(state: &mut u64) -> u64 {
+    loop {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        if z != 0 {
+            return z;
+        }
+    }
+}
+
+/// A retention as its option words.
+fn describe_retention(r: &Retention) -> String {
+    format!(
+        "max_messages={} max_bytes={} max_age_ms={}",
+        r.max_messages, r.max_bytes, r.max_age_ms
+    )
 }
 
 /// Bytes of a message's frames.

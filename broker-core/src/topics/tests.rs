@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use proptest::prelude::*;
 
+use domo_mdp::topic::{ReadReply, Retention, Status};
+
 use super::*;
 
 fn b(s: &str) -> Bytes {
@@ -38,15 +40,26 @@ fn for_sub(all: &[(SubId, String, u64)], id: SubId) -> Vec<(String, u64)> {
 #[test]
 fn messages_go_whole_to_matching_prefixes_once_per_subscriber() {
     let now = Instant::now();
-    let mut t = Topics::new(TopicsConfig::default());
+    let mut t = Topics::new(TopicsConfig::default(), 1);
     let (a, bb, c) = (t.connect(), t.connect(), t.connect());
     t.handle_subscriber(now, a, &[b("\x01weather.")]);
     t.handle_subscriber(now, a, &[b("\x01weather.paris")]);
     t.handle_subscriber(now, bb, &[b("\x01")]);
     t.handle_subscriber(now, c, &[b("\x01sport")]);
-    assert_eq!(t.publish(now, msg(&["weather.paris", "", "21C"])), Some(0));
-    assert_eq!(t.publish(now, msg(&["news", "x"])), Some(0));
-    assert_eq!(t.publish(now, msg(&["weather.paris", "22C"])), Some(1));
+    assert_eq!(
+        t.publish(now, msg(&["weather.paris", "", "21C"]))
+            .map(|s| s.offset),
+        Some(0)
+    );
+    assert_eq!(
+        t.publish(now, msg(&["news", "x"])).map(|s| s.offset),
+        Some(0)
+    );
+    assert_eq!(
+        t.publish(now, msg(&["weather.paris", "22C"]))
+            .map(|s| s.offset),
+        Some(1)
+    );
     let mut got = Vec::new();
     while let Some((id, d)) = t.poll_delivery() {
         got.push((id, d));
@@ -73,7 +86,7 @@ fn messages_go_whole_to_matching_prefixes_once_per_subscriber() {
 #[test]
 fn a_new_subscription_alone_gets_the_last_values_it_matches_then_live() {
     let now = Instant::now();
-    let mut t = Topics::new(TopicsConfig::default());
+    let mut t = Topics::new(TopicsConfig::default(), 1);
     let early = t.connect();
     t.subscribe(now, early, b(""));
     for (topic, v) in [
@@ -112,7 +125,7 @@ fn a_new_subscription_alone_gets_the_last_values_it_matches_then_live() {
 #[test]
 fn cancels_count_like_libzmq_and_unknown_cancels_are_ignored() {
     let now = Instant::now();
-    let mut t = Topics::new(TopicsConfig::default());
+    let mut t = Topics::new(TopicsConfig::default(), 1);
     let s = t.connect();
     t.subscribe(now, s, b("a"));
     t.subscribe(now, s, b("a"));
@@ -134,7 +147,7 @@ fn a_subscriber_that_does_not_read_drops_its_oldest_lags_and_is_cut_off() {
         slow_timeout: Duration::from_secs(5),
         ..TopicsConfig::default()
     };
-    let mut t = Topics::new(config);
+    let mut t = Topics::new(config, 1);
     let (slow, fast) = (t.connect(), t.connect());
     t.subscribe(t0, slow, b(""));
     t.subscribe(t0, fast, b(""));
@@ -176,7 +189,7 @@ fn a_lagging_subscriber_that_catches_up_to_half_is_no_longer_lagging() {
         queue_messages: 10,
         ..TopicsConfig::default()
     };
-    let mut t = Topics::new(config);
+    let mut t = Topics::new(config, 1);
     let s = t.connect();
     t.subscribe(t0, s, b(""));
     let (_, first) = {
@@ -205,7 +218,7 @@ fn byte_bound_drops_too_and_a_single_huge_message_is_kept_alone() {
         queue_bytes: 100,
         ..TopicsConfig::default()
     };
-    let mut t = Topics::new(config);
+    let mut t = Topics::new(config, 1);
     let s = t.connect();
     t.subscribe(now, s, b(""));
     let (_, d) = {
@@ -229,13 +242,14 @@ fn last_values_stay_within_their_bound_least_recent_first() {
         last_values_bytes: 3 * (last::ENTRY_OVERHEAD_FOR_TESTS + 2 + 10),
         ..TopicsConfig::default()
     };
-    let mut t = Topics::new(config);
+    let mut t = Topics::new(config, 1);
     for topic in ["t1", "t2", "t3"] {
         t.publish(now, vec![b(topic), Bytes::from(vec![0u8; 10])]);
     }
     // t1 published again: t2 is now the least recent.
     assert_eq!(
-        t.publish(now, vec![b("t1"), Bytes::from(vec![0u8; 10])]),
+        t.publish(now, vec![b("t1"), Bytes::from(vec![0u8; 10])])
+            .map(|s| s.offset),
         Some(1)
     );
     t.publish(now, vec![b("t4"), Bytes::from(vec![0u8; 10])]);
@@ -246,7 +260,7 @@ fn last_values_stay_within_their_bound_least_recent_first() {
     let got: Vec<String> = drain(&mut t).into_iter().map(|(_, t, _)| t).collect();
     assert_eq!(got, ["t1", "t3", "t4"]);
     // Evicted and published again: offsets start over.
-    assert_eq!(t.publish(now, vec![b("t2")]), Some(0));
+    assert_eq!(t.publish(now, vec![b("t2")]).map(|s| s.offset), Some(0));
     // Bounded however many publications.
     for i in 0..10_000u32 {
         t.publish(now, vec![Bytes::from(i.to_be_bytes().to_vec())]);
@@ -257,10 +271,13 @@ fn last_values_stay_within_their_bound_least_recent_first() {
 #[test]
 fn bad_input_is_counted_and_changes_nothing() {
     let now = Instant::now();
-    let mut t = Topics::new(TopicsConfig {
-        max_prefixes: 2,
-        ..TopicsConfig::default()
-    });
+    let mut t = Topics::new(
+        TopicsConfig {
+            max_prefixes: 2,
+            ..TopicsConfig::default()
+        },
+        1,
+    );
     let s = t.connect();
     t.handle_subscriber(now, s, &[]);
     t.handle_subscriber(now, s, &[b("\x02x")]);
@@ -283,7 +300,7 @@ fn bad_input_is_counted_and_changes_nothing() {
 #[test]
 fn a_blocked_subscriber_waits_for_writable_and_others_go_on() {
     let now = Instant::now();
-    let mut t = Topics::new(TopicsConfig::default());
+    let mut t = Topics::new(TopicsConfig::default(), 1);
     let (a, c) = (t.connect(), t.connect());
     t.subscribe(now, a, b(""));
     t.subscribe(now, c, b(""));
@@ -312,7 +329,7 @@ proptest! {
         topics in prop::collection::vec("[ab]{0,4}", 0..30),
     ) {
         let now = Instant::now();
-        let mut t = Topics::new(TopicsConfig::default());
+        let mut t = Topics::new(TopicsConfig::default(), 1);
         let ids: Vec<SubId> = subs.iter().map(|_| t.connect()).collect();
         for (id, prefixes) in ids.iter().zip(&subs) {
             for p in prefixes {
@@ -332,4 +349,237 @@ proptest! {
             prop_assert_eq!(got.iter().collect::<Vec<_>>(), want);
         }
     }
+}
+
+fn retention(max_messages: u64, max_bytes: u64, max_age_ms: u64) -> Retention {
+    Retention {
+        max_messages,
+        max_bytes,
+        max_age_ms,
+        ..Retention::default()
+    }
+}
+
+#[test]
+fn created_topics_keep_their_retention_and_read_from_an_offset() {
+    let t0 = Instant::now();
+    let mut t = Topics::new(TopicsConfig::default(), 7);
+    assert_eq!(t.create(t0, b("orders"), retention(3, 1000, 0)), Ok(true));
+    assert_eq!(t.create(t0, b("orders"), retention(3, 1000, 0)), Ok(false));
+    let (status, reason) = t
+        .create(t0, b("orders"), retention(4, 1000, 0))
+        .unwrap_err();
+    assert_eq!(status, Status::Conflict);
+    assert!(reason.contains("max_messages=3"), "{reason}");
+    let mut stream = None;
+    for i in 0..5u64 {
+        let stamp = t.publish(t0, msg(&["orders", &i.to_string()])).unwrap();
+        assert_eq!(stamp.offset, i);
+        assert_eq!(*stream.get_or_insert(stamp.stream), stamp.stream);
+    }
+    // The last three are kept; a read from before them starts at the first kept (the gap
+    // is the reader's to see), without the topic frame.
+    let r = t.read(t0, b"orders", 0, 10).unwrap();
+    assert_eq!((r.stream, r.first, r.next), (stream.unwrap(), 2, 5));
+    let got: Vec<(u64, Bytes)> = r
+        .messages
+        .iter()
+        .map(|m| (m.offset, m.frames[0].clone()))
+        .collect();
+    assert_eq!(got, vec![(2, b("2")), (3, b("3")), (4, b("4"))]);
+    assert_eq!(t.read(t0, b"orders", 4, 10).unwrap().messages.len(), 1);
+    assert_eq!(t.read(t0, b"orders", 3, 1).unwrap().messages[0].offset, 3);
+    assert!(t.read(t0, b"orders", 9, 10).unwrap().messages.is_empty());
+    assert_eq!(t.read(t0, b"nothing", 0, 10), None);
+    let s = t.stats();
+    assert_eq!((s.created_topics, s.retained_bytes, s.topics), (1, 3, 0));
+}
+
+#[test]
+fn byte_and_age_bounds_prune_the_oldest() {
+    let t0 = Instant::now();
+    let mut t = Topics::new(TopicsConfig::default(), 7);
+    t.create(t0, b("big"), retention(100, 10, 0)).unwrap();
+    t.create(t0, b("aged"), retention(100, 1000, 1000)).unwrap();
+    for _ in 0..3 {
+        t.publish(t0, vec![b("big"), Bytes::from(vec![0u8; 4])]);
+    }
+    // 12 bytes > 10: the oldest went.
+    let r = t.read(t0, b"big", 0, 10).unwrap();
+    assert_eq!((r.first, r.messages.len()), (1, 2));
+    t.publish(t0, msg(&["aged", "old"]));
+    t.publish(t0 + Duration::from_millis(600), msg(&["aged", "new"]));
+    let r = t
+        .read(t0 + Duration::from_millis(1200), b"aged", 0, 10)
+        .unwrap();
+    assert_eq!((r.first, r.next, r.messages.len()), (1, 2, 1));
+}
+
+#[test]
+fn reads_of_a_topic_nobody_created_see_its_last_value_only() {
+    let t0 = Instant::now();
+    let mut t = Topics::new(TopicsConfig::default(), 7);
+    t.publish(t0, msg(&["loose", "a"]));
+    t.publish(t0, msg(&["loose", "b", "c"]));
+    let r = t.read(t0, b"loose", 0, 10).unwrap();
+    assert_eq!((r.first, r.next), (1, 2));
+    assert_eq!(r.messages[0].frames, msg(&["b", "c"]));
+}
+
+#[test]
+fn creating_a_topic_keeps_its_last_value_in_a_new_stream_and_delete_forgets_it() {
+    let t0 = Instant::now();
+    let mut t = Topics::new(TopicsConfig::default(), 7);
+    let loose = t.publish(t0, msg(&["cfg", "v1"])).unwrap();
+    t.create(t0, b("cfg"), Retention::default()).unwrap();
+    let r = t.read(t0, b"cfg", 0, 10).unwrap();
+    assert_ne!(r.stream, loose.stream);
+    assert_eq!((r.first, r.next), (0, 1));
+    // A late subscriber gets it as the created topic's newest message.
+    let s = t.connect();
+    t.subscribe(t0, s, b("c"));
+    let (_, d) = t.poll_delivery().unwrap();
+    assert_eq!(
+        (d.stream, d.offset, d.frames),
+        (r.stream, 0, msg(&["cfg", "v1"]))
+    );
+    assert!(t.delete(b"cfg"));
+    assert!(!t.delete(b"cfg"));
+    assert_eq!(t.read(t0, b"cfg", 0, 10), None);
+    // Created again: a new stream, offsets from 0.
+    t.create(t0, b("cfg"), Retention::default()).unwrap();
+    let again = t.publish(t0, msg(&["cfg", "v2"])).unwrap();
+    assert_eq!(again.offset, 0);
+    assert_ne!(again.stream, r.stream);
+}
+
+#[test]
+fn retention_reservations_are_bounded_and_given_back_on_delete() {
+    let t0 = Instant::now();
+    let mut t = Topics::new(
+        TopicsConfig {
+            retained_max_bytes: 100,
+            ..TopicsConfig::default()
+        },
+        7,
+    );
+    t.create(t0, b("a"), retention(10, 60, 0)).unwrap();
+    let (status, _) = t.create(t0, b("b"), retention(10, 60, 0)).unwrap_err();
+    assert_eq!(status, Status::InsufficientStorage);
+    t.delete(b"a");
+    assert_eq!(t.create(t0, b("b"), retention(10, 60, 0)), Ok(true));
+}
+
+#[test]
+fn list_shows_created_and_last_value_topics_by_prefix_in_name_order() {
+    let t0 = Instant::now();
+    let mut t = Topics::new(TopicsConfig::default(), 7);
+    t.create(t0, b("a.created"), retention(5, 100, 0)).unwrap();
+    t.publish(t0, msg(&["a.created", "xy"]));
+    t.publish(t0, msg(&["a.b", "xyz"]));
+    t.publish(t0, msg(&["b", "z"]));
+    let list = t.list(b"a.", 10);
+    let names: Vec<&[u8]> = list.iter().map(|(n, _)| n.as_ref()).collect();
+    assert_eq!(names, [&b"a.b"[..], b"a.created"]);
+    assert!(list[0].1.starts_with("kind=last_value"), "{}", list[0].1);
+    assert!(list[0].1.contains("bytes=3"), "{}", list[0].1);
+    assert!(
+        list[1].1.contains("kind=created persist=memory"),
+        "{}",
+        list[1].1
+    );
+    assert!(
+        list[1].1.contains("first=0 next=1 messages=1 bytes=2"),
+        "{}",
+        list[1].1
+    );
+    assert_eq!(t.list(b"", 2).len(), 2);
+}
+
+#[test]
+fn stream_ids_differ_across_seeds_and_topics() {
+    let t0 = Instant::now();
+    let mut a = Topics::new(TopicsConfig::default(), 1);
+    let mut b2 = Topics::new(TopicsConfig::default(), 2);
+    let sa = a.publish(t0, msg(&["t"])).unwrap().stream;
+    let sb = b2.publish(t0, msg(&["t"])).unwrap().stream;
+    let sa2 = a.publish(t0, msg(&["u"])).unwrap().stream;
+    assert!(sa != sb && sa != sa2 && sa != 0);
+}
+
+fn call(t: &mut Topics, service: TopicService, frames: &[&[u8]]) -> Vec<Bytes> {
+    let body = frames.iter().map(|f| Bytes::copy_from_slice(f)).collect();
+    t.handle_service(Instant::now(), service, body)
+}
+
+fn status(reply: &[Bytes]) -> &[u8] {
+    &reply[0]
+}
+
+#[test]
+fn the_services_answer_every_operation() {
+    use TopicService::*;
+    let mut t = Topics::new(TopicsConfig::default(), 3);
+    assert_eq!(
+        call(&mut t, Create, &[b"orders", b"max_messages=2"]),
+        msg(&["200", "created"])
+    );
+    assert_eq!(
+        call(&mut t, Create, &[b"orders", b"max_messages=2"]),
+        msg(&["200", "exists"])
+    );
+    assert_eq!(call(&mut t, Write, &[b"orders", b"a"]), msg(&["200", "0"]));
+    assert_eq!(
+        call(&mut t, Write, &[b"orders", b"b", b""]),
+        msg(&["200", "1"])
+    );
+    assert_eq!(call(&mut t, Write, &[b"orders"]), msg(&["200", "2"]));
+    let r = ReadReply::decode(&call(&mut t, Read, &[b"orders", b"0"])).unwrap();
+    assert_eq!((r.first, r.next), (1, 3));
+    assert_eq!(r.messages[0].frames, msg(&["b", ""]));
+    assert!(r.messages[1].frames.is_empty());
+    let r = ReadReply::decode(&call(&mut t, Read, &[b"orders", b"1", b"1"])).unwrap();
+    assert_eq!(r.messages.len(), 1);
+    let list = call(&mut t, List, &[]);
+    assert_eq!((list.len(), &list[1][..]), (3, &b"orders"[..]));
+    assert_eq!(call(&mut t, List, &[b"zzz"]), msg(&["200"]));
+    assert_eq!(call(&mut t, Delete, &[b"orders"]), msg(&["200"]));
+    assert_eq!(status(&call(&mut t, Read, &[b"orders", b"0"])), b"404");
+}
+
+#[test]
+fn bad_service_input_gets_a_status_and_a_reason_never_a_panic() {
+    use TopicService::*;
+    let mut t = Topics::new(TopicsConfig::default(), 3);
+    let long = [b'x'; 256];
+    for (service, frames, code) in [
+        (Create, vec![], "400"),
+        (Create, vec![&b""[..]], "400"),
+        (Create, vec![&long[..]], "413"),
+        (Create, vec![&b"t"[..], b"max_messages=-1"], "400"),
+        (Create, vec![&b"t"[..], b"nonsense"], "400"),
+        (Create, vec![&b"t"[..], b"persist=disk"], "501"),
+        (Write, vec![], "400"),
+        (Write, vec![&long[..], b"x"], "413"),
+        (Read, vec![&b"t"[..]], "400"),
+        (Read, vec![&b"t"[..], b"x"], "400"),
+        (Read, vec![&b"t"[..], b"1", b"-2"], "400"),
+        (Read, vec![&b"t"[..], b"1", b"2", b"3"], "400"),
+        (Read, vec![&b"unknown"[..], b"0"], "404"),
+        (Delete, vec![&b"unknown"[..]], "404"),
+        (Delete, vec![&b"t"[..], b"extra"], "400"),
+        (List, vec![&b"a"[..], b"b"], "400"),
+    ] {
+        let reply = call(&mut t, service, &frames);
+        assert_eq!(
+            status(&reply),
+            code.as_bytes(),
+            "{service:?} {frames:?}: {reply:?}"
+        );
+        if code != "200" {
+            assert_eq!(reply.len(), 2, "{service:?}: a reason frame");
+        }
+    }
+    // An MDP empty body (one empty frame) is a missing name too.
+    assert_eq!(status(&call(&mut t, Write, &[b""])), b"400");
 }

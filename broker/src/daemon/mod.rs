@@ -78,6 +78,7 @@ pub async fn run(
         }
         None => info!("No security (mechanism null): any peer may connect"),
     }
+    let transport = config.transport.clone();
     let bound = match shell::bind(config).await {
         Ok(b) => b,
         Err(e) => {
@@ -125,6 +126,52 @@ pub async fn run(
         info!("Titanic disabled");
         None
     };
+    let topics = if settings.topics.enabled {
+        let t = &settings.topics;
+        let link = shell::TopicsLink {
+            subscribe: t.subscribe.clone(),
+            publish: t.publish.clone(),
+            core: t.core(),
+            transport: shell::topic_transport_options(&transport),
+        };
+        match shell::bind_topics(link).await {
+            Ok(topics) => {
+                // The topic.* services: served by the broker itself, answered by the
+                // topics task.
+                let services = topics.services();
+                for service in crate::core::topics::TopicService::ALL {
+                    let Ok(name) = domo_mdp::ServiceName::try_from(service.name()) else {
+                        continue;
+                    };
+                    let failed = domo_mdp::topic::error_reply(
+                        domo_mdp::topic::Status::Error,
+                        "topic service failed",
+                    );
+                    bound.serve_in_process(
+                        name,
+                        domo_mdp::Credit::new(domo_mdp::extensions::MAX_CREDIT)
+                            .unwrap_or(domo_mdp::Credit::ONE),
+                        services.handler(service),
+                        failed,
+                    );
+                }
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let bound = topics.with_metrics(metrics.lock_unpoisoned().topics());
+                let task = tokio::spawn(bound.run(async move {
+                    let _ = stopped.await;
+                }));
+                Some((stop, task))
+            }
+            Err(e) => {
+                error!(error = %e, subscribe = %t.subscribe, publish = %t.publish, "Cannot bind the topic endpoints");
+                eprintln!("domo-broker: topics ({} / {}): {e}", t.subscribe, t.publish);
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        }
+    } else {
+        info!("Topics disabled");
+        None
+    };
     if let Some(addr) = settings.metrics.listen {
         let listener = match http::bind(addr).await {
             Ok(l) => l,
@@ -162,6 +209,15 @@ pub async fn run(
     ));
     let notifier = tokio::spawn(systemd::keep_notified(health));
     let result = bound.run_with(control_rx).await;
+    if let Some((stop, task)) = topics {
+        let _ = stop.send(());
+        if tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            error!("Topics did not stop within 5 s");
+        }
+    }
     signals.abort();
     notifier.abort();
     match result {

@@ -49,6 +49,7 @@ mod event_loop;
 mod flow;
 mod local;
 mod pair;
+mod topics;
 
 use self::clock::now;
 pub use self::control::{Control, ShellError, CONTROL_CAPACITY, TICK};
@@ -57,10 +58,13 @@ use self::local::Local;
 pub use self::local::{LocalHandler, LocalReply};
 use self::pair::{node_id, HaLink};
 pub use self::pair::{PairKeys, PairLink};
+pub use self::topics::{
+    bind_topics, topic_transport_options, BoundTopics, TopicServices, TopicsLink,
+};
 use crate::core::{Broker, BrokerConfig};
 pub use crate::health::Health;
 use crate::metrics::Metrics;
-pub use crate::metrics::ShellStats;
+pub use crate::metrics::{ShellStats, TopicMetrics};
 use crate::security::AuthorizedKeys;
 
 /// What the shell needs to run a broker.

@@ -116,10 +116,10 @@ impl LocalBroker {
                 "--heartbeat",
                 &format!("{}ms", heartbeat.as_millis().max(1)),
             ])
-            // No metrics listener (nothing to collide with on 9464) and, unless a Titanic
-            // directory is given (the titanic phase), no Titanic workers (nor their
-            // heartbeats) in the figures: the broker alone, as before.
-            .args(["--metrics-listen", "off"])
+            // No metrics listener and no topics (nothing to collide with on 9464, 5557 and
+            // 5558) and, unless a Titanic directory is given (the titanic phase), no Titanic
+            // workers (nor their heartbeats) in the figures: the broker alone, as before.
+            .args(["--metrics-listen", "off", "--no-topics"])
             .args((!extra.iter().any(|a| a == "--titanic-data-dir")).then_some("--no-titanic"))
             .args(["--log-level", "warn"])
             .args(extra)

@@ -1,0 +1,396 @@
+//! Topics on sockets: an XSUB endpoint where publishers (libzmq `PUB` sockets) connect, an
+//! XPUB endpoint where subscribers (`SUB` sockets) connect, and one task that drives the
+//! pure [`Topics`] core between them.
+//!
+//! Design: like the broker's own loop, the task takes a batch of socket events (one await,
+//! then whatever else is waiting on either socket, in turns, up to [`BATCH`]), feeds them to
+//! the core with the current time, then hands the core's deliveries to the XPUB router in
+//! one batch (sooner when [`FLUSH_BYTES`] were published). A delivery that
+//! does not fit in a subscriber's send queue goes back to the core ([`Topics::blocked`]),
+//! which keeps it in that subscriber's bounded queue until the router reports the
+//! connection `Writable`; so the core's queue is where a slow subscriber's backlog waits,
+//! is bounded and drops its oldest. A publisher is sent the empty subscription as soon as
+//! it connects (a libzmq `PUB` sends nothing a subscriber did not ask for). The task runs
+//! apart from the MDP loop: fan-out costs request-reply nothing.
+
+use std::future::Future;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use domo_mdp::extensions::EXTENSIONS_PROPERTY;
+use domo_mdp::topic::{error_reply, Stamp, Status, OFFSETS, OFFSETS_PROPERTY};
+use domo_zmtp::{Endpoint, Options, PeerId, Router, RouterEvent, SocketType};
+use foldhash::{HashMap, HashMapExt, HashSet};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::clock::now;
+use super::control::{ShellError, TICK};
+use super::local::{LocalHandler, LocalReply};
+use crate::core::topics::{Delivery, SubId, TopicService, TopicStats, Topics, TopicsConfig};
+use crate::metrics::TopicMetrics;
+
+/// Most socket events handled per wake-up before deliveries are flushed.
+const BATCH: usize = 256;
+/// Bytes published after which deliveries are flushed within a batch.
+const FLUSH_BYTES: usize = 256 * 1024;
+
+/// What the topics need to run.
+#[derive(Debug, Clone)]
+pub struct TopicsLink {
+    /// The XPUB endpoint, for subscribers.
+    pub subscribe: String,
+    /// The XSUB endpoint, for publishers.
+    pub publish: String,
+    /// The core's limits.
+    pub core: TopicsConfig,
+    /// Transport options of both endpoints (security included).
+    pub transport: Options,
+}
+
+/// Transport options for the topic endpoints: a subscriber's router queue is kept short
+/// (1,000 messages, 1 MiB), since its backlog waits in the core's queue, which is bounded
+/// and drops the oldest; `base` gives the rest (security, limits). Both endpoints announce
+/// the offsets extension (`X-Domo-Extensions: offsets`).
+pub fn topic_transport_options(base: &Options) -> Options {
+    let mut options = Options {
+        send_hwm: 1_000,
+        send_hwm_bytes: 1 << 20,
+        ..base.clone()
+    };
+    options.metadata.insert(EXTENSIONS_PROPERTY, OFFSETS);
+    options
+}
+
+/// Requests waiting for the topics task, all services together.
+const REQUEST_QUEUE: usize = 4096;
+
+/// A `topic.*` request on its way to the topics task.
+type ServiceRequest = (TopicService, Vec<Bytes>, oneshot::Sender<Vec<Bytes>>);
+
+/// The `topic.*` services as in-process handlers: each request goes to the topics task,
+/// which answers it between socket events.
+#[derive(Debug, Clone)]
+pub struct TopicServices {
+    tx: mpsc::Sender<ServiceRequest>,
+}
+
+impl TopicServices {
+    /// The handler of `service`, for [`super::BoundBroker::serve_in_process`]. A topics task
+    /// that has stopped answers `500`.
+    pub fn handler(&self, service: TopicService) -> LocalHandler {
+        let tx = self.tx.clone();
+        Arc::new(move |body| -> LocalReply {
+            let tx = tx.clone();
+            Box::pin(async move {
+                let (reply_tx, reply_rx) = oneshot::channel();
+                if tx.send((service, body, reply_tx)).await.is_err() {
+                    return error_reply(Status::Error, "topics stopped");
+                }
+                reply_rx
+                    .await
+                    .unwrap_or_else(|_| error_reply(Status::Error, "topics stopped"))
+            })
+        })
+    }
+}
+
+/// The topic endpoints, bound.
+#[derive(Debug)]
+pub struct BoundTopics {
+    xpub: Router,
+    xsub: Router,
+    subscribe: Endpoint,
+    publish: Endpoint,
+    core: Topics,
+    metrics: Option<TopicMetrics>,
+    requests: mpsc::Receiver<ServiceRequest>,
+    services: TopicServices,
+}
+
+/// Binds both endpoints.
+///
+/// # Errors
+/// [`ShellError`] if an endpoint cannot be bound.
+pub async fn bind_topics(link: TopicsLink) -> Result<BoundTopics, ShellError> {
+    let xpub = Router::with_socket_type(SocketType::XPub, link.transport.clone());
+    let xsub = Router::with_socket_type(SocketType::XSub, link.transport);
+    let subscribe = xpub.bind(&link.subscribe).await?;
+    let publish = xsub.bind(&link.publish).await?;
+    let (tx, requests) = mpsc::channel(REQUEST_QUEUE);
+    // Stream ids must differ from those of an earlier run: seeded from the clock and the
+    // process id.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ (u64::from(std::process::id()) << 32);
+    Ok(BoundTopics {
+        xpub,
+        xsub,
+        subscribe,
+        publish,
+        core: Topics::new(link.core, seed),
+        metrics: None,
+        requests,
+        services: TopicServices { tx },
+    })
+}
+
+impl BoundTopics {
+    /// The subscribers' endpoint as bound (port 0 resolved).
+    pub fn subscribe_endpoint(&self) -> &Endpoint {
+        &self.subscribe
+    }
+
+    /// The publishers' endpoint as bound (port 0 resolved).
+    pub fn publish_endpoint(&self) -> &Endpoint {
+        &self.publish
+    }
+
+    /// The `topic.*` services, for the broker to serve in process.
+    pub fn services(&self) -> TopicServices {
+        self.services.clone()
+    }
+
+    /// Keeps `domo_topic_*` metrics up to date (every second and at the end).
+    pub fn with_metrics(mut self, metrics: TopicMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Serves until `stop` completes; returns the core's figures at the end.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> TopicStats {
+        let Self {
+            xpub,
+            xsub,
+            subscribe,
+            publish,
+            core,
+            metrics,
+            requests,
+            services,
+        } = self;
+        // The task stops when told, not when the last handler goes.
+        drop(services);
+        info!(subscribe = %subscribe, publish = %publish, "Topics listening");
+        let mut task = TopicsTask {
+            xpub,
+            xsub,
+            core,
+            subs: HashMap::new(),
+            peers: HashMap::new(),
+            publishers: 0,
+            metrics,
+            unflushed: 0,
+            requests,
+            stamped: HashSet::default(),
+        };
+        task.serve(stop).await;
+        task.report();
+        task.xpub.shutdown().await;
+        task.xsub.shutdown().await;
+        task.core.stats()
+    }
+}
+
+struct TopicsTask {
+    xpub: Router,
+    xsub: Router,
+    core: Topics,
+    /// Subscriber connection -> its handle in the core.
+    subs: HashMap<PeerId, SubId>,
+    /// And back.
+    peers: HashMap<SubId, PeerId>,
+    publishers: u64,
+    metrics: Option<TopicMetrics>,
+    /// Bytes published since the last flush.
+    unflushed: usize,
+    requests: mpsc::Receiver<ServiceRequest>,
+    /// Subscribers that asked for stamps (the offsets extension).
+    stamped: HashSet<SubId>,
+}
+
+impl TopicsTask {
+    async fn serve(&mut self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut next_report = tokio::time::Instant::now() + TICK;
+        loop {
+            let deadline = self
+                .core
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .map_or(next_report, |d| d.min(next_report));
+            tokio::select! {
+                () = &mut stop => return,
+                ev = self.xsub.recv_event() => match ev {
+                    Ok(ev) => self.on_publisher(ev),
+                    Err(_) => return,
+                },
+                ev = self.xpub.recv_event() => match ev {
+                    Ok(ev) => self.on_subscriber(ev),
+                    Err(_) => return,
+                },
+                Some((service, body, reply)) = self.requests.recv() => {
+                    self.on_request(service, body, reply);
+                }
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+            // Then whatever else waits, both sides in turn, so that a flood of publications
+            // never keeps the subscribers' events (their `Writable`s) waiting.
+            for _ in 1..BATCH {
+                let mut any = false;
+                if let Ok(Some(ev)) = self.xpub.try_recv_event() {
+                    self.on_subscriber(ev);
+                    any = true;
+                }
+                if let Ok(Some(ev)) = self.xsub.try_recv_event() {
+                    self.on_publisher(ev);
+                    any = true;
+                }
+                if let Ok((service, body, reply)) = self.requests.try_recv() {
+                    self.on_request(service, body, reply);
+                    any = true;
+                }
+                if !any {
+                    break;
+                }
+            }
+            let t = now();
+            for sub in self.core.handle_timeout(t) {
+                if let Some(peer) = self.peers.remove(&sub) {
+                    self.subs.remove(&peer);
+                    self.stamped.remove(&sub);
+                    warn!(peer = %peer, "Slow subscriber disconnected: it lagged for longer than topics.slow_subscriber_timeout");
+                    self.xpub.disconnect(&peer);
+                }
+            }
+            self.flush();
+            if tokio::time::Instant::now() >= next_report {
+                self.report();
+                next_report = tokio::time::Instant::now() + TICK;
+            }
+        }
+    }
+
+    fn on_publisher(&mut self, ev: RouterEvent) {
+        match ev {
+            RouterEvent::Connected { peer, .. } => {
+                self.publishers += 1;
+                // Everything: the broker keeps last values and filters for its subscribers.
+                if self
+                    .xsub
+                    .try_send(&peer, vec![Bytes::from_static(b"\x01")])
+                    .is_err()
+                {
+                    debug!(peer = %peer, "Publisher gone before its subscription");
+                }
+            }
+            RouterEvent::Message { msg, .. } => {
+                self.unflushed += msg.iter().map(Bytes::len).sum::<usize>();
+                self.core.publish(now(), msg);
+                // Large messages go out as they come, so that a batch of them never sits
+                // in the subscriber queues (whose bounds drop the oldest) all at once.
+                if self.unflushed >= FLUSH_BYTES {
+                    self.flush();
+                }
+            }
+            RouterEvent::Disconnected { .. } => {
+                self.publishers = self.publishers.saturating_sub(1);
+            }
+            RouterEvent::Writable { .. } => {}
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        service: TopicService,
+        body: Vec<Bytes>,
+        reply: oneshot::Sender<Vec<Bytes>>,
+    ) {
+        let answer = self.core.handle_service(now(), service, body);
+        let _ = reply.send(answer);
+    }
+
+    fn on_subscriber(&mut self, ev: RouterEvent) {
+        match ev {
+            RouterEvent::Connected { peer, metadata, .. } => {
+                let sub = self.core.connect();
+                if metadata
+                    .get(OFFSETS_PROPERTY)
+                    .is_some_and(|v| v.as_ref() == b"1")
+                {
+                    self.stamped.insert(sub);
+                }
+                self.subs.insert(peer.clone(), sub);
+                self.peers.insert(sub, peer);
+            }
+            RouterEvent::Message { peer, msg } => {
+                if let Some(&sub) = self.subs.get(&peer) {
+                    self.core.handle_subscriber(now(), sub, &msg);
+                }
+            }
+            RouterEvent::Disconnected { peer } => {
+                if let Some(sub) = self.subs.remove(&peer) {
+                    self.peers.remove(&sub);
+                    self.stamped.remove(&sub);
+                    self.core.disconnect(sub);
+                }
+            }
+            RouterEvent::Writable { peer } => {
+                if let Some(&sub) = self.subs.get(&peer) {
+                    self.core.writable(sub);
+                }
+            }
+        }
+    }
+
+    /// Hands everything deliverable to the XPUB router; what does not fit goes back.
+    fn flush(&mut self) {
+        self.unflushed = 0;
+        loop {
+            let mut batch = Vec::new();
+            while let Some((sub, d)) = self.core.poll_delivery() {
+                let Some(peer) = self.peers.get(&sub) else {
+                    self.core.disconnect(sub);
+                    continue;
+                };
+                let stamp = Stamp {
+                    stream: d.stream,
+                    offset: d.offset,
+                };
+                let mut frames = d.frames;
+                let stamped = self.stamped.contains(&sub);
+                if stamped {
+                    frames.insert(1, stamp.encode());
+                }
+                batch.push((peer.clone(), frames, (sub, stamp, stamped)));
+                if batch.len() >= 4 * BATCH {
+                    break;
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+            // Handed back in order, and each goes back to the front of its queue: last first.
+            for (_, err, (sub, stamp, stamped)) in self.xpub.try_send_batch(batch).into_iter().rev()
+            {
+                let mut frames = err.into_inner();
+                if stamped && frames.len() > 1 {
+                    frames.remove(1);
+                }
+                let d = Delivery {
+                    stream: stamp.stream,
+                    offset: stamp.offset,
+                    frames,
+                };
+                self.core.blocked(sub, d);
+            }
+        }
+    }
+
+    fn report(&mut self) {
+        let Some(m) = &self.metrics else { return };
+        m.update(&self.core.stats(), self.publishers);
+    }
+}
