@@ -103,12 +103,15 @@ fn the_six_operations_from_a_raw_libzmq_mdp_client() {
     assert_eq!(client.request("topic.delete", &[b"orders"])[0], b"404");
 }
 
+/// A service, a request body and the status expected.
+type Case<'a> = (&'a str, Vec<&'a [u8]>, &'a [u8]);
+
 #[test]
 fn bad_input_gets_a_status_and_a_reason_and_the_broker_goes_on() {
     let (b, _) = broker();
     let client = ReqClient::connect(&b.endpoint);
     let long = vec![b'x'; 256];
-    let cases: Vec<(&str, Vec<&[u8]>, &[u8])> = vec![
+    let cases: Vec<Case> = vec![
         ("topic.create", vec![b""], b"400"),
         ("topic.create", vec![&long], b"413"),
         ("topic.create", vec![b"t", b"max_bytes=lots"], b"400"),
