@@ -111,7 +111,7 @@ fn bad_input_gets_a_status_and_a_reason_and_the_broker_goes_on() {
     let (b, _) = broker();
     let client = ReqClient::connect(&b.endpoint);
     let long = vec![b'x'; 256];
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("topic.create", vec![b""], b"400"),
         ("topic.create", vec![&long], b"413"),
         ("topic.create", vec![b"t", b"max_bytes=lots"], b"400"),
