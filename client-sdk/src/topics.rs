@@ -164,6 +164,7 @@ impl Client {
 /// that go to or came from it. Publishers and [`Client::topic_create`] callers use it to pick
 /// the broker; subscribers subscribe on all of them.
 #[derive(Debug, Clone)]
+#[allow(clippy::module_name_repetitions)]
 pub struct TopicPlacement {
     brokers: Vec<Bytes>,
 }
@@ -210,6 +211,144 @@ fn weight(broker: &[u8], topic: &[u8]) -> u64 {
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
     h
+}
+
+/// One broker of a topic deployment: a client of its MDP endpoint and its two topic
+/// endpoints (`[topics] subscribe` and `publish`).
+#[derive(Debug, Clone)]
+pub struct TopicBroker {
+    /// A client of the broker's MDP endpoint (for `topic.*`); its first endpoint names the
+    /// broker for [`TopicPlacement`].
+    pub client: Client,
+    /// Where SUB sockets connect (`tcp://127.0.0.1:5557` by default).
+    pub subscribe: String,
+    /// Where PUB sockets connect (`tcp://127.0.0.1:5558` by default).
+    pub publish: String,
+}
+
+impl TopicBroker {
+    /// The name [`TopicPlacement`] knows it by: its client's first endpoint.
+    fn name(&self) -> Bytes {
+        Bytes::from(
+            self.client
+                .options()
+                .endpoints
+                .first()
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// Publishes to topics spread over one or more brokers: each topic lives on the broker
+/// [`TopicPlacement`] gives (the same for every program that lists the same brokers).
+#[derive(Debug)]
+pub struct Publisher {
+    brokers: Vec<TopicBroker>,
+    placement: TopicPlacement,
+    /// PUB sockets for [`Publisher::send`], opened on first use.
+    sockets: std::sync::Mutex<Vec<Option<std::sync::Arc<Dealer>>>>,
+}
+
+impl Publisher {
+    /// A publisher over `brokers` (at least one).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NoEndpoints`](crate::ErrorKind::NoEndpoints) for an empty list.
+    pub fn new(brokers: impl IntoIterator<Item = TopicBroker>) -> Result<Self, Error> {
+        let brokers: Vec<TopicBroker> = brokers.into_iter().collect();
+        if brokers.is_empty() {
+            return Err(Error::no_endpoints());
+        }
+        let placement = TopicPlacement::new(brokers.iter().map(TopicBroker::name));
+        let sockets = std::sync::Mutex::new(vec![None; brokers.len()]);
+        Ok(Self {
+            brokers,
+            placement,
+            sockets,
+        })
+    }
+
+    /// The broker that holds `topic`.
+    pub fn broker_for(&self, topic: &[u8]) -> &TopicBroker {
+        &self.brokers[self.placement.place(topic)]
+    }
+
+    /// `topic.create` on the broker that holds `topic` (see [`Client::topic_create`]).
+    ///
+    /// # Errors
+    /// As [`Client::topic_create`].
+    pub async fn create(
+        &self,
+        topic: impl Into<Bytes>,
+        retention: Retention,
+    ) -> Result<bool, Error> {
+        let topic = topic.into();
+        self.broker_for(&topic)
+            .client
+            .topic_create(topic, retention)
+            .await
+    }
+
+    /// Acknowledged publish: `topic.write` on the broker that holds `topic`; returns the
+    /// message's offset once that broker has stored it.
+    ///
+    /// # Errors
+    /// As [`Client::topic_write`].
+    pub async fn publish(&self, topic: impl Into<Bytes>, frames: Vec<Bytes>) -> Result<u64, Error> {
+        let topic = topic.into();
+        self.broker_for(&topic)
+            .client
+            .topic_write(topic, frames)
+            .await
+    }
+
+    /// Fire-and-forget publish, as a libzmq PUB socket: `[topic][frames...]` is queued on
+    /// a PUB connection to the broker that holds `topic` and sent when it can be. Nothing
+    /// says whether it arrived (a message queued while the broker is down goes out when it
+    /// is back, up to the socket's queue bound).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) if the queue is full or closed,
+    /// [`ErrorKind::InvalidEndpoint`](crate::ErrorKind::InvalidEndpoint) for a bad publish
+    /// endpoint.
+    pub fn send(&self, topic: impl Into<Bytes>, frames: Vec<Bytes>) -> Result<(), Error> {
+        let topic = topic.into();
+        let i = self.placement.place(&topic);
+        let socket = {
+            let mut sockets = domo_mdp::LockExt::lock_unpoisoned(&self.sockets);
+            match &sockets[i] {
+                Some(s) => s.clone(),
+                None => {
+                    let b = &self.brokers[i];
+                    let options = b.client.options().dealer_options();
+                    let dealer =
+                        Dealer::connect_with_socket_type(SocketType::Pub, &b.publish, options)
+                            .map_err(|e| Error::invalid_endpoint(&b.publish, e))?;
+                    let dealer = std::sync::Arc::new(dealer);
+                    sockets[i] = Some(dealer.clone());
+                    dealer
+                }
+            }
+        };
+        let mut msg = Vec::with_capacity(1 + frames.len());
+        msg.push(topic);
+        msg.extend(frames);
+        socket.try_send(msg).map_err(|_| Error::closed())
+    }
+
+    /// Closes the PUB connections after sending what they have queued.
+    pub async fn close(&self) {
+        let sockets: Vec<std::sync::Arc<Dealer>> =
+            domo_mdp::LockExt::lock_unpoisoned(&self.sockets)
+                .iter()
+                .flatten()
+                .cloned()
+                .collect();
+        for s in sockets {
+            s.shutdown().await;
+        }
+    }
 }
 
 /// A message as the subscriber delivers it.
@@ -283,6 +422,19 @@ impl Subscriber {
     /// [`ErrorKind::InvalidEndpoint`](crate::ErrorKind::InvalidEndpoint) for a bad endpoint.
     pub fn new(subscribe: &str, client: Client) -> Result<Self, Error> {
         Self::with_brokers([(subscribe, client)])
+    }
+
+    /// A subscriber of every broker of a deployment (see [`Publisher`]): prefix subscriptions
+    /// go to all of them.
+    ///
+    /// # Errors
+    /// As [`Subscriber::new`].
+    pub fn of(brokers: &[TopicBroker]) -> Result<Self, Error> {
+        Self::with_brokers(
+            brokers
+                .iter()
+                .map(|b| (b.subscribe.as_str(), b.client.clone())),
+        )
     }
 
     /// A subscriber of several brokers, each given by its subscribe endpoint and a client of
@@ -541,5 +693,37 @@ impl futures_core::Stream for SubscriberStream {
             self.idle = Some(sub);
         }
         Poll::Ready(Some(result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_spreads_topics_and_a_new_broker_takes_only_its_share() {
+        let three = TopicPlacement::new(["tcp://a:1", "tcp://b:1", "tcp://c:1"]);
+        let four = TopicPlacement::new(["tcp://a:1", "tcp://b:1", "tcp://c:1", "tcp://d:1"]);
+        let topics: Vec<String> = (0..3000).map(|i| format!("topic.{i}")).collect();
+        let mut per = [0usize; 3];
+        let mut moved = 0;
+        for t in &topics {
+            let before = three.place(t.as_bytes());
+            let after = four.place(t.as_bytes());
+            per[before] += 1;
+            if before != after {
+                // Only to the new broker, never between the old ones.
+                assert_eq!(after, 3, "{t}");
+                moved += 1;
+            }
+        }
+        assert!(per.iter().all(|&n| (800..1200).contains(&n)), "{per:?}");
+        assert!((600..900).contains(&moved), "{moved} of 3000 moved");
+        // The same in every process: a fixed answer.
+        assert_eq!(
+            three.place(b"topic.0"),
+            TopicPlacement::new(["tcp://a:1", "tcp://b:1", "tcp://c:1"]).place(b"topic.0")
+        );
+        assert_eq!(TopicPlacement::new(Vec::<Bytes>::new()).place(b"x"), 0);
     }
 }

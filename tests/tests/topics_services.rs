@@ -356,3 +356,80 @@ async fn what_the_topic_no_longer_retains_is_reported_as_a_gap() {
     assert_eq!(gaps, [(1, 16)]);
     assert_eq!(got, (16..21).collect::<Vec<_>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_brokers_hold_the_topics_by_hash_and_a_prefix_subscriber_sees_them_all() {
+    use domo_client::{Publisher, TopicBroker};
+    let mut brokers = Vec::new();
+    let mut deployment = Vec::new();
+    for _ in 0..3 {
+        let b = blocking(|| LoggedBroker::start(&["--no-titanic"])).await;
+        let (subscribe, publish) = b.topics();
+        deployment.push(TopicBroker {
+            client: sdk(&b),
+            subscribe,
+            publish,
+        });
+        brokers.push(b);
+    }
+    let publisher = Publisher::new(deployment.clone()).unwrap();
+    let mut sub = Subscriber::of(&deployment).unwrap();
+    sub.subscribe("s.").unwrap();
+    let topics: Vec<String> = (0..30).map(|i| format!("s.{i}")).collect();
+    for t in &topics {
+        publisher
+            .create(t.clone(), Retention::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            publisher
+                .publish(t.clone(), vec![Bytes::from("m0")])
+                .await
+                .unwrap(),
+            0
+        );
+    }
+    // Each topic is on the broker the placement names, and only there; all three hold some.
+    let mut held = [0usize; 3];
+    for (i, b) in deployment.iter().enumerate() {
+        let names: Vec<String> = b
+            .client
+            .topic_list("s.")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| String::from_utf8(n.to_vec()).unwrap())
+            .collect();
+        for n in &names {
+            let owner = publisher.broker_for(n.as_bytes());
+            assert_eq!(owner.publish, b.publish, "{n} on the wrong broker");
+        }
+        held[i] = names.len();
+    }
+    assert_eq!(held.iter().sum::<usize>(), 30);
+    assert!(held.iter().all(|&n| n > 0), "{held:?}");
+    // The subscriber of all three gets every topic (its last value or live), once.
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 30 {
+        match timeout(T, sub.next()).await.unwrap().unwrap() {
+            SubscriberEvent::Message(m) => {
+                assert!(seen.insert(m.topic.clone()), "{:?} twice", m.topic);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Fire-and-forget goes to the owner too, and reaches the subscriber.
+    publisher.send("s.ff", vec![Bytes::from("fire")]).unwrap();
+    loop {
+        if let SubscriberEvent::Message(m) = timeout(T, sub.next()).await.unwrap().unwrap() {
+            if m.topic == "s.ff" {
+                assert_eq!(m.frames, vec![Bytes::from("fire")]);
+                break;
+            }
+        }
+    }
+    let owner = publisher.broker_for(b"s.ff");
+    let on_owner = owner.client.topic_read("s.ff", 0, 1).await.unwrap();
+    assert_eq!(on_owner.messages.len(), 1);
+    publisher.close().await;
+}
