@@ -11,6 +11,10 @@
 //! (the caller's secret certificate), or `DOMO_SERVER_KEY`/`DOMO_KEY`, make every connection
 //! to a broker a CURVE one; `domo keygen` writes such certificates (see `keys.rs`).
 //!
+//! Topics: `domo topic create|write|read|list|delete` call the broker's `topic.*` services;
+//! `domo pub` publishes (acknowledged, or `--no-ack` on a PUB connection) and `domo sub`
+//! prints what a subscriber gets (see `topic.rs`).
+//!
 //! `domo` does not link the broker: `domo bench` without `--broker` runs the `domo-broker`
 //! binary as a child process (see `bench/broker.rs`).
 
@@ -21,6 +25,7 @@ mod ha;
 mod keys;
 mod output;
 mod titanic;
+mod topic;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -132,6 +137,53 @@ enum Command {
     /// Durable requests through Titanic (RFC 9): submit, fetch the reply, close.
     #[command(subcommand)]
     Titanic(TitanicCommand),
+    /// Topics: create, write, read, list, delete (the broker's topic.* services).
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Publish a message to a topic: acknowledged (prints its offset once stored), or with
+    /// --no-ack fire-and-forget on a PUB connection.
+    Pub {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// Send on a PUB connection to the broker's publish endpoint; no acknowledgement.
+        #[arg(long)]
+        no_ack: bool,
+        /// The broker's topic publish endpoint (for --no-ack).
+        #[arg(
+            long,
+            value_name = "EP",
+            env = "DOMO_TOPICS__PUBLISH",
+            default_value = "tcp://127.0.0.1:5558"
+        )]
+        topics_publish: String,
+        /// The topic (the message's first frame).
+        topic: String,
+        /// The message's frames after the topic.
+        frames: Vec<String>,
+    },
+    /// Subscribe to topics by prefix and print messages as they come (`TOPIC OFFSET FRAME |
+    /// FRAME...`): the last value of each matching topic first, then live; resumes after a
+    /// reconnect without gaps or duplicates where the topics retain what was missed.
+    Sub {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// The broker's topic subscribe endpoint.
+        #[arg(
+            long,
+            value_name = "EP",
+            env = "DOMO_TOPICS__SUBSCRIBE",
+            default_value = "tcp://127.0.0.1:5557"
+        )]
+        topics_subscribe: String,
+        /// Stop after this many messages.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// One JSON object per message instead.
+        #[arg(long)]
+        json: bool,
+        /// Topic prefixes (all topics if none).
+        prefixes: Vec<String>,
+    },
     /// Load test through the SDKs, with the raw-socket path in the same run for comparison.
     Bench(bench::BenchArgs),
     /// Binary Star pairs.
@@ -149,6 +201,70 @@ enum Command {
         /// `call` and `serve` from it, e.g. --meta call=echo,pay*.
         #[arg(long = "meta", value_name = "NAME=VALUE", value_parser = keys::parse_meta)]
         meta: Vec<(String, String)>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicCommand {
+    /// Create a topic that keeps its newest messages within the bounds given; prints
+    /// `created`, or `exists` if it exists with the same bounds.
+    Create {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// Most messages kept.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        max_messages: u64,
+        /// Most bytes kept (frames after the topic).
+        #[arg(long, value_name = "N", default_value_t = 16 << 20)]
+        max_bytes: u64,
+        /// Oldest message kept, e.g. 1h or 7d [default: no age limit].
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        max_age: Option<Duration>,
+        /// Keep the messages on disk (durable before each write is acknowledged).
+        #[arg(long)]
+        disk: bool,
+        /// The topic's name.
+        name: String,
+    },
+    /// Publish a message and print its offset once stored (the same as `domo pub`).
+    Write {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// The topic.
+        name: String,
+        /// The message's frames after the topic.
+        frames: Vec<String>,
+    },
+    /// Print retained messages from an offset: `OFFSET FRAME | FRAME...` per line.
+    Read {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// First offset wanted.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        from: u64,
+        /// Most messages (at most 1000).
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        max: usize,
+        /// One JSON object (stream, first, next, messages) instead.
+        #[arg(long)]
+        json: bool,
+        /// The topic.
+        name: String,
+    },
+    /// List topics (`NAME INFO` per line), those starting with PREFIX if given.
+    List {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// Name prefix.
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Delete a topic and what it kept.
+    Delete {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// The topic.
+        name: String,
     },
 }
 
@@ -241,6 +357,15 @@ impl Command {
             | Self::Services { request }
             | Self::Service { request, .. }
             | Self::Ha(HaCommand::Status { request, .. })
+            | Self::Pub { request, .. }
+            | Self::Sub { request, .. }
+            | Self::Topic(
+                TopicCommand::Create { request, .. }
+                | TopicCommand::Write { request, .. }
+                | TopicCommand::Read { request, .. }
+                | TopicCommand::List { request, .. }
+                | TopicCommand::Delete { request, .. },
+            )
             | Self::Titanic(
                 TitanicCommand::Submit { request, .. }
                 | TitanicCommand::Reply { request, .. }
@@ -331,6 +456,53 @@ async fn run(command: Command) -> ExitCode {
             call::echo_worker(&broker, &service, sessions, heartbeat).await
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Topic(TopicCommand::Create {
+            request,
+            max_messages,
+            max_bytes,
+            max_age,
+            disk,
+            name,
+        }) => topic::create(&request, &name, max_messages, max_bytes, max_age, disk).await,
+        Command::Topic(TopicCommand::Write {
+            request,
+            name,
+            frames,
+        })
+        | Command::Pub {
+            request,
+            no_ack: false,
+            topic: name,
+            frames,
+            ..
+        } => topic::write(&request, &name, frames).await,
+        Command::Pub {
+            request,
+            no_ack: true,
+            topics_publish,
+            topic,
+            frames,
+        } => topic::send(&request, &topics_publish, &topic, frames).await,
+        Command::Topic(TopicCommand::Read {
+            request,
+            from,
+            max,
+            json,
+            name,
+        }) => topic::read(&request, &name, from, max, json).await,
+        Command::Topic(TopicCommand::List { request, prefix }) => {
+            topic::list(&request, &prefix).await
+        }
+        Command::Topic(TopicCommand::Delete { request, name }) => {
+            topic::delete(&request, &name).await
+        }
+        Command::Sub {
+            request,
+            topics_subscribe,
+            count,
+            json,
+            prefixes,
+        } => topic::sub(&request, &topics_subscribe, &prefixes, count, json).await,
         Command::Ha(HaCommand::Status { request, json }) => ha::status(&request, json).await,
         Command::Titanic(TitanicCommand::Submit {
             request,

@@ -433,3 +433,105 @@ async fn three_brokers_hold_the_topics_by_hash_and_a_prefix_subscriber_sees_them
     assert_eq!(on_owner.messages.len(), 1);
     publisher.close().await;
 }
+
+/// Runs `domo ARGS` against the broker `b`.
+fn domo(b: &LoggedBroker, args: &[&str]) -> std::process::Output {
+    let (subscribe, publish) = b.topics();
+    std::process::Command::new(DOMO)
+        .args(args)
+        .env("DOMO_BROKER", &b.endpoint)
+        .env("DOMO_TOPICS__SUBSCRIBE", subscribe)
+        .env("DOMO_TOPICS__PUBLISH", publish)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn out(o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_cli_creates_writes_reads_lists_deletes_publishes_and_subscribes() {
+    let (b, _) = broker();
+    assert_eq!(
+        out(&domo(
+            &b,
+            &["topic", "create", "news", "--max-messages", "2"]
+        )),
+        "created\n"
+    );
+    assert_eq!(out(&domo(&b, &["topic", "write", "news", "a", "b"])), "0\n");
+    assert_eq!(out(&domo(&b, &["pub", "news", "c"])), "1\n");
+    assert_eq!(out(&domo(&b, &["pub", "news", "d"])), "2\n");
+    // Two retained: the read says what is gone on stderr.
+    let read = domo(&b, &["topic", "read", "news"]);
+    assert_eq!(out(&read), "1 c\n2 d\n");
+    assert!(String::from_utf8_lossy(&read.stderr).contains("offsets 0..1 are no longer retained"));
+    let json = out(&domo(
+        &b,
+        &["topic", "read", "news", "--from", "2", "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["messages"][0]["offset"], 2);
+    assert_eq!(v["messages"][0]["frames"][0], "d");
+    let list = out(&domo(&b, &["topic", "list"]));
+    assert!(list.starts_with("news kind=created"), "{list}");
+    // A subscriber gets the last value first, then what is published after it, a
+    // fire-and-forget message included.
+    let (subscribe, _) = b.topics();
+    let mut sub = Killed(
+        std::process::Command::new(DOMO)
+            .args(["sub", "news", "--count", "2"])
+            .env("DOMO_BROKER", &b.endpoint)
+            .env("DOMO_TOPICS__SUBSCRIBE", &subscribe)
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = lines_of(sub.0.stdout.take().unwrap());
+    let first = lines.recv_timeout(T).expect("no last value");
+    assert_eq!(first, "news 2 d");
+    // Its subscription is in place: the last value came through it.
+    assert!(domo(&b, &["pub", "--no-ack", "news", "e"]).status.success());
+    assert_eq!(lines.recv_timeout(T).expect("no live message"), "news 3 e");
+    let status = sub.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    // Delete, then both read and delete say 404 (exit 1, one line).
+    out(&domo(&b, &["topic", "delete", "news"]));
+    let gone = domo(&b, &["topic", "read", "news"]);
+    assert_eq!(gone.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert!(err.contains("404") && err.lines().count() == 1, "{err}");
+}
+
+/// A child process killed by its pid when dropped (a failed assertion included).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines `stdout` prints, as they come.
+fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
