@@ -240,9 +240,30 @@ pub struct TopicsSettings {
     /// The sum of the `max_bytes` of all created topics may not exceed this.
     #[serde(deserialize_with = "check::at_least_1")]
     pub retained_max_bytes: u64,
+    /// The directory of the disk topics' store; `None`: [`TopicsSettings::data_dir`]'s
+    /// default.
+    #[serde(
+        default,
+        deserialize_with = "check::non_empty_path",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data_dir: Option<PathBuf>,
 }
 
 impl TopicsSettings {
+    /// The data directory: `data_dir` if set, else `$STATE_DIRECTORY` (its first entry),
+    /// else `./topics-data`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("STATE_DIRECTORY")
+                .and_then(|v| {
+                    let text = v.to_string_lossy().into_owned();
+                    text.split(':').find(|s| !s.is_empty()).map(PathBuf::from)
+                })
+                .unwrap_or_else(|| PathBuf::from("topics-data"))
+        })
+    }
+
     /// The topic core's limits.
     pub fn core(&self) -> crate::core::topics::TopicsConfig {
         crate::core::topics::TopicsConfig {
@@ -480,6 +501,16 @@ pub struct Overrides {
         skip_serializing_if = "is_false"
     )]
     pub no_topics: bool,
+    /// Directory of the store of topics kept on disk (created with the first one)
+    /// [default: $STATE_DIRECTORY if set, else ./topics-data; config topics.data_dir]
+    #[arg(
+        id = "topics.data_dir",
+        long = "topics-data-dir",
+        value_name = "PATH",
+        env = "DOMO_TOPICS__DATA_DIR"
+    )]
+    #[serde(rename = "topics.data_dir", skip_serializing_if = "Option::is_none")]
+    pub topics_data_dir: Option<PathBuf>,
     /// Topics: the endpoint where subscribers (SUB sockets) connect
     /// [default: tcp://127.0.0.1:5557; config topics.subscribe]
     #[arg(

@@ -43,6 +43,8 @@ pub struct Endpoints {
     pub control: mpsc::Sender<Control>,
     /// The embedded Titanic's status, when it is enabled.
     pub titanic: Option<Arc<domo_titanic::server::Status>>,
+    /// The disk topics' store, when topics are on.
+    pub topics: Option<Arc<crate::topic_store::StoreStatus>>,
 }
 
 /// Binds the listener; serving starts with [`serve`].
@@ -96,7 +98,11 @@ async fn route(endpoints: &Endpoints, req: &Request<Incoming>) -> Response<Full<
             }
         }
         "/readyz" => {
-            let titanic = endpoints.titanic.as_ref().map_or(Ok(()), |t| t.readiness());
+            let titanic = endpoints
+                .titanic
+                .as_ref()
+                .map_or(Ok(()), |t| t.readiness())
+                .and(endpoints.topics.as_ref().map_or(Ok(()), |t| t.readiness()));
             // The pair's role and state follow on a second line, whatever the verdict.
             let ha = endpoints
                 .health

@@ -25,6 +25,7 @@ pub mod http;
 pub mod metrics;
 pub mod security;
 pub mod shell;
+pub mod topic_store;
 
 pub use domo_broker_core as core;
 

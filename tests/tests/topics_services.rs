@@ -116,7 +116,11 @@ fn bad_input_gets_a_status_and_a_reason_and_the_broker_goes_on() {
         ("topic.create", vec![&long], b"413"),
         ("topic.create", vec![b"t", b"max_bytes=lots"], b"400"),
         ("topic.create", vec![b"t", b"retain=forever"], b"400"),
-        ("topic.create", vec![b"t", b"persist=disk"], b"501"),
+        (
+            "topic.create",
+            vec![b"t", b"persist=disk", b"max_messages=0"],
+            b"400",
+        ),
         (
             "topic.create",
             vec![b"t", b"max_bytes=99999999999999"],

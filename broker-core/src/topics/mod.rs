@@ -40,14 +40,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use domo_mdp::topic::{ReadMessage, ReadReply, Retention, Stamp, Status};
+use domo_mdp::topic::{Persist, ReadMessage, ReadReply, Retention, Stamp, Status};
 use foldhash::{HashMap, HashMapExt};
 
 use self::index::PrefixIndex;
 use self::last::LastValues;
 use self::queue::{Pushed, SubQueue};
 use self::retained::Created;
-pub use self::service::TopicService;
+pub use self::service::{Plan, TopicService};
 
 /// A subscriber's handle, given by [`Topics::connect`]; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -348,6 +348,11 @@ impl Topics {
         self.stats.published += 1;
         self.seq += 1;
         let (stream, offset) = match self.created.get_mut(&topic) {
+            Some(c) if c.retention.persist == Persist::Disk => {
+                // Only through `reserve_disk` and `append_reserved`, once stored.
+                self.stats.malformed += 1;
+                return None;
+            }
             Some(c) => (c.stream, c.append(now, frames.clone())),
             None => {
                 let rng = &mut self.rng;
@@ -357,11 +362,19 @@ impl Topics {
                 (stream, offset)
             }
         };
+        let stamp = Stamp { stream, offset };
+        self.fan_out(now, &topic, stamp, frames);
+        Some(stamp)
+    }
+
+    /// Queues a message stamped `stamp` for every subscriber with a matching prefix.
+    fn fan_out(&mut self, now: Instant, topic: &Bytes, stamp: Stamp, frames: Vec<Bytes>) {
+        let Stamp { stream, offset } = stamp;
         let mut matched = std::mem::take(&mut self.matched);
         matched.clear();
         let seq = self.seq;
         let subs = &mut self.subs;
-        self.index.for_each_match(&topic, |id| {
+        self.index.for_each_match(topic, |id| {
             if let Some(s) = subs.get_mut(&id) {
                 if s.stamp != seq {
                     s.stamp = seq;
@@ -390,7 +403,152 @@ impl Topics {
             );
         }
         self.matched = matched;
-        Some(Stamp { stream, offset })
+    }
+
+    /// For a topic kept on disk (`persist=disk`): takes the offset its next message gets,
+    /// to be stored first and then handed to [`Topics::append_reserved`]. `None` for any
+    /// other topic (publish it with [`Topics::publish`]).
+    pub fn reserve_disk(&mut self, topic: &[u8]) -> Option<Stamp> {
+        let c = self.created.get_mut(topic)?;
+        if c.retention.persist != Persist::Disk {
+            return None;
+        }
+        Some(Stamp {
+            stream: c.stream,
+            offset: c.reserve(),
+        })
+    }
+
+    /// A message of a disk topic, stored under `stamp` (from [`Topics::reserve_disk`]):
+    /// kept and queued for the subscribers. `false` if the topic was deleted meanwhile (or
+    /// created again: another stream), and the message is dropped.
+    pub fn append_reserved(&mut self, now: Instant, stamp: Stamp, frames: Vec<Bytes>) -> bool {
+        let Some(topic) = frames.first().cloned() else {
+            return false;
+        };
+        match self.created.get_mut(&topic) {
+            Some(c) if c.stream == stamp.stream => c.append_at(now, stamp.offset, frames.clone()),
+            _ => return false,
+        }
+        self.stats.published += 1;
+        self.seq += 1;
+        self.fan_out(now, &topic, stamp, frames);
+        true
+    }
+
+    /// The oldest offset `name` keeps (the next one when it keeps nothing), if it is a
+    /// created topic: a disk store drops what is below it.
+    pub fn first_offset(&self, name: &[u8]) -> Option<u64> {
+        self.created.get(name).map(Created::first)
+    }
+
+    /// A fresh stream id (for a disk topic about to be created).
+    pub fn new_stream(&mut self) -> u64 {
+        next_stream(&mut self.rng)
+    }
+
+    /// A disk topic as its store kept it, at start: its retention, stream, the offset its
+    /// next message gets, and the messages kept (offset, when published, frames with the
+    /// topic first), oldest first. Counts against [`TopicsConfig::retained_max_bytes`]
+    /// (a store that holds more than the bound allows is loaded anyway: it was accepted).
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        name: Bytes,
+        retention: Retention,
+        stream: u64,
+        next: u64,
+        messages: Vec<(u64, Instant, Vec<Bytes>)>,
+    ) {
+        let mut c = Created::new(retention, stream);
+        for (offset, at, frames) in messages {
+            c.append_at(at, offset, frames);
+        }
+        c.next = c.next.max(next);
+        c.prune(now);
+        self.reserved = self.reserved.saturating_add(retention.max_bytes);
+        self.created.insert(name, c);
+    }
+
+    /// Checks a `topic.create` of a disk topic before it is stored: reserves its bytes.
+    ///
+    /// # Errors
+    /// As [`Topics::create`]; `Ok(false)` if it exists with the same retention (nothing to
+    /// store).
+    pub fn prepare_disk_create(
+        &mut self,
+        name: &[u8],
+        retention: Retention,
+    ) -> Result<bool, (Status, String)> {
+        if let Some(c) = self.created.get(name) {
+            return if c.retention == retention {
+                Ok(false)
+            } else {
+                Err((
+                    Status::Conflict,
+                    format!(
+                        "exists with other options: {}",
+                        describe_retention(&c.retention)
+                    ),
+                ))
+            };
+        }
+        self.reserve_bytes(retention.max_bytes)?;
+        Ok(true)
+    }
+
+    /// A disk topic prepared with [`Topics::prepare_disk_create`] is stored: it exists from
+    /// now on, with `first` (the last value it had when its creation was stored, see
+    /// [`Topics::last_value`]) as its offset 0.
+    pub fn finish_disk_create(
+        &mut self,
+        now: Instant,
+        name: Bytes,
+        retention: Retention,
+        stream: u64,
+        first: Option<Vec<Bytes>>,
+    ) {
+        let mut created = Created::new(retention, stream);
+        self.last.remove(&name);
+        if let Some(frames) = first {
+            created.append(now, frames);
+        }
+        self.created.insert(name, created);
+    }
+
+    /// The last value of `name`, a topic nobody created: a disk topic created under that
+    /// name keeps it as its first message (stored with it).
+    pub fn last_value(&self, name: &[u8]) -> Option<&Delivery> {
+        self.last.get(name)
+    }
+
+    /// A disk topic prepared with [`Topics::prepare_disk_create`] could not be stored: its
+    /// reservation goes back.
+    pub fn abandon_disk_create(&mut self, retention: Retention) {
+        self.reserved = self.reserved.saturating_sub(retention.max_bytes);
+    }
+
+    /// Whether `name` is a created topic kept on disk, and its stream.
+    pub fn disk_stream(&self, name: &[u8]) -> Option<u64> {
+        self.created
+            .get(name)
+            .filter(|c| c.retention.persist == Persist::Disk)
+            .map(|c| c.stream)
+    }
+
+    fn reserve_bytes(&mut self, max_bytes: u64) -> Result<(), (Status, String)> {
+        let reserved = self.reserved.saturating_add(max_bytes);
+        if reserved > self.config.retained_max_bytes {
+            return Err((
+                Status::InsufficientStorage,
+                format!(
+                    "max_bytes={} does not fit: {} of {} bytes are reserved by other topics",
+                    max_bytes, self.reserved, self.config.retained_max_bytes
+                ),
+            ));
+        }
+        self.reserved = reserved;
+        Ok(())
     }
 
     /// Creates `name` with `retention` (`topic.create`). The topic's last value, if it had
@@ -420,17 +578,7 @@ impl Topics {
                 ))
             };
         }
-        let reserved = self.reserved.saturating_add(retention.max_bytes);
-        if reserved > self.config.retained_max_bytes {
-            return Err((
-                Status::InsufficientStorage,
-                format!(
-                    "max_bytes={} does not fit: {} of {} bytes are reserved by other topics",
-                    retention.max_bytes, self.reserved, self.config.retained_max_bytes
-                ),
-            ));
-        }
-        self.reserved = reserved;
+        self.reserve_bytes(retention.max_bytes)?;
         let mut created = Created::new(retention, next_stream(&mut self.rng));
         if let Some(last) = self.last.get(&name) {
             let frames = last.frames.clone();

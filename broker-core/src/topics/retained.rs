@@ -45,16 +45,25 @@ impl Created {
 
     /// Keeps `frames` as the next message; returns its offset.
     pub(super) fn append(&mut self, now: Instant, frames: Vec<Bytes>) -> u64 {
+        let offset = self.reserve();
+        self.append_at(now, offset, frames);
+        offset
+    }
+
+    /// Takes the next offset for a message kept later with [`Created::append_at`].
+    pub(super) fn reserve(&mut self) -> u64 {
         let offset = self.next;
         self.next += 1;
-        self.bytes += body_bytes(&frames);
-        self.log.push_back(Stored {
-            offset,
-            at: now,
-            frames,
-        });
-        self.prune(now);
         offset
+    }
+
+    /// Keeps `frames` at `offset`, reserved earlier (offsets reserved and never kept are
+    /// holes; later ones keep their place). `at` is when it was published.
+    pub(super) fn append_at(&mut self, at: Instant, offset: u64, frames: Vec<Bytes>) {
+        self.next = self.next.max(offset + 1);
+        self.bytes += body_bytes(&frames);
+        self.log.push_back(Stored { offset, at, frames });
+        self.prune(at);
     }
 
     /// Drops what is past the retention (the newest message is kept whatever its size).

@@ -11,6 +11,39 @@ use domo_mdp::topic::{
 
 use super::Topics;
 
+/// What a `topic.*` request needs: an answer now, or a disk write first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// The reply.
+    Reply(Vec<Bytes>),
+    /// Store the topic `name` (prepared: its bytes are reserved), then
+    /// [`Topics::finish_disk_create`] and answer `[200]["created"]`; if storing fails,
+    /// [`Topics::abandon_disk_create`] and answer `500`.
+    CreateDisk {
+        /// The topic.
+        name: Bytes,
+        /// Its retention (`persist=disk`).
+        retention: Retention,
+        /// Its stream.
+        stream: u64,
+    },
+    /// Store the message under `stamp` (reserved), then [`Topics::append_reserved`] and
+    /// answer `[200][offset]`; if storing fails, answer `500`.
+    WriteDisk {
+        /// Where it goes.
+        stamp: domo_mdp::topic::Stamp,
+        /// The message, topic first.
+        frames: Vec<Bytes>,
+    },
+    /// Delete the topic `name` from the store, then [`Topics::delete`] and answer `[200]`.
+    DeleteDisk {
+        /// The topic.
+        name: Bytes,
+        /// Its stream.
+        stream: u64,
+    },
+}
+
 /// One of the `topic.*` services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TopicService {
@@ -55,38 +88,74 @@ fn ok(rest: impl IntoIterator<Item = Bytes>) -> Vec<Bytes> {
 }
 
 impl Topics {
-    /// Answers one `topic.*` request. Never panics on input: anything malformed gets `400`
-    /// with a reason.
+    /// Answers one `topic.*` request for a core without a disk store: a request that needs
+    /// one gets `501`.
     pub fn handle_service(
         &mut self,
         now: Instant,
         service: TopicService,
         body: Vec<Bytes>,
     ) -> Vec<Bytes> {
+        match self.plan_service(now, service, body) {
+            Plan::Reply(reply) => reply,
+            Plan::CreateDisk { retention, .. } => {
+                self.abandon_disk_create(retention);
+                error_reply(
+                    Status::NotImplemented,
+                    "persist=disk is not available in this broker",
+                )
+            }
+            Plan::WriteDisk { .. } | Plan::DeleteDisk { .. } => error_reply(
+                Status::NotImplemented,
+                "persist=disk is not available in this broker",
+            ),
+        }
+    }
+
+    /// Works out one `topic.*` request: the answer, or the disk write it needs first (see
+    /// [`Plan`]). Never panics on input: anything malformed gets `400` with a reason.
+    pub fn plan_service(&mut self, now: Instant, service: TopicService, body: Vec<Bytes>) -> Plan {
+        Plan::Reply(match self.plan_or_reply(now, service, body) {
+            Ok(plan) => return plan,
+            Err(reply) => reply,
+        })
+    }
+
+    fn plan_or_reply(
+        &mut self,
+        now: Instant,
+        service: TopicService,
+        body: Vec<Bytes>,
+    ) -> Result<Plan, Vec<Bytes>> {
         let Some((name, rest)) = body.split_first() else {
-            return match service {
+            return Err(match service {
                 TopicService::List => self.list_reply(&body),
                 _ => error_reply(Status::BadRequest, "missing topic name"),
-            };
+            });
         };
         if service == TopicService::List {
-            return self.list_reply(&body);
+            return Err(self.list_reply(&body));
         }
         // An empty body is one empty frame in MDP: the same "missing name".
         if let Err((status, reason)) = check_name(name) {
-            return error_reply(status, reason);
+            return Err(error_reply(status, reason));
         }
-        match service {
+        let reply = match service {
             TopicService::Create => {
                 let retention = match Retention::parse(rest) {
                     Ok(r) => r,
-                    Err(reason) => return error_reply(Status::BadRequest, &reason),
+                    Err(reason) => return Err(error_reply(Status::BadRequest, &reason)),
                 };
                 if retention.persist == Persist::Disk {
-                    return error_reply(
-                        Status::NotImplemented,
-                        "persist=disk is not available in this broker yet",
-                    );
+                    return match self.prepare_disk_create(name, retention) {
+                        Ok(true) => Ok(Plan::CreateDisk {
+                            name: name.clone(),
+                            retention,
+                            stream: self.new_stream(),
+                        }),
+                        Ok(false) => Err(ok([Bytes::from_static(b"exists")])),
+                        Err((status, reason)) => Err(error_reply(status, &reason)),
+                    };
                 }
                 match self.create(now, name.clone(), retention) {
                     Ok(true) => ok([Bytes::from_static(b"created")]),
@@ -94,23 +163,34 @@ impl Topics {
                     Err((status, reason)) => error_reply(status, &reason),
                 }
             }
-            TopicService::Write => match self.publish(now, body) {
-                Some(stamp) => ok([number(stamp.offset)]),
-                None => error_reply(Status::BadRequest, "missing topic name"),
-            },
+            TopicService::Write => {
+                if let Some(stamp) = self.reserve_disk(name) {
+                    return Ok(Plan::WriteDisk {
+                        stamp,
+                        frames: body,
+                    });
+                }
+                match self.publish(now, body) {
+                    Some(stamp) => ok([number(stamp.offset)]),
+                    None => error_reply(Status::BadRequest, "missing topic name"),
+                }
+            }
             TopicService::Read => {
                 let (from, max) = match rest {
                     [from] => (parse_number(from), Some(DEFAULT_READ_MAX as u64)),
                     [from, max] => (parse_number(from), parse_number(max)),
                     _ => {
-                        return error_reply(
+                        return Err(error_reply(
                             Status::BadRequest,
                             "topic.read takes [name][from][max]",
-                        )
+                        ))
                     }
                 };
                 let (Some(from), Some(max)) = (from, max) else {
-                    return error_reply(Status::BadRequest, "from and max are whole numbers");
+                    return Err(error_reply(
+                        Status::BadRequest,
+                        "from and max are whole numbers",
+                    ));
                 };
                 let max = usize::try_from(max).unwrap_or(MAX_READ).min(MAX_READ);
                 match self.read(now, name, from, max) {
@@ -120,7 +200,13 @@ impl Topics {
             }
             TopicService::Delete => {
                 if !rest.is_empty() {
-                    return error_reply(Status::BadRequest, "topic.delete takes [name]");
+                    return Err(error_reply(Status::BadRequest, "topic.delete takes [name]"));
+                }
+                if let Some(stream) = self.disk_stream(name) {
+                    return Ok(Plan::DeleteDisk {
+                        name: name.clone(),
+                        stream,
+                    });
                 }
                 if self.delete(name) {
                     ok([])
@@ -129,7 +215,8 @@ impl Topics {
                 }
             }
             TopicService::List => self.list_reply(&body),
-        }
+        };
+        Err(reply)
     }
 
     /// `topic.list`: `[]` or `[prefix]`.

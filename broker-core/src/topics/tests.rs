@@ -583,3 +583,85 @@ fn bad_service_input_gets_a_status_and_a_reason_never_a_panic() {
     // An MDP empty body (one empty frame) is a missing name too.
     assert_eq!(status(&call(&mut t, Write, &[b""])), b"400");
 }
+
+#[test]
+fn disk_topics_are_planned_stored_then_kept_and_fanned_out() {
+    use TopicService::*;
+    let t0 = Instant::now();
+    let mut t = Topics::new(TopicsConfig::default(), 9);
+    let s = t.connect();
+    t.subscribe(t0, s, b("d"));
+    let body = |frames: &[&str]| frames.iter().map(|f| b(f)).collect::<Vec<_>>();
+    let Plan::CreateDisk {
+        name,
+        retention,
+        stream,
+    } = t.plan_service(t0, Create, body(&["d", "persist=disk", "max_messages=2"]))
+    else {
+        panic!("not a disk create");
+    };
+    // While it is being stored, a write is an ordinary one (the topic does not exist yet).
+    t.finish_disk_create(t0, name, retention, stream, None);
+    assert_eq!(
+        t.plan_service(t0, Create, body(&["d", "persist=disk", "max_messages=2"])),
+        Plan::Reply(msg(&["200", "exists"]))
+    );
+    let mut stamps = Vec::new();
+    for v in ["a", "b", "c"] {
+        let Plan::WriteDisk { stamp, frames } = t.plan_service(t0, Write, body(&["d", v])) else {
+            panic!("not a disk write");
+        };
+        stamps.push((stamp, frames));
+    }
+    assert_eq!(
+        stamps.iter().map(|(s, _)| s.offset).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    // Nothing reaches subscribers before it is stored; offset 1's store failed (a hole).
+    assert!(t.poll_delivery().is_none());
+    let (s0, f0) = stamps.remove(0);
+    let (_, _) = stamps.remove(0);
+    let (s2, f2) = stamps.remove(0);
+    assert!(t.append_reserved(t0, s0, f0));
+    assert!(t.append_reserved(t0, s2, f2));
+    let got: Vec<u64> = drain(&mut t).iter().map(|(_, _, o)| *o).collect();
+    assert_eq!(got, [0, 2]);
+    let r = t.read(t0, b"d", 0, 10).unwrap();
+    assert_eq!((r.first, r.next, r.messages.len()), (0, 3, 2));
+    assert_eq!(t.first_offset(b"d"), Some(0));
+    assert!(matches!(
+        t.plan_service(t0, Delete, body(&["d"])),
+        Plan::DeleteDisk { stream: st, .. } if st == stream
+    ));
+    // A memory-only core refuses disk topics.
+    let mut mem = Topics::new(TopicsConfig::default(), 9);
+    assert_eq!(
+        status(&call(&mut mem, Create, &[b"x", b"persist=disk"])),
+        b"501"
+    );
+}
+
+#[test]
+fn a_restored_disk_topic_goes_on_from_its_next_offset() {
+    let t0 = Instant::now();
+    let mut t = Topics::new(TopicsConfig::default(), 9);
+    let retention = Retention {
+        persist: domo_mdp::topic::Persist::Disk,
+        ..Retention::default()
+    };
+    t.restore(
+        t0,
+        b("r"),
+        retention,
+        77,
+        10,
+        vec![(8, t0, msg(&["r", "x"])), (9, t0, msg(&["r", "y"]))],
+    );
+    let r = t.read(t0, b"r", 0, 10).unwrap();
+    assert_eq!((r.stream, r.first, r.next), (77, 8, 10));
+    assert_eq!(t.reserve_disk(b"r").unwrap().offset, 10);
+    // A late subscriber gets its newest message.
+    let s = t.connect();
+    t.subscribe(t0, s, b("r"));
+    assert_eq!(drain(&mut t)[0].2, 9);
+}

@@ -126,6 +126,7 @@ pub async fn run(
         info!("Titanic disabled");
         None
     };
+    let mut topic_status = None;
     let topics = if settings.topics.enabled {
         let t = &settings.topics;
         let link = shell::TopicsLink {
@@ -133,6 +134,7 @@ pub async fn run(
             publish: t.publish.clone(),
             core: t.core(),
             transport: shell::topic_transport_options(&transport),
+            data_dir: Some(t.data_dir()),
         };
         match shell::bind_topics(link).await {
             Ok(topics) => {
@@ -155,6 +157,7 @@ pub async fn run(
                         failed,
                     );
                 }
+                topic_status = Some(topics.store_status());
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
                 let bound = topics.with_metrics(metrics.lock_unpoisoned().topics());
                 let task = tokio::spawn(bound.run(async move {
@@ -188,6 +191,7 @@ pub async fn run(
             metrics,
             control: control.clone(),
             titanic: titanic.as_ref().map(|t| t.status.clone()),
+            topics: topic_status.clone(),
         };
         tokio::spawn(http::serve(listener, endpoints));
     }

@@ -28,8 +28,9 @@ use tracing::{debug, info, warn};
 use super::clock::now;
 use super::control::{ShellError, TICK};
 use super::local::{LocalHandler, LocalReply};
-use crate::core::topics::{Delivery, SubId, TopicService, TopicStats, Topics, TopicsConfig};
+use crate::core::topics::{Delivery, Plan, SubId, TopicService, TopicStats, Topics, TopicsConfig};
 use crate::metrics::TopicMetrics;
+use crate::topic_store::{now_ms, Committed, Meta, Op, StoreStatus, TopicStore};
 
 /// Most socket events handled per wake-up before deliveries are flushed.
 const BATCH: usize = 256;
@@ -47,6 +48,9 @@ pub struct TopicsLink {
     pub core: TopicsConfig,
     /// Transport options of both endpoints (security included).
     pub transport: Options,
+    /// Where `persist=disk` topics are kept (`topics.redb` inside); `None`: no disk topics
+    /// (`topic.create ... persist=disk` answers `501`).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Transport options for the topic endpoints: a subscriber's router queue is kept short
@@ -107,9 +111,38 @@ pub struct BoundTopics {
     metrics: Option<TopicMetrics>,
     requests: mpsc::Receiver<ServiceRequest>,
     services: TopicServices,
+    store: Option<TopicStore>,
+    committed: mpsc::UnboundedReceiver<Committed>,
+    status: Arc<StoreStatus>,
+    store_dir: Option<std::path::PathBuf>,
+    done: mpsc::UnboundedSender<Committed>,
 }
 
-/// Binds both endpoints.
+/// Puts the disk topics found in the store into the core.
+fn restore(core: &mut Topics, loaded: Vec<crate::topic_store::Loaded>) {
+    let (now, wall) = (now(), now_ms());
+    for topic in loaded {
+        let messages = topic
+            .messages
+            .into_iter()
+            .map(|(offset, at_ms, frames)| {
+                let age = std::time::Duration::from_millis(wall.saturating_sub(at_ms));
+                (offset, now.checked_sub(age).unwrap_or(now), frames)
+            })
+            .collect();
+        core.restore(
+            now,
+            topic.name,
+            topic.meta.retention(),
+            topic.meta.stream,
+            topic.meta.next,
+            messages,
+        );
+    }
+}
+
+/// Binds both endpoints and opens the disk store (a store that cannot be opened is logged
+/// and reported by `/readyz`, [`BoundTopics::store_status`]; topics in memory work on).
 ///
 /// # Errors
 /// [`ShellError`] if an endpoint cannot be bound.
@@ -125,15 +158,43 @@ pub async fn bind_topics(link: TopicsLink) -> Result<BoundTopics, ShellError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
         ^ (u64::from(std::process::id()) << 32);
+    let mut core = Topics::new(link.core, seed);
+    let status = Arc::new(StoreStatus::default());
+    let (done, committed) = mpsc::unbounded_channel();
+    // The store is opened at start if it exists, else with the first disk topic: a broker
+    // with topics in memory only leaves no file behind.
+    let existing = link
+        .data_dir
+        .as_ref()
+        .filter(|dir| dir.join(crate::topic_store::TOPIC_STORE_FILE).exists());
+    let store = match existing {
+        None => None,
+        Some(dir) => match TopicStore::open(dir, done.clone(), status.clone()) {
+            Ok((store, loaded)) => {
+                restore(&mut core, loaded);
+                Some(store)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Topic store not opened: topics on disk are unavailable");
+                status.set(Some(format!("cannot open the store: {e}")));
+                None
+            }
+        },
+    };
     Ok(BoundTopics {
         xpub,
         xsub,
         subscribe,
         publish,
-        core: Topics::new(link.core, seed),
+        core,
         metrics: None,
         requests,
         services: TopicServices { tx },
+        store,
+        committed,
+        status,
+        store_dir: link.data_dir,
+        done,
     })
 }
 
@@ -146,6 +207,11 @@ impl BoundTopics {
     /// The publishers' endpoint as bound (port 0 resolved).
     pub fn publish_endpoint(&self) -> &Endpoint {
         &self.publish
+    }
+
+    /// The disk store's state, for `/readyz`.
+    pub fn store_status(&self) -> Arc<StoreStatus> {
+        self.status.clone()
     }
 
     /// The `topic.*` services, for the broker to serve in process.
@@ -170,6 +236,11 @@ impl BoundTopics {
             metrics,
             requests,
             services,
+            store,
+            committed,
+            status,
+            store_dir,
+            done,
         } = self;
         // The task stops when told, not when the last handler goes.
         drop(services);
@@ -185,8 +256,22 @@ impl BoundTopics {
             unflushed: 0,
             requests,
             stamped: HashSet::default(),
+            store,
+            committed,
+            store_dir,
+            done,
+            status,
+            pending: HashMap::new(),
+            next_token: 0,
+            pruned: HashMap::new(),
+            opening: None,
+            deferred: Vec::new(),
         };
         task.serve(stop).await;
+        // What the store still has queued is written before the task ends.
+        if let Some(mut store) = task.store.take() {
+            store.close();
+        }
         task.report();
         task.xpub.shutdown().await;
         task.xsub.shutdown().await;
@@ -209,6 +294,58 @@ struct TopicsTask {
     requests: mpsc::Receiver<ServiceRequest>,
     /// Subscribers that asked for stamps (the offsets extension).
     stamped: HashSet<SubId>,
+    /// The disk store, when it is open.
+    store: Option<TopicStore>,
+    /// Batches the store has finished.
+    committed: mpsc::UnboundedReceiver<Committed>,
+    /// Where the store is (opened with the first disk topic if it was not at start);
+    /// `None`: no disk topics.
+    store_dir: Option<std::path::PathBuf>,
+    /// For a store opened later.
+    done: mpsc::UnboundedSender<Committed>,
+    status: Arc<StoreStatus>,
+    /// What waits for the store, by token.
+    pending: HashMap<u64, Pending>,
+    next_token: u64,
+    /// Per disk stream, the offset below which the store has been told to forget.
+    pruned: HashMap<u64, u64>,
+    /// The store being opened, and the creations waiting for it.
+    opening: Option<Opening>,
+    deferred: Vec<DeferredCreate>,
+}
+
+/// A disk topic's creation waiting for the store to open.
+struct DeferredCreate {
+    name: Bytes,
+    retention: domo_mdp::topic::Retention,
+    stream: u64,
+    reply: oneshot::Sender<Vec<Bytes>>,
+}
+
+/// The store being opened off the runtime's thread.
+type Opening =
+    tokio::task::JoinHandle<Result<(TopicStore, Vec<crate::topic_store::Loaded>), String>>;
+
+/// An op the store has not finished yet, and who waits for it.
+enum Pending {
+    Create {
+        name: Bytes,
+        retention: domo_mdp::topic::Retention,
+        stream: u64,
+        first: Option<Vec<Bytes>>,
+        reply: oneshot::Sender<Vec<Bytes>>,
+    },
+    Write {
+        stamp: Stamp,
+        frames: Vec<Bytes>,
+        at: std::time::Instant,
+        /// `None` for a message from a PUB socket.
+        reply: Option<oneshot::Sender<Vec<Bytes>>>,
+    },
+    Delete {
+        name: Bytes,
+        reply: oneshot::Sender<Vec<Bytes>>,
+    },
 }
 
 impl TopicsTask {
@@ -233,6 +370,16 @@ impl TopicsTask {
                 },
                 Some((service, body, reply)) = self.requests.recv() => {
                     self.on_request(service, body, reply);
+                }
+                Some(batch) = self.committed.recv() => self.on_committed(batch),
+                opened = async {
+                    match &mut self.opening {
+                        Some(handle) => handle.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let opened = opened.unwrap_or_else(|e| Err(format!("the opening task failed: {e}")));
+                    self.on_opened(opened);
                 }
                 () = tokio::time::sleep_until(deadline) => {}
             }
@@ -288,6 +435,11 @@ impl TopicsTask {
             }
             RouterEvent::Message { msg, .. } => {
                 self.unflushed += msg.iter().map(Bytes::len).sum::<usize>();
+                if let Some(stamp) = msg.first().and_then(|t| self.core.reserve_disk(t)) {
+                    // A disk topic: kept and fanned out once stored.
+                    self.store_write(stamp, msg, None);
+                    return;
+                }
                 self.core.publish(now(), msg);
                 // Large messages go out as they come, so that a batch of them never sits
                 // in the subscriber queues (whose bounds drop the oldest) all at once.
@@ -308,8 +460,259 @@ impl TopicsTask {
         body: Vec<Bytes>,
         reply: oneshot::Sender<Vec<Bytes>>,
     ) {
-        let answer = self.core.handle_service(now(), service, body);
-        let _ = reply.send(answer);
+        match self.core.plan_service(now(), service, body) {
+            Plan::Reply(answer) => {
+                let _ = reply.send(answer);
+            }
+            Plan::CreateDisk {
+                name,
+                retention,
+                stream,
+            } => {
+                let create = DeferredCreate {
+                    name,
+                    retention,
+                    stream,
+                    reply,
+                };
+                if self.store.is_none() {
+                    self.open_store(create);
+                    return;
+                }
+                self.create_on_disk(create);
+            }
+            Plan::WriteDisk { stamp, frames } => self.store_write(stamp, frames, Some(reply)),
+            Plan::DeleteDisk { name, stream } => {
+                let token = self.token();
+                let op = Op::Delete {
+                    name: name.clone(),
+                    stream,
+                    token,
+                };
+                self.submit(token, op, Pending::Delete { name, reply });
+            }
+        }
+    }
+
+    /// Stores a disk topic's creation (the store is open).
+    fn create_on_disk(&mut self, create: DeferredCreate) {
+        let DeferredCreate {
+            name,
+            retention,
+            stream,
+            reply,
+        } = create;
+        {
+            let first = self.core.last_value(&name).map(|d| d.frames.clone());
+            let meta = Meta {
+                stream,
+                max_messages: retention.max_messages,
+                max_bytes: retention.max_bytes,
+                max_age_ms: retention.max_age_ms,
+                next: 0,
+            };
+            let token = self.token();
+            let op = Op::Create {
+                name: name.clone(),
+                meta,
+                first: first.clone().map(|f| (now_ms(), f)),
+                token,
+            };
+            let pending = Pending::Create {
+                name,
+                retention,
+                stream,
+                first,
+                reply,
+            };
+            self.submit(token, op, pending);
+        }
+    }
+
+    /// The first disk topic: opens the store off the runtime's thread; `create` (and any
+    /// other creation meanwhile) waits for it ([`TopicsTask::on_opened`]).
+    fn open_store(&mut self, create: DeferredCreate) {
+        let Some(dir) = self.store_dir.clone() else {
+            self.core.abandon_disk_create(create.retention);
+            let _ = create.reply.send(error_reply(
+                Status::NotImplemented,
+                "this broker keeps no topics on disk",
+            ));
+            return;
+        };
+        self.deferred.push(create);
+        if self.opening.is_none() {
+            let (done, status) = (self.done.clone(), self.status.clone());
+            self.opening = Some(tokio::task::spawn_blocking(move || {
+                TopicStore::open(&dir, done, status)
+            }));
+        }
+    }
+
+    /// The store opened (or not): the creations that waited go on (or fail).
+    fn on_opened(&mut self, opened: Result<(TopicStore, Vec<crate::topic_store::Loaded>), String>) {
+        self.opening = None;
+        let deferred = std::mem::take(&mut self.deferred);
+        match opened {
+            Ok((store, loaded)) => {
+                restore(&mut self.core, loaded);
+                self.status.set(None);
+                self.store = Some(store);
+                for create in deferred {
+                    self.create_on_disk(create);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Topic store not opened");
+                self.status.set(Some(format!("cannot open the store: {e}")));
+                for create in deferred {
+                    self.core.abandon_disk_create(create.retention);
+                    let _ = create.reply.send(error_reply(
+                        Status::Error,
+                        &format!("the topic store cannot be opened: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Sends a disk topic's message to the store; kept and fanned out once stored.
+    fn store_write(
+        &mut self,
+        stamp: Stamp,
+        frames: Vec<Bytes>,
+        reply: Option<oneshot::Sender<Vec<Bytes>>>,
+    ) {
+        let token = self.token();
+        let op = Op::Append {
+            stream: stamp.stream,
+            offset: stamp.offset,
+            at_ms: now_ms(),
+            frames: frames.clone(),
+            token,
+        };
+        let pending = Pending::Write {
+            stamp,
+            frames,
+            at: now(),
+            reply,
+        };
+        self.submit(token, op, pending);
+    }
+
+    /// Queues `op` for the store; if it cannot be queued, `pending` fails at once.
+    fn submit(&mut self, token: u64, op: Op, pending: Pending) {
+        let queued = self.store.as_ref().is_some_and(|s| s.submit(op));
+        if queued {
+            self.pending.insert(token, pending);
+        } else {
+            self.fail(pending, "the topic store is not taking writes");
+        }
+    }
+
+    fn fail(&mut self, pending: Pending, reason: &str) {
+        let answer = error_reply(Status::Error, reason);
+        match pending {
+            Pending::Create {
+                retention, reply, ..
+            } => {
+                self.core.abandon_disk_create(retention);
+                let _ = reply.send(answer);
+            }
+            Pending::Write { reply, .. } => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
+                }
+            }
+            Pending::Delete { reply, .. } => {
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    /// A batch is durable (or failed): keep, fan out and answer, in order.
+    fn on_committed(&mut self, batch: Committed) {
+        let t = now();
+        let mut touched: Vec<Bytes> = Vec::new();
+        for token in batch.tokens {
+            let Some(pending) = self.pending.remove(&token) else {
+                continue;
+            };
+            if let Err(reason) = &batch.result {
+                self.fail(pending, &format!("topic store write failed: {reason}"));
+                continue;
+            }
+            match pending {
+                Pending::Create {
+                    name,
+                    retention,
+                    stream,
+                    first,
+                    reply,
+                } => {
+                    self.core
+                        .finish_disk_create(t, name, retention, stream, first);
+                    let _ = reply.send(vec![
+                        Bytes::from_static(Status::Ok.as_bytes()),
+                        Bytes::from_static(b"created"),
+                    ]);
+                }
+                Pending::Write {
+                    stamp,
+                    frames,
+                    at,
+                    reply,
+                } => {
+                    let topic = frames.first().cloned().unwrap_or_default();
+                    let kept = self.core.append_reserved(at, stamp, frames);
+                    if kept && !touched.contains(&topic) {
+                        touched.push(topic);
+                    }
+                    if let Some(reply) = reply {
+                        let answer = if kept {
+                            vec![
+                                Bytes::from_static(Status::Ok.as_bytes()),
+                                domo_mdp::topic::number(stamp.offset),
+                            ]
+                        } else {
+                            error_reply(Status::NotFound, "the topic was deleted meanwhile")
+                        };
+                        let _ = reply.send(answer);
+                    }
+                }
+                Pending::Delete { name, reply } => {
+                    if let Some(stream) = self.core.disk_stream(&name) {
+                        self.pruned.remove(&stream);
+                    }
+                    self.core.delete(&name);
+                    let _ = reply.send(vec![Bytes::from_static(Status::Ok.as_bytes())]);
+                }
+            }
+        }
+        // Tell the store what the retention dropped.
+        for topic in touched {
+            let (Some(stream), Some(first)) = (
+                self.core.disk_stream(&topic),
+                self.core.first_offset(&topic),
+            ) else {
+                continue;
+            };
+            let pruned = self.pruned.entry(stream).or_insert(0);
+            if first > *pruned {
+                *pruned = first;
+                if let Some(store) = &self.store {
+                    store.submit(Op::Prune {
+                        stream,
+                        below: first,
+                    });
+                }
+            }
+        }
     }
 
     fn on_subscriber(&mut self, ev: RouterEvent) {
