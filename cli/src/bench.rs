@@ -16,11 +16,12 @@ use domo_client::{Client, ClientOptions};
 use domo_worker::{Worker, WorkerOptions};
 use serde_json::json;
 
-use self::broker::{CpuClock, LocalBroker};
+use self::broker::{free_endpoint, CpuClock, LocalBroker};
 use self::raw::{direct_phase, raw_phase, Shape};
 use crate::duration::parse_duration;
 
 mod broker;
+mod fanout;
 mod raw;
 
 /// A phase of `domo bench`.
@@ -37,6 +38,15 @@ pub(crate) enum PhaseKind {
     /// Not in the default list; the broker this bench starts then runs its embedded Titanic
     /// on a scratch directory.
     Titanic,
+    /// Topic fan-out: one publisher (PUB), `--subscribers` subscribers (SUB) of one topic,
+    /// `--requests` messages; counts what the subscribers get. Not in the default list; the
+    /// broker this bench starts then has its topic endpoints on free ports.
+    Topics,
+    /// Acknowledged writes to a topic kept on disk (`topic.write`, durable before each
+    /// answer, group commit): `clients` domo-client clients, each with `window` writes in
+    /// flight. Not in the default list; the broker this bench starts then keeps its topics
+    /// on a scratch directory.
+    TopicWrites,
     /// DEALER <-> ROUTER echo with no broker (once, after the rounds).
     Direct,
 }
@@ -117,6 +127,15 @@ pub(crate) struct BenchArgs {
     /// phase uses what the worker SDK negotiates by default.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     credit: u32,
+    /// Subscribers of the topics phase.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    subscribers: usize,
+    /// The topics phase with --broker: that broker's topic subscribe endpoint.
+    #[arg(long, value_name = "EP", default_value = "tcp://127.0.0.1:5557")]
+    topics_subscribe: String,
+    /// The topics phase with --broker: that broker's topic publish endpoint.
+    #[arg(long, value_name = "EP", default_value = "tcp://127.0.0.1:5558")]
+    topics_publish: String,
     /// With --broker: the pid of that broker on this machine, to report its CPU per request
     /// (read from /proc/PID/stat around each phase).
     #[arg(long, value_name = "PID")]
@@ -283,6 +302,8 @@ pub(crate) async fn run(mut args: BenchArgs) -> ExitCode {
         PhaseKind::Raw1,
         PhaseKind::Sdk,
         PhaseKind::Titanic,
+        PhaseKind::Topics,
+        PhaseKind::TopicWrites,
     ]
     .into_iter()
     .filter(|kind| args.phases.contains(kind))
@@ -318,6 +339,22 @@ pub(crate) async fn run(mut args: BenchArgs) -> ExitCode {
             None => None,
         };
         return measure(&args, endpoint, cpu.as_ref(), &through_broker).await;
+    }
+    if args.broker.is_none()
+        && (args.phases.contains(&PhaseKind::Topics)
+            || args.phases.contains(&PhaseKind::TopicWrites))
+    {
+        // The broker this bench starts puts its topic endpoints on ports free now.
+        match (free_endpoint(), free_endpoint()) {
+            (Ok(s), Ok(p)) => {
+                args.topics_subscribe = s;
+                args.topics_publish = p;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("domo: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     if args.curve {
         match BenchKeys::new() {
@@ -362,6 +399,14 @@ async fn start_broker(args: &BenchArgs) -> Result<LocalBroker, String> {
     let mut extra = extra;
     // The Titanic phase needs the embedded Titanic, on a scratch directory kept as long as
     // the broker runs.
+    if args.phases.contains(&PhaseKind::Topics) || args.phases.contains(&PhaseKind::TopicWrites) {
+        extra.extend([
+            "--topics-subscribe".to_string(),
+            args.topics_subscribe.clone(),
+            "--topics-publish".to_string(),
+            args.topics_publish.clone(),
+        ]);
+    }
     let titanic_dir = if args.phases.contains(&PhaseKind::Titanic) {
         let dir =
             tempfile::tempdir().map_err(|e| format!("cannot make a Titanic directory: {e}"))?;
@@ -371,8 +416,18 @@ async fn start_broker(args: &BenchArgs) -> Result<LocalBroker, String> {
     } else {
         None
     };
+    let topics_dir = if args.phases.contains(&PhaseKind::TopicWrites) {
+        let dir =
+            tempfile::tempdir().map_err(|e| format!("cannot make a topics directory: {e}"))?;
+        extra.push("--topics-data-dir".into());
+        extra.push(dir.path().display().to_string());
+        Some(dir)
+    } else {
+        None
+    };
     let mut broker = LocalBroker::start(&bin, args.heartbeat, &extra, args.transport()).await?;
     broker.keep(titanic_dir);
+    broker.keep_also(topics_dir);
     eprintln!(
         "domo: started {} (pid {}) on {}{}",
         bin.display(),
@@ -432,6 +487,23 @@ async fn measure(
                 }
                 PhaseKind::Sdk => sdk_phase(args, endpoint, round, cpu).await,
                 PhaseKind::Titanic => titanic_phase(args, endpoint, round, cpu).await,
+                PhaseKind::TopicWrites => topic_writes_phase(args, endpoint, round, cpu).await,
+                PhaseKind::Topics => {
+                    match fanout::fanout_phase(
+                        args,
+                        &args.topics_subscribe,
+                        &args.topics_publish,
+                        cpu,
+                    )
+                    .await
+                    {
+                        Ok(phase) => phase,
+                        Err(e) => {
+                            eprintln!("domo: bench topics: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
                 PhaseKind::Direct => continue,
             });
         }
@@ -725,6 +797,46 @@ async fn titanic_phase(
     }
     let cpu0 = cpu.and_then(CpuClock::seconds);
     let mut phase = submit(args.requests).await;
+    phase.cpu_s = cpu_since(cpu, cpu0);
+    phase
+}
+
+/// Acknowledged writes to a disk topic made for this round.
+async fn topic_writes_phase(
+    args: &BenchArgs,
+    endpoint: &str,
+    round: usize,
+    cpu: Option<&CpuClock>,
+) -> Phase {
+    let topic = Bytes::from(format!("bench.durable.{round}"));
+    let clients = sdk_clients(args, endpoint);
+    if let Some(c) = clients.first() {
+        let retention = domo_client::Retention {
+            max_messages: 100_000,
+            max_bytes: 256 << 20,
+            persist: domo_client::Persist::Disk,
+            ..domo_client::Retention::default()
+        };
+        if let Err(e) = c.topic_create(topic.clone(), retention).await {
+            eprintln!("domo: bench topic-writes: cannot create the topic: {e}");
+        }
+    }
+    let write = |count| {
+        let (size, topic) = (args.size, topic.clone());
+        per_client_task(args, &clients, count, "writes", move |c, _, t0| {
+            let topic = topic.clone();
+            async move {
+                let sent = Instant::now();
+                c.topic_write(topic, vec![body(size, t0)]).await.ok()?;
+                Some(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX))
+            }
+        })
+    };
+    if args.warmup > 0 {
+        write(args.warmup).await;
+    }
+    let cpu0 = cpu.and_then(CpuClock::seconds);
+    let mut phase = write(args.requests).await;
     phase.cpu_s = cpu_since(cpu, cpu0);
     phase
 }

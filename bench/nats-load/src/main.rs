@@ -77,6 +77,12 @@ struct Args {
     /// phase is named `jetstream` in the JSON.
     #[arg(long)]
     jetstream: bool,
+    /// Core pub/sub fan-out instead, in the shape of `domo bench --phases topics`: one
+    /// publisher connection, N subscriber connections on one subject, `--requests` messages;
+    /// the rate is messages delivered per second, all subscribers together. Named `fanout` in
+    /// the JSON.
+    #[arg(long, value_name = "N")]
+    fanout: Option<usize>,
 }
 
 /// The measured requests.
@@ -145,6 +151,9 @@ async fn run(args: &Args) -> Result<Phase, String> {
     if args.jetstream {
         return run_jetstream(args, cpu).await;
     }
+    if let Some(n) = args.fanout {
+        return run_fanout(args, n.max(1), cpu).await;
+    }
     let mut responders = Vec::new();
     for _ in 0..args.workers {
         let client = connect(&args.server).await?;
@@ -175,6 +184,95 @@ async fn run(args: &Args) -> Result<Phase, String> {
         task.abort();
     }
     Ok(phase)
+}
+
+/// The fan-out subject.
+const FAN_SUBJECT: &str = "bench.fan";
+/// A subscriber that gets nothing for this long after the publisher flushed has all it will.
+const FAN_IDLE: Duration = Duration::from_secs(2);
+
+/// `--fanout N`: one publisher, `n` subscribers, `--requests` messages each should get.
+async fn run_fanout(args: &Args, n: usize, cpu: Option<CpuClock>) -> Result<Phase, String> {
+    let mut subscribers = Vec::new();
+    for _ in 0..n {
+        let client = connect(&args.server).await?;
+        let sub = client
+            .subscribe(FAN_SUBJECT)
+            .await
+            .map_err(|e| format!("cannot subscribe: {e}"))?;
+        client
+            .flush()
+            .await
+            .map_err(|e| format!("cannot flush: {e}"))?;
+        subscribers.push((client, sub));
+    }
+    let publisher = connect(&args.server).await?;
+    let total = args.requests;
+    let t0 = Instant::now();
+    let cpu0 = cpu.as_ref().and_then(CpuClock::seconds);
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (client, mut sub) in subscribers {
+        let mut done = done_rx.clone();
+        tasks.spawn(async move {
+            let _keep = client;
+            let (mut got, mut last, mut lat) = (0u64, t0, Vec::new());
+            while got < total {
+                let next = if *done.borrow() {
+                    match tokio::time::timeout(FAN_IDLE, sub.next()).await {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    }
+                } else {
+                    tokio::select! {
+                        m = sub.next() => m,
+                        _ = done.changed() => continue,
+                    }
+                };
+                let Some(message) = next else { break };
+                got += 1;
+                last = Instant::now();
+                if got.is_multiple_of(16) {
+                    lat.push(latency_us(t0, &message.payload));
+                }
+            }
+            (got, last, lat)
+        });
+    }
+    for _ in 0..total {
+        publisher
+            .publish(FAN_SUBJECT, body(args.size, t0))
+            .await
+            .map_err(|e| format!("cannot publish: {e}"))?;
+    }
+    publisher
+        .flush()
+        .await
+        .map_err(|e| format!("cannot flush: {e}"))?;
+    let _ = done_tx.send(true);
+    let (mut delivered, mut end, mut latencies_us) = (0u64, t0, Vec::new());
+    while let Some(r) = tasks.join_next().await {
+        let (got, last, lat) = r.map_err(|e| format!("subscriber task: {e}"))?;
+        delivered += got;
+        end = end.max(last);
+        latencies_us.extend(lat);
+    }
+    let cpu1 = cpu.as_ref().and_then(CpuClock::seconds);
+    latencies_us.sort_unstable();
+    let expected = total * n as u64;
+    if delivered < expected {
+        eprintln!(
+            "fanout: {delivered} of {expected} delivered ({} dropped: slow consumers)",
+            expected - delivered
+        );
+    }
+    Ok(Phase {
+        requests: delivered,
+        errors: expected - delivered,
+        elapsed: end.duration_since(t0),
+        latencies_us,
+        cpu_s: cpu0.zip(cpu1).map(|(before, after)| after - before),
+    })
 }
 
 /// `--jetstream`: a fresh file-backed stream, then durable publishes.
@@ -341,7 +439,13 @@ fn latency_us(t0: Instant, body: &Bytes) -> u32 {
 
 fn report(args: &Args, phase: &Phase) {
     if args.json {
-        let name = if args.jetstream { "jetstream" } else { "nats" };
+        let name = if args.jetstream {
+            "jetstream"
+        } else if args.fanout.is_some() {
+            "fanout"
+        } else {
+            "nats"
+        };
         let mut o = json!({ "clients": args.clients, "workers": args.workers, "size": args.size,
             "window": args.window });
         o[name] = phase.json();

@@ -69,6 +69,8 @@ pub(super) struct LocalBroker {
     stderr: Arc<Mutex<VecDeque<String>>>,
     /// A directory the broker uses (Titanic's store), removed after the broker is killed.
     scratch: Option<tempfile::TempDir>,
+    /// Another one (the topics' store).
+    scratch_also: Option<tempfile::TempDir>,
 }
 
 /// Why a start failed: worth another port, or not.
@@ -116,10 +118,12 @@ impl LocalBroker {
                 "--heartbeat",
                 &format!("{}ms", heartbeat.as_millis().max(1)),
             ])
-            // No metrics listener and no topics (nothing to collide with on 9464, 5557 and
-            // 5558) and, unless a Titanic directory is given (the titanic phase), no Titanic
-            // workers (nor their heartbeats) in the figures: the broker alone, as before.
-            .args(["--metrics-listen", "off", "--no-topics"])
+            // No metrics listener and, unless topic endpoints are given (the topics phase), no
+            // topics (nothing to collide with on 9464, 5557 and 5558) and, unless a Titanic
+            // directory is given (the titanic phase), no Titanic workers (nor their
+            // heartbeats) in the figures: the broker alone, as before.
+            .args(["--metrics-listen", "off"])
+            .args((!extra.iter().any(|a| a == "--topics-subscribe")).then_some("--no-topics"))
             .args((!extra.iter().any(|a| a == "--titanic-data-dir")).then_some("--no-titanic"))
             .args(["--log-level", "warn"])
             .args(extra)
@@ -158,12 +162,18 @@ impl LocalBroker {
             endpoint: endpoint.to_string(),
             stderr,
             scratch: None,
+            scratch_also: None,
         })
     }
 
     /// Keeps `dir` until the broker is gone (killed first, then the directory removed).
     pub(super) fn keep(&mut self, dir: Option<tempfile::TempDir>) {
         self.scratch = dir;
+    }
+
+    /// Keeps a second directory the same way (the topics' store).
+    pub(super) fn keep_also(&mut self, dir: Option<tempfile::TempDir>) {
+        self.scratch_also = dir;
     }
 
     /// Asks `mmi.service` for a service nobody offers until the answer is 404.
@@ -233,7 +243,7 @@ impl Drop for LocalBroker {
 }
 
 /// `tcp://127.0.0.1:PORT` with a port that was free a moment ago.
-fn free_endpoint() -> Result<String, String> {
+pub(super) fn free_endpoint() -> Result<String, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(|e| format!("cannot find a free port: {e}"))?;
     let port = listener
