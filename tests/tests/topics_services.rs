@@ -539,3 +539,27 @@ fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<Stri
     });
     rx
 }
+
+#[test]
+fn the_cache_invalidation_example_drops_the_changed_keys_on_every_node() {
+    let (b, subscribe) = broker();
+    let bin = example("domo-client", "cache_invalidation");
+    let out = std::process::Command::new(bin)
+        .args(["--broker", &b.endpoint, "--subscribe", &subscribe])
+        .args(["--nodes", "3", "--changes", "4"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("all 3 nodes dropped the 4 changed keys"),
+        "{stdout}"
+    );
+    // Each node dropped each changed key once.
+    assert_eq!(stdout.matches(": dropped ").count(), 12, "{stdout}");
+}
