@@ -83,6 +83,11 @@ struct Args {
     /// the JSON.
     #[arg(long, value_name = "N")]
     fanout: Option<usize>,
+    /// With --fanout: the publisher waits for the server (a flush: PING/PONG) after every N
+    /// messages, so it cannot run ahead of the server by more than N; 0 (the default): it
+    /// publishes as fast as its connection takes, as a NATS publisher does by default.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    flush_every: u64,
 }
 
 /// The measured requests.
@@ -239,11 +244,17 @@ async fn run_fanout(args: &Args, n: usize, cpu: Option<CpuClock>) -> Result<Phas
             (got, last, lat)
         });
     }
-    for _ in 0..total {
+    for i in 1..=total {
         publisher
             .publish(FAN_SUBJECT, body(args.size, t0))
             .await
             .map_err(|e| format!("cannot publish: {e}"))?;
+        if args.flush_every > 0 && i.is_multiple_of(args.flush_every) {
+            publisher
+                .flush()
+                .await
+                .map_err(|e| format!("cannot flush: {e}"))?;
+        }
     }
     publisher
         .flush()
