@@ -125,12 +125,17 @@ impl TopicMetrics {
                 "Subscribers that dropped messages and have not caught up to half their queue",
                 &[],
             ),
-            topics: gauge(r, "domo_topic_topics", "Topics with a last value", &[]),
+            topics: gauge(
+                r,
+                "domo_topic_topics",
+                "Topics by kind: created (topic.create, with a retention) or last_value (published without being created: the last message only)",
+                &["kind"],
+            ),
             retained_bytes: gauge(
                 r,
                 "domo_topic_retained_bytes",
-                "Bytes of topic messages kept (last values)",
-                &[],
+                "Bytes of topic messages kept, by kind of topic (created: frames after the topic; last_value: whole messages)",
+                &["kind"],
             ),
             queued: gauge(
                 r,
@@ -164,9 +169,17 @@ impl TopicMetrics {
         self.lagging
             .with_label_values::<&str>(&[])
             .set(g(s.lagging));
-        self.topics.with_label_values::<&str>(&[]).set(g(s.topics));
+        self.topics
+            .with_label_values(&["created"])
+            .set(g(s.created_topics));
+        self.topics
+            .with_label_values(&["last_value"])
+            .set(g(s.topics));
         self.retained_bytes
-            .with_label_values::<&str>(&[])
+            .with_label_values(&["created"])
+            .set(g(s.retained_bytes));
+        self.retained_bytes
+            .with_label_values(&["last_value"])
             .set(g(s.last_values_bytes));
         self.queued
             .with_label_values(&["messages"])
