@@ -200,7 +200,18 @@ const FAN_IDLE: Duration = Duration::from_secs(2);
 async fn run_fanout(args: &Args, n: usize, cpu: Option<CpuClock>) -> Result<Phase, String> {
     let mut subscribers = Vec::new();
     for _ in 0..n {
-        let client = connect(&args.server).await?;
+        // async-nats drops what does not fit in a subscription's channel (64 Ki messages by
+        // default) on the client side: room for the whole run, so what is measured is the
+        // server's delivery, not this process's reading.
+        let client = ConnectOptions::new()
+            .subscription_capacity(
+                usize::try_from(args.requests)
+                    .unwrap_or(usize::MAX)
+                    .max(1024),
+            )
+            .connect(&args.server)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", args.server))?;
         let sub = client
             .subscribe(FAN_SUBJECT)
             .await
