@@ -563,3 +563,69 @@ fn the_cache_invalidation_example_drops_the_changed_keys_on_every_node() {
     // Each node dropped each changed key once.
     assert_eq!(stdout.matches(": dropped ").count(), 12, "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriber_is_a_stream_too() {
+    use futures_core::Stream;
+    let (b, sub_ep) = blocking(broker).await;
+    let client = sdk(&b);
+    client
+        .topic_create("streamed", Retention::default())
+        .await
+        .unwrap();
+    let sub = Subscriber::new(&sub_ep, client.clone()).unwrap();
+    sub.subscribe("streamed").unwrap();
+    let mut stream = sub.into_stream();
+    client
+        .topic_write("streamed", vec![Bytes::from("m0")])
+        .await
+        .unwrap();
+    let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx));
+    match timeout(T, next).await.unwrap() {
+        Some(Ok(SubscriberEvent::Message(m))) => {
+            assert_eq!(
+                (m.topic.as_ref(), m.stamp.unwrap().offset),
+                (&b"streamed"[..], 0)
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn malformed_input_on_the_topic_endpoints_is_counted_and_the_broker_goes_on() {
+    use domo_zmtp::proto::greeting::mechanism_name;
+    use domo_zmtp::proto::{Command, Encoder, Greeting, Metadata};
+    use std::io::{Read, Write};
+    let (b, sub_ep) = broker();
+    // A ZMTP 3.0 SUB that sends what is neither a subscription nor a cancel.
+    let mut raw = std::net::TcpStream::connect(sub_ep.trim_start_matches("tcp://")).unwrap();
+    let mut greeting = Greeting::new(mechanism_name(b"NULL"), false);
+    greeting.minor = 0;
+    let mut out = greeting.encode().to_vec();
+    let mut meta = Metadata::new();
+    meta.insert("Socket-Type", "SUB");
+    let mut enc = Encoder::new();
+    enc.encode_command(&Command::Ready(meta));
+    for junk in [
+        vec![Bytes::from_static(b"\x02junk")],
+        vec![
+            Bytes::from_static(b"\x01two"),
+            Bytes::from_static(b"frames"),
+        ],
+        vec![Bytes::new()],
+    ] {
+        enc.encode_message(junk);
+    }
+    out.extend_from_slice(&enc.take_all());
+    raw.write_all(&out).unwrap();
+    let mut theirs = [0u8; 64];
+    raw.read_exact(&mut theirs).unwrap();
+    b.wait_metric("domo_topic_dropped_total{reason=\"malformed\"}", 3.0);
+    // Still serving, that connection included (it sent nothing fatal to ZMTP).
+    let client = ReqClient::connect(&b.endpoint);
+    assert_eq!(
+        client.request("topic.write", &[b"after", b"x"]),
+        frames(&["200", "0"])
+    );
+}
