@@ -255,12 +255,7 @@ impl TopicsSettings {
     /// else `./topics-data`.
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| {
-            std::env::var_os("STATE_DIRECTORY")
-                .and_then(|v| {
-                    let text = v.to_string_lossy().into_owned();
-                    text.split(':').find(|s| !s.is_empty()).map(PathBuf::from)
-                })
-                .unwrap_or_else(|| PathBuf::from("topics-data"))
+            state_directory_or(std::env::var_os("STATE_DIRECTORY"), "topics-data")
         })
     }
 
@@ -369,6 +364,17 @@ impl HaSettings {
     }
 }
 
+/// `state_directory`'s first entry (systemd's `$STATE_DIRECTORY` separates several with
+/// `:`), else `fallback` in the working directory.
+fn state_directory_or(state_directory: Option<std::ffi::OsString>, fallback: &str) -> PathBuf {
+    state_directory
+        .and_then(|v| {
+            let text = v.to_string_lossy().into_owned();
+            text.split(':').find(|s| !s.is_empty()).map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(fallback))
+}
+
 /// The store file inside the Titanic data directory.
 pub const TITANIC_STORE_FILE: &str = "titanic.redb";
 
@@ -384,12 +390,7 @@ impl TitanicSettings {
     /// `$STATE_DIRECTORY`'s first entry (systemd separates several with `:`), else
     /// `./titanic-data`.
     pub fn default_data_dir(state_directory: Option<std::ffi::OsString>) -> PathBuf {
-        state_directory
-            .and_then(|v| {
-                let text = v.to_string_lossy().into_owned();
-                text.split(':').find(|s| !s.is_empty()).map(PathBuf::from)
-            })
-            .unwrap_or_else(|| PathBuf::from("titanic-data"))
+        state_directory_or(state_directory, "titanic-data")
     }
 }
 

@@ -72,37 +72,24 @@ impl AsRef<Path> for Bin {
 /// The example program `name` of `package`, built first (in the running test's target
 /// directory and profile, as [`Bin`]).
 pub fn example(package: &str, name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let target_dir = profile_dir.parent().unwrap();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", target_dir)
-        .args([
-            "build",
-            "--quiet",
-            "--locked",
-            "-p",
-            package,
-            "--example",
-            name,
-        ]);
-    match profile_dir.file_name().and_then(OsStr::to_str) {
-        Some("debug") => {}
-        Some(profile) => {
-            cmd.args(["--profile", profile]);
-        }
-        None => panic!("no profile in {}", profile_dir.display()),
-    }
-    let status = cmd.status().unwrap();
-    assert!(status.success(), "{cmd:?}: {status}");
-    profile_dir.join("examples").join(name)
+    cargo_build(&["-p", package, "--example", name])
+        .join("examples")
+        .join(name)
 }
 
 /// Runs `cargo build` for [`BIN_PACKAGES`] in the target directory and profile of the
 /// running test; returns the directory the binaries are in.
 fn build_binaries() -> PathBuf {
+    let mut args = vec!["--bins"];
+    for package in BIN_PACKAGES {
+        args.extend(["-p", package]);
+    }
+    cargo_build(&args)
+}
+
+/// `cargo build --quiet --locked ARGS` in the target directory and profile of the running
+/// test; returns that profile's directory.
+fn cargo_build(args: &[&str]) -> PathBuf {
     // The test runs as <target>/<profile>/deps/<name>-<hash>.
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
@@ -111,10 +98,8 @@ fn build_binaries() -> PathBuf {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CARGO_TARGET_DIR", target_dir)
-        .args(["build", "--quiet", "--locked", "--bins"]);
-    for package in BIN_PACKAGES {
-        cmd.args(["-p", package]);
-    }
+        .args(["build", "--quiet", "--locked"])
+        .args(args);
     match profile_dir.file_name().and_then(OsStr::to_str) {
         Some("debug") => {}
         Some(profile) => {

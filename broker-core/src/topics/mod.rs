@@ -480,21 +480,28 @@ impl Topics {
         name: &[u8],
         retention: Retention,
     ) -> Result<bool, (Status, String)> {
-        if let Some(c) = self.created.get(name) {
-            return if c.retention == retention {
-                Ok(false)
-            } else {
-                Err((
-                    Status::Conflict,
-                    format!(
-                        "exists with other options: {}",
-                        describe_retention(&c.retention)
-                    ),
-                ))
-            };
+        if let Some(existing) = self.existing(name, retention) {
+            return existing.map(|()| false);
         }
         self.reserve_bytes(retention.max_bytes)?;
         Ok(true)
+    }
+
+    /// For a `topic.create` of `name`: `None` if no such topic exists, `Some(Ok(()))` if it
+    /// exists with `retention`, `Some(Err(409))` if with another.
+    fn existing(&self, name: &[u8], retention: Retention) -> Option<Result<(), (Status, String)>> {
+        let c = self.created.get(name)?;
+        Some(if c.retention == retention {
+            Ok(())
+        } else {
+            Err((
+                Status::Conflict,
+                format!(
+                    "exists with other options: {}",
+                    describe_retention(&c.retention)
+                ),
+            ))
+        })
     }
 
     /// A disk topic prepared with [`Topics::prepare_disk_create`] is stored: it exists from
@@ -565,18 +572,8 @@ impl Topics {
         name: Bytes,
         retention: Retention,
     ) -> Result<bool, (Status, String)> {
-        if let Some(c) = self.created.get(&name) {
-            return if c.retention == retention {
-                Ok(false)
-            } else {
-                Err((
-                    Status::Conflict,
-                    format!(
-                        "exists with other options: {}",
-                        describe_retention(&c.retention)
-                    ),
-                ))
-            };
+        if let Some(existing) = self.existing(&name, retention) {
+            return existing.map(|()| false);
         }
         self.reserve_bytes(retention.max_bytes)?;
         let mut created = Created::new(retention, next_stream(&mut self.rng));
