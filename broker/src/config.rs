@@ -51,6 +51,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "log.format",
     "titanic",
     "topics",
+    "gateway",
     "ha",
     "security.mechanism",
     "security.secret_key_file",
@@ -99,6 +100,8 @@ pub struct Settings {
     pub titanic: TitanicSettings,
     /// `[topics]`: publish/subscribe.
     pub topics: TopicsSettings,
+    /// `[gateway]`: HTTP in front of the broker.
+    pub gateway: GatewaySettings,
     /// `[ha]`: the Binary Star pair; `None`: the broker runs alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ha: Option<HaSettings>,
@@ -270,6 +273,20 @@ impl TopicsSettings {
             ..crate::core::topics::TopicsConfig::default()
         }
     }
+}
+
+/// The `[gateway]` section: the HTTP gateway (`domo-gateway`) in the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// Where it listens; `None` (`off`, the default): no gateway.
+    #[serde(with = "listen")]
+    pub listen: Option<SocketAddr>,
+    /// Serve on an address other than loopback although the gateway has no authentication.
+    pub allow_anonymous: bool,
+    /// Largest request body in bytes.
+    #[serde(deserialize_with = "check::at_least_1")]
+    pub body_limit: usize,
 }
 
 /// The `[ha]` section: this broker as one of a Binary Star primary/backup pair.
@@ -494,6 +511,16 @@ pub struct Overrides {
         skip_serializing_if = "is_false"
     )]
     pub no_titanic: bool,
+    /// The HTTP gateway's address, e.g. 127.0.0.1:8080; port 0 picks a free port (logged)
+    /// [default: off; config gateway.listen]
+    #[arg(
+        id = "gateway.listen",
+        long = "gateway-listen",
+        value_name = "ADDR|off",
+        env = "DOMO_GATEWAY__LISTEN"
+    )]
+    #[serde(rename = "gateway.listen", skip_serializing_if = "Option::is_none")]
+    pub gateway_listen: Option<String>,
     /// Do not serve topics (publish/subscribe) [config topics.enabled]
     #[arg(id = "topics.enabled", long = "no-topics")]
     #[serde(
@@ -1044,6 +1071,17 @@ impl Settings {
                         &format!("required with mechanism = \"curve\" ({what})"),
                     ));
                 }
+            }
+        }
+        if let Some(addr) = self.gateway.listen {
+            if !addr.ip().is_loopback() && !self.gateway.allow_anonymous {
+                return Err(origins.error(
+                    "gateway.listen",
+                    &format!(
+                        "{addr} is not a loopback address and the gateway has no \
+                         authentication yet: set gateway.allow_anonymous = true to serve it anyway"
+                    ),
+                ));
             }
         }
         if let Some(ha) = &self.ha {

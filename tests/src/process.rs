@@ -37,8 +37,13 @@ pub const DOMO_TITANIC: Bin = Bin {
     name: "domo-titanic",
 };
 
+/// The HTTP gateway standalone, `domo-gateway` (package `domo-gateway`).
+pub const DOMO_GATEWAY: Bin = Bin {
+    name: "domo-gateway",
+};
+
 /// The packages with the binaries above: built together, with one `cargo build`.
-const BIN_PACKAGES: [&str; 3] = ["domo-broker", "domo-cli", "domo-titanic"];
+const BIN_PACKAGES: [&str; 4] = ["domo-broker", "domo-cli", "domo-titanic", "domo-gateway"];
 
 impl Bin {
     /// The binary's path, built first (once per test process).
@@ -47,7 +52,7 @@ impl Bin {
         let mut built = BUILT.lock_unpoisoned();
         if built.is_empty() {
             let dir = build_binaries();
-            for bin in [DOMO_BROKER, DOMO, DOMO_TITANIC] {
+            for bin in [DOMO_BROKER, DOMO, DOMO_TITANIC, DOMO_GATEWAY] {
                 let path = dir.join(bin.name);
                 assert!(path.exists(), "{} missing after the build", path.display());
                 built.push((bin.name, Box::leak(path.into_boxed_path())));

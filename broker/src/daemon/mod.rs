@@ -175,6 +175,17 @@ pub async fn run(
         info!("Topics disabled");
         None
     };
+    let gateway = match settings.gateway.listen {
+        Some(addr) => match start_gateway(&mut bound, &settings, addr, keys.as_ref()).await {
+            Ok(stop) => Some(stop),
+            Err(message) => {
+                error!(error = %message, addr = %addr, "Cannot start the gateway");
+                eprintln!("domo-broker: gateway {addr}: {message}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        },
+        None => None,
+    };
     if let Some(addr) = settings.metrics.listen {
         let listener = match http::bind(addr).await {
             Ok(l) => l,
@@ -213,6 +224,15 @@ pub async fn run(
     ));
     let notifier = tokio::spawn(systemd::keep_notified(health));
     let result = bound.run_with(control_rx).await;
+    if let Some((stop, task)) = gateway {
+        let _ = stop.send(());
+        if tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            error!("The gateway did not stop within 5 s");
+        }
+    }
     if let Some((stop, task)) = topics {
         let _ = stop.send(());
         if tokio::time::timeout(std::time::Duration::from_secs(5), task)
@@ -231,4 +251,55 @@ pub async fn run(
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+/// Starts the HTTP gateway on `addr`, talking to `bound` through its in-process endpoint;
+/// returns how to stop it.
+async fn start_gateway(
+    bound: &mut shell::BoundBroker,
+    settings: &Settings,
+    addr: std::net::SocketAddr,
+    keys: Option<&BrokerKeys>,
+) -> Result<
+    (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+    String,
+> {
+    let endpoint = bound
+        .bind_in_process()
+        .await
+        .map_err(|e| format!("cannot bind the in-process endpoint: {e}"))?;
+    let config = domo_gateway::GatewayConfig {
+        body_limit: settings.gateway.body_limit,
+        ..domo_gateway::GatewayConfig::default()
+    };
+    let mut options = domo_client::ClientOptions::new([endpoint.to_string()])
+        .timeout(config.max_timeout + std::time::Duration::from_secs(1))
+        .retries(0)
+        .pool_size(64);
+    if let Some(k) = keys {
+        if let domo_zmtp::Security::CurveClient(curve) = k.own_client() {
+            options.curve = Some(curve);
+        }
+    }
+    let client = domo_client::Client::new(options).map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let local = listener.local_addr().unwrap_or(addr);
+    info!(addr = %local, "Gateway listening on http://{local}/v1/");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) =
+            domo_gateway::serve(listener, domo_gateway::router(client, config), shutdown).await
+        {
+            error!(error = %e, "The gateway failed");
+        }
+    });
+    Ok((stop, task))
 }

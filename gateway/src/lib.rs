@@ -1,0 +1,339 @@
+//! `domo-gateway`: MDP services, Titanic and topics over HTTP/1.1, in front of any MDP broker
+//! (embedded in `domo-broker` with `[gateway] listen`, or standalone as `domo-gateway`).
+//!
+//! # Routes
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/services/{service}` | a request; the reply is the response body |
+//! | `GET /v1/services` | the services that have workers (`mmi.services`) |
+//! | `POST /v1/titanic/{service}` | a durable request (Titanic): `202`, `Location: /v1/titanic/{id}` |
+//! | `GET /v1/titanic/{id}` | its reply: `200`, `202` while pending (`Retry-After`), `404` unknown |
+//! | `DELETE /v1/titanic/{id}` | forget it: `204` |
+//! | `POST /v1/topics/{topic}` | an acknowledged publish: `{"offset": N}` once stored |
+//! | `GET /v1/topics/{topic}?from=N&max=M` | retained messages from an offset |
+//!
+//! Bodies: one frame as the raw body, or with `?frames=json` a JSON array of frames (strings,
+//! or `{"base64": "..."}` for bytes that are not UTF-8), the reply the same way (see
+//! [`frames`]). `?timeout=5s` bounds one request (default [`GatewayConfig::default_timeout`], at
+//! most [`GatewayConfig::max_timeout`]).
+//!
+//! # Statuses
+//!
+//! `503` with `Retry-After` when no worker serves the service (asked with `mmi.service`
+//! before the request is sent, so the answer is immediate), `504` when the deadline passes,
+//! `413` for a body over [`GatewayConfig::body_limit`], `502` for a reply that cannot be shown
+//! (several frames without `?frames=json`) or a broker that cannot be reached, `400` for a
+//! malformed body or query. Errors are JSON: `{"error": "..."}`.
+
+pub mod frames;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes as Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use domo_client::{Client, ErrorKind, TitanicId, TitanicReply};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Limits of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Largest request body, in bytes; more is `413`.
+    pub body_limit: usize,
+    /// The deadline of a request that gives no `?timeout=`.
+    pub default_timeout: Duration,
+    /// The longest `?timeout=` taken (longer ones are cut to it).
+    pub max_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    /// 4 MiB bodies, 30 s by default, at most 5 minutes.
+    fn default() -> Self {
+        Self {
+            body_limit: 4 << 20,
+            default_timeout: Duration::from_secs(30),
+            max_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Gateway {
+    client: Client,
+    config: GatewayConfig,
+}
+
+/// The gateway's routes over `client` (a client of the broker; the gateway bounds each
+/// request's time itself, so give it no retries and a timeout of at least
+/// [`GatewayConfig::max_timeout`]).
+pub fn router(client: Client, config: GatewayConfig) -> Router {
+    let state = Arc::new(Gateway { client, config });
+    Router::new()
+        .route("/v1/services", get(list_services))
+        .route("/v1/services/{service}", post(call_service))
+        .route(
+            "/v1/titanic/{name}",
+            post(titanic_submit)
+                .get(titanic_fetch)
+                .delete(titanic_close),
+        )
+        .route("/v1/topics/{topic}", post(topic_publish).get(topic_read))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes; requests in progress then
+/// finish.
+///
+/// # Errors
+/// An I/O error of the listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// `?frames=json` and `?timeout=`.
+#[derive(Debug, Default, Deserialize)]
+struct CallQuery {
+    frames: Option<String>,
+    timeout: Option<String>,
+}
+
+impl CallQuery {
+    fn json(&self) -> bool {
+        self.frames.as_deref() == Some("json")
+    }
+
+    fn deadline(&self, config: &GatewayConfig) -> Result<Duration, Refusal> {
+        match &self.timeout {
+            None => Ok(config.default_timeout),
+            Some(text) => humantime::parse_duration(text)
+                .map(|d| d.min(config.max_timeout))
+                .map_err(|e| error(StatusCode::BAD_REQUEST, &format!("timeout: {e}"))),
+        }
+    }
+
+    fn frames(&self, body: Body) -> Result<Vec<Bytes>, Refusal> {
+        if self.json() {
+            frames::from_json(&body).map_err(|e| error(StatusCode::BAD_REQUEST, &e.0))
+        } else {
+            Ok(vec![body])
+        }
+    }
+
+    /// The reply as the request asked: a JSON array, or the one frame raw.
+    fn reply(&self, status: StatusCode, frames: &[Bytes]) -> Answer {
+        if self.json() {
+            return Ok((status, Json(frames::to_json(frames))).into_response());
+        }
+        match frames {
+            [one] => Ok((
+                status,
+                [(header::CONTENT_TYPE, "application/octet-stream")],
+                one.clone(),
+            )
+                .into_response()),
+            _ => Err(error(
+                StatusCode::BAD_GATEWAY,
+                &format!(
+                    "the reply has {} frames: ask with ?frames=json",
+                    frames.len()
+                ),
+            )),
+        }
+    }
+}
+
+/// An error answer: a status and `{"error": message}` (with `Retry-After: 1` for `503`).
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Refusal {
+    Refusal {
+        status,
+        message: message.to_string(),
+    }
+}
+
+/// The HTTP answer to a failed request.
+fn failed(e: &domo_client::Error) -> Refusal {
+    let message = e.to_string();
+    let status = match e.kind() {
+        ErrorKind::TimedOut => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::ServiceUnavailable | ErrorKind::Closed => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::InvalidService => StatusCode::BAD_REQUEST,
+        // A topic service's own status (400, 404, 409, 413, 500, 501, 507) is the answer.
+        ErrorKind::Topic => e
+            .topic_status()
+            .and_then(|status| std::str::from_utf8(status.as_bytes()).ok()?.parse().ok())
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .unwrap_or(StatusCode::BAD_GATEWAY),
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    error(status, &message)
+}
+
+/// Runs `fut` within `deadline`; `504` after it.
+async fn within<T>(
+    deadline: Duration,
+    fut: impl std::future::Future<Output = Result<T, domo_client::Error>>,
+) -> Result<T, Refusal> {
+    match tokio::time::timeout(deadline, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(failed(&e)),
+        Err(_) => Err(error(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!("no reply within {}", humantime::format_duration(deadline)),
+        )),
+    }
+}
+
+/// What a handler answers.
+type Answer = Result<Response, Refusal>;
+
+async fn call_service(
+    State(g): State<Arc<Gateway>>,
+    Path(service): Path<String>,
+    Query(q): Query<CallQuery>,
+    body: Body,
+) -> Answer {
+    let deadline = q.deadline(&g.config)?;
+    let frames = q.frames(body)?;
+    // No worker: say so at once (an MDP broker would queue the request until it expires).
+    if !within(deadline, g.client.service_available(service.clone())).await? {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("no worker serves {service:?}"),
+        ));
+    }
+    let reply = within(deadline, g.client.request(service, frames)).await?;
+    q.reply(StatusCode::OK, &reply)
+}
+
+async fn list_services(State(g): State<Arc<Gateway>>) -> Answer {
+    let names = within(g.config.default_timeout, g.client.services()).await?;
+    let services: Vec<_> = names.iter().map(|n| json!({ "name": n })).collect();
+    Ok(Json(json!({ "services": services })).into_response())
+}
+
+async fn titanic_submit(
+    State(g): State<Arc<Gateway>>,
+    Path(service): Path<String>,
+    Query(q): Query<CallQuery>,
+    body: Body,
+) -> Answer {
+    let deadline = q.deadline(&g.config)?;
+    let frames = q.frames(body)?;
+    let id = within(deadline, g.client.submit(service, frames)).await?;
+    let location = format!("/v1/titanic/{id}");
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, v);
+    }
+    let body = Json(json!({ "id": id.to_string(), "location": location }));
+    Ok((StatusCode::ACCEPTED, headers, body).into_response())
+}
+
+fn titanic_id(id: &str) -> Result<TitanicId, Refusal> {
+    id.parse()
+        .map_err(|_| error(StatusCode::NOT_FOUND, "no such request"))
+}
+
+async fn titanic_fetch(
+    State(g): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    Query(q): Query<CallQuery>,
+) -> Answer {
+    let id = titanic_id(&id)?;
+    match within(g.config.default_timeout, g.client.titanic_reply(&id)).await? {
+        TitanicReply::Done(frames) => q.reply(StatusCode::OK, &frames),
+        TitanicReply::Pending => {
+            let mut r =
+                (StatusCode::ACCEPTED, Json(json!({ "status": "pending" }))).into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Ok(r)
+        }
+        TitanicReply::Unknown => Err(error(StatusCode::NOT_FOUND, "no such request")),
+    }
+}
+
+async fn titanic_close(State(g): State<Arc<Gateway>>, Path(id): Path<String>) -> Answer {
+    let id = titanic_id(&id)?;
+    within(g.config.default_timeout, g.client.titanic_close(&id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn topic_publish(
+    State(g): State<Arc<Gateway>>,
+    Path(topic): Path<String>,
+    Query(q): Query<CallQuery>,
+    body: Body,
+) -> Answer {
+    let deadline = q.deadline(&g.config)?;
+    let frames = q.frames(body)?;
+    let offset = within(deadline, g.client.topic_write(topic, frames)).await?;
+    Ok(Json(json!({ "offset": offset })).into_response())
+}
+
+/// `?from=` and `?max=` of a topic read.
+#[derive(Debug, Deserialize)]
+struct ReadQuery {
+    #[serde(default)]
+    from: u64,
+    #[serde(default = "default_max")]
+    max: usize,
+}
+
+fn default_max() -> usize {
+    domo_mdp::topic::DEFAULT_READ_MAX
+}
+
+async fn topic_read(
+    State(g): State<Arc<Gateway>>,
+    Path(topic): Path<String>,
+    Query(q): Query<ReadQuery>,
+) -> Answer {
+    let read = g.client.topic_read(topic, q.from, q.max);
+    let r = within(g.config.default_timeout, read).await?;
+    let messages: Vec<_> = r
+        .messages
+        .iter()
+        .map(|m| json!({ "offset": m.offset, "frames": frames::to_json(&m.frames) }))
+        .collect();
+    let doc = json!({
+        "stream": r.stream.to_string(),
+        "first": r.first,
+        "next": r.next,
+        "messages": messages,
+    });
+    Ok(Json(doc).into_response())
+}
