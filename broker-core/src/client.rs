@@ -120,7 +120,7 @@ impl Broker {
     ) {
         self.stats.mmi_requests += 1;
         let body = match question {
-            MmiRequest::Service(name) | MmiRequest::Workers(name)
+            MmiRequest::Service(name) | MmiRequest::Workers(name) | MmiRequest::Queued(name)
                 if !self.may_call(&peer, &name) =>
             {
                 mmi::forbidden_reply()
@@ -128,6 +128,11 @@ impl Broker {
             MmiRequest::Service(name) => mmi::service_reply(self.worker_count(&name) > 0),
             MmiRequest::Services => mmi::services_reply(self.served_services(&peer)),
             MmiRequest::Workers(name) => mmi::workers_reply(self.worker_count(&name)),
+            MmiRequest::Queued(name) => mmi::workers_reply(
+                self.services
+                    .get(&name)
+                    .map_or(0, |service| service.queue.len()),
+            ),
             MmiRequest::Ha => self.ha_reply(),
             MmiRequest::Unknown => mmi::not_implemented_reply(),
             MmiRequest::BadRequest => mmi::bad_request_reply(),

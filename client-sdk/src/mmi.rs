@@ -101,6 +101,26 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Asks the broker (`mmi.queued`, a domo extension) how many requests for `service` wait
+    /// for a worker.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::workers`]; a broker without the extension answers `501`, reported as
+    /// [`ErrorKind::UnexpectedReply`](crate::ErrorKind::UnexpectedReply).
+    pub async fn queued(&self, service: impl Into<Bytes>) -> Result<usize, Error> {
+        let service = ServiceName::new(service.into())?;
+        let reply = self
+            .request("mmi.queued", vec![service.into_bytes()])
+            .await?;
+        single(&reply)
+            .and_then(|f| std::str::from_utf8(f).ok())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| unexpected(&reply))
+    }
+}
+
 fn single(reply: &[Bytes]) -> Option<&[u8]> {
     match reply {
         [one] => Some(one),

@@ -6,7 +6,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/services/{service}` | a request; the reply is the response body |
-//! | `GET /v1/services` | the services that have workers (`mmi.services`) |
+//! | `GET /v1/services` | the services that have workers, with their worker count and queued requests (`mmi.services`, `mmi.workers`, `mmi.queued`) |
 //! | `POST /v1/titanic/{service}` | a durable request (Titanic): `202`, `Location: /v1/titanic/{id}` |
 //! | `GET /v1/titanic/{id}` | its reply: `200`, `202` while pending (`Retry-After`), `404` unknown |
 //! | `DELETE /v1/titanic/{id}` | forget it: `204` |
@@ -239,8 +239,15 @@ async fn call_service(
 }
 
 async fn list_services(State(g): State<Arc<Gateway>>) -> Answer {
-    let names = within(g.config.default_timeout, g.client.services()).await?;
-    let services: Vec<_> = names.iter().map(|n| json!({ "name": n })).collect();
+    let deadline = g.config.default_timeout;
+    let names = within(deadline, g.client.services()).await?;
+    let mut services = Vec::with_capacity(names.len());
+    for name in names {
+        // `mmi.workers` and `mmi.queued` are domo's; another broker's answer is left out.
+        let workers = within(deadline, g.client.workers(name.clone())).await.ok();
+        let queued = within(deadline, g.client.queued(name.clone())).await.ok();
+        services.push(json!({ "name": name, "workers": workers, "queued": queued }));
+    }
     Ok(Json(json!({ "services": services })).into_response())
 }
 

@@ -37,6 +37,10 @@ pub const MMI_SERVICES: &[u8] = b"mmi.services";
 /// MMI service counting the workers of one service (domo extension).
 pub const MMI_WORKERS: &[u8] = b"mmi.workers";
 
+/// MMI service counting the requests queued for one service, waiting for a worker (domo
+/// extension).
+pub const MMI_QUEUED: &[u8] = b"mmi.queued";
+
 /// `mmi.ha`: the broker's Binary Star role and state (domo extension).
 pub const MMI_HA: &[u8] = b"mmi.ha";
 

@@ -10,6 +10,7 @@
 //! | `mmi.service`  | `[…][name]`       | `["200"]` if `name` has a worker, else `["404"]`; `["403"]` if the caller may not call `name` | RFC 8 (403: domo) |
 //! | `mmi.services` | ignored           | one frame per service name               | domo   |
 //! | `mmi.workers`  | `[…][name]`       | worker count in decimal ASCII, e.g. `["3"]`; `["403"]` if the caller may not call `name` | domo |
+//! | `mmi.queued`   | `[…][name]`       | requests queued for a worker, in decimal ASCII, e.g. `["0"]`; `["403"]` if the caller may not call `name` | domo |
 //! | `mmi.ha`       | ignored           | `["200"]` then `key=value` frames (role, state, term, peer…); `["404"]` on a broker that is not in a pair | domo |
 //! | other `mmi.*`  | ignored           | `["501"]`                                | RFC 8  |
 //!
@@ -29,8 +30,8 @@
 use bytes::Bytes;
 
 use crate::consts::{
-    MMI_HA, MMI_SERVICE, MMI_SERVICES, MMI_WORKERS, STATUS_BAD_REQUEST, STATUS_NOT_FOUND,
-    STATUS_NOT_IMPLEMENTED, STATUS_OK,
+    MMI_HA, MMI_QUEUED, MMI_SERVICE, MMI_SERVICES, MMI_WORKERS, STATUS_BAD_REQUEST,
+    STATUS_NOT_FOUND, STATUS_NOT_IMPLEMENTED, STATUS_OK,
 };
 use crate::names::ServiceName;
 
@@ -43,12 +44,15 @@ pub enum MmiRequest {
     Services,
     /// `mmi.workers`: how many workers does this service have? (domo extension)
     Workers(ServiceName),
+    /// `mmi.queued`: how many requests wait for a worker of this service? (domo extension)
+    Queued(ServiceName),
     /// `mmi.ha`: what is this broker's Binary Star role and state? (domo extension)
     Ha,
     /// An `mmi.*` service this broker does not implement; answer with
     /// [`not_implemented_reply`].
     Unknown,
-    /// `mmi.service` or `mmi.workers` whose argument is not a valid service name; answer with
+    /// `mmi.service`, `mmi.workers` or `mmi.queued` whose argument is not a valid service
+    /// name; answer with
     /// [`bad_request_reply`].
     BadRequest,
 }
@@ -64,6 +68,7 @@ impl MmiRequest {
             MMI_SERVICE => last_name(body).map_or(Self::BadRequest, Self::Service),
             MMI_SERVICES => Self::Services,
             MMI_WORKERS => last_name(body).map_or(Self::BadRequest, Self::Workers),
+            MMI_QUEUED => last_name(body).map_or(Self::BadRequest, Self::Queued),
             MMI_HA => Self::Ha,
             _ => Self::Unknown,
         };

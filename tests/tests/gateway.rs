@@ -210,6 +210,17 @@ async fn requests_over_http_with_the_statuses_users_expect() {
         for s in ["echo", "slow", "two"] {
             assert!(names.iter().any(|n| n == s), "{names:?}");
         }
+        let echo = r.json()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "echo")
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            (echo["workers"].as_u64(), echo["queued"].as_u64()),
+            (Some(1), Some(0))
+        );
         let r = http(&gw, "POST", "/v1/services/echo", &[], b"still here");
         assert_eq!((r.status, r.body.as_slice()), (200, &b"still here"[..]));
     })

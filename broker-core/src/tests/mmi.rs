@@ -122,6 +122,25 @@ fn mmi_workers_counts_idle_and_busy_workers() {
 }
 
 #[test]
+fn mmi_queued_counts_the_requests_waiting_for_a_worker() {
+    let mut h = Harness::new();
+    assert_eq!(
+        ask(&mut h, "mmi.queued", "echo"),
+        Sent::reply("c", "mmi.queued", "0")
+    );
+    h.request("c2", "echo", "one");
+    h.request("c3", "echo", "two");
+    assert_eq!(
+        ask(&mut h, "mmi.queued", "echo"),
+        Sent::reply("c", "mmi.queued", "2")
+    );
+    assert_eq!(
+        ask(&mut h, "mmi.queued", "a|"),
+        Sent::reply("c", "mmi.queued", "400")
+    );
+}
+
+#[test]
 fn mmi_requests_never_create_services_or_reach_workers() {
     let mut h = Harness::new();
     h.ready("w1", "mmi-lookalike");
