@@ -287,6 +287,9 @@ pub struct GatewaySettings {
     /// Largest request body in bytes.
     #[serde(deserialize_with = "check::at_least_1")]
     pub body_limit: usize,
+    /// Requests worked on at once; more are answered 503.
+    #[serde(deserialize_with = "check::at_least_1")]
+    pub max_in_flight: usize,
 }
 
 /// The `[ha]` section: this broker as one of a Binary Star primary/backup pair.

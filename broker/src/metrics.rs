@@ -61,6 +61,7 @@ pub struct Metrics {
     flow: FlowMetrics,
     security: SecurityMetrics,
     topics: TopicMetrics,
+    gateway: Option<domo_gateway::GatewayMetrics>,
 }
 
 /// Topics (`domo_topic_*`): copied from the topic core's figures by the topics task every
@@ -610,8 +611,11 @@ impl Metrics {
             titanic_requests.with_label_values(&[state]).set(0);
         }
         let topics = TopicMetrics::new(&r);
+        // Registered always (zero until a gateway runs), so the series exist for dashboards.
+        let gateway = domo_gateway::GatewayMetrics::register(&r).ok();
         Self {
             topics,
+            gateway,
             titanic_commit_duration,
             titanic_commit_requests,
             titanic_store_reopens,
@@ -867,6 +871,11 @@ impl Metrics {
     /// The `domo_topic_*` series; a handle the topics task updates.
     pub fn topics(&self) -> TopicMetrics {
         self.topics.clone()
+    }
+
+    /// The embedded gateway's series (`domo_gateway_*`).
+    pub fn gateway(&self) -> Option<domo_gateway::GatewayMetrics> {
+        self.gateway.clone()
     }
 
     /// The registry in the Prometheus text format.

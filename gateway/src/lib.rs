@@ -27,6 +27,9 @@
 //! malformed body or query. Errors are JSON: `{"error": "..."}`.
 
 pub mod frames;
+mod metrics;
+
+pub use metrics::GatewayMetrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +54,8 @@ pub struct GatewayConfig {
     pub default_timeout: Duration,
     /// The longest `?timeout=` taken (longer ones are cut to it).
     pub max_timeout: Duration,
+    /// Requests worked on at once; more are answered `503` at once.
+    pub max_in_flight: usize,
 }
 
 impl Default for GatewayConfig {
@@ -60,9 +65,19 @@ impl Default for GatewayConfig {
             body_limit: 4 << 20,
             default_timeout: Duration::from_secs(30),
             max_timeout: Duration::from_secs(300),
+            max_in_flight: 1024,
         }
     }
 }
+
+/// The route templates (the `route` label of the metrics).
+const ROUTES: [&str; 5] = [
+    "/v1/services",
+    "/v1/services/{service}",
+    "/v1/titanic/{name}",
+    "/v1/topics/{topic}",
+    "/metrics",
+];
 
 #[derive(Clone)]
 struct Gateway {
@@ -70,11 +85,26 @@ struct Gateway {
     config: GatewayConfig,
 }
 
+/// What every request goes through: the concurrency limit, the request id, the metrics.
+struct Front {
+    permits: tokio::sync::Semaphore,
+    metrics: Option<GatewayMetrics>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
 /// The gateway's routes over `client` (a client of the broker; the gateway bounds each
 /// request's time itself, so give it no retries and a timeout of at least
-/// [`GatewayConfig::max_timeout`]).
-pub fn router(client: Client, config: GatewayConfig) -> Router {
+/// [`GatewayConfig::max_timeout`]), counted in `metrics` if given.
+///
+/// Every response carries an `x-request-id` (the one the request gave, else a number of the
+/// gateway's), and the log lines of the request name it.
+pub fn router(client: Client, config: GatewayConfig, metrics: Option<GatewayMetrics>) -> Router {
     let state = Arc::new(Gateway { client, config });
+    let front = Arc::new(Front {
+        permits: tokio::sync::Semaphore::new(config.max_in_flight.max(1)),
+        metrics,
+        next_id: std::sync::atomic::AtomicU64::new(1),
+    });
     Router::new()
         .route("/v1/services", get(list_services))
         .route("/v1/services/{service}", post(call_service))
@@ -87,6 +117,66 @@ pub fn router(client: Client, config: GatewayConfig) -> Router {
         .route("/v1/topics/{topic}", post(topic_publish).get(topic_read))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(front, front_door))
+}
+
+/// The concurrency limit (`503` past it), the request id, the log line and the metrics of
+/// every request.
+async fn front_door(
+    State(front): State<Arc<Front>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(
+            || {
+                front
+                    .next_id
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    .to_string()
+            },
+            str::to_string,
+        );
+    let method = request.method().clone();
+    let mut response = match front.permits.try_acquire() {
+        Ok(_permit) => {
+            if let Some(m) = &front.metrics {
+                m.in_flight.inc();
+            }
+            let response = next.run(request).await;
+            if let Some(m) = &front.metrics {
+                m.in_flight.dec();
+            }
+            response
+        }
+        Err(_) => {
+            unavailable("the gateway is at its limit of requests in progress").into_response()
+        }
+    };
+    let status = response.status();
+    tracing::debug!(request_id = %id, %method, route = %route, status = status.as_u16(), "HTTP request");
+    if let Some(m) = &front.metrics {
+        m.requests
+            .with_label_values(&[route.as_str(), status.as_str()])
+            .inc();
+        m.duration
+            .with_label_values(&[route.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown` completes; requests in progress then
@@ -172,6 +262,11 @@ impl IntoResponse for Refusal {
         }
         r
     }
+}
+
+/// `503` (with `Retry-After`).
+fn unavailable(message: &str) -> Refusal {
+    error(StatusCode::SERVICE_UNAVAILABLE, message)
 }
 
 fn error(status: StatusCode, message: &str) -> Refusal {

@@ -4,6 +4,8 @@
 //! domo-gateway --broker tcp://127.0.0.1:5555 --listen 127.0.0.1:8080
 //! ```
 //!
+//! `GET /metrics` on the same address gives its `domo_gateway_*` series.
+//!
 //! Exit codes: 0 after SIGINT/SIGTERM (requests in progress finish), 1 if the address cannot
 //! be bound, 2 for bad flags.
 
@@ -111,7 +113,31 @@ async fn run(args: Args) -> ExitCode {
             Err(_) => shutdown.await,
         }
     };
-    match serve(listener, router(client, config), shutdown).await {
+    // Its own registry, served at GET /metrics on the same listener.
+    let registry = prometheus::Registry::new();
+    let metrics = match domo_gateway::GatewayMetrics::register(&registry) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!("domo-gateway: metrics: {e}");
+            None
+        }
+    };
+    let app = router(client, config, metrics).route(
+        "/metrics",
+        axum::routing::get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut buf = Vec::new();
+                let _ = prometheus::Encoder::encode(
+                    &prometheus::TextEncoder::new(),
+                    &registry.gather(),
+                    &mut buf,
+                );
+                String::from_utf8_lossy(&buf).into_owned()
+            }
+        }),
+    );
+    match serve(listener, app, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("domo-gateway: {e}");

@@ -336,3 +336,61 @@ async fn the_standalone_gateway_serves_any_broker_and_exits_0_on_sigterm() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_in_flight_it_answers_503_and_it_counts_by_route_with_request_ids() {
+    let (b, gw, _dir) = blocking(|| {
+        let d = TempDir::new("gateway-limit");
+        let config = d.path().join("broker.toml");
+        std::fs::write(&config, "[gateway]\nmax_in_flight = 1\n").unwrap();
+        let (b, gw) = broker(&d, &["--config", config.to_str().unwrap()]);
+        (b, gw, d)
+    })
+    .await;
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let entered_tx = std::sync::Mutex::new(entered_tx);
+    let _slow = serve(&b.endpoint, "slow", move |body| {
+        let _ = entered_tx.lock().unwrap().send(());
+        async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            body
+        }
+    });
+    wait_service(&b.endpoint, "slow").await;
+    let gw2 = gw.clone();
+    blocking(move || {
+        let gw = gw2;
+        // One request in progress (the worker has it) ...
+        let held = {
+            let gw = gw.clone();
+            std::thread::spawn(move || http(&gw, "POST", "/v1/services/slow", &[], b"x"))
+        };
+        entered_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first request never reached the worker");
+        // ... and the next one is refused at once, with its own id echoed.
+        let r = http(
+            &gw,
+            "POST",
+            "/v1/services/slow",
+            &[("x-request-id", "abc-123")],
+            b"y",
+        );
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.header("x-request-id"), Some("abc-123"));
+        let first = held.join().unwrap();
+        assert_eq!(first.status, 200);
+        assert!(first.header("x-request-id").is_some());
+    })
+    .await;
+    let route = "route=\"/v1/services/{service}\"";
+    b.wait_metric(
+        &format!("domo_gateway_requests_total{{{route},status=\"200\"}}"),
+        1.0,
+    );
+    b.wait_metric(
+        &format!("domo_gateway_requests_total{{{route},status=\"503\"}}"),
+        1.0,
+    );
+}

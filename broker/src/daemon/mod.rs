@@ -175,15 +175,18 @@ pub async fn run(
         info!("Topics disabled");
         None
     };
+    let gateway_metrics = metrics.lock_unpoisoned().gateway();
     let gateway = match settings.gateway.listen {
-        Some(addr) => match start_gateway(&mut bound, &settings, addr, keys.as_ref()).await {
-            Ok(stop) => Some(stop),
-            Err(message) => {
-                error!(error = %message, addr = %addr, "Cannot start the gateway");
-                eprintln!("domo-broker: gateway {addr}: {message}");
-                return ExitCode::from(EXIT_RUNTIME);
+        Some(addr) => {
+            match start_gateway(&mut bound, &settings, addr, keys.as_ref(), gateway_metrics).await {
+                Ok(stop) => Some(stop),
+                Err(message) => {
+                    error!(error = %message, addr = %addr, "Cannot start the gateway");
+                    eprintln!("domo-broker: gateway {addr}: {message}");
+                    return ExitCode::from(EXIT_RUNTIME);
+                }
             }
-        },
+        }
         None => None,
     };
     if let Some(addr) = settings.metrics.listen {
@@ -260,6 +263,7 @@ async fn start_gateway(
     settings: &Settings,
     addr: std::net::SocketAddr,
     keys: Option<&BrokerKeys>,
+    gateway_metrics: Option<domo_gateway::GatewayMetrics>,
 ) -> Result<
     (
         tokio::sync::oneshot::Sender<()>,
@@ -273,6 +277,7 @@ async fn start_gateway(
         .map_err(|e| format!("cannot bind the in-process endpoint: {e}"))?;
     let config = domo_gateway::GatewayConfig {
         body_limit: settings.gateway.body_limit,
+        max_in_flight: settings.gateway.max_in_flight,
         ..domo_gateway::GatewayConfig::default()
     };
     let mut options = domo_client::ClientOptions::new([endpoint.to_string()])
@@ -295,9 +300,8 @@ async fn start_gateway(
         let shutdown = async move {
             let _ = stopped.await;
         };
-        if let Err(e) =
-            domo_gateway::serve(listener, domo_gateway::router(client, config), shutdown).await
-        {
+        let router = domo_gateway::router(client, config, gateway_metrics);
+        if let Err(e) = domo_gateway::serve(listener, router, shutdown).await {
             error!(error = %e, "The gateway failed");
         }
     });
