@@ -290,6 +290,10 @@ pub struct GatewaySettings {
     /// Requests worked on at once; more are answered 503.
     #[serde(deserialize_with = "check::at_least_1")]
     pub max_in_flight: usize,
+    /// How long a client may take to send its request headers before its connection is
+    /// closed.
+    #[serde(with = "positive_duration")]
+    pub header_timeout: Duration,
 }
 
 /// The `[ha]` section: this broker as one of a Binary Star primary/backup pair.

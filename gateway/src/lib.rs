@@ -56,6 +56,9 @@ pub struct GatewayConfig {
     pub max_timeout: Duration,
     /// Requests worked on at once; more are answered `503` at once.
     pub max_in_flight: usize,
+    /// How long a client may take to send a request's headers; then its connection is
+    /// closed (a client that trickles its headers holds no connection for long).
+    pub header_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -66,6 +69,7 @@ impl Default for GatewayConfig {
             default_timeout: Duration::from_secs(30),
             max_timeout: Duration::from_secs(300),
             max_in_flight: 1024,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -179,19 +183,57 @@ async fn front_door(
     response
 }
 
+/// How long requests in progress may take to finish once `shutdown` completes.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `router` on `listener` until `shutdown` completes; requests in progress then
-/// finish.
+/// finish (up to [`DRAIN_TIMEOUT`]) and no new one is taken. A connection whose request
+/// headers do not arrive within `header_timeout` ([`GatewayConfig::header_timeout`]) is
+/// closed.
 ///
 /// # Errors
 /// An I/O error of the listener.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    header_timeout: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "Gateway accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service.clone());
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, peer = %peer, "Gateway connection ended");
+            }
+        });
+    }
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!("Gateway: requests still in progress after {DRAIN_TIMEOUT:?}; closing");
+    }
+    Ok(())
 }
 
 /// `?frames=json` and `?timeout=`.

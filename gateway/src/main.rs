@@ -137,7 +137,7 @@ async fn run(args: Args) -> ExitCode {
             }
         }),
     );
-    match serve(listener, app, shutdown).await {
+    match serve(listener, app, config.header_timeout, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("domo-gateway: {e}");

@@ -394,3 +394,64 @@ async fn past_max_in_flight_it_answers_503_and_it_counts_by_route_with_request_i
         1.0,
     );
 }
+
+#[test]
+fn a_client_that_trickles_its_headers_is_closed_and_others_are_served() {
+    let dir = TempDir::new("gateway-slowloris");
+    let config = dir.path().join("broker.toml");
+    std::fs::write(&config, "[gateway]\nheader_timeout = \"1s\"\n").unwrap();
+    let (_b, gw) = broker(&dir, &["--config", config.to_str().unwrap()]);
+    let mut slow = std::net::TcpStream::connect(&gw).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"GET /v1/services HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Meanwhile others are served.
+    let r = http(&gw, "GET", "/v1/services", &[], b"");
+    assert_eq!(r.status, 200);
+    // The trickling one is cut off after its header timeout (a 408 at most, then the close).
+    let t0 = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(t0.elapsed() < Duration::from_secs(8), "not closed in time");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_request_in_progress_finish_then_the_broker_exits_0() {
+    let (b, gw, _dir) = blocking(|| {
+        let d = TempDir::new("gateway-drain");
+        let (b, gw) = broker(&d, &[]);
+        (b, gw, d)
+    })
+    .await;
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let entered_tx = std::sync::Mutex::new(entered_tx);
+    let _slow = serve(&b.endpoint, "slow", move |body| {
+        let _ = entered_tx.lock().unwrap().send(());
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            body
+        }
+    });
+    wait_service(&b.endpoint, "slow").await;
+    let mut b = b;
+    blocking(move || {
+        let held = {
+            let gw = gw.clone();
+            std::thread::spawn(move || http(&gw, "POST", "/v1/services/slow", &[], b"kept"))
+        };
+        entered_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the request never reached the worker");
+        b.child.signal("TERM");
+        let r = held.join().unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"kept"[..]));
+        assert_eq!(b.child.wait_exit(Duration::from_secs(20)).code(), Some(0));
+    })
+    .await;
+}

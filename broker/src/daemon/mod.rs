@@ -278,6 +278,7 @@ async fn start_gateway(
     let config = domo_gateway::GatewayConfig {
         body_limit: settings.gateway.body_limit,
         max_in_flight: settings.gateway.max_in_flight,
+        header_timeout: settings.gateway.header_timeout,
         ..domo_gateway::GatewayConfig::default()
     };
     let mut options = domo_client::ClientOptions::new([endpoint.to_string()])
@@ -301,7 +302,8 @@ async fn start_gateway(
             let _ = stopped.await;
         };
         let router = domo_gateway::router(client, config, gateway_metrics);
-        if let Err(e) = domo_gateway::serve(listener, router, shutdown).await {
+        let header_timeout = config.header_timeout;
+        if let Err(e) = domo_gateway::serve(listener, router, header_timeout, shutdown).await {
             error!(error = %e, "The gateway failed");
         }
     });
