@@ -128,6 +128,24 @@ where
     })
 }
 
+/// A worker of `slow` that answers after `delay`, and word of each request it gets.
+async fn slow_worker(
+    endpoint: &str,
+    delay: Duration,
+) -> (tokio::task::JoinHandle<()>, std::sync::mpsc::Receiver<()>) {
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let entered_tx = std::sync::Mutex::new(entered_tx);
+    let worker = serve(endpoint, "slow", move |body| {
+        let _ = entered_tx.lock().unwrap().send(());
+        async move {
+            tokio::time::sleep(delay).await;
+            body
+        }
+    });
+    wait_service(endpoint, "slow").await;
+    (worker, entered_rx)
+}
+
 async fn wait_service(endpoint: &str, service: &str) {
     let ep = endpoint.to_string();
     let service = service.to_string();
@@ -347,16 +365,7 @@ async fn past_max_in_flight_it_answers_503_and_it_counts_by_route_with_request_i
         (b, gw, d)
     })
     .await;
-    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
-    let entered_tx = std::sync::Mutex::new(entered_tx);
-    let _slow = serve(&b.endpoint, "slow", move |body| {
-        let _ = entered_tx.lock().unwrap().send(());
-        async move {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            body
-        }
-    });
-    wait_service(&b.endpoint, "slow").await;
+    let (_slow, entered_rx) = slow_worker(&b.endpoint, Duration::from_secs(2)).await;
     let gw2 = gw.clone();
     blocking(move || {
         let gw = gw2;
@@ -429,16 +438,7 @@ async fn sigterm_lets_a_request_in_progress_finish_then_the_broker_exits_0() {
         (b, gw, d)
     })
     .await;
-    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
-    let entered_tx = std::sync::Mutex::new(entered_tx);
-    let _slow = serve(&b.endpoint, "slow", move |body| {
-        let _ = entered_tx.lock().unwrap().send(());
-        async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            body
-        }
-    });
-    wait_service(&b.endpoint, "slow").await;
+    let (_slow, entered_rx) = slow_worker(&b.endpoint, Duration::from_secs(1)).await;
     let mut b = b;
     blocking(move || {
         let held = {
