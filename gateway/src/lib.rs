@@ -21,7 +21,8 @@
 //! # Statuses
 //!
 //! `503` with `Retry-After` when no worker serves the service (asked with `mmi.service`
-//! before the request is sent, so the answer is immediate), `504` when the deadline passes,
+//! before the request is sent, so the answer is immediate; a "yes" is taken as true for a
+//! second), `504` when the deadline passes,
 //! `413` for a body over [`GatewayConfig::body_limit`], `502` for a reply that cannot be shown
 //! (several frames without `?frames=json`) or a broker that cannot be reached, `400` for a
 //! malformed body or query. Errors are JSON: `{"error": "..."}`.
@@ -83,10 +84,49 @@ const ROUTES: [&str; 5] = [
     "/metrics",
 ];
 
-#[derive(Clone)]
 struct Gateway {
     client: Client,
     config: GatewayConfig,
+    /// Services `mmi.service` said have workers, and when: asked again after
+    /// [`SERVED_FOR`].
+    served: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// How long a "this service has workers" answer is taken as still true. A service whose
+/// last worker left within it gets its requests queued (answered by a later worker, or 504),
+/// not an immediate 503.
+const SERVED_FOR: Duration = Duration::from_secs(1);
+
+impl Gateway {
+    /// Whether `service` has workers, from a recent answer or from `mmi.service`.
+    async fn has_workers(&self, service: &str, deadline: Duration) -> Result<bool, Refusal> {
+        let now = std::time::Instant::now();
+        let fresh = |t: &std::time::Instant| now.saturating_duration_since(*t) < SERVED_FOR;
+        if self
+            .served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(service)
+            .is_some_and(fresh)
+        {
+            return Ok(true);
+        }
+        let has = within(deadline, self.client.service_available(service.to_string())).await?;
+        let mut served = self
+            .served
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if has {
+            // Bounded: forget stale answers once there are many.
+            if served.len() >= 4096 {
+                served.retain(|_, t| fresh(t));
+            }
+            served.insert(service.to_string(), now);
+        } else {
+            served.remove(service);
+        }
+        Ok(has)
+    }
 }
 
 /// What every request goes through: the concurrency limit, the request id, the metrics.
@@ -103,7 +143,11 @@ struct Front {
 /// Every response carries an `x-request-id` (the one the request gave, else a number of the
 /// gateway's), and the log lines of the request name it.
 pub fn router(client: Client, config: GatewayConfig, metrics: Option<GatewayMetrics>) -> Router {
-    let state = Arc::new(Gateway { client, config });
+    let state = Arc::new(Gateway {
+        client,
+        config,
+        served: std::sync::Mutex::default(),
+    });
     let front = Arc::new(Front {
         permits: tokio::sync::Semaphore::new(config.max_in_flight.max(1)),
         metrics,
@@ -365,7 +409,7 @@ async fn call_service(
     let deadline = q.deadline(&g.config)?;
     let frames = q.frames(body)?;
     // No worker: say so at once (an MDP broker would queue the request until it expires).
-    if !within(deadline, g.client.service_available(service.clone())).await? {
+    if !g.has_workers(&service, deadline).await? {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!("no worker serves {service:?}"),
