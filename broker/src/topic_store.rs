@@ -308,7 +308,12 @@ impl Writer {
                 }
             }
             let tokens: Vec<u64> = batch.iter().filter_map(token).collect();
-            let saved = self.streams.clone();
+            // Only creations and deletions change the topics list (a failed batch's advanced
+            // `next` is harmless: it only has to be at least the truth).
+            let saved = batch
+                .iter()
+                .any(|op| matches!(op, Op::Create { .. } | Op::Delete { .. }))
+                .then(|| self.streams.clone());
             let result = self.commit(batch);
             match &result {
                 Ok(()) => self.status.set(None),
@@ -316,7 +321,9 @@ impl Writer {
                     error!(error = %e, "Topic store commit failed: those writes are not acknowledged");
                     self.status.set(Some(format!("write failed: {e}")));
                     // What the failed batch did to the topics list is undone.
-                    self.streams = saved;
+                    if let Some(saved) = saved {
+                        self.streams = saved;
+                    }
                 }
             }
             if self.done.send(Committed { tokens, result }).is_err() {

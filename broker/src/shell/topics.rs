@@ -10,8 +10,9 @@
 //! which keeps it in that subscriber's bounded queue until the router reports the
 //! connection `Writable`; so the core's queue is where a slow subscriber's backlog waits,
 //! is bounded and drops its oldest. A publisher is sent the empty subscription as soon as
-//! it connects (a libzmq `PUB` sends nothing a subscriber did not ask for). The task runs
-//! apart from the MDP loop: fan-out costs request-reply nothing.
+//! it connects (a libzmq `PUB` sends nothing a subscriber did not ask for). The task is
+//! one of its own beside the MDP loop, on the broker's one thread: neither waits for the
+//! other, but they share that thread's CPU.
 
 use std::future::Future;
 
