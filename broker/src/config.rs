@@ -282,8 +282,14 @@ pub struct GatewaySettings {
     /// Where it listens; `None` (`off`, the default): no gateway.
     #[serde(with = "listen")]
     pub listen: Option<SocketAddr>,
-    /// Serve on an address other than loopback although the gateway has no authentication.
+    /// Serve on an address other than loopback without a tokens file (to anyone).
     pub allow_anonymous: bool,
+    /// Bearer tokens (hashed) and their rights; `None` when empty: the gateway is open.
+    #[serde(with = "optional_path")]
+    pub tokens_file: Option<PathBuf>,
+    /// The pre-shared key of the WebSocket challenge; `None` when empty.
+    #[serde(with = "optional_path")]
+    pub psk_file: Option<PathBuf>,
     /// Largest request body in bytes.
     #[serde(deserialize_with = "check::at_least_1")]
     pub body_limit: usize,
@@ -294,6 +300,10 @@ pub struct GatewaySettings {
     /// closed.
     #[serde(with = "positive_duration")]
     pub header_timeout: Duration,
+    /// How long a client may take to send a request's body once its headers are in (then
+    /// 408).
+    #[serde(with = "positive_duration")]
+    pub body_timeout: Duration,
 }
 
 /// The `[ha]` section: this broker as one of a Binary Star primary/backup pair.
@@ -528,6 +538,28 @@ pub struct Overrides {
     )]
     #[serde(rename = "gateway.listen", skip_serializing_if = "Option::is_none")]
     pub gateway_listen: Option<String>,
+    /// The gateway's bearer tokens (SHA-256 hashes) and their rights
+    /// [config gateway.tokens_file]
+    #[arg(
+        id = "gateway.tokens_file",
+        long = "gateway-tokens-file",
+        value_name = "PATH",
+        env = "DOMO_GATEWAY__TOKENS_FILE"
+    )]
+    #[serde(
+        rename = "gateway.tokens_file",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gateway_tokens_file: Option<PathBuf>,
+    /// The pre-shared key of the gateway's WebSocket challenge [config gateway.psk_file]
+    #[arg(
+        id = "gateway.psk_file",
+        long = "gateway-psk-file",
+        value_name = "PATH",
+        env = "DOMO_GATEWAY__PSK_FILE"
+    )]
+    #[serde(rename = "gateway.psk_file", skip_serializing_if = "Option::is_none")]
+    pub gateway_psk_file: Option<PathBuf>,
     /// Do not serve topics (publish/subscribe) [config topics.enabled]
     #[arg(id = "topics.enabled", long = "no-topics")]
     #[serde(
@@ -1081,12 +1113,15 @@ impl Settings {
             }
         }
         if let Some(addr) = self.gateway.listen {
-            if !addr.ip().is_loopback() && !self.gateway.allow_anonymous {
+            if !addr.ip().is_loopback()
+                && !self.gateway.allow_anonymous
+                && self.gateway.tokens_file.is_none()
+            {
                 return Err(origins.error(
                     "gateway.listen",
                     &format!(
-                        "{addr} is not a loopback address and the gateway has no \
-                         authentication yet: set gateway.allow_anonymous = true to serve it anyway"
+                        "{addr} is not a loopback address and there is no gateway.tokens_file: \
+                         set one, or gateway.allow_anonymous = true to serve anyone"
                     ),
                 ));
             }

@@ -25,6 +25,7 @@ mod ha;
 mod keys;
 mod output;
 mod titanic;
+mod token;
 mod topic;
 
 use std::path::PathBuf;
@@ -202,6 +203,31 @@ enum Command {
         #[arg(long = "meta", value_name = "NAME=VALUE", value_parser = keys::parse_meta)]
         meta: Vec<(String, String)>,
     },
+    /// Bearer tokens for the HTTP gateway.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `domo token`.
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a new token (on stderr, to give to the client) and its entry for the gateway's
+    /// tokens file (on stdout, holding only the token's SHA-256):
+    /// `domo token new --name web --call 'echo' >> tokens.toml`.
+    New {
+        /// Its name in the file and in logs.
+        #[arg(long)]
+        name: String,
+        /// Services it may call, e.g. 'echo, billing.*' ('*': all; empty: none).
+        #[arg(long, default_value = "")]
+        call: String,
+        /// Topics it may publish to.
+        #[arg(long, default_value = "")]
+        publish: String,
+        /// Topics it may read and subscribe to.
+        #[arg(long, default_value = "")]
+        subscribe: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -374,6 +400,7 @@ impl Command {
             Self::Worker(WorkerCommand::Echo { broker, .. }) => Some(broker),
             Self::Bench(_)
             | Self::Keygen { .. }
+            | Self::Token(_)
             | Self::Titanic(TitanicCommand::List { .. } | TitanicCommand::Purge { .. }) => None,
         }
     }
@@ -516,6 +543,19 @@ async fn run(command: Command) -> ExitCode {
             titanic::close(&request, &id).await
         }
         Command::Keygen { name, dir, meta } => keys::keygen(&name, &dir, meta),
+        Command::Token(TokenCommand::New {
+            name,
+            call,
+            publish,
+            subscribe,
+        }) => token::new(
+            &name,
+            &token::Rights {
+                call,
+                publish,
+                subscribe,
+            },
+        ),
         Command::Titanic(TitanicCommand::List { data_dir }) => titanic::list(&data_dir),
         Command::Titanic(TitanicCommand::Purge {
             data_dir,

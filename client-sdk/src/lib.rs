@@ -127,8 +127,8 @@ pub use crate::options::{ClientOptions, Failover};
 use crate::pool::Pool;
 pub use crate::titanic::{TitanicId, TitanicReply};
 pub use crate::topics::{
-    Publisher, Subscriber, SubscriberEvent, SubscriberStream, TopicBroker, TopicMessage,
-    TopicPlacement,
+    Publisher, Subscriber, SubscriberEvent, SubscriberStream, Subscriptions, TopicBroker,
+    TopicMessage, TopicPlacement,
 };
 pub use domo_mdp::titanic::ParseIdError;
 pub use domo_mdp::topic::{Persist, ReadReply, Retention, Stamp};

@@ -32,6 +32,7 @@
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -395,9 +396,37 @@ pub enum SubscriberEvent {
 /// One broker a subscriber listens to.
 #[derive(Debug)]
 struct Source {
-    dealer: Dealer,
+    dealer: Arc<Dealer>,
     /// For `topic.read` when a gap shows.
     client: Client,
+}
+
+/// Subscribes and cancels for a [`Subscriber`] from anywhere ([`Subscriber::subscriptions`]).
+#[derive(Debug, Clone)]
+pub struct Subscriptions(Vec<Arc<Dealer>>);
+
+impl Subscriptions {
+    /// As [`Subscriber::subscribe`].
+    ///
+    /// # Errors
+    /// As [`Subscriber::subscribe`].
+    pub fn subscribe(&self, prefix: impl AsRef<[u8]>) -> Result<(), Error> {
+        for d in &self.0 {
+            d.subscribe(prefix.as_ref()).map_err(|_| Error::closed())?;
+        }
+        Ok(())
+    }
+
+    /// As [`Subscriber::cancel`].
+    ///
+    /// # Errors
+    /// As [`Subscriber::subscribe`].
+    pub fn cancel(&self, prefix: impl AsRef<[u8]>) -> Result<(), Error> {
+        for d in &self.0 {
+            d.cancel(prefix.as_ref()).map_err(|_| Error::closed())?;
+        }
+        Ok(())
+    }
 }
 
 /// A topic subscriber that resumes without loss or duplicates (see the module docs).
@@ -453,7 +482,10 @@ impl Subscriber {
             options.metadata.insert(OFFSETS_PROPERTY, "1");
             let dealer = Dealer::connect_with_socket_type(SocketType::Sub, endpoint, options)
                 .map_err(|e| Error::invalid_endpoint(endpoint, e))?;
-            sources.push(Source { dealer, client });
+            sources.push(Source {
+                dealer: Arc::new(dealer),
+                client,
+            });
         }
         Ok(Self {
             sources,
@@ -470,12 +502,7 @@ impl Subscriber {
     /// # Errors
     /// [`ErrorKind::Closed`](crate::ErrorKind::Closed) after [`Subscriber::close`].
     pub fn subscribe(&self, prefix: impl AsRef<[u8]>) -> Result<(), Error> {
-        for s in &self.sources {
-            s.dealer
-                .subscribe(prefix.as_ref())
-                .map_err(|_| Error::closed())?;
-        }
-        Ok(())
+        self.subscriptions().subscribe(prefix)
     }
 
     /// Cancels one subscription to `prefix`.
@@ -483,12 +510,13 @@ impl Subscriber {
     /// # Errors
     /// As [`Subscriber::subscribe`].
     pub fn cancel(&self, prefix: impl AsRef<[u8]>) -> Result<(), Error> {
-        for s in &self.sources {
-            s.dealer
-                .cancel(prefix.as_ref())
-                .map_err(|_| Error::closed())?;
-        }
-        Ok(())
+        self.subscriptions().cancel(prefix)
+    }
+
+    /// A handle that subscribes and cancels while another task waits in
+    /// [`Subscriber::next`] (which needs `&mut self`).
+    pub fn subscriptions(&self) -> Subscriptions {
+        Subscriptions(self.sources.iter().map(|s| s.dealer.clone()).collect())
     }
 
     /// Starts `topic` as if the message `stamp` had been delivered: a program that kept its

@@ -24,6 +24,14 @@ pub struct BadFrames(pub String);
 pub fn from_json(body: &[u8]) -> Result<Vec<Bytes>, BadFrames> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| BadFrames(format!("not JSON: {e}")))?;
+    from_value(value)
+}
+
+/// Reads frames from a JSON value already parsed (an array, as [`from_json`] reads).
+///
+/// # Errors
+/// As [`from_json`].
+pub fn from_value(value: Value) -> Result<Vec<Bytes>, BadFrames> {
     let Value::Array(items) = value else {
         return Err(BadFrames("expected a JSON array of frames".into()));
     };

@@ -27,9 +27,13 @@
 //! (several frames without `?frames=json`) or a broker that cannot be reached, `400` for a
 //! malformed body or query. Errors are JSON: `{"error": "..."}`.
 
+pub mod auth;
 pub mod frames;
 mod metrics;
+mod sse;
+pub mod ws;
 
+pub use auth::{Access, Grant, Right};
 pub use metrics::GatewayMetrics;
 
 use std::sync::Arc;
@@ -60,6 +64,9 @@ pub struct GatewayConfig {
     /// How long a client may take to send a request's headers; then its connection is
     /// closed (a client that trickles its headers holds no connection for long).
     pub header_timeout: Duration,
+    /// How long a client may take to send a request's body once its headers are in; then
+    /// the answer is `408` and the connection is closed.
+    pub body_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -71,22 +78,87 @@ impl Default for GatewayConfig {
             max_timeout: Duration::from_secs(300),
             max_in_flight: 1024,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
         }
     }
 }
 
 /// The route templates (the `route` label of the metrics).
-const ROUTES: [&str; 5] = [
+const ROUTES: [&str; 7] = [
     "/v1/services",
     "/v1/services/{service}",
     "/v1/titanic/{name}",
     "/v1/topics/{topic}",
+    "/v1/topics/{prefix}/events",
+    "/v1/ws",
     "/metrics",
 ];
+
+/// What the gateway is made of.
+#[derive(Debug)]
+pub struct Setup {
+    /// A client of the broker. The gateway bounds each request's time itself, so give it no
+    /// retries and a timeout of at least [`GatewayConfig::max_timeout`].
+    pub client: Client,
+    /// Its limits.
+    pub config: GatewayConfig,
+    /// Who may use it ([`Access::open`]: everyone).
+    pub access: Access,
+    /// The broker's topics subscribe endpoint (`[topics] subscribe`), for event streams and
+    /// WebSocket subscriptions; `None`: those answer `501`.
+    pub topics: Option<String>,
+    /// Where its metrics go, if anywhere.
+    pub metrics: Option<GatewayMetrics>,
+    /// Ends event streams and WebSockets when the gateway stops (see [`serve`]).
+    pub closing: Closing,
+}
+
+impl Setup {
+    /// An open gateway with default limits, no topics endpoint and no metrics.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            config: GatewayConfig::default(),
+            access: Access::open(),
+            topics: None,
+            metrics: None,
+            closing: Closing::default(),
+        }
+    }
+}
+
+/// Tells long-lived answers (event streams, WebSockets) that the gateway is stopping; [`serve`]
+/// raises it when its shutdown future completes.
+#[derive(Debug, Clone)]
+pub struct Closing(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Closing {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl Closing {
+    /// Raises it.
+    pub fn close(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Completes once raised.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.subscribe();
+        async move {
+            let _ = rx.wait_for(|c| *c).await;
+        }
+    }
+}
 
 struct Gateway {
     client: Client,
     config: GatewayConfig,
+    access: Access,
+    topics: Option<String>,
+    closing: Closing,
     /// Services `mmi.service` said have workers, and when: asked again after
     /// [`SERVED_FOR`].
     served: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -98,6 +170,35 @@ struct Gateway {
 const SERVED_FOR: Duration = Duration::from_secs(1);
 
 impl Gateway {
+    /// A request to `service`: `503` at once if it has no worker (an MDP broker would queue
+    /// the request until it expires), `504` after `deadline`.
+    async fn call(
+        &self,
+        service: String,
+        frames: Vec<Bytes>,
+        deadline: Duration,
+    ) -> Result<Vec<Bytes>, Refusal> {
+        if !self.has_workers(&service, deadline).await? {
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("no worker serves {service:?}"),
+            ));
+        }
+        within(deadline, self.client.request(service, frames)).await
+    }
+
+    /// A subscriber of the broker's topics endpoint; `501` without one.
+    fn subscriber(&self) -> Result<domo_client::Subscriber, Refusal> {
+        let endpoint = self.topics.as_deref().ok_or_else(|| {
+            error(
+                StatusCode::NOT_IMPLEMENTED,
+                "this gateway has no topics endpoint to subscribe to",
+            )
+        })?;
+        domo_client::Subscriber::new(endpoint, self.client.clone())
+            .map_err(|e| error(StatusCode::BAD_GATEWAY, &e.to_string()))
+    }
+
     /// Whether `service` has workers, from a recent answer or from `mmi.service`.
     async fn has_workers(&self, service: &str, deadline: Duration) -> Result<bool, Refusal> {
         let now = std::time::Instant::now();
@@ -132,24 +233,55 @@ impl Gateway {
 /// What every request goes through: the concurrency limit, the request id, the metrics.
 struct Front {
     permits: tokio::sync::Semaphore,
+    body_limit: usize,
+    body_timeout: Duration,
     metrics: Option<GatewayMetrics>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
-/// The gateway's routes over `client` (a client of the broker; the gateway bounds each
-/// request's time itself, so give it no retries and a timeout of at least
-/// [`GatewayConfig::max_timeout`]), counted in `metrics` if given.
+/// The rights of the request, from its bearer token (see [`auth`]); `401` without a valid one
+/// when the gateway has a tokens file.
+struct Auth(Arc<Grant>);
+
+impl axum::extract::FromRequestParts<Arc<Gateway>> for Auth {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        g: &Arc<Gateway>,
+    ) -> Result<Self, Refusal> {
+        g.access
+            .authorize(&parts.headers, parts.uri.query())
+            .map(Auth)
+            .map_err(Refusal::from)
+    }
+}
+
+/// The gateway's routes, counted in `setup.metrics` if given.
 ///
 /// Every response carries an `x-request-id` (the one the request gave, else a number of the
 /// gateway's), and the log lines of the request name it.
-pub fn router(client: Client, config: GatewayConfig, metrics: Option<GatewayMetrics>) -> Router {
+pub fn router(setup: Setup) -> Router {
+    let Setup {
+        client,
+        config,
+        access,
+        topics,
+        metrics,
+        closing,
+    } = setup;
     let state = Arc::new(Gateway {
         client,
         config,
+        access,
+        topics,
+        closing,
         served: std::sync::Mutex::default(),
     });
     let front = Arc::new(Front {
         permits: tokio::sync::Semaphore::new(config.max_in_flight.max(1)),
+        body_limit: config.body_limit,
+        body_timeout: config.body_timeout,
         metrics,
         next_id: std::sync::atomic::AtomicU64::new(1),
     });
@@ -163,9 +295,48 @@ pub fn router(client: Client, config: GatewayConfig, metrics: Option<GatewayMetr
                 .delete(titanic_close),
         )
         .route("/v1/topics/{topic}", post(topic_publish).get(topic_read))
+        .route("/v1/topics/{prefix}/events", get(sse::topic_events))
+        .route("/v1/ws", get(ws::upgrade))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(front, front_door))
+}
+
+impl Front {
+    /// Reads the request's body within [`GatewayConfig::body_timeout`] (`408` after it, and
+    /// the connection closed) and [`GatewayConfig::body_limit`] (`413` past it).
+    async fn read_body(
+        &self,
+        request: axum::extract::Request,
+    ) -> Result<axum::extract::Request, Refusal> {
+        let (parts, body) = request.into_parts();
+        let read = axum::body::to_bytes(body, self.body_limit);
+        let bytes = match tokio::time::timeout(self.body_timeout, read).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                return Err(if too_large {
+                    error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        &format!("the body is over {} bytes", self.body_limit),
+                    )
+                } else {
+                    error(StatusCode::BAD_REQUEST, &format!("the body: {e}"))
+                });
+            }
+            Err(_) => {
+                return Err(error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body came too slowly",
+                ))
+            }
+        };
+        Ok(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(bytes),
+        ))
+    }
 }
 
 /// The concurrency limit (`503` past it), the request id, the log line and the metrics of
@@ -201,7 +372,10 @@ async fn front_door(
             if let Some(m) = &front.metrics {
                 m.in_flight.inc();
             }
-            let response = next.run(request).await;
+            let response = match front.read_body(request).await {
+                Ok(request) => next.run(request).await,
+                Err(refusal) => refusal.into_response(),
+            };
             if let Some(m) = &front.metrics {
                 m.in_flight.dec();
             }
@@ -230,10 +404,10 @@ async fn front_door(
 /// How long requests in progress may take to finish once `shutdown` completes.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` until `shutdown` completes; requests in progress then
-/// finish (up to [`DRAIN_TIMEOUT`]) and no new one is taken. A connection whose request
-/// headers do not arrive within `header_timeout` ([`GatewayConfig::header_timeout`]) is
-/// closed.
+/// Serves `router` on `listener` until `shutdown` completes. Then `closing` is raised (event
+/// streams end, WebSockets are closed with `1001`), requests in progress finish (up to
+/// [`DRAIN_TIMEOUT`]) and no new one is taken. A connection whose request headers do not
+/// arrive within `header_timeout` ([`GatewayConfig::header_timeout`]) is closed.
 ///
 /// # Errors
 /// An I/O error of the listener.
@@ -241,10 +415,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     header_timeout: Duration,
+    closing: Closing,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = tokio_util::task::TaskTracker::new();
     let service = hyper_util::service::TowerToHyperService::new(router);
     tokio::pin!(shutdown);
     loop {
@@ -263,15 +438,27 @@ pub async fn serve(
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), service.clone());
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            .serve_connection(TokioIo::new(stream), service.clone())
+            .with_upgrades();
+        let closed = closing.closed();
+        connections.spawn(async move {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
+                () = closed => {
+                    // Finish the request in progress, take no other.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, peer = %peer, "Gateway connection ended");
             }
         });
     }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    closing.close();
+    connections.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, connections.wait())
         .await
         .is_err()
     {
@@ -334,15 +521,51 @@ impl CallQuery {
 
 /// An error answer: a status and `{"error": message}` (with `Retry-After: 1` for `503`).
 #[derive(Debug)]
-struct Refusal {
-    status: StatusCode,
-    message: String,
+enum Refusal {
+    Status { status: StatusCode, message: String },
+    Denied(auth::Denied),
+}
+
+impl From<auth::Denied> for Refusal {
+    fn from(d: auth::Denied) -> Self {
+        Self::Denied(d)
+    }
+}
+
+impl Refusal {
+    /// Its status code.
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Status { status, .. } => *status,
+            Self::Denied(auth::Denied::Unauthenticated(_)) => StatusCode::UNAUTHORIZED,
+            Self::Denied(auth::Denied::Forbidden(_)) => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// What it says.
+    fn message(&self) -> String {
+        match self {
+            Self::Status { message, .. } | Self::Denied(auth::Denied::Forbidden(message)) => {
+                message.clone()
+            }
+            Self::Denied(auth::Denied::Unauthenticated(_)) => "a valid token is required".into(),
+        }
+    }
 }
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let mut r = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let (status, message) = match self {
+            Self::Denied(d) => return d.into_response(),
+            Self::Status { status, message } => (status, message),
+        };
+        let mut r = (status, Json(json!({ "error": message }))).into_response();
+        if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is not read: the connection cannot carry another request.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
@@ -356,7 +579,7 @@ fn unavailable(message: &str) -> Refusal {
 }
 
 fn error(status: StatusCode, message: &str) -> Refusal {
-    Refusal {
+    Refusal::Status {
         status,
         message: message.to_string(),
     }
@@ -402,28 +625,27 @@ type Answer = Result<Response, Refusal>;
 
 async fn call_service(
     State(g): State<Arc<Gateway>>,
+    Auth(grant): Auth,
     Path(service): Path<String>,
     Query(q): Query<CallQuery>,
     body: Body,
 ) -> Answer {
+    grant.require(Right::Call, service.as_bytes())?;
     let deadline = q.deadline(&g.config)?;
     let frames = q.frames(body)?;
-    // No worker: say so at once (an MDP broker would queue the request until it expires).
-    if !g.has_workers(&service, deadline).await? {
-        return Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("no worker serves {service:?}"),
-        ));
-    }
-    let reply = within(deadline, g.client.request(service, frames)).await?;
+    let reply = g.call(service, frames, deadline).await?;
     q.reply(StatusCode::OK, &reply)
 }
 
-async fn list_services(State(g): State<Arc<Gateway>>) -> Answer {
+async fn list_services(State(g): State<Arc<Gateway>>, Auth(grant): Auth) -> Answer {
     let deadline = g.config.default_timeout;
     let names = within(deadline, g.client.services()).await?;
     let mut services = Vec::with_capacity(names.len());
-    for name in names {
+    // Only the services the token may call.
+    for name in names
+        .into_iter()
+        .filter(|n| grant.allows(Right::Call, n.as_bytes()))
+    {
         // `mmi.workers` and `mmi.queued` are domo's; another broker's answer is left out.
         let workers = within(deadline, g.client.workers(name.clone())).await.ok();
         let queued = within(deadline, g.client.queued(name.clone())).await.ok();
@@ -434,10 +656,12 @@ async fn list_services(State(g): State<Arc<Gateway>>) -> Answer {
 
 async fn titanic_submit(
     State(g): State<Arc<Gateway>>,
+    Auth(grant): Auth,
     Path(service): Path<String>,
     Query(q): Query<CallQuery>,
     body: Body,
 ) -> Answer {
+    grant.require(Right::Call, service.as_bytes())?;
     let deadline = q.deadline(&g.config)?;
     let frames = q.frames(body)?;
     let id = within(deadline, g.client.submit(service, frames)).await?;
@@ -457,6 +681,7 @@ fn titanic_id(id: &str) -> Result<TitanicId, Refusal> {
 
 async fn titanic_fetch(
     State(g): State<Arc<Gateway>>,
+    _: Auth,
     Path(id): Path<String>,
     Query(q): Query<CallQuery>,
 ) -> Answer {
@@ -474,7 +699,7 @@ async fn titanic_fetch(
     }
 }
 
-async fn titanic_close(State(g): State<Arc<Gateway>>, Path(id): Path<String>) -> Answer {
+async fn titanic_close(State(g): State<Arc<Gateway>>, _: Auth, Path(id): Path<String>) -> Answer {
     let id = titanic_id(&id)?;
     within(g.config.default_timeout, g.client.titanic_close(&id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -482,10 +707,12 @@ async fn titanic_close(State(g): State<Arc<Gateway>>, Path(id): Path<String>) ->
 
 async fn topic_publish(
     State(g): State<Arc<Gateway>>,
+    Auth(grant): Auth,
     Path(topic): Path<String>,
     Query(q): Query<CallQuery>,
     body: Body,
 ) -> Answer {
+    grant.require(Right::Publish, topic.as_bytes())?;
     let deadline = q.deadline(&g.config)?;
     let frames = q.frames(body)?;
     let offset = within(deadline, g.client.topic_write(topic, frames)).await?;
@@ -507,9 +734,11 @@ fn default_max() -> usize {
 
 async fn topic_read(
     State(g): State<Arc<Gateway>>,
+    Auth(grant): Auth,
     Path(topic): Path<String>,
     Query(q): Query<ReadQuery>,
 ) -> Answer {
+    grant.require(Right::Subscribe, topic.as_bytes())?;
     let read = g.client.topic_read(topic, q.from, q.max);
     let r = within(g.config.default_timeout, read).await?;
     let messages: Vec<_> = r

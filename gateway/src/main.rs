@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use domo_client::{Client, ClientOptions};
-use domo_gateway::{router, serve, GatewayConfig};
+use domo_gateway::{router, serve, Access, Closing, GatewayConfig, Setup};
 
 /// HTTP gateway for MDP services, Titanic and topics.
 #[derive(Debug, Parser)]
@@ -32,10 +32,23 @@ struct Args {
     /// The HTTP address to listen on; port 0 picks a free one (logged).
     #[arg(long, env = "DOMO_GATEWAY__LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Listen on an address other than loopback, where anyone on the network can call every
-    /// service (there is no authentication yet).
+    /// Listen on an address other than loopback without a tokens file, where anyone on the
+    /// network can call every service.
     #[arg(long)]
     allow_anonymous: bool,
+    /// Bearer tokens (SHA-256 hashes) and their rights; without it the gateway is open.
+    #[arg(long, env = "DOMO_GATEWAY__TOKENS_FILE")]
+    tokens_file: Option<std::path::PathBuf>,
+    /// The pre-shared key of the WebSocket challenge.
+    #[arg(long, env = "DOMO_GATEWAY__PSK_FILE")]
+    psk_file: Option<std::path::PathBuf>,
+    /// The broker's topics subscribe endpoint, for event streams and WebSocket subscriptions.
+    #[arg(
+        long,
+        env = "DOMO_TOPICS__SUBSCRIBE",
+        default_value = "tcp://127.0.0.1:5557"
+    )]
+    topics: String,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     body_limit: usize,
@@ -50,10 +63,10 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    if !args.listen.ip().is_loopback() && !args.allow_anonymous {
+    if !args.listen.ip().is_loopback() && !args.allow_anonymous && args.tokens_file.is_none() {
         eprintln!(
-            "domo-gateway: --listen {}: not a loopback address, and the gateway has no \
-             authentication yet; pass --allow-anonymous to serve it anyway",
+            "domo-gateway: --listen {}: not a loopback address, and no --tokens-file: pass \
+             --allow-anonymous to serve it to anyone anyway",
             args.listen
         );
         return ExitCode::from(2);
@@ -75,6 +88,17 @@ async fn run(args: Args) -> ExitCode {
     let config = GatewayConfig {
         body_limit: args.body_limit,
         ..GatewayConfig::default()
+    };
+    let access = match Access::from_files(args.tokens_file.as_deref(), args.psk_file.as_deref()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("domo-gateway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let topics = match args.topics.as_str() {
+        "" | "off" => None,
+        t => Some(t.to_string()),
     };
     let client = match Client::new(
         ClientOptions::new(args.broker.iter().cloned())
@@ -122,7 +146,16 @@ async fn run(args: Args) -> ExitCode {
             None
         }
     };
-    let app = router(client, config, metrics).route(
+    let closing = Closing::default();
+    let setup = Setup {
+        config,
+        access,
+        topics,
+        metrics,
+        closing: closing.clone(),
+        ..Setup::new(client)
+    };
+    let app = router(setup).route(
         "/metrics",
         axum::routing::get(move || {
             let registry = registry.clone();
@@ -137,7 +170,7 @@ async fn run(args: Args) -> ExitCode {
             }
         }),
     );
-    match serve(listener, app, config.header_timeout, shutdown).await {
+    match serve(listener, app, config.header_timeout, closing, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("domo-gateway: {e}");

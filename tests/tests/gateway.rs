@@ -405,10 +405,14 @@ async fn past_max_in_flight_it_answers_503_and_it_counts_by_route_with_request_i
 }
 
 #[test]
-fn a_client_that_trickles_its_headers_is_closed_and_others_are_served() {
+fn a_client_that_trickles_its_headers_or_body_is_closed_and_others_are_served() {
     let dir = TempDir::new("gateway-slowloris");
     let config = dir.path().join("broker.toml");
-    std::fs::write(&config, "[gateway]\nheader_timeout = \"1s\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "[gateway]\nheader_timeout = \"1s\"\nbody_timeout = \"1s\"\n",
+    )
+    .unwrap();
     let (_b, gw) = broker(&dir, &["--config", config.to_str().unwrap()]);
     let mut slow = std::net::TcpStream::connect(&gw).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(10)))
@@ -428,6 +432,20 @@ fn a_client_that_trickles_its_headers_is_closed_and_others_are_served() {
         text.is_empty() || text.starts_with("HTTP/1.1 408"),
         "{text}"
     );
+    // A body that never comes: 408 after the body timeout, then the close.
+    let mut slow = std::net::TcpStream::connect(&gw).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"POST /v1/services/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(t0.elapsed() < Duration::from_secs(8), "not closed in time");
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    let r = http(&gw, "GET", "/v1/services", &[], b"");
+    assert_eq!(r.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,4 +472,690 @@ async fn sigterm_lets_a_request_in_progress_finish_then_the_broker_exits_0() {
         assert_eq!(b.child.wait_exit(Duration::from_secs(20)).code(), Some(0));
     })
     .await;
+}
+
+/// Writes a tokens file with one token per `(name, token, call, publish, subscribe)`, as
+/// `domo token new` writes them: the SHA-256 of each token, never the token.
+fn tokens_file(dir: &TempDir, tokens: &[(&str, &str, &str, &str, &str)]) -> String {
+    use sha2::Digest as _;
+    let mut text = String::new();
+    for (name, token, call, publish, subscribe) in tokens {
+        let hash: String = sha2::Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        text.push_str(&format!(
+            "[[token]]\nname = \"{name}\"\nsha256 = \"{hash}\"\ncall = \"{call}\"\n\
+             publish = \"{publish}\"\nsubscribe = \"{subscribe}\"\n"
+        ));
+    }
+    let path = dir.path().join("tokens.toml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_decide_who_may_call_publish_and_subscribe() {
+    let (b, gw, _dir) = blocking(|| {
+        let d = TempDir::new("gateway-tokens");
+        let file = tokens_file(
+            &d,
+            &[
+                ("front", "front-secret", "echo", "", "news*"),
+                ("nothing", "empty-secret", "", "", ""),
+                ("pub", "pub-secret", "", "news*", ""),
+            ],
+        );
+        let (b, gw) = broker(&d, &["--gateway-tokens-file", &file]);
+        (b, gw, d)
+    })
+    .await;
+    let _echo = serve(&b.endpoint, "echo", |body| async move { body });
+    let _other = serve(&b.endpoint, "other", |body| async move { body });
+    for s in ["echo", "other"] {
+        wait_service(&b.endpoint, s).await;
+    }
+    blocking(move || {
+        let bearer = |t: &str| format!("Bearer {t}");
+        // No token: 401 with the RFC 6750 challenge.
+        let r = http(&gw, "POST", "/v1/services/echo", &[], b"hi");
+        assert_eq!(r.status, 401);
+        assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"domo\""));
+        // A token that is not one: 401, invalid_token.
+        let r = http(
+            &gw,
+            "POST",
+            "/v1/services/echo",
+            &[("Authorization", &bearer("guess"))],
+            b"hi",
+        );
+        assert_eq!(r.status, 401);
+        assert!(r
+            .header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token"));
+        // The right token: the reply.
+        let front = bearer("front-secret");
+        let r = http(
+            &gw,
+            "POST",
+            "/v1/services/echo",
+            &[("Authorization", &front)],
+            b"hi",
+        );
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hi"[..]));
+        // The same as a query parameter (what a browser's EventSource can send).
+        let r = http(
+            &gw,
+            "POST",
+            "/v1/services/echo?access_token=front-secret",
+            &[],
+            b"q",
+        );
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"q"[..]));
+        // A valid token without the right: 403, saying which.
+        let r = http(
+            &gw,
+            "POST",
+            "/v1/services/other",
+            &[("Authorization", &front)],
+            b"hi",
+        );
+        assert_eq!(r.status, 403);
+        assert!(r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("call \"other\""));
+        let none = bearer("empty-secret");
+        let r = http(
+            &gw,
+            "POST",
+            "/v1/services/echo",
+            &[("Authorization", &none)],
+            b"hi",
+        );
+        assert_eq!(r.status, 403);
+        // The listing shows only what the token may call.
+        let r = http(
+            &gw,
+            "GET",
+            "/v1/services",
+            &[("Authorization", &front)],
+            b"",
+        );
+        assert_eq!(r.status, 200);
+        let names: Vec<String> = r.json()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["echo"]);
+        // Topics: publish needs `publish`, read needs `subscribe`.
+        let r = http(
+            &gw,
+            "POST",
+            "/v1/topics/news.x",
+            &[("Authorization", &front)],
+            b"m",
+        );
+        assert_eq!(r.status, 403);
+        let publisher = bearer("pub-secret");
+        let r = http(
+            &gw,
+            "POST",
+            "/v1/topics/news.x",
+            &[("Authorization", &publisher)],
+            b"m",
+        );
+        assert_eq!(r.status, 200);
+        let r = http(
+            &gw,
+            "GET",
+            "/v1/topics/news.x",
+            &[("Authorization", &publisher)],
+            b"",
+        );
+        assert_eq!(r.status, 403);
+        let r = http(
+            &gw,
+            "GET",
+            "/v1/topics/news.x",
+            &[("Authorization", &front)],
+            b"",
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["messages"][0]["frames"][0], "m");
+        // Titanic: submitting needs the service's call right.
+        let r = http(
+            &gw,
+            "POST",
+            "/v1/titanic/other",
+            &[("Authorization", &front)],
+            b"x",
+        );
+        assert_eq!(r.status, 403);
+    })
+    .await;
+}
+
+#[test]
+fn a_gateway_on_a_public_address_is_allowed_with_a_tokens_file() {
+    let d = TempDir::new("gateway-public");
+    let file = tokens_file(&d, &[("a", "t", "*", "", "")]);
+    let out = std::process::Command::new(DOMO_BROKER)
+        .args(["--check-config", "--gateway-listen", "0.0.0.0:8080"])
+        .args(["--gateway-tokens-file", &file])
+        .env_remove("DOMO_CONFIG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An event stream: the response head read, then events one by one.
+struct Events {
+    stream: std::net::TcpStream,
+    /// Body bytes de-chunked and not yet parsed into events.
+    text: String,
+    raw: Vec<u8>,
+}
+
+/// One server-sent event: its `id` and its data as JSON.
+#[derive(Debug)]
+struct Event {
+    kind: String,
+    id: Option<String>,
+    data: serde_json::Value,
+}
+
+impl Events {
+    fn open(addr: &str, path: &str, headers: &[(&str, &str)]) -> Self {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut req =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut e = Self {
+            stream,
+            text: String::new(),
+            raw: Vec::new(),
+        };
+        let head = loop {
+            if let Some(end) = e.raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&e.raw[..end]).into_owned();
+                e.raw.drain(..end + 4);
+                break head;
+            }
+            e.fill();
+        };
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/event-stream"),
+            "{head}"
+        );
+        e
+    }
+
+    fn fill(&mut self) {
+        let mut buf = [0u8; 8192];
+        let n = self.stream.read(&mut buf).expect("no event within 20 s");
+        assert!(n > 0, "the event stream ended");
+        self.raw.extend_from_slice(&buf[..n]);
+    }
+
+    /// Moves whole chunks from `raw` to `text`.
+    fn dechunk(&mut self) {
+        loop {
+            let Some(line_end) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size = usize::from_str_radix(
+                std::str::from_utf8(&self.raw[..line_end]).unwrap().trim(),
+                16,
+            )
+            .unwrap();
+            if self.raw.len() < line_end + 2 + size + 2 {
+                return;
+            }
+            let chunk = self.raw[line_end + 2..line_end + 2 + size].to_vec();
+            self.text.push_str(std::str::from_utf8(&chunk).unwrap());
+            self.raw.drain(..line_end + 2 + size + 2);
+        }
+    }
+
+    /// The next event (comments and `retry:` skipped).
+    fn next(&mut self) -> Event {
+        loop {
+            self.dechunk();
+            while let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let mut ev = Event {
+                    kind: "message".into(),
+                    id: None,
+                    data: serde_json::Value::Null,
+                };
+                let mut has_data = false;
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("data: ") {
+                        ev.data = serde_json::from_str(v).unwrap();
+                        has_data = true;
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        ev.id = Some(v.to_string());
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        ev.kind = v.to_string();
+                    }
+                }
+                if has_data {
+                    return ev;
+                }
+            }
+            self.fill();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_resumes_from_last_event_id_with_exactly_the_missed_messages() {
+    let (b, gw, _dir) = blocking(|| {
+        let d = TempDir::new("gateway-sse");
+        let (b, gw) = broker(&d, &[]);
+        (b, gw, d)
+    })
+    .await;
+    let client =
+        domo_client::Client::new(domo_client::ClientOptions::new([b.endpoint.clone()])).unwrap();
+    client
+        .topic_create("feed.a", domo_client::Retention::default())
+        .await
+        .unwrap();
+    blocking(move || {
+        let publish = |body: &str| {
+            let r = http(&gw, "POST", "/v1/topics/feed.a", &[], body.as_bytes());
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            r.json()["offset"].as_u64().unwrap()
+        };
+        assert_eq!(publish("m0"), 0);
+        // The subscription is up once its last value (m0) arrives.
+        let mut events = Events::open(&gw, "/v1/topics/feed./events", &[]);
+        let first = events.next();
+        assert_eq!(
+            (
+                first.data["offset"].as_u64(),
+                first.data["frames"][0].as_str()
+            ),
+            (Some(0), Some("m0"))
+        );
+        assert_eq!(first.data["topic"], "feed.a");
+        for i in 1..3 {
+            publish(&format!("m{i}"));
+        }
+        let mut last_id = None;
+        for i in 1..3u64 {
+            let ev = events.next();
+            assert_eq!(ev.kind, "message");
+            assert_eq!(ev.data["offset"].as_u64(), Some(i));
+            last_id = ev.id;
+        }
+        let last_id = last_id.unwrap();
+        assert!(
+            last_id.starts_with("feed.a:") && last_id.ends_with(":2"),
+            "{last_id}"
+        );
+        // The client goes away; four messages are published meanwhile.
+        drop(events);
+        for i in 3..7 {
+            publish(&format!("m{i}"));
+        }
+        // Back with Last-Event-ID: exactly the missed ones, in order, then the live ones.
+        let mut events = Events::open(
+            &gw,
+            "/v1/topics/feed./events",
+            &[("Last-Event-ID", &last_id)],
+        );
+        for i in 3..7u64 {
+            let ev = events.next();
+            assert_eq!(ev.kind, "message", "{ev:?}");
+            assert_eq!(
+                (ev.data["offset"].as_u64(), ev.data["frames"][0].as_str()),
+                (Some(i), Some(format!("m{i}").as_str())),
+                "{ev:?}"
+            );
+        }
+        publish("m7");
+        let ev = events.next();
+        assert_eq!(ev.data["offset"].as_u64(), Some(7), "{ev:?}");
+        // The same position as a query parameter (a fresh EventSource cannot set the header).
+        let path = format!("/v1/topics/feed./events?last_event_id={}", ev.id.unwrap());
+        let mut events = Events::open(&gw, &path, &[]);
+        publish("m8");
+        let ev = events.next();
+        assert_eq!(ev.data["offset"].as_u64(), Some(8), "{ev:?}");
+        // A malformed id: 400.
+        let r = http(
+            &gw,
+            "GET",
+            "/v1/topics/feed./events",
+            &[("Last-Event-ID", "nonsense")],
+            b"",
+        );
+        assert_eq!(r.status, 400);
+    })
+    .await;
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/v1/ws` with the given extra headers.
+async fn ws_connect(
+    gw: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut req = format!("ws://{gw}/v1/ws").into_client_request().unwrap();
+    for (n, v) in headers {
+        req.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .expect("no WebSocket handshake in 10 s")?;
+    Ok(ws)
+}
+
+/// The next message: a JSON text, or the close frame's code.
+async fn ws_next(ws: &mut Ws) -> Result<serde_json::Value, Option<u16>> {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(15), ws.next())
+            .await
+            .expect("no WebSocket message in 15 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str()).unwrap()),
+            Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return Err(None),
+        }
+    }
+}
+
+async fn ws_send(ws: &mut Ws, v: serde_json::Value) {
+    use futures_util::SinkExt as _;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(v.to_string()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_carries_requests_by_id_publishes_and_subscriptions() {
+    use serde_json::json;
+    let (b, gw, _dir) = blocking(|| {
+        let d = TempDir::new("gateway-ws");
+        let config = d.path().join("broker.toml");
+        std::fs::write(&config, "[gateway]\nbody_limit = 65536\n").unwrap();
+        let (b, gw) = broker(&d, &["--config", config.to_str().unwrap()]);
+        (b, gw, d)
+    })
+    .await;
+    let _echo = serve(&b.endpoint, "echo", |body| async move { body });
+    let (_slow, _entered) = slow_worker(&b.endpoint, Duration::from_millis(500)).await;
+    wait_service(&b.endpoint, "echo").await;
+    let mut ws = ws_connect(&gw, &[]).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await.unwrap(), json!({"op": "ready"}));
+    // Two requests in flight; the slow one sent first is answered last, each by its id.
+    ws_send(
+        &mut ws,
+        json!({"op": "request", "id": "s", "service": "slow", "frames": ["late"]}),
+    )
+    .await;
+    ws_send(
+        &mut ws,
+        json!({"op": "request", "id": 2, "service": "echo", "frames": ["hi", {"base64": "AP8="}]}),
+    )
+    .await;
+    assert_eq!(
+        ws_next(&mut ws).await.unwrap(),
+        json!({"op": "reply", "id": 2, "frames": ["hi", {"base64": "AP8="}]})
+    );
+    assert_eq!(
+        ws_next(&mut ws).await.unwrap(),
+        json!({"op": "reply", "id": "s", "frames": ["late"]})
+    );
+    // No worker: the HTTP status, on this id; the socket goes on.
+    ws_send(
+        &mut ws,
+        json!({"op": "request", "id": 3, "service": "nobody", "frames": ["x"]}),
+    )
+    .await;
+    let e = ws_next(&mut ws).await.unwrap();
+    assert_eq!(
+        (e["op"].as_str(), e["id"].as_u64(), e["status"].as_u64()),
+        (Some("error"), Some(3), Some(503))
+    );
+    // Subscribe, then publish on the same socket: the acknowledgement and the message.
+    ws_send(
+        &mut ws,
+        json!({"op": "subscribe", "id": "sub", "prefix": "ws."}),
+    )
+    .await;
+    assert_eq!(
+        ws_next(&mut ws).await.unwrap(),
+        json!({"op": "subscribed", "id": "sub"})
+    );
+    // The subscription reaches the broker asynchronously: publish until one comes back.
+    let mut got = None;
+    for i in 0..50u64 {
+        ws_send(
+            &mut ws,
+            json!({"op": "publish", "id": i, "topic": "ws.t", "frames": [format!("v{i}")]}),
+        )
+        .await;
+        let mut published = false;
+        while !published {
+            let m = ws_next(&mut ws).await.unwrap();
+            match m["op"].as_str() {
+                Some("published") => {
+                    assert_eq!(m["id"].as_u64(), Some(i));
+                    published = true;
+                }
+                Some("message") => {
+                    got = Some(m);
+                }
+                other => panic!("{other:?}: {m}"),
+            }
+        }
+        if got.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = got.expect("no message on the subscription");
+    assert_eq!(m["topic"], "ws.t");
+    assert!(m["offset"].is_u64() && m["stream"].is_string(), "{m}");
+    ws_send(
+        &mut ws,
+        json!({"op": "unsubscribe", "id": "u", "prefix": "ws."}),
+    )
+    .await;
+    loop {
+        let m = ws_next(&mut ws).await.unwrap();
+        if m["op"] == "unsubscribed" {
+            assert_eq!(m["id"], "u");
+            break;
+        }
+        assert_eq!(m["op"], "message");
+    }
+    // Bad input: each gets an error with status 400, and the socket goes on.
+    use futures_util::SinkExt as _;
+    ws.send(tokio_tungstenite::tungstenite::Message::text("{not json"))
+        .await
+        .unwrap();
+    assert_eq!(ws_next(&mut ws).await.unwrap()["status"], 400);
+    ws_send(&mut ws, json!({"op": "launch", "id": 9})).await;
+    let e = ws_next(&mut ws).await.unwrap();
+    assert_eq!(
+        (e["status"].as_u64(), e["id"].as_u64()),
+        (Some(400), Some(9))
+    );
+    assert!(e["error"].as_str().unwrap().contains("unknown op"), "{e}");
+    ws_send(&mut ws, json!({"op": "request", "id": 10, "frames": ["x"]})).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["status"], 400);
+    ws_send(
+        &mut ws,
+        json!({"op": "request", "id": 11, "service": "echo", "frames": [7]}),
+    )
+    .await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["status"], 400);
+    ws.send(tokio_tungstenite::tungstenite::Message::binary(vec![
+        1u8, 2, 3,
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(ws_next(&mut ws).await.unwrap()["status"], 400);
+    ws_send(
+        &mut ws,
+        json!({"op": "request", "id": 12, "service": "echo", "frames": ["still"]}),
+    )
+    .await;
+    assert_eq!(
+        ws_next(&mut ws).await.unwrap(),
+        json!({"op": "reply", "id": 12, "frames": ["still"]})
+    );
+    // A message over the limit closes the socket (1009); the gateway serves the next one.
+    let big = "x".repeat(100_000);
+    let _ = ws
+        .send(tokio_tungstenite::tungstenite::Message::text(big))
+        .await;
+    assert_eq!(ws_next(&mut ws).await.err(), Some(Some(1009)));
+    let mut ws = ws_connect(&gw, &[]).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await.unwrap()["op"], "ready");
+}
+
+/// `hex(SHA256(nonce_hex + psk))`, written from the spec (not the gateway's code).
+fn challenge_answer(nonce_hex: &str, psk: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(format!("{nonce_hex}{psk}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_answers_the_psk_challenge_or_is_refused_before_any_data() {
+    use serde_json::json;
+    const PSK: &str = "correct horse battery staple";
+    let (b, gw, _dir) = blocking(|| {
+        let d = TempDir::new("gateway-psk");
+        let psk = d.path().join("psk");
+        std::fs::write(&psk, format!("{PSK}\n")).unwrap();
+        let tokens = tokens_file(&d, &[("reader", "reader-secret", "", "", "news*")]);
+        let (b, gw) = broker(
+            &d,
+            &[
+                "--gateway-psk-file",
+                psk.to_str().unwrap(),
+                "--gateway-tokens-file",
+                &tokens,
+            ],
+        );
+        (b, gw, d)
+    })
+    .await;
+    let _echo = serve(&b.endpoint, "echo", |body| async move { body });
+    wait_service(&b.endpoint, "echo").await;
+    // The right key: both ends prove it, then requests flow.
+    let mut ws = ws_connect(&gw, &[]).await.unwrap();
+    let c = ws_next(&mut ws).await.unwrap();
+    assert_eq!(c["op"], "challenge");
+    let nonce = c["nonce"].as_str().unwrap().to_string();
+    assert_eq!(nonce.len(), 64);
+    let ours = "0123456789abcdef0123456789abcdef";
+    ws_send(
+        &mut ws,
+        json!({"op": "answer", "answer": challenge_answer(&nonce, PSK), "nonce": ours}),
+    )
+    .await;
+    let ready = ws_next(&mut ws).await.unwrap();
+    assert_eq!(ready["op"], "ready");
+    assert_eq!(
+        ready["answer"].as_str(),
+        Some(challenge_answer(ours, PSK).as_str())
+    );
+    ws_send(
+        &mut ws,
+        json!({"op": "request", "id": 1, "service": "echo", "frames": ["ok"]}),
+    )
+    .await;
+    assert_eq!(
+        ws_next(&mut ws).await.unwrap(),
+        json!({"op": "reply", "id": 1, "frames": ["ok"]})
+    );
+    // A wrong key: closed with 4401, and nothing else first; a request sent at once gets no
+    // answer.
+    let mut ws = ws_connect(&gw, &[]).await.unwrap();
+    let c = ws_next(&mut ws).await.unwrap();
+    let nonce = c["nonce"].as_str().unwrap().to_string();
+    ws_send(
+        &mut ws,
+        json!({"op": "answer", "answer": challenge_answer(&nonce, "wrong key"), "nonce": ours}),
+    )
+    .await;
+    ws_send(
+        &mut ws,
+        json!({"op": "request", "id": 1, "service": "echo", "frames": ["no"]}),
+    )
+    .await;
+    assert_eq!(ws_next(&mut ws).await, Err(Some(4401)));
+    // Data instead of an answer: the same.
+    let mut ws = ws_connect(&gw, &[]).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await.unwrap()["op"], "challenge");
+    ws_send(
+        &mut ws,
+        json!({"op": "request", "id": 1, "service": "echo", "frames": ["no"]}),
+    )
+    .await;
+    assert_eq!(ws_next(&mut ws).await, Err(Some(4401)));
+    // A valid token without the right: the socket opens, the request is refused with 403.
+    let mut ws = ws_connect(&gw, &[("Authorization", "Bearer reader-secret")])
+        .await
+        .unwrap();
+    assert_eq!(ws_next(&mut ws).await.unwrap(), json!({"op": "ready"}));
+    ws_send(
+        &mut ws,
+        json!({"op": "request", "id": 1, "service": "echo", "frames": ["no"]}),
+    )
+    .await;
+    let e = ws_next(&mut ws).await.unwrap();
+    assert_eq!(
+        (e["op"].as_str(), e["status"].as_u64()),
+        (Some("error"), Some(403))
+    );
+    ws_send(
+        &mut ws,
+        json!({"op": "subscribe", "id": 2, "prefix": "prices."}),
+    )
+    .await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["status"], 403);
+    // A token that is not one: 401 before the upgrade.
+    match ws_connect(&gw, &[("Authorization", "Bearer guess")]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
 }

@@ -127,6 +127,7 @@ pub async fn run(
         None
     };
     let mut topic_status = None;
+    let mut topics_endpoint = None;
     let topics = if settings.topics.enabled {
         let t = &settings.topics;
         let link = shell::TopicsLink {
@@ -158,6 +159,7 @@ pub async fn run(
                     );
                 }
                 topic_status = Some(topics.store_status());
+                topics_endpoint = Some(reachable(&topics.subscribe_endpoint().to_string()));
                 let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
                 let bound = topics.with_metrics(metrics.lock_unpoisoned().topics());
                 let task = tokio::spawn(bound.run(async move {
@@ -178,7 +180,12 @@ pub async fn run(
     let gateway_metrics = metrics.lock_unpoisoned().gateway();
     let gateway = match settings.gateway.listen {
         Some(addr) => {
-            match start_gateway(&mut bound, &settings, addr, keys.as_ref(), gateway_metrics).await {
+            let extras = GatewayExtras {
+                keys: keys.as_ref(),
+                metrics: gateway_metrics,
+                topics: topics_endpoint.clone(),
+            };
+            match start_gateway(&mut bound, &settings, addr, extras).await {
                 Ok(stop) => Some(stop),
                 Err(message) => {
                     error!(error = %message, addr = %addr, "Cannot start the gateway");
@@ -256,14 +263,28 @@ pub async fn run(
     }
 }
 
+/// An endpoint bound on every address (`0.0.0.0`, `[::]`), as this host connects to it.
+fn reachable(endpoint: &str) -> String {
+    endpoint
+        .replace("tcp://0.0.0.0:", "tcp://127.0.0.1:")
+        .replace("tcp://[::]:", "tcp://[::1]:")
+}
+
+/// What the gateway gets besides the settings.
+struct GatewayExtras<'a> {
+    keys: Option<&'a BrokerKeys>,
+    metrics: Option<domo_gateway::GatewayMetrics>,
+    /// The topics subscribe endpoint as bound, reachable from this host.
+    topics: Option<String>,
+}
+
 /// Starts the HTTP gateway on `addr`, talking to `bound` through its in-process endpoint;
 /// returns how to stop it.
 async fn start_gateway(
     bound: &mut shell::BoundBroker,
     settings: &Settings,
     addr: std::net::SocketAddr,
-    keys: Option<&BrokerKeys>,
-    gateway_metrics: Option<domo_gateway::GatewayMetrics>,
+    extras: GatewayExtras<'_>,
 ) -> Result<
     (
         tokio::sync::oneshot::Sender<()>,
@@ -279,8 +300,14 @@ async fn start_gateway(
         body_limit: settings.gateway.body_limit,
         max_in_flight: settings.gateway.max_in_flight,
         header_timeout: settings.gateway.header_timeout,
+        body_timeout: settings.gateway.body_timeout,
         ..domo_gateway::GatewayConfig::default()
     };
+    let access = domo_gateway::Access::from_files(
+        settings.gateway.tokens_file.as_deref(),
+        settings.gateway.psk_file.as_deref(),
+    )?;
+    let keys = extras.keys;
     let mut options = domo_client::ClientOptions::new([endpoint.to_string()])
         .timeout(config.max_timeout + std::time::Duration::from_secs(1))
         .retries(0)
@@ -301,9 +328,19 @@ async fn start_gateway(
         let shutdown = async move {
             let _ = stopped.await;
         };
-        let router = domo_gateway::router(client, config, gateway_metrics);
+        let closing = domo_gateway::Closing::default();
+        let router = domo_gateway::router(domo_gateway::Setup {
+            config,
+            access,
+            topics: extras.topics,
+            metrics: extras.metrics,
+            closing: closing.clone(),
+            ..domo_gateway::Setup::new(client)
+        });
         let header_timeout = config.header_timeout;
-        if let Err(e) = domo_gateway::serve(listener, router, header_timeout, shutdown).await {
+        if let Err(e) =
+            domo_gateway::serve(listener, router, header_timeout, closing, shutdown).await
+        {
             error!(error = %e, "The gateway failed");
         }
     });
