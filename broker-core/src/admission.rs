@@ -319,12 +319,21 @@ impl Broker {
 
     /// A request of `client` is answered or dropped: gives its charge back.
     pub(super) fn release_client(&mut self, request: &Request) {
-        let Some(entry) = self.clients.get_mut(&request.client) else {
+        if request.broadcast.is_some() {
+            // Its broadcast is charged as a whole, and released when it ends.
+            return;
+        }
+        self.release(&request.client, request.size);
+    }
+
+    /// Gives back the charge of one request of `size` bytes of `client`.
+    pub(super) fn release(&mut self, client: &PeerId, size: usize) {
+        let Some(entry) = self.clients.get_mut(client) else {
             return;
         };
         entry.requests -= 1;
-        entry.bytes -= charge(request.size);
-        self.client_changed(&request.client.clone());
+        entry.bytes -= charge(size);
+        self.client_changed(&client.clone());
     }
 
     /// Whether a queued request's client has disconnected.

@@ -49,6 +49,12 @@ impl Broker {
             self.refuse_call(&peer, &service);
             return;
         }
+        if service.as_bytes() == domo_mdp::broadcast::SERVICE.as_bytes() {
+            if self.pair_admits(now, &service, false) {
+                self.on_broadcast(now, peer, tag, body);
+            }
+            return;
+        }
         let question = MmiRequest::parse(&service, &body);
         if question == Some(MmiRequest::Ha) {
             // Answered in every state, and never a vote: operators ask both brokers.

@@ -89,6 +89,8 @@ impl Broker {
         if let Some(done) = done {
             self.release_client(&done.request);
         }
+        // Its broadcast parts first, then the service's queue.
+        self.serve_pinned(now, peer);
         self.dispatch(now, &name);
     }
 
@@ -164,13 +166,20 @@ impl Broker {
             self.stats.workers_busy -= 1;
         }
         // The tokens die with their dispatches: a late reply carrying one is stale.
-        let lost: Vec<Request> = worker
+        let (parts, lost): (Vec<Request>, Vec<Request>) = worker
             .held
             .iter()
             .filter_map(|token| self.in_flight.remove(token))
             .map(|lost| lost.request)
-            .collect();
+            .chain(worker.pinned)
+            .partition(|request| request.broadcast.is_some());
         self.stats.requests_at_workers = self.in_flight.len();
+        // A broadcast part is this worker's alone: it failed.
+        for part in parts {
+            if let Some(id) = part.broadcast {
+                self.broadcast_failed(id, peer, &name);
+            }
+        }
         self.requeue(now, &name, lost);
         self.remove_service_if_unused(&name);
     }

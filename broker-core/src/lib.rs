@@ -114,6 +114,7 @@
 //! drain timeout. Per-service facts for metrics come out of [`Broker::poll_event`].
 
 mod admission;
+mod broadcast;
 mod client;
 mod config;
 mod dispatch;
@@ -225,6 +226,9 @@ pub struct Broker {
     /// Connected peers with fewer than every right ([`Broker::set_rights`]); a peer not here
     /// may do anything.
     rights: HashMap<PeerId, Rights>,
+    /// Broadcasts in progress ([`broadcast`]), by number.
+    broadcasts: HashMap<u64, broadcast::Broadcast>,
+    next_broadcast: u64,
 }
 
 impl Broker {
@@ -257,6 +261,8 @@ impl Broker {
             closing: false,
             ha: None,
             rights: HashMap::new(),
+            broadcasts: HashMap::new(),
+            next_broadcast: 1,
         })
     }
 
@@ -402,6 +408,7 @@ impl Broker {
                 Timer::Silence(peer) => {
                     self.silenced.remove(&peer);
                 }
+                Timer::Broadcast(id) => self.on_broadcast_timer(id),
             }
         }
         now

@@ -74,6 +74,7 @@ impl Broker {
             liveness,
             credit,
             held: Vec::new(),
+            pinned: std::collections::VecDeque::new(),
             waiting: Some(key),
             timer,
         };
@@ -107,6 +108,12 @@ impl Broker {
             self.reject_worker(now, &peer, DisconnectReason::UnexpectedReply);
             return;
         };
+        if let Some(id) = held.request.broadcast {
+            let service = worker.service.clone();
+            self.broadcast_answered(id, &peer, &service, body);
+            self.finish_request(now, &peer, token);
+            return;
+        }
         let client = held.request.client.clone();
         let tag = held.request.tag.clone();
         let received_at = held.request.received_at;

@@ -5,6 +5,7 @@
 
 mod admission;
 mod bad_input;
+mod broadcast;
 mod credit;
 mod drain;
 mod liveness;

@@ -40,6 +40,8 @@ pub(super) enum Timer {
     Queue(ServiceName),
     /// Stop being silent towards the peer.
     Silence(PeerId),
+    /// A broadcast's timeout ([`super::broadcast`]).
+    Broadcast(u64),
 }
 
 /// All pending timers, in deadline order.

@@ -25,6 +25,9 @@ pub(super) struct Request {
     pub(super) received_at: Instant,
     /// A multiplexed client's tag for it (domo's `mux` extension), copied into the reply.
     pub(super) tag: Option<Bytes>,
+    /// The broadcast it is one worker's part of ([`super::broadcast`]): its reply goes to
+    /// the broadcast, and it is never sent to another worker.
+    pub(super) broadcast: Option<u64>,
 }
 
 impl Request {
@@ -38,6 +41,7 @@ impl Request {
             redispatches: 0,
             received_at,
             tag: None,
+            broadcast: None,
         }
     }
 }
@@ -103,6 +107,9 @@ pub(super) struct Worker {
     pub(super) waiting: Option<WaitKey>,
     /// The worker's pending timer: at or before both its expiry and its next heartbeat.
     pub(super) timer: TimerKey,
+    /// Broadcast parts for this worker alone, sent before anything else as soon as it has
+    /// free credit ([`super::broadcast`]); empty whenever it has free credit.
+    pub(super) pinned: std::collections::VecDeque<Request>,
 }
 
 impl Worker {
@@ -161,6 +168,7 @@ mod tests {
             liveness,
             credit: Credit::ONE,
             held: Vec::new(),
+            pinned: std::collections::VecDeque::new(),
             waiting: Some(WaitKey::new(1, 0)),
             timer,
         };

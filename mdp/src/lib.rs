@@ -62,6 +62,7 @@
 //! [RFC 9]: https://rfc.zeromq.org/spec/9/
 
 mod backoff;
+pub mod broadcast;
 pub mod client;
 pub mod consts;
 mod error;

@@ -38,6 +38,8 @@ enum Event {
     Advance(u16),
     /// The shell gives a peer rights: call and serve patterns, by index.
     Rights(u8, usize, usize),
+    /// A peer (multiplexed from then on) broadcasts to a service with a timeout in ms.
+    Broadcast(u8, usize, u16),
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -58,6 +60,8 @@ fn event() -> impl Strategy<Value = Event> {
         3 => (0u16..400).prop_map(Event::Advance),
         1 => (0..PEERS, 0..PATTERNS.len(), 0..PATTERNS.len())
             .prop_map(|(p, c, s)| Event::Rights(p, c, s)),
+        1 => (0..PEERS, 0..SERVICES.len(), 0u16..1500)
+            .prop_map(|(p, s, ms)| Event::Broadcast(p, s, ms)),
     ]
 }
 
@@ -119,6 +123,11 @@ fn apply(h: &mut Harness, event: &Event) {
         Event::Garbage(p, kind) => h.send(&name(p), garbage(kind)),
         Event::Advance(ms) => h.advance(Duration::from_millis(ms.into())),
         Event::Rights(p, call, serve) => h.set_rights(&name(p), PATTERNS[call], PATTERNS[serve]),
+        Event::Broadcast(p, s, ms) => {
+            h.mux_client(&name(p));
+            let body = format!("{}|{ms}|x", SERVICES[s]);
+            h.tagged_request(&name(p), "mmi.broadcast", "t", &body);
+        }
     }
 }
 

@@ -517,7 +517,34 @@ impl Broker {
             held,
             "requests at workers that do not hold them"
         );
-        let timers = self.workers.len() + timed_services + self.silenced.len();
+        // Broadcasts: each has its timer, a pending part is at its worker or pinned there,
+        // and a worker with pinned parts has no free credit.
+        let broadcasts = self.broadcasts_for_tests();
+        for (id, _, _, timer, pending) in &broadcasts {
+            assert!(self.timers.is_pending(*timer), "broadcast without timer");
+            for worker in pending {
+                let Some(w) = self.workers.get(*worker) else {
+                    panic!("broadcast {id} waits for a worker that left");
+                };
+                let pinned = w.pinned.iter().any(|p| p.broadcast == Some(*id));
+                let held = w
+                    .held
+                    .iter()
+                    .any(|t| self.in_flight[t].request.broadcast == Some(*id));
+                assert!(
+                    pinned != held,
+                    "broadcast {id} part at {worker}: pinned {pinned}, held {held}"
+                );
+            }
+        }
+        for (peer, worker) in &self.workers {
+            assert!(
+                worker.pinned.is_empty() || worker.waiting.is_none(),
+                "{peer} has pinned parts and free credit"
+            );
+        }
+        let pinned: usize = self.workers.values().map(|w| w.pinned.len()).sum();
+        let timers = self.workers.len() + timed_services + self.silenced.len() + broadcasts.len();
         assert_eq!(self.timers.len(), timers, "stale timers");
         self.check_admission(&queued);
         let stats = &self.stats;
@@ -526,7 +553,7 @@ impl Broker {
         assert_eq!((stats.queued_requests, stats.queued_bytes), queued);
         assert_eq!(stats.services, self.services.len());
         let requests = &stats.requests;
-        let pending = (stats.queued_requests + stats.requests_at_workers) as u64;
+        let pending = (stats.queued_requests + stats.requests_at_workers + pinned) as u64;
         assert_eq!(
             requests.received,
             requests.replied + requests.dropped.total() + pending,
@@ -559,7 +586,15 @@ impl Broker {
                 assert!(service.waiting.is_empty(), "clients wait on an open queue");
             }
         }
+        for (_, client, size, _, _) in self.broadcasts_for_tests() {
+            let entry = charged.entry(client).or_default();
+            entry.0 += 1;
+            entry.1 += charge(size);
+        }
         for held in self.in_flight.values() {
+            if held.request.broadcast.is_some() {
+                continue;
+            }
             let entry = charged.entry(&held.request.client).or_default();
             entry.0 += 1;
             entry.1 += charge(held.request.size);
