@@ -140,3 +140,55 @@ pub(crate) async fn shutdown_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
 }
+
+/// `domo broadcast SERVICE [FRAME]...`
+pub(crate) async fn broadcast(args: &RequestArgs, service: &str, frames: Vec<String>) -> ExitCode {
+    use domo_client::BroadcastEvent;
+    let mut body: Vec<Bytes> = frames.into_iter().map(Bytes::from).collect();
+    if body.is_empty() {
+        body.push(Bytes::new());
+    }
+    let client = match client(args) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let mut replies = match client
+        .broadcast(service.to_string(), body, args.timeout)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    loop {
+        let event = match replies.next().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return ExitCode::FAILURE,
+            Err(e) => return fail(e),
+        };
+        match event {
+            BroadcastEvent::Reply { worker, frames } => {
+                let shown: Vec<String> = frames.iter().map(|f| frame_text(f)).collect();
+                println!("{worker}: {}", shown.join(" | "));
+            }
+            BroadcastEvent::Failed { worker } => println!("{worker}: failed"),
+            BroadcastEvent::Done(s) => {
+                println!(
+                    "asked {}, answered {}, failed {}, timed out {}",
+                    s.asked, s.answered, s.failed, s.timed_out
+                );
+                for (worker, outcome) in s
+                    .workers
+                    .iter()
+                    .filter(|(_, o)| *o != domo_client::Outcome::Answered)
+                {
+                    println!("  {worker}: {outcome}");
+                }
+                return if s.asked > 0 && s.answered == s.asked {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                };
+            }
+        }
+    }
+}

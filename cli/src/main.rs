@@ -120,6 +120,18 @@ enum Command {
         /// Request body frames (one empty frame if none).
         frames: Vec<String>,
     },
+    /// Send a request to every worker of a service (mmi.broadcast) and print each reply as
+    /// it comes, then who answered; --timeout bounds the wait. Exit 0 when every worker
+    /// asked answered, 1 otherwise (none, or some failed or timed out). Each reply is one
+    /// line, `WORKER: FRAME | FRAME`.
+    Broadcast {
+        #[command(flatten)]
+        request: RequestArgs,
+        /// The service whose workers are asked.
+        service: String,
+        /// Request body frames (one empty frame if none).
+        frames: Vec<String>,
+    },
     /// List the services that have workers (mmi.services).
     Services {
         #[command(flatten)]
@@ -380,6 +392,7 @@ impl Command {
     fn broker_mut(&mut self) -> Option<&mut BrokerArg> {
         match self {
             Self::Call { request, .. }
+            | Self::Broadcast { request, .. }
             | Self::Services { request }
             | Self::Service { request, .. }
             | Self::Ha(HaCommand::Status { request, .. })
@@ -467,6 +480,11 @@ async fn run(command: Command) -> ExitCode {
             service,
             frames,
         } => call::call(&request, &service, frames, json).await,
+        Command::Broadcast {
+            request,
+            service,
+            frames,
+        } => call::broadcast(&request, &service, frames).await,
         Command::Services { request } => call::services(&request).await,
         Command::Service { request, name } => call::service(&request, &name).await,
         Command::Worker(WorkerCommand::Echo {

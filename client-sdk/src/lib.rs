@@ -105,6 +105,7 @@
 //! * [`blocking`]: a wrapper for programs without a tokio runtime.
 
 pub mod blocking;
+mod broadcast;
 mod error;
 mod mmi;
 mod mux;
@@ -122,6 +123,7 @@ use domo_zmtp::{Dealer, HandshakeError};
 use tokio::time::Instant;
 use tracing::{debug, instrument};
 
+pub use crate::broadcast::{Broadcast, BroadcastEvent, Outcome, Summary};
 pub use crate::error::{Error, ErrorKind};
 pub use crate::options::{ClientOptions, Failover};
 use crate::pool::Pool;

@@ -20,14 +20,48 @@ use domo_mdp::client::{decode_reply, encode_tagged_request, split_tag};
 use domo_mdp::extensions::{lists, EXTENSIONS_PROPERTY, MUX, MUX_PROPERTY};
 use domo_mdp::{LockExt, ServiceName};
 use domo_zmtp::Dealer;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace};
 
 use crate::error::Error;
 
 /// Requests waiting on one connection, by tag.
-type Waiters = HashMap<u64, (ServiceName, oneshot::Sender<Vec<Bytes>>)>;
+type Waiters = HashMap<u64, (ServiceName, Waiter)>;
+
+/// Who waits for the replies of one tag.
+#[derive(Debug)]
+enum Waiter {
+    /// One reply ends the request.
+    Once(oneshot::Sender<Vec<Bytes>>),
+    /// Every reply until the caller drops its [`MuxStream`] (`mmi.broadcast`).
+    Stream(mpsc::UnboundedSender<Vec<Bytes>>),
+}
+
+/// The replies of one request that gets several ([`MuxLink::stream`]); its tag is forgotten
+/// when it is dropped. `recv` gives `None` once the connection closes.
+#[derive(Debug)]
+pub(crate) struct MuxStream {
+    rx: mpsc::UnboundedReceiver<Vec<Bytes>>,
+    shared: Arc<Shared>,
+    tag: u64,
+}
+
+impl MuxStream {
+    /// Polls for the next reply body.
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Vec<Bytes>>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for MuxStream {
+    fn drop(&mut self) {
+        self.shared.waiters().remove(&self.tag);
+    }
+}
 
 /// What the reader task and the callers share.
 #[derive(Debug)]
@@ -97,7 +131,9 @@ impl MuxLink {
         }
         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.shared.waiters().insert(tag, (service.clone(), tx));
+        self.shared
+            .waiters()
+            .insert(tag, (service.clone(), Waiter::Once(tx)));
         let _forget = Forget {
             shared: &self.shared,
             tag,
@@ -113,6 +149,33 @@ impl MuxLink {
             .await
             .map_err(|_| Error::connection_closed(domo_zmtp::Error::Closed))?;
         Ok(Call::Reply(body))
+    }
+
+    /// Sends `body` to `service` and returns the stream of its replies, once the connection
+    /// is up; `None` (nothing sent) if its broker does not list `mux`.
+    pub(crate) async fn stream(
+        &self,
+        service: &ServiceName,
+        body: Vec<Bytes>,
+    ) -> Result<Option<MuxStream>, Error> {
+        let dealer = &self.shared.dealer;
+        dealer.connected().await.map_err(Error::connection_closed)?;
+        if !broker_multiplexes(dealer) {
+            return Ok(None);
+        }
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.shared
+            .waiters()
+            .insert(tag, (service.clone(), Waiter::Stream(tx)));
+        let stream = MuxStream {
+            rx,
+            shared: self.shared.clone(),
+            tag,
+        };
+        let msg = encode_tagged_request(service, Bytes::copy_from_slice(&tag.to_be_bytes()), body);
+        dealer.send(msg).await.map_err(Error::connection_closed)?;
+        Ok(Some(stream))
     }
 
     /// Closes the connection; requests waiting on it fail.
@@ -174,8 +237,12 @@ async fn read_replies(shared: Arc<Shared>) {
         };
         let mut waiters = shared.waiters();
         match waiters.get(&tag) {
-            Some((service, _)) if *service == reply.service => {
-                if let Some((_, tx)) = waiters.remove(&tag) {
+            Some((service, Waiter::Stream(tx))) if *service == reply.service => {
+                // Unbounded, but a broadcast gets one reply per worker and a summary.
+                let _ = tx.send(body);
+            }
+            Some((service, Waiter::Once(_))) if *service == reply.service => {
+                if let Some((_, Waiter::Once(tx))) = waiters.remove(&tag) {
                     drop(waiters);
                     let _ = tx.send(body);
                 }

@@ -6,6 +6,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/services/{service}` | a request; the reply is the response body |
+//! | `POST /v1/broadcast/{service}` | the request to every worker of the service; each reply streamed as it comes, then a summary (NDJSON, or SSE with `Accept: text/event-stream`) |
 //! | `GET /v1/services` | the services that have workers, with their worker count and queued requests (`mmi.services`, `mmi.workers`, `mmi.queued`) |
 //! | `POST /v1/titanic/{service}` | a durable request (Titanic): `202`, `Location: /v1/titanic/{id}` |
 //! | `GET /v1/titanic/{id}` | its reply: `200`, `202` while pending (`Retry-After`), `404` unknown |
@@ -28,6 +29,7 @@
 //! malformed body or query. Errors are JSON: `{"error": "..."}`.
 
 pub mod auth;
+mod broadcast;
 pub mod frames;
 mod metrics;
 mod sse;
@@ -84,9 +86,10 @@ impl Default for GatewayConfig {
 }
 
 /// The route templates (the `route` label of the metrics).
-const ROUTES: [&str; 7] = [
+const ROUTES: [&str; 8] = [
     "/v1/services",
     "/v1/services/{service}",
+    "/v1/broadcast/{service}",
     "/v1/titanic/{name}",
     "/v1/topics/{topic}",
     "/v1/topics/{prefix}/events",
@@ -288,6 +291,7 @@ pub fn router(setup: Setup) -> Router {
     Router::new()
         .route("/v1/services", get(list_services))
         .route("/v1/services/{service}", post(call_service))
+        .route("/v1/broadcast/{service}", post(broadcast::broadcast))
         .route(
             "/v1/titanic/{name}",
             post(titanic_submit)

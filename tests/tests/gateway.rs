@@ -1159,3 +1159,248 @@ async fn a_websocket_answers_the_psk_challenge_or_is_refused_before_any_data() {
         other => panic!("{:?}", other.map(|_| ())),
     }
 }
+
+/// Reads an HTTP response with a chunked body line by line, each line with when it came.
+fn stream_lines(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    mut on_line: impl FnMut(&str),
+) -> (u16, String, Vec<(std::time::Instant, String)>) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let (status, head) = loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+            raw.drain(..end + 4);
+            break (head[9..12].parse().unwrap(), head);
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the response head");
+        raw.extend_from_slice(&buf[..n]);
+    };
+    let mut text = String::new();
+    let mut lines = Vec::new();
+    let mut ended = false;
+    loop {
+        // Whole chunks into text, whole lines out of it.
+        while let Some(line_end) = raw.windows(2).position(|w| w == b"\r\n") {
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&raw[..line_end]).unwrap(), 16).unwrap();
+            if size == 0 {
+                ended = true;
+                break;
+            }
+            if raw.len() < line_end + 2 + size + 2 {
+                break;
+            }
+            text.push_str(std::str::from_utf8(&raw[line_end + 2..line_end + 2 + size]).unwrap());
+            raw.drain(..line_end + 2 + size + 2);
+        }
+        while let Some(nl) = text.find('\n') {
+            let line: String = text.drain(..=nl).collect();
+            let line = line.trim_end().to_string();
+            on_line(&line);
+            lines.push((std::time::Instant::now(), line));
+        }
+        if ended {
+            return (status, head, lines);
+        }
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream was cut before its last chunk");
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_streams_each_workers_reply_then_says_who_answered() {
+    let (b, gw, _dir) = blocking(|| {
+        let d = TempDir::new("gateway-broadcast");
+        let (b, gw) = broker(&d, &[]);
+        (b, gw, d)
+    })
+    .await;
+    // Five workers of `fleet`: three answer at once, one takes 30 s, one dies mid-request.
+    let mut fast = Vec::new();
+    for i in 0..3 {
+        fast.push(serve(&b.endpoint, "fleet", move |body| async move {
+            let mut out = vec![Bytes::from(format!("fast{i}"))];
+            out.extend(body);
+            out
+        }));
+    }
+    let _slow = serve(&b.endpoint, "fleet", |body| async move {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        body
+    });
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let entered_tx = std::sync::Mutex::new(entered_tx);
+    let doomed = serve(&b.endpoint, "fleet", move |_body| {
+        let _ = entered_tx.lock().unwrap().send(());
+        std::future::pending::<Vec<Bytes>>()
+    });
+    let client =
+        domo_client::Client::new(domo_client::ClientOptions::new([b.endpoint.clone()])).unwrap();
+    let registered = tokio::time::Instant::now() + Duration::from_secs(10);
+    while client.workers("fleet".to_string()).await.ok() != Some(5) {
+        assert!(
+            tokio::time::Instant::now() < registered,
+            "five workers never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The doomed worker is killed as soon as its part reaches it.
+    let killer = tokio::spawn(async move {
+        blocking(move || entered_rx.recv_timeout(Duration::from_secs(10)))
+            .await
+            .expect("the doomed worker never got its part");
+        doomed.abort();
+    });
+    let gw2 = gw.clone();
+    let t0 = std::time::Instant::now();
+    let (status, head, lines) = blocking(move || {
+        stream_lines(&gw2, "/v1/broadcast/fleet?timeout=3s", &[], b"ping", |_| {})
+    })
+    .await;
+    killer.await.unwrap();
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("application/x-ndjson"),
+        "{head}"
+    );
+    let events: Vec<(std::time::Instant, serde_json::Value)> = lines
+        .iter()
+        .map(|(t, l)| (*t, serde_json::from_str(l).unwrap()))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|(_, e)| e["event"].as_str().unwrap())
+        .collect();
+    // The fast replies streamed as they came, long before the summary.
+    let replies: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|(_, e)| e["event"] == "reply")
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(replies.len(), 3, "{kinds:?}");
+    let mut bodies: Vec<String> = replies
+        .iter()
+        .map(|e| {
+            format!(
+                "{}|{}",
+                e["frames"][0].as_str().unwrap(),
+                e["frames"][1].as_str().unwrap()
+            )
+        })
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["fast0|ping", "fast1|ping", "fast2|ping"]);
+    let first_reply_at = events
+        .iter()
+        .find(|(_, e)| e["event"] == "reply")
+        .unwrap()
+        .0;
+    let (done_at, done) = events.last().unwrap();
+    assert!(first_reply_at.duration_since(t0) < Duration::from_millis(2500));
+    // The summary last, when the timeout passed, naming each worker's outcome.
+    assert_eq!(done["event"], "done");
+    assert!(
+        done_at.duration_since(t0) >= Duration::from_millis(2900),
+        "{:?}",
+        done_at.duration_since(t0)
+    );
+    assert!(done_at.duration_since(t0) < Duration::from_secs(8));
+    assert_eq!(
+        (
+            done["asked"].as_u64(),
+            done["answered"].as_u64(),
+            done["failed"].as_u64(),
+            done["timed_out"].as_u64()
+        ),
+        (Some(5), Some(3), Some(1), Some(1)),
+        "{done}"
+    );
+    let failed = events
+        .iter()
+        .find(|(_, e)| e["event"] == "failed")
+        .expect("no failed event")
+        .1
+        .clone();
+    let outcomes = done["workers"].as_object().unwrap();
+    assert_eq!(outcomes[failed["worker"].as_str().unwrap()], "failed");
+    for r in &replies {
+        assert_eq!(outcomes[r["worker"].as_str().unwrap()], "answered");
+    }
+    assert_eq!(outcomes.values().filter(|o| *o == "timed_out").count(), 1);
+    // The same through the CLI (the SDK's Client::broadcast): four workers now, the slow one
+    // still busy; exit 1 since one did not answer.
+    let endpoint = b.endpoint.clone();
+    let out = blocking(move || {
+        std::process::Command::new(DOMO)
+            .args([
+                "broadcast",
+                "--broker",
+                &endpoint,
+                "--timeout",
+                "1s",
+                "fleet",
+                "hello",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.ends_with(": fast0 | hello")
+                || l.ends_with(": fast1 | hello")
+                || l.ends_with(": fast2 | hello"))
+            .count(),
+        3,
+        "{text}"
+    );
+    assert!(
+        text.contains("asked 4, answered 3, failed 0, timed out 1"),
+        "{text}"
+    );
+    // Server-Sent Events when asked for, and 503 for a service nobody serves.
+    let gw3 = gw.clone();
+    blocking(move || {
+        let r = http(
+            &gw3,
+            "POST",
+            "/v1/broadcast/fleet?timeout=500ms",
+            &[("Accept", "text/event-stream")],
+            b"x",
+        );
+        assert_eq!(r.status, 200);
+        let body = String::from_utf8_lossy(&r.body);
+        assert_eq!(body.matches("event: reply\n").count(), 3, "{body}");
+        assert!(body.contains("event: done\ndata: {"), "{body}");
+        let r = http(&gw3, "POST", "/v1/broadcast/nobody", &[], b"x");
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("retry-after"), Some("1"));
+    })
+    .await;
+    drop(fast);
+}
