@@ -287,6 +287,8 @@ struct Loaded {
 pub struct Access {
     tokens: Option<(PathBuf, Mutex<Loaded>)>,
     psk: Option<Vec<u8>>,
+    /// What every request gets on an open gateway (made once, shared).
+    open: Arc<Grant>,
 }
 
 impl Default for Access {
@@ -301,6 +303,7 @@ impl Access {
         Self {
             tokens: None,
             psk: None,
+            open: Arc::new(Grant::everything("anonymous")),
         }
     }
 
@@ -339,7 +342,11 @@ impl Access {
                 Some(key)
             }
         };
-        Ok(Self { tokens, psk })
+        Ok(Self {
+            tokens,
+            psk,
+            ..Self::open()
+        })
     }
 
     /// Whether requests need a token.
@@ -377,7 +384,7 @@ impl Access {
         query: Option<&str>,
     ) -> Result<Arc<Grant>, Denied> {
         if self.tokens.is_none() {
-            return Ok(Arc::new(Grant::everything("anonymous")));
+            return Ok(self.open.clone());
         }
         let token = bearer(headers).or_else(|| query.and_then(access_token));
         let Some(token) = token else {
