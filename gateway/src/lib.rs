@@ -61,7 +61,8 @@ pub struct GatewayConfig {
     pub default_timeout: Duration,
     /// The longest `?timeout=` taken (longer ones are cut to it).
     pub max_timeout: Duration,
-    /// Requests worked on at once; more are answered `503` at once.
+    /// Requests worked on at once; more are answered `503` at once. Event streams and
+    /// WebSockets open at once have a limit of the same size of their own.
     pub max_in_flight: usize,
     /// How long a client may take to send a request's headers; then its connection is
     /// closed (a client that trickles its headers holds no connection for long).
@@ -162,6 +163,8 @@ struct Gateway {
     access: Access,
     topics: Option<String>,
     closing: Closing,
+    /// Event streams and WebSockets open: each holds a permit for its life.
+    streams: Arc<tokio::sync::Semaphore>,
     /// Services `mmi.service` said have workers, and when: asked again after
     /// [`SERVED_FOR`].
     served: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -188,6 +191,14 @@ impl Gateway {
             ));
         }
         within(deadline, self.client.request(service, frames)).await
+    }
+
+    /// A permit for one more event stream or WebSocket; `503` past the limit.
+    fn stream_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
+        self.streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| unavailable("the gateway is at its limit of open streams"))
     }
 
     /// A subscriber of the broker's topics endpoint; `501` without one.
@@ -279,6 +290,7 @@ pub fn router(setup: Setup) -> Router {
         access,
         topics,
         closing,
+        streams: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1))),
         served: std::sync::Mutex::default(),
     });
     let front = Arc::new(Front {

@@ -233,6 +233,7 @@ pub(crate) async fn topic_events(
         Some(id) => Positions::parse(id).map_err(|e| error(StatusCode::BAD_REQUEST, &e))?,
         None => Vec::new(),
     };
+    let permit = g.stream_permit()?;
     let mut sub = g.subscriber()?;
     let mut positions = Positions::default();
     for (topic, stamp) in resume {
@@ -263,6 +264,7 @@ pub(crate) async fn topic_events(
             }
         }
         sub.close().await;
+        drop(permit);
     });
     // Reconnect after a second; then a keepalive comment whenever nothing else is sent.
     let first = futures_util::stream::once(async { Ok(Bytes::from_static(b"retry: 1000\n\n")) });

@@ -94,11 +94,15 @@ pub(crate) async fn upgrade(
         // No key: open, or 401 without a token.
         Start::Ready(g.access.authorize(&headers, uri.query())?)
     };
+    let permit = g.stream_permit()?;
     let limit = g.config.body_limit;
     Ok(ws
         .max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| run(g, socket, how)))
+        .on_upgrade(move |socket| async move {
+            run(g, socket, how).await;
+            drop(permit);
+        }))
 }
 
 /// How a socket starts.

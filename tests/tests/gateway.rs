@@ -402,6 +402,31 @@ async fn past_max_in_flight_it_answers_503_and_it_counts_by_route_with_request_i
         &format!("domo_gateway_requests_total{{{route},status=\"503\"}}"),
         1.0,
     );
+    // Long-lived answers have a limit of the same size: one WebSocket open, the next is 503
+    // before the upgrade; once it closes, another opens.
+    let mut ws = ws_connect(&gw, &[]).await.unwrap();
+    assert_eq!(ws_next(&mut ws).await.unwrap()["op"], "ready");
+    match ws_connect(&gw, &[]).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    drop(ws);
+    let reopened = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match ws_connect(&gw, &[]).await {
+            Ok(mut ws) => {
+                assert_eq!(ws_next(&mut ws).await.unwrap()["op"], "ready");
+                break;
+            }
+            Err(_) => {
+                assert!(
+                    tokio::time::Instant::now() < reopened,
+                    "the permit never came back"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 }
 
 #[test]
