@@ -1,9 +1,12 @@
-//! The metrics and health listener: `GET /metrics`, `/healthz`, `/readyz` over HTTP/1.1.
+//! The metrics and health listener: `GET /metrics`, `/healthz`, `/readyz`, the dashboard page
+//! `GET /` and its data `GET /api/overview` ([`crate::overview`]) over HTTP/1.1.
 //!
-//! Design: three fixed routes on plain hyper, no framework. `/healthz` and `/readyz` read the
+//! Design: fixed routes on plain hyper, no framework. `/healthz` and `/readyz` read the
 //! loop's [`Health`] atomics and do no I/O, so they answer even when the loop is busy;
-//! `/metrics` asks the loop to copy its figures in first ([`Control::Scrape`]) and renders
-//! whatever it has if the loop does not answer within [`SCRAPE_WAIT`].
+//! `/metrics` and `/api/overview` ask the loop to copy its figures in first
+//! ([`Control::Scrape`]) and use whatever it has if the loop does not answer within
+//! [`SCRAPE_WAIT`]. The page is one file compiled into the binary (no assets to install, no
+//! CDN); it reads `/api/overview` every second.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -45,7 +48,12 @@ pub struct Endpoints {
     pub titanic: Option<Arc<domo_titanic::server::Status>>,
     /// The disk topics' store, when topics are on.
     pub topics: Option<Arc<crate::topic_store::StoreStatus>>,
+    /// The overview's readings, shared by every watcher.
+    pub overview: Arc<tokio::sync::Mutex<crate::overview::Sampler>>,
 }
+
+/// The dashboard page.
+const PAGE: &str = include_str!("dashboard.html");
 
 /// Binds the listener; serving starts with [`serve`].
 ///
@@ -88,6 +96,15 @@ async fn route(endpoints: &Endpoints, req: &Request<Incoming>) -> Response<Full<
     }
     match req.uri().path() {
         "/metrics" => metrics(endpoints).await,
+        "/" => {
+            let mut r = text(StatusCode::OK, PAGE);
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
+        "/api/overview" => overview(endpoints).await,
         "/healthz" => {
             let since = endpoints.health.since_tick();
             if since < STALL {
@@ -120,12 +137,54 @@ async fn route(endpoints: &Endpoints, req: &Request<Incoming>) -> Response<Full<
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz, /readyz\n",
+            "not found: try /, /api/overview, /metrics, /healthz, /readyz\n",
         ),
     }
 }
 
 async fn metrics(endpoints: &Endpoints) -> Response<Full<Bytes>> {
+    refresh(endpoints).await;
+    let body = endpoints.metrics.lock_unpoisoned().render();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// `GET /api/overview`: a new reading if the last is over a second old, else the last.
+async fn overview(endpoints: &Endpoints) -> Response<Full<Bytes>> {
+    let mut sampler = endpoints.overview.lock().await;
+    let now = std::time::Instant::now();
+    let body = if let Some(current) = sampler.current().filter(|_| !sampler.stale(now)) {
+        serde_json::to_vec(current)
+    } else {
+        refresh(endpoints).await;
+        let families = endpoints.metrics.lock_unpoisoned().registry().gather();
+        let extras = crate::overview::Extras {
+            titanic: endpoints.titanic.is_some(),
+            titanic_error: endpoints.titanic.as_ref().and_then(|t| t.readiness().err()),
+            topics: endpoints.topics.is_some(),
+        };
+        serde_json::to_vec(sampler.take(&families, &extras, std::time::Instant::now()))
+    };
+    drop(sampler);
+    let mut response = Response::new(Full::new(Bytes::from(body.unwrap_or_default())));
+    for (name, value) in [
+        (hyper::header::CONTENT_TYPE, "application/json"),
+        (hyper::header::CACHE_CONTROL, "no-store"),
+    ] {
+        response
+            .headers_mut()
+            .insert(name, hyper::header::HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Has the loop copy its figures into the registry (and reads the Titanic store's), waiting
+/// at most [`SCRAPE_WAIT`].
+async fn refresh(endpoints: &Endpoints) {
     let (done, answered) = oneshot::channel();
     if endpoints.control.try_send(Control::Scrape(done)).is_ok() {
         let _ = tokio::time::timeout(SCRAPE_WAIT, answered).await;
@@ -141,13 +200,6 @@ async fn metrics(endpoints: &Endpoints) -> Response<Full<Bytes>> {
             );
         }
     }
-    let body = endpoints.metrics.lock_unpoisoned().render();
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    response
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

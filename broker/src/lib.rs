@@ -23,6 +23,7 @@ pub mod duration;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod overview;
 pub mod security;
 pub mod shell;
 pub mod topic_store;

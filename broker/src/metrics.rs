@@ -878,6 +878,11 @@ impl Metrics {
         self.gateway.clone()
     }
 
+    /// The registry (for the overview's readings).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The registry in the Prometheus text format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

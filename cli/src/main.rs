@@ -26,6 +26,7 @@ mod keys;
 mod output;
 mod titanic;
 mod token;
+mod top;
 mod topic;
 
 use std::path::PathBuf;
@@ -218,6 +219,25 @@ enum Command {
     /// Bearer tokens for the HTTP gateway.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The broker at a glance, refreshed every second: services busiest first (workers, queue,
+    /// requests/s, queue wait), drops, connections, the pair, Titanic, topics, the gateway.
+    /// Reads GET /api/overview on the broker's metrics listener; q quits.
+    Top {
+        /// The broker's metrics listener ([metrics] listen).
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            default_value = "127.0.0.1:9464",
+            env = "DOMO_BROKER_HTTP"
+        )]
+        broker_http: String,
+        /// Print one snapshot (with rates: it takes a second) and exit.
+        #[arg(long)]
+        once: bool,
+        /// With --once: print the overview as JSON (the broker's /api/overview).
+        #[arg(long, requires = "once")]
+        json: bool,
+    },
 }
 
 /// `domo token`.
@@ -414,6 +434,7 @@ impl Command {
             Self::Bench(_)
             | Self::Keygen { .. }
             | Self::Token(_)
+            | Self::Top { .. }
             | Self::Titanic(TitanicCommand::List { .. } | TitanicCommand::Purge { .. }) => None,
         }
     }
@@ -561,6 +582,11 @@ async fn run(command: Command) -> ExitCode {
             titanic::close(&request, &id).await
         }
         Command::Keygen { name, dir, meta } => keys::keygen(&name, &dir, meta),
+        Command::Top {
+            broker_http,
+            once,
+            json,
+        } => top::run(&broker_http, once, json),
         Command::Token(TokenCommand::New {
             name,
             call,

@@ -2,9 +2,13 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use domo_broker::shell::{self, ShellConfig};
 use domo_broker::BrokerConfig;
+use domo_worker::{Worker, WorkerOptions};
 use tokio::sync::oneshot;
+
+use crate::wait_for_service;
 
 /// A broker running in this process; stopped when dropped.
 pub struct TestBroker {
@@ -77,4 +81,35 @@ pub fn fast_heartbeat() -> BrokerConfig {
 /// Runs blocking libzmq code off the async runtime.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// Serves `service` with `handler` on a domo-worker until the task is aborted.
+pub fn serve<F, Fut>(endpoint: &str, service: &str, handler: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Vec<Bytes>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Vec<Bytes>> + Send + 'static,
+{
+    let options = WorkerOptions::new([endpoint]).heartbeat(domo_mdp::Heartbeat {
+        interval: Duration::from_millis(500),
+        liveness: 3,
+    });
+    let worker = Worker::new(service.to_string(), options).unwrap();
+    tokio::spawn(async move {
+        worker
+            .serve(
+                move |body| {
+                    let reply = handler(body);
+                    async move { Ok::<_, std::convert::Infallible>(reply.await) }
+                },
+                std::future::pending(),
+            )
+            .await;
+    })
+}
+
+/// Waits (up to 10 s) until the broker at `endpoint` says `service` has a worker.
+pub async fn wait_service(endpoint: &str, service: &str) {
+    let ep = endpoint.to_string();
+    let service = service.to_string();
+    blocking(move || wait_for_service(&ep, &service, b"200")).await;
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use domo_tests::*;
-use domo_worker::{Worker, WorkerOptions};
 
 /// An HTTP/1.1 response: status, headers (lowercase names), body.
 struct Response {
@@ -104,30 +103,6 @@ fn broker(dir: &TempDir, extra: &[&str]) -> (LoggedBroker, String) {
     (b, gateway)
 }
 
-/// Serves `service` with `handler` on a domo-worker until the task is aborted.
-fn serve<F, Fut>(endpoint: &str, service: &str, handler: F) -> tokio::task::JoinHandle<()>
-where
-    F: Fn(Vec<Bytes>) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Vec<Bytes>> + Send + 'static,
-{
-    let options = WorkerOptions::new([endpoint]).heartbeat(domo_mdp::Heartbeat {
-        interval: Duration::from_millis(500),
-        liveness: 3,
-    });
-    let worker = Worker::new(service.to_string(), options).unwrap();
-    tokio::spawn(async move {
-        worker
-            .serve(
-                move |body| {
-                    let reply = handler(body);
-                    async move { Ok::<_, std::convert::Infallible>(reply.await) }
-                },
-                std::future::pending(),
-            )
-            .await;
-    })
-}
-
 /// A worker of `slow` that answers after `delay`, and word of each request it gets.
 async fn slow_worker(
     endpoint: &str,
@@ -144,12 +119,6 @@ async fn slow_worker(
     });
     wait_service(endpoint, "slow").await;
     (worker, entered_rx)
-}
-
-async fn wait_service(endpoint: &str, service: &str) {
-    let ep = endpoint.to_string();
-    let service = service.to_string();
-    blocking(move || wait_for_service(&ep, &service, b"200")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -213,6 +213,7 @@ pub async fn run(
             control: control.clone(),
             titanic: titanic.as_ref().map(|t| t.status.clone()),
             topics: topic_status.clone(),
+            overview: Arc::default(),
         };
         tokio::spawn(http::serve(listener, endpoints));
     }
