@@ -171,6 +171,25 @@ pub struct Outbound {
     pub frames: Vec<Bytes>,
 }
 
+/// One service's gauges ([`Broker::service_gauges`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceGauges {
+    /// The service.
+    pub name: ServiceName,
+    /// Requests waiting for a worker.
+    pub queued: usize,
+    /// Their body bytes.
+    pub queued_bytes: usize,
+    /// Workers holding no request.
+    pub idle: usize,
+    /// Workers holding at least one.
+    pub busy: usize,
+    /// Requests its workers may hold at once, all together (1 per RFC 7 worker).
+    pub credit: u64,
+    /// Requests they hold now.
+    pub credit_used: u64,
+}
+
 /// The two kinds of MDP peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PeerKind {
@@ -376,10 +395,16 @@ impl Broker {
         Ok(())
     }
 
-    /// Per-service gauges: `(service, queued requests, idle workers, busy workers)` for every
-    /// service the broker knows now; a worker is busy while it holds at least one request.
-    /// Costs one pass over the services and their waiting sets; meant for a scrape.
-    pub fn service_gauges(&self) -> Vec<(ServiceName, usize, usize, usize)> {
+    /// Per-service gauges for every service the broker knows now (a worker is busy while it
+    /// holds at least one request). Costs one pass over the services and one over the
+    /// workers; meant for a scrape.
+    pub fn service_gauges(&self) -> Vec<ServiceGauges> {
+        let mut credit: HashMap<&ServiceName, (u64, u64)> = HashMap::new();
+        for w in self.workers.values() {
+            let c = credit.entry(&w.service).or_default();
+            c.0 += u64::from(w.credit.get());
+            c.1 += w.held.len() as u64;
+        }
         self.services
             .values()
             .map(|s| {
@@ -388,7 +413,16 @@ impl Broker {
                     .values()
                     .filter(|peer| self.workers.get(*peer).is_some_and(|w| !w.is_busy()))
                     .count();
-                (s.name.clone(), s.queue.len(), idle, s.workers - idle)
+                let (credit, credit_used) = credit.get(&s.name).copied().unwrap_or_default();
+                ServiceGauges {
+                    name: s.name.clone(),
+                    queued: s.queue.len(),
+                    queued_bytes: s.queue.bytes(),
+                    idle,
+                    busy: s.workers - idle,
+                    credit,
+                    credit_used,
+                }
             })
             .collect()
     }

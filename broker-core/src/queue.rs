@@ -36,7 +36,7 @@ impl RequestQueue {
     }
 
     /// Body bytes of the queued requests.
-    pub(super) fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 

@@ -45,6 +45,8 @@ pub struct Metrics {
     queue_wait: HistogramVec,
     queued: IntGaugeVec,
     workers: IntGaugeVec,
+    queued_service_bytes: IntGaugeVec,
+    credit: IntGaugeVec,
     worker_disconnects: IntCounterVec,
     protocol_errors: IntCounterVec,
     dropped: IntCounterVec,
@@ -655,6 +657,18 @@ impl Metrics {
                 "Registered workers",
                 &["service", "state"],
             ),
+            queued_service_bytes: gauge(
+                &r,
+                "domo_queued_service_bytes",
+                "Body bytes of the requests waiting for a worker, by service",
+                &["service"],
+            ),
+            credit: gauge(
+                &r,
+                "domo_worker_credit",
+                "Requests the workers of a service may hold at once: held now (used) and not (free)",
+                &["service", "state"],
+            ),
             worker_disconnects: counter(
                 &r,
                 "domo_worker_disconnects_total",
@@ -826,18 +840,29 @@ impl Metrics {
             self.ha.refresh(status, stats);
         }
         self.queued.reset();
+        self.queued_service_bytes.reset();
         self.workers.reset();
-        for (service, queued, idle, busy) in &snapshot.services {
-            let label = self.label(service);
+        self.credit.reset();
+        for s in &snapshot.services {
+            let label = self.label(&s.name);
             self.queued
                 .with_label_values(&[&label])
-                .add(gauge_value(*queued));
+                .add(gauge_value(s.queued));
+            self.queued_service_bytes
+                .with_label_values(&[&label])
+                .add(gauge_value(s.queued_bytes));
             self.workers
                 .with_label_values(&[&label, "idle"])
-                .add(gauge_value(*idle));
+                .add(gauge_value(s.idle));
             self.workers
                 .with_label_values(&[&label, "busy"])
-                .add(gauge_value(*busy));
+                .add(gauge_value(s.busy));
+            let used = i64::try_from(s.credit_used).unwrap_or(i64::MAX);
+            let total = i64::try_from(s.credit).unwrap_or(i64::MAX);
+            self.credit.with_label_values(&[&label, "used"]).add(used);
+            self.credit
+                .with_label_values(&[&label, "free"])
+                .add(total.saturating_sub(used));
         }
     }
 
@@ -913,8 +938,8 @@ pub struct Snapshot {
     pub shell: ShellStats,
     /// The socket's counters.
     pub router: domo_zmtp::Stats,
-    /// Per-service `(name, queued, idle, busy)`.
-    pub services: Vec<(ServiceName, usize, usize, usize)>,
+    /// Per-service gauges.
+    pub services: Vec<crate::core::ServiceGauges>,
     /// Whether a drain is in progress.
     pub draining: bool,
     /// The pair's state and counters, when the broker is one of a pair.
@@ -1291,7 +1316,15 @@ mod tests {
             std::time::Instant::now(),
         );
         m.refresh(&Snapshot {
-            services: vec![(echo, 0, 1, 0)],
+            services: vec![crate::core::ServiceGauges {
+                name: echo,
+                queued: 0,
+                queued_bytes: 0,
+                idle: 1,
+                busy: 0,
+                credit: 1,
+                credit_used: 0,
+            }],
             ha: Some((ha.status(), ha.stats().clone())),
             ..Snapshot::default()
         });
@@ -1336,7 +1369,15 @@ mod tests {
             service: svc("echo"),
         });
         let mut snapshot = Snapshot {
-            services: vec![(svc("echo"), 4, 1, 2)],
+            services: vec![crate::core::ServiceGauges {
+                name: svc("echo"),
+                queued: 4,
+                queued_bytes: 40,
+                idle: 1,
+                busy: 2,
+                credit: 34,
+                credit_used: 3,
+            }],
             draining: true,
             ..Snapshot::default()
         };
@@ -1350,6 +1391,9 @@ mod tests {
         for line in [
             "domo_queued_requests{service=\"echo\"} 4",
             "domo_workers{service=\"echo\",state=\"busy\"} 2",
+            "domo_queued_service_bytes{service=\"echo\"} 40",
+            "domo_worker_credit{service=\"echo\",state=\"used\"} 3",
+            "domo_worker_credit{service=\"echo\",state=\"free\"} 31",
             "domo_worker_disconnects_total{reason=\"expired\"} 3",
             "domo_connections{socket=\"router\"} 7",
             "domo_draining 1",

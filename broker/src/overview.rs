@@ -15,14 +15,16 @@
 //!
 //! - `version` (1), `broker` (`version`, `draining`), `interval_seconds`
 //! - `services[]`, busiest first: `name`, `workers_idle`, `workers_busy`, `queued`,
+//!   `queued_bytes`, `credit_used` and `credit_total` (requests the workers hold, and may hold
+//!   at once),
 //!   `requests_per_second` (requests taken by the broker: dispatched, expired, dropped),
 //!   `replies_per_second`, `queue_wait_p50_ms`, `queue_wait_p99_ms` (over the interval),
 //!   `expired_total`, `history` (the last requests-per-second rates, oldest first). Services
 //!   beyond `[metrics] max_services` are summed as `other`.
 //! - `requests`: `per_second`, `replies_per_second`, `queued`, `queued_bytes`, `dropped`
 //!   (totals by reason), `dropped_per_second`, `history`
-//! - `connections`: `peers` (connected ZMTP peers), `clients_paused`, `pauses` (totals by
-//!   cause)
+//! - `connections`: `peers` (connected ZMTP peers), `workers` (registered), `clients_paused`,
+//!   `pauses` (totals by cause)
 //! - `pair`: `null`, or `role`, `state`, `term`, `peer_up`, `failovers`
 //! - `titanic`: `null`, or `pending`, `done`, `store_bytes`, `commits_per_second`, `error`
 //!   (why the store is not ready, else `null`)
@@ -64,6 +66,9 @@ struct ServiceReading {
     idle: f64,
     busy: f64,
     queued: f64,
+    queued_bytes: f64,
+    credit_used: f64,
+    credit_free: f64,
     /// Requests by outcome (dispatched, expired...), summed.
     requests: f64,
     expired: f64,
@@ -142,6 +147,12 @@ pub struct ServiceView {
     pub workers_busy: u64,
     /// Requests waiting for a worker.
     pub queued: u64,
+    /// Their body bytes.
+    pub queued_bytes: u64,
+    /// Requests the workers hold now.
+    pub credit_used: u64,
+    /// Requests they may hold at once, all together (1 per RFC 7 worker).
+    pub credit_total: u64,
     /// Requests taken per second.
     pub requests_per_second: Option<f64>,
     /// Replies routed per second.
@@ -180,6 +191,8 @@ pub struct RequestsView {
 pub struct ConnectionsView {
     /// Connected ZMTP peers (clients and workers).
     pub peers: u64,
+    /// Registered workers, all services (those the broker serves in process included).
+    pub workers: u64,
     /// Clients not read from now.
     pub clients_paused: u64,
     /// Pauses since start, by cause.
@@ -312,6 +325,9 @@ impl Sampler {
                 workers_idle: count(s.idle),
                 workers_busy: count(s.busy),
                 queued: count(s.queued),
+                queued_bytes: count(s.queued_bytes),
+                credit_used: count(s.credit_used),
+                credit_total: count(s.credit_used + s.credit_free),
                 requests_per_second,
                 replies_per_second,
                 queue_wait_p50_ms: quantile(wait_before, &s.wait, 0.5).map(ms),
@@ -406,6 +422,7 @@ impl Sampler {
             requests,
             connections: ConnectionsView {
                 peers: count(now.peers),
+                workers: count(total(now, |s| s.idle + s.busy)),
                 clients_paused: count(now.clients_paused),
                 pauses: now
                     .pauses
@@ -521,6 +538,16 @@ fn read(families: &[MetricFamily], at: Instant) -> Reading {
                 }
                 "domo_queued_requests" => {
                     r.services.entry(label("service")).or_default().queued += v
+                }
+                "domo_queued_service_bytes" => {
+                    r.services.entry(label("service")).or_default().queued_bytes += v;
+                }
+                "domo_worker_credit" => {
+                    let s = r.services.entry(label("service")).or_default();
+                    match l.get("state").copied() {
+                        Some("used") => s.credit_used += v,
+                        _ => s.credit_free += v,
+                    }
                 }
                 "domo_client_requests_total" => {
                     let s = r.services.entry(label("service")).or_default();

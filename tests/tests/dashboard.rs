@@ -306,7 +306,15 @@ fn assert_schema(o: &Value) {
     assert!(o["broker"]["version"].is_string() && o["broker"]["draining"].is_boolean());
     assert!(o["interval_seconds"].is_number() || o["interval_seconds"].is_null());
     for s in o["services"].as_array().unwrap() {
-        for key in ["workers_idle", "workers_busy", "queued", "expired_total"] {
+        for key in [
+            "workers_idle",
+            "workers_busy",
+            "queued",
+            "queued_bytes",
+            "credit_used",
+            "credit_total",
+            "expired_total",
+        ] {
             assert!(s[key].is_u64(), "{key}: {s}");
         }
         assert!(s["name"].is_string() && s["history"].is_array());
@@ -323,7 +331,8 @@ fn assert_schema(o: &Value) {
     assert!(r["queued"].is_u64() && r["queued_bytes"].is_u64() && r["dropped"].is_object());
     assert!(r["history"].is_array());
     let c = &o["connections"];
-    assert!(c["peers"].is_u64() && c["clients_paused"].is_u64() && c["pauses"].is_object());
+    assert!(c["peers"].is_u64() && c["workers"].is_u64());
+    assert!(c["clients_paused"].is_u64() && c["pauses"].is_object());
     for part in ["pair", "titanic", "topics", "gateway"] {
         assert!(o[part].is_object() || o[part].is_null(), "{part}");
     }

@@ -32,8 +32,8 @@ fn queued(h: &Harness, name: &str) -> usize {
     h.broker
         .service_gauges()
         .into_iter()
-        .find(|(s, ..)| *s == service(name))
-        .map_or(0, |(_, queued, ..)| queued)
+        .find(|g| g.name == service(name))
+        .map_or(0, |g| g.queued)
 }
 
 /// Replies to whatever `worker` was last sent, and returns the client it was for.

@@ -317,8 +317,10 @@ fn a_worker_with_credit_left_counts_as_busy_while_it_holds_a_request() {
     assert_eq!(h.take(), [Sent::request("w1", "c1", "x")]);
     let gauges = h.broker.service_gauges();
     assert_eq!(gauges.len(), 1);
-    let (_, queued, idle, busy) = &gauges[0];
-    assert_eq!((*queued, *idle, *busy), (0, 1, 1));
+    let g = &gauges[0];
+    assert_eq!((g.queued, g.idle, g.busy), (0, 1, 1));
+    // Credit: 2 + 1 in all, one request held.
+    assert_eq!((g.credit, g.credit_used), (3, 1));
     let stats = h.broker.stats();
     assert_eq!((stats.workers_idle, stats.workers_busy), (1, 1));
     // w1 still waits with one free credit, behind w2 (which waited longer).
@@ -331,6 +333,7 @@ fn a_worker_with_credit_left_counts_as_busy_while_it_holds_a_request() {
             Sent::request("w1", "c3", "x")
         ]
     );
-    let (_, queued, idle, busy) = &h.broker.service_gauges()[0];
-    assert_eq!((*queued, *idle, *busy), (0, 0, 2));
+    let g = &h.broker.service_gauges()[0];
+    assert_eq!((g.queued, g.idle, g.busy), (0, 0, 2));
+    assert_eq!((g.credit, g.credit_used), (3, 3));
 }
