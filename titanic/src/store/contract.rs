@@ -1,10 +1,12 @@
-//! The same behaviour tests, run against both stores.
+//! The same behaviour tests, run against every store: in memory, redb, and PostgreSQL when
+//! `DOMO_TEST_PG_URL` names one.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use super::memory::MemoryStore;
+use super::postgres::{PostgresOptions, PostgresStore};
 use super::redb::{RedbOptions, RedbStore};
 use super::{Limits, Lookup, Store};
 use crate::clock::ManualClock;
@@ -26,6 +28,17 @@ fn both(limits: Limits, check: impl Fn(&dyn Store, &ManualClock)) {
     };
     let store = RedbStore::open(dir.path().join("titanic.redb"), options).unwrap();
     check(&store, &clock);
+    // A real PostgreSQL when the environment gives one (`.ci/run` does), in a fresh schema.
+    if let Some(url) = super::postgres::test_url() {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let options = PostgresOptions {
+            limits,
+            clock: Arc::new(clock.clone()),
+            ..PostgresOptions::new(url)
+        };
+        let store = PostgresStore::open(options).unwrap();
+        check(&store, &clock);
+    }
 }
 
 #[test]

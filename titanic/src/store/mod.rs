@@ -13,6 +13,7 @@
 //! run the blocking call inline.
 
 pub mod memory;
+pub mod postgres;
 pub mod redb;
 
 use std::future::Future;
