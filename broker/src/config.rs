@@ -213,6 +213,29 @@ pub struct TitanicSettings {
     /// what is queued at once; at most 100 ms, whole milliseconds).
     #[serde(with = "commit_linger")]
     pub commit_linger: Duration,
+    /// Where the requests are kept: `redb` (a file in `data_dir`) or `postgres` (`url`).
+    pub store: TitanicStore,
+    /// PostgreSQL: the connection URL (several hosts and `target_session_attrs=read-write`
+    /// follow a failover); never a password.
+    pub url: String,
+    /// PostgreSQL: a file holding the password; `None` when empty.
+    #[serde(with = "optional_path")]
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL: refuse to start unless the server commits to a synchronous standby.
+    pub require_sync_standby: bool,
+    /// PostgreSQL: a commit not done within this is an error to the client, never a 200.
+    #[serde(with = "positive_duration")]
+    pub commit_timeout: Duration,
+}
+
+/// Where Titanic keeps its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TitanicStore {
+    /// An embedded redb file (the default).
+    Redb,
+    /// A PostgreSQL database.
+    Postgres,
 }
 
 /// The `[topics]` section: publish/subscribe with last values (`crate::core::topics`).
@@ -365,6 +388,24 @@ impl fmt::Display for Mechanism {
             Self::Curve => "curve",
         })
     }
+}
+
+/// Whether a PostgreSQL URL (or key=value string) carries a password.
+fn url_has_password(url: &str) -> bool {
+    let url = url.trim();
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        let userinfo = authority.rsplit_once('@').map_or("", |(u, _)| u);
+        return userinfo.contains(':')
+            || rest
+                .split('?')
+                .nth(1)
+                .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("password=")));
+    }
+    url.split_whitespace().any(|kv| kv.starts_with("password="))
 }
 
 /// The keys `[ha]` must have (from the file or the flags).
@@ -1112,6 +1153,21 @@ impl Settings {
                 }
             }
         }
+        let t = &self.titanic;
+        if t.enabled && t.store == TitanicStore::Postgres {
+            if t.url.trim().is_empty() {
+                return Err(origins.error(
+                    "titanic.url",
+                    "required with store = \"postgres\" (e.g. \"postgres://domo@db1:5432/domo\")",
+                ));
+            }
+            if url_has_password(&t.url) {
+                return Err(origins.error(
+                    "titanic.url",
+                    "holds a password: put it in titanic.password_file instead",
+                ));
+            }
+        }
         if let Some(addr) = self.gateway.listen {
             if !addr.ip().is_loopback()
                 && !self.gateway.allow_anonymous
@@ -1558,6 +1614,26 @@ mod tests {
         let s = Settings::load(None, &flags).unwrap();
         assert_eq!(s.security.mechanism, Mechanism::Curve);
         assert_eq!(s.security.authorized_keys, Some(PathBuf::from("/k")));
+    }
+
+    #[test]
+    fn a_postgres_url_with_a_password_is_recognised_in_both_forms() {
+        for url in [
+            "postgres://domo:pw@db1:5432/domo",
+            "postgresql://domo:pw@db1,db2/domo?target_session_attrs=read-write",
+            "postgres://domo@db1/domo?sslmode=require&password=pw",
+            "host=db1 user=domo password=pw dbname=domo",
+        ] {
+            assert!(url_has_password(url), "{url}");
+        }
+        for url in [
+            "postgres://domo@db1:5432,db2:5432/domo?target_session_attrs=read-write",
+            "postgres://db1/domo",
+            "host=db1 user=domo dbname=domo",
+            "postgres://[::1]:5432/domo",
+        ] {
+            assert!(!url_has_password(url), "{url}");
+        }
     }
 
     #[test]

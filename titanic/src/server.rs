@@ -69,6 +69,9 @@ pub struct TitanicConfig {
     /// client's (it replaces `dispatcher.transport`): for example CURVE security, which the
     /// broker embedding Titanic sets to its own keypair.
     pub transport: domo_zmtp::Options,
+    /// Where the requests are kept: the redb file at `store_path` (the default), or
+    /// PostgreSQL.
+    pub backend: Backend,
     /// Whether the three services connect to the broker as MDP workers (the default, and
     /// what `domo-titanic` does). A broker embedding Titanic sets it to false and serves them
     /// itself, calling [`InProcess::handle`] from [`Opened::in_process`]: no worker
@@ -91,9 +94,19 @@ impl TitanicConfig {
             drain_grace: Duration::from_secs(5),
             dispatcher: DispatcherOptions::default(),
             transport: domo_zmtp::Options::default(),
+            backend: Backend::Redb,
             workers: true,
         }
     }
+}
+
+/// The store Titanic keeps its requests in.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The redb file at [`TitanicConfig::store_path`], with [`TitanicConfig::store`].
+    Redb,
+    /// A PostgreSQL database ([`crate::store::postgres`]).
+    Postgres(Box<crate::store::postgres::PostgresOptions>),
 }
 
 /// Why Titanic could not start.
@@ -145,7 +158,21 @@ pub async fn open(config: TitanicConfig, status: Arc<Status>) -> Result<Opened, 
         options.feed = Some(feed_tx);
         feed
     });
-    let opened = tokio::task::spawn_blocking(move || RedbStore::open(path, options)).await;
+    let backend = config.backend.clone();
+    let opened = tokio::task::spawn_blocking(move || -> crate::error::Result<Arc<dyn Store>> {
+        let store: Arc<dyn Store> = match backend {
+            Backend::Redb => Arc::new(RedbStore::open(path, options)?),
+            Backend::Postgres(pg) => Arc::new(crate::store::postgres::PostgresStore::open(*pg)?),
+        };
+        Ok(store)
+    })
+    .await;
+    // Only the redb store feeds the dispatcher; with another it pages through `pending`.
+    let feed = if matches!(config.backend, Backend::Redb) {
+        feed
+    } else {
+        None
+    };
     let store = match opened {
         Ok(Ok(store)) => store,
         Ok(Err(e)) => {
@@ -157,8 +184,10 @@ pub async fn open(config: TitanicConfig, status: Arc<Status>) -> Result<Opened, 
             return Err(crate::Error::Unavailable(e.to_string()).into());
         }
     };
-    info!(path = %config.store_path.display(), "Titanic store open");
-    let store: Arc<dyn Store> = Arc::new(store);
+    match &config.backend {
+        Backend::Redb => info!(path = %config.store_path.display(), "Titanic store open"),
+        Backend::Postgres(_) => info!("Titanic store open (PostgreSQL)"),
+    }
     *status.store.lock_unpoisoned() = Some(Arc::downgrade(&store));
     status.set_open(true);
     let gate = Arc::new(Gate::new(store.clone()));

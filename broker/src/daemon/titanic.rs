@@ -71,6 +71,36 @@ pub async fn start(
         commit_writes.observe(writes as f64);
     }));
     config.store.on_reopen = Some(Arc::new(move || reopens.inc()));
+    if t.store == crate::config::TitanicStore::Postgres {
+        let password = match &t.password_file {
+            None => Ok(None),
+            Some(path) => std::fs::read_to_string(path)
+                .map(|p| Some(p.trim().to_string()))
+                .map_err(|e| format!("titanic.password_file {}: {e}", path.display())),
+        };
+        match password {
+            Ok(password) => {
+                let mut pg = domo_titanic::store::postgres::PostgresOptions::new(t.url.clone());
+                pg.password = password;
+                pg.limits.max_bytes = t.max_bytes;
+                pg.commit_timeout = t.commit_timeout;
+                pg.require_sync_standby = t.require_sync_standby;
+                config.backend = domo_titanic::server::Backend::Postgres(Box::new(pg));
+            }
+            Err(message) => {
+                error!(error = %message, "Cannot read the Titanic database password");
+                let status = Arc::new(domo_titanic::server::Status::default());
+                status.fail_with(&message);
+                let (stop, _) = tokio::sync::oneshot::channel::<()>();
+                return EmbeddedTitanic {
+                    services: None,
+                    status,
+                    stop,
+                    task: None,
+                };
+            }
+        }
+    }
     config.dispatcher.expire_after = t.expire_after;
     config.dispatcher.expire_interval =
         (t.expire_after / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));

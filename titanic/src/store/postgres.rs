@@ -62,6 +62,12 @@ pub struct PostgresOptions {
     pub limits: Limits,
     /// The clock of creation times and expiry.
     pub clock: Arc<dyn TimeSource>,
+    /// A commit not done within this is an error to its callers (never an acknowledgement);
+    /// the connection is then replaced.
+    pub commit_timeout: std::time::Duration,
+    /// Refuse to open unless the server commits synchronously to a standby
+    /// (`synchronous_standby_names` set, `synchronous_commit` neither `off` nor `local`).
+    pub require_sync_standby: bool,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -81,6 +87,8 @@ impl PostgresOptions {
             password: None,
             limits: Limits::default(),
             clock: Arc::new(SystemClock),
+            commit_timeout: std::time::Duration::from_secs(5),
+            require_sync_standby: false,
         }
     }
 }
@@ -186,6 +194,25 @@ async fn connect(options: &PostgresOptions) -> Result<Client> {
     Ok(client)
 }
 
+/// `Ok` if the server acknowledges a commit only once a synchronous standby has it.
+async fn check_sync_standby(client: &Client) -> Result<()> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('synchronous_standby_names'), current_setting('synchronous_commit')",
+            &[],
+        )
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let (names, commit): (String, String) = (row.get(0), row.get(1));
+    if names.trim().is_empty() || commit == "off" || commit == "local" {
+        return Err(Error::Unavailable(format!(
+            "PostgreSQL: require_sync_standby is set but the server does not commit to a \
+             synchronous standby (synchronous_standby_names = {names:?}, synchronous_commit = {commit})"
+        )));
+    }
+    Ok(())
+}
+
 /// Creates the schema, or checks the one there.
 async fn migrate(client: &Client) -> Result<()> {
     client
@@ -239,6 +266,9 @@ impl PostgresStore {
                 runtime.block_on(async move {
                     let setup = async {
                         let reader = connect(&opts).await?;
+                        if opts.require_sync_standby {
+                            check_sync_standby(&reader).await?;
+                        }
                         migrate(&reader).await?;
                         let row = reader
                             .query_one(
@@ -538,16 +568,26 @@ impl Writer {
                 }
             }
         }
-        let outcome = self
-            .transaction(
+        let timeout = self.options.commit_timeout;
+        let outcome = tokio::time::timeout(
+            timeout,
+            self.transaction(
                 &ids,
                 &records,
                 &sizes,
                 &completes,
                 &closes,
                 expire.as_deref(),
-            )
-            .await;
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            // Whether it committed is unknown: an error to every caller, never an
+            // acknowledgement, and a new connection for the next commit.
+            Err(Error::WriteFailed(format!(
+                "PostgreSQL: no commit within {timeout:?} (commit_timeout)"
+            )))
+        });
         match outcome {
             Ok((delta, expired)) => {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
