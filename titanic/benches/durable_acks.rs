@@ -6,12 +6,17 @@
 //! temp dir, which must be on a real disk, not tmpfs, for the numbers to mean anything;
 //! `TITANIC_BENCH_SIZE` the body size, default 64). Also prints the bytes this process wrote
 //! to the disk per request (Linux `/proc/self/io`).
+//!
+//! With `TITANIC_BENCH_PG_URL` (e.g. from `scripts/pg-test-cluster.sh start`), the PostgreSQL
+//! store runs right after redb at each concurrency, in a fresh schema each time: the two in one
+//! session, alternating.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use domo_titanic::store::postgres::{PostgresOptions, PostgresStore};
 use domo_titanic::{RedbOptions, RedbStore, Store};
 
 fn main() {
@@ -28,9 +33,10 @@ fn main() {
         "durable put_request acks, {size} B bodies, {secs} s per run, store in {}",
         base.display()
     );
+    let pg = std::env::var("TITANIC_BENCH_PG_URL").ok();
     for submitters in [1, 16, 64] {
         let dir = tempfile::tempdir_in(&base).expect("temp dir");
-        let store = Arc::new(
+        let store: Arc<dyn Store> = Arc::new(
             RedbStore::open(dir.path().join("bench.redb"), RedbOptions::default()).expect("open"),
         );
         let written = disk_bytes_written();
@@ -38,7 +44,7 @@ fn main() {
         let written = disk_bytes_written().zip(written).map(|(b, a)| b - a);
         let stats = store.stats().expect("stats");
         println!(
-            "{submitters:>3} submitters: {acks:>8} acks in {:.2} s = {:>8.0} acks/s, \
+            "redb      {submitters:>3} submitters: {acks:>8} acks in {:.2} s = {:>8.0} acks/s, \
              {:.1} requests per commit (file {} KiB, {} B to the disk per request)",
             elapsed.as_secs_f64(),
             acks as f64 / elapsed.as_secs_f64(),
@@ -46,7 +52,50 @@ fn main() {
             stats.file_bytes / 1024,
             written.map_or_else(|| "?".into(), |w| (w / acks.max(1)).to_string()),
         );
+        drop(store);
+        if let Some(url) = &pg {
+            let store: Arc<dyn Store> = Arc::new(
+                PostgresStore::open(PostgresOptions::new(fresh_schema(url))).expect("open"),
+            );
+            let (acks, elapsed) = run(&store, submitters, size, Duration::from_secs(secs));
+            let stats = store.stats().expect("stats");
+            println!(
+                "postgres  {submitters:>3} submitters: {acks:>8} acks in {:.2} s = {:>8.0} acks/s, \
+                 {:.1} requests per commit",
+                elapsed.as_secs_f64(),
+                acks as f64 / elapsed.as_secs_f64(),
+                stats.pending as f64 / stats.commits.max(1) as f64,
+            );
+        }
     }
+}
+
+/// `url` with its tables in a new schema of their own.
+fn fresh_schema(url: &str) -> String {
+    let schema = format!(
+        "bench_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("create schema");
+    });
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
 /// Bytes this process caused to be written to the disk so far (`write_bytes` of
@@ -58,7 +107,7 @@ fn disk_bytes_written() -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn run(store: &Arc<RedbStore>, submitters: usize, size: usize, time: Duration) -> (u64, Duration) {
+fn run(store: &Arc<dyn Store>, submitters: usize, size: usize, time: Duration) -> (u64, Duration) {
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(AtomicU64::new(0));
     let body = Bytes::from(vec![0x5a; size]);
