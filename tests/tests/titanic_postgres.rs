@@ -138,3 +138,129 @@ fn a_password_in_the_url_or_no_url_is_a_config_error_naming_the_key() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+/// A database of its own on the server of `var` (the plain or the synchronous one).
+fn fresh_database_on(var: &str) -> Option<(String, String)> {
+    let Ok(base) = std::env::var(var) else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but {var} is not set (scripts/pg-test-cluster.sh)"
+        );
+        eprintln!("skipped: {var} is not set (scripts/pg-test-cluster.sh)");
+        return None;
+    };
+    let name = format!(
+        "domo_sync_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let out = Command::new("psql")
+        .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (server, _db) = base.rsplit_once('/').unwrap();
+    Some((base.clone(), format!("{server}/{name}")))
+}
+
+fn cluster(args: &[&str]) {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-cluster.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn with_the_synchronous_standby_down_a_request_is_an_error_never_a_200_and_works_again_after() {
+    let Some((_, url)) = fresh_database_on("DOMO_TEST_PG_SYNC_URL") else {
+        return;
+    };
+    let dir = std::env::var("DOMO_TEST_PG_SYNC_DIR").unwrap();
+    let tmp = TempDir::new("titanic-pg-sync");
+    let path = tmp.path().join("broker.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[titanic]\nstore = \"postgres\"\nurl = \"{url}\"\nrequire_sync_standby = true\n\
+             commit_timeout = \"2s\"\n"
+        ),
+    )
+    .unwrap();
+    let b = LoggedBroker::start(&["--config", path.to_str().unwrap(), "--heartbeat", "250ms"]);
+    b.child.wait_line("Titanic store open (PostgreSQL)");
+    wait_for_service(&b.endpoint, "titanic.request", b"200");
+    let client = ReqClient::connect(&b.endpoint);
+    assert_eq!(
+        client.request("titanic.request", &[b"echo", b"one"])[0],
+        b"200"
+    );
+    // The standby goes away: the primary cannot acknowledge, and neither does Titanic.
+    cluster(&["standby-stop", &dir]);
+    struct Restart(String);
+    impl Drop for Restart {
+        fn drop(&mut self) {
+            cluster(&["standby-start", &self.0]);
+        }
+    }
+    let restart = Restart(dir.clone());
+    let t0 = std::time::Instant::now();
+    let answer = client.request("titanic.request", &[b"echo", b"two"]);
+    assert_eq!(
+        answer,
+        vec![b"500".to_vec()],
+        "never a 200 without the standby"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        t0.elapsed()
+    );
+    let (status, body) = http_get(&b.metrics, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("commit_timeout"), "{body}");
+    // Back: requests are acknowledged again, and /readyz is 200.
+    drop(restart);
+    eventually(
+        Duration::from_secs(30),
+        "no 200 once the standby is back",
+        || (client.request("titanic.request", &[b"echo", b"three"])[0] == b"200").then_some(()),
+    );
+    assert_eq!(http_get(&b.metrics, "/readyz").0, 200);
+}
+
+#[test]
+fn require_sync_standby_against_a_server_without_one_keeps_titanic_closed_and_says_why() {
+    let Some((_, url)) = fresh_database_on("DOMO_TEST_PG_URL") else {
+        return;
+    };
+    let tmp = TempDir::new("titanic-pg-nosync");
+    let path = tmp.path().join("broker.toml");
+    std::fs::write(
+        &path,
+        format!("[titanic]\nstore = \"postgres\"\nurl = \"{url}\"\nrequire_sync_standby = true\n"),
+    )
+    .unwrap();
+    let b = LoggedBroker::start(&["--config", path.to_str().unwrap()]);
+    let (status, body) = eventually(Duration::from_secs(10), "readyz never said why", || {
+        let (status, body) = http_get(&b.metrics, "/readyz");
+        body.contains("require_sync_standby")
+            .then_some((status, body))
+    });
+    assert_eq!(status, 503, "{body}");
+}

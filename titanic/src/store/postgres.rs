@@ -5,15 +5,15 @@
 //! # Schema (version 1, created by [`PostgresStore::open`])
 //!
 //! ```sql
-//! CREATE TABLE domo_titanic_meta (key text PRIMARY KEY, value text NOT NULL);
+//! CREATE TABLE titanic_meta (key text PRIMARY KEY, value text NOT NULL);
 //!   -- ('schema_version', '1')
-//! CREATE TABLE domo_titanic_requests (
+//! CREATE TABLE titanic_requests (
 //!     id      bytea PRIMARY KEY,  -- the UUIDv7 id, 16 bytes big-endian: sorts as the ids do
 //!     request bytea NOT NULL,     -- the request record, as the redb store encodes it
 //!     reply   bytea,              -- the reply record; NULL while pending
 //!     size    bigint NOT NULL     -- encoded bytes of both, charged against the limit
 //! );
-//! CREATE INDEX domo_titanic_pending ON domo_titanic_requests (id) WHERE reply IS NULL;
+//! CREATE INDEX titanic_pending ON titanic_requests (id) WHERE reply IS NULL;
 //! ```
 //!
 //! # Writes
@@ -217,19 +217,19 @@ async fn check_sync_standby(client: &Client) -> Result<()> {
 async fn migrate(client: &Client) -> Result<()> {
     client
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS domo_titanic_meta (key text PRIMARY KEY, value text NOT NULL);
-             CREATE TABLE IF NOT EXISTS domo_titanic_requests (
+            "CREATE TABLE IF NOT EXISTS titanic_meta (key text PRIMARY KEY, value text NOT NULL);
+             CREATE TABLE IF NOT EXISTS titanic_requests (
                  id bytea PRIMARY KEY, request bytea NOT NULL, reply bytea, size bigint NOT NULL);
-             CREATE INDEX IF NOT EXISTS domo_titanic_pending
-                 ON domo_titanic_requests (id) WHERE reply IS NULL;
-             INSERT INTO domo_titanic_meta (key, value) VALUES ('schema_version', '1')
+             CREATE INDEX IF NOT EXISTS titanic_pending
+                 ON titanic_requests (id) WHERE reply IS NULL;
+             INSERT INTO titanic_meta (key, value) VALUES ('schema_version', '1')
                  ON CONFLICT (key) DO NOTHING;",
         )
         .await
         .map_err(|e| unavailable(&e))?;
     let row = client
         .query_one(
-            "SELECT value FROM domo_titanic_meta WHERE key = 'schema_version'",
+            "SELECT value FROM titanic_meta WHERE key = 'schema_version'",
             &[],
         )
         .await
@@ -272,8 +272,8 @@ impl PostgresStore {
                         migrate(&reader).await?;
                         let row = reader
                             .query_one(
-                                "SELECT (SELECT id FROM domo_titanic_requests ORDER BY id DESC LIMIT 1),
-                                        (SELECT coalesce(sum(size), 0)::bigint FROM domo_titanic_requests)",
+                                "SELECT (SELECT id FROM titanic_requests ORDER BY id DESC LIMIT 1),
+                                        (SELECT coalesce(sum(size), 0)::bigint FROM titanic_requests)",
                                 &[],
                             )
                             .await
@@ -389,7 +389,7 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let row = c
                     .query_opt(
-                        "SELECT reply FROM domo_titanic_requests WHERE id = $1",
+                        "SELECT reply FROM titanic_requests WHERE id = $1",
                         &[&id_bytes(id)],
                     )
                     .await
@@ -425,7 +425,7 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let rows = c
                     .query(
-                        "SELECT id, request FROM domo_titanic_requests
+                        "SELECT id, request FROM titanic_requests
                          WHERE reply IS NULL AND id > $1 ORDER BY id LIMIT $2",
                         &[&from, &limit],
                     )
@@ -465,8 +465,8 @@ impl Store for PostgresStore {
                     .query_one(
                         "SELECT count(*) FILTER (WHERE reply IS NULL),
                                 count(*) FILTER (WHERE reply IS NOT NULL),
-                                pg_total_relation_size('domo_titanic_requests')
-                         FROM domo_titanic_requests",
+                                pg_total_relation_size('titanic_requests')
+                         FROM titanic_requests",
                         &[],
                     )
                     .await
@@ -644,7 +644,7 @@ impl Writer {
         let mut delta = 0i64;
         if !ids.is_empty() {
             tx.execute(
-                "INSERT INTO domo_titanic_requests (id, request, size)
+                "INSERT INTO titanic_requests (id, request, size)
                  SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[])",
                 &[&ids, &records, &sizes],
             )
@@ -656,7 +656,7 @@ impl Writer {
             let size = i64::try_from(reply.len()).unwrap_or(i64::MAX);
             let n = tx
                 .execute(
-                    "UPDATE domo_titanic_requests SET reply = $2, size = size + $3
+                    "UPDATE titanic_requests SET reply = $2, size = size + $3
                      WHERE id = $1 AND reply IS NULL",
                     &[id, reply, &size],
                 )
@@ -669,7 +669,7 @@ impl Writer {
         if !closes.is_empty() {
             let row = tx
                 .query_one(
-                    "WITH gone AS (DELETE FROM domo_titanic_requests WHERE id = ANY($1) RETURNING size)
+                    "WITH gone AS (DELETE FROM titanic_requests WHERE id = ANY($1) RETURNING size)
                      SELECT coalesce(sum(size), 0)::bigint FROM gone",
                     &[&closes],
                 )
@@ -681,7 +681,7 @@ impl Writer {
         if let Some(before) = expire {
             let row = tx
                 .query_one(
-                    "WITH gone AS (DELETE FROM domo_titanic_requests WHERE id < $1 RETURNING size)
+                    "WITH gone AS (DELETE FROM titanic_requests WHERE id < $1 RETURNING size)
                      SELECT count(*), coalesce(sum(size), 0)::bigint FROM gone",
                     &[&before],
                 )
