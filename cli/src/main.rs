@@ -388,22 +388,40 @@ enum TitanicCommand {
         /// The request id from `submit`.
         id: String,
     },
-    /// List the pending requests of a stopped broker's store, oldest first (offline).
+    /// List the pending requests of a stopped broker's store, oldest first (offline), or of
+    /// a PostgreSQL store ([titanic] store = "postgres"; brokers may run).
     List {
-        /// The Titanic data directory (holds titanic.redb).
-        #[arg(long, value_name = "DIR")]
-        data_dir: std::path::PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Remove requests stored more than a given time ago from a stopped broker's store
     /// (offline).
     Purge {
-        /// The Titanic data directory (holds titanic.redb).
-        #[arg(long, value_name = "DIR")]
-        data_dir: std::path::PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Age limit, e.g. 7d or 12h.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         older_than: Duration,
     },
+}
+
+/// Which Titanic store `titanic list|purge` opens.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StoreArgs {
+    /// The Titanic data directory (holds titanic.redb) of a stopped broker.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "url",
+        conflicts_with = "url"
+    )]
+    data_dir: Option<std::path::PathBuf>,
+    /// A PostgreSQL store instead: its URL ([titanic] url).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// With --url: a file holding the password ([titanic] password_file).
+    #[arg(long, value_name = "FILE", requires = "url")]
+    password_file: Option<std::path::PathBuf>,
 }
 
 impl Command {
@@ -600,10 +618,16 @@ async fn run(command: Command) -> ExitCode {
                 subscribe,
             },
         ),
-        Command::Titanic(TitanicCommand::List { data_dir }) => titanic::list(&data_dir),
-        Command::Titanic(TitanicCommand::Purge {
-            data_dir,
-            older_than,
-        }) => titanic::purge(&data_dir, older_than),
+        // The stores' calls block: off the runtime's thread.
+        Command::Titanic(TitanicCommand::List { store }) => {
+            tokio::task::spawn_blocking(move || titanic::list(&store))
+                .await
+                .unwrap_or(ExitCode::FAILURE)
+        }
+        Command::Titanic(TitanicCommand::Purge { store, older_than }) => {
+            tokio::task::spawn_blocking(move || titanic::purge(&store, older_than))
+                .await
+                .unwrap_or(ExitCode::FAILURE)
+        }
     }
 }

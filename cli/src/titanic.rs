@@ -77,6 +77,26 @@ pub(crate) async fn close(args: &RequestArgs, id: &str) -> ExitCode {
 const STORE_FILE: &str = "titanic.redb";
 
 /// Opens the store in `dir` for offline use; the program that owns it must be stopped.
+/// The store `args` names: a stopped broker's redb file, or a PostgreSQL database.
+fn open_store(args: &crate::StoreArgs) -> Result<Box<dyn domo_titanic::Store>, String> {
+    if let Some(url) = &args.url {
+        let mut options = domo_titanic::store::postgres::PostgresOptions::new(url.clone());
+        if let Some(file) = &args.password_file {
+            let password = std::fs::read_to_string(file)
+                .map_err(|e| format!("--password-file {}: {e}", file.display()))?;
+            options.password = Some(password.trim().to_string());
+        }
+        return domo_titanic::store::postgres::PostgresStore::open(options)
+            .map(|s| Box::new(s) as Box<dyn domo_titanic::Store>)
+            .map_err(|e| e.to_string());
+    }
+    let dir = args
+        .data_dir
+        .as_deref()
+        .unwrap_or(std::path::Path::new("."));
+    open_offline(dir).map(|s| Box::new(s) as Box<dyn domo_titanic::Store>)
+}
+
 fn open_offline(dir: &std::path::Path) -> Result<domo_titanic::RedbStore, String> {
     let path = dir.join(STORE_FILE);
     if !path.exists() {
@@ -90,10 +110,10 @@ fn open_offline(dir: &std::path::Path) -> Result<domo_titanic::RedbStore, String
     })
 }
 
-/// `domo titanic list --data-dir DIR`: the pending requests, oldest first, and the totals.
-pub(crate) fn list(dir: &std::path::Path) -> ExitCode {
-    use domo_titanic::Store;
-    let store = match open_offline(dir) {
+/// `domo titanic list --data-dir DIR | --url URL`: the pending requests, oldest first, and
+/// the totals.
+pub(crate) fn list(args: &crate::StoreArgs) -> ExitCode {
+    let store = match open_store(args) {
         Ok(s) => s,
         Err(e) => return crate::call::fail(e),
     };
@@ -117,7 +137,7 @@ pub(crate) fn list(dir: &std::path::Path) -> ExitCode {
     match store.stats() {
         Ok(s) => {
             println!(
-                "{} pending, {} done, {} bytes on disk",
+                "{} pending, {} done, {} bytes stored",
                 s.pending, s.done, s.file_bytes
             );
             ExitCode::SUCCESS
@@ -128,9 +148,8 @@ pub(crate) fn list(dir: &std::path::Path) -> ExitCode {
 
 /// `domo titanic purge --data-dir DIR --older-than D`: removes requests (pending or done)
 /// stored more than `D` ago.
-pub(crate) fn purge(dir: &std::path::Path, older_than: std::time::Duration) -> ExitCode {
-    use domo_titanic::Store;
-    let store = match open_offline(dir) {
+pub(crate) fn purge(args: &crate::StoreArgs, older_than: std::time::Duration) -> ExitCode {
+    let store = match open_store(args) {
         Ok(s) => s,
         Err(e) => return crate::call::fail(e),
     };

@@ -113,6 +113,29 @@ fn an_acknowledged_request_survives_a_kill_9_of_the_broker_in_postgres() {
     }
     assert_eq!(client.request("titanic.close", &[&ids[0]]), vec![b"200"]);
     assert_eq!(client.request("titanic.reply", &[&ids[0]]), vec![b"400"]);
+    // domo titanic list / purge on the database, the broker running.
+    let ack = client.request("titanic.request", &[b"nobody", b"x"]);
+    assert_eq!(ack[0], b"200");
+    let stuck = String::from_utf8(ack[1].clone()).unwrap();
+    let domo = |args: &[&str]| {
+        let out = Command::new(DOMO).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let listing = domo(&["titanic", "list", "--url", &url]);
+    assert!(
+        listing.starts_with(&format!("{stuck} nobody pending")),
+        "{listing}"
+    );
+    assert!(listing.contains("1 pending, 4 done"), "{listing}");
+    let purged = domo(&["titanic", "purge", "--url", &url, "--older-than", "0s"]);
+    assert_eq!(purged, "5 removed\n");
+    let listing = domo(&["titanic", "list", "--url", &url]);
+    assert!(listing.starts_with("0 pending, 0 done"), "{listing}");
 }
 
 #[test]
