@@ -1,0 +1,139 @@
+//! Binary Star with Titanic on one shared PostgreSQL database (issue #18): a durable request
+//! acknowledged by the primary is known to the backup after a kill -9 and a takeover (with a
+//! store per broker it answers 400), and the backup, now active, dispatches it and serves its
+//! reply. Real `domo-broker` processes, a real PostgreSQL (`DOMO_TEST_PG_URL`, set by
+//! `.ci/run`); without it the test says so and passes, except under `CI=true`.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use domo_client::{TitanicId, TitanicReply};
+use domo_tests::pair::{
+    pair_specs_with_titanic, pair_worker, single_client, wait_one_active, Node,
+};
+use domo_tests::{eventually_async, poll_until_async, TempDir};
+
+const SERVICE: &str = "ledger";
+
+fn fresh_database() -> Option<String> {
+    let Ok(base) = std::env::var("DOMO_TEST_PG_URL") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI=true but DOMO_TEST_PG_URL is not set (scripts/pg-test-cluster.sh)"
+        );
+        eprintln!("skipped: DOMO_TEST_PG_URL is not set (scripts/pg-test-cluster.sh start)");
+        return None;
+    };
+    let name = format!(
+        "domo_pair_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let out = std::process::Command::new("psql")
+        .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc"])
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (server, _) = base.rsplit_once('/').unwrap();
+    Some(format!("{server}/{name}"))
+}
+
+async fn reply_at(endpoint: &str, id: &TitanicId) -> Result<TitanicReply, domo_client::Error> {
+    let client = single_client(endpoint, Duration::from_millis(300));
+    let reply = client.titanic_reply(id).await;
+    client.close().await;
+    reply
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_the_survivor_serves_every_request_the_dead_broker_acknowledged() {
+    let Some(url) = fresh_database() else { return };
+    let hb = Duration::from_millis(200);
+    let dir = TempDir::new("pair-titanic-pg");
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!("[titanic]\nstore = \"postgres\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    let (mut sa, mut sb) = pair_specs_with_titanic(&dir, hb);
+    for s in [&mut sa, &mut sb] {
+        s.extra_args = vec!["--config".into(), config.to_str().unwrap().into()];
+    }
+    let mut a = Node::start(&sa);
+    let b = Node::start(&sb);
+    let states = wait_one_active(&a, &b, Duration::ZERO, Duration::from_secs(10));
+    assert_eq!(
+        (states.0.as_str(), states.1.as_str()),
+        ("active", "passive")
+    );
+
+    // Three requests acknowledged by A, with no worker for the service.
+    let client = single_client(&sa.frontend, Duration::from_secs(2));
+    poll_until_async(Duration::from_secs(10), || async {
+        let up = client.service_available("titanic.request").await;
+        up.is_ok_and(|up| up).then_some(())
+    })
+    .await
+    .expect("titanic.request never registered with A");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let body = vec![Bytes::from(format!("entry {i}"))];
+        ids.push(client.submit(SERVICE, body).await.unwrap());
+    }
+    client.close().await;
+
+    // A dies; a client vote makes B active. B knows every request A acknowledged.
+    a.kill9();
+    let first = eventually_async(
+        Duration::from_secs(10),
+        "B never answered titanic.reply".to_string(),
+        || reply_at(&sb.frontend, &ids[0]),
+    )
+    .await;
+    assert_eq!(
+        first,
+        TitanicReply::Pending,
+        "B shares A's store:\n{}",
+        b.log()
+    );
+    assert_eq!(b.state(), "active");
+    // A worker comes: B's dispatcher delivers them, and B serves the replies.
+    let _worker = pair_worker(&sa, &sb, SERVICE, |body| {
+        let mut reply = vec![Bytes::from_static(b"booked")];
+        reply.extend(body);
+        reply
+    });
+    let client = single_client(&sb.frontend, Duration::from_secs(2));
+    for (i, id) in ids.iter().enumerate() {
+        let reply = eventually_async(
+            Duration::from_secs(20),
+            format!("no reply for request {i} through B"),
+            || async {
+                match client.titanic_reply(id).await {
+                    Ok(TitanicReply::Done(frames)) => Ok(frames),
+                    Ok(other) => Err(format!("{other:?}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            reply,
+            vec![
+                Bytes::from_static(b"booked"),
+                Bytes::from(format!("entry {i}"))
+            ]
+        );
+    }
+    client.close().await;
+}
