@@ -38,7 +38,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use domo_client::{Stamp, SubscriberEvent};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::{error, frames, Answer, Auth, Gateway, Grant, Right};
 
@@ -159,55 +159,57 @@ fn event(kind: Option<&str>, id: Option<&str>, data: &serde_json::Value) -> Byte
     Bytes::from(s)
 }
 
-/// The SSE text of one subscriber event, if the grant lets it through. Messages update
-/// `positions`.
-pub(crate) fn render(
-    ev: SubscriberEvent,
-    grant: &Grant,
-    positions: &mut Positions,
-) -> Option<Bytes> {
-    match ev {
+/// A subscriber event as JSON, if the grant lets its topic through: its kind (`message`,
+/// `gap`, `stream`) and its fields (shared by event streams and WebSockets).
+pub(crate) fn event_json(ev: &SubscriberEvent, grant: &Grant) -> Option<(&'static str, Value)> {
+    let (kind, topic, mut v) = match ev {
         SubscriberEvent::Message(m) => {
-            if !grant.allows(Right::Subscribe, &m.topic) {
-                return None;
+            let mut v = json!({ "frames": frames::to_json(&m.frames) });
+            if let Some(s) = m.stamp {
+                v["stream"] = json!(format!("{:x}", s.stream));
+                v["offset"] = json!(s.offset);
             }
-            let mut data = json!({
-                "topic": String::from_utf8_lossy(&m.topic),
-                "frames": frames::to_json(&m.frames),
-            });
-            let id = m.stamp.map(|stamp| {
-                data["stream"] = json!(format!("{:x}", stamp.stream));
-                data["offset"] = json!(stamp.offset);
-                positions.set(m.topic.clone(), stamp);
-                positions.id()
-            });
-            Some(event(None, id.as_deref(), &data))
+            ("message", &m.topic, v)
         }
         SubscriberEvent::Gap {
             topic,
             stream,
             from,
             to,
-        } => grant.allows(Right::Subscribe, &topic).then(|| {
-            let data = json!({
-                "topic": String::from_utf8_lossy(&topic),
-                "stream": format!("{stream:x}"),
-                "from": from,
-                "to": to,
-            });
-            event(Some("gap"), None, &data)
-        }),
-        SubscriberEvent::StreamChanged { topic, old, new } => {
-            grant.allows(Right::Subscribe, &topic).then(|| {
-                let data = json!({
-                    "topic": String::from_utf8_lossy(&topic),
-                    "old": format!("{old:x}"),
-                    "new": format!("{new:x}"),
-                });
-                event(Some("stream"), None, &data)
-            })
-        }
+        } => (
+            "gap",
+            topic,
+            json!({ "stream": format!("{stream:x}"), "from": from, "to": to }),
+        ),
+        SubscriberEvent::StreamChanged { topic, old, new } => (
+            "stream",
+            topic,
+            json!({ "old": format!("{old:x}"), "new": format!("{new:x}") }),
+        ),
+    };
+    if !grant.allows(Right::Subscribe, topic) {
+        return None;
     }
+    v["topic"] = json!(String::from_utf8_lossy(topic));
+    Some((kind, v))
+}
+
+/// The SSE text of one subscriber event, if the grant lets it through. Messages update
+/// `positions` and carry the event id.
+pub(crate) fn render(
+    ev: SubscriberEvent,
+    grant: &Grant,
+    positions: &mut Positions,
+) -> Option<Bytes> {
+    let (kind, data) = event_json(&ev, grant)?;
+    if let SubscriberEvent::Message(m) = &ev {
+        let id = m.stamp.map(|stamp| {
+            positions.set(m.topic.clone(), stamp);
+            positions.id()
+        });
+        return Some(event(None, id.as_deref(), &data));
+    }
+    Some(event(Some(kind), None, &data))
 }
 
 /// `?last_event_id=`.

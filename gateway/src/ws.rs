@@ -410,44 +410,9 @@ impl Session {
 
 /// A subscriber event as a message to the socket, if the grant lets it through.
 fn event(ev: SubscriberEvent, grant: &Grant) -> Option<Value> {
-    match ev {
-        SubscriberEvent::Message(m) => grant.allows(Right::Subscribe, &m.topic).then(|| {
-            let mut v = json!({
-                "op": "message",
-                "topic": String::from_utf8_lossy(&m.topic),
-                "frames": frames::to_json(&m.frames),
-            });
-            if let Some(s) = m.stamp {
-                v["stream"] = json!(format!("{:x}", s.stream));
-                v["offset"] = json!(s.offset);
-            }
-            v
-        }),
-        SubscriberEvent::Gap {
-            topic,
-            stream,
-            from,
-            to,
-        } => grant.allows(Right::Subscribe, &topic).then(|| {
-            json!({
-                "op": "gap",
-                "topic": String::from_utf8_lossy(&topic),
-                "stream": format!("{stream:x}"),
-                "from": from,
-                "to": to,
-            })
-        }),
-        SubscriberEvent::StreamChanged { topic, old, new } => {
-            grant.allows(Right::Subscribe, &topic).then(|| {
-                json!({
-                    "op": "stream",
-                    "topic": String::from_utf8_lossy(&topic),
-                    "old": format!("{old:x}"),
-                    "new": format!("{new:x}"),
-                })
-            })
-        }
-    }
+    let (kind, mut v) = crate::sse::event_json(&ev, grant)?;
+    v["op"] = json!(kind);
+    Some(v)
 }
 
 fn bad(message: &str) -> Refusal {

@@ -11,6 +11,8 @@
 //! - `process`: the workspace's binaries ([`DOMO_BROKER`], [`DOMO`], [`DOMO_TITANIC`]),
 //!   [`BrokerProcess`], [`LoggedChild`], and reading a metrics listener ([`http_get`],
 //!   [`sample`]).
+//! - `pg`: [`fresh_pg_database`] on the tests' PostgreSQL, and [`present_or_skip`] for
+//!   the tools a test needs.
 //! - `temp`: [`TempDir`], a scratch directory from `tempfile`.
 //! - `keys`: [`CurveKeys`], a broker's CURVE keypair and authorized-keys directory on disk.
 //! - [`pair`]: the Binary Star harness (two broker processes of a pair).
@@ -25,6 +27,7 @@ mod broker;
 mod keys;
 pub mod pair;
 mod peers;
+mod pg;
 mod process;
 mod temp;
 mod wait;
@@ -32,6 +35,7 @@ mod wait;
 pub use broker::*;
 pub use keys::*;
 pub use peers::*;
+pub use pg::*;
 pub use process::*;
 pub use temp::*;
 pub use wait::*;

@@ -207,3 +207,20 @@ pub fn dead_endpoint() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     format!("tcp://127.0.0.1:{}", l.local_addr().unwrap().port())
 }
+
+/// Asks `titanic.reply` for `id` (up to 20 s) until it is done (`200`); the reply frames.
+/// Panics on any answer but `200` and `300` (pending).
+pub fn titanic_reply_when_done(client: &ReqClient, id: &[u8]) -> Msg {
+    crate::eventually(
+        Duration::from_secs(20),
+        "no reply for the Titanic request in time",
+        || {
+            let reply = client.request("titanic.reply", &[id]);
+            match reply[0].as_slice() {
+                b"200" => Some(reply[1..].to_vec()),
+                b"300" => None,
+                other => panic!("titanic.reply said {:?}", String::from_utf8_lossy(other)),
+            }
+        },
+    )
+}

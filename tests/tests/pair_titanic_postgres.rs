@@ -16,37 +16,6 @@ use domo_tests::{eventually_async, poll_until_async, TempDir};
 
 const SERVICE: &str = "ledger";
 
-fn fresh_database() -> Option<String> {
-    let Ok(base) = std::env::var("DOMO_TEST_PG_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but DOMO_TEST_PG_URL is not set (scripts/pg-test-cluster.sh)"
-        );
-        eprintln!("skipped: DOMO_TEST_PG_URL is not set (scripts/pg-test-cluster.sh start)");
-        return None;
-    };
-    let name = format!(
-        "domo_pair_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let out = std::process::Command::new("psql")
-        .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (server, _) = base.rsplit_once('/').unwrap();
-    Some(format!("{server}/{name}"))
-}
-
 async fn reply_at(endpoint: &str, id: &TitanicId) -> Result<TitanicReply, domo_client::Error> {
     let client = single_client(endpoint, Duration::from_millis(300));
     let reply = client.titanic_reply(id).await;
@@ -56,7 +25,9 @@ async fn reply_at(endpoint: &str, id: &TitanicId) -> Result<TitanicReply, domo_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_failover_the_survivor_serves_every_request_the_dead_broker_acknowledged() {
-    let Some(url) = fresh_database() else { return };
+    let Some(url) = domo_tests::fresh_pg_database("DOMO_TEST_PG_URL") else {
+        return;
+    };
     let hb = Duration::from_millis(200);
     let dir = TempDir::new("pair-titanic-pg");
     let config = dir.path().join("broker.toml");

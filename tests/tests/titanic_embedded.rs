@@ -53,21 +53,6 @@ fn sample(metrics: &str, prefix: &str) -> Option<f64> {
 }
 
 /// Polls `titanic.reply` for `id` until it is 200 (for up to 15 s); returns its body.
-fn wait_for_reply(client: &ReqClient, id: &[u8]) -> Msg {
-    eventually(
-        Duration::from_secs(15),
-        "no reply for the request in time",
-        || {
-            let reply = client.request("titanic.reply", &[id]);
-            match reply[0].as_slice() {
-                b"200" => Some(reply[1..].to_vec()),
-                b"300" => None,
-                other => panic!("titanic.reply said {:?}", String::from_utf8_lossy(other)),
-            }
-        },
-    )
-}
-
 #[test]
 fn default_broker_serves_titanic_end_to_end_in_its_working_directory() {
     let cwd = TempDir::new("titanic-default");
@@ -88,7 +73,7 @@ fn default_broker_serves_titanic_end_to_end_in_its_working_directory() {
     assert_eq!(ack[0], b"200", "{ack:?}");
     assert_eq!(ack.len(), 2);
     assert_eq!(ack[1].len(), 32, "a 32-hex-digit id");
-    let reply = wait_for_reply(&client, &ack[1]);
+    let reply = titanic_reply_when_done(&client, &ack[1]);
     assert_eq!(reply, vec![b"hello".to_vec(), b"titanic".to_vec()]);
 
     let (status, metrics) = http_get(&addr, "/metrics");
@@ -307,7 +292,7 @@ fn more_requests_than_a_dispatcher_lane_holds_are_all_delivered_once_a_worker_co
     let worker = ZWorker::start(&ep, "later", Duration::from_millis(250), Box::new(Some));
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(
-            wait_for_reply(&client, id),
+            titanic_reply_when_done(&client, id),
             vec![format!("{i}").into_bytes()],
             "request {i}"
         );

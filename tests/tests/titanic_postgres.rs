@@ -10,38 +10,6 @@ use std::time::Duration;
 
 use domo_tests::*;
 
-/// A database of its own on the test server; its URL.
-fn fresh_database() -> Option<String> {
-    let Ok(base) = std::env::var("DOMO_TEST_PG_URL") else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but DOMO_TEST_PG_URL is not set (scripts/pg-test-cluster.sh)"
-        );
-        eprintln!("skipped: DOMO_TEST_PG_URL is not set (scripts/pg-test-cluster.sh start)");
-        return None;
-    };
-    let name = format!(
-        "domo_e2e_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let out = Command::new("psql")
-        .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (server, _db) = base.rsplit_once('/').unwrap();
-    Some(format!("{server}/{name}"))
-}
-
 fn config(dir: &TempDir, url: &str) -> String {
     let path = dir.path().join("broker.toml");
     std::fs::write(
@@ -52,24 +20,11 @@ fn config(dir: &TempDir, url: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-fn wait_for_reply(client: &ReqClient, id: &[u8]) -> Vec<Vec<u8>> {
-    eventually(
-        Duration::from_secs(20),
-        "no reply for the request in time",
-        || {
-            let reply = client.request("titanic.reply", &[id]);
-            match reply[0].as_slice() {
-                b"200" => Some(reply[1..].to_vec()),
-                b"300" => None,
-                other => panic!("titanic.reply said {:?}", String::from_utf8_lossy(other)),
-            }
-        },
-    )
-}
-
 #[test]
 fn an_acknowledged_request_survives_a_kill_9_of_the_broker_in_postgres() {
-    let Some(url) = fresh_database() else { return };
+    let Some(url) = fresh_pg_database("DOMO_TEST_PG_URL") else {
+        return;
+    };
     let dir = TempDir::new("titanic-pg");
     let cfg = config(&dir, &url);
     let mut b = LoggedBroker::start(&["--config", &cfg, "--heartbeat", "250ms"]);
@@ -107,7 +62,7 @@ fn an_acknowledged_request_survives_a_kill_9_of_the_broker_in_postgres() {
     let _echo = ZWorker::echo(&b.endpoint, "echo", Duration::from_millis(250));
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(
-            wait_for_reply(&client, id),
+            titanic_reply_when_done(&client, id),
             vec![format!("job {i}").into_bytes()]
         );
     }
@@ -162,38 +117,6 @@ fn a_password_in_the_url_or_no_url_is_a_config_error_naming_the_key() {
     }
 }
 
-/// A database of its own on the server of `var` (the plain or the synchronous one).
-fn fresh_database_on(var: &str) -> Option<(String, String)> {
-    let Ok(base) = std::env::var(var) else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI=true but {var} is not set (scripts/pg-test-cluster.sh)"
-        );
-        eprintln!("skipped: {var} is not set (scripts/pg-test-cluster.sh)");
-        return None;
-    };
-    let name = format!(
-        "domo_sync_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let out = Command::new("psql")
-        .args([base.as_str(), "-v", "ON_ERROR_STOP=1", "-qc"])
-        .arg(format!("CREATE DATABASE {name}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (server, _db) = base.rsplit_once('/').unwrap();
-    Some((base.clone(), format!("{server}/{name}")))
-}
-
 fn cluster(args: &[&str]) {
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-test-cluster.sh");
@@ -211,7 +134,7 @@ fn cluster(args: &[&str]) {
 
 #[test]
 fn with_the_synchronous_standby_down_a_request_is_an_error_never_a_200_and_works_again_after() {
-    let Some((_, url)) = fresh_database_on("DOMO_TEST_PG_SYNC_URL") else {
+    let Some(url) = fresh_pg_database("DOMO_TEST_PG_SYNC_URL") else {
         return;
     };
     let dir = std::env::var("DOMO_TEST_PG_SYNC_DIR").unwrap();
@@ -269,7 +192,7 @@ fn with_the_synchronous_standby_down_a_request_is_an_error_never_a_200_and_works
 
 #[test]
 fn require_sync_standby_against_a_server_without_one_keeps_titanic_closed_and_says_why() {
-    let Some((_, url)) = fresh_database_on("DOMO_TEST_PG_URL") else {
+    let Some(url) = fresh_pg_database("DOMO_TEST_PG_URL") else {
         return;
     };
     let tmp = TempDir::new("titanic-pg-nosync");
