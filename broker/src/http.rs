@@ -121,10 +121,15 @@ async fn route(endpoints: &Endpoints, req: &Request<Incoming>) -> Response<Full<
                 .map_or(Ok(()), |t| t.readiness())
                 .and(endpoints.topics.as_ref().map_or(Ok(()), |t| t.readiness()));
             // The pair's role and state follow on a second line, whatever the verdict.
-            let ha = endpoints
+            let mut ha = endpoints
                 .health
                 .ha_line()
                 .map_or_else(String::new, |line| format!("{line}\n"));
+            // The Titanic store's own line (PostgreSQL: its synchronous standbys).
+            if let Some(line) = endpoints.titanic.as_ref().and_then(|t| t.describe()) {
+                ha.push_str(&line);
+                ha.push('\n');
+            }
             match (endpoints.health.readiness(), titanic) {
                 (Ok(()), Ok(())) => text(StatusCode::OK, &format!("ready\n{ha}")),
                 (Err(reason), _) => {

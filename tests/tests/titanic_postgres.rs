@@ -42,7 +42,12 @@ fn an_acknowledged_request_survives_a_kill_9_of_the_broker_in_postgres() {
             })
             .collect()
     };
-    assert_eq!(http_get(&b.metrics, "/readyz").0, 200);
+    let (status, body) = http_get(&b.metrics, "/readyz");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        "ready\ntitanic store: postgres, no synchronous standby configured\n"
+    );
     b.child.signal("KILL");
     b.child.wait_exit(Duration::from_secs(10));
     drop(b);
@@ -156,6 +161,13 @@ fn with_the_synchronous_standby_down_a_request_is_an_error_never_a_200_and_works
         client.request("titanic.request", &[b"echo", b"one"])[0],
         b"200"
     );
+    // /readyz names the store and its standby.
+    let (status, body) = http_get(&b.metrics, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("titanic store: postgres, 1 synchronous standby attached"),
+        "{body}"
+    );
     // The standby goes away: the primary cannot acknowledge, and neither does Titanic.
     cluster(&["standby-stop", &dir]);
     struct Restart(String);
@@ -180,6 +192,16 @@ fn with_the_synchronous_standby_down_a_request_is_an_error_never_a_200_and_works
     let (status, body) = http_get(&b.metrics, "/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("commit_timeout"), "{body}");
+    // Within a few seconds /readyz also says the standby is gone.
+    eventually(
+        Duration::from_secs(10),
+        "/readyz never saw the standby gone",
+        || {
+            let (_, body) = http_get(&b.metrics, "/readyz");
+            body.contains("no synchronous standby attached")
+                .then_some(())
+        },
+    );
     // Back: requests are acknowledged again, and /readyz is 200.
     drop(restart);
     eventually(

@@ -283,6 +283,11 @@ impl Status {
         }
     }
 
+    /// A line about the open store for `/readyz`, if it has one (see [`Store::describe`]).
+    pub fn describe(&self) -> Option<String> {
+        self.current()?.describe()
+    }
+
     /// The store's current figures, while it is open.
     pub fn stats(&self) -> Option<crate::Stats> {
         self.current()?.stats().ok()

@@ -196,6 +196,12 @@ pub trait Store: Send + Sync {
     fn check_writes(&self) -> Result<()> {
         Ok(())
     }
+
+    /// A line about the store for `/readyz`, when there is more to say than the file (the
+    /// PostgreSQL store names itself and its synchronous standbys). Must not block.
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The encoded size the limit charges for a request (the same for every store).

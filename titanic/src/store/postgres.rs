@@ -121,6 +121,34 @@ struct Shared {
     commits: AtomicU64,
     /// The error of the last failed commit, until one succeeds.
     failed: Mutex<Option<String>>,
+    /// What the server says of its synchronous standbys, read every [`REPLICATION_EVERY`].
+    replication: Mutex<String>,
+}
+
+/// How often the replication state shown by [`Store::describe`] is read again.
+const REPLICATION_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The server's synchronous replication as one phrase.
+async fn replication(client: &Client) -> String {
+    let row = client
+        .query_one(
+            "SELECT current_setting('synchronous_standby_names'),
+                    (SELECT count(*) FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum'))",
+            &[],
+        )
+        .await;
+    match row {
+        Ok(row) => {
+            let (names, sync): (String, i64) = (row.get(0), row.get(1));
+            match (names.trim().is_empty(), sync) {
+                (true, _) => "no synchronous standby configured".to_string(),
+                (false, 0) => "no synchronous standby attached (or not visible to this role: grant pg_monitor)".to_string(),
+                (false, 1) => "1 synchronous standby attached".to_string(),
+                (false, n) => format!("{n} synchronous standbys attached"),
+            }
+        }
+        Err(e) => format!("replication state unknown: {}", Why(&e)),
+    }
 }
 
 /// The Titanic store on PostgreSQL.
@@ -289,8 +317,19 @@ impl PostgresStore {
                                 live_bytes: AtomicU64::new(u64::try_from(live).unwrap_or(0)),
                                 commits: AtomicU64::new(0),
                                 failed: Mutex::new(None),
+                                replication: Mutex::new(replication(&reader).await),
                             });
                             let reader = Arc::new(reader);
+                            {
+                                let (reader, shared) = (reader.clone(), shared.clone());
+                                tokio::spawn(async move {
+                                    loop {
+                                        tokio::time::sleep(REPLICATION_EVERY).await;
+                                        let now = replication(&reader).await;
+                                        *shared.replication.lock_unpoisoned() = now;
+                                    }
+                                });
+                            }
                             let _ = ready_tx.send(Ok((reader, shared.clone())));
                             let w = Writer {
                                 client: Some(writer),
@@ -481,6 +520,13 @@ impl Store for PostgresStore {
                 })
             })
         })
+    }
+
+    fn describe(&self) -> Option<String> {
+        Some(format!(
+            "titanic store: postgres, {}",
+            self.shared.replication.lock_unpoisoned()
+        ))
     }
 
     fn check_writes(&self) -> Result<()> {
