@@ -523,6 +523,14 @@ fn read(families: &[MetricFamily], at: Instant) -> Reading {
         topic_dropped: 0.0,
         gateway: BTreeMap::new(),
     };
+    let mut pair = PairView {
+        role: String::new(),
+        state: String::new(),
+        term: 0,
+        peer_up: false,
+        failovers: 0,
+    };
+    let mut paired = false;
     for f in families {
         for m in f.get_metric() {
             let l = labels(m);
@@ -587,30 +595,14 @@ fn read(families: &[MetricFamily], at: Instant) -> Reading {
                         4 => "passive",
                         _ => "unknown",
                     };
-                    let pair = r.ha.get_or_insert_with(|| PairView {
-                        role: label("role"),
-                        state: String::new(),
-                        term: 0,
-                        peer_up: false,
-                        failovers: 0,
-                    });
+                    // Only a broker of a pair has the series: it is one then.
+                    paired = true;
+                    pair.role = label("role");
                     pair.state = state.to_string();
                 }
-                "domo_ha_term" => {
-                    if let Some(p) = &mut r.ha {
-                        p.term = count(v);
-                    }
-                }
-                "domo_ha_peer_up" => {
-                    if let Some(p) = &mut r.ha {
-                        p.peer_up = v > 0.0;
-                    }
-                }
-                "domo_ha_failovers_total" => {
-                    if let Some(p) = &mut r.ha {
-                        p.failovers = count(v);
-                    }
-                }
+                "domo_ha_term" => pair.term = count(v),
+                "domo_ha_peer_up" => pair.peer_up = v > 0.0,
+                "domo_ha_failovers_total" => pair.failovers = count(v),
                 "domo_titanic_requests" => match l.get("state").copied() {
                     Some("pending") => r.titanic_pending = v,
                     _ => r.titanic_done = v,
@@ -637,23 +629,7 @@ fn read(families: &[MetricFamily], at: Instant) -> Reading {
             }
         }
     }
-    // The HA families come in name order: state after peer_up and term. Read them again
-    // now that the pair is known.
-    if r.ha.is_some() {
-        for f in families {
-            for m in f.get_metric() {
-                let v = value(f, m);
-                if let Some(p) = &mut r.ha {
-                    match f.name() {
-                        "domo_ha_term" => p.term = count(v),
-                        "domo_ha_peer_up" => p.peer_up = v > 0.0,
-                        "domo_ha_failovers_total" => p.failovers = count(v),
-                        _ => {}
-                    }
-                }
-            }
-        }
-    }
+    r.ha = paired.then_some(pair);
     // Workers, queue and requests of a service that has none of them any more are gone.
     r.services
         .retain(|_, s| s.idle + s.busy + s.queued > 0.0 || s.requests > 0.0);

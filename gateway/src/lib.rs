@@ -1,5 +1,6 @@
-//! `domo-gateway`: MDP services, Titanic and topics over HTTP/1.1, in front of any MDP broker
-//! (embedded in `domo-broker` with `[gateway] listen`, or standalone as `domo-gateway`).
+//! `domo-gateway`: MDP services, Titanic and topics over HTTP/1.1 and WebSocket, in front of any
+//! MDP broker (embedded in `domo-broker` with `[gateway] listen`, or standalone as
+//! `domo-gateway`). Who may do what: [`auth`] (bearer tokens, the pre-shared key).
 //!
 //! # Routes
 //!
@@ -13,6 +14,8 @@
 //! | `DELETE /v1/titanic/{id}` | forget it: `204` |
 //! | `POST /v1/topics/{topic}` | an acknowledged publish: `{"offset": N}` once stored |
 //! | `GET /v1/topics/{topic}?from=N&max=M` | retained messages from an offset |
+//! | `GET /v1/topics/{prefix}/events` | Server-Sent Events, resumable with `Last-Event-ID` (`sse.rs`) |
+//! | `GET /v1/ws` | a WebSocket for requests, publishes and subscriptions ([`ws`]) |
 //!
 //! Bodies: one frame as the raw body, or with `?frames=json` a JSON array of frames (strings,
 //! or `{"base64": "..."}` for bytes that are not UTF-8), the reply the same way (see

@@ -284,16 +284,19 @@ impl Session {
         };
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let op = msg.get("op").and_then(Value::as_str).unwrap_or("");
+        // Requests and publishes are answered by their task when done; subscriptions at once.
         let result = match op {
-            "request" => self.request(&id, &msg),
-            "publish" => self.publish(&id, &msg),
-            "subscribe" => self.subscribe(&id, &msg),
-            "unsubscribe" => self.unsubscribe(&id, &msg),
+            "request" => self.request(&id, &msg).map(|()| None),
+            "publish" => self.publish(&id, &msg).map(|()| None),
+            "subscribe" => self.subscribe(&msg).map(|()| Some("subscribed")),
+            "unsubscribe" => self.unsubscribe(&msg).map(|()| Some("unsubscribed")),
             "" => Err(bad("\"op\" is missing")),
             other => Err(bad(&format!("unknown op {other:?}"))),
         };
-        if let Err(refusal) = result {
-            self.answer(refused(&id, &refusal)).await;
+        match result {
+            Ok(Some(done)) => self.answer(json!({ "op": done, "id": id })).await,
+            Ok(None) => {}
+            Err(refusal) => self.answer(refused(&id, &refusal)).await,
         }
     }
 
@@ -353,7 +356,7 @@ impl Session {
         })
     }
 
-    fn subscribe(&mut self, id: &Value, msg: &Value) -> Result<(), Refusal> {
+    fn subscribe(&mut self, msg: &Value) -> Result<(), Refusal> {
         let prefix = text_field(msg, "prefix")?;
         self.grant.require(Right::Subscribe, prefix.as_bytes())?;
         if self.subscriptions.is_none() {
@@ -385,25 +388,15 @@ impl Session {
             s.subscribe(prefix.as_bytes())
                 .map_err(|e| crate::error(StatusCode::BAD_GATEWAY, &e.to_string()))?;
         }
-        let tx = self.tx.clone();
-        let v = json!({ "op": "subscribed", "id": id });
-        tokio::spawn(async move {
-            let _ = tx.send(v).await;
-        });
         Ok(())
     }
 
-    fn unsubscribe(&self, id: &Value, msg: &Value) -> Result<(), Refusal> {
+    fn unsubscribe(&self, msg: &Value) -> Result<(), Refusal> {
         let prefix = text_field(msg, "prefix")?;
         if let Some(s) = &self.subscriptions {
             s.cancel(prefix.as_bytes())
                 .map_err(|e| crate::error(StatusCode::BAD_GATEWAY, &e.to_string()))?;
         }
-        let tx = self.tx.clone();
-        let v = json!({ "op": "unsubscribed", "id": id });
-        tokio::spawn(async move {
-            let _ = tx.send(v).await;
-        });
         Ok(())
     }
 }
