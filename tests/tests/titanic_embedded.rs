@@ -315,11 +315,17 @@ fn with_a_commit_linger_64_concurrent_submitters_share_commits_of_at_least_32() 
     );
     let ep = daemon.endpoint.clone();
     wait_for_service(&ep, "titanic.request", b"200");
+    // All connected before any submits: a submitter still connecting while the first commits
+    // go out would make them smaller for a reason that is not the store's.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(64));
     let submitters: Vec<_> = (0..64)
         .map(|s| {
             let ep = ep.clone();
+            let start = start.clone();
             std::thread::spawn(move || {
                 let client = ReqClient::connect(&ep);
+                client.request("mmi.service", &[b"titanic.request"]);
+                start.wait();
                 for i in 0..10 {
                     let body = format!("{s}/{i}");
                     let ack = client.request("titanic.request", &[b"later", body.as_bytes()]);
