@@ -370,6 +370,10 @@ enum TitanicCommand {
         service: String,
         /// Request body frames (one empty frame if none).
         frames: Vec<String>,
+        /// An idempotency key: submitting again with the same key prints the same id and
+        /// stores nothing (until that request is closed or expires).
+        #[arg(long = "idempotency-key", value_name = "KEY")]
+        idempotency_key: Option<String>,
     },
     /// Print the reply to a stored request: exit 0 with the frames, 3 while pending, 4 if unknown.
     Reply {
@@ -592,7 +596,8 @@ async fn run(command: Command) -> ExitCode {
             request,
             service,
             frames,
-        }) => titanic::submit(&request, &service, frames).await,
+            idempotency_key,
+        }) => titanic::submit(&request, &service, frames, idempotency_key.as_deref()).await,
         Command::Titanic(TitanicCommand::Reply { request, json, id }) => {
             titanic::reply(&request, &id, json).await
         }

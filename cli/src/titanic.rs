@@ -9,11 +9,17 @@ use crate::output::{frame_text, frames_json};
 use crate::RequestArgs;
 
 /// `domo titanic submit SERVICE [FRAME]...`: prints the request id once it is stored.
-pub(crate) async fn submit(args: &RequestArgs, service: &str, frames: Vec<String>) -> ExitCode {
+pub(crate) async fn submit(
+    args: &RequestArgs,
+    service: &str,
+    frames: Vec<String>,
+    key: Option<&str>,
+) -> ExitCode {
     let body: Vec<Bytes> = frames.into_iter().map(Bytes::from).collect();
-    let id = match crate::call::client(args) {
-        Ok(c) => c.submit(service.to_string(), body).await,
-        Err(e) => Err(e),
+    let id = match (crate::call::client(args), key) {
+        (Ok(c), Some(key)) => c.submit_keyed(key, service.to_string(), body).await,
+        (Ok(c), None) => c.submit(service.to_string(), body).await,
+        (Err(e), _) => Err(e),
     };
     match id {
         Ok(id) => {

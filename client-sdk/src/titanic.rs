@@ -53,6 +53,49 @@ impl Client {
         wire::decode_request_reply(reply).map_err(titanic_error)
     }
 
+    /// [`Client::submit`] under an idempotency key (1 to 128 bytes; a UUID of the client's
+    /// making, say): Titanic stores the request once per key, and a retry with the same key
+    /// (after a timeout, a `500`, or a failover of the broker pair on a shared database) gets
+    /// the id of the request stored first, as long as that request is not closed or expired.
+    /// The key travels as a first frame `Idempotency-Key:KEY` that only domo's Titanic reads
+    /// (docs/extensions.md section 6).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Client::submit`]; [`ErrorKind::InvalidOptions`](crate::ErrorKind::InvalidOptions)
+    /// for an empty or too long key.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(client: domo_client::Client) -> Result<(), domo_client::Error> {
+    /// use bytes::Bytes;
+    /// let key = "order-7f3c-submit";
+    /// let id = client.submit_keyed(key, "billing", vec![Bytes::from("charge 12")]).await?;
+    /// // After a timeout, the same call again: the same id, one stored request.
+    /// # Ok(()) }
+    /// ```
+    pub async fn submit_keyed(
+        &self,
+        key: impl AsRef<[u8]>,
+        service: impl Into<Bytes>,
+        body: Vec<Bytes>,
+    ) -> Result<TitanicId, Error> {
+        let key = key.as_ref();
+        if key.is_empty() || key.len() > wire::MAX_IDEMPOTENCY_KEY {
+            return Err(Error::invalid_option(
+                "an idempotency key is 1 to 128 bytes",
+            ));
+        }
+        let reply = self
+            .request(
+                Bytes::from_static(wire::TITANIC_REQUEST),
+                wire::request_body_keyed(key, service.into(), body),
+            )
+            .await?;
+        wire::decode_request_reply(reply).map_err(titanic_error)
+    }
+
     /// Asks Titanic for the reply to request `id`; does not remove it.
     ///
     /// # Errors

@@ -147,15 +147,72 @@ pub fn request_body(service: Bytes, body: Vec<Bytes>) -> Vec<Bytes> {
     frames
 }
 
-/// Reads a `titanic.request` body: the service name and its body, or `None` if there is no
-/// body frame or the service name is empty.
-pub fn decode_request(mut body: Vec<Bytes>) -> Option<(Bytes, Vec<Bytes>)> {
+/// How an idempotency key frame starts (domo's convention, docs/extensions.md section 6): a
+/// `titanic.request` body `["Idempotency-Key:" key][service][body...]` asks domo's Titanic to
+/// store the request only once per key; a retry with the same key is answered with the id of
+/// the first.
+pub const IDEMPOTENCY_KEY_PREFIX: &[u8] = b"Idempotency-Key:";
+
+/// The longest idempotency key, in bytes (after the prefix). A key is 1 to this many bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// Request body to `titanic.request` with an idempotency key: `["Idempotency-Key:" key]`
+/// ahead of [`request_body`]. Only domo's Titanic reads the key (another RFC 9 server would
+/// take the key frame for the service name).
+///
+/// # Panics
+///
+/// If `key` is empty or longer than [`MAX_IDEMPOTENCY_KEY`].
+pub fn request_body_keyed(key: &[u8], service: Bytes, body: Vec<Bytes>) -> Vec<Bytes> {
+    assert!(
+        !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY,
+        "an idempotency key is 1 to {MAX_IDEMPOTENCY_KEY} bytes"
+    );
+    let mut frame = Vec::with_capacity(IDEMPOTENCY_KEY_PREFIX.len() + key.len());
+    frame.extend_from_slice(IDEMPOTENCY_KEY_PREFIX);
+    frame.extend_from_slice(key);
+    let mut frames = vec![Bytes::from(frame)];
+    frames.extend(request_body(service, body));
+    frames
+}
+
+/// A `titanic.request` body as read: the idempotency key if there is one, the service name
+/// and its body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// The key of a first frame `"Idempotency-Key:" key`.
+    pub key: Option<Bytes>,
+    /// The service to deliver to.
+    pub service: Bytes,
+    /// The request's frames (at least one).
+    pub body: Vec<Bytes>,
+}
+
+/// Reads a `titanic.request` body: an optional idempotency key frame, the service name and
+/// its body; `None` if there is no body frame, the service name is empty, or the key frame
+/// holds an empty or too long key.
+pub fn decode_request(mut body: Vec<Bytes>) -> Option<Submission> {
+    let key = match body.first() {
+        Some(first) if first.starts_with(IDEMPOTENCY_KEY_PREFIX) => {
+            let key = first.slice(IDEMPOTENCY_KEY_PREFIX.len()..);
+            if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+                return None;
+            }
+            body.remove(0);
+            Some(key)
+        }
+        _ => None,
+    };
     if body.len() < 2 || body[0].is_empty() {
         return None;
     }
     let rest = body.split_off(1);
     let service = body.swap_remove(0);
-    Some((service, rest))
+    Some(Submission {
+        key,
+        service,
+        body: rest,
+    })
 }
 
 /// Request body to `titanic.reply` and `titanic.close`: `[id]`.
@@ -291,7 +348,11 @@ mod tests {
         assert_eq!(body, frames(&[b"echo", b"a", b""]));
         assert_eq!(
             decode_request(body),
-            Some((Bytes::from_static(b"echo"), frames(&[b"a", b""])))
+            Some(Submission {
+                key: None,
+                service: Bytes::from_static(b"echo"),
+                body: frames(&[b"a", b""])
+            })
         );
         assert_eq!(decode_request(frames(&[b"echo"])), None);
         assert_eq!(decode_request(frames(&[b"", b"x"])), None);
@@ -299,6 +360,40 @@ mod tests {
         assert_eq!(decode_id_body(&id_body(&id)), Some(id));
         assert_eq!(decode_id_body(&frames(&[b"xyz"])), None);
         assert_eq!(decode_id_body(&[id.frame(), id.frame()]), None);
+    }
+
+    #[test]
+    fn an_idempotency_key_frame_goes_ahead_of_the_service() {
+        let body = request_body_keyed(b"k-1", Bytes::from_static(b"echo"), vec![]);
+        assert_eq!(body, frames(&[b"Idempotency-Key:k-1", b"echo", b""]));
+        assert_eq!(
+            decode_request(body),
+            Some(Submission {
+                key: Some(Bytes::from_static(b"k-1")),
+                service: Bytes::from_static(b"echo"),
+                body: frames(&[b""])
+            })
+        );
+        // An empty or too long key, or no service after the key: malformed.
+        assert_eq!(
+            decode_request(frames(&[b"Idempotency-Key:", b"echo", b"x"])),
+            None
+        );
+        let long = [b"Idempotency-Key:".as_slice(), &[b'k'; 129]].concat();
+        let with = |key: Vec<u8>| vec![Bytes::from(key), Bytes::from("echo"), Bytes::from("x")];
+        assert_eq!(decode_request(with(long)), None);
+        let longest = [b"Idempotency-Key:".as_slice(), &[b'k'; 128]].concat();
+        assert!(decode_request(with(longest)).is_some());
+        assert_eq!(
+            decode_request(frames(&[b"Idempotency-Key:k", b"echo"])),
+            None
+        );
+        // The prefix is case-sensitive: anything else is a service name, as RFC 9 reads it.
+        let other = decode_request(frames(&[b"idempotency-key:k", b"x"])).unwrap();
+        assert_eq!(
+            (other.key, other.service),
+            (None, Bytes::from_static(b"idempotency-key:k"))
+        );
     }
 
     #[test]
@@ -340,7 +435,11 @@ mod tests {
         assert_eq!(body, [Bytes::from_static(b"echo"), Bytes::new()]);
         assert_eq!(
             decode_request(body),
-            Some((Bytes::from_static(b"echo"), vec![Bytes::new()]))
+            Some(Submission {
+                key: None,
+                service: Bytes::from_static(b"echo"),
+                body: vec![Bytes::new()]
+            })
         );
     }
 }

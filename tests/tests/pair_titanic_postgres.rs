@@ -61,6 +61,14 @@ async fn after_a_failover_the_survivor_serves_every_request_the_dead_broker_ackn
         let body = vec![Bytes::from(format!("entry {i}"))];
         ids.push(client.submit(SERVICE, body).await.unwrap());
     }
+    // One more under an idempotency key, submitted twice to A: one id.
+    let keyed = client
+        .submit_keyed("entry-3", SERVICE, vec![Bytes::from("entry 3")])
+        .await
+        .unwrap();
+    let retry = client.submit_keyed("entry-3", SERVICE, vec![Bytes::from("entry 3")]);
+    assert_eq!(retry.await.unwrap(), keyed);
+    ids.push(keyed);
     client.close().await;
 
     // A dies; a client vote makes B active. B knows every request A acknowledged.
@@ -78,8 +86,17 @@ async fn after_a_failover_the_survivor_serves_every_request_the_dead_broker_ackn
         b.log()
     );
     assert_eq!(b.state(), "active");
+    // The client that never heard A's answer retries through B with the same key: the id A
+    // stored, not a second request.
+    let client = single_client(&sb.frontend, Duration::from_secs(2));
+    let retried = client.submit_keyed("entry-3", SERVICE, vec![Bytes::from("entry 3")]);
+    assert_eq!(retried.await.unwrap(), keyed, "{}", b.log());
+    client.close().await;
     // A worker comes: B's dispatcher delivers them, and B serves the replies.
-    let _worker = pair_worker(&sa, &sb, SERVICE, |body| {
+    let worker_calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let calls = worker_calls.clone();
+    let _worker = pair_worker(&sa, &sb, SERVICE, move |body| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut reply = vec![Bytes::from_static(b"booked")];
         reply.extend(body);
         reply
@@ -107,4 +124,6 @@ async fn after_a_failover_the_survivor_serves_every_request_the_dead_broker_ackn
         );
     }
     client.close().await;
+    // Four requests, four deliveries: the keyed retries stored nothing.
+    assert_eq!(worker_calls.load(std::sync::atomic::Ordering::SeqCst), 4);
 }

@@ -103,6 +103,74 @@ fn default_broker_serves_titanic_end_to_end_in_its_working_directory() {
     daemon.child.wait_line("Titanic store closed");
 }
 
+#[test]
+fn an_idempotency_key_stores_a_request_once_also_across_a_kill_9() {
+    let cwd = TempDir::new("titanic-keys");
+    let daemon = Daemon::start(cwd.path(), &["--heartbeat", "250ms"]);
+    let ep = daemon.endpoint.clone();
+    wait_for_service(&ep, "titanic.request", b"200");
+    // A libzmq REQ client with the key frame ahead of the RFC 9 body.
+    let client = ReqClient::connect(&ep);
+    let first = client.request(
+        "titanic.request",
+        &[b"Idempotency-Key:order-17", b"later", b"a"],
+    );
+    assert_eq!(first[0], b"200", "{first:?}");
+    let again = client.request(
+        "titanic.request",
+        &[b"Idempotency-Key:order-17", b"later", b"a"],
+    );
+    assert_eq!(again, first);
+    let other = client.request(
+        "titanic.request",
+        &[b"Idempotency-Key:order-18", b"later", b"a"],
+    );
+    assert_eq!(other[0], b"200");
+    assert_ne!(other[1], first[1]);
+    // An empty key is malformed: 400, nothing stored.
+    let empty = client.request("titanic.request", &[b"Idempotency-Key:", b"later", b"a"]);
+    assert_eq!(empty, vec![b"400".to_vec()]);
+    // The CLI's --idempotency-key is the same convention.
+    let cli = |key: &str| {
+        let out = Command::new(DOMO)
+            .args(["titanic", "submit", "later", "a", "--idempotency-key", key])
+            .env("DOMO_BROKER", &ep)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(cli("order-17").as_bytes(), first[1].as_slice());
+    drop(client);
+    // kill -9, then the same directory: the key is on disk with its request.
+    drop(daemon);
+    let daemon = Daemon::start(cwd.path(), &["--heartbeat", "250ms"]);
+    let ep = daemon.endpoint.clone();
+    wait_for_service(&ep, "titanic.request", b"200");
+    let client = ReqClient::connect(&ep);
+    let after = client.request(
+        "titanic.request",
+        &[b"Idempotency-Key:order-17", b"later", b"a"],
+    );
+    assert_eq!(after, first);
+    // Closed, the key names nothing: a new request.
+    assert_eq!(client.request("titanic.close", &[&first[1]]), vec![b"200"]);
+    let fresh = client.request(
+        "titanic.request",
+        &[b"Idempotency-Key:order-17", b"later", b"a"],
+    );
+    assert_eq!(fresh[0], b"200");
+    assert_ne!(fresh[1], first[1]);
+    // Three requests stored in all (order-17 twice, order-18 once), one closed: two pending.
+    let metrics = http_get(&daemon.metrics_addr(), "/metrics").1;
+    assert_eq!(
+        sample(&metrics, "domo_titanic_requests{state=\"pending\"} "),
+        Some(2.0),
+        "{metrics}"
+    );
+}
+
 /// Established TCP connections, either direction, with local port `port` (IPv4 and IPv6).
 fn established_on(port: u16) -> usize {
     let mut n = 0;

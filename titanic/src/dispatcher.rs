@@ -275,6 +275,10 @@ impl Dispatcher {
                         info!("Dispatcher paused: the broker is not active");
                     } else {
                         info!("Dispatcher resumed");
+                        // From the oldest again: while paused, another broker sharing the
+                        // store may have stored requests below the cursor (its clock behind
+                        // ours); the loaded set keeps those in lanes from going out twice.
+                        self.cursor = None;
                         dirty = true;
                     }
                 }

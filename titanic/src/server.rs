@@ -409,8 +409,19 @@ impl InProcess {
             let store = pass.store.clone();
             match service {
                 TitanicService::Request => match service::decode_request(body) {
-                    Ok((name, frames)) => {
-                        let stored = store.put_request_async(name, frames).await;
+                    Ok(submission) => {
+                        let stored = match submission.key {
+                            Some(key) => {
+                                store
+                                    .put_keyed_async(key, submission.service, submission.body)
+                                    .await
+                            }
+                            None => {
+                                store
+                                    .put_request_async(submission.service, submission.body)
+                                    .await
+                            }
+                        };
                         if let (Ok(_), Some(wake)) = (&stored, &wake) {
                             wake.notify_one();
                         }

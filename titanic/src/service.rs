@@ -76,7 +76,14 @@ pub fn handle(store: &dyn Store, service: TitanicService, body: Vec<Bytes>) -> V
 /// `titanic.request`: `[service][body...]` -> `[200][uuid]` once durable.
 pub fn handle_request(store: &dyn Store, body: Vec<Bytes>) -> Vec<Bytes> {
     match decode_request(body) {
-        Ok((service, rest)) => request_outcome(store.put_request(service, rest)),
+        Ok(wire::Submission {
+            key: Some(key),
+            service,
+            body,
+        }) => request_outcome(store.put_keyed(key, service, body)),
+        Ok(wire::Submission { service, body, .. }) => {
+            request_outcome(store.put_request(service, body))
+        }
         Err(reply) => reply,
     }
 }
@@ -88,7 +95,7 @@ pub fn handle_request(store: &dyn Store, body: Vec<Bytes>) -> Vec<Bytes> {
 /// # Errors
 ///
 /// `[400]`, the reply to send, if the body is malformed.
-pub fn decode_request(body: Vec<Bytes>) -> Result<(Bytes, Vec<Bytes>), Vec<Bytes>> {
+pub fn decode_request(body: Vec<Bytes>) -> Result<wire::Submission, Vec<Bytes>> {
     wire::decode_request(body).ok_or_else(|| status(UNKNOWN))
 }
 

@@ -135,3 +135,56 @@ fn the_byte_limit_refuses_requests_but_not_replies() {
             .unwrap();
     });
 }
+
+#[test]
+fn a_key_stores_its_request_once_until_it_is_closed_or_expires() {
+    both(Limits::default(), |s, clock| {
+        let first = s.put_keyed(b("k1"), b("svc"), vec![b("a")]).unwrap();
+        // A retry, even with another body: the first id, nothing stored.
+        let again = s.put_keyed(b("k1"), b("svc"), vec![b("b")]).unwrap();
+        assert_eq!(again, first);
+        assert_eq!(s.stats().unwrap().pending, 1);
+        assert_eq!(s.pending(None, 10).unwrap()[0].1.body, vec![b("a")]);
+        // Another key, or no key: new requests.
+        let other = s.put_keyed(b("k2"), b("svc"), vec![b("a")]).unwrap();
+        let plain = s.put_request(b("svc"), vec![b("a")]).unwrap();
+        assert!(other != first && plain != first && plain != other);
+        // Done: still the same id, with its reply.
+        s.complete(first, vec![b("r")]).unwrap();
+        assert_eq!(s.put_keyed(b("k1"), b("svc"), vec![b("a")]).unwrap(), first);
+        assert_eq!(s.stats().unwrap().pending, 2);
+        // Closed: the key is free again.
+        s.close(first).unwrap();
+        let later = s.put_keyed(b("k1"), b("svc"), vec![b("c")]).unwrap();
+        assert_ne!(later, first);
+        assert_eq!(s.get(later).unwrap(), Lookup::Pending);
+        // Expired: free again too.
+        clock.advance(60_000);
+        assert_eq!(s.expire(30_000).unwrap(), 3);
+        let fresh = s.put_keyed(b("k1"), b("svc"), vec![b("d")]).unwrap();
+        assert_ne!(fresh, later);
+        s.close(fresh).unwrap();
+        assert_eq!(s.stats().unwrap().live_bytes, 0);
+    });
+}
+
+#[test]
+fn the_same_key_at_the_same_moment_gets_one_id() {
+    both(Limits::default(), |s, _| {
+        let ids: Vec<Id> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|i| {
+                    scope.spawn(move || {
+                        s.put_keyed(b(&format!("k{}", i % 4)), b("svc"), vec![b("x")])
+                            .unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for i in 0..16 {
+            assert_eq!(ids[i], ids[i % 4], "submission {i}");
+        }
+        assert_eq!(s.stats().unwrap().pending, 4);
+    });
+}

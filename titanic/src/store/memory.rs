@@ -1,6 +1,6 @@
 //! An in-memory [`Store`] for unit tests of code built on the store (nothing is durable).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -17,6 +17,9 @@ struct State {
     ids: IdGenerator,
     requests: BTreeMap<Id, (Request, u64)>,
     replies: BTreeMap<Id, (Reply, u64)>,
+    /// Idempotency keys and the ids they name, both ways.
+    keys: HashMap<Bytes, Id>,
+    key_of: HashMap<Id, Bytes>,
     live_bytes: u64,
     fail_writes: bool,
     commits: u64,
@@ -59,20 +62,8 @@ impl MemoryStore {
         self.state.lock_unpoisoned()
     }
 
-    fn writable(&self) -> Result<MutexGuard<'_, State>> {
-        let mut state = self.lock();
-        if state.fail_writes {
-            return Err(Error::WriteFailed("injected failure".into()));
-        }
-        state.commits += 1;
-        Ok(state)
-    }
-}
-
-impl Store for MemoryStore {
-    fn put_request(&self, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
+    fn put(&self, s: &mut State, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
         let now = self.clock.now_millis();
-        let mut s = self.writable()?;
         let request = Request {
             service,
             body,
@@ -90,6 +81,33 @@ impl Store for MemoryStore {
         let id = s.ids.next(now);
         s.requests.insert(id, (request, size));
         s.live_bytes += size;
+        Ok(id)
+    }
+
+    fn writable(&self) -> Result<MutexGuard<'_, State>> {
+        let mut state = self.lock();
+        if state.fail_writes {
+            return Err(Error::WriteFailed("injected failure".into()));
+        }
+        state.commits += 1;
+        Ok(state)
+    }
+}
+
+impl Store for MemoryStore {
+    fn put_request(&self, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
+        let mut s = self.writable()?;
+        self.put(&mut s, service, body)
+    }
+
+    fn put_keyed(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
+        let mut s = self.writable()?;
+        if let Some(id) = s.keys.get(&key) {
+            return Ok(*id);
+        }
+        let id = self.put(&mut s, service, body)?;
+        s.keys.insert(key.clone(), id);
+        s.key_of.insert(id, key);
         Ok(id)
     }
 
@@ -170,6 +188,9 @@ impl Store for MemoryStore {
 }
 
 fn remove(s: &mut State, id: Id) {
+    if let Some(key) = s.key_of.remove(&id) {
+        s.keys.remove(&key);
+    }
     let freed =
         s.requests.remove(&id).map_or(0, |(_, n)| n) + s.replies.remove(&id).map_or(0, |(_, n)| n);
     s.live_bytes -= freed;

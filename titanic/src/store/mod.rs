@@ -129,6 +129,23 @@ pub trait Store: Send + Sync {
         Durable::ready(self.put_request(service, body))
     }
 
+    /// [`Store::put_request`] under an idempotency key (docs/extensions.md section 6): if a
+    /// request stored under `key` is still in the store (pending or done, not closed or
+    /// expired), returns its id and stores nothing; otherwise stores the request as
+    /// [`Store::put_request`] does, under `key`. Two submissions with the same key, even at
+    /// the same moment (and, on a shared database, through different brokers), get one id.
+    /// The key is not checked against the request: it names it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::put_request`].
+    fn put_keyed(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Result<Id>;
+
+    /// [`Store::put_keyed`] without blocking (see [`Store::put_request_async`]).
+    fn put_keyed_async(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Durable<Id> {
+        Durable::ready(self.put_keyed(key, service, body))
+    }
+
     /// Stores the reply for `id` and marks it done, atomically.
     ///
     /// The first reply wins: completing a done request keeps the stored reply. Completing an

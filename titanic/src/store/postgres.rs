@@ -2,18 +2,20 @@
 //! a table, written by group commits, so that they are as safe as the database (its WAL,
 //! and with `synchronous_commit` and a synchronous standby, two machines).
 //!
-//! # Schema (version 1, created by [`PostgresStore::open`])
+//! # Schema (version 2, created by [`PostgresStore::open`]; version 1 is moved to 2)
 //!
 //! ```sql
 //! CREATE TABLE titanic_meta (key text PRIMARY KEY, value text NOT NULL);
-//!   -- ('schema_version', '1')
+//!   -- ('schema_version', '2')
 //! CREATE TABLE titanic_requests (
-//!     id      bytea PRIMARY KEY,  -- the UUIDv7 id, 16 bytes big-endian: sorts as the ids do
-//!     request bytea NOT NULL,     -- the request record, as the redb store encodes it
-//!     reply   bytea,              -- the reply record; NULL while pending
-//!     size    bigint NOT NULL     -- encoded bytes of both, charged against the limit
+//!     id       bytea PRIMARY KEY,  -- the UUIDv7 id, 16 bytes big-endian: sorts as the ids do
+//!     request  bytea NOT NULL,     -- the request record, as the redb store encodes it
+//!     reply    bytea,              -- the reply record; NULL while pending
+//!     size     bigint NOT NULL,    -- encoded bytes of both, charged against the limit
+//!     idem_key bytea               -- the idempotency key, if any (version 2)
 //! );
 //! CREATE INDEX titanic_pending ON titanic_requests (id) WHERE reply IS NULL;
+//! CREATE UNIQUE INDEX titanic_keys ON titanic_requests (idem_key);  -- version 2
 //! ```
 //!
 //! # Writes
@@ -29,9 +31,13 @@
 //! commit, and the writer connects again before the next one; [`Store::check_writes`] says so
 //! until a commit succeeds.
 //!
-//! One broker writes to one database: ids come from this store's generator, which starts
-//! above the largest id stored. Several brokers sharing one database (a Binary Star pair) is
-//! the next step of #18.
+//! Ids come from this store's generator, which starts above the largest id stored. Several
+//! brokers may write to one database (a Binary Star pair after a failover, where the clocks
+//! of the two machines differ): every commit that inserts reads the largest id right after
+//! its insert, in the same round trip, and if another broker stored a larger one it rolls
+//! back and makes its ids again above it, so ids keep increasing in commit order as the
+//! dispatcher's cursor needs. A key stored before (by this broker or another) inserts
+//! nothing: the unique index on `idem_key` decides, and the id stored under it is answered.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use domo_mdp::LockExt;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use super::{request_size, Durable, Limits, Lookup, Stats, Store};
 use crate::clock::{SystemClock, TimeSource};
@@ -48,7 +54,7 @@ use crate::id::{Id, IdGenerator};
 use crate::record::{decode_reply, decode_request, encode_reply, encode_request, Reply, Request};
 
 /// The schema this code writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How the store is opened.
 #[derive(Clone)]
@@ -96,6 +102,7 @@ impl PostgresOptions {
 /// One write, and who waits for it.
 enum Write {
     Put {
+        key: Option<Bytes>,
         service: Bytes,
         body: Vec<Bytes>,
         tx: oneshot::Sender<Result<Id>>,
@@ -109,8 +116,10 @@ enum Write {
         id: Id,
         tx: oneshot::Sender<Result<()>>,
     },
+    /// Deletes up to `limit` requests older than `before`.
     Expire {
         before: Id,
+        limit: i64,
         tx: oneshot::Sender<Result<usize>>,
     },
 }
@@ -124,6 +133,9 @@ struct Shared {
     /// What the server says of its synchronous standbys, read every [`REPLICATION_EVERY`].
     replication: Mutex<String>,
 }
+
+/// Requests deleted by one expiry commit.
+const EXPIRE_BATCH: i64 = 1000;
 
 /// How often the replication state shown by [`Store::describe`] is read again.
 const REPLICATION_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -243,26 +255,54 @@ async fn check_sync_standby(client: &Client) -> Result<()> {
 
 /// Creates the schema, or checks the one there.
 async fn migrate(client: &Client) -> Result<()> {
+    let version = || async {
+        let row = client
+            .query_opt(
+                "SELECT value FROM titanic_meta WHERE key = 'schema_version'",
+                &[],
+            )
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok::<Option<String>, Error>(row.map(|r| r.get(0)))
+    };
     client
         .batch_execute(
-            "CREATE TABLE IF NOT EXISTS titanic_meta (key text PRIMARY KEY, value text NOT NULL);
-             CREATE TABLE IF NOT EXISTS titanic_requests (
-                 id bytea PRIMARY KEY, request bytea NOT NULL, reply bytea, size bigint NOT NULL);
-             CREATE INDEX IF NOT EXISTS titanic_pending
-                 ON titanic_requests (id) WHERE reply IS NULL;
-             INSERT INTO titanic_meta (key, value) VALUES ('schema_version', '1')
-                 ON CONFLICT (key) DO NOTHING;",
+            "CREATE TABLE IF NOT EXISTS titanic_meta (key text PRIMARY KEY, value text NOT NULL);",
         )
         .await
         .map_err(|e| unavailable(&e))?;
-    let row = client
-        .query_one(
-            "SELECT value FROM titanic_meta WHERE key = 'schema_version'",
-            &[],
-        )
-        .await
-        .map_err(|e| unavailable(&e))?;
-    let version: String = row.get(0);
+    if version().await?.is_none() {
+        // Brokers opening at once: IF NOT EXISTS and ON CONFLICT make the second a no-op.
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS titanic_requests (
+                     id bytea PRIMARY KEY, request bytea NOT NULL, reply bytea,
+                     size bigint NOT NULL, idem_key bytea);
+                 CREATE INDEX IF NOT EXISTS titanic_pending
+                     ON titanic_requests (id) WHERE reply IS NULL;
+                 CREATE UNIQUE INDEX IF NOT EXISTS titanic_keys ON titanic_requests (idem_key);
+                 INSERT INTO titanic_meta (key, value) VALUES ('schema_version', '2')
+                     ON CONFLICT (key) DO NOTHING;",
+            )
+            .await
+            .map_err(|e| unavailable(&e))?;
+    }
+    if version().await?.as_deref() == Some("1") {
+        // Version 2 adds idempotency keys. Brokers opening at once: the ALTER's lock orders
+        // them and the second finds it done.
+        client
+            .batch_execute(
+                "BEGIN;
+                 ALTER TABLE titanic_requests ADD COLUMN IF NOT EXISTS idem_key bytea;
+                 CREATE UNIQUE INDEX IF NOT EXISTS titanic_keys ON titanic_requests (idem_key);
+                 UPDATE titanic_meta SET value = '2' WHERE key = 'schema_version' AND value = '1';
+                 COMMIT;",
+            )
+            .await
+            .map_err(|e| unavailable(&e))?;
+        tracing::info!("Titanic PostgreSQL schema moved to version 2 (idempotency keys)");
+    }
+    let version = version().await?.unwrap_or_default();
     if version != SCHEMA_VERSION.to_string() {
         return Err(Error::Unavailable(format!(
             "PostgreSQL: the Titanic schema is version {version}; this broker knows {SCHEMA_VERSION}"
@@ -309,7 +349,9 @@ impl PostgresStore {
                         let floor = row.get::<_, Option<Vec<u8>>>(0).map(|b| id_of(&b)).transpose()?;
                         let live: i64 = row.get(1);
                         let writer = connect(&opts).await?;
-                        Ok::<_, Error>((reader, writer, floor, live))
+                        let statements =
+                            Statements::prepare(&writer).await.map_err(|e| unavailable(&e))?;
+                        Ok::<_, Error>((reader, (writer, statements), floor, live))
                     };
                     match setup.await {
                         Ok((reader, writer, floor, live)) => {
@@ -412,7 +454,25 @@ impl Store for PostgresStore {
     }
 
     fn put_request_async(&self, service: Bytes, body: Vec<Bytes>) -> Durable<Id> {
-        self.send(|tx| Write::Put { service, body, tx })
+        self.send(|tx| Write::Put {
+            key: None,
+            service,
+            body,
+            tx,
+        })
+    }
+
+    fn put_keyed(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
+        wait(self.put_keyed_async(key, service, body))
+    }
+
+    fn put_keyed_async(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Durable<Id> {
+        self.send(|tx| Write::Put {
+            key: Some(key),
+            service,
+            body,
+            tx,
+        })
     }
 
     fn complete(&self, id: Id, reply: Vec<Bytes>) -> Result<()> {
@@ -487,10 +547,20 @@ impl Store for PostgresStore {
 
     fn expire(&self, older_than_millis: u64) -> Result<usize> {
         let cutoff = self.clock.now_millis().saturating_sub(older_than_millis);
-        wait(self.send(|tx| Write::Expire {
-            before: Id::lowest_at(cutoff),
-            tx,
-        }))
+        let before = Id::lowest_at(cutoff);
+        // In batches, each its own commit, so that other writes go on between them.
+        let mut total = 0;
+        loop {
+            let n = wait(self.send(|tx| Write::Expire {
+                before,
+                limit: EXPIRE_BATCH,
+                tx,
+            }))?;
+            total += n;
+            if n < usize::try_from(EXPIRE_BATCH).unwrap_or(usize::MAX) {
+                return Ok(total);
+            }
+        }
     }
 
     fn stats(&self) -> Result<Stats> {
@@ -539,19 +609,114 @@ impl Store for PostgresStore {
 
 /// The writer: group commits on its own connection.
 struct Writer {
-    client: Option<Client>,
+    client: Option<(Client, Statements)>,
     options: PostgresOptions,
     ids: IdGenerator,
     shared: Arc<Shared>,
 }
 
+/// The writer's statements, prepared once per connection (a prepared statement is sent
+/// without the round trip of parsing it, and statements issued together are pipelined in
+/// the order issued).
+struct Statements {
+    /// Every request of a commit in one statement; a key already stored inserts nothing.
+    insert: Statement,
+    /// The largest id, read in the same transaction right after the insert.
+    max_id: Statement,
+    /// The ids stored under some keys.
+    keyed: Statement,
+    /// Every reply of a commit in one statement (the first reply wins).
+    complete: Statement,
+    close: Statement,
+    expire: Statement,
+}
+
+impl Statements {
+    async fn prepare(c: &Client) -> std::result::Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            insert: c
+                .prepare(
+                    "INSERT INTO titanic_requests (id, request, size, idem_key)
+                     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bytea[])
+                     ON CONFLICT (idem_key) DO NOTHING RETURNING id",
+                )
+                .await?,
+            max_id: c
+                .prepare("SELECT id FROM titanic_requests ORDER BY id DESC LIMIT 1")
+                .await?,
+            keyed: c
+                .prepare("SELECT idem_key, id FROM titanic_requests WHERE idem_key = ANY($1)")
+                .await?,
+            complete: c
+                .prepare(
+                    "WITH done AS (
+                         UPDATE titanic_requests t SET reply = u.reply, size = t.size + u.size
+                         FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) AS u(id, reply, size)
+                         WHERE t.id = u.id AND t.reply IS NULL RETURNING u.size)
+                     SELECT coalesce(sum(size), 0)::bigint FROM done",
+                )
+                .await?,
+            close: c
+                .prepare(
+                    "WITH gone AS (DELETE FROM titanic_requests WHERE id = ANY($1) RETURNING size)
+                     SELECT coalesce(sum(size), 0)::bigint FROM gone",
+                )
+                .await?,
+            // A bounded batch: a large expiry is many small transactions between the others.
+            expire: c
+                .prepare(
+                    "WITH gone AS (DELETE FROM titanic_requests WHERE id IN (
+                         SELECT id FROM titanic_requests WHERE id < $1 ORDER BY id LIMIT $2)
+                         RETURNING size)
+                     SELECT count(*), coalesce(sum(size), 0)::bigint FROM gone",
+                )
+                .await?,
+        })
+    }
+}
+
+/// One request of a commit.
+struct Row {
+    id: Id,
+    record: Vec<u8>,
+    size: i64,
+    key: Option<Vec<u8>>,
+}
+
 /// The answers of one commit, sent once it is known whether it committed.
 enum Answer {
-    Id(oneshot::Sender<Result<Id>>, Id),
+    /// The request in this row of the commit (or the one stored before under its key).
+    Put(oneshot::Sender<Result<Id>>, usize),
     Unit(oneshot::Sender<Result<()>>),
     Count(oneshot::Sender<Result<usize>>),
     Refused(oneshot::Sender<Result<Id>>, Error),
 }
+
+/// What a committed transaction did besides inserting its rows.
+struct Committed {
+    /// The change of live bytes from replies, closes and expiry.
+    delta: i64,
+    expired: usize,
+    /// Keyed rows not inserted: the id already stored under the key (`None` if that request
+    /// was closed between the insert and the lookup).
+    existing: Vec<(usize, Option<Id>)>,
+}
+
+/// Why a transaction did not commit.
+enum Failed {
+    Error(Error),
+    /// Another broker stored a larger id than this commit's: ids are made again above it.
+    Behind(Id),
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Self::Error(e)
+    }
+}
+
+/// Attempts at a commit whose ids were below another broker's.
+const ID_ATTEMPTS: usize = 3;
 
 impl Writer {
     async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Write>) {
@@ -566,13 +731,26 @@ impl Writer {
         let limit = self.options.limits.max_bytes;
         let mut live = self.shared.live_bytes.load(Ordering::Relaxed);
         let mut answers = Vec::with_capacity(batch.len());
-        let (mut ids, mut records, mut sizes) = (Vec::new(), Vec::new(), Vec::new());
-        let mut completes = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut keyed_rows: std::collections::HashMap<Bytes, usize> =
+            std::collections::HashMap::new();
+        let mut completes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut completed = std::collections::HashSet::new();
         let mut closes = Vec::new();
         let mut expire = None;
         for w in batch {
             match w {
-                Write::Put { service, body, tx } => {
+                Write::Put {
+                    key,
+                    service,
+                    body,
+                    tx,
+                } => {
+                    // The same key twice in one commit: one row, one id.
+                    if let Some(row) = key.as_ref().and_then(|k| keyed_rows.get(k)) {
+                        answers.push(Answer::Put(tx, *row));
+                        continue;
+                    }
                     let request = Request {
                         service,
                         body,
@@ -590,66 +768,102 @@ impl Writer {
                         continue;
                     }
                     live += size;
-                    let id = self.ids.next(now);
-                    ids.push(id_bytes(id));
-                    records.push(encode_request(&request));
-                    sizes.push(i64::try_from(size).unwrap_or(i64::MAX));
-                    answers.push(Answer::Id(tx, id));
+                    if let Some(k) = &key {
+                        keyed_rows.insert(k.clone(), rows.len());
+                    }
+                    answers.push(Answer::Put(tx, rows.len()));
+                    rows.push(Row {
+                        id: self.ids.next(now),
+                        record: encode_request(&request),
+                        size: i64::try_from(size).unwrap_or(i64::MAX),
+                        key: key.map(|k| k.to_vec()),
+                    });
                 }
                 Write::Complete { id, frames, tx } => {
-                    let reply = encode_reply(&Reply {
-                        frames,
-                        completed_millis: now,
-                    });
-                    completes.push((id_bytes(id), reply));
+                    // The first reply wins, also within one commit.
+                    if completed.insert(id) {
+                        let reply = encode_reply(&Reply {
+                            frames,
+                            completed_millis: now,
+                        });
+                        completes.push((id_bytes(id), reply));
+                    }
                     answers.push(Answer::Unit(tx));
                 }
                 Write::Close { id, tx } => {
                     closes.push(id_bytes(id));
                     answers.push(Answer::Unit(tx));
                 }
-                Write::Expire { before, tx } => {
-                    expire = Some(id_bytes(before));
+                Write::Expire { before, limit, tx } => {
+                    expire = Some((id_bytes(before), limit));
                     answers.push(Answer::Count(tx));
                 }
             }
         }
         let timeout = self.options.commit_timeout;
-        let outcome = tokio::time::timeout(
-            timeout,
-            self.transaction(
-                &ids,
-                &records,
-                &sizes,
-                &completes,
-                &closes,
-                expire.as_deref(),
-            ),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            // Whether it committed is unknown: an error to every caller, never an
-            // acknowledgement, and a new connection for the next commit.
-            Err(Error::WriteFailed(format!(
-                "PostgreSQL: no commit within {timeout:?} (commit_timeout)"
-            )))
-        });
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            let done = tokio::time::timeout(
+                timeout,
+                self.transaction(&rows, &completes, &closes, expire.as_ref()),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                // Whether it committed is unknown: an error to every caller, never an
+                // acknowledgement, and a new connection for the next commit.
+                Err(Failed::Error(Error::WriteFailed(format!(
+                    "PostgreSQL: no commit within {timeout:?} (commit_timeout)"
+                ))))
+            });
+            match done {
+                Err(Failed::Behind(max)) if attempt < ID_ATTEMPTS => {
+                    // Ids keep increasing across brokers (the dispatcher's cursor relies on
+                    // it): make them again above the largest stored.
+                    tracing::info!("Titanic ids made again above another broker's");
+                    self.ids = IdGenerator::after(Some(max));
+                    for row in &mut rows {
+                        row.id = self.ids.next(now);
+                    }
+                }
+                Err(Failed::Behind(_)) => {
+                    break Err(Error::WriteFailed(
+                        "PostgreSQL: other brokers keep storing larger ids".into(),
+                    ))
+                }
+                Err(Failed::Error(e)) => break Err(e),
+                Ok(c) => break Ok(c),
+            }
+        };
         match outcome {
-            Ok((delta, expired)) => {
+            Ok(c) => {
                 self.shared.commits.fetch_add(1, Ordering::Relaxed);
                 *self.shared.failed.lock_unpoisoned() = None;
-                let added: u64 = sizes.iter().map(|s| u64::try_from(*s).unwrap_or(0)).sum();
+                let mut ids: Vec<Result<Id>> = rows.iter().map(|r| Ok(r.id)).collect();
+                let mut added: i64 = rows.iter().map(|r| r.size).sum();
+                for (row, existing) in c.existing {
+                    added -= rows[row].size;
+                    ids[row] = existing.ok_or_else(|| {
+                        Error::WriteFailed(
+                            "the request stored under this idempotency key was closed meanwhile; \
+                             retry"
+                                .into(),
+                        )
+                    });
+                }
                 let base = self.shared.live_bytes.load(Ordering::Relaxed);
-                let next = i128::from(base) + i128::from(added) + i128::from(delta);
+                let next = i128::from(base) + i128::from(added) + i128::from(c.delta);
                 self.shared.live_bytes.store(
                     u64::try_from(next.max(0)).unwrap_or(u64::MAX),
                     Ordering::Relaxed,
                 );
                 for a in answers {
                     match a {
-                        Answer::Id(tx, id) => drop(tx.send(Ok(id))),
+                        Answer::Put(tx, row) => {
+                            drop(tx.send(ids[row].as_ref().map(|id| *id).map_err(Error::duplicate)))
+                        }
                         Answer::Unit(tx) => drop(tx.send(Ok(()))),
-                        Answer::Count(tx) => drop(tx.send(Ok(expired))),
+                        Answer::Count(tx) => drop(tx.send(Ok(c.expired))),
                         Answer::Refused(tx, e) => drop(tx.send(Err(e))),
                     }
                 }
@@ -661,7 +875,7 @@ impl Writer {
                 self.client = None;
                 for a in answers {
                     match a {
-                        Answer::Id(tx, _) => drop(tx.send(Err(e.duplicate()))),
+                        Answer::Put(tx, _) => drop(tx.send(Err(e.duplicate()))),
                         Answer::Unit(tx) => drop(tx.send(Err(e.duplicate()))),
                         Answer::Count(tx) => drop(tx.send(Err(e.duplicate()))),
                         Answer::Refused(tx, refused) => drop(tx.send(Err(refused))),
@@ -671,73 +885,109 @@ impl Writer {
         }
     }
 
-    /// One transaction with every write of the batch; the change of live bytes from replies,
-    /// closes and expiry (inserts are counted by the caller), and how many expired.
+    /// One transaction with every write of the batch.
     async fn transaction(
         &mut self,
-        ids: &[Vec<u8>],
-        records: &[Vec<u8>],
-        sizes: &[i64],
+        rows: &[Row],
         completes: &[(Vec<u8>, Vec<u8>)],
         closes: &[Vec<u8>],
-        expire: Option<&[u8]>,
-    ) -> Result<(i64, usize)> {
-        if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(connect(&self.options).await.map_err(|e| write_failed(&e))?);
-        }
-        let client = self.client.as_mut().ok_or(Error::Closed)?;
-        let tx = client.transaction().await.map_err(|e| write_failed(&e))?;
-        let mut delta = 0i64;
-        if !ids.is_empty() {
-            tx.execute(
-                "INSERT INTO titanic_requests (id, request, size)
-                 SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[])",
-                &[&ids, &records, &sizes],
-            )
-            .await
-            .map_err(|e| write_failed(&e))?;
-        }
-        // The first reply wins; a reply to an unknown id stores nothing.
-        for (id, reply) in completes {
-            let size = i64::try_from(reply.len()).unwrap_or(i64::MAX);
-            let n = tx
-                .execute(
-                    "UPDATE titanic_requests SET reply = $2, size = size + $3
-                     WHERE id = $1 AND reply IS NULL",
-                    &[id, reply, &size],
-                )
+        expire: Option<&(Vec<u8>, i64)>,
+    ) -> std::result::Result<Committed, Failed> {
+        if self
+            .client
+            .as_ref()
+            .is_none_or(|(c, _)| Client::is_closed(c))
+        {
+            let client = connect(&self.options)
+                .await
+                .map_err(|e| Error::WriteFailed(e.to_string()))?;
+            let statements = Statements::prepare(&client)
                 .await
                 .map_err(|e| write_failed(&e))?;
-            if n == 1 {
-                delta += size;
+            self.client = Some((client, statements));
+        }
+        let (client, st) = self.client.as_mut().ok_or(Error::Closed)?;
+        let tx = client.transaction().await.map_err(|e| write_failed(&e))?;
+        let mut existing = Vec::new();
+        if !rows.is_empty() {
+            let ids: Vec<Vec<u8>> = rows.iter().map(|r| id_bytes(r.id)).collect();
+            let records: Vec<&[u8]> = rows.iter().map(|r| r.record.as_slice()).collect();
+            let sizes: Vec<i64> = rows.iter().map(|r| r.size).collect();
+            let keys: Vec<Option<&[u8]>> = rows.iter().map(|r| r.key.as_deref()).collect();
+            // Pipelined: the largest id is read right after the insert, in one round trip.
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&ids, &records, &sizes, &keys];
+            let (inserted, max) =
+                tokio::try_join!(tx.query(&st.insert, &params), tx.query_opt(&st.max_id, &[]),)
+                    .map_err(|e| write_failed(&e))?;
+            let ours = rows.iter().map(|r| r.id).max();
+            if let Some(max) = max {
+                let max = id_of(max.get::<_, &[u8]>(0))?;
+                if ours.is_some_and(|ours| max > ours) {
+                    return Err(Failed::Behind(max));
+                }
             }
+            if inserted.len() < rows.len() {
+                // Keys stored before: the ids they name.
+                let new: std::collections::HashSet<&[u8]> =
+                    inserted.iter().map(|r| r.get::<_, &[u8]>(0)).collect();
+                let missing: Vec<usize> = (0..rows.len())
+                    .filter(|i| !new.contains(ids[*i].as_slice()))
+                    .collect();
+                let wanted: Vec<&[u8]> = missing
+                    .iter()
+                    .filter_map(|i| rows[*i].key.as_deref())
+                    .collect();
+                let found = tx
+                    .query(&st.keyed, &[&wanted])
+                    .await
+                    .map_err(|e| write_failed(&e))?;
+                let mut by_key = std::collections::HashMap::new();
+                for row in &found {
+                    by_key.insert(row.get::<_, Vec<u8>>(0), id_of(row.get::<_, &[u8]>(1))?);
+                }
+                for i in missing {
+                    let id = rows[i].key.as_ref().and_then(|k| by_key.get(k)).copied();
+                    existing.push((i, id));
+                }
+            }
+        }
+        let mut delta = 0i64;
+        if !completes.is_empty() {
+            let ids: Vec<&[u8]> = completes.iter().map(|(id, _)| id.as_slice()).collect();
+            let replies: Vec<&[u8]> = completes.iter().map(|(_, r)| r.as_slice()).collect();
+            let sizes: Vec<i64> = completes
+                .iter()
+                .map(|(_, r)| i64::try_from(r.len()).unwrap_or(i64::MAX))
+                .collect();
+            let row = tx
+                .query_one(&st.complete, &[&ids, &replies, &sizes])
+                .await
+                .map_err(|e| write_failed(&e))?;
+            delta += row.get::<_, i64>(0);
         }
         if !closes.is_empty() {
             let row = tx
-                .query_one(
-                    "WITH gone AS (DELETE FROM titanic_requests WHERE id = ANY($1) RETURNING size)
-                     SELECT coalesce(sum(size), 0)::bigint FROM gone",
-                    &[&closes],
-                )
+                .query_one(&st.close, &[&closes])
                 .await
                 .map_err(|e| write_failed(&e))?;
             delta -= row.get::<_, i64>(0);
         }
         let mut expired = 0;
-        if let Some(before) = expire {
+        if let Some((before, limit)) = expire {
             let row = tx
-                .query_one(
-                    "WITH gone AS (DELETE FROM titanic_requests WHERE id < $1 RETURNING size)
-                     SELECT count(*), coalesce(sum(size), 0)::bigint FROM gone",
-                    &[&before],
-                )
+                .query_one(&st.expire, &[before, limit])
                 .await
                 .map_err(|e| write_failed(&e))?;
             expired = usize::try_from(row.get::<_, i64>(0)).unwrap_or(0);
             delta -= row.get::<_, i64>(1);
         }
         tx.commit().await.map_err(|e| write_failed(&e))?;
-        Ok((delta, expired))
+        Ok(Committed {
+            delta,
+            expired,
+            existing,
+        })
     }
 }
 
@@ -851,5 +1101,86 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, Error::Unavailable(_)), "{e}");
         assert!(e.to_string().contains("PostgreSQL"), "{e}");
+    }
+
+    /// Runs `sql` on the database of `url`.
+    fn execute(url: &str, sql: &str) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_version_1_schema_is_moved_to_version_2_keeping_its_requests() {
+        let Some(url) = test_url() else { return };
+        // What version 1 created, with a request in it.
+        let store = PostgresStore::open(PostgresOptions::new(url.clone())).unwrap();
+        let id = store.put_request(b("svc"), vec![b("old")]).unwrap();
+        drop(store);
+        execute(
+            &url,
+            "DROP INDEX titanic_keys; ALTER TABLE titanic_requests DROP COLUMN idem_key;
+             UPDATE titanic_meta SET value = '1' WHERE key = 'schema_version';",
+        );
+        let store = PostgresStore::open(PostgresOptions::new(url.clone())).unwrap();
+        assert_eq!(store.get(id).unwrap(), Lookup::Pending);
+        let keyed = store.put_keyed(b("k"), b("svc"), vec![b("new")]).unwrap();
+        assert_eq!(
+            store.put_keyed(b("k"), b("svc"), vec![b("new")]).unwrap(),
+            keyed
+        );
+        drop(store);
+        // A schema newer than this code: refused, naming both versions.
+        execute(
+            &url,
+            "UPDATE titanic_meta SET value = '3' WHERE key = 'schema_version';",
+        );
+        let err = PostgresStore::open(PostgresOptions::new(url)).unwrap_err();
+        assert!(
+            err.to_string().contains("version 3; this broker knows 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn two_brokers_on_one_database_keep_ids_increasing_and_share_keys() {
+        let Some(url) = test_url() else { return };
+        // Broker A's clock is a minute ahead of broker B's (two machines).
+        let ahead = ManualClock::new(1_700_000_060_000);
+        let behind = ManualClock::new(1_700_000_000_000);
+        let open = |clock: &ManualClock| {
+            PostgresStore::open(PostgresOptions {
+                clock: Arc::new(clock.clone()),
+                ..PostgresOptions::new(url.clone())
+            })
+            .unwrap()
+        };
+        // Both open before either writes (a pair at start).
+        let (a, b_store) = (open(&ahead), open(&behind));
+        let from_a = a.put_keyed(b("k"), b("svc"), vec![b("a")]).unwrap();
+        // B (its clock behind, its id floor read before A wrote) stores above A's ids.
+        let from_b = b_store.put_request(b("svc"), vec![b("b")]).unwrap();
+        assert!(from_b > from_a, "{from_b} after {from_a}");
+        // The key A stored is known to B: the same id, nothing stored.
+        assert_eq!(
+            b_store.put_keyed(b("k"), b("svc"), vec![b("b")]).unwrap(),
+            from_a
+        );
+        let pending: Vec<Id> = b_store
+            .pending(None, 10)
+            .unwrap()
+            .iter()
+            .map(|p| p.0)
+            .collect();
+        assert_eq!(pending, vec![from_a, from_b]);
+        // And A, whose generator has not seen B's id, stores above it too.
+        let again = a.put_request(b("svc"), vec![b("a2")]).unwrap();
+        assert!(again > from_b);
     }
 }

@@ -76,6 +76,14 @@ use crate::record::{decode_reply, decode_request, encode_request, Request};
 
 pub(crate) const REQUESTS: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("requests");
 pub(crate) const REPLIES: TableDefinition<'static, u128, &[u8]> = TableDefinition::new("replies");
+/// Idempotency key -> the id of the request stored under it (see [`Store::put_keyed`]).
+/// Format 3 stores may lack both key tables; a key whose request is gone (closed by a version
+/// that did not know keys) is ignored and replaced.
+pub(crate) const KEYS: TableDefinition<'static, &[u8], u128> =
+    TableDefinition::new("idempotency_keys");
+/// Id -> its idempotency key, so that closing or expiring a request drops its key.
+pub(crate) const KEY_OF: TableDefinition<'static, u128, &[u8]> =
+    TableDefinition::new("idempotency_key_of");
 /// The table of pending ids that stores before format 2 kept (deleted when opened).
 const LEGACY_PENDING: TableDefinition<'static, u128, ()> = TableDefinition::new("pending");
 /// `"format"` -> the store's format (2: no `pending` table; 3: large records in parts).
@@ -287,7 +295,7 @@ impl RedbStore {
     ) -> Result<Self> {
         let file_len = Arc::new(AtomicU64::new(0));
         let db = Arc::new(open_database(backend, &file_len)?);
-        let (floor, live) = init_tables(&db)?;
+        let Opened { floor, live, keyed } = init_tables(&db)?;
         let shared = Arc::new(Shared {
             slot: Mutex::new(Slot {
                 db: Some(db.clone()),
@@ -307,6 +315,7 @@ impl RedbStore {
             limits: options.limits,
             ids: IdGenerator::after(floor),
             live,
+            keyed,
             max_batch: options.max_batch.max(1),
             linger: options.linger,
             last_batch: 0,
@@ -340,7 +349,25 @@ impl RedbStore {
             attempts: 0,
         };
         let encoded = encode_request(&request);
-        Kind::Put { request, encoded }
+        Kind::Put {
+            request,
+            encoded,
+            key: None,
+        }
+    }
+
+    /// [`RedbStore::put_op`] under an idempotency key.
+    fn keyed_op(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Kind {
+        match self.put_op(service, body) {
+            Kind::Put {
+                request, encoded, ..
+            } => Kind::Put {
+                request,
+                encoded,
+                key: Some(key),
+            },
+            other => other,
+        }
     }
 
     /// Queues a write and blocks until it is durable (or failed).
@@ -412,6 +439,14 @@ impl Store for RedbStore {
 
     fn put_request_async(&self, service: Bytes, body: Vec<Bytes>) -> Durable<Id> {
         self.submit_async(self.put_op(service, body), Answer::Id)
+    }
+
+    fn put_keyed(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
+        self.submit(self.keyed_op(key, service, body), Answer::Id)
+    }
+
+    fn put_keyed_async(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Durable<Id> {
+        self.submit_async(self.keyed_op(key, service, body), Answer::Id)
     }
 
     fn complete(&self, id: Id, frames: Vec<Bytes>) -> Result<()> {
@@ -542,9 +577,19 @@ impl Drop for RedbStore {
     }
 }
 
+/// What [`init_tables`] found.
+pub(super) struct Opened {
+    /// The largest stored id.
+    pub(super) floor: Option<Id>,
+    /// The live record bytes.
+    pub(super) live: u64,
+    /// How many requests have an idempotency key.
+    pub(super) keyed: u64,
+}
+
 /// Creates the tables if missing (and moves an older store to the current format); returns
-/// the largest stored id and the live record bytes.
-fn init_tables(db: &Database) -> Result<(Option<Id>, u64)> {
+/// what the writer starts from.
+fn init_tables(db: &Database) -> Result<Opened> {
     let txn = db.begin_write().map_err(map_err)?;
     {
         let meta = txn.open_table(META).map_err(map_err)?;
@@ -562,20 +607,26 @@ fn init_tables(db: &Database) -> Result<(Option<Id>, u64)> {
         .map_err(map_err)?
         .insert("format", FORMAT)
         .map_err(map_err)?;
-    let (floor, live) = {
+    let opened = {
         let requests = txn.open_table(REQUESTS).map_err(map_err)?;
         let replies = txn.open_table(REPLIES).map_err(map_err)?;
         txn.open_table(split::REQUEST_PARTS).map_err(map_err)?;
         txn.open_table(split::REPLY_PARTS).map_err(map_err)?;
+        txn.open_table(KEYS).map_err(map_err)?;
+        let keyed = txn
+            .open_table(KEY_OF)
+            .map_err(map_err)?
+            .len()
+            .map_err(map_err)?;
         let floor = requests
             .last()
             .map_err(map_err)?
             .map(|(k, _)| Id::from_u128(k.value()));
         let live = table_bytes(&requests)? + table_bytes(&replies)?;
-        (floor, live)
+        Opened { floor, live, keyed }
     };
     txn.commit().map_err(map_err)?;
-    Ok((floor, live))
+    Ok(opened)
 }
 
 fn table_bytes(table: &impl ReadableTable<u128, &'static [u8]>) -> Result<u64> {

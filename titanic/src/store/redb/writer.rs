@@ -26,7 +26,10 @@ use tokio::sync::oneshot;
 use super::queue::{Linger, Queue, Waited};
 use super::recovery::Recovery;
 use super::split::{self, REPLY_PARTS, REQUEST_PARTS};
-use super::{init_tables, map_err, open_database, probe_write, Shared, REPLIES, REQUESTS};
+use super::{
+    init_tables, map_err, open_database, probe_write, Opened, Shared, KEYS, KEY_OF, REPLIES,
+    REQUESTS,
+};
 use crate::clock::TimeSource;
 use crate::error::{Error, Result};
 use crate::id::{Id, IdGenerator};
@@ -42,6 +45,8 @@ pub(super) enum Kind {
     Put {
         request: Request,
         encoded: Vec<u8>,
+        /// Its idempotency key, if any.
+        key: Option<Bytes>,
     },
     Complete {
         id: Id,
@@ -118,6 +123,9 @@ struct Tables<'txn> {
     replies: Table<'txn, u128, &'static [u8]>,
     request_parts: Option<Table<'txn, (u128, u32), &'static [u8]>>,
     reply_parts: Option<Table<'txn, (u128, u32), &'static [u8]>>,
+    /// The key tables, opened when a keyed request or a request with a key needs them.
+    keys: Option<Table<'txn, &'static [u8], u128>>,
+    key_of: Option<Table<'txn, u128, &'static [u8]>>,
 }
 
 /// The parts table in `slot`, opened on first use.
@@ -134,12 +142,34 @@ fn parts<'p, 'txn>(
 }
 
 impl<'txn> Tables<'txn> {
+    /// Both key tables, opened on first use.
+    #[allow(clippy::type_complexity)]
+    fn key_tables(
+        &mut self,
+    ) -> Result<(
+        &mut Table<'txn, &'static [u8], u128>,
+        &mut Table<'txn, u128, &'static [u8]>,
+    )> {
+        if self.keys.is_none() {
+            self.keys = Some(self.txn.open_table(KEYS).map_err(map_err)?);
+        }
+        if self.key_of.is_none() {
+            self.key_of = Some(self.txn.open_table(KEY_OF).map_err(map_err)?);
+        }
+        match (self.keys.as_mut(), self.key_of.as_mut()) {
+            (Some(keys), Some(key_of)) => Ok((keys, key_of)),
+            _ => Err(Error::Unavailable("the key tables did not open".into())),
+        }
+    }
+
     fn open(txn: &'txn WriteTransaction) -> Result<Self> {
         Ok(Self {
             requests: txn.open_table(REQUESTS).map_err(map_err)?,
             replies: txn.open_table(REPLIES).map_err(map_err)?,
             request_parts: None,
             reply_parts: None,
+            keys: None,
+            key_of: None,
             txn,
         })
     }
@@ -155,6 +185,8 @@ pub(super) struct Writer {
     pub(super) ids: IdGenerator,
     /// Live record bytes as committed; published in `shared` after each commit.
     pub(super) live: u64,
+    /// Requests with an idempotency key, as committed (while 0, a close skips the key tables).
+    pub(super) keyed: u64,
     pub(super) max_batch: usize,
     /// How long a commit may wait to fill.
     pub(super) linger: Linger,
@@ -217,7 +249,7 @@ impl Writer {
             let e = Error::Unavailable("the store is not open".into());
             return fail_all(batch.into_iter().map(|op| (op.answer, Ok(Value::Unit))), &e);
         };
-        let live_before = self.live;
+        let (live_before, keyed_before) = (self.live, self.keyed);
         let started = Instant::now();
         let txn = match db.begin_write().map_err(map_err) {
             Ok(t) => t,
@@ -277,6 +309,7 @@ impl Writer {
             }
             Err(e) => {
                 self.live = live_before;
+                self.keyed = keyed_before;
                 self.failed(results, e);
             }
         }
@@ -323,10 +356,11 @@ impl Writer {
         // Reads go to the reopened file at once, even if it does not take writes yet.
         self.shared.install(Some(db.clone()));
         self.db = Some(db.clone());
-        let checked = init_tables(&db).and_then(|(_, live)| probe_write(&db).map(|()| live));
+        let checked = init_tables(&db).and_then(|o| probe_write(&db).map(|()| o));
         match checked {
-            Ok(live) => {
+            Ok(Opened { live, keyed, .. }) => {
                 self.live = live;
+                self.keyed = keyed;
                 self.shared.live.store(live, Ordering::Relaxed);
                 self.recovery.reopened();
                 self.shared.set_failure(None);
@@ -358,8 +392,24 @@ impl Writer {
         stored: Option<&mut Vec<(Id, Request)>>,
     ) -> Result<Value> {
         match kind {
-            Kind::Put { request, encoded } => {
+            Kind::Put {
+                request,
+                encoded,
+                key,
+            } => {
+                if let Some(key) = &key {
+                    if let Some(id) = self.keyed_id(t, key)? {
+                        // Stored before under this key: its id, nothing new to dispatch.
+                        return Ok(Value::Id(id));
+                    }
+                }
                 let id = self.put(t, now, &encoded)?;
+                if let Some(key) = key {
+                    let (keys, key_of) = t.key_tables()?;
+                    keys.insert(&key[..], id.as_u128()).map_err(map_err)?;
+                    key_of.insert(id.as_u128(), &key[..]).map_err(map_err)?;
+                    self.keyed += 1;
+                }
                 if let Some(stored) = stored {
                     stored.push((id, request));
                 }
@@ -373,6 +423,29 @@ impl Writer {
                 .expire(t, now.saturating_sub(older_than_millis))
                 .map(Value::Count),
         }
+    }
+
+    /// The id stored under `key`, if its request is still there. A key left behind by a
+    /// request closed without its key (by a version that did not know keys) is dropped.
+    fn keyed_id(&mut self, t: &mut Tables<'_>, key: &[u8]) -> Result<Option<Id>> {
+        let found = t
+            .key_tables()?
+            .0
+            .get(key)
+            .map_err(map_err)?
+            .map(|v| v.value());
+        let Some(raw) = found else {
+            return Ok(None);
+        };
+        if t.requests.get(raw).map_err(map_err)?.is_some() {
+            return Ok(Some(Id::from_u128(raw)));
+        }
+        let (keys, key_of) = t.key_tables()?;
+        keys.remove(key).map_err(map_err)?;
+        if key_of.remove(raw).map_err(map_err)?.is_some() {
+            self.keyed = self.keyed.saturating_sub(1);
+        }
+        Ok(None)
     }
 
     fn put(&mut self, t: &mut Tables<'_>, now: u64, encoded: &[u8]) -> Result<Id> {
@@ -430,6 +503,17 @@ impl Writer {
         let reply = split::remove(&mut t.replies, || parts(txn, slot, REPLY_PARTS), key);
         freed += reply?.unwrap_or(0);
         self.live = self.live.saturating_sub(freed);
+        if self.keyed > 0 {
+            let (keys, key_of) = t.key_tables()?;
+            let key = key_of
+                .remove(key)
+                .map_err(map_err)?
+                .map(|k| k.value().to_vec());
+            if let Some(key) = key {
+                keys.remove(key.as_slice()).map_err(map_err)?;
+                self.keyed -= 1;
+            }
+        }
         Ok(())
     }
 
