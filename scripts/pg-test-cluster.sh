@@ -9,7 +9,16 @@
 #       = on, synchronous_standby_names = '*'), and that standby: DOMO_TEST_PG_SYNC_URL,
 #       DOMO_TEST_PG_SYNC_DIR
 #   scripts/pg-test-cluster.sh standby-stop DIR | standby-start DIR    (DIR: DOMO_TEST_PG_SYNC_DIR)
-#   scripts/pg-test-cluster.sh stop DIR                                 (either kind)
+#   scripts/pg-test-cluster.sh stop DIR                                 (any kind)
+#
+# A pair for failover tests (the crash campaign): two nodes, n0 and n1, one primary and one
+# synchronous standby, and a multi-host URL that follows the primary:
+#   eval "$(scripts/pg-test-cluster.sh ha-start)"      DOMO_PG_HA_URL, DOMO_PG_HA_DIR
+#   scripts/pg-test-cluster.sh ha-crash DIR     kill -9 of the primary's postmaster and of its
+#                                               processes at once (a machine that dies)
+#   scripts/pg-test-cluster.sh ha-promote DIR   the standby becomes the primary
+#   scripts/pg-test-cluster.sh ha-rejoin DIR    the crashed node, wiped, comes back as the new
+#                                               primary's synchronous standby (base backup)
 #
 # As root it runs the servers as the `postgres` user (initdb refuses root).
 set -euo pipefail
@@ -41,6 +50,29 @@ new_dir() {
 init() {
   as_pg "'$bin/initdb' -D '$1' -A trust -U postgres >'$1.initdb.log' 2>&1" \
     || { cat "$1.initdb.log" >&2; exit 1; }
+}
+
+psql_at() { # PORT SQL
+  as_pg "'$bin/psql' -h 127.0.0.1 -p $1 -U postgres -qAt -c \"$2\""
+}
+
+# wait_sync PORT: until a standby is attached to the primary at PORT as synchronous.
+wait_sync() {
+  for _ in $(seq 300); do
+    state=$(psql_at "$1" "SELECT sync_state FROM pg_stat_replication" 2>/dev/null || true)
+    [ "$state" = sync ] && return 0
+    sleep 0.1
+  done
+  echo "pg-test-cluster: no synchronous standby attached to port $1" >&2
+  exit 1
+}
+
+# standby_of DIR NODE PRIMARY_PORT: NODE's data made afresh as a standby of the primary, started.
+standby_of() {
+  rm -rf "$1/$2"
+  as_pg "'$bin/pg_basebackup' -h 127.0.0.1 -p $3 -U postgres -D '$1/$2' -R -X stream -c fast >'$1/$2.basebackup.log' 2>&1" \
+    || { cat "$1/$2.basebackup.log" >&2; exit 1; }
+  start_server "$1/$2" "$(cat "$1/$2.port")" "$1" "$1/$2.log" "-c cluster_name=domo_$2"
 }
 
 case "${1:-}" in
@@ -81,15 +113,60 @@ case "${1:-}" in
     dir=${2:?usage: pg-test-cluster.sh standby-start DIR}
     start_server "$dir/standby" "$(cat "$dir/standby.port")" "$dir" "$dir/standby.log" "-c cluster_name=domo_standby"
     ;;
+  ha-start)
+    dir=$(new_dir)
+    free_port >"$dir/n0.port"
+    free_port >"$dir/n1.port"
+    p0=$(cat "$dir/n0.port")
+    p1=$(cat "$dir/n1.port")
+    init "$dir/n0"
+    start_server "$dir/n0" "$p0" "$dir" "$dir/n0.log" "-c wal_level=replica -c max_wal_senders=4 -c cluster_name=domo_n0"
+    # Kept by base backups, so a promoted standby waits for its own standby in turn.
+    psql_at "$p0" "ALTER SYSTEM SET synchronous_standby_names = '*'" >/dev/null
+    psql_at "$p0" "ALTER SYSTEM SET wal_level = 'replica'" >/dev/null
+    psql_at "$p0" "SELECT pg_reload_conf()" >/dev/null
+    standby_of "$dir" n1 "$p0"
+    wait_sync "$p0"
+    echo n0 >"$dir/primary"
+    echo "export DOMO_PG_HA_URL='postgres://postgres@127.0.0.1:$p0,127.0.0.1:$p1/postgres?target_session_attrs=read-write' DOMO_PG_HA_DIR='$dir'"
+    ;;
+  ha-crash)
+    dir=${2:?usage: pg-test-cluster.sh ha-crash DIR}
+    node=$(cat "$dir/primary")
+    pid=$(head -1 "$dir/$node/postmaster.pid")
+    children=$(pgrep -P "$pid" || true)
+    # shellcheck disable=SC2086
+    kill -9 "$pid" $children
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    ;;
+  ha-promote)
+    dir=${2:?usage: pg-test-cluster.sh ha-promote DIR}
+    old=$(cat "$dir/primary")
+    if [ "$old" = n0 ]; then new=n1; else new=n0; fi
+    as_pg "'$bin/pg_ctl' -D '$dir/$new' -w -t 60 promote >/dev/null"
+    echo "$new" >"$dir/primary"
+    ;;
+  ha-rejoin)
+    dir=${2:?usage: pg-test-cluster.sh ha-rejoin DIR}
+    new=$(cat "$dir/primary")
+    if [ "$new" = n0 ]; then old=n1; else old=n0; fi
+    # Whatever of the crashed server is still running goes first.
+    if [ -f "$dir/$old/postmaster.pid" ]; then
+      opid=$(head -1 "$dir/$old/postmaster.pid")
+      kill -9 "$opid" 2>/dev/null || true
+    fi
+    standby_of "$dir" "$old" "$(cat "$dir/$new.port")"
+    wait_sync "$(cat "$dir/$new.port")"
+    ;;
   stop)
     dir=${2:?usage: pg-test-cluster.sh stop DIR}
-    for d in "$dir/standby" "$dir/data"; do
+    for d in "$dir/standby" "$dir/data" "$dir/n0" "$dir/n1"; do
       [ -d "$d" ] && as_pg "'$bin/pg_ctl' -D '$d' -m immediate stop >/dev/null 2>&1" || true
     done
     rm -rf "$dir"
     ;;
   *)
-    echo "usage: pg-test-cluster.sh start | start-sync | standby-stop DIR | standby-start DIR | stop DIR" >&2
+    echo "usage: pg-test-cluster.sh start | start-sync | standby-stop DIR | standby-start DIR | ha-start | ha-crash DIR | ha-promote DIR | ha-rejoin DIR | stop DIR" >&2
     exit 2
     ;;
 esac

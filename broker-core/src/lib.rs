@@ -304,6 +304,22 @@ impl Broker {
         self.handle_message_from(now, peer, frames, announced);
     }
 
+    /// Registers a worker that the shell runs in process (no connection): as a READY from
+    /// `peer` for `service` with `credit` would, except that it never expires for silence,
+    /// since there is no connection that could die without a word. It leaves by its
+    /// DISCONNECT or [`Broker::handle_disconnect`] like any worker, and talks to the core
+    /// with [`Broker::handle_message_from`] as any worker does.
+    pub fn register_in_process(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        service: ServiceName,
+        credit: Credit,
+    ) {
+        let now = self.begin(now);
+        self.on_ready_in_process(now, peer, service, credit);
+    }
+
     /// [`Broker::handle_message`] for a peer that announced extensions in its handshake
     /// (the transport keeps them per connection): if the message is its READY, the worker
     /// may hold up to `announced.credit` requests at once; if it is a client request and

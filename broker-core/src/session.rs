@@ -38,6 +38,20 @@ impl Broker {
         }
     }
 
+    /// [`Broker::register_in_process`] after `begin`.
+    pub(super) fn on_ready_in_process(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        service: ServiceName,
+        credit: Credit,
+    ) {
+        self.on_ready(now, peer.clone(), service, credit);
+        if let Some(worker) = self.workers.get_mut(&peer) {
+            worker.in_process = true;
+        }
+    }
+
     fn on_ready(&mut self, now: Instant, peer: PeerId, service: ServiceName, credit: Credit) {
         if self.workers.contains_key(&peer) {
             self.reject_worker(now, &peer, DisconnectReason::SecondReady);
@@ -77,6 +91,7 @@ impl Broker {
             pinned: std::collections::VecDeque::new(),
             waiting: Some(key),
             timer,
+            in_process: false,
         };
         self.workers.insert(peer.clone(), worker);
         self.flow.push_back(Flow::Worker { peer });
@@ -197,6 +212,11 @@ impl Broker {
         let Some(worker) = self.workers.get_mut(&peer) else {
             return;
         };
+        if worker.in_process {
+            // Alive as long as the shell runs it, however late this timer fires (a loop
+            // starved of CPU on a loaded machine must not expire the embedded Titanic).
+            worker.liveness.on_traffic(now);
+        }
         if worker.liveness.is_expired(now) {
             self.remove_worker(now, &peer, Departure::Expired);
             return;

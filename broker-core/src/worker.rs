@@ -110,6 +110,9 @@ pub(super) struct Worker {
     /// Broadcast parts for this worker alone, sent before anything else as soon as it has
     /// free credit ([`super::broadcast`]); empty whenever it has free credit.
     pub(super) pinned: std::collections::VecDeque<Request>,
+    /// Run by the shell in process ([`super::Broker::register_in_process`]): it has no
+    /// connection to lose, so it never expires for silence.
+    pub(super) in_process: bool,
 }
 
 impl Worker {
@@ -171,6 +174,7 @@ mod tests {
             pinned: std::collections::VecDeque::new(),
             waiting: Some(WaitKey::new(1, 0)),
             timer,
+            in_process: false,
         };
         assert_eq!(worker.next_wake(), first_heartbeat);
         assert!(!worker.is_busy());

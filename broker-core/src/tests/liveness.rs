@@ -252,3 +252,29 @@ fn custom_heartbeat_settings_are_used() {
     h.advance(NS);
     assert_eq!(h.worker_count("echo"), 0);
 }
+
+#[test]
+fn an_in_process_worker_never_expires_however_late_the_timers_fire() {
+    // The shell's loop starved of CPU for many liveness windows: its in-process service
+    // (the embedded Titanic) is still there and gets the next request.
+    let mut h = Harness::new();
+    h.broker.register_in_process(
+        h.now,
+        super::util::id("local"),
+        super::util::service("titanic.request"),
+        crate::Credit::ONE,
+    );
+    h.collect_now();
+    h.ready("w1", "echo");
+    h.advance(EXPIRY * 10);
+    assert_eq!(h.worker_count("titanic.request"), 1);
+    assert_eq!(
+        h.worker_count("echo"),
+        0,
+        "a connected worker still expires"
+    );
+    h.take();
+    h.request("c", "titanic.request", "job");
+    assert_eq!(h.take(), [Sent::request("local", "c", "job")]);
+    assert_eq!(h.broker.stats().worker_departures.expired, 1);
+}

@@ -137,12 +137,7 @@ impl Local {
             if !w.ready {
                 w.ready = true;
                 info!(service = %w.service, credit = %w.credit, "Serving in process");
-                core.handle_message_from(
-                    now,
-                    w.peer.clone(),
-                    worker::encode_ready(&w.service),
-                    announced,
-                );
+                core.register_in_process(now, w.peer.clone(), w.service.clone(), w.credit);
             } else if beat {
                 core.handle_message_from(
                     now,

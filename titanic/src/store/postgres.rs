@@ -166,7 +166,7 @@ async fn replication(client: &Client) -> String {
 /// The Titanic store on PostgreSQL.
 pub struct PostgresStore {
     writes: mpsc::UnboundedSender<Write>,
-    reader: Arc<Client>,
+    reader: Arc<Reader>,
     runtime: tokio::runtime::Handle,
     shared: Arc<Shared>,
     clock: Arc<dyn TimeSource>,
@@ -225,6 +225,11 @@ async fn connect(options: &PostgresOptions) -> Result<Client> {
         config.password(p.as_bytes());
     }
     config.application_name("domo-titanic");
+    if config.get_connect_timeout().is_none() {
+        // Each host of a multi-host URL gets this long (a host that is down on another
+        // machine may not answer at all).
+        config.connect_timeout(options.commit_timeout);
+    }
     let (client, connection) = config.connect(NoTls).await.map_err(|e| unavailable(&e))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -361,13 +366,19 @@ impl PostgresStore {
                                 failed: Mutex::new(None),
                                 replication: Mutex::new(replication(&reader).await),
                             });
-                            let reader = Arc::new(reader);
+                            let reader = Arc::new(Reader {
+                                options: opts.clone(),
+                                client: tokio::sync::Mutex::new(Some(Arc::new(reader))),
+                            });
                             {
                                 let (reader, shared) = (reader.clone(), shared.clone());
                                 tokio::spawn(async move {
                                     loop {
                                         tokio::time::sleep(REPLICATION_EVERY).await;
-                                        let now = replication(&reader).await;
+                                        let now = match reader.client().await {
+                                            Ok(c) => replication(&c).await,
+                                            Err(e) => format!("replication state unknown: {e}"),
+                                        };
                                         *shared.replication.lock_unpoisoned() = now;
                                     }
                                 });
@@ -406,14 +417,32 @@ impl PostgresStore {
     fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(
-            Arc<Client>,
-        )
-            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send>>,
+                Arc<Client>,
+            )
+                -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send>>
+            + Send
+            + 'static,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        let fut = f(self.reader.clone());
+        let reader = self.reader.clone();
+        let timeout = reader.options.commit_timeout;
         self.runtime.spawn(async move {
-            let _ = tx.send(fut.await);
+            let read = async {
+                let client = reader.client().await?;
+                let done = tokio::time::timeout(timeout, f(client.clone())).await;
+                let done = done.unwrap_or_else(|_| {
+                    Err(Error::Unavailable(format!(
+                        "PostgreSQL: no answer to a read within {timeout:?} (commit_timeout)"
+                    )))
+                });
+                if done.is_err() {
+                    // A lost connection or a server that does not answer: the next read
+                    // connects again (to whichever host of the URL takes writes now).
+                    reader.forget(&client).await;
+                }
+                done
+            };
+            let _ = tx.send(read.await);
         });
         rx.blocking_recv().map_err(|_| Error::Closed)?
     }
@@ -424,6 +453,35 @@ impl PostgresStore {
             return Durable::ready(Err(Error::Closed));
         }
         Durable::waiting(rx)
+    }
+}
+
+/// The connection for reads, made again when it is lost (a failover of the database).
+struct Reader {
+    options: PostgresOptions,
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+}
+
+impl Reader {
+    /// The open connection, or a new one.
+    async fn client(&self) -> Result<Arc<Client>> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        *slot = None;
+        let c = Arc::new(connect(&self.options).await?);
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Drops `client` if it is still the current one and no longer works.
+    async fn forget(&self, client: &Arc<Client>) {
+        let mut slot = self.client.lock().await;
+        let same = slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, client));
+        if same && (client.is_closed() || client.simple_query("").await.is_err()) {
+            *slot = None;
+        }
     }
 }
 
