@@ -228,7 +228,7 @@ pub struct TitanicSettings {
     pub commit_timeout: Duration,
 }
 
-/// Where Titanic keeps its requests.
+/// Where Titanic keeps its requests (and the topics their disk topics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TitanicStore {
@@ -274,6 +274,13 @@ pub struct TopicsSettings {
         skip_serializing_if = "Option::is_none"
     )]
     pub data_dir: Option<PathBuf>,
+    /// Where the disk topics are kept: `redb` (a file in `data_dir`) or `postgres` (`url`).
+    pub store: TitanicStore,
+    /// PostgreSQL: the connection URL; never a password.
+    pub url: String,
+    /// PostgreSQL: a file holding the password; `None` when empty.
+    #[serde(with = "optional_path")]
+    pub password_file: Option<PathBuf>,
 }
 
 impl TopicsSettings {
@@ -1165,6 +1172,21 @@ impl Settings {
                 return Err(origins.error(
                     "titanic.url",
                     "holds a password: put it in titanic.password_file instead",
+                ));
+            }
+        }
+        let t = &self.topics;
+        if t.enabled && t.store == TitanicStore::Postgres {
+            if t.url.trim().is_empty() {
+                return Err(origins.error(
+                    "topics.url",
+                    "required with store = \"postgres\" (e.g. \"postgres://domo@db1:5432/domo\")",
+                ));
+            }
+            if url_has_password(&t.url) {
+                return Err(origins.error(
+                    "topics.url",
+                    "holds a password: put it in topics.password_file instead",
                 ));
             }
         }

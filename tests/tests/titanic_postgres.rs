@@ -107,6 +107,12 @@ fn a_password_in_the_url_or_no_url_is_a_config_error_naming_the_key() {
             "[titanic]\nstore = \"postgres\"\nurl = \"postgres://domo:secret@db/domo\"\n",
             "titanic.url: holds a password",
         ),
+        ("[topics]\nstore = \"postgres\"\n", "topics.url: required"),
+        (
+            "[topics]\nstore = \"postgres\"\nurl = \"postgres://domo:secret@db/domo\"\n",
+            "topics.url: holds a password",
+        ),
+        ("[topics]\nstore = \"mysql\"\n", "topics.store"),
     ] {
         let path = dir.path().join("broker.toml");
         std::fs::write(&path, text).unwrap();

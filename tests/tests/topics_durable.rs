@@ -1,6 +1,8 @@
 //! Topics kept on disk (`persist=disk`) across a `kill -9` of the broker: every write the
 //! broker acknowledged is delivered to the SDK subscriber exactly once, in offset order, in
-//! the same stream, after the broker restarts on the same endpoints and data directory.
+//! the same stream, after the broker restarts on the same endpoints and data directory; the
+//! same with the topics kept in PostgreSQL (`[topics] store = "postgres"`, a real server from
+//! `DOMO_TEST_PG_URL`).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -23,6 +25,8 @@ struct Fixed {
     subscribe: String,
     publish: String,
     dir: std::path::PathBuf,
+    /// A configuration file (the PostgreSQL store), if any.
+    config: Option<std::path::PathBuf>,
 }
 
 impl Fixed {
@@ -40,6 +44,11 @@ impl Fixed {
         .args(["--topics-publish", &self.publish])
         .arg("--topics-data-dir")
         .arg(&self.dir)
+        .args(
+            self.config
+                .iter()
+                .flat_map(|c| [std::ffi::OsStr::new("--config"), c.as_os_str()]),
+        )
         .env_remove("RUST_LOG")
         .env_remove("DOMO_CONFIG")
         .stdout(std::process::Stdio::null());
@@ -52,12 +61,51 @@ impl Fixed {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_to_a_disk_topic_survive_kill_9_exactly_once_in_order() {
     let scratch = TempDir::new("topics-durable");
-    let fixed = Fixed {
+    survive_kill_9(Fixed {
         mdp: dead_endpoint(),
         subscribe: dead_endpoint(),
         publish: dead_endpoint(),
         dir: scratch.path().to_path_buf(),
+        config: None,
+    })
+    .await;
+    assert!(scratch.path().join("topics.redb").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_with_the_topics_in_postgresql() {
+    let Some(url) = fresh_pg_database("DOMO_TEST_PG_URL") else {
+        return;
     };
+    let scratch = TempDir::new("topics-durable-pg");
+    let config = scratch.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!("[topics]\nstore = \"postgres\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    survive_kill_9(Fixed {
+        mdp: dead_endpoint(),
+        subscribe: dead_endpoint(),
+        publish: dead_endpoint(),
+        dir: scratch.path().to_path_buf(),
+        config: Some(config),
+    })
+    .await;
+    // Nothing on disk: it is all in the database.
+    assert!(!scratch.path().join("topics.redb").exists());
+    let out = std::process::Command::new("psql")
+        .args([
+            url.as_str(),
+            "-qAtc",
+            "SELECT count(*) > 0 FROM topics_messages",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t", "{out:?}");
+}
+
+async fn survive_kill_9(fixed: Fixed) {
     let mut broker = blocking({
         let f = fixed.clone();
         move || f.start()

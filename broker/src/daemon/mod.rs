@@ -20,6 +20,7 @@ use crate::http;
 use crate::metrics::Metrics;
 use crate::security::BrokerKeys;
 use crate::shell::{self, ShellConfig, CONTROL_CAPACITY};
+use crate::topic_store::StoreAt;
 
 /// Exit code for a configuration or usage error.
 pub const EXIT_CONFIG: u8 = 2;
@@ -135,7 +136,22 @@ pub async fn run(
             publish: t.publish.clone(),
             core: t.core(),
             transport: shell::topic_transport_options(&transport),
-            data_dir: Some(t.data_dir()),
+            store: Some(match t.store {
+                crate::config::TitanicStore::Redb => StoreAt::Dir(t.data_dir()),
+                crate::config::TitanicStore::Postgres => StoreAt::Postgres {
+                    url: t.url.clone(),
+                    // Unreadable: no password, and the database says why it refuses.
+                    password: t.password_file.as_ref().and_then(|path| {
+                        std::fs::read_to_string(path)
+                            .map_err(|e| {
+                                error!(error = %e, path = %path.display(), "Cannot read topics.password_file");
+                            })
+                            .ok()
+                            .map(|p| p.trim().to_string())
+                    }),
+                    timeout: std::time::Duration::from_secs(5),
+                },
+            }),
         };
         match shell::bind_topics(link).await {
             Ok(topics) => {

@@ -31,7 +31,7 @@ use super::control::{ShellError, TICK};
 use super::local::{LocalHandler, LocalReply};
 use crate::core::topics::{Delivery, Plan, SubId, TopicService, TopicStats, Topics, TopicsConfig};
 use crate::metrics::TopicMetrics;
-use crate::topic_store::{now_ms, Committed, Meta, Op, StoreStatus, TopicStore};
+use crate::topic_store::{now_ms, Committed, Meta, Op, StoreAt, StoreStatus, TopicStore};
 
 /// Most socket events handled per wake-up before deliveries are flushed.
 const BATCH: usize = 256;
@@ -49,9 +49,9 @@ pub struct TopicsLink {
     pub core: TopicsConfig,
     /// Transport options of both endpoints (security included).
     pub transport: Options,
-    /// Where `persist=disk` topics are kept (`topics.redb` inside); `None`: no disk topics
-    /// (`topic.create ... persist=disk` answers `501`).
-    pub data_dir: Option<std::path::PathBuf>,
+    /// Where `persist=disk` topics are kept (`topics.redb` in a directory, or PostgreSQL);
+    /// `None`: no disk topics (`topic.create ... persist=disk` answers `501`).
+    pub store: Option<StoreAt>,
 }
 
 /// Transport options for the topic endpoints: a subscriber's router queue is kept short
@@ -115,7 +115,7 @@ pub struct BoundTopics {
     store: Option<TopicStore>,
     committed: mpsc::UnboundedReceiver<Committed>,
     status: Arc<StoreStatus>,
-    store_dir: Option<std::path::PathBuf>,
+    store_at: Option<StoreAt>,
     done: mpsc::UnboundedSender<Committed>,
 }
 
@@ -164,13 +164,18 @@ pub async fn bind_topics(link: TopicsLink) -> Result<BoundTopics, ShellError> {
     let (done, committed) = mpsc::unbounded_channel();
     // The store is opened at start if it exists, else with the first disk topic: a broker
     // with topics in memory only leaves no file behind.
-    let existing = link
-        .data_dir
-        .as_ref()
-        .filter(|dir| dir.join(crate::topic_store::TOPIC_STORE_FILE).exists());
+    let existing = link.store.clone().filter(StoreAt::exists);
     let store = match existing {
         None => None,
-        Some(dir) => match TopicStore::open(dir, done.clone(), status.clone()) {
+        // Off the runtime's thread: a database is a network round trip or more away.
+        Some(at) => match tokio::task::spawn_blocking({
+            let (done, status) = (done.clone(), status.clone());
+            move || TopicStore::open(&at, done, status)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|opened| opened)
+        {
             Ok((store, loaded)) => {
                 restore(&mut core, loaded);
                 Some(store)
@@ -194,7 +199,7 @@ pub async fn bind_topics(link: TopicsLink) -> Result<BoundTopics, ShellError> {
         store,
         committed,
         status,
-        store_dir: link.data_dir,
+        store_at: link.store,
         done,
     })
 }
@@ -240,7 +245,7 @@ impl BoundTopics {
             store,
             committed,
             status,
-            store_dir,
+            store_at,
             done,
         } = self;
         // The task stops when told, not when the last handler goes.
@@ -259,7 +264,7 @@ impl BoundTopics {
             stamped: HashSet::default(),
             store,
             committed,
-            store_dir,
+            store_at,
             done,
             status,
             pending: HashMap::new(),
@@ -301,7 +306,7 @@ struct TopicsTask {
     committed: mpsc::UnboundedReceiver<Committed>,
     /// Where the store is (opened with the first disk topic if it was not at start);
     /// `None`: no disk topics.
-    store_dir: Option<std::path::PathBuf>,
+    store_at: Option<StoreAt>,
     /// For a store opened later.
     done: mpsc::UnboundedSender<Committed>,
     status: Arc<StoreStatus>,
@@ -533,7 +538,7 @@ impl TopicsTask {
     /// The first disk topic: opens the store off the runtime's thread; `create` (and any
     /// other creation meanwhile) waits for it ([`TopicsTask::on_opened`]).
     fn open_store(&mut self, create: DeferredCreate) {
-        let Some(dir) = self.store_dir.clone() else {
+        let Some(at) = self.store_at.clone() else {
             self.core.abandon_disk_create(create.retention);
             let _ = create.reply.send(error_reply(
                 Status::NotImplemented,
@@ -545,7 +550,7 @@ impl TopicsTask {
         if self.opening.is_none() {
             let (done, status) = (self.done.clone(), self.status.clone());
             self.opening = Some(tokio::task::spawn_blocking(move || {
-                TopicStore::open(&dir, done, status)
+                TopicStore::open(&at, done, status)
             }));
         }
     }

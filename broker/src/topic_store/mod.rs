@@ -14,9 +14,14 @@
 //! ((stream, offset) -> [`Record`]: when published and the frames after the topic). A
 //! message whose topic was deleted before it was written is skipped. Pruning (below the
 //! offset the retention keeps) rides in the next batch.
+//!
+//! The same ops go to PostgreSQL instead with `[topics] store = "postgres"`
+//! ([`postgres`]): the same records in two tables, one transaction per batch.
+
+pub mod postgres;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -165,13 +170,72 @@ impl StoreStatus {
     }
 }
 
+/// Where the disk topics are kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreAt {
+    /// `topics.redb` in this directory (the default).
+    Dir(PathBuf),
+    /// A PostgreSQL database.
+    Postgres {
+        /// The connection URL (never with a password: the configuration refuses one).
+        url: String,
+        /// The password, read from `[topics] password_file`.
+        password: Option<String>,
+        /// A commit or a connection not done within this fails.
+        timeout: std::time::Duration,
+    },
+}
+
+impl std::fmt::Debug for StoreAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dir(dir) => f.debug_tuple("Dir").field(dir).finish(),
+            // No password shown.
+            Self::Postgres { url, .. } => f.debug_struct("Postgres").field("url", url).finish(),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Dir(dir) => write!(f, "{}", dir.join(TOPIC_STORE_FILE).display()),
+            Self::Postgres { url, .. } => write!(f, "postgres {url}"),
+        }
+    }
+}
+
+impl StoreAt {
+    /// Whether there is a store to load at start: a directory holding the file (a broker
+    /// with topics in memory only leaves no file behind), or a database (it may hold topics).
+    pub fn exists(&self) -> bool {
+        match self {
+            Self::Dir(dir) => dir.join(TOPIC_STORE_FILE).exists(),
+            Self::Postgres { .. } => true,
+        }
+    }
+}
+
+/// What keeps the ops: the writer thread's only dependency on the engine.
+trait Backend: Send {
+    /// Every disk topic with its messages.
+    fn load(&mut self) -> Result<Vec<Loaded>, String>;
+    /// Applies `batch` in one transaction, all or nothing; `streams` is the writer's list of
+    /// the topics kept (stream -> name and description), updated as the ops go.
+    fn commit(
+        &mut self,
+        batch: Vec<Op>,
+        streams: &mut HashMap<u64, (Bytes, Meta)>,
+    ) -> Result<(), String>;
+}
+
 /// The open store: submit ops, get [`Committed`] batches back on the channel given to
 /// [`TopicStore::open`].
 #[derive(Debug)]
 pub struct TopicStore {
     tx: Option<SyncSender<Op>>,
     thread: Option<JoinHandle<()>>,
-    path: PathBuf,
+    at: StoreAt,
 }
 
 /// Milliseconds since the Unix epoch now.
@@ -182,28 +246,43 @@ pub fn now_ms() -> u64 {
 }
 
 impl TopicStore {
-    /// Opens (or creates) `dir/topics.redb`, loads every disk topic, and starts the writer,
-    /// which reports each batch on `done`.
+    /// Opens (or creates) the store at `at` (`dir/topics.redb`, or the tables in a
+    /// PostgreSQL database), loads every disk topic, and starts the writer, which reports
+    /// each batch on `done`. Blocks (call it off the runtime's threads).
     ///
     /// # Errors
-    /// Why the store cannot be used (the directory, the file, a record that does not
-    /// decode).
+    /// Why the store cannot be used (the directory, the file, the database, a record that
+    /// does not decode).
     pub fn open(
-        dir: &Path,
+        at: &StoreAt,
         done: tokio::sync::mpsc::UnboundedSender<Committed>,
         status: Arc<StoreStatus>,
     ) -> Result<(Self, Vec<Loaded>), String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let path = dir.join(TOPIC_STORE_FILE);
-        let db = Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let loaded = load(&db).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut backend: Box<dyn Backend> = match at {
+            StoreAt::Dir(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let path = dir.join(TOPIC_STORE_FILE);
+                let db = Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                Box::new(RedbBackend { db })
+            }
+            StoreAt::Postgres {
+                url,
+                password,
+                timeout,
+            } => Box::new(postgres::PgBackend::open(
+                url,
+                password.as_deref(),
+                *timeout,
+            )?),
+        };
+        let loaded = backend.load().map_err(|e| format!("{at}: {e}"))?;
         let streams = loaded
             .iter()
             .map(|l| (l.meta.stream, (l.name.clone(), l.meta)))
             .collect();
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let writer = Writer {
-            db,
+            backend,
             rx,
             done,
             status,
@@ -213,12 +292,12 @@ impl TopicStore {
             .name("domo-topic-store".into())
             .spawn(move || writer.run())
             .map_err(|e| format!("cannot start the writer thread: {e}"))?;
-        info!(path = %path.display(), topics = loaded.len(), "Topic store open");
+        info!(store = %at, topics = loaded.len(), "Topic store open");
         Ok((
             Self {
                 tx: Some(tx),
                 thread: Some(thread),
-                path,
+                at: at.clone(),
             },
             loaded,
         ))
@@ -229,7 +308,7 @@ impl TopicStore {
         match self.tx.as_ref().map(|tx| tx.try_send(op)) {
             Some(Ok(())) => true,
             Some(Err(TrySendError::Full(_))) => {
-                warn!(path = %self.path.display(), "Topic store queue full: write refused");
+                warn!(store = %self.at, "Topic store queue full: write refused");
                 false
             }
             _ => false,
@@ -248,6 +327,25 @@ impl TopicStore {
 impl Drop for TopicStore {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The embedded store: `topics.redb`.
+struct RedbBackend {
+    db: Database,
+}
+
+impl Backend for RedbBackend {
+    fn load(&mut self) -> Result<Vec<Loaded>, String> {
+        load(&self.db)
+    }
+
+    fn commit(
+        &mut self,
+        batch: Vec<Op>,
+        streams: &mut HashMap<u64, (Bytes, Meta)>,
+    ) -> Result<(), String> {
+        commit_redb(&self.db, batch, streams)
     }
 }
 
@@ -289,7 +387,7 @@ fn load(db: &Database) -> Result<Vec<Loaded>, String> {
 }
 
 struct Writer {
-    db: Database,
+    backend: Box<dyn Backend>,
     rx: Receiver<Op>,
     done: tokio::sync::mpsc::UnboundedSender<Committed>,
     status: Arc<StoreStatus>,
@@ -314,7 +412,7 @@ impl Writer {
                 .iter()
                 .any(|op| matches!(op, Op::Create { .. } | Op::Delete { .. }))
                 .then(|| self.streams.clone());
-            let result = self.commit(batch);
+            let result = self.backend.commit(batch, &mut self.streams);
             match &result {
                 Ok(()) => self.status.set(None),
                 Err(e) => {
@@ -331,9 +429,16 @@ impl Writer {
             }
         }
     }
+}
 
-    fn commit(&mut self, batch: Vec<Op>) -> Result<(), String> {
-        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+/// [`RedbBackend::commit`].
+fn commit_redb(
+    db: &Database,
+    batch: Vec<Op>,
+    streams: &mut HashMap<u64, (Bytes, Meta)>,
+) -> Result<(), String> {
+    {
+        let txn = db.begin_write().map_err(|e| e.to_string())?;
         {
             let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
             let mut messages = txn.open_table(MESSAGES).map_err(|e| e.to_string())?;
@@ -355,7 +460,7 @@ impl Writer {
                         topics
                             .insert(name.as_ref(), value.as_slice())
                             .map_err(|e| e.to_string())?;
-                        self.streams.insert(meta.stream, (name, meta));
+                        streams.insert(meta.stream, (name, meta));
                     }
                     Op::Append {
                         stream,
@@ -364,7 +469,7 @@ impl Writer {
                         frames,
                         ..
                     } => {
-                        if !self.streams.contains_key(&stream) {
+                        if !streams.contains_key(&stream) {
                             continue; // deleted before it was written
                         }
                         put_message(&mut messages, stream, offset, at_ms, &frames)?;
@@ -383,13 +488,13 @@ impl Writer {
                         messages
                             .retain_in((stream, 0)..=(stream, u64::MAX), |_, _| false)
                             .map_err(|e| e.to_string())?;
-                        self.streams.remove(&stream);
+                        streams.remove(&stream);
                         advanced.remove(&stream);
                     }
                 }
             }
             for (stream, next) in advanced {
-                if let Some((name, meta)) = self.streams.get_mut(&stream) {
+                if let Some((name, meta)) = streams.get_mut(&stream) {
                     if next > meta.next {
                         meta.next = next;
                         let value = postcard::to_allocvec(meta).map_err(|e| e.to_string())?;
@@ -440,15 +545,67 @@ mod tests {
     }
 
     fn open(
-        dir: &Path,
+        at: &StoreAt,
     ) -> (
         TopicStore,
         Vec<Loaded>,
         tokio::sync::mpsc::UnboundedReceiver<Committed>,
     ) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let (store, loaded) = TopicStore::open(dir, tx, Arc::default()).unwrap();
+        let (store, loaded) = TopicStore::open(at, tx, Arc::default()).unwrap();
         (store, loaded, rx)
+    }
+
+    /// A fresh schema on the test server (`DOMO_TEST_PG_URL`, which `.ci/run` sets); `None`
+    /// without one, except under `CI=true`.
+    fn postgres() -> Option<StoreAt> {
+        let Ok(base) = std::env::var("DOMO_TEST_PG_URL") else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI=true but DOMO_TEST_PG_URL is not set"
+            );
+            eprintln!("PostgreSQL topic store not tested: DOMO_TEST_PG_URL is not set");
+            return None;
+        };
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let schema = format!(
+            "topics_t_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            now_ms()
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .unwrap();
+        });
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some(StoreAt::Postgres {
+            url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+            password: None,
+            timeout: std::time::Duration::from_secs(5),
+        })
+    }
+
+    #[test]
+    fn a_second_broker_cannot_open_the_same_postgres_topics() {
+        let Some(at) = postgres() else { return };
+        let (first, _, _done) = open(&at);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let err = TopicStore::open(&at, tx, Arc::default()).unwrap_err();
+        assert!(err.contains("another broker keeps its topics"), "{err}");
+        drop(first);
+        // Its connection gone, the lock is free again.
+        let (_again, _, _done) = open(&at);
     }
 
     fn meta(stream: u64) -> Meta {
@@ -464,8 +621,15 @@ mod tests {
     #[test]
     fn topics_and_messages_survive_a_reopen_and_prunes_and_deletes_stick() {
         let dir = tempfile::tempdir().unwrap();
+        survive_a_reopen(&StoreAt::Dir(dir.path().to_path_buf()));
+        if let Some(at) = postgres() {
+            survive_a_reopen(&at);
+        }
+    }
+
+    fn survive_a_reopen(at: &StoreAt) {
         {
-            let (store, loaded, mut done) = open(dir.path());
+            let (store, loaded, mut done) = open(at);
             assert!(loaded.is_empty());
             store.submit(Op::Create {
                 name: b("a"),
@@ -513,7 +677,7 @@ mod tests {
             }
             assert_eq!(tokens, [1, 2, 3, 4, 5, 9, 10, 11]);
         }
-        let (_store, loaded, _done) = open(dir.path());
+        let (_store, loaded, _done) = open(at);
         assert_eq!(loaded.len(), 1);
         let a = &loaded[0];
         assert_eq!(
