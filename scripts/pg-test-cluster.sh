@@ -2,8 +2,8 @@
 # Throw-away PostgreSQL servers (Debian's package) on loopback, for the tests of the PostgreSQL
 # store (issue #18). Not a production setup: trust authentication, one local user.
 #
-#   eval "$(scripts/pg-test-cluster.sh start)"
-#       a plain server: DOMO_TEST_PG_URL, DOMO_TEST_PG_DIR
+#   eval "$(scripts/pg-test-cluster.sh start [PORT])"
+#       a plain server (on PORT if given): DOMO_TEST_PG_URL, DOMO_TEST_PG_DIR
 #   eval "$(scripts/pg-test-cluster.sh start-sync)"
 #       a primary that commits only once its synchronous standby has the WAL (synchronous_commit
 #       = on, synchronous_standby_names = '*'), and that standby: DOMO_TEST_PG_SYNC_URL,
@@ -78,7 +78,7 @@ standby_of() {
 case "${1:-}" in
   start)
     dir=$(new_dir)
-    port=$(free_port)
+    port=${2:-$(free_port)}
     init "$dir/data"
     start_server "$dir/data" "$port" "$dir" "$dir/server.log"
     echo "export DOMO_TEST_PG_URL='postgres://postgres@127.0.0.1:$port/postgres' DOMO_TEST_PG_DIR='$dir'"

@@ -238,3 +238,90 @@ fn require_sync_standby_against_a_server_without_one_keeps_titanic_closed_and_sa
     });
     assert_eq!(status, 503, "{body}");
 }
+
+#[test]
+fn a_broker_started_before_its_database_serves_titanic_once_the_database_is_up() {
+    let server = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|v| v.flatten().any(|v| v.path().join("bin/pg_ctl").is_file()))
+        .unwrap_or(false);
+    if !present_or_skip(server, "the PostgreSQL server (apt-get install postgresql)") {
+        return;
+    }
+    // The database's port, free for now: nothing answers there yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = TempDir::new("titanic-pg-late");
+    let path = dir.path().join("broker.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[titanic]\nstore = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:{port}/postgres\"\n\
+             commit_timeout = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let b = LoggedBroker::start(&["--config", path.to_str().unwrap(), "--heartbeat", "250ms"]);
+    wait_for_service(&b.endpoint, "titanic.request", b"200");
+
+    // Up, Titanic registered, but no database: an error, never a 200, and /readyz says why.
+    let client = ReqClient::connect(&b.endpoint);
+    assert_eq!(
+        client.request("titanic.request", &[b"echo", b"early"]),
+        vec![b"500"]
+    );
+    let (status, body) = http_get(&b.metrics, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("PostgreSQL"), "{body}");
+    // The database comes up on that port: the broker connects in the background.
+    let script = format!(
+        "{}/../scripts/pg-test-cluster.sh",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new("bash")
+        .args([&script, "start", &port.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    let pg_dir = line
+        .split("DOMO_TEST_PG_DIR='")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_string();
+    let stop = scopeguard(move || {
+        let _ = Command::new("bash")
+            .args([&script, "stop", &pg_dir])
+            .output();
+    });
+    poll_until(Duration::from_secs(20), || {
+        (http_get(&b.metrics, "/readyz").0 == 200).then_some(())
+    })
+    .unwrap_or_else(|| panic!("/readyz never 200:\n{}", b.child.log()));
+    let ack = client.request("titanic.request", &[b"echo", b"late"]);
+    assert_eq!(ack[0], b"200", "{ack:?}");
+    assert_eq!(client.request("titanic.reply", &[&ack[1]]), vec![b"300"]);
+    drop(stop);
+}
+
+/// Runs `f` when dropped (a test's cleanup, also when it fails).
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

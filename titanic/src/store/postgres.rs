@@ -163,6 +163,15 @@ async fn replication(client: &Client) -> String {
     }
 }
 
+/// Reads the replication state for [`Store::describe`].
+async fn read_replication(reader: &Reader, shared: &Shared) {
+    let now = match reader.client().await {
+        Ok(c) => replication(&c).await,
+        Err(e) => format!("replication state unknown: {e}"),
+    };
+    *shared.replication.lock_unpoisoned() = now;
+}
+
 /// The Titanic store on PostgreSQL.
 pub struct PostgresStore {
     writes: mpsc::UnboundedSender<Write>,
@@ -331,78 +340,62 @@ impl PostgresStore {
         let (stop, stopped) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (writes, queue) = mpsc::unbounded_channel();
-        let opts = options.clone();
         let clock = options.clock.clone();
-        std::thread::Builder::new()
-            .name("titanic-postgres".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let setup = async {
-                        let reader = connect(&opts).await?;
-                        if opts.require_sync_standby {
-                            check_sync_standby(&reader).await?;
+        let shared = Arc::new(Shared {
+            live_bytes: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            failed: Mutex::new(None),
+            replication: Mutex::new("replication state not read yet".into()),
+        });
+        let reader = Arc::new(Reader {
+            options: options.clone(),
+            client: tokio::sync::Mutex::new(None),
+        });
+        let mut writer = Writer {
+            client: None,
+            options,
+            ids: IdGenerator::after(None),
+            shared: shared.clone(),
+            initialized: false,
+        };
+        {
+            let (reader, shared) = (reader.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("titanic-postgres".into())
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        // The first attempt decides what `open` returns.
+                        let first = writer.init().await;
+                        // Known before `open` returns, when the server is there.
+                        if first.is_ok() {
+                            read_replication(&reader, &shared).await;
                         }
-                        migrate(&reader).await?;
-                        let row = reader
-                            .query_one(
-                                "SELECT (SELECT id FROM titanic_requests ORDER BY id DESC LIMIT 1),
-                                        (SELECT coalesce(sum(size), 0)::bigint FROM titanic_requests)",
-                                &[],
-                            )
-                            .await
-                            .map_err(|e| unavailable(&e))?;
-                        let floor = row.get::<_, Option<Vec<u8>>>(0).map(|b| id_of(&b)).transpose()?;
-                        let live: i64 = row.get(1);
-                        let writer = connect(&opts).await?;
-                        let statements =
-                            Statements::prepare(&writer).await.map_err(|e| unavailable(&e))?;
-                        Ok::<_, Error>((reader, (writer, statements), floor, live))
-                    };
-                    match setup.await {
-                        Ok((reader, writer, floor, live)) => {
-                            let shared = Arc::new(Shared {
-                                live_bytes: AtomicU64::new(u64::try_from(live).unwrap_or(0)),
-                                commits: AtomicU64::new(0),
-                                failed: Mutex::new(None),
-                                replication: Mutex::new(replication(&reader).await),
-                            });
-                            let reader = Arc::new(Reader {
-                                options: opts.clone(),
-                                client: tokio::sync::Mutex::new(Some(Arc::new(reader))),
-                            });
-                            {
-                                let (reader, shared) = (reader.clone(), shared.clone());
-                                tokio::spawn(async move {
-                                    loop {
-                                        tokio::time::sleep(REPLICATION_EVERY).await;
-                                        let now = match reader.client().await {
-                                            Ok(c) => replication(&c).await,
-                                            Err(e) => format!("replication state unknown: {e}"),
-                                        };
-                                        *shared.replication.lock_unpoisoned() = now;
-                                    }
-                                });
+                        let _ = ready_tx.send(first);
+                        tokio::spawn(async move {
+                            loop {
+                                tokio::time::sleep(REPLICATION_EVERY).await;
+                                read_replication(&reader, &shared).await;
                             }
-                            let _ = ready_tx.send(Ok((reader, shared.clone())));
-                            let w = Writer {
-                                client: Some(writer),
-                                options: opts,
-                                ids: IdGenerator::after(floor),
-                                shared,
-                            };
-                            tokio::select! {
-                                () = w.run(queue) => {}
-                                _ = stopped => {}
-                            }
+                        });
+                        tokio::select! {
+                            () = writer.run(queue) => {}
+                            _ = stopped => {}
                         }
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                        }
-                    }
-                });
-            })
-            .map_err(|e| unavailable(&e))?;
-        let (reader, shared) = ready_rx.recv().map_err(|_| Error::Closed)??;
+                    });
+                })
+                .map_err(|e| unavailable(&e))?;
+        }
+        match ready_rx.recv().map_err(|_| Error::Closed)? {
+            Ok(()) => {}
+            // No server reached (down, failing over, not started yet): the store opens
+            // anyway and connects in the background; until then every write fails with
+            // the reason (500 to clients), and `check_writes` (`/readyz`) says it.
+            Err(Init::Unreachable(e)) => {
+                tracing::warn!(error = %e, "Titanic PostgreSQL not reachable; connecting in the background");
+            }
+            // A server that answers but does not do: the schema, the standby setting.
+            Err(Init::Refused(e)) => return Err(e),
+        }
         Ok(Self {
             writes,
             reader,
@@ -671,7 +664,22 @@ struct Writer {
     options: PostgresOptions,
     ids: IdGenerator,
     shared: Arc<Shared>,
+    /// Whether the schema is checked and the id floor and live bytes read (done once, at the
+    /// first connection that works).
+    initialized: bool,
 }
+
+/// Why the store could not start.
+enum Init {
+    /// No server reached: retried in the background.
+    Unreachable(Error),
+    /// A server that refuses (the schema, `require_sync_standby`): `open` fails.
+    Refused(Error),
+}
+
+/// How often a store that has not reached its database tries again (without writes to
+/// carry the attempt).
+const INIT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The writer's statements, prepared once per connection (a prepared statement is sent
 /// without the round trip of parsing it, and statements issued together are pipelined in
@@ -779,9 +787,78 @@ const ID_ATTEMPTS: usize = 3;
 impl Writer {
     async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Write>) {
         let mut batch = Vec::new();
-        while queue.recv_many(&mut batch, 4096).await > 0 {
-            self.commit(std::mem::take(&mut batch)).await;
+        loop {
+            tokio::select! {
+                n = queue.recv_many(&mut batch, 4096) => {
+                    if n == 0 {
+                        return;
+                    }
+                    self.commit(std::mem::take(&mut batch)).await;
+                }
+                () = tokio::time::sleep(INIT_RETRY), if !self.initialized => {
+                    if let Err(Init::Unreachable(e) | Init::Refused(e)) = self.init().await {
+                        tracing::debug!(error = %e, "Titanic PostgreSQL still not reachable");
+                    }
+                }
+            }
         }
+    }
+
+    /// Connects (if need be), then, the first time, checks the server and the schema and
+    /// reads where ids start and how many bytes are live. A failure is recorded for
+    /// `check_writes` until a commit succeeds.
+    async fn init(&mut self) -> std::result::Result<(), Init> {
+        let timeout = self.options.commit_timeout;
+        let attempt = tokio::time::timeout(timeout, self.try_init()).await;
+        let outcome = attempt.unwrap_or_else(|_| {
+            Err(Init::Unreachable(Error::Unavailable(format!(
+                "PostgreSQL: no connection within {timeout:?} (commit_timeout)"
+            ))))
+        });
+        match &outcome {
+            Ok(()) => *self.shared.failed.lock_unpoisoned() = None,
+            Err(Init::Unreachable(e) | Init::Refused(e)) => {
+                self.client = None;
+                *self.shared.failed.lock_unpoisoned() = Some(e.to_string());
+            }
+        }
+        outcome
+    }
+
+    async fn try_init(&mut self) -> std::result::Result<(), Init> {
+        if self.initialized && self.client.as_ref().is_some_and(|(c, _)| !c.is_closed()) {
+            return Ok(());
+        }
+        self.client = None;
+        let client = connect(&self.options).await.map_err(Init::Unreachable)?;
+        if !self.initialized {
+            if self.options.require_sync_standby {
+                check_sync_standby(&client).await.map_err(Init::Refused)?;
+            }
+            migrate(&client).await.map_err(Init::Refused)?;
+            let row = client
+                .query_one(
+                    "SELECT (SELECT id FROM titanic_requests ORDER BY id DESC LIMIT 1),
+                            (SELECT coalesce(sum(size), 0)::bigint FROM titanic_requests)",
+                    &[],
+                )
+                .await
+                .map_err(|e| Init::Unreachable(unavailable(&e)))?;
+            let floor = row
+                .get::<_, Option<Vec<u8>>>(0)
+                .map(|b| id_of(&b))
+                .transpose()
+                .map_err(Init::Refused)?;
+            let live = u64::try_from(row.get::<_, i64>(1)).unwrap_or(0);
+            self.ids = IdGenerator::after(floor);
+            self.shared.live_bytes.store(live, Ordering::Relaxed);
+        }
+        let statements = Statements::prepare(&client)
+            .await
+            .map_err(|e| Init::Unreachable(unavailable(&e)))?;
+        self.client = Some((client, statements));
+        self.initialized = true;
+        Ok(())
     }
 
     async fn commit(&mut self, batch: Vec<Write>) {
@@ -951,18 +1028,12 @@ impl Writer {
         closes: &[Vec<u8>],
         expire: Option<&(Vec<u8>, i64)>,
     ) -> std::result::Result<Committed, Failed> {
-        if self
-            .client
-            .as_ref()
-            .is_none_or(|(c, _)| Client::is_closed(c))
-        {
-            let client = connect(&self.options)
+        if !self.initialized || self.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+            self.try_init()
                 .await
-                .map_err(|e| Error::WriteFailed(e.to_string()))?;
-            let statements = Statements::prepare(&client)
-                .await
-                .map_err(|e| write_failed(&e))?;
-            self.client = Some((client, statements));
+                .map_err(|(Init::Unreachable(e) | Init::Refused(e))| {
+                    Failed::Error(Error::WriteFailed(e.to_string()))
+                })?;
         }
         let (client, st) = self.client.as_mut().ok_or(Error::Closed)?;
         let tx = client.transaction().await.map_err(|e| write_failed(&e))?;
@@ -1152,13 +1223,17 @@ mod tests {
     }
 
     #[test]
-    fn a_database_that_cannot_be_reached_is_an_error_naming_it() {
-        let e = PostgresStore::open(PostgresOptions::new(
-            "postgres://nobody@127.0.0.1:1/none?connect_timeout=2",
-        ))
-        .unwrap_err();
-        assert!(matches!(e, Error::Unavailable(_)), "{e}");
+    fn a_database_that_cannot_be_reached_opens_and_fails_writes_naming_it() {
+        let store = PostgresStore::open(PostgresOptions {
+            commit_timeout: std::time::Duration::from_secs(2),
+            ..PostgresOptions::new("postgres://nobody@127.0.0.1:1/none")
+        })
+        .unwrap();
+        let e = store.check_writes().unwrap_err();
         assert!(e.to_string().contains("PostgreSQL"), "{e}");
+        let e = store.put_request(b("svc"), vec![b("x")]).unwrap_err();
+        assert!(e.to_string().contains("PostgreSQL"), "{e}");
+        assert!(store.get(Id::from_u128(1)).is_err());
     }
 
     /// Runs `sql` on the database of `url`.
