@@ -134,7 +134,9 @@ case "${1:-}" in
     dir=${2:?usage: pg-test-cluster.sh ha-crash DIR}
     node=$(cat "$dir/primary")
     pid=$(head -1 "$dir/$node/postmaster.pid")
-    children=$(pgrep -P "$pid" || true)
+    # Its processes (no procps needed): every process whose parent it is.
+    children=$(awk -v p="$pid" '$1 == "PPid:" && $2 == p { split(FILENAME, f, "/"); print f[3] }' \
+      /proc/[0-9]*/status 2>/dev/null || true)
     # shellcheck disable=SC2086
     kill -9 "$pid" $children
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
