@@ -4,6 +4,9 @@
 #
 #   eval "$(scripts/pg-test-cluster.sh start [PORT])"
 #       a plain server (on PORT if given): DOMO_TEST_PG_URL, DOMO_TEST_PG_DIR
+#   eval "$(scripts/pg-test-cluster.sh start-tls)"
+#       a server that takes TLS connections only, its certificate from a throw-away CA:
+#       DOMO_TEST_PG_TLS_URL (sslmode=require), DOMO_TEST_PG_TLS_CA (the CA, PEM), DOMO_TEST_PG_TLS_DIR
 #   eval "$(scripts/pg-test-cluster.sh start-sync)"
 #       a primary that commits only once its synchronous standby has the WAL (synchronous_commit
 #       = on, synchronous_standby_names = '*'), and that standby: DOMO_TEST_PG_SYNC_URL,
@@ -82,6 +85,27 @@ case "${1:-}" in
     init "$dir/data"
     start_server "$dir/data" "$port" "$dir" "$dir/server.log"
     echo "export DOMO_TEST_PG_URL='postgres://postgres@127.0.0.1:$port/postgres' DOMO_TEST_PG_DIR='$dir'"
+    ;;
+  start-tls)
+    # TLS only (pg_hba refuses plain connections), with a certificate for 127.0.0.1 from a
+    # throw-away CA (openssl comes with Debian's postgresql, through ssl-cert).
+    dir=$(new_dir)
+    port=$(free_port)
+    init "$dir/data"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=domo test CA" \
+      -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+      -keyout "$dir/data/server.key" -out "$dir/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$dir/san.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+      -CAcreateserial -days 2 -extfile "$dir/san.ext" -out "$dir/data/server.crt" 2>/dev/null
+    chmod 600 "$dir/data/server.key"
+    printf 'hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\nlocal all all trust\n' \
+      >"$dir/data/pg_hba.conf"
+    if [ "$(id -u)" = 0 ]; then chown -R postgres: "$dir"; fi
+    start_server "$dir/data" "$port" "$dir" "$dir/server.log" \
+      "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key"
+    echo "export DOMO_TEST_PG_TLS_URL='postgres://postgres@127.0.0.1:$port/postgres?sslmode=require' DOMO_TEST_PG_TLS_CA='$dir/ca.crt' DOMO_TEST_PG_TLS_DIR='$dir'"
     ;;
   start-sync)
     dir=$(new_dir)
@@ -168,7 +192,7 @@ case "${1:-}" in
     rm -rf "$dir"
     ;;
   *)
-    echo "usage: pg-test-cluster.sh start | start-sync | standby-stop DIR | standby-start DIR | ha-start | ha-crash DIR | ha-promote DIR | ha-rejoin DIR | stop DIR" >&2
+    echo "usage: pg-test-cluster.sh start [PORT] | start-tls | start-sync | standby-stop DIR | standby-start DIR | ha-start | ha-crash DIR | ha-promote DIR | ha-rejoin DIR | stop DIR" >&2
     exit 2
     ;;
 esac

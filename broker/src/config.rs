@@ -221,6 +221,9 @@ pub struct TitanicSettings {
     /// PostgreSQL: a file holding the password; `None` when empty.
     #[serde(with = "optional_path")]
     pub password_file: Option<PathBuf>,
+    /// PostgreSQL with `sslmode=require`: CA certificates (PEM); `None`: the system's.
+    #[serde(with = "optional_path")]
+    pub ca_file: Option<PathBuf>,
     /// PostgreSQL: refuse to start unless the server commits to a synchronous standby.
     pub require_sync_standby: bool,
     /// PostgreSQL: a commit not done within this is an error to the client, never a 200.
@@ -281,6 +284,9 @@ pub struct TopicsSettings {
     /// PostgreSQL: a file holding the password; `None` when empty.
     #[serde(with = "optional_path")]
     pub password_file: Option<PathBuf>,
+    /// PostgreSQL with `sslmode=require`: CA certificates (PEM); `None`: the system's.
+    #[serde(with = "optional_path")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl TopicsSettings {

@@ -426,6 +426,10 @@ pub(crate) struct StoreArgs {
     /// With --url: a file holding the password ([titanic] password_file).
     #[arg(long, value_name = "FILE", requires = "url")]
     password_file: Option<std::path::PathBuf>,
+    /// With --url and sslmode=require in it: the CA certificates (PEM) the server's must
+    /// chain to ([titanic] ca_file); default: the system's trust store.
+    #[arg(long, value_name = "FILE", requires = "url")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl Command {

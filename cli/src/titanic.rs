@@ -92,6 +92,7 @@ fn open_store(args: &crate::StoreArgs) -> Result<Box<dyn domo_titanic::Store>, S
                 .map_err(|e| format!("--password-file {}: {e}", file.display()))?;
             options.password = Some(password.trim().to_string());
         }
+        options.ca_file.clone_from(&args.ca_file);
         return domo_titanic::store::postgres::PostgresStore::open(options)
             .map(|s| Box::new(s) as Box<dyn domo_titanic::Store>)
             .map_err(|e| e.to_string());

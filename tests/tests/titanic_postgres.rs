@@ -325,3 +325,104 @@ fn scopeguard(f: impl FnOnce()) -> impl Drop {
     }
     Guard(Some(f))
 }
+
+#[test]
+fn tls_to_the_database_is_verified_against_the_ca_file_and_a_refusal_says_why() {
+    let server = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|v| v.flatten().any(|v| v.path().join("bin/pg_ctl").is_file()))
+        .unwrap_or(false);
+    if !present_or_skip(server, "the PostgreSQL server (apt-get install postgresql)") {
+        return;
+    }
+    let script = format!(
+        "{}/../scripts/pg-test-cluster.sh",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new("bash")
+        .args([&script, "start-tls"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    let value = |name: &str| {
+        let from = line.find(&format!("{name}='")).unwrap() + name.len() + 2;
+        line[from..].split('\'').next().unwrap().to_string()
+    };
+    let (url, ca, pg_dir) = (
+        value("DOMO_TEST_PG_TLS_URL"),
+        value("DOMO_TEST_PG_TLS_CA"),
+        value("DOMO_TEST_PG_TLS_DIR"),
+    );
+    let _stop = scopeguard({
+        let script = script.clone();
+        move || {
+            let _ = Command::new("bash")
+                .args([&script, "stop", &pg_dir])
+                .output();
+        }
+    });
+    let dir = TempDir::new("titanic-pg-tls");
+    let broker = |name: &str, url: &str, ca: Option<&str>| {
+        let path = dir.path().join(format!("{name}.toml"));
+        let ca = ca.map_or(String::new(), |ca| format!("ca_file = \"{ca}\"\n"));
+        std::fs::write(
+            &path,
+            format!(
+                "[titanic]\nstore = \"postgres\"\nurl = \"{url}\"\ncommit_timeout = \"2s\"\n{ca}"
+            ),
+        )
+        .unwrap();
+        let b = LoggedBroker::start(&["--config", path.to_str().unwrap(), "--heartbeat", "250ms"]);
+        wait_for_service(&b.endpoint, "titanic.request", b"200");
+        b
+    };
+
+    // Trusting the CA: stored, over TLS (the server takes nothing else).
+    let b = broker("trusted", &url, Some(&ca));
+    let client = ReqClient::connect(&b.endpoint);
+    let ack = client.request("titanic.request", &[b"echo", b"over tls"]);
+    assert_eq!(ack[0], b"200", "{ack:?}\n{}", b.child.log());
+    assert_eq!(http_get(&b.metrics, "/readyz").0, 200);
+    let ssl = Command::new("psql")
+        .args([
+            url.as_str(),
+            "-qAtc",
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = 'domo-titanic'",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ssl.stdout).trim(), "t", "{ssl:?}");
+    drop(client);
+    drop(b);
+
+    // The system's trust store does not know the test CA: refused, and /readyz says it is
+    // the certificate, not a timeout.
+    let b = broker("untrusted", &url, None);
+    let client = ReqClient::connect(&b.endpoint);
+    assert_eq!(
+        client.request("titanic.request", &[b"echo", b"x"]),
+        vec![b"500"]
+    );
+    let (status, body) = http_get(&b.metrics, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.to_lowercase().contains("certificate"), "{body}");
+    drop(client);
+    drop(b);
+
+    // Plain to a server that takes TLS only: the server's refusal, named.
+    let plain = url.replace("sslmode=require", "sslmode=disable");
+    let b = broker("plain", &plain, None);
+    let client = ReqClient::connect(&b.endpoint);
+    assert_eq!(
+        client.request("titanic.request", &[b"echo", b"x"]),
+        vec![b"500"]
+    );
+    let (status, body) = http_get(&b.metrics, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no encryption"), "{body}");
+}

@@ -56,6 +56,7 @@ pub mod clock;
 pub mod dispatcher;
 pub mod error;
 pub mod id;
+pub mod pg;
 pub mod record;
 pub mod server;
 pub mod service;

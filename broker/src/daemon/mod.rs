@@ -149,6 +149,7 @@ pub async fn run(
                             .ok()
                             .map(|p| p.trim().to_string())
                     }),
+                    ca_file: t.ca_file.clone(),
                     timeout: std::time::Duration::from_secs(5),
                 },
             }),

@@ -85,6 +85,7 @@ pub async fn start(
                 pg.limits.max_bytes = t.max_bytes;
                 pg.commit_timeout = t.commit_timeout;
                 pg.require_sync_standby = t.require_sync_standby;
+                pg.ca_file = t.ca_file.clone();
                 config.backend = domo_titanic::server::Backend::Postgres(Box::new(pg));
             }
             Err(message) => {

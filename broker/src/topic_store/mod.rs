@@ -181,6 +181,9 @@ pub enum StoreAt {
         url: String,
         /// The password, read from `[topics] password_file`.
         password: Option<String>,
+        /// With `sslmode=require`: the CA certificates the server's must chain to (`None`:
+        /// the system's trust store).
+        ca_file: Option<PathBuf>,
         /// A commit or a connection not done within this fails.
         timeout: std::time::Duration,
     },
@@ -268,10 +271,12 @@ impl TopicStore {
             StoreAt::Postgres {
                 url,
                 password,
+                ca_file,
                 timeout,
             } => Box::new(postgres::PgBackend::open(
                 url,
                 password.as_deref(),
+                ca_file.as_deref(),
                 *timeout,
             )?),
         };
@@ -592,6 +597,7 @@ mod tests {
         Some(StoreAt::Postgres {
             url: format!("{base}{sep}options=-c%20search_path%3D{schema}"),
             password: None,
+            ca_file: None,
             timeout: std::time::Duration::from_secs(5),
         })
     }

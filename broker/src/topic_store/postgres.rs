@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 use super::{Backend, Loaded, Meta, Op, Record};
 
@@ -57,8 +57,7 @@ struct Conn {
 /// store's writer thread.
 pub(super) struct PgBackend {
     runtime: tokio::runtime::Runtime,
-    url: String,
-    password: Option<String>,
+    connector: domo_titanic::pg::Connector,
     timeout: Duration,
     conn: Option<Conn>,
 }
@@ -68,16 +67,18 @@ impl PgBackend {
     pub(super) fn open(
         url: &str,
         password: Option<&str>,
+        ca_file: Option<&std::path::Path>,
         timeout: Duration,
     ) -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
+        let connector =
+            domo_titanic::pg::Connector::new(url, password, ca_file, timeout, "domo-topics")?;
         let mut backend = Self {
             runtime,
-            url: url.to_string(),
-            password: password.map(str::to_string),
+            connector,
             timeout,
             conn: None,
         };
@@ -91,9 +92,9 @@ impl PgBackend {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let (url, password, timeout) = (&self.url, self.password.as_deref(), self.timeout);
+            let (connector, timeout) = (&self.connector, self.timeout);
             let conn = self.runtime.block_on(async {
-                tokio::time::timeout(timeout, connect(url, password, timeout))
+                tokio::time::timeout(timeout, connect(connector))
                     .await
                     .unwrap_or_else(|_| {
                         Err(format!("PostgreSQL: no connection within {timeout:?}"))
@@ -107,21 +108,8 @@ impl PgBackend {
     }
 }
 
-async fn connect(url: &str, password: Option<&str>, timeout: Duration) -> Result<Conn, String> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| why(&e))?;
-    if let Some(p) = password {
-        config.password(p.as_bytes());
-    }
-    config.application_name("domo-topics");
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(timeout);
-    }
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| why(&e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "Topic store PostgreSQL connection ended");
-        }
-    });
+async fn connect(connector: &domo_titanic::pg::Connector) -> Result<Conn, String> {
+    let client = connector.connect().await.map_err(|e| why(&e))?;
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS topics_meta (key text PRIMARY KEY, value text NOT NULL);

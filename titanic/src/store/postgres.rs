@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use domo_mdp::LockExt;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 
 use super::{request_size, Durable, Limits, Lookup, Stats, Store};
 use crate::clock::{SystemClock, TimeSource};
@@ -74,6 +74,9 @@ pub struct PostgresOptions {
     /// Refuse to open unless the server commits synchronously to a standby
     /// (`synchronous_standby_names` set, `synchronous_commit` neither `off` nor `local`).
     pub require_sync_standby: bool,
+    /// With `sslmode=require` in the URL: the CA certificates (PEM) that the server's
+    /// certificate must chain to; `None`: the system's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -95,6 +98,7 @@ impl PostgresOptions {
             clock: Arc::new(SystemClock),
             commit_timeout: std::time::Duration::from_secs(5),
             require_sync_standby: false,
+            ca_file: None,
         }
     }
 }
@@ -225,27 +229,27 @@ fn id_of(bytes: &[u8]) -> Result<Id> {
     Ok(Id::from_u128(u128::from_be_bytes(raw)))
 }
 
+/// How the store connects (see [`crate::pg::Connector`]).
+///
+/// # Errors
+///
+/// [`Error::Unavailable`] naming what is wrong with the URL or the CA file.
+fn connector(options: &PostgresOptions) -> Result<crate::pg::Connector> {
+    crate::pg::Connector::new(
+        &options.url,
+        options.password.as_deref(),
+        options.ca_file.as_deref(),
+        options.commit_timeout,
+        "domo-titanic",
+    )
+    .map_err(Error::Unavailable)
+}
+
 async fn connect(options: &PostgresOptions) -> Result<Client> {
-    let mut config: tokio_postgres::Config = options
-        .url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| unavailable(&e))?;
-    if let Some(p) = &options.password {
-        config.password(p.as_bytes());
-    }
-    config.application_name("domo-titanic");
-    if config.get_connect_timeout().is_none() {
-        // Each host of a multi-host URL gets this long (a host that is down on another
-        // machine may not answer at all).
-        config.connect_timeout(options.commit_timeout);
-    }
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| unavailable(&e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "Titanic PostgreSQL connection ended");
-        }
-    });
-    Ok(client)
+    connector(options)?
+        .connect()
+        .await
+        .map_err(|e| unavailable(&e))
 }
 
 /// `Ok` if the server acknowledges a commit only once a synchronous standby has it.
@@ -332,6 +336,8 @@ impl PostgresStore {
     /// [`Error::Unavailable`] when the database cannot be reached, the URL does not parse, or
     /// the schema is of another version.
     pub fn open(options: PostgresOptions) -> Result<Self> {
+        // A URL or CA file that cannot work is an error now, not a retry in the background.
+        connector(&options)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1125,6 +1131,7 @@ impl Writer {
 /// without one, except under `CI=true`, where that is a failure.
 #[cfg(test)]
 pub(crate) fn test_url() -> Option<String> {
+    use tokio_postgres::NoTls;
     let Ok(base) = std::env::var("DOMO_TEST_PG_URL") else {
         assert!(
             std::env::var("CI").is_err(),
@@ -1243,7 +1250,9 @@ mod tests {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
             tokio::spawn(conn);
             client.batch_execute(sql).await.unwrap();
         });
