@@ -1166,33 +1166,24 @@ impl Settings {
                 }
             }
         }
-        let t = &self.titanic;
-        if t.enabled && t.store == TitanicStore::Postgres {
-            if t.url.trim().is_empty() {
+        for (section, enabled, store, url) in [
+            ("titanic", self.titanic.enabled, self.titanic.store, &self.titanic.url),
+            ("topics", self.topics.enabled, self.topics.store, &self.topics.url),
+        ] {
+            if !enabled || store != TitanicStore::Postgres {
+                continue;
+            }
+            let key = format!("{section}.url");
+            if url.trim().is_empty() {
                 return Err(origins.error(
-                    "titanic.url",
+                    &key,
                     "required with store = \"postgres\" (e.g. \"postgres://domo@db1:5432/domo\")",
                 ));
             }
-            if url_has_password(&t.url) {
+            if url_has_password(url) {
                 return Err(origins.error(
-                    "titanic.url",
-                    "holds a password: put it in titanic.password_file instead",
-                ));
-            }
-        }
-        let t = &self.topics;
-        if t.enabled && t.store == TitanicStore::Postgres {
-            if t.url.trim().is_empty() {
-                return Err(origins.error(
-                    "topics.url",
-                    "required with store = \"postgres\" (e.g. \"postgres://domo@db1:5432/domo\")",
-                ));
-            }
-            if url_has_password(&t.url) {
-                return Err(origins.error(
-                    "topics.url",
-                    "holds a password: put it in topics.password_file instead",
+                    &key,
+                    &format!("holds a password: put it in {section}.password_file instead"),
                 ));
             }
         }

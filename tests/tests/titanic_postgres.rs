@@ -241,10 +241,7 @@ fn require_sync_standby_against_a_server_without_one_keeps_titanic_closed_and_sa
 
 #[test]
 fn a_broker_started_before_its_database_serves_titanic_once_the_database_is_up() {
-    let server = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|v| v.flatten().any(|v| v.path().join("bin/pg_ctl").is_file()))
-        .unwrap_or(false);
-    if !present_or_skip(server, "the PostgreSQL server (apt-get install postgresql)") {
+    if !pg_server_or_skip() {
         return;
     }
     // The database's port, free for now: nothing answers there yet.
@@ -276,33 +273,7 @@ fn a_broker_started_before_its_database_serves_titanic_once_the_database_is_up()
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("PostgreSQL"), "{body}");
     // The database comes up on that port: the broker connects in the background.
-    let script = format!(
-        "{}/../scripts/pg-test-cluster.sh",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let out = Command::new("bash")
-        .args([&script, "start", &port.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8(out.stdout).unwrap();
-    let pg_dir = line
-        .split("DOMO_TEST_PG_DIR='")
-        .nth(1)
-        .unwrap()
-        .split('\'')
-        .next()
-        .unwrap()
-        .to_string();
-    let stop = scopeguard(move || {
-        let _ = Command::new("bash")
-            .args([&script, "stop", &pg_dir])
-            .output();
-    });
+    let _db = PgCluster::start(&["start", &port.to_string()], "DOMO_TEST_PG_DIR");
     poll_until(Duration::from_secs(20), || {
         (http_get(&b.metrics, "/readyz").0 == 200).then_some(())
     })
@@ -310,61 +281,18 @@ fn a_broker_started_before_its_database_serves_titanic_once_the_database_is_up()
     let ack = client.request("titanic.request", &[b"echo", b"late"]);
     assert_eq!(ack[0], b"200", "{ack:?}");
     assert_eq!(client.request("titanic.reply", &[&ack[1]]), vec![b"300"]);
-    drop(stop);
-}
-
-/// Runs `f` when dropped (a test's cleanup, also when it fails).
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }
 
 #[test]
 fn tls_to_the_database_is_verified_against_the_ca_file_and_a_refusal_says_why() {
-    let server = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|v| v.flatten().any(|v| v.path().join("bin/pg_ctl").is_file()))
-        .unwrap_or(false);
-    if !present_or_skip(server, "the PostgreSQL server (apt-get install postgresql)") {
+    if !pg_server_or_skip() {
         return;
     }
-    let script = format!(
-        "{}/../scripts/pg-test-cluster.sh",
-        env!("CARGO_MANIFEST_DIR")
+    let db = PgCluster::start(&["start-tls"], "DOMO_TEST_PG_TLS_DIR");
+    let (url, ca) = (
+        db.var("DOMO_TEST_PG_TLS_URL"),
+        db.var("DOMO_TEST_PG_TLS_CA"),
     );
-    let out = Command::new("bash")
-        .args([&script, "start-tls"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8(out.stdout).unwrap();
-    let value = |name: &str| {
-        let from = line.find(&format!("{name}='")).unwrap() + name.len() + 2;
-        line[from..].split('\'').next().unwrap().to_string()
-    };
-    let (url, ca, pg_dir) = (
-        value("DOMO_TEST_PG_TLS_URL"),
-        value("DOMO_TEST_PG_TLS_CA"),
-        value("DOMO_TEST_PG_TLS_DIR"),
-    );
-    let _stop = scopeguard({
-        let script = script.clone();
-        move || {
-            let _ = Command::new("bash")
-                .args([&script, "stop", &pg_dir])
-                .output();
-        }
-    });
     let dir = TempDir::new("titanic-pg-tls");
     let broker = |name: &str, url: &str, ca: Option<&str>| {
         let path = dir.path().join(format!("{name}.toml"));

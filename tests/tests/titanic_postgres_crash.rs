@@ -15,7 +15,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,76 +22,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use domo_client::{Client, ClientOptions, TitanicId, TitanicReply};
 use domo_tests::pair::{pair_specs_with_titanic, pair_worker, wait_one_active, Node};
-use domo_tests::{poll_until, present_or_skip, TempDir};
+use domo_tests::{pg_server_or_skip, poll_until, PgCluster, TempDir};
 
 const SERVICE: &str = "ledger";
 const SUBMITTERS: usize = 4;
-
-fn script() -> String {
-    format!(
-        "{}/../scripts/pg-test-cluster.sh",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
-
-/// The two-node database of `pg-test-cluster.sh ha-start`; stopped and removed when dropped.
-struct HaDatabase {
-    dir: String,
-    url: String,
-}
-
-impl HaDatabase {
-    fn start() -> Option<Self> {
-        let server = std::fs::read_dir("/usr/lib/postgresql")
-            .map(|versions| {
-                versions
-                    .flatten()
-                    .any(|v| v.path().join("bin/pg_ctl").is_file())
-            })
-            .unwrap_or(false);
-        if !present_or_skip(server, "the PostgreSQL server (apt-get install postgresql)") {
-            return None;
-        }
-        let out = Command::new("bash")
-            .args([&script(), "ha-start"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = String::from_utf8(out.stdout).unwrap();
-        let value = |name: &str| {
-            let from = line.find(&format!("{name}='")).unwrap() + name.len() + 2;
-            line[from..].split('\'').next().unwrap().to_string()
-        };
-        Some(Self {
-            dir: value("DOMO_PG_HA_DIR"),
-            url: value("DOMO_PG_HA_URL"),
-        })
-    }
-
-    fn run(&self, what: &str) {
-        let out = Command::new("bash")
-            .args([&script(), what, &self.dir])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for HaDatabase {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .args([&script(), "stop", &self.dir])
-            .output();
-    }
-}
 
 /// A small deterministic generator (xorshift), seeded from the environment or the clock.
 struct Rng(u64);
@@ -151,9 +84,11 @@ fn pair_client(a: &str, b: &str) -> Client {
 
 #[test]
 fn acknowledged_requests_survive_kill_9_of_the_database_primary_and_the_active_broker() {
-    let Some(db) = HaDatabase::start() else {
+    if !pg_server_or_skip() {
         return;
-    };
+    }
+    let db = PgCluster::start(&["ha-start"], "DOMO_PG_HA_DIR");
+    let url = db.var("DOMO_PG_HA_URL");
     let rounds: usize = std::env::var("DOMO_PG_CRASH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -179,7 +114,7 @@ fn acknowledged_requests_survive_kill_9_of_the_database_primary_and_the_active_b
         format!(
             "[titanic]\nstore = \"postgres\"\nurl = \"{}\"\nrequire_sync_standby = true\n\
              commit_timeout = \"2s\"\n",
-            db.url
+            url
         ),
     )
     .unwrap();
