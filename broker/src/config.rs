@@ -1167,8 +1167,18 @@ impl Settings {
             }
         }
         for (section, enabled, store, url) in [
-            ("titanic", self.titanic.enabled, self.titanic.store, &self.titanic.url),
-            ("topics", self.topics.enabled, self.topics.store, &self.topics.url),
+            (
+                "titanic",
+                self.titanic.enabled,
+                self.titanic.store,
+                &self.titanic.url,
+            ),
+            (
+                "topics",
+                self.topics.enabled,
+                self.topics.store,
+                &self.topics.url,
+            ),
         ] {
             if !enabled || store != TitanicStore::Postgres {
                 continue;
