@@ -219,17 +219,113 @@ impl StoreAt {
     }
 }
 
-/// What keeps the ops: the writer thread's only dependency on the engine.
+/// One change to the kept tables; a batch of ops comes to a list of them ([`plan`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Change {
+    /// Keep (or replace) a topic's description.
+    Meta { name: Bytes, meta: Meta },
+    /// Keep a message, its [`Record`] encoded.
+    Message {
+        stream: u64,
+        offset: u64,
+        record: Vec<u8>,
+    },
+    /// Forget a topic's messages below `below`.
+    Prune { stream: u64, below: u64 },
+    /// Forget a topic and all its messages.
+    Forget { name: Bytes, stream: u64 },
+}
+
+/// What keeps the changes: the writer thread's only dependency on the engine.
 trait Backend: Send {
     /// Every disk topic with its messages.
     fn load(&mut self) -> Result<Vec<Loaded>, String>;
-    /// Applies `batch` in one transaction, all or nothing; `streams` is the writer's list of
-    /// the topics kept (stream -> name and description), updated as the ops go.
-    fn commit(
-        &mut self,
-        batch: Vec<Op>,
-        streams: &mut HashMap<u64, (Bytes, Meta)>,
-    ) -> Result<(), String>;
+    /// Applies `changes` in order in one transaction, all or nothing.
+    fn commit(&mut self, changes: Vec<Change>) -> Result<(), String>;
+}
+
+/// What `batch` does to the tables, in order (the same for every engine): a new topic's
+/// first message and description; each message of a topic still kept (one deleted before
+/// it was written is skipped); prunes; deletions; last, the new `next` offset of every
+/// topic that got messages. `streams` (stream -> name and description of the topics kept)
+/// is updated as the ops go.
+fn plan(batch: Vec<Op>, streams: &mut HashMap<u64, (Bytes, Meta)>) -> Result<Vec<Change>, String> {
+    let mut changes = Vec::with_capacity(batch.len() + 1);
+    // Streams whose `next` moved in this batch.
+    let mut advanced: HashMap<u64, u64> = HashMap::new();
+    for op in batch {
+        match op {
+            Op::Create {
+                name,
+                mut meta,
+                first,
+                ..
+            } => {
+                if let Some((at_ms, frames)) = first {
+                    changes.push(Change::Message {
+                        stream: meta.stream,
+                        offset: 0,
+                        record: encode_record(at_ms, &frames)?,
+                    });
+                    meta.next = meta.next.max(1);
+                }
+                changes.push(Change::Meta {
+                    name: name.clone(),
+                    meta,
+                });
+                streams.insert(meta.stream, (name, meta));
+            }
+            Op::Append {
+                stream,
+                offset,
+                at_ms,
+                frames,
+                ..
+            } => {
+                if !streams.contains_key(&stream) {
+                    continue; // deleted before it was written
+                }
+                changes.push(Change::Message {
+                    stream,
+                    offset,
+                    record: encode_record(at_ms, &frames)?,
+                });
+                let next = advanced.entry(stream).or_insert(0);
+                *next = (*next).max(offset + 1);
+            }
+            Op::Prune { stream, below } => {
+                if below > 0 {
+                    changes.push(Change::Prune { stream, below });
+                }
+            }
+            Op::Delete { name, stream, .. } => {
+                changes.push(Change::Forget { name, stream });
+                streams.remove(&stream);
+                advanced.remove(&stream);
+            }
+        }
+    }
+    for (stream, next) in advanced {
+        if let Some((name, meta)) = streams.get_mut(&stream) {
+            if next > meta.next {
+                meta.next = next;
+                changes.push(Change::Meta {
+                    name: name.clone(),
+                    meta: *meta,
+                });
+            }
+        }
+    }
+    Ok(changes)
+}
+
+/// A message as kept: when published and its frames after the topic.
+fn encode_record(at_ms: u64, frames: &[Bytes]) -> Result<Vec<u8>, String> {
+    let record = Record {
+        at_ms,
+        frames: frames.iter().skip(1).map(|f| f.to_vec()).collect(),
+    };
+    postcard::to_allocvec(&record).map_err(|e| e.to_string())
 }
 
 /// The open store: submit ops, get [`Committed`] batches back on the channel given to
@@ -345,12 +441,8 @@ impl Backend for RedbBackend {
         load(&self.db)
     }
 
-    fn commit(
-        &mut self,
-        batch: Vec<Op>,
-        streams: &mut HashMap<u64, (Bytes, Meta)>,
-    ) -> Result<(), String> {
-        commit_redb(&self.db, batch, streams)
+    fn commit(&mut self, changes: Vec<Change>) -> Result<(), String> {
+        commit_redb(&self.db, changes)
     }
 }
 
@@ -417,7 +509,7 @@ impl Writer {
                 .iter()
                 .any(|op| matches!(op, Op::Create { .. } | Op::Delete { .. }))
                 .then(|| self.streams.clone());
-            let result = self.backend.commit(batch, &mut self.streams);
+            let result = plan(batch, &mut self.streams).and_then(|c| self.backend.commit(c));
             match &result {
                 Ok(()) => self.status.set(None),
                 Err(e) => {
@@ -437,99 +529,43 @@ impl Writer {
 }
 
 /// [`RedbBackend::commit`].
-fn commit_redb(
-    db: &Database,
-    batch: Vec<Op>,
-    streams: &mut HashMap<u64, (Bytes, Meta)>,
-) -> Result<(), String> {
+fn commit_redb(db: &Database, changes: Vec<Change>) -> Result<(), String> {
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
     {
-        let txn = db.begin_write().map_err(|e| e.to_string())?;
-        {
-            let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
-            let mut messages = txn.open_table(MESSAGES).map_err(|e| e.to_string())?;
-            // Streams whose `next` moved in this batch.
-            let mut advanced: HashMap<u64, u64> = HashMap::new();
-            for op in batch {
-                match op {
-                    Op::Create {
-                        name,
-                        mut meta,
-                        first,
-                        ..
-                    } => {
-                        if let Some((at_ms, frames)) = first {
-                            put_message(&mut messages, meta.stream, 0, at_ms, &frames)?;
-                            meta.next = meta.next.max(1);
-                        }
-                        let value = postcard::to_allocvec(&meta).map_err(|e| e.to_string())?;
-                        topics
-                            .insert(name.as_ref(), value.as_slice())
-                            .map_err(|e| e.to_string())?;
-                        streams.insert(meta.stream, (name, meta));
-                    }
-                    Op::Append {
-                        stream,
-                        offset,
-                        at_ms,
-                        frames,
-                        ..
-                    } => {
-                        if !streams.contains_key(&stream) {
-                            continue; // deleted before it was written
-                        }
-                        put_message(&mut messages, stream, offset, at_ms, &frames)?;
-                        let next = advanced.entry(stream).or_insert(0);
-                        *next = (*next).max(offset + 1);
-                    }
-                    Op::Prune { stream, below } => {
-                        if below > 0 {
-                            messages
-                                .retain_in((stream, 0)..(stream, below), |_, _| false)
-                                .map_err(|e| e.to_string())?;
-                        }
-                    }
-                    Op::Delete { name, stream, .. } => {
-                        topics.remove(name.as_ref()).map_err(|e| e.to_string())?;
-                        messages
-                            .retain_in((stream, 0)..=(stream, u64::MAX), |_, _| false)
-                            .map_err(|e| e.to_string())?;
-                        streams.remove(&stream);
-                        advanced.remove(&stream);
-                    }
+        let mut topics = txn.open_table(TOPICS).map_err(|e| e.to_string())?;
+        let mut messages = txn.open_table(MESSAGES).map_err(|e| e.to_string())?;
+        for change in changes {
+            match change {
+                Change::Meta { name, meta } => {
+                    let value = postcard::to_allocvec(&meta).map_err(|e| e.to_string())?;
+                    topics
+                        .insert(name.as_ref(), value.as_slice())
+                        .map_err(|e| e.to_string())?;
                 }
-            }
-            for (stream, next) in advanced {
-                if let Some((name, meta)) = streams.get_mut(&stream) {
-                    if next > meta.next {
-                        meta.next = next;
-                        let value = postcard::to_allocvec(meta).map_err(|e| e.to_string())?;
-                        topics
-                            .insert(name.as_ref(), value.as_slice())
-                            .map_err(|e| e.to_string())?;
-                    }
+                Change::Message {
+                    stream,
+                    offset,
+                    record,
+                } => {
+                    messages
+                        .insert((stream, offset), record.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+                Change::Prune { stream, below } => {
+                    messages
+                        .retain_in((stream, 0)..(stream, below), |_, _| false)
+                        .map_err(|e| e.to_string())?;
+                }
+                Change::Forget { name, stream } => {
+                    topics.remove(name.as_ref()).map_err(|e| e.to_string())?;
+                    messages
+                        .retain_in((stream, 0)..=(stream, u64::MAX), |_, _| false)
+                        .map_err(|e| e.to_string())?;
                 }
             }
         }
-        txn.commit().map_err(|e| e.to_string())
     }
-}
-
-fn put_message(
-    messages: &mut redb::Table<'_, (u64, u64), &[u8]>,
-    stream: u64,
-    offset: u64,
-    at_ms: u64,
-    frames: &[Bytes],
-) -> Result<(), String> {
-    let record = Record {
-        at_ms,
-        frames: frames.iter().skip(1).map(|f| f.to_vec()).collect(),
-    };
-    let value = postcard::to_allocvec(&record).map_err(|e| e.to_string())?;
-    messages
-        .insert((stream, offset), value.as_slice())
-        .map_err(|e| e.to_string())?;
-    Ok(())
+    txn.commit().map_err(|e| e.to_string())
 }
 
 fn token(op: &Op) -> Option<u64> {
@@ -600,6 +636,91 @@ mod tests {
             ca_file: None,
             timeout: std::time::Duration::from_secs(5),
         })
+    }
+
+    #[test]
+    fn a_batch_plans_its_changes_in_order_skipping_deleted_topics() {
+        let mut streams = HashMap::new();
+        let changes = plan(
+            vec![
+                Op::Create {
+                    name: b("a"),
+                    meta: meta(7),
+                    first: Some((5, vec![b("a"), b("seed")])),
+                    token: 1,
+                },
+                Op::Append {
+                    stream: 7,
+                    offset: 1,
+                    at_ms: 6,
+                    frames: vec![b("a"), b("m1")],
+                    token: 2,
+                },
+                Op::Prune {
+                    stream: 7,
+                    below: 0,
+                },
+                Op::Create {
+                    name: b("gone"),
+                    meta: meta(8),
+                    first: None,
+                    token: 3,
+                },
+                Op::Delete {
+                    name: b("gone"),
+                    stream: 8,
+                    token: 4,
+                },
+                Op::Append {
+                    stream: 8,
+                    offset: 0,
+                    at_ms: 7,
+                    frames: vec![b("gone"), b("late")],
+                    token: 5,
+                },
+            ],
+            &mut streams,
+        )
+        .unwrap();
+        let record = |at_ms, frame: &str| encode_record(at_ms, &[b("t"), b(frame)]).unwrap();
+        let next = |stream, next| Meta {
+            next,
+            ..meta(stream)
+        };
+        assert_eq!(
+            changes,
+            vec![
+                Change::Message {
+                    stream: 7,
+                    offset: 0,
+                    record: record(5, "seed")
+                },
+                Change::Meta {
+                    name: b("a"),
+                    meta: next(7, 1)
+                },
+                Change::Message {
+                    stream: 7,
+                    offset: 1,
+                    record: record(6, "m1")
+                },
+                Change::Meta {
+                    name: b("gone"),
+                    meta: meta(8)
+                },
+                Change::Forget {
+                    name: b("gone"),
+                    stream: 8
+                },
+                // The late message of the deleted topic is skipped; a's next offset last.
+                Change::Meta {
+                    name: b("a"),
+                    meta: next(7, 2)
+                },
+            ]
+        );
+        assert_eq!(streams.len(), 1);
+        assert_eq!(streams[&7].1.next, 2);
     }
 
     #[test]

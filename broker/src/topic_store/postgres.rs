@@ -25,13 +25,12 @@
 //! the topics task answers as not stored; the next batch connects again (a multi-host URL
 //! with `target_session_attrs=read-write` follows the new primary) and takes the lock again.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_postgres::{Client, Statement};
 
-use super::{Backend, Loaded, Meta, Op, Record};
+use super::{Backend, Change, Loaded, Meta, Record};
 
 /// The schema this code writes.
 const SCHEMA_VERSION: &str = "1";
@@ -165,17 +164,6 @@ fn unbig(v: i64) -> u64 {
     v as u64
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    postcard::to_allocvec(value).map_err(|e| e.to_string())
-}
-
-fn record(at_ms: u64, frames: &[Bytes]) -> Result<Vec<u8>, String> {
-    encode(&Record {
-        at_ms,
-        frames: frames.iter().skip(1).map(|f| f.to_vec()).collect(),
-    })
-}
-
 /// Messages waiting to be inserted together.
 #[derive(Default)]
 struct Appends {
@@ -201,68 +189,44 @@ impl Appends {
     }
 }
 
-async fn apply(
-    conn: &mut Conn,
-    batch: Vec<Op>,
-    streams: &mut HashMap<u64, (Bytes, Meta)>,
-) -> Result<(), String> {
+/// The changes in order in one transaction; consecutive messages in one statement.
+async fn apply(conn: &mut Conn, changes: Vec<Change>) -> Result<(), String> {
     let Conn { client, append } = conn;
     let tx = client.transaction().await.map_err(|e| why(&e))?;
     let mut pending = Appends::default();
-    // Streams whose `next` moved in this batch.
-    let mut advanced: HashMap<u64, u64> = HashMap::new();
-    let upsert_meta = "INSERT INTO topics_list (name, meta) VALUES ($1, $2)
-                       ON CONFLICT (name) DO UPDATE SET meta = excluded.meta";
-    for op in batch {
-        match op {
-            Op::Create {
-                name,
-                mut meta,
-                first,
-                ..
-            } => {
-                pending.flush(&tx, append).await?;
-                if let Some((at_ms, frames)) = first {
-                    pending.streams.push(big(meta.stream));
-                    pending.offsets.push(0);
-                    pending.records.push(record(at_ms, &frames)?);
-                    pending.flush(&tx, append).await?;
-                    meta.next = meta.next.max(1);
-                }
-                tx.execute(upsert_meta, &[&name.as_ref(), &encode(&meta)?])
-                    .await
-                    .map_err(|e| why(&e))?;
-                streams.insert(meta.stream, (name, meta));
+    for change in changes {
+        if let Change::Message {
+            stream,
+            offset,
+            record,
+        } = change
+        {
+            pending.streams.push(big(stream));
+            pending.offsets.push(big(offset));
+            pending.records.push(record);
+            continue;
+        }
+        pending.flush(&tx, append).await?;
+        match change {
+            Change::Meta { name, meta } => {
+                let meta = postcard::to_allocvec(&meta).map_err(|e| e.to_string())?;
+                tx.execute(
+                    "INSERT INTO topics_list (name, meta) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET meta = excluded.meta",
+                    &[&name.as_ref(), &meta],
+                )
+                .await
+                .map_err(|e| why(&e))?;
             }
-            Op::Append {
-                stream,
-                offset,
-                at_ms,
-                frames,
-                ..
-            } => {
-                if !streams.contains_key(&stream) {
-                    continue; // deleted before it was written
-                }
-                pending.streams.push(big(stream));
-                pending.offsets.push(big(offset));
-                pending.records.push(record(at_ms, &frames)?);
-                let next = advanced.entry(stream).or_insert(0);
-                *next = (*next).max(offset + 1);
+            Change::Prune { stream, below } => {
+                tx.execute(
+                    "DELETE FROM topics_messages WHERE stream = $1 AND \"offset\" < $2",
+                    &[&big(stream), &big(below)],
+                )
+                .await
+                .map_err(|e| why(&e))?;
             }
-            Op::Prune { stream, below } => {
-                pending.flush(&tx, append).await?;
-                if below > 0 {
-                    tx.execute(
-                        "DELETE FROM topics_messages WHERE stream = $1 AND \"offset\" < $2",
-                        &[&big(stream), &big(below)],
-                    )
-                    .await
-                    .map_err(|e| why(&e))?;
-                }
-            }
-            Op::Delete { name, stream, .. } => {
-                pending.flush(&tx, append).await?;
+            Change::Forget { name, stream } => {
                 tx.execute("DELETE FROM topics_list WHERE name = $1", &[&name.as_ref()])
                     .await
                     .map_err(|e| why(&e))?;
@@ -272,22 +236,11 @@ async fn apply(
                 )
                 .await
                 .map_err(|e| why(&e))?;
-                streams.remove(&stream);
-                advanced.remove(&stream);
             }
+            Change::Message { .. } => {}
         }
     }
     pending.flush(&tx, append).await?;
-    for (stream, next) in advanced {
-        if let Some((name, meta)) = streams.get_mut(&stream) {
-            if next > meta.next {
-                meta.next = next;
-                tx.execute(upsert_meta, &[&name.as_ref(), &encode(meta)?])
-                    .await
-                    .map_err(|e| why(&e))?;
-            }
-        }
-    }
     tx.commit().await.map_err(|e| why(&e))
 }
 
@@ -339,18 +292,14 @@ impl Backend for PgBackend {
         })
     }
 
-    fn commit(
-        &mut self,
-        batch: Vec<Op>,
-        streams: &mut HashMap<u64, (Bytes, Meta)>,
-    ) -> Result<(), String> {
+    fn commit(&mut self, changes: Vec<Change>) -> Result<(), String> {
         let timeout = self.timeout;
         self.connection()?;
         let Some(conn) = self.conn.as_mut() else {
             return Err("not connected".into());
         };
         let done = self.runtime.block_on(async {
-            tokio::time::timeout(timeout, apply(conn, batch, streams))
+            tokio::time::timeout(timeout, apply(conn, changes))
                 .await
                 .unwrap_or_else(|_| Err(format!("PostgreSQL: no commit within {timeout:?}")))
         });
