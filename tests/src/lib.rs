@@ -29,6 +29,7 @@ pub mod pair;
 mod peers;
 mod pg;
 mod process;
+mod rng;
 mod temp;
 mod wait;
 
@@ -37,5 +38,6 @@ pub use keys::*;
 pub use peers::*;
 pub use pg::*;
 pub use process::*;
+pub use rng::*;
 pub use temp::*;
 pub use wait::*;

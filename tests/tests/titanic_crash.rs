@@ -58,18 +58,6 @@ fn start_broker(endpoint: &str, dir: &Path) -> Broker {
     broker
 }
 
-/// A small xorshift generator: random enough for kill moments, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Ids acknowledged with 200, with the body sent.
 type Acked = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
 
@@ -130,7 +118,7 @@ fn every_acknowledged_request_survives_sigkill_and_is_answered() {
         .unwrap()
         .as_nanos() as u64;
     println!("seed {seed}");
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     for kill in 0..kills {
         thread::sleep(Duration::from_millis(200 + rng.below(1300)));
         broker.kill();

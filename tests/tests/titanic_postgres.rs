@@ -1,4 +1,4 @@
-//! Titanic on PostgreSQL in a real `domo-broker` (issue #18, first slice): `[titanic] store =
+//! Titanic on PostgreSQL in a real `domo-broker` (issue #18): `[titanic] store =
 //! "postgres"` against a real server (`DOMO_TEST_PG_URL`, which `.ci/run` sets from
 //! `scripts/pg-test-cluster.sh`). A request acknowledged with `200` survives a kill -9 of the
 //! broker: the restarted broker dispatches it and answers its reply. Without the variable the
@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use domo_tests::*;
 
-fn config(dir: &TempDir, url: &str) -> String {
-    let path = dir.path().join("broker.toml");
+/// Writes `DIR/NAME.toml` with `[titanic] store = "postgres"`, `url` and the `more` lines of
+/// that section; its path.
+fn config(dir: &TempDir, name: &str, url: &str, more: &str) -> String {
+    let path = dir.path().join(format!("{name}.toml"));
     std::fs::write(
         &path,
-        format!("[titanic]\nstore = \"postgres\"\nurl = \"{url}\"\ncommit_timeout = \"5s\"\n"),
+        format!("[titanic]\nstore = \"postgres\"\nurl = \"{url}\"\n{more}"),
     )
     .unwrap();
     path.to_str().unwrap().to_string()
@@ -26,7 +28,7 @@ fn an_acknowledged_request_survives_a_kill_9_of_the_broker_in_postgres() {
         return;
     };
     let dir = TempDir::new("titanic-pg");
-    let cfg = config(&dir, &url);
+    let cfg = config(&dir, "broker", &url, "commit_timeout = \"5s\"\n");
     let mut b = LoggedBroker::start(&["--config", &cfg, "--heartbeat", "250ms"]);
     b.child.wait_line("Titanic store open (PostgreSQL)");
     wait_for_service(&b.endpoint, "titanic.request", b"200");
@@ -150,16 +152,13 @@ fn with_the_synchronous_standby_down_a_request_is_an_error_never_a_200_and_works
     };
     let dir = std::env::var("DOMO_TEST_PG_SYNC_DIR").unwrap();
     let tmp = TempDir::new("titanic-pg-sync");
-    let path = tmp.path().join("broker.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[titanic]\nstore = \"postgres\"\nurl = \"{url}\"\nrequire_sync_standby = true\n\
-             commit_timeout = \"2s\"\n"
-        ),
-    )
-    .unwrap();
-    let b = LoggedBroker::start(&["--config", path.to_str().unwrap(), "--heartbeat", "250ms"]);
+    let path = config(
+        &tmp,
+        "broker",
+        &url,
+        "require_sync_standby = true\ncommit_timeout = \"2s\"\n",
+    );
+    let b = LoggedBroker::start(&["--config", &path, "--heartbeat", "250ms"]);
     b.child.wait_line("Titanic store open (PostgreSQL)");
     wait_for_service(&b.endpoint, "titanic.request", b"200");
     let client = ReqClient::connect(&b.endpoint);
@@ -224,13 +223,8 @@ fn require_sync_standby_against_a_server_without_one_keeps_titanic_closed_and_sa
         return;
     };
     let tmp = TempDir::new("titanic-pg-nosync");
-    let path = tmp.path().join("broker.toml");
-    std::fs::write(
-        &path,
-        format!("[titanic]\nstore = \"postgres\"\nurl = \"{url}\"\nrequire_sync_standby = true\n"),
-    )
-    .unwrap();
-    let b = LoggedBroker::start(&["--config", path.to_str().unwrap()]);
+    let path = config(&tmp, "broker", &url, "require_sync_standby = true\n");
+    let b = LoggedBroker::start(&["--config", &path]);
     let (status, body) = eventually(Duration::from_secs(10), "readyz never said why", || {
         let (status, body) = http_get(&b.metrics, "/readyz");
         body.contains("require_sync_standby")
@@ -251,16 +245,9 @@ fn a_broker_started_before_its_database_serves_titanic_once_the_database_is_up()
         .unwrap()
         .port();
     let dir = TempDir::new("titanic-pg-late");
-    let path = dir.path().join("broker.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[titanic]\nstore = \"postgres\"\nurl = \"postgres://postgres@127.0.0.1:{port}/postgres\"\n\
-             commit_timeout = \"1s\"\n"
-        ),
-    )
-    .unwrap();
-    let b = LoggedBroker::start(&["--config", path.to_str().unwrap(), "--heartbeat", "250ms"]);
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let path = config(&dir, "broker", &url, "commit_timeout = \"1s\"\n");
+    let b = LoggedBroker::start(&["--config", &path, "--heartbeat", "250ms"]);
     wait_for_service(&b.endpoint, "titanic.request", b"200");
 
     // Up, Titanic registered, but no database: an error, never a 200, and /readyz says why.
@@ -295,16 +282,9 @@ fn tls_to_the_database_is_verified_against_the_ca_file_and_a_refusal_says_why() 
     );
     let dir = TempDir::new("titanic-pg-tls");
     let broker = |name: &str, url: &str, ca: Option<&str>| {
-        let path = dir.path().join(format!("{name}.toml"));
         let ca = ca.map_or(String::new(), |ca| format!("ca_file = \"{ca}\"\n"));
-        std::fs::write(
-            &path,
-            format!(
-                "[titanic]\nstore = \"postgres\"\nurl = \"{url}\"\ncommit_timeout = \"2s\"\n{ca}"
-            ),
-        )
-        .unwrap();
-        let b = LoggedBroker::start(&["--config", path.to_str().unwrap(), "--heartbeat", "250ms"]);
+        let path = config(&dir, name, url, &format!("commit_timeout = \"2s\"\n{ca}"));
+        let b = LoggedBroker::start(&["--config", &path, "--heartbeat", "250ms"]);
         wait_for_service(&b.endpoint, "titanic.request", b"200");
         b
     };

@@ -22,22 +22,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use domo_client::{Client, ClientOptions, TitanicId, TitanicReply};
 use domo_tests::pair::{pair_specs_with_titanic, pair_worker, wait_one_active, Node};
-use domo_tests::{pg_server_or_skip, poll_until, PgCluster, TempDir};
+use domo_tests::{pg_server_or_skip, poll_until, PgCluster, Rng, TempDir};
 
 const SERVICE: &str = "ledger";
 const SUBMITTERS: usize = 4;
-
-/// A small deterministic generator (xorshift), seeded from the environment or the clock.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 /// What the submitters share with the campaign.
 #[derive(Default)]
@@ -104,7 +92,7 @@ fn acknowledged_requests_survive_kill_9_of_the_database_primary_and_the_active_b
                 | 1
         });
     eprintln!("crash campaign: {rounds} rounds, seed {seed} (DOMO_PG_CRASH_SEED)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let started = Instant::now();
 
     let dir = TempDir::new("titanic-pg-crash");

@@ -1,4 +1,4 @@
-//! A [`Store`] on PostgreSQL (issue #18, first slice): the requests and replies of Titanic in
+//! A [`Store`] on PostgreSQL (issue #18): the requests and replies of Titanic in
 //! a table, written by group commits, so that they are as safe as the database (its WAL,
 //! and with `synchronous_commit` and a synchronous standby, two machines).
 //!
@@ -29,7 +29,8 @@
 //!
 //! A write that fails (the connection lost, the database down) fails every caller of its
 //! commit, and the writer connects again before the next one; [`Store::check_writes`] says so
-//! until a commit succeeds.
+//! until a commit succeeds. Reads connect again the same way. A database not reachable at
+//! open is tried again every second until it answers; the schema is checked then.
 //!
 //! Ids come from this store's generator, which starts above the largest id stored. Several
 //! brokers may write to one database (a Binary Star pair after a failover, where the clocks
@@ -330,11 +331,14 @@ async fn migrate(client: &Client) -> Result<()> {
 }
 
 impl PostgresStore {
-    /// Connects, creates or checks the schema, and starts the writer.
+    /// Connects, creates or checks the schema, and starts the writer. A database that cannot
+    /// be reached is no error: the store opens, fails writes with the reason
+    /// ([`Store::check_writes`] says it) and connects in the background.
     ///
     /// # Errors
-    /// [`Error::Unavailable`] when the database cannot be reached, the URL does not parse, or
-    /// the schema is of another version.
+    /// [`Error::Unavailable`] when the URL does not parse, the CA file cannot be used, the
+    /// schema is of another version, or `require_sync_standby` is set and the server does
+    /// not commit to a synchronous standby.
     pub fn open(options: PostgresOptions) -> Result<Self> {
         // A URL or CA file that cannot work is an error now, not a retry in the background.
         connector(&options)?;
