@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Long kill -9 campaign against the Titanic store (domo-titanic's tests/crash.rs).
 #
-# A child process writes requests and replies through RedbStore with 8 threads (blocking calls)
+# A child process writes requests, replies and closes through the store (redb, then the log
+# store with 256 KiB segments) with 8 threads (blocking calls)
 # and 32 tasks (async calls), some records large enough to be kept in parts, and prints each
 # acknowledged id; it is SIGKILLed a random 20-350 ms after its first acknowledgement (so every
 # kill lands while it writes, however long reopening the grown store takes), the store is reopened and every
@@ -12,5 +13,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iterations="${1:-200}"
-TITANIC_CRASH_ITERATIONS="$iterations" cargo test -p domo-titanic --test crash -- \
-  --exact acknowledged_writes_survive_kill_9_at_random_moments --nocapture
+TITANIC_CRASH_ITERATIONS="$iterations" cargo test --release -p domo-titanic --test crash -- \
+  acknowledged_writes_survive_kill_9_at_random_moments --nocapture --test-threads=1

@@ -213,7 +213,8 @@ pub struct TitanicSettings {
     /// what is queued at once; at most 100 ms, whole milliseconds).
     #[serde(with = "commit_linger")]
     pub commit_linger: Duration,
-    /// Where the requests are kept: `redb` (a file in `data_dir`) or `postgres` (`url`).
+    /// Where the requests are kept: `log` (segment files in `data_dir`), `redb` (a file in
+    /// `data_dir`) or `postgres` (`url`).
     pub store: TitanicStore,
     /// PostgreSQL: the connection URL (several hosts and `target_session_attrs=read-write`
     /// follow a failover); never a password.
@@ -235,7 +236,9 @@ pub struct TitanicSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TitanicStore {
-    /// An embedded redb file (the default).
+    /// Log segments in the data directory (Titanic's default; not for topics).
+    Log,
+    /// An embedded redb file (the topics' default).
     Redb,
     /// A PostgreSQL database.
     Postgres,
@@ -1165,6 +1168,12 @@ impl Settings {
                     ));
                 }
             }
+        }
+        if self.topics.enabled && self.topics.store == TitanicStore::Log {
+            return Err(origins.error(
+                "topics.store",
+                "\"log\" is a Titanic store; topics are kept in \"redb\" or \"postgres\"",
+            ));
         }
         for (section, enabled, store, url) in [
             (

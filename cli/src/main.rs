@@ -412,7 +412,7 @@ enum TitanicCommand {
 /// Which Titanic store `titanic list|purge` opens.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StoreArgs {
-    /// The Titanic data directory (holds titanic.redb) of a stopped broker.
+    /// The Titanic data directory (holds titanic-log or titanic.redb) of a stopped broker.
     #[arg(
         long,
         value_name = "DIR",

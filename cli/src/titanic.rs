@@ -79,8 +79,11 @@ pub(crate) async fn close(args: &RequestArgs, id: &str) -> ExitCode {
     }
 }
 
-/// The store file inside a Titanic data directory (as domo-broker and domo-titanic name it).
+/// The redb store file inside a Titanic data directory (as domo-titanic names it, and
+/// domo-broker with `store = "redb"`).
 const STORE_FILE: &str = "titanic.redb";
+/// The log store's directory inside a Titanic data directory (domo-broker's default).
+const LOG_DIR: &str = "titanic-log";
 
 /// Opens the store in `dir` for offline use; the program that owns it must be stopped.
 /// The store `args` names: a stopped broker's redb file, or a PostgreSQL database.
@@ -101,20 +104,41 @@ fn open_store(args: &crate::StoreArgs) -> Result<Box<dyn domo_titanic::Store>, S
         .data_dir
         .as_deref()
         .unwrap_or(std::path::Path::new("."));
-    open_offline(dir).map(|s| Box::new(s) as Box<dyn domo_titanic::Store>)
+    open_offline(dir)
 }
 
-fn open_offline(dir: &std::path::Path) -> Result<domo_titanic::RedbStore, String> {
+fn open_offline(dir: &std::path::Path) -> Result<Box<dyn domo_titanic::Store>, String> {
+    // The log store (the default) if its directory is there, else a redb file.
+    let log = dir.join(LOG_DIR);
+    if log.is_dir() {
+        return domo_titanic::store::log::LogStore::open(
+            &log,
+            domo_titanic::RedbOptions::default(),
+        )
+        .map(|s| Box::new(s) as Box<dyn domo_titanic::Store>)
+        .map_err(|e| {
+            format!(
+                "cannot open {} (stop the broker that uses it first): {e}",
+                log.display()
+            )
+        });
+    }
     let path = dir.join(STORE_FILE);
     if !path.exists() {
-        return Err(format!("no Titanic store at {}", path.display()));
-    }
-    domo_titanic::RedbStore::open(&path, domo_titanic::RedbOptions::default()).map_err(|e| {
-        format!(
-            "cannot open {} (stop the broker that uses it first): {e}",
+        return Err(format!(
+            "no Titanic store at {} nor {}",
+            log.display(),
             path.display()
-        )
-    })
+        ));
+    }
+    domo_titanic::RedbStore::open(&path, domo_titanic::RedbOptions::default())
+        .map(|s| Box::new(s) as Box<dyn domo_titanic::Store>)
+        .map_err(|e| {
+            format!(
+                "cannot open {} (stop the broker that uses it first): {e}",
+                path.display()
+            )
+        })
 }
 
 /// `domo titanic list --data-dir DIR | --url URL`: the pending requests, oldest first, and

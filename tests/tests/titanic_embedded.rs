@@ -62,7 +62,7 @@ fn default_broker_serves_titanic_end_to_end_in_its_working_directory() {
     wait_for_service(&ep, "titanic.request", b"200");
     wait_for_service(&ep, "titanic.reply", b"200");
     wait_for_service(&ep, "titanic.close", b"200");
-    assert!(cwd.path().join("titanic-data/titanic.redb").is_file());
+    assert!(cwd.path().join("titanic-data/titanic-log").is_dir());
     let addr = daemon.metrics_addr();
     assert_eq!(http_get(&addr, "/readyz"), (200, "ready\n".to_string()));
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use domo_titanic::store::log::LogStore;
 use domo_titanic::store::postgres::{PostgresOptions, PostgresStore};
 use domo_titanic::{RedbOptions, RedbStore, Store};
 
@@ -46,6 +47,23 @@ fn main() {
         println!(
             "redb      {submitters:>3} submitters: {acks:>8} acks in {:.2} s = {:>8.0} acks/s, \
              {:.1} requests per commit (file {} KiB, {} B to the disk per request)",
+            elapsed.as_secs_f64(),
+            acks as f64 / elapsed.as_secs_f64(),
+            stats.pending as f64 / stats.commits.max(1) as f64,
+            stats.file_bytes / 1024,
+            written.map_or_else(|| "?".into(), |w| (w / acks.max(1)).to_string()),
+        );
+        drop(store);
+        let store: Arc<dyn Store> = Arc::new(
+            LogStore::open(dir.path().join("bench-log"), RedbOptions::default()).expect("open"),
+        );
+        let written = disk_bytes_written();
+        let (acks, elapsed) = run(&store, submitters, size, Duration::from_secs(secs));
+        let written = disk_bytes_written().zip(written).map(|(b, a)| b - a);
+        let stats = store.stats().expect("stats");
+        println!(
+            "log       {submitters:>3} submitters: {acks:>8} acks in {:.2} s = {:>8.0} acks/s, \
+             {:.1} requests per commit (files {} KiB, {} B to the disk per request)",
             elapsed.as_secs_f64(),
             acks as f64 / elapsed.as_secs_f64(),
             stats.pending as f64 / stats.commits.max(1) as f64,

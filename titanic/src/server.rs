@@ -107,6 +107,14 @@ pub enum Backend {
     Redb,
     /// A PostgreSQL database ([`crate::store::postgres`]).
     Postgres(Box<crate::store::postgres::PostgresOptions>),
+    /// The log store ([`crate::store::log`]) in the directory [`TitanicConfig::store_path`],
+    /// with [`TitanicConfig::store`]. `import`: a redb store file whose requests, replies
+    /// and keys are moved into the log before it opens, if the file exists (it is renamed
+    /// to `NAME.imported` once they are durable in the log).
+    Log {
+        /// The redb file to import from, if it exists.
+        import: Option<PathBuf>,
+    },
 }
 
 /// Why Titanic could not start.
@@ -163,12 +171,21 @@ pub async fn open(config: TitanicConfig, status: Arc<Status>) -> Result<Opened, 
         let store: Arc<dyn Store> = match backend {
             Backend::Redb => Arc::new(RedbStore::open(path, options)?),
             Backend::Postgres(pg) => Arc::new(crate::store::postgres::PostgresStore::open(*pg)?),
+            Backend::Log { import } => {
+                if let Some(from) = import.filter(|f| f.exists()) {
+                    let moved = crate::store::log::import_redb(&from, &path)?;
+                    info!(from = %from.display(), requests = moved,
+                        "Titanic: the redb store's requests moved into the log");
+                }
+                Arc::new(crate::store::log::LogStore::open(path, options)?)
+            }
         };
         Ok(store)
     })
     .await;
-    // Only the redb store feeds the dispatcher; with another it pages through `pending`.
-    let feed = if matches!(config.backend, Backend::Redb) {
+    // The redb and log stores feed the dispatcher; with PostgreSQL it pages through
+    // `pending`.
+    let feed = if matches!(config.backend, Backend::Redb | Backend::Log { .. }) {
         feed
     } else {
         None
@@ -187,6 +204,9 @@ pub async fn open(config: TitanicConfig, status: Arc<Status>) -> Result<Opened, 
     match &config.backend {
         Backend::Redb => info!(path = %config.store_path.display(), "Titanic store open"),
         Backend::Postgres(_) => info!("Titanic store open (PostgreSQL)"),
+        Backend::Log { .. } => {
+            info!(path = %config.store_path.display(), "Titanic store open (log)");
+        }
     }
     *status.store.lock_unpoisoned() = Some(Arc::downgrade(&store));
     status.set_open(true);

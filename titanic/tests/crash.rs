@@ -1,23 +1,44 @@
-//! kill -9 at random moments: every acknowledged write survives and the store reopens.
+//! kill -9 at random moments: every acknowledged write survives and the store reopens, for
+//! both disk stores (redb, and the log with small segments).
 //!
 //! The test binary runs itself as the writer child: `crash_child`, an ignored test that the
-//! parent runs with `--ignored --exact crash_child` and `TITANIC_CRASH_CHILD` naming the store
-//! file. The child prints `W <id>` after each acknowledged request and `D <id>` after each
-//! acknowledged reply; the parent SIGKILLs it a random 20-350 ms after its first
-//! acknowledgement, reopens the store and checks every printed id. `TITANIC_CRASH_ITERATIONS` (default 3) sets how many kills;
-//! `scripts/titanic-crash.sh` runs a long campaign.
+//! parent runs with `--ignored --exact crash_child`, `TITANIC_CRASH_CHILD` naming the store
+//! and `TITANIC_CRASH_STORE` its kind. The child prints `W <id>` after each acknowledged
+//! request, `D <id>` after each acknowledged reply, `X <id>` before a close and `C <id>`
+//! after it is acknowledged; the parent SIGKILLs it a random 20-350 ms after its first acknowledgement, reopens
+//! the store and checks every printed id (a closed one must stay gone).
+//! `TITANIC_CRASH_ITERATIONS` (default 3) sets how many kills; `scripts/titanic-crash.sh`
+//! runs a long campaign.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use domo_titanic::store::log::LogStore;
 use domo_titanic::{Id, Lookup, RedbOptions, RedbStore, Store};
 
 const CHILD_ENV: &str = "TITANIC_CRASH_CHILD";
+/// Which store the child writes: `redb` or `log`.
+const STORE_ENV: &str = "TITANIC_CRASH_STORE";
+
+/// The store at `path`: redb's file, or the log's directory with 256 KiB segments (so that
+/// kills land in rotations, deletions and compactions too).
+fn open(kind: &str, path: &std::path::Path) -> Result<Arc<dyn Store>, domo_titanic::Error> {
+    Ok(if kind == "log" {
+        let options = RedbOptions {
+            segment_bytes: 256 * 1024,
+            ..RedbOptions::default()
+        };
+        Arc::new(LogStore::open(path, options)?) as Arc<dyn Store>
+    } else {
+        Arc::new(RedbStore::open(path, RedbOptions::default())?)
+    })
+}
 
 /// The reply stored for `id`: one in eight (by the id's last bits) about 5 KB, so the store
 /// keeps it in parts.
@@ -43,7 +64,8 @@ fn crash_child() {
              acknowledged_writes_survive_kill_9_at_random_moments, which runs it"
         )
     });
-    let store = Arc::new(RedbStore::open(path, RedbOptions::default()).unwrap());
+    let kind = std::env::var(STORE_ENV).unwrap_or_else(|_| "redb".into());
+    let store = open(&kind, std::path::Path::new(&path)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let threads: Vec<_> = (0..8)
         .map(|t| {
@@ -61,6 +83,13 @@ fn crash_child() {
                     if n.is_multiple_of(2) {
                         store.complete(id, vec![body_for(id)]).unwrap();
                         emit('D', id);
+                    }
+                    if n % 4 == 2 {
+                        // Said before the close: a kill between its commit and `C` leaves
+                        // a request that may be either there or gone.
+                        emit('X', id);
+                        store.close(id).unwrap();
+                        emit('C', id);
                     }
                     n += 1;
                 }
@@ -122,6 +151,16 @@ fn next(seed: &mut u64) -> u64 {
 
 #[test]
 fn acknowledged_writes_survive_kill_9_at_random_moments() {
+    campaign("redb", "crash.redb");
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_at_random_moments_in_the_log() {
+    campaign("log", "crash-log");
+}
+
+/// `TITANIC_CRASH_ITERATIONS` kills of a child writing to a `kind` store at `name`.
+fn campaign(kind: &str, name: &str) {
     let iterations: u32 = std::env::var("TITANIC_CRASH_ITERATIONS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -131,13 +170,14 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
         .unwrap()
         .as_nanos() as u64
         | 1;
-    eprintln!("crash campaign: {iterations} kills, seed {seed}");
+    eprintln!("crash campaign ({kind}): {iterations} kills, seed {seed}");
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("crash.redb");
+    let path = dir.path().join(name);
     let (mut written, mut done) = (Vec::new(), Vec::new());
+    let (mut closing, mut closed) = (HashSet::new(), HashSet::new());
     for i in 0..iterations {
         let delay = Duration::from_millis(20 + next(&mut seed) % 330);
-        let output = run_and_kill(&path, delay);
+        let output = run_and_kill(kind, &path, delay);
         let before = (written.len(), done.len());
         for line in output.lines() {
             let (kind, hex) = line.split_at_checked(2).unwrap_or(("", ""));
@@ -145,28 +185,38 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
             match kind {
                 "W " => written.push(id),
                 "D " => done.push(id),
+                "C " => drop(closed.insert(id)),
+                "X " => drop(closing.insert(id)),
                 _ => {}
             }
         }
-        let store = RedbStore::open(&path, RedbOptions::default())
-            .unwrap_or_else(|e| panic!("kill {i}: reopen failed: {e}"));
-        for id in &written {
+        let store = open(kind, &path).unwrap_or_else(|e| panic!("kill {i}: reopen failed: {e}"));
+        for id in &closed {
+            assert_eq!(
+                store.get(*id).unwrap(),
+                Lookup::Unknown,
+                "kill {i}: closed request {id} is back"
+            );
+        }
+        for id in written.iter().filter(|id| !closing.contains(*id)) {
             assert_ne!(
                 store.get(*id).unwrap(),
                 Lookup::Unknown,
                 "kill {i}: lost request {id}"
             );
         }
-        for id in &done {
+        for id in done.iter().filter(|id| !closing.contains(*id)) {
             match store.get(*id).unwrap() {
                 Lookup::Done(r) => assert_eq!(r.frames, vec![body_for(*id)], "kill {i}: {id}"),
                 other => panic!("kill {i}: reply for {id} lost: {other:?}"),
             }
         }
         eprintln!(
-            "kill {i} after {delay:?}: +{} requests, +{} replies acknowledged, all present",
+            "kill {i} after {delay:?}: +{} requests, +{} replies acknowledged, all present \
+             ({} closed, all gone)",
             written.len() - before.0,
-            done.len() - before.1
+            done.len() - before.1,
+            closed.len()
         );
     }
     assert!(!written.is_empty(), "the child never acknowledged anything");
@@ -175,12 +225,13 @@ fn acknowledged_writes_survive_kill_9_at_random_moments() {
 /// Runs the child, SIGKILLs it `delay` after its first acknowledgement (so every kill lands
 /// while it writes, however long the reopen of a grown store takes), and returns everything
 /// it printed.
-fn run_and_kill(path: &std::path::Path, delay: Duration) -> String {
+fn run_and_kill(kind: &str, path: &std::path::Path, delay: Duration) -> String {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .args(["--exact", "crash_child", "--ignored", "--nocapture"])
         .arg("--test-threads=1")
         .env(CHILD_ENV, path)
+        .env(STORE_ENV, kind)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

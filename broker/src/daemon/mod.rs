@@ -137,7 +137,10 @@ pub async fn run(
             core: t.core(),
             transport: shell::topic_transport_options(&transport),
             store: Some(match t.store {
-                crate::config::TitanicStore::Redb => StoreAt::Dir(t.data_dir()),
+                // (`log` is refused for topics when the configuration is read.)
+                crate::config::TitanicStore::Redb | crate::config::TitanicStore::Log => {
+                    StoreAt::Dir(t.data_dir())
+                }
                 crate::config::TitanicStore::Postgres => StoreAt::Postgres {
                     url: t.url.clone(),
                     // Unreadable: no password, and the database says why it refuses.

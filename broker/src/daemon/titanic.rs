@@ -8,6 +8,9 @@ use tracing::error;
 
 use crate::config::Settings;
 
+/// The log store's directory inside the Titanic data directory.
+pub const TITANIC_LOG_DIR: &str = "titanic-log";
+
 /// The embedded Titanic: its status for `/readyz` and metrics, its services for the broker
 /// to serve in process, and how to stop it.
 pub struct EmbeddedTitanic {
@@ -71,6 +74,12 @@ pub async fn start(
         commit_writes.observe(writes as f64);
     }));
     config.store.on_reopen = Some(Arc::new(move || reopens.inc()));
+    if t.store == crate::config::TitanicStore::Log {
+        config.store_path = dir.join(TITANIC_LOG_DIR);
+        config.backend = domo_titanic::server::Backend::Log {
+            import: Some(dir.join(crate::config::TITANIC_STORE_FILE)),
+        };
+    }
     if t.store == crate::config::TitanicStore::Postgres {
         let password = match &t.password_file {
             None => Ok(None),

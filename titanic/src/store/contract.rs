@@ -1,10 +1,11 @@
-//! The same behaviour tests, run against every store: in memory, redb, and PostgreSQL when
+//! The same behaviour tests, run against every store: in memory, redb, the log, and PostgreSQL when
 //! `DOMO_TEST_PG_URL` names one.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::log::LogStore;
 use super::memory::MemoryStore;
 use super::postgres::{PostgresOptions, PostgresStore};
 use super::redb::{RedbOptions, RedbStore};
@@ -27,6 +28,16 @@ fn both(limits: Limits, check: impl Fn(&dyn Store, &ManualClock)) {
         ..RedbOptions::default()
     };
     let store = RedbStore::open(dir.path().join("titanic.redb"), options).unwrap();
+    check(&store, &clock);
+    // The log store, with small segments so that rotation and deletion happen too.
+    let clock = ManualClock::new(1_700_000_000_000);
+    let options = RedbOptions {
+        limits,
+        clock: Arc::new(clock.clone()),
+        segment_bytes: 4096,
+        ..RedbOptions::default()
+    };
+    let store = LogStore::open(dir.path().join("titanic-log"), options).unwrap();
     check(&store, &clock);
     // A real PostgreSQL when the environment gives one (`.ci/run` does), in a fresh schema.
     if let Some(url) = super::postgres::test_url() {

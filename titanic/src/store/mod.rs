@@ -12,8 +12,12 @@
 //! switch back from). A store whose writes never block long may keep the defaults, which
 //! run the blocking call inline.
 
+pub mod log;
 pub mod memory;
+pub(crate) mod op;
 pub mod postgres;
+pub(crate) mod queue;
+pub(crate) mod recovery;
 pub mod redb;
 
 use std::future::Future;

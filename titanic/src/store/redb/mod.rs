@@ -42,8 +42,6 @@
 //! refuses writes until it is dropped.
 
 mod backend;
-mod queue;
-mod recovery;
 mod split;
 mod writer;
 
@@ -63,11 +61,12 @@ use redb::{
     TableDefinition,
 };
 
-pub use self::queue::Linger;
+pub use super::queue::Linger;
 
-use self::queue::{Queue, Refused};
-use self::recovery::Recovery;
-use self::writer::{Answer, Kind, Op, Reopen, Waiter, Writer};
+use self::writer::{Reopen, Writer};
+use super::op::{Answer, Kind, Op, Waiter};
+use super::queue::{Queue, Refused};
+use super::recovery::Recovery;
 use super::{Durable, Limits, Lookup, Stats, Store};
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::{Error, Result};
@@ -126,6 +125,9 @@ pub struct RedbOptions {
     /// needs no read of the store to learn what was just stored (see
     /// [`crate::dispatcher::Dispatcher::with_feed`]).
     pub feed: Option<StoredFeed>,
+    /// The log store only ([`crate::store::log::LogStore`]): the size at which a segment is
+    /// closed and the next one started. Default 64 MiB.
+    pub segment_bytes: u64,
 }
 
 /// See [`RedbOptions::feed`].
@@ -152,6 +154,7 @@ impl Default for RedbOptions {
                 .jitter(true),
             on_reopen: None,
             feed: None,
+            segment_bytes: crate::store::log::SEGMENT_BYTES,
         }
     }
 }
@@ -167,6 +170,7 @@ impl std::fmt::Debug for RedbOptions {
             .field("reopen_backoff", &self.reopen_backoff)
             .field("on_reopen", &self.on_reopen.is_some())
             .field("feed", &self.feed.is_some())
+            .field("segment_bytes", &self.segment_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -409,6 +413,40 @@ impl RedbStore {
             }
         }
         Durable::waiting(wait)
+    }
+}
+
+impl RedbStore {
+    /// Calls `each` with every live request in id order: its id, its encoded request, its
+    /// encoded reply if done, and its idempotency key if any (to move a store elsewhere).
+    pub(crate) fn for_each_live(
+        &self,
+        mut each: impl FnMut(u128, &[u8], Option<&[u8]>, Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        let db = self.shared.db()?;
+        let txn = db.begin_read().map_err(map_err)?;
+        let requests = txn.open_table(REQUESTS).map_err(map_err)?;
+        let replies = txn.open_table(REPLIES).map_err(map_err)?;
+        let request_parts = txn.open_table(split::REQUEST_PARTS).map_err(map_err)?;
+        let reply_parts = txn.open_table(split::REPLY_PARTS).map_err(map_err)?;
+        let key_of = txn.open_table(KEY_OF).map_err(map_err)?;
+        for entry in requests.iter().map_err(map_err)? {
+            let (id, value) = entry.map_err(map_err)?;
+            let id = id.value();
+            let request =
+                split::read(value.value(), &request_parts, id).map_err(|e| damaged(id, e))?;
+            let reply = match replies.get(id).map_err(map_err)? {
+                Some(v) => Some(
+                    split::read(v.value(), &reply_parts, id)
+                        .map_err(|e| damaged(id, e))?
+                        .into_owned(),
+                ),
+                None => None,
+            };
+            let key = key_of.get(id).map_err(map_err)?.map(|k| k.value().to_vec());
+            each(id, &request, reply.as_deref(), key.as_deref())?;
+        }
+        Ok(())
     }
 }
 

@@ -15,16 +15,12 @@
 //! write (see the parent module's docs).
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redb::{Database, ReadableTable, StorageBackend, Table, WriteTransaction};
-use tokio::sync::oneshot;
 
-use super::queue::{Linger, Queue, Waited};
-use super::recovery::Recovery;
 use super::split::{self, REPLY_PARTS, REQUEST_PARTS};
 use super::{
     init_tables, map_err, open_database, probe_write, Opened, Shared, KEYS, KEY_OF, REPLIES,
@@ -34,86 +30,13 @@ use crate::clock::TimeSource;
 use crate::error::{Error, Result};
 use crate::id::{Id, IdGenerator};
 use crate::record::{encode_reply, Reply, Request};
+use crate::store::op::{fail_all, Answer, Kind, Op, Value};
+use crate::store::queue::{Linger, Queue, Waited};
+use crate::store::recovery::Recovery;
 use crate::store::Limits;
 
 /// Makes a fresh backend on the store's storage, for a reopen.
 pub(super) type Reopen = Box<dyn FnMut() -> Result<Box<dyn StorageBackend>> + Send>;
-
-/// What a queued write does.
-pub(super) enum Kind {
-    /// A request, encoded by its caller (off the writer thread).
-    Put {
-        request: Request,
-        encoded: Vec<u8>,
-        /// Its idempotency key, if any.
-        key: Option<Bytes>,
-    },
-    Complete {
-        id: Id,
-        frames: Vec<Bytes>,
-    },
-    Close {
-        id: Id,
-    },
-    Expire {
-        older_than_millis: u64,
-    },
-}
-
-/// Where one caller waits for its outcome: a blocked thread or an async task.
-pub(super) enum Waiter<T> {
-    Blocking(SyncSender<Result<T>>),
-    Async(oneshot::Sender<Result<T>>),
-}
-
-impl<T> Waiter<T> {
-    /// Hands `r` over; false if the caller no longer listens.
-    fn send(self, r: Result<T>) -> bool {
-        match self {
-            Self::Blocking(tx) => tx.send(r).is_ok(),
-            Self::Async(tx) => tx.send(r).is_ok(),
-        }
-    }
-}
-
-/// Where a queued write's outcome goes.
-pub(super) enum Answer {
-    Id(Waiter<Id>),
-    Unit(Waiter<()>),
-    Count(Waiter<usize>),
-}
-
-/// A value an op produced, sent once its batch is durable.
-enum Value {
-    Id(Id),
-    Unit,
-    Count(usize),
-}
-
-/// One queued write.
-pub(super) struct Op {
-    pub(super) kind: Kind,
-    pub(super) answer: Answer,
-}
-
-impl Answer {
-    fn send(self, r: Result<Value>) {
-        // A caller that gave up (its thread or task ended) no longer listens; nothing to do.
-        let delivered = match (self, r) {
-            (Self::Id(tx), Ok(Value::Id(id))) => tx.send(Ok(id)),
-            (Self::Id(tx), Err(e)) => tx.send(Err(e)),
-            (Self::Unit(tx), Ok(_)) => tx.send(Ok(())),
-            (Self::Unit(tx), Err(e)) => tx.send(Err(e)),
-            (Self::Count(tx), Ok(Value::Count(n))) => tx.send(Ok(n)),
-            (Self::Count(tx), Err(e)) => tx.send(Err(e)),
-            (Self::Id(tx), Ok(_)) => tx.send(Err(Error::Unavailable("no id".into()))),
-            (Self::Count(tx), Ok(_)) => tx.send(Err(Error::Unavailable("no count".into()))),
-        };
-        if !delivered {
-            tracing::debug!("Titanic store caller left before its answer");
-        }
-    }
-}
 
 /// The tables, opened once per batch (opening a table per op costs a tree lookup); the parts
 /// tables only once a large record needs them.
@@ -533,17 +456,6 @@ impl Writer {
             self.remove(t, Id::from_u128(*key))?;
         }
         Ok(old.len())
-    }
-}
-
-fn fail_all(results: impl Iterator<Item = (Answer, Result<Value>)>, e: &Error) {
-    for (answer, r) in results {
-        // An op already refused on its own (store full) keeps its own error.
-        let r = match r {
-            Err(own @ Error::StoreFull { .. }) => Err(own),
-            _ => Err(e.duplicate()),
-        };
-        answer.send(r);
     }
 }
 

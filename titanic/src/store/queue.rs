@@ -51,7 +51,7 @@ impl Default for Linger {
 }
 
 /// Why an op could not be queued.
-pub(super) enum Refused<T> {
+pub(crate) enum Refused<T> {
     /// The queue is at capacity (only from [`Queue::try_push`]).
     Full(T),
     /// The store is closing.
@@ -59,7 +59,7 @@ pub(super) enum Refused<T> {
 }
 
 /// A bounded multi-producer queue for one consumer, the writer.
-pub(super) struct Queue<T> {
+pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
     /// The writer waits here for work.
     work: Condvar,
@@ -78,7 +78,7 @@ struct State<T> {
 }
 
 /// What the writer got from [`Queue::wait`].
-pub(super) enum Waited {
+pub(crate) enum Waited {
     /// At least one op is queued.
     Ready,
     /// The timeout passed with nothing queued.
@@ -88,7 +88,7 @@ pub(super) enum Waited {
 }
 
 impl<T> Queue<T> {
-    pub(super) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             state: Mutex::new(State {
                 items: VecDeque::with_capacity(capacity.min(4096)),
@@ -107,7 +107,7 @@ impl<T> Queue<T> {
     }
 
     /// Queues `item` unless the queue is full or closed.
-    pub(super) fn try_push(&self, item: T) -> Result<(), Refused<T>> {
+    pub(crate) fn try_push(&self, item: T) -> Result<(), Refused<T>> {
         let state = self.lock();
         if state.closed {
             return Err(Refused::Closed(item));
@@ -120,7 +120,7 @@ impl<T> Queue<T> {
     }
 
     /// Queues `item`, waiting for room while the queue is full (backpressure).
-    pub(super) fn push(&self, item: T) -> Result<(), T> {
+    pub(crate) fn push(&self, item: T) -> Result<(), T> {
         let mut state = self.lock();
         loop {
             if state.closed {
@@ -150,7 +150,7 @@ impl<T> Queue<T> {
     }
 
     /// Refuses every later push; the writer still gets what is queued.
-    pub(super) fn close(&self) {
+    pub(crate) fn close(&self) {
         let mut state = self.lock();
         state.closed = true;
         let wake = state.writer_waiting;
@@ -163,7 +163,7 @@ impl<T> Queue<T> {
 
     /// The writer: waits until something is queued, the queue is closed and empty, or
     /// `timeout` (if any) passed.
-    pub(super) fn wait(&self, timeout: Option<Duration>) -> Waited {
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Waited {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut state = self.lock();
         loop {
@@ -196,14 +196,14 @@ impl<T> Queue<T> {
     }
 
     /// How many items are queued now.
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().items.len()
     }
 
     /// The writer: lingers as the module docs say, then moves up to `max` queued items into
     /// `batch`. `lingering` says whether to linger at all (the previous commit carried more
     /// than one op).
-    pub(super) fn take(&self, batch: &mut Vec<T>, max: usize, linger: Linger, lingering: bool) {
+    pub(crate) fn take(&self, batch: &mut Vec<T>, max: usize, linger: Linger, lingering: bool) {
         if lingering && !linger.max.is_zero() && !linger.step.is_zero() {
             let until = Instant::now() + linger.max;
             let mut seen = self.len();

@@ -15,14 +15,14 @@ use domo_mdp::{Backoff, BackoffOptions};
 
 /// The reopen schedule of a store.
 #[derive(Debug)]
-pub(super) struct Recovery {
+pub(crate) struct Recovery {
     backoff: Backoff,
     /// While broken: when to try reopening.
     retry_at: Option<Instant>,
 }
 
 impl Recovery {
-    pub(super) fn new(options: BackoffOptions) -> Self {
+    pub(crate) fn new(options: BackoffOptions) -> Self {
         Self {
             backoff: Backoff::new(options),
             retry_at: None,
@@ -39,24 +39,24 @@ impl Recovery {
 
     /// A write or a reopen attempt failed at `now`: broken until an attempt after the
     /// returned delay succeeds.
-    pub(super) fn failed(&mut self, now: Instant) -> Duration {
+    pub(crate) fn failed(&mut self, now: Instant) -> Duration {
         let delay = self.backoff.next_delay();
         self.retry_at = Some(now + delay);
         delay
     }
 
     /// When to try reopening, while broken; `None` while the store is writable.
-    pub(super) fn retry_at(&self) -> Option<Instant> {
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
         self.retry_at
     }
 
     /// The store was reopened and written to: writable again.
-    pub(super) fn reopened(&mut self) {
+    pub(crate) fn reopened(&mut self) {
         self.retry_at = None;
     }
 
     /// A group commit succeeded: the next failure starts from the first delay again.
-    pub(super) fn committed(&mut self) {
+    pub(crate) fn committed(&mut self) {
         self.backoff.reset();
     }
 }

@@ -1,0 +1,254 @@
+//! The log store's own behaviour: what survives a reopen, torn and damaged segments,
+//! deletion and compaction of segments, the lock, and the move from a redb store. (The
+//! behaviour every store shares is in `store/contract.rs`.)
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{import_redb, segment_name, segment_number, LogStore};
+use crate::clock::ManualClock;
+use crate::id::Id;
+use crate::store::redb::{RedbOptions, RedbStore};
+use crate::store::{Lookup, Store};
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+fn options(clock: &ManualClock, segment_bytes: u64) -> RedbOptions {
+    RedbOptions {
+        clock: Arc::new(clock.clone()),
+        segment_bytes,
+        ..RedbOptions::default()
+    }
+}
+
+fn segments(dir: &Path) -> Vec<u64> {
+    let mut out: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str().and_then(segment_number))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+fn body(id: Id, store: &dyn Store) -> Vec<Bytes> {
+    store
+        .pending(Some(Id::from_u128(id.as_u128() - 1)), 1)
+        .unwrap()
+        .into_iter()
+        .find(|(found, _)| *found == id)
+        .map(|(_, r)| r.body)
+        .unwrap_or_default()
+}
+
+#[test]
+fn what_was_acknowledged_is_there_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let (pending, done, closed, keyed, old) = {
+        let s = LogStore::open(dir.path(), options(&clock, 4096)).unwrap();
+        let old = s.put_request(b("echo"), vec![b("old")]).unwrap();
+        clock.advance(60_000);
+        let pending = s.put_request(b("echo"), vec![b("a"), b("b")]).unwrap();
+        let done = s.put_request(b("echo"), vec![b("c")]).unwrap();
+        s.complete(done, vec![b("reply")]).unwrap();
+        let closed = s.put_request(b("echo"), vec![b("d")]).unwrap();
+        s.complete(closed, vec![b("r")]).unwrap();
+        s.close(closed).unwrap();
+        let keyed = s.put_keyed(b("k1"), b("echo"), vec![b("e")]).unwrap();
+        assert_eq!(s.expire(30_000).unwrap(), 1);
+        (pending, done, closed, keyed, old)
+    };
+    let s = LogStore::open(dir.path(), options(&clock, 4096)).unwrap();
+    assert_eq!(s.get(pending).unwrap(), Lookup::Pending);
+    assert_eq!(body(pending, &s), vec![b("a"), b("b")]);
+    match s.get(done).unwrap() {
+        Lookup::Done(r) => assert_eq!(r.frames, vec![b("reply")]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.get(closed).unwrap(), Lookup::Unknown);
+    assert_eq!(
+        s.get(old).unwrap(),
+        Lookup::Unknown,
+        "expired before the reopen"
+    );
+    assert_eq!(
+        s.put_keyed(b("k1"), b("echo"), vec![b("x")]).unwrap(),
+        keyed
+    );
+    let stats = s.stats().unwrap();
+    assert_eq!((stats.pending, stats.done), (2, 1));
+    // New ids sort after every id read back, even with the clock stepped back.
+    clock.set(1_600_000_000_000);
+    let next = s.put_request(b("echo"), vec![b("f")]).unwrap();
+    assert!(next > keyed);
+    let ids: Vec<Id> = s
+        .pending(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ids, vec![pending, keyed, next]);
+}
+
+#[test]
+fn a_torn_write_at_the_end_is_cut_and_what_came_before_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let (a, c) = {
+        let s = LogStore::open(dir.path(), options(&clock, 1 << 20)).unwrap();
+        let a = s.put_request(b("echo"), vec![b("a")]).unwrap();
+        let c = s.put_request(b("echo"), vec![b("c")]).unwrap();
+        s.complete(c, vec![b("done")]).unwrap();
+        (a, c)
+    };
+    let path = dir
+        .path()
+        .join(segment_name(*segments(dir.path()).last().unwrap()));
+    let whole = std::fs::metadata(&path).unwrap().len();
+    // Half of a record (as a crash in the middle of its write leaves it), then garbage.
+    let mut record = Vec::new();
+    super::format::Encoder { buf: &mut record }.request(u128::MAX, None, b"never acknowledged");
+    let mut torn = std::fs::read(&path).unwrap();
+    torn.extend_from_slice(&record[..record.len() / 2]);
+    std::fs::write(&path, &torn).unwrap();
+    let s = LogStore::open(dir.path(), options(&clock, 1 << 20)).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), whole, "cut back");
+    assert_eq!(s.get(a).unwrap(), Lookup::Pending);
+    assert!(matches!(s.get(c).unwrap(), Lookup::Done(_)));
+    assert_eq!(s.get(Id::from_u128(u128::MAX)).unwrap(), Lookup::Unknown);
+    // And it writes on from there.
+    let d = s.put_request(b("echo"), vec![b("d")]).unwrap();
+    drop(s);
+    let s = LogStore::open(dir.path(), options(&clock, 1 << 20)).unwrap();
+    assert_eq!(body(d, &s), vec![b("d")]);
+}
+
+#[test]
+fn damage_before_the_newest_segment_keeps_the_store_closed_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    {
+        let s = LogStore::open(dir.path(), options(&clock, 1024)).unwrap();
+        for n in 0..40 {
+            s.put_request(b("echo"), vec![Bytes::from(format!("request {n:0>60}"))])
+                .unwrap();
+        }
+    }
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3, "{segs:?}");
+    let path = dir.path().join(segment_name(segs[0]));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[super::format::HEADER_LEN + 30] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = LogStore::open(dir.path(), options(&clock, 1024)).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains(&segment_name(segs[0])), "{text}");
+    assert!(text.contains("refusing to open"), "{text}");
+}
+
+#[test]
+fn empty_segments_are_deleted_and_a_long_pending_request_is_moved_not_kept_with_its_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let s = LogStore::open(dir.path(), options(&clock, 2048)).unwrap();
+    let ids: Vec<Id> = (0..200)
+        .map(|n| {
+            s.put_keyed(
+                Bytes::from(format!("key-{n}")),
+                b("echo"),
+                vec![Bytes::from(format!("request {n:0>40}"))],
+            )
+            .unwrap()
+        })
+        .collect();
+    let (kept_done, kept_pending) = (ids[3], ids[150]);
+    s.complete(kept_done, vec![b("its reply")]).unwrap();
+    let many = segments(dir.path()).len();
+    assert!(many >= 8, "{many} segments");
+    for id in &ids {
+        if *id != kept_done && *id != kept_pending {
+            s.complete(*id, vec![b("r")]).unwrap();
+            s.close(*id).unwrap();
+        }
+    }
+    // The writer moves the two out of their segments in commits of its own; wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while segments(dir.path()).len() > 3 {
+        assert!(
+            Instant::now() < deadline,
+            "segments {:?}",
+            segments(dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let st = s.stats().unwrap();
+    assert!(st.file_bytes < 3 * 2048 + 1024, "{st:?}");
+    drop(s);
+    let s = LogStore::open(dir.path(), options(&clock, 2048)).unwrap();
+    match s.get(kept_done).unwrap() {
+        Lookup::Done(r) => assert_eq!(r.frames, vec![b("its reply")]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        body(kept_pending, &s),
+        vec![Bytes::from(format!("request {:0>40}", 150))]
+    );
+    let st = s.stats().unwrap();
+    assert_eq!((st.pending, st.done), (1, 1));
+    // The keys moved with them; the closed ones' keys are free again.
+    assert_eq!(
+        s.put_keyed(b("key-150"), b("echo"), vec![]).unwrap(),
+        kept_pending
+    );
+    assert_ne!(s.put_keyed(b("key-7"), b("echo"), vec![]).unwrap(), ids[7]);
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _s = LogStore::open(dir.path(), RedbOptions::default()).unwrap();
+    let e = LogStore::open(dir.path(), RedbOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("open in another process"), "{e}");
+}
+
+#[test]
+fn a_redb_store_moves_into_the_log_with_its_ids_replies_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000);
+    let redb = dir.path().join("titanic.redb");
+    let log = dir.path().join("titanic-log");
+    let big = Bytes::from(vec![b'x'; 9000]); // kept in parts by redb
+    let (pending, done, keyed, closed) = {
+        let s = RedbStore::open(&redb, options(&clock, 0)).unwrap();
+        let pending = s.put_request(b("echo"), vec![big.clone()]).unwrap();
+        let done = s.put_request(b("echo"), vec![b("c")]).unwrap();
+        s.complete(done, vec![big.clone(), b("tail")]).unwrap();
+        let keyed = s.put_keyed(b("k"), b("echo"), vec![b("k")]).unwrap();
+        let closed = s.put_request(b("echo"), vec![b("d")]).unwrap();
+        s.close(closed).unwrap();
+        (pending, done, keyed, closed)
+    };
+    assert_eq!(import_redb(&redb, &log).unwrap(), 3);
+    assert!(!redb.exists());
+    assert!(dir.path().join("titanic.redb.imported").exists());
+    // Moving it twice (a crash before the rename) changes nothing.
+    std::fs::copy(dir.path().join("titanic.redb.imported"), &redb).unwrap();
+    assert_eq!(import_redb(&redb, &log).unwrap(), 3);
+    let s = LogStore::open(&log, options(&clock, 1 << 20)).unwrap();
+    assert_eq!(body(pending, &s), vec![big.clone()]);
+    match s.get(done).unwrap() {
+        Lookup::Done(r) => assert_eq!(r.frames, vec![big, b("tail")]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.get(closed).unwrap(), Lookup::Unknown);
+    assert_eq!(s.put_keyed(b("k"), b("echo"), vec![]).unwrap(), keyed);
+    let st = s.stats().unwrap();
+    assert_eq!((st.pending, st.done), (2, 1));
+    // Ids go on above every request moved (a closed one was not, as with redb).
+    assert!(s.put_request(b("echo"), vec![]).unwrap() > keyed);
+}
