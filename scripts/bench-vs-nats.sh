@@ -23,7 +23,8 @@
 #
 # BENCH_REQUESTS (default 200000) and BENCH_LATENCY_REQUESTS (default 20000) shorten a trial run;
 # BENCH_DURABLE_REQUESTS (default 100000) the durable one. BEFORE_BROKER=PATH adds an earlier
-# domo-broker binary to the durable rounds (a "before" row, run with the same domo bench).
+# domo-broker binary (or a script running one) to the durable rounds (a "before" row, run with the
+# same domo bench); BEFORE_LABEL names it in the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -154,10 +155,10 @@ for r in $(seq "$rounds"); do
   done
 done
 
-python3 - "$work" "$rounds" "$before" <<'EOF'
+python3 - "$work" "$rounds" "$before" "${BEFORE_LABEL:-}" <<'EOF'
 import json, statistics, sys
 
-work, rounds, before = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+work, rounds, before, before_label = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 print()
 print(f"durable, medians of {rounds} rounds; 64 connections, one submission in flight each")
 print()
@@ -165,15 +166,23 @@ print("| system | body | acks/s | p50 | p99 | server CPU per ack | fsync before 
 print("|---|---:|---:|---:|---:|---:|---|")
 for size in (64, 4096):
     systems = [
-        ("domo Titanic (embedded, redb)", "titanic", "titanic", "yes, one per group commit"),
+        ("domo Titanic (embedded, log store)", "titanic", "titanic", "yes, one per group commit"),
         ("nats-server JetStream, default", "js", "jetstream", "**no** (every 2 min)"),
     ]
     if before:
-        systems.insert(0, ("domo Titanic, before (" + before + ")", "before", "titanic", "yes, one per group commit"))
+        systems.insert(0, ("domo Titanic, " + (before_label or "before (" + before + ")"), "before", "titanic", "yes, one per group commit"))
     for name, file, phase, fsync in systems:
         runs = [json.load(open(f"{work}/{file}.{size}.{r}.json"))[phase] for r in range(1, rounds + 1)]
         med = lambda k: statistics.median(run[k] for run in runs if run.get(k) is not None)
         body = "64 B" if size == 64 else "4 KiB"
         print(f"| {name} | {body} | {med('req_per_s'):,.0f} | {med('p50_us') / 1000:.1f} ms | "
               f"{med('p99_us') / 1000:.1f} ms | {med('cpu_us_per_req'):.0f} us | {fsync} |")
+print()
+print("round by round, Titanic / JetStream acks/s (and server CPU per ack):")
+for size in (64, 4096):
+    for r in range(1, rounds + 1):
+        t = json.load(open(f"{work}/titanic.{size}.{r}.json"))["titanic"]
+        j = json.load(open(f"{work}/js.{size}.{r}.json"))["jetstream"]
+        print(f"  {size:>4} B round {r}: {t['req_per_s']:,.0f} / {j['req_per_s']:,.0f} = "
+              f"{t['req_per_s'] / j['req_per_s']:.2f}x (CPU {t['cpu_us_per_req']:.0f} / {j['cpu_us_per_req']:.0f} us)")
 EOF

@@ -134,6 +134,26 @@ pub fn encode_request(r: &Request) -> Vec<u8> {
     )
 }
 
+/// [`encode_request`], appended to `out` (no buffer of its own).
+pub fn encode_request_into(r: &Request, out: &mut Vec<u8>) {
+    let value = StoredRequestRef::V1(RequestV1Ref {
+        service: Frame(&r.service),
+        body: FramesRef(&r.body),
+        created_millis: r.created_millis,
+        attempts: r.attempts,
+    });
+    *out = postcard::to_extend(&value, std::mem::take(out)).unwrap_or_default();
+}
+
+/// [`encode_reply`], appended to `out` (no buffer of its own).
+pub fn encode_reply_into(r: &Reply, out: &mut Vec<u8>) {
+    let value = StoredReplyRef::V1(ReplyV1Ref {
+        frames: FramesRef(&r.frames),
+        completed_millis: r.completed_millis,
+    });
+    *out = postcard::to_extend(&value, std::mem::take(out)).unwrap_or_default();
+}
+
 /// Encodes a reply in the current layout.
 pub fn encode_reply(r: &Reply) -> Vec<u8> {
     let size = 16 + r.frames.iter().map(|f| f.len() + 5).sum::<usize>();

@@ -12,9 +12,13 @@
 //!   kind 4, an expiry: nothing (every request whose id is below `id` is gone)
 //! ```
 //!
-//! The checksum covers the payload. A record is whole when its length fits in what is left
-//! of the file and its checksum matches; the first record that is not ends the segment (a
-//! write torn by a crash, never acknowledged, in the newest segment).
+//! The checksum covers the segment's number (8 bytes LE) and then the payload, so a record
+//! left in a recycled file from its earlier life never passes for one of the segment it is
+//! now. A record is whole when its length fits in what is left of the file and its checksum
+//! matches; the first record that is not ends the segment (a write torn by a crash, never
+//! acknowledged, in the newest segment). Zeros to the end of the file also end it cleanly:
+//! segment files are written full of zeros before they are used (so that a commit's
+//! `fdatasync` does not also change the file's size).
 
 /// The first bytes of every segment.
 pub(super) const MAGIC: &[u8; 8] = b"DOMOTLOG";
@@ -74,9 +78,15 @@ pub(super) enum Record<'a> {
     Expire { below: u128 },
 }
 
-/// Appends records to a buffer and says where each body lands.
+/// The checksum of a payload in segment `seg`.
+pub(super) fn checksum(seg: u64, payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&seg.to_le_bytes()), payload)
+}
+
+/// Appends records of segment `seg` to a buffer and says where each body lands.
 pub(super) struct Encoder<'b> {
     pub(super) buf: &'b mut Vec<u8>,
+    pub(super) seg: u64,
 }
 
 impl Encoder<'_> {
@@ -102,19 +112,58 @@ impl Encoder<'_> {
         self.record(EXPIRE, below, &[]);
     }
 
+    /// Appends a request whose encoded bytes `write` appends; returns where they are in the
+    /// buffer and their length.
+    pub(super) fn request_with(
+        &mut self,
+        id: u128,
+        key: Option<&[u8]>,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> (usize, usize) {
+        let key = key.unwrap_or_default();
+        let key_len = key.len().min(usize::from(u8::MAX));
+        let key = &key[..key_len];
+        let mut at = 0;
+        self.record_with(REQUEST, id, |buf| {
+            buf.push(key_len as u8);
+            buf.extend_from_slice(key);
+            at = buf.len();
+            write(buf);
+        });
+        (at, self.buf.len() - at)
+    }
+
+    /// Appends a reply whose encoded bytes `write` appends; returns where they are and
+    /// their length.
+    pub(super) fn reply_with(
+        &mut self,
+        id: u128,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> (usize, usize) {
+        let body = self.record_with(REPLY, id, write);
+        (body, self.buf.len() - body)
+    }
+
     /// Appends one record; returns the offset of its body in the buffer.
     fn record(&mut self, kind: u8, id: u128, body: &[&[u8]]) -> usize {
+        self.record_with(kind, id, |buf| {
+            for part in body {
+                buf.extend_from_slice(part);
+            }
+        })
+    }
+
+    /// Appends one record whose body `write` appends; returns the offset of its body.
+    fn record_with(&mut self, kind: u8, id: u128, write: impl FnOnce(&mut Vec<u8>)) -> usize {
         let start = self.buf.len();
-        let len = PAYLOAD_PREFIX + body.iter().map(|b| b.len()).sum::<usize>();
-        self.buf.extend_from_slice(&(len as u32).to_le_bytes());
-        self.buf.extend_from_slice(&[0; 4]);
+        self.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
         self.buf.push(kind);
         self.buf.extend_from_slice(&id.to_be_bytes());
-        for part in body {
-            self.buf.extend_from_slice(part);
-        }
+        write(self.buf);
         let payload = start + RECORD_HEADER_LEN;
-        let crc = crc32c::crc32c(&self.buf[payload..]);
+        let len = self.buf.len() - payload;
+        let crc = checksum(self.seg, &self.buf[payload..]);
+        self.buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
         self.buf[start + 4..payload].copy_from_slice(&crc.to_le_bytes());
         payload + PAYLOAD_PREFIX
     }
@@ -137,8 +186,8 @@ pub(super) enum Next<'a> {
     Torn(&'static str),
 }
 
-/// Decodes the record at `at` in a segment's bytes.
-pub(super) fn next(bytes: &[u8], at: usize) -> Next<'_> {
+/// Decodes the record at `at` in the bytes of segment `seg`.
+pub(super) fn next(bytes: &[u8], seg: u64, at: usize) -> Next<'_> {
     let rest = &bytes[at.min(bytes.len())..];
     if rest.is_empty() {
         return Next::End;
@@ -149,8 +198,8 @@ pub(super) fn next(bytes: &[u8], at: usize) -> Next<'_> {
     let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
     let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
     if len == 0 && crc == 0 && rest.iter().all(|b| *b == 0) {
-        // Zeros to the end: space a file system allocated but the write never reached.
-        return Next::Torn("zeros after the last record");
+        // Zeros to the end: the file's unused, zero-filled space.
+        return Next::End;
     }
     if !(PAYLOAD_PREFIX..=MAX_PAYLOAD).contains(&len) {
         return Next::Torn("a record length out of range");
@@ -158,7 +207,7 @@ pub(super) fn next(bytes: &[u8], at: usize) -> Next<'_> {
     let Some(payload) = rest.get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + len) else {
         return Next::Torn("a record cut short");
     };
-    if crc32c::crc32c(payload) != crc {
+    if checksum(seg, payload) != crc {
         return Next::Torn("a record whose checksum does not match");
     }
     let kind = payload[0];
@@ -209,7 +258,7 @@ mod tests {
         let mut at = 0;
         let mut out = Vec::new();
         loop {
-            match next(bytes, at) {
+            match next(bytes, 3, at) {
                 Next::Record { record, end, .. } => {
                     out.push(record);
                     at = end;
@@ -222,7 +271,10 @@ mod tests {
     #[test]
     fn records_round_trip_and_say_where_their_bodies_are() {
         let mut buf = Vec::new();
-        let mut e = Encoder { buf: &mut buf };
+        let mut e = Encoder {
+            buf: &mut buf,
+            seg: 3,
+        };
         let r1 = e.request(7, Some(b"key-1"), b"request bytes");
         let r2 = e.request(8, None, b"");
         let p1 = e.reply(7, b"reply bytes");
@@ -253,7 +305,7 @@ mod tests {
                 Record::Expire { below: 5 },
             ]
         );
-        let Next::Record { body, .. } = next(&buf, 0) else {
+        let Next::Record { body, .. } = next(&buf, 3, 0) else {
             panic!()
         };
         assert_eq!(request_bytes_at(body, Some(b"key-1")), r1);
@@ -261,12 +313,41 @@ mod tests {
     }
 
     #[test]
+    fn records_written_in_place_are_the_same_records() {
+        let mut a = Vec::new();
+        let mut e = Encoder {
+            buf: &mut a,
+            seg: 3,
+        };
+        e.request(7, Some(b"k"), b"request");
+        e.reply(7, b"reply");
+        let mut b = Vec::new();
+        let mut e = Encoder {
+            buf: &mut b,
+            seg: 3,
+        };
+        let (at, len) = e.request_with(7, Some(b"k"), |buf| buf.extend_from_slice(b"request"));
+        let (rat, rlen) = e.reply_with(7, |buf| buf.extend_from_slice(b"reply"));
+        assert_eq!(a, b);
+        assert_eq!(
+            (&b[at..at + len], &b[rat..rat + rlen]),
+            (&b"request"[..], &b"reply"[..])
+        );
+    }
+
+    #[test]
     fn a_torn_or_damaged_tail_ends_the_records_before_it() {
         let mut buf = Vec::new();
-        let mut e = Encoder { buf: &mut buf };
+        let mut e = Encoder {
+            buf: &mut buf,
+            seg: 3,
+        };
         e.request(1, None, b"first");
         let whole = buf.len();
-        let mut e = Encoder { buf: &mut buf };
+        let mut e = Encoder {
+            buf: &mut buf,
+            seg: 3,
+        };
         e.request(2, None, b"second, torn");
         // Every cut inside the second record leaves exactly the first.
         for cut in whole + 1..buf.len() {
@@ -282,12 +363,14 @@ mod tests {
             assert_eq!(records.len(), 1, "flip at {at}");
             assert!(matches!(end, Next::Torn(_)), "flip at {at}");
         }
-        // Zeros after the last record (preallocated space) end it too.
+        // Zeros after the last record (a zero-filled file) end it cleanly.
         let mut zeroed = buf.clone();
         zeroed.extend_from_slice(&[0; 64]);
         let (records, end) = all(&zeroed);
         assert_eq!(records.len(), 2);
-        assert_eq!(end, Next::Torn("zeros after the last record"));
+        assert_eq!(end, Next::End);
+        // The same records read as another segment's (a recycled file) are not records.
+        assert!(matches!(next(&buf, 4, 0), Next::Torn(_)));
     }
 
     #[test]

@@ -49,6 +49,7 @@ use domo_mdp::LockExt;
 use self::format::{Next, Record};
 use self::index::{Change, Index, Loc, Seg};
 use self::writer::LogWriter;
+
 use super::op::{Answer, Kind, Op, Waiter};
 use super::queue::{Queue, Refused};
 use super::recovery::Recovery;
@@ -57,7 +58,7 @@ use super::{Durable, Lookup, Stats, Store};
 use crate::clock::TimeSource;
 use crate::error::{Error, Result};
 use crate::id::{Id, IdGenerator};
-use crate::record::{decode_reply, decode_request, encode_request, Request};
+use crate::record::{decode_reply, decode_request, Request};
 
 /// The default size at which a segment is closed and the next one started.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
@@ -69,6 +70,8 @@ pub struct LogStore {
     clock: Arc<dyn TimeSource>,
     queue: Arc<Queue<Op>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The thread that makes segments ahead; it ends after the writer (which tells it).
+    preparer: Mutex<Option<JoinHandle<()>>>,
     /// Held while the store is open: another process cannot open the same directory.
     _lock: File,
 }
@@ -110,6 +113,91 @@ impl Shared {
     fn set_failure(&self, failure: Option<Error>) {
         *self.failure.lock_unpoisoned() = failure;
     }
+}
+
+/// The next segment, made ahead by the preparer thread: its file full of zeros, its header
+/// written, both durable, so that a commit writes over zeros already on the disk and its
+/// `fdatasync` flushes only the data (appending also changes the file's size and extents,
+/// which costs the file system a journal commit: measured, about 1.8x the time of an
+/// `fdatasync` at 200 KB), and a rotation costs the writer nothing.
+#[derive(Default)]
+pub(super) struct Prepared {
+    /// The segment the writer will want next; `None` while it makes one itself.
+    pub(super) wanted: Option<u64>,
+    /// The segment made, with its file.
+    pub(super) ready: Option<(u64, File)>,
+}
+
+/// The file the preparer fills before it becomes a segment.
+const SPARE_TMP: &str = "next.tmp";
+
+/// Starts the thread that makes the segment `prepared` wants, when told; it ends when the
+/// sender is dropped.
+fn spawn_preparer(
+    dir: PathBuf,
+    size: u64,
+    prepared: Arc<Mutex<Prepared>>,
+) -> Result<(mpsc::Sender<()>, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<()>();
+    let _ = std::fs::remove_file(dir.join(SPARE_TMP));
+    let handle = std::thread::Builder::new()
+        .name("titanic-segments".into())
+        .spawn(move || {
+            let zeros = vec![0u8; 1 << 20];
+            while rx.recv().is_ok() {
+                let n = {
+                    let p = prepared.lock_unpoisoned();
+                    match (p.wanted, &p.ready) {
+                        (Some(n), None) => n,
+                        _ => continue,
+                    }
+                };
+                let tmp = dir.join(SPARE_TMP);
+                let made = (|| -> std::io::Result<File> {
+                    let file = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .open(&tmp)?;
+                    // A megabyte at a time, each synced before the next: the commits' own
+                    // syncs never wait behind more than that of it.
+                    let mut at = 0;
+                    while at < size {
+                        let n = (size - at).min(zeros.len() as u64) as usize;
+                        file.write_all_at(&zeros[..n], at)?;
+                        file.sync_data()?;
+                        at += n as u64;
+                    }
+                    file.write_all_at(&format::header(), 0)?;
+                    file.sync_all()?;
+                    Ok(file)
+                })();
+                let file = match made {
+                    Ok(file) => file,
+                    Err(e) => {
+                        // Segments are then made by the writer (slower commits, nothing lost).
+                        let _ = std::fs::remove_file(&tmp);
+                        tracing::warn!(error = %e, dir = %dir.display(),
+                            "Titanic log: cannot make the next segment ahead");
+                        continue;
+                    }
+                };
+                // Named as a segment only while the writer still wants it (it has not made
+                // it itself meanwhile), and durable before it is handed over.
+                let mut p = prepared.lock_unpoisoned();
+                let placed = p.wanted == Some(n)
+                    && std::fs::rename(&tmp, dir.join(segment_name(n))).is_ok()
+                    && sync_dir(&dir).is_ok();
+                if placed {
+                    p.ready = Some((n, file));
+                } else {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+        })
+        .map_err(|e| Error::Unavailable(format!("cannot start the segment thread: {e}")))?;
+    Ok((tx, handle))
 }
 
 /// The file name of segment `n`.
@@ -156,6 +244,20 @@ fn recover(dir: &Path) -> Result<Recovered> {
     let mut index = Index::default();
     let mut floor: Option<u128> = None;
     let last = numbers.last().copied();
+    // The segment the writer appended to last: the newest one with a record in it (the
+    // segments after it, if any, were made ahead and are still empty). Only there can a
+    // write have been torn.
+    let mut appended = last;
+    for n in numbers.iter().rev() {
+        let path = dir.join(segment_name(*n));
+        let bytes = std::fs::read(&path).map_err(|e| io_err(path.display(), e))?;
+        let empty = bytes.len() <= format::HEADER_LEN
+            || bytes[format::HEADER_LEN..].iter().all(|b| *b == 0);
+        if !empty {
+            appended = Some(*n);
+            break;
+        }
+    }
     for n in numbers {
         let path = dir.join(segment_name(n));
         let file = OpenOptions::new()
@@ -165,8 +267,11 @@ fn recover(dir: &Path) -> Result<Recovered> {
             .map_err(|e| io_err(path.display(), e))?;
         let bytes = std::fs::read(&path).map_err(|e| io_err(path.display(), e))?;
         let newest = Some(n) == last;
-        if bytes.len() < format::HEADER_LEN && newest {
-            // Created, and the crash came before its header was durable: start it again.
+        let no_header =
+            bytes.len() < format::HEADER_LEN || bytes[..format::HEADER_LEN].iter().all(|b| *b == 0);
+        if no_header && newest {
+            // Made (or a spare renamed), and the crash came before its header was durable:
+            // start it again.
             file.set_len(0).map_err(|e| io_err(path.display(), e))?;
             file.write_all_at(&format::header(), 0)
                 .and_then(|()| file.sync_all())
@@ -181,7 +286,7 @@ fn recover(dir: &Path) -> Result<Recovered> {
         index.segs.insert(n, new_seg(file, 0));
         let mut at = format::HEADER_LEN;
         loop {
-            match format::next(&bytes, at) {
+            match format::next(&bytes, n, at) {
                 Next::Record { record, body, end } => {
                     let change = match record {
                         Record::Request { id, key, encoded } => {
@@ -203,23 +308,33 @@ fn recover(dir: &Path) -> Result<Recovered> {
                     at = end;
                 }
                 Next::End => break,
-                Next::Torn(why) if newest => {
+                Next::Torn(why) if newest || Some(n) == appended => {
                     tracing::warn!(
                         segment = %path.display(), at, dropped = bytes.len() - at, why,
                         "Titanic log: cutting an incomplete write at the end of the log \
                          (never acknowledged)"
                     );
+                    // Zeros over the torn bytes, up to where the file's zeros begin (it
+                    // keeps its size: commits then do not grow it), or cut it there.
                     let seg = &index.segs[&n];
-                    seg.file
-                        .set_len(at as u64)
+                    let dirty = bytes[at..]
+                        .iter()
+                        .rposition(|b| *b != 0)
+                        .map_or(0, |p| p + 1);
+                    let cleared = if at + dirty < bytes.len() {
+                        seg.file.write_all_at(&vec![0; dirty], at as u64)
+                    } else {
+                        seg.file.set_len(at as u64)
+                    };
+                    cleared
                         .and_then(|()| seg.file.sync_all())
                         .map_err(|e| io_err(path.display(), e))?;
                     break;
                 }
                 Next::Torn(why) => {
                     return Err(Error::Unavailable(format!(
-                        "{}: {why} at byte {at}, before the newest segment; refusing to \
-                         open rather than drop the records after it",
+                        "{}: {why} at byte {at}, before the newest segment with records; \
+                         refusing to open rather than drop the records after it",
                         path.display()
                     )));
                 }
@@ -311,7 +426,16 @@ impl LogStore {
         });
         let live = shared.read().live_bytes;
         let clock = options.clock.clone();
+        let segment_bytes = options.segment_bytes.max(format::HEADER_LEN as u64 + 1);
+        let prepared = Arc::new(Mutex::new(Prepared {
+            wanted: Some(active.0 + 1),
+            ready: None,
+        }));
+        let (prepare, preparer) = spawn_preparer(dir.clone(), segment_bytes, prepared.clone())?;
+        let _ = prepare.send(());
         let mut writer = LogWriter {
+            prepare,
+            prepared,
             dir,
             shared: shared.clone(),
             clock: options.clock,
@@ -328,7 +452,7 @@ impl LogStore {
             active: active.0,
             file: active.1,
             end: active.2,
-            segment_bytes: options.segment_bytes.max(format::HEADER_LEN as u64 + 1),
+            segment_bytes,
             buf: Vec::new(),
             compacting: None,
             cursor: 0,
@@ -345,6 +469,7 @@ impl LogStore {
             clock,
             queue,
             writer: Mutex::new(Some(handle)),
+            preparer: Mutex::new(Some(preparer)),
             _lock: lock,
         })
     }
@@ -356,10 +481,10 @@ impl LogStore {
             created_millis: self.clock.now_millis(),
             attempts: 0,
         };
-        let encoded = encode_request(&request);
+        // Encoded by the writer, into its commit's buffer (an empty `encoded` says so).
         Kind::Put {
             request,
-            encoded,
+            encoded: Vec::new(),
             key,
         }
     }
@@ -543,6 +668,11 @@ impl Drop for LogStore {
         if let Some(handle) = self.writer.lock().ok().and_then(|mut w| w.take()) {
             let _ = handle.join();
         }
+        // Before the lock is released: no segment is made in the directory once another
+        // store may have opened it.
+        if let Some(handle) = self.preparer.lock().ok().and_then(|mut w| w.take()) {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -593,7 +723,10 @@ pub fn import_redb(from: &Path, dir: &Path) -> Result<usize> {
         Ok(())
     };
     redb.for_each_live(|id, request, reply, key| {
-        let mut e = format::Encoder { buf: &mut buf };
+        let mut e = format::Encoder {
+            buf: &mut buf,
+            seg: last + 1,
+        };
         e.request(id, key, request);
         if let Some(reply) = reply {
             e.reply(id, reply);

@@ -16,12 +16,13 @@ use super::{create_segment, read_at, segment_name, sync_dir, Shared};
 use crate::clock::TimeSource;
 use crate::error::{Error, Result};
 use crate::id::{Id, IdGenerator};
-use crate::record::{encode_reply, Reply, Request};
+use crate::record::{encode_reply_into, encode_request_into, Reply, Request};
 use crate::store::op::{fail_all, Answer, Kind, Op, Value};
 use crate::store::queue::{Linger, Queue, Waited};
 use crate::store::recovery::Recovery;
 use crate::store::redb::{CommitObserver, ReopenObserver, StoredFeed};
 use crate::store::Limits;
+use domo_mdp::LockExt;
 
 /// Most live entries one commit moves out of a segment being compacted.
 const MOVES_PER_COMMIT: usize = 256;
@@ -29,6 +30,9 @@ const MOVES_PER_COMMIT: usize = 256;
 const SCAN_PER_COMMIT: usize = 16 * 1024;
 
 pub(super) struct LogWriter {
+    /// Tells the preparer thread to make the segment `prepared` wants.
+    pub(super) prepare: std::sync::mpsc::Sender<()>,
+    pub(super) prepared: Arc<std::sync::Mutex<super::Prepared>>,
     pub(super) dir: PathBuf,
     pub(super) shared: Arc<Shared>,
     pub(super) clock: Arc<dyn TimeSource>,
@@ -228,20 +232,31 @@ impl LogWriter {
                         return Ok(Value::Id(Id::from_u128(id)));
                     }
                 }
-                let size = encoded.len() as u64;
+                // Encoded here, straight into the commit's buffer (the log's writer has the
+                // time; the broker thread, where the caller is, has not), unless the caller
+                // did already.
+                let mark = buf.len();
+                let id = self.ids.next(now);
+                let raw = id.as_u128();
+                let (off, len) = Encoder { buf, seg }.request_with(raw, key.as_deref(), |out| {
+                    if encoded.is_empty() {
+                        encode_request_into(&request, out);
+                    } else {
+                        out.extend_from_slice(&encoded);
+                    }
+                });
+                let size = len as u64;
                 if self.live + size > self.limits.max_bytes {
+                    buf.truncate(mark);
                     return Err(Error::StoreFull {
                         used: self.live,
                         limit: self.limits.max_bytes,
                         needed: size,
                     });
                 }
-                let id = self.ids.next(now);
-                let raw = id.as_u128();
-                let off = Encoder { buf }.request(raw, key.as_deref(), &encoded);
                 changes.push(Change::Request {
                     id: raw,
-                    at: at(off, encoded.len()),
+                    at: at(off, len),
                     key: key.clone(),
                 });
                 self.live += size;
@@ -260,23 +275,24 @@ impl LogWriter {
                 if !overlay.live(index, raw) || overlay.answered(index, raw) {
                     return Ok(Value::Unit);
                 }
-                let bytes = encode_reply(&Reply {
+                let reply = Reply {
                     frames,
                     completed_millis: now,
-                });
-                let off = Encoder { buf }.reply(raw, &bytes);
+                };
+                let (off, len) =
+                    Encoder { buf, seg }.reply_with(raw, |out| encode_reply_into(&reply, out));
                 changes.push(Change::Reply {
                     id: raw,
-                    at: at(off, bytes.len()),
+                    at: at(off, len),
                 });
-                self.live += bytes.len() as u64;
-                overlay.replied.insert(raw, bytes.len() as u64);
+                self.live += len as u64;
+                overlay.replied.insert(raw, len as u64);
                 Ok(Value::Unit)
             }
             Kind::Close { id } => {
                 let raw = id.as_u128();
                 if overlay.live(index, raw) {
-                    Encoder { buf }.close(raw);
+                    Encoder { buf, seg }.close(raw);
                     changes.push(Change::Close { id: raw });
                     self.live = self.live.saturating_sub(self.bytes_of(index, overlay, raw));
                     overlay.removed.insert(raw);
@@ -298,7 +314,7 @@ impl LogWriter {
                         .filter(|id| **id < below && !overlay.removed.contains(id)),
                 );
                 if !gone.is_empty() {
-                    Encoder { buf }.expire(below);
+                    Encoder { buf, seg }.expire(below);
                     changes.push(Change::Expire { below });
                     for id in &gone {
                         self.live = self.live.saturating_sub(self.bytes_of(index, overlay, *id));
@@ -356,7 +372,7 @@ impl LogWriter {
                     .ok_or_else(|| Error::Unavailable("a segment is missing".into()))
             };
             let request = read_at(&*file(entry.request)?, entry.request)?;
-            let off = Encoder { buf }.request(*id, entry.key.as_deref(), &request);
+            let off = Encoder { buf, seg }.request(*id, entry.key.as_deref(), &request);
             changes.push(Change::Request {
                 id: *id,
                 at: Loc {
@@ -368,7 +384,7 @@ impl LogWriter {
             });
             if let Some(reply_at) = entry.reply {
                 let reply = read_at(&*file(reply_at)?, reply_at)?;
-                let off = Encoder { buf }.reply(*id, &reply);
+                let off = Encoder { buf, seg }.reply(*id, &reply);
                 changes.push(Change::Reply {
                     id: *id,
                     at: Loc {
@@ -432,7 +448,19 @@ impl LogWriter {
     /// Starts the next segment.
     fn rotate(&mut self) -> Result<()> {
         let next = self.active + 1;
-        let (file, size) = create_segment(&self.dir, next)?;
+        let ready = {
+            let mut p = self.prepared.lock_unpoisoned();
+            // Made ahead, or (the preparer is late) made here: then it no longer may.
+            p.wanted = None;
+            p.ready.take().filter(|(n, _)| *n == next)
+        };
+        let (file, size) = match ready {
+            Some((_, file)) => (file, super::format::HEADER_LEN as u64),
+            None => create_segment(&self.dir, next)?,
+        };
+        self.prepared.lock_unpoisoned().wanted = Some(next + 1);
+        // A preparer that is gone only leaves the segments to the writer to make.
+        let _ = self.prepare.send(());
         let file = Arc::new(file);
         self.shared.write().segs.insert(
             next,
