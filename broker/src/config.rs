@@ -1655,6 +1655,19 @@ mod tests {
     }
 
     #[test]
+    fn titanic_keeps_its_requests_in_the_log_by_default_and_topics_cannot() {
+        assert_eq!(Settings::default().titanic.store, TitanicStore::Log);
+        assert_eq!(Settings::default().topics.store, TitanicStore::Redb);
+        let redb = parse("[titanic]\nstore = \"redb\"\n").unwrap();
+        assert_eq!(redb.titanic.store, TitanicStore::Redb);
+        let e = error("[topics]\nstore = \"log\"\n");
+        assert!(e.contains("topics.store"), "{e}");
+        assert!(e.contains("Titanic store"), "{e}");
+        let e = error("[titanic]\nstore = \"lsm\"\n");
+        assert!(e.contains("titanic.store"), "{e}");
+    }
+
+    #[test]
     fn a_postgres_url_with_a_password_is_recognised_in_both_forms() {
         for url in [
             "postgres://domo:pw@db1:5432/domo",

@@ -417,3 +417,80 @@ fn with_a_commit_linger_64_concurrent_submitters_share_commits_of_at_least_32() 
         writes / commits
     );
 }
+
+#[test]
+fn an_upgrade_moves_the_requests_of_titanic_redb_into_the_log_and_answers_them() {
+    let cwd = TempDir::new("titanic-upgrade");
+    // An earlier version's store: the broker on `store = "redb"`.
+    std::fs::write(
+        cwd.path().join("redb.toml"),
+        "[titanic]\nstore = \"redb\"\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start(cwd.path(), &["--heartbeat", "250ms", "-c", "redb.toml"]);
+    let ep = daemon.endpoint.clone();
+    wait_for_service(&ep, "titanic.request", b"200");
+    let client = ReqClient::connect(&ep);
+    // No worker for "upgrade": they stay pending. One done request, one keyed.
+    let pending: Vec<Vec<u8>> = (0..5)
+        .map(|i| {
+            let ack = client.request("titanic.request", &[b"upgrade", format!("p{i}").as_bytes()]);
+            assert_eq!(ack[0], b"200", "{ack:?}");
+            ack[1].clone()
+        })
+        .collect();
+    let keyed = client.request(
+        "titanic.request",
+        &[b"Idempotency-Key:up-1", b"upgrade", b"k"],
+    );
+    assert_eq!(keyed[0], b"200");
+    let echo = ZWorker::echo(&ep, "echo", Duration::from_millis(250));
+    let done = client.request("titanic.request", &[b"echo", b"answered before"]);
+    assert_eq!(
+        titanic_reply_when_done(&client, &done[1]),
+        vec![b"answered before".to_vec()]
+    );
+    drop((client, echo, daemon)); // kill -9
+    let data = cwd.path().join("titanic-data");
+    assert!(data.join("titanic.redb").is_file());
+
+    // This version's default: the log, with everything moved in at start. (A short request
+    // timeout: an attempt that raced the worker's arrival is retried within the test's wait.)
+    std::fs::write(
+        cwd.path().join("log.toml"),
+        "[titanic]\nrequest_timeout = \"2s\"\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start(cwd.path(), &["--heartbeat", "250ms", "-c", "log.toml"]);
+    let ep = daemon.endpoint.clone();
+    wait_for_service(&ep, "titanic.request", b"200");
+    daemon.child.wait_line("moved into the log");
+    assert!(!data.join("titanic.redb").exists());
+    assert!(data.join("titanic.redb.imported").is_file());
+    assert!(data.join("titanic-log").is_dir());
+    let client = ReqClient::connect(&ep);
+    assert_eq!(
+        client.request("titanic.reply", &[&done[1]]),
+        vec![b"200".to_vec(), b"answered before".to_vec()]
+    );
+    for id in &pending {
+        assert_eq!(
+            client.request("titanic.reply", &[id]),
+            vec![b"300".to_vec()]
+        );
+    }
+    // The key still names its request.
+    let again = client.request(
+        "titanic.request",
+        &[b"Idempotency-Key:up-1", b"upgrade", b"k"],
+    );
+    assert_eq!(again, keyed);
+    // A worker for "upgrade" now: the moved requests go out and are answered.
+    let _worker = ZWorker::echo(&ep, "upgrade", Duration::from_millis(250));
+    for (i, id) in pending.iter().enumerate() {
+        assert_eq!(
+            titanic_reply_when_done(&client, id),
+            vec![format!("p{i}").into_bytes()]
+        );
+    }
+}

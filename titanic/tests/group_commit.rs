@@ -1,6 +1,7 @@
-//! Group commit on a real file: concurrent async submitters share commits (as many per commit
-//! as are waiting, with no thread per waiting submission), the feed reports every stored
-//! request once and in id order, and a full queue holds submitters back without losing any.
+//! Group commit on real files, for both disk stores (redb, and the log): concurrent async
+//! submitters share commits (as many per commit as are waiting, with no thread per waiting
+//! submission), the feed reports every stored request once and in id order, and a full queue
+//! holds submitters back without losing any.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
 
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use domo_titanic::store::log::LogStore;
 use domo_titanic::{Id, RedbOptions, RedbStore, Store};
 
 /// Commit sizes as the store reports them.
@@ -27,7 +29,7 @@ impl Commits {
 
 /// `submitters` tasks, each storing `each` requests one after the other (the next once the
 /// previous one is durable); returns every id handed out.
-async fn submit(store: &Arc<RedbStore>, submitters: usize, each: usize) -> Vec<Id> {
+async fn submit(store: &Arc<dyn Store>, submitters: usize, each: usize) -> Vec<Id> {
     let mut tasks = tokio::task::JoinSet::new();
     for s in 0..submitters {
         let store = store.clone();
@@ -54,8 +56,26 @@ async fn submit(store: &Arc<RedbStore>, submitters: usize, each: usize) -> Vec<I
     all
 }
 
+/// The store of `kind` (`redb` or `log`) in `dir`.
+fn open(kind: &str, dir: &std::path::Path, options: RedbOptions) -> Arc<dyn Store> {
+    if kind == "log" {
+        Arc::new(LogStore::open(dir.join("log"), options).unwrap())
+    } else {
+        Arc::new(RedbStore::open(dir.join("t.redb"), options).unwrap())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_submitters_fill_commits_of_at_least_32_requests() {
+    fill_commits("redb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_concurrent_submitters_fill_commits_of_at_least_32_requests_in_the_log() {
+    fill_commits("log").await;
+}
+
+async fn fill_commits(kind: &str) {
     let dir = tempfile::tempdir().unwrap();
     let commits = Arc::new(Commits::default());
     let (feed_tx, mut feed) = tokio::sync::mpsc::unbounded_channel();
@@ -64,7 +84,7 @@ async fn sixty_four_concurrent_submitters_fill_commits_of_at_least_32_requests()
         feed: Some(feed_tx),
         ..RedbOptions::default()
     };
-    let store = Arc::new(RedbStore::open(dir.path().join("t.redb"), options).unwrap());
+    let store = open(kind, dir.path(), options);
     let ids = submit(&store, 64, 40).await;
     assert_eq!(ids.len(), 64 * 40);
 
@@ -105,13 +125,19 @@ async fn sixty_four_concurrent_submitters_fill_commits_of_at_least_32_requests()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_holds_async_submitters_back_and_loses_none() {
+    for kind in ["redb", "log"] {
+        full_queue(kind).await;
+    }
+}
+
+async fn full_queue(kind: &str) {
     let dir = tempfile::tempdir().unwrap();
     let options = RedbOptions {
         queue_capacity: 2,
         max_batch: 3,
         ..RedbOptions::default()
     };
-    let store = Arc::new(RedbStore::open(dir.path().join("t.redb"), options).unwrap());
+    let store = open(kind, dir.path(), options);
     let ids = submit(&store, 32, 10).await;
     let mut unique = ids.clone();
     unique.sort_unstable();
@@ -124,15 +150,17 @@ async fn a_full_queue_holds_async_submitters_back_and_loses_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_async_close_is_durable_across_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(dir.path().join("t.redb"), RedbOptions::default()).unwrap();
-    let id = store
-        .put_request_async(Bytes::from_static(b"echo"), vec![Bytes::from_static(b"x")])
-        .await
-        .unwrap();
-    assert!(store.close_async(id).await.is_ok());
-    drop(store);
-    // Reopened: the closed request is gone, the file is usable.
-    let store = RedbStore::open(dir.path().join("t.redb"), RedbOptions::default()).unwrap();
-    assert_eq!(store.stats().unwrap().pending, 0);
+    for kind in ["redb", "log"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(kind, dir.path(), RedbOptions::default());
+        let id = store
+            .put_request_async(Bytes::from_static(b"echo"), vec![Bytes::from_static(b"x")])
+            .await
+            .unwrap();
+        assert!(store.close_async(id).await.is_ok());
+        drop(store);
+        // Reopened: the closed request is gone, the store is usable.
+        let store = open(kind, dir.path(), RedbOptions::default());
+        assert_eq!(store.stats().unwrap().pending, 0, "{kind}");
+    }
 }
