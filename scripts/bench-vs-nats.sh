@@ -14,6 +14,10 @@
 #
 # REQREPLY=0 skips the request-reply part.
 #
+# NATS_SERVER=PATH picks the nats-server (default: the one on PATH, else /usr/sbin); with 2.10 or
+# later (scripts/get-nats-server.sh fetches one) the durable part also runs JetStream with
+# `sync_interval: always` (an fsync before each acknowledgement) on a third server.
+#
 # Then durable messages (issue #19), unless DURABLE=0: Titanic (`domo bench --phases titanic`)
 # against JetStream (a second nats-server with -js on a scratch directory; the generator's
 # --jetstream mode), 64 connections with one submission in flight each, 64 B and 4 KiB bodies,
@@ -34,7 +38,7 @@ latency_requests=${BENCH_LATENCY_REQUESTS:-20000}
 warmup=$((requests / 20))
 latency_warmup=$((latency_requests / 10))
 
-nats_server=$(command -v nats-server || true)
+nats_server=${NATS_SERVER:-$(command -v nats-server || true)}
 [ -z "$nats_server" ] && [ -x /usr/sbin/nats-server ] && nats_server=/usr/sbin/nats-server
 if [ -z "$nats_server" ]; then
   echo "bench-vs-nats: no nats-server on PATH nor in /usr/sbin (Debian: apt-get install nats-server)" >&2
@@ -51,8 +55,9 @@ load=${CARGO_TARGET_DIR:-bench/nats-load/target}/release/domo-nats-load
 work=$(mktemp -d)
 nats_pid=
 js_pid=
+jsync_pid=
 cleanup() {
-  for pid in $nats_pid $js_pid; do
+  for pid in $nats_pid $js_pid $jsync_pid; do
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
@@ -138,6 +143,25 @@ for _ in $(seq 100); do
 done
 [ -n "$js_url" ] || { echo "bench-vs-nats: nats-server -js did not start" >&2; exit 1; }
 echo "== durable: JetStream (pid $js_pid) on $js_url; $rounds rounds" >&2
+# 2.10 and later: a third server whose JetStream fsyncs every write before acknowledging it.
+nats_version=$("$nats_server" --version | sed -n 's/.*v\([0-9][0-9.]*\).*/\1/p')
+jsync_url=
+if printf '2.10\n%s\n' "$nats_version" | sort -V -C; then
+  printf 'host: 127.0.0.1\nport: -1\njetstream {\n  store_dir: "%s"\n  sync_interval: always\n}\n' \
+    "$work/jsync" >"$work/jsync.conf"
+  "$nats_server" -c "$work/jsync.conf" -l "$work/jsync.log" &
+  jsync_pid=$!
+  for _ in $(seq 100); do
+    jsync_url=$(sed -n 's/.*Listening for client connections on \([0-9.:]*\).*/nats:\/\/\1/p' "$work/jsync.log" 2>/dev/null | head -1 || true)
+    [ -n "$jsync_url" ] && break
+    kill -0 "$jsync_pid" 2>/dev/null || { cat "$work/jsync.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$jsync_url" ] || { echo "bench-vs-nats: nats-server (sync_interval: always) did not start" >&2; exit 1; }
+  echo "== durable: JetStream with sync_interval: always (pid $jsync_pid) on $jsync_url" >&2
+else
+  echo "== nats-server $nats_version has no sync_interval: always (2.10+; scripts/get-nats-server.sh)" >&2
+fi
 durable="--clients 64 --window 1 --requests $durable_requests --warmup $((durable_requests / 10))"
 for r in $(seq "$rounds"); do
   for size in 64 4096; do
@@ -147,6 +171,11 @@ for r in $(seq "$rounds"); do
     # shellcheck disable=SC2086
     "$load" --server "$js_url" --server-pid "$js_pid" --jetstream --size "$size" $durable --json >"$work/js.$size.$r.json"
     cat "$work/titanic.$size.$r.json" "$work/js.$size.$r.json" >&2
+    if [ -n "$jsync_url" ]; then
+      # shellcheck disable=SC2086
+      "$load" --server "$jsync_url" --server-pid "$jsync_pid" --jetstream --size "$size" $durable --json >"$work/jsync.$size.$r.json"
+      cat "$work/jsync.$size.$r.json" >&2
+    fi
     if [ -n "$before" ]; then
       # shellcheck disable=SC2086
       "$domo" bench --broker-bin "$before" --phases titanic --rounds 1 --size "$size" $durable --json >"$work/before.$size.$r.json"
@@ -155,10 +184,10 @@ for r in $(seq "$rounds"); do
   done
 done
 
-python3 - "$work" "$rounds" "$before" "${BEFORE_LABEL:-}" <<'EOF'
+python3 - "$work" "$rounds" "$before" "${BEFORE_LABEL:-}" "$nats_version" "$jsync_url" <<'EOF'
 import json, statistics, sys
 
-work, rounds, before, before_label = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+work, rounds, before, before_label, version, jsync = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 print()
 print(f"durable, medians of {rounds} rounds; 64 connections, one submission in flight each")
 print()
@@ -167,8 +196,10 @@ print("|---|---:|---:|---:|---:|---:|---|")
 for size in (64, 4096):
     systems = [
         ("domo Titanic (embedded, log store)", "titanic", "titanic", "yes, one per group commit"),
-        ("nats-server JetStream, default", "js", "jetstream", "**no** (every 2 min)"),
+        (f"nats-server {version} JetStream, default", "js", "jetstream", "**no** (every 2 min)"),
     ]
+    if jsync:
+        systems.append((f"nats-server {version} JetStream, sync_interval: always", "jsync", "jetstream", "yes, one per write"))
     if before:
         systems.insert(0, ("domo Titanic, " + (before_label or "before (" + before + ")"), "before", "titanic", "yes, one per group commit"))
     for name, file, phase, fsync in systems:
