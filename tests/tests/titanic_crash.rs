@@ -33,10 +33,22 @@ impl Drop for Broker {
     }
 }
 
-/// The broker on `endpoint` with its store in `dir`; returns once Titanic answers MMI.
+/// The broker on `endpoint` with its store in `dir`; returns once Titanic answers MMI. Its
+/// log goes to `dir/broker.log` (every start appended), shown if it does not come up.
 fn start_broker(endpoint: &str, dir: &Path) -> Broker {
+    let log = dir.join("broker.log");
+    let tail = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
     let mut exited = None;
     let child = poll_until(Duration::from_secs(15), || {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let mut child = Command::new(DOMO_BROKER)
             .args(["--bind", endpoint, "--metrics-listen", "off", "--no-topics"])
             .args(["--heartbeat", "250ms", "--titanic-data-dir"])
@@ -44,7 +56,7 @@ fn start_broker(endpoint: &str, dir: &Path) -> Broker {
             .env_remove("DOMO_CONFIG")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         thread::sleep(Duration::from_millis(50));
@@ -52,10 +64,31 @@ fn start_broker(endpoint: &str, dir: &Path) -> Broker {
         exited = child.try_wait().unwrap();
         exited.is_none().then_some(child)
     })
-    .unwrap_or_else(|| panic!("broker exits: {exited:?}"));
-    let broker = Broker(child);
-    wait_for_service(endpoint, "titanic.request", b"200");
-    broker
+    .unwrap_or_else(|| panic!("broker exits: {exited:?}\n{}", tail()));
+    let mut broker = Broker(child);
+    // Up once MMI says titanic.request is there; a broker that exits meanwhile (a bind that
+    // failed after the 50 ms above, say) is started again.
+    let up = poll_until(Duration::from_secs(20), || {
+        if let Some(status) = broker.0.try_wait().unwrap() {
+            return Some(Err(status));
+        }
+        let client = ReqClient::connect(endpoint);
+        client.set_timeout(1000);
+        let said = client.try_request("mmi.service", &[b"titanic.request"]);
+        (said == Some(vec![b"200".to_vec()])).then_some(Ok(()))
+    });
+    match up {
+        Some(Ok(())) => broker,
+        Some(Err(status)) => {
+            eprintln!(
+                "the broker exited ({status}) while starting; again:\n{}",
+                tail()
+            );
+            drop(broker);
+            start_broker(endpoint, dir)
+        }
+        None => panic!("the broker did not come up within 20 s:\n{}", tail()),
+    }
 }
 
 /// Ids acknowledged with 200, with the body sent.

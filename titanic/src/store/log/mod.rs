@@ -125,7 +125,7 @@ pub(super) struct Prepared {
     /// The segment the writer will want next; `None` while it makes one itself.
     pub(super) wanted: Option<u64>,
     /// The segment made, with its file.
-    pub(super) ready: Option<(u64, File)>,
+    pub(super) ready: Option<(u64, Arc<File>)>,
 }
 
 /// The file the preparer fills before it becomes a segment.
@@ -190,7 +190,7 @@ fn spawn_preparer(
                     && std::fs::rename(&tmp, dir.join(segment_name(n))).is_ok()
                     && sync_dir(&dir).is_ok();
                 if placed {
-                    p.ready = Some((n, file));
+                    p.ready = Some((n, Arc::new(file)));
                 } else {
                     let _ = std::fs::remove_file(&tmp);
                 }
@@ -226,8 +226,10 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 struct Recovered {
     index: Index,
     floor: Option<Id>,
-    /// The newest segment and its length.
+    /// The segment to write to, and its length.
     active: (u64, Arc<File>, u64),
+    /// The empty segment after it, made ahead before the stop.
+    ready: Option<(u64, Arc<File>)>,
 }
 
 /// Reads every segment of `dir` in order into an index (see the module docs).
@@ -344,6 +346,38 @@ fn recover(dir: &Path) -> Result<Recovered> {
             seg.size = at as u64;
         }
     }
+    // The writer goes on in the segment it last wrote to, keeping its zeros; an empty segment
+    // made ahead after it stays the next one, any other goes. (Starting a new segment at each
+    // start would leave the last one's zeros unused: 64 MiB per restart.)
+    let mut ready = None;
+    if let Some(k) = appended.filter(|k| index.segs.contains_key(k)) {
+        let later: Vec<u64> = index.segs.range(k + 1..).map(|(n, _)| *n).collect();
+        for n in later {
+            let Some(seg) = index.segs.remove(&n) else {
+                continue;
+            };
+            if n == k + 1 {
+                ready = Some((n, seg.file));
+            } else {
+                let path = dir.join(segment_name(n));
+                std::fs::remove_file(&path).map_err(|e| io_err(path.display(), e))?;
+            }
+        }
+    }
+    // Every segment but the one written to is cut to its records.
+    let newest = index.segs.keys().next_back().copied();
+    for (n, seg) in &index.segs {
+        let len = seg
+            .file
+            .metadata()
+            .map_err(|e| io_err(segment_name(*n), e))?
+            .len();
+        if Some(*n) != newest && len > seg.size {
+            seg.file
+                .set_len(seg.size)
+                .map_err(|e| io_err(segment_name(*n), e))?;
+        }
+    }
     let active = match index.segs.iter().next_back() {
         Some((n, seg)) => (*n, seg.file.clone(), seg.size),
         None => {
@@ -365,6 +399,7 @@ fn recover(dir: &Path) -> Result<Recovered> {
         index,
         floor: floor.map(Id::from_u128),
         active,
+        ready,
     })
 }
 
@@ -418,6 +453,7 @@ impl LogStore {
             index,
             floor,
             active,
+            ready,
         } = recover(&dir)?;
         let shared = Arc::new(Shared {
             index: RwLock::new(index),
@@ -428,8 +464,8 @@ impl LogStore {
         let clock = options.clock.clone();
         let segment_bytes = options.segment_bytes.max(format::HEADER_LEN as u64 + 1);
         let prepared = Arc::new(Mutex::new(Prepared {
-            wanted: Some(active.0 + 1),
-            ready: None,
+            wanted: ready.is_none().then_some(active.0 + 1),
+            ready,
         }));
         let (prepare, preparer) = spawn_preparer(dir.clone(), segment_bytes, prepared.clone())?;
         let _ = prepare.send(());

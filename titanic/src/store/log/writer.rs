@@ -257,7 +257,9 @@ impl LogWriter {
                 changes.push(Change::Request {
                     id: raw,
                     at: at(off, len),
-                    key: key.clone(),
+                    // A copy: the caller's key may be a slice of a large network buffer, which
+                    // the index would otherwise keep alive for as long as the request.
+                    key: key.as_deref().map(Bytes::copy_from_slice),
                 });
                 self.live += size;
                 overlay.added.insert(raw);
@@ -456,12 +458,14 @@ impl LogWriter {
         };
         let (file, size) = match ready {
             Some((_, file)) => (file, super::format::HEADER_LEN as u64),
-            None => create_segment(&self.dir, next)?,
+            None => {
+                let (file, size) = create_segment(&self.dir, next)?;
+                (Arc::new(file), size)
+            }
         };
         self.prepared.lock_unpoisoned().wanted = Some(next + 1);
         // A preparer that is gone only leaves the segments to the writer to make.
         let _ = self.prepare.send(());
-        let file = Arc::new(file);
         self.shared.write().segs.insert(
             next,
             Seg {
