@@ -15,9 +15,10 @@
 //! its idempotency key to it; reads look it up and `pread` the bytes (from the page cache,
 //! as a rule). Opening the store reads every segment in order and applies its records with
 //! the same rules, so the index after a crash is the one of the last durable commit. A record
-//! that is not whole (a write torn by the crash, never acknowledged) ends the newest segment,
-//! which is cut there; in an older segment it is damage, and the store refuses to open
-//! rather than drop what follows.
+//! that is not whole (a write torn by the crash, never acknowledged) ends the segment last
+//! written to (the newest with records; one made ahead may follow it), which is cut there;
+//! in an older segment it is damage, and the store refuses to open rather than drop what
+//! follows. The writer then goes on in that segment.
 //!
 //! Space: a segment is closed at [`RedbOptions::segment_bytes`] (64 MiB) and a new one
 //! started. A segment is deleted once nothing in it is live and it is the oldest: a close
@@ -739,7 +740,7 @@ pub fn import_redb(from: &Path, dir: &Path) -> Result<usize> {
         }
     }
     // Written whole under a temporary name, then renamed: a crash leaves no torn segment
-    // (a segment before the newest that is not whole stops the log from opening).
+    // (a segment before the last one written to that is not whole stops the log opening).
     let tmp = dir.join("import.tmp");
     let file = OpenOptions::new()
         .write(true)
