@@ -39,6 +39,18 @@ fn both(limits: Limits, check: impl Fn(&dyn Store, &ManualClock)) {
     };
     let store = LogStore::open(dir.path().join("titanic-log"), options).unwrap();
     check(&store, &clock);
+    // And with its commits through the page cache and fdatasync (a file system that refuses
+    // direct I/O).
+    let clock = ManualClock::new(1_700_000_000_000);
+    let options = RedbOptions {
+        limits,
+        clock: Arc::new(clock.clone()),
+        segment_bytes: 4096,
+        direct_io: false,
+        ..RedbOptions::default()
+    };
+    let store = LogStore::open(dir.path().join("titanic-log-buffered"), options).unwrap();
+    check(&store, &clock);
     // A real PostgreSQL when the environment gives one (`.ci/run` does), in a fresh schema.
     if let Some(url) = super::postgres::test_url() {
         let clock = ManualClock::new(1_700_000_000_000);

@@ -32,6 +32,7 @@
 //! segment back to its last durable length and syncs it; nothing acknowledged is in the cut
 //! part. The index holds about 150 bytes per live request.
 
+mod direct;
 mod format;
 mod index;
 mod writer;
@@ -312,26 +313,7 @@ fn recover(dir: &Path) -> Result<Recovered> {
                 }
                 Next::End => break,
                 Next::Torn(why) if newest || Some(n) == appended => {
-                    tracing::warn!(
-                        segment = %path.display(), at, dropped = bytes.len() - at, why,
-                        "Titanic log: cutting an incomplete write at the end of the log \
-                         (never acknowledged)"
-                    );
-                    // Zeros over the torn bytes, up to where the file's zeros begin (it
-                    // keeps its size: commits then do not grow it), or cut it there.
-                    let seg = &index.segs[&n];
-                    let dirty = bytes[at..]
-                        .iter()
-                        .rposition(|b| *b != 0)
-                        .map_or(0, |p| p + 1);
-                    let cleared = if at + dirty < bytes.len() {
-                        seg.file.write_all_at(&vec![0; dirty], at as u64)
-                    } else {
-                        seg.file.set_len(at as u64)
-                    };
-                    cleared
-                        .and_then(|()| seg.file.sync_all())
-                        .map_err(|e| io_err(path.display(), e))?;
+                    clear_torn(&index.segs[&n].file, &bytes, at, &path, why)?;
                     break;
                 }
                 Next::Torn(why) => {
@@ -402,6 +384,28 @@ fn recover(dir: &Path) -> Result<Recovered> {
         active,
         ready,
     })
+}
+
+/// Cuts what follows the last whole record (at `at`) of the segment written to: zeros over
+/// its bytes, up to where the file's zeros begin (it keeps its size: commits then do not grow
+/// it), or the file cut there.
+fn clear_torn(file: &File, bytes: &[u8], at: usize, path: &Path, why: &str) -> Result<()> {
+    tracing::warn!(
+        segment = %path.display(), at, dropped = bytes.len() - at, why,
+        "Titanic log: cutting an incomplete write at the end of the log (never acknowledged)"
+    );
+    let dirty = bytes[at..]
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |p| p + 1);
+    let cleared = if at + dirty < bytes.len() {
+        file.write_all_at(&vec![0; dirty], at as u64)
+    } else {
+        file.set_len(at as u64)
+    };
+    cleared
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_err(path.display(), e))
 }
 
 fn new_seg(file: File, size: u64) -> Seg {
@@ -491,6 +495,8 @@ impl LogStore {
             end: active.2,
             segment_bytes,
             buf: Vec::new(),
+            direct: None,
+            buffered: !options.direct_io,
             compacting: None,
             cursor: 0,
         };

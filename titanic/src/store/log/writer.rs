@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::direct::{self, DirectFile};
 use super::format::Encoder;
 use super::index::{Change, Index, Loc, Seg};
 use super::{create_segment, read_at, segment_name, sync_dir, Shared};
@@ -53,6 +54,12 @@ pub(super) struct LogWriter {
     pub(super) end: u64,
     pub(super) segment_bytes: u64,
     pub(super) buf: Vec<u8>,
+    /// The newest segment opened for direct writes ([`super::direct`]), once a commit has
+    /// gone to it.
+    pub(super) direct: Option<DirectFile>,
+    /// Commits go through the page cache and `fdatasync`: the options say so, or the file
+    /// system refused direct I/O.
+    pub(super) buffered: bool,
     /// The segment whose live entries are being moved to the end of the log.
     pub(super) compacting: Option<u64>,
     /// Where the next search for them starts.
@@ -155,11 +162,7 @@ impl LogWriter {
         let outcome = match moved {
             Err(e) => Err(e),
             Ok(_) if buf.is_empty() => Ok(()),
-            Ok(_) => self
-                .file
-                .write_all_at(&buf, self.end)
-                .and_then(|()| self.file.sync_data())
-                .map_err(Error::from_write_io),
+            Ok(_) => self.write_durably(&buf).map_err(Error::from_write_io),
         };
         let written = buf.len() as u64;
         self.buf = buf;
@@ -480,6 +483,41 @@ impl LogWriter {
         self.end = size;
         self.collect_segments();
         Ok(())
+    }
+
+    /// Writes a commit's records at the end of the newest segment and returns once they are
+    /// durable: one direct, synchronous write where the file system takes them, else one
+    /// `pwrite` and one `fdatasync`.
+    fn write_durably(&mut self, records: &[u8]) -> std::io::Result<()> {
+        if !self.buffered {
+            if self.direct.as_ref().is_none_or(|d| d.seg() != self.active) {
+                self.direct = None;
+                let path = self.dir.join(segment_name(self.active));
+                match DirectFile::open(&path, self.active, self.end, &self.file) {
+                    Ok(direct) => self.direct = Some(direct),
+                    Err(e) if direct::refused(&e) => self.refuse_direct(&e),
+                    // This commit goes through the page cache; the next one tries again.
+                    Err(e) => tracing::debug!(error = %e, "Titanic log: cannot open a segment \
+                        for direct writes"),
+                }
+            }
+            if let Some(direct) = self.direct.as_mut() {
+                match direct.append(records, self.end) {
+                    Err(e) if direct::refused(&e) => self.refuse_direct(&e),
+                    done => return done,
+                }
+            }
+        }
+        self.file.write_all_at(records, self.end)?;
+        self.file.sync_data()
+    }
+
+    /// Goes back to buffered writes for good: the file system does not take direct ones.
+    fn refuse_direct(&mut self, e: &std::io::Error) {
+        tracing::info!(error = %e, dir = %self.dir.display(),
+            "Titanic log: the file system refuses direct I/O; commits use pwrite and fdatasync");
+        self.direct = None;
+        self.buffered = true;
     }
 
     fn failed(&mut self, results: Vec<(Answer, Result<Value>)>, e: Error) {

@@ -128,6 +128,11 @@ pub struct RedbOptions {
     /// The log store only ([`crate::store::log::LogStore`]): the size at which a segment is
     /// closed and the next one started. Default 64 MiB.
     pub segment_bytes: u64,
+    /// The log store only: write each commit with `O_DIRECT | O_DSYNC` where the file
+    /// system takes it (one write, durable when it returns), else with `pwrite` and
+    /// `fdatasync`. Default true; a file system that refuses direct I/O gets the latter
+    /// anyway.
+    pub direct_io: bool,
 }
 
 /// See [`RedbOptions::feed`].
@@ -155,6 +160,7 @@ impl Default for RedbOptions {
             on_reopen: None,
             feed: None,
             segment_bytes: crate::store::log::SEGMENT_BYTES,
+            direct_io: true,
         }
     }
 }
@@ -171,6 +177,7 @@ impl std::fmt::Debug for RedbOptions {
             .field("on_reopen", &self.on_reopen.is_some())
             .field("feed", &self.feed.is_some())
             .field("segment_bytes", &self.segment_bytes)
+            .field("direct_io", &self.direct_io)
             .finish_non_exhaustive()
     }
 }
