@@ -193,6 +193,11 @@ pub(super) fn next(bytes: &[u8], seg: u64, at: usize) -> Next<'_> {
         return Next::End;
     }
     if rest.len() < RECORD_HEADER_LEN {
+        // Zeros shorter than a header: the end of a segment whose last commit was written
+        // directly, padded with zeros to a block boundary.
+        if rest.iter().all(|b| *b == 0) {
+            return Next::End;
+        }
         return Next::Torn("a record header cut short");
     }
     let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
@@ -369,6 +374,13 @@ mod tests {
         let (records, end) = all(&zeroed);
         assert_eq!(records.len(), 2);
         assert_eq!(end, Next::End);
+        // However few (a direct write's padding to a block boundary can leave 1 byte).
+        for zeros in 1..=RECORD_HEADER_LEN {
+            let mut padded = buf.clone();
+            padded.extend(std::iter::repeat_n(0, zeros));
+            let (records, end) = all(&padded);
+            assert_eq!((records.len(), end), (2, Next::End), "{zeros} zeros");
+        }
         // The same records read as another segment's (a recycled file) are not records.
         assert!(matches!(next(&buf, 4, 0), Next::Torn(_)));
     }
