@@ -1,11 +1,15 @@
 //! The writes a store's callers queue for its writer thread, and how their outcomes reach
 //! them (shared by the redb and the log engines).
 
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use super::queue::{Queue, Refused, Waited};
+use super::Durable;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::record::Request;
@@ -95,5 +99,77 @@ pub(crate) fn fail_all(results: impl Iterator<Item = (Answer, Result<Value>)>, e
             _ => Err(e.duplicate()),
         };
         answer.send(r);
+    }
+}
+
+/// Queues a write and blocks the calling thread until it is durable (or refused).
+pub(crate) fn submit<T>(
+    queue: &Queue<Op>,
+    kind: Kind,
+    answer: impl FnOnce(Waiter<T>) -> Answer,
+) -> Result<T> {
+    let (done, wait) = mpsc::sync_channel(1);
+    queue
+        .push(Op {
+            kind,
+            answer: answer(Waiter::Blocking(done)),
+        })
+        .map_err(|_| Error::Closed)?;
+    wait.recv().map_err(|_| Error::Closed)?
+}
+
+/// Queues a write without blocking; the returned future resolves once it is durable. On a
+/// full queue the op waits for room on a blocking thread (backpressure without blocking the
+/// caller's runtime thread).
+pub(crate) fn submit_async<T: Send + 'static>(
+    queue: &Arc<Queue<Op>>,
+    kind: Kind,
+    answer: impl FnOnce(Waiter<T>) -> Answer,
+) -> Durable<T> {
+    let (done, wait) = oneshot::channel();
+    let op = Op {
+        kind,
+        answer: answer(Waiter::Async(done)),
+    };
+    match queue.try_push(op) {
+        Ok(()) => {}
+        Err(Refused::Closed(_)) => return Durable::ready(Err(Error::Closed)),
+        Err(Refused::Full(op)) => {
+            let queue = queue.clone();
+            // Dropping a refused op drops its answer: the future then says Closed.
+            let push = move || drop(queue.push(op));
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(push)),
+                Err(_) => push(),
+            }
+        }
+    }
+    Durable::waiting(wait)
+}
+
+/// A writer's wait while its store refuses writes after a failed one: until `retry_at`, the
+/// next attempt to repair it, every op that arrives is answered at once with `refusal()`.
+/// False once the queue is closed and empty (the writer then stops).
+pub(crate) fn refuse_until(
+    queue: &Queue<Op>,
+    retry_at: Instant,
+    batch: &mut Vec<Op>,
+    max_batch: usize,
+    refusal: impl Fn() -> Error,
+) -> bool {
+    let now = Instant::now();
+    if now >= retry_at {
+        return true;
+    }
+    match queue.wait(Some(retry_at - now)) {
+        Waited::Ready => {
+            queue.take(batch, max_batch, super::queue::Linger::default(), false);
+            batch
+                .drain(..)
+                .for_each(|op| op.answer.send(Err(refusal())));
+            true
+        }
+        Waited::TimedOut => true,
+        Waited::Closed => false,
     }
 }

@@ -52,8 +52,8 @@ use self::format::{Next, Record};
 use self::index::{Change, Index, Loc, Seg};
 use self::writer::LogWriter;
 
-use super::op::{Answer, Kind, Op, Waiter};
-use super::queue::{Queue, Refused};
+use super::op::{submit, submit_async, Answer, Kind, Op};
+use super::queue::Queue;
 use super::recovery::Recovery;
 use super::redb::RedbOptions;
 use super::{Durable, Lookup, Stats, Store};
@@ -531,42 +531,6 @@ impl LogStore {
             key,
         }
     }
-
-    fn submit<T>(&self, kind: Kind, answer: impl FnOnce(Waiter<T>) -> Answer) -> Result<T> {
-        let (done, wait) = mpsc::sync_channel(1);
-        self.queue
-            .push(Op {
-                kind,
-                answer: answer(Waiter::Blocking(done)),
-            })
-            .map_err(|_| Error::Closed)?;
-        wait.recv().map_err(|_| Error::Closed)?
-    }
-
-    fn submit_async<T: Send + 'static>(
-        &self,
-        kind: Kind,
-        answer: impl FnOnce(Waiter<T>) -> Answer,
-    ) -> Durable<T> {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        let op = Op {
-            kind,
-            answer: answer(Waiter::Async(done)),
-        };
-        match self.queue.try_push(op) {
-            Ok(()) => {}
-            Err(Refused::Closed(_)) => return Durable::ready(Err(Error::Closed)),
-            Err(Refused::Full(op)) => {
-                let queue = self.queue.clone();
-                let push = move || drop(queue.push(op));
-                match tokio::runtime::Handle::try_current() {
-                    Ok(runtime) => drop(runtime.spawn_blocking(push)),
-                    Err(_) => push(),
-                }
-            }
-        }
-        Durable::waiting(wait)
-    }
 }
 
 /// Takes the directory's lock file, or says who has it.
@@ -606,27 +570,35 @@ fn corrupt(id: u128, e: postcard::Error) -> Error {
 
 impl Store for LogStore {
     fn put_request(&self, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
-        self.submit(self.put_op(service, body, None), Answer::Id)
+        submit(&self.queue, self.put_op(service, body, None), Answer::Id)
     }
 
     fn put_request_async(&self, service: Bytes, body: Vec<Bytes>) -> Durable<Id> {
-        self.submit_async(self.put_op(service, body, None), Answer::Id)
+        submit_async(&self.queue, self.put_op(service, body, None), Answer::Id)
     }
 
     fn put_keyed(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
-        self.submit(self.put_op(service, body, Some(key)), Answer::Id)
+        submit(
+            &self.queue,
+            self.put_op(service, body, Some(key)),
+            Answer::Id,
+        )
     }
 
     fn put_keyed_async(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Durable<Id> {
-        self.submit_async(self.put_op(service, body, Some(key)), Answer::Id)
+        submit_async(
+            &self.queue,
+            self.put_op(service, body, Some(key)),
+            Answer::Id,
+        )
     }
 
     fn complete(&self, id: Id, frames: Vec<Bytes>) -> Result<()> {
-        self.submit(Kind::Complete { id, frames }, Answer::Unit)
+        submit(&self.queue, Kind::Complete { id, frames }, Answer::Unit)
     }
 
     fn complete_async(&self, id: Id, frames: Vec<Bytes>) -> Durable<()> {
-        self.submit_async(Kind::Complete { id, frames }, Answer::Unit)
+        submit_async(&self.queue, Kind::Complete { id, frames }, Answer::Unit)
     }
 
     fn get(&self, id: Id) -> Result<Lookup> {
@@ -652,11 +624,11 @@ impl Store for LogStore {
     }
 
     fn close(&self, id: Id) -> Result<()> {
-        self.submit(Kind::Close { id }, Answer::Unit)
+        submit(&self.queue, Kind::Close { id }, Answer::Unit)
     }
 
     fn close_async(&self, id: Id) -> Durable<()> {
-        self.submit_async(Kind::Close { id }, Answer::Unit)
+        submit_async(&self.queue, Kind::Close { id }, Answer::Unit)
     }
 
     fn pending(&self, after: Option<Id>, limit: usize) -> Result<Vec<(Id, Request)>> {
@@ -685,7 +657,11 @@ impl Store for LogStore {
     }
 
     fn expire(&self, older_than_millis: u64) -> Result<usize> {
-        self.submit(Kind::Expire { older_than_millis }, Answer::Count)
+        submit(
+            &self.queue,
+            Kind::Expire { older_than_millis },
+            Answer::Count,
+        )
     }
 
     fn stats(&self) -> Result<Stats> {

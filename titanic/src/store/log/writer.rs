@@ -18,7 +18,7 @@ use crate::clock::TimeSource;
 use crate::error::{Error, Result};
 use crate::id::{Id, IdGenerator};
 use crate::record::{encode_reply_into, encode_request_into, Reply, Request};
-use crate::store::op::{fail_all, Answer, Kind, Op, Value};
+use crate::store::op::{fail_all, refuse_until, Answer, Kind, Op, Value};
 use crate::store::queue::{Linger, Queue, Waited};
 use crate::store::recovery::Recovery;
 use crate::store::redb::{CommitObserver, ReopenObserver, StoredFeed};
@@ -94,21 +94,16 @@ impl LogWriter {
         let mut batch = Vec::with_capacity(self.max_batch.min(4096));
         loop {
             if let Some(at) = self.recovery.retry_at() {
-                let now = Instant::now();
-                if now >= at {
+                // Broken: refuse ops at once until it is time to repair.
+                let refusal = || {
+                    self.shared.failure().unwrap_or_else(|| {
+                        Error::WriteFailed("the store is recovering from a failed write".into())
+                    })
+                };
+                if Instant::now() >= at {
                     self.repair();
-                    continue;
-                }
-                match queue.wait(Some(at - now)) {
-                    Waited::Ready => {
-                        queue.take(&mut batch, self.max_batch, self.linger, false);
-                        let e = self.shared.failure().unwrap_or_else(|| {
-                            Error::WriteFailed("the store is recovering from a failed write".into())
-                        });
-                        fail_all(batch.drain(..).map(|op| (op.answer, Ok(Value::Unit))), &e);
-                    }
-                    Waited::TimedOut => {}
-                    Waited::Closed => return,
+                } else if !refuse_until(queue, at, &mut batch, self.max_batch, refusal) {
+                    return;
                 }
                 continue;
             }

@@ -48,7 +48,6 @@ mod writer;
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -64,8 +63,8 @@ use redb::{
 pub use super::queue::Linger;
 
 use self::writer::{Reopen, Writer};
-use super::op::{Answer, Kind, Op, Waiter};
-use super::queue::{Queue, Refused};
+use super::op::{submit, submit_async, Answer, Kind, Op};
+use super::queue::Queue;
 use super::recovery::Recovery;
 use super::{Durable, Limits, Lookup, Stats, Store};
 use crate::clock::{SystemClock, TimeSource};
@@ -380,47 +379,6 @@ impl RedbStore {
             other => other,
         }
     }
-
-    /// Queues a write and blocks until it is durable (or failed).
-    fn submit<T>(&self, kind: Kind, answer: impl FnOnce(Waiter<T>) -> Answer) -> Result<T> {
-        let (done, wait) = mpsc::sync_channel(1);
-        self.queue
-            .push(Op {
-                kind,
-                answer: answer(Waiter::Blocking(done)),
-            })
-            .map_err(|_| Error::Closed)?;
-        wait.recv().map_err(|_| Error::Closed)?
-    }
-
-    /// Queues a write without blocking; the returned future resolves once it is durable.
-    /// On a full queue the op waits for room on a blocking thread (backpressure without
-    /// blocking the caller's runtime thread).
-    fn submit_async<T: Send + 'static>(
-        &self,
-        kind: Kind,
-        answer: impl FnOnce(Waiter<T>) -> Answer,
-    ) -> Durable<T> {
-        let (done, wait) = tokio::sync::oneshot::channel();
-        let op = Op {
-            kind,
-            answer: answer(Waiter::Async(done)),
-        };
-        match self.queue.try_push(op) {
-            Ok(()) => {}
-            Err(Refused::Closed(_)) => return Durable::ready(Err(Error::Closed)),
-            Err(Refused::Full(op)) => {
-                let queue = self.queue.clone();
-                // Dropping a refused op drops its answer: the future then says Closed.
-                let push = move || drop(queue.push(op));
-                match tokio::runtime::Handle::try_current() {
-                    Ok(runtime) => drop(runtime.spawn_blocking(push)),
-                    Err(_) => push(),
-                }
-            }
-        }
-        Durable::waiting(wait)
-    }
 }
 
 impl RedbStore {
@@ -479,27 +437,27 @@ fn open_database(backend: Box<dyn StorageBackend>, file_len: &Arc<AtomicU64>) ->
 
 impl Store for RedbStore {
     fn put_request(&self, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
-        self.submit(self.put_op(service, body), Answer::Id)
+        submit(&self.queue, self.put_op(service, body), Answer::Id)
     }
 
     fn put_request_async(&self, service: Bytes, body: Vec<Bytes>) -> Durable<Id> {
-        self.submit_async(self.put_op(service, body), Answer::Id)
+        submit_async(&self.queue, self.put_op(service, body), Answer::Id)
     }
 
     fn put_keyed(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Result<Id> {
-        self.submit(self.keyed_op(key, service, body), Answer::Id)
+        submit(&self.queue, self.keyed_op(key, service, body), Answer::Id)
     }
 
     fn put_keyed_async(&self, key: Bytes, service: Bytes, body: Vec<Bytes>) -> Durable<Id> {
-        self.submit_async(self.keyed_op(key, service, body), Answer::Id)
+        submit_async(&self.queue, self.keyed_op(key, service, body), Answer::Id)
     }
 
     fn complete(&self, id: Id, frames: Vec<Bytes>) -> Result<()> {
-        self.submit(Kind::Complete { id, frames }, Answer::Unit)
+        submit(&self.queue, Kind::Complete { id, frames }, Answer::Unit)
     }
 
     fn complete_async(&self, id: Id, frames: Vec<Bytes>) -> Durable<()> {
-        self.submit_async(Kind::Complete { id, frames }, Answer::Unit)
+        submit_async(&self.queue, Kind::Complete { id, frames }, Answer::Unit)
     }
 
     fn get(&self, id: Id) -> Result<Lookup> {
@@ -531,11 +489,11 @@ impl Store for RedbStore {
     }
 
     fn close(&self, id: Id) -> Result<()> {
-        self.submit(Kind::Close { id }, Answer::Unit)
+        submit(&self.queue, Kind::Close { id }, Answer::Unit)
     }
 
     fn close_async(&self, id: Id) -> Durable<()> {
-        self.submit_async(Kind::Close { id }, Answer::Unit)
+        submit_async(&self.queue, Kind::Close { id }, Answer::Unit)
     }
 
     fn pending(&self, after: Option<Id>, limit: usize) -> Result<Vec<(Id, Request)>> {
@@ -580,7 +538,11 @@ impl Store for RedbStore {
     }
 
     fn expire(&self, older_than_millis: u64) -> Result<usize> {
-        self.submit(Kind::Expire { older_than_millis }, Answer::Count)
+        submit(
+            &self.queue,
+            Kind::Expire { older_than_millis },
+            Answer::Count,
+        )
     }
 
     fn stats(&self) -> Result<Stats> {

@@ -30,7 +30,7 @@ use crate::clock::TimeSource;
 use crate::error::{Error, Result};
 use crate::id::{Id, IdGenerator};
 use crate::record::{encode_reply, Reply, Request};
-use crate::store::op::{fail_all, Answer, Kind, Op, Value};
+use crate::store::op::{fail_all, refuse_until, Answer, Kind, Op, Value};
 use crate::store::queue::{Linger, Queue, Waited};
 use crate::store::recovery::Recovery;
 use crate::store::Limits;
@@ -133,18 +133,15 @@ impl Writer {
         loop {
             if let Some(at) = self.recovery.retry_at() {
                 // Broken: refuse ops at once until it is time to reopen.
-                let now = Instant::now();
-                if now >= at {
+                let refusal = || {
+                    self.shared
+                        .failure()
+                        .unwrap_or_else(|| Error::WriteFailed("the store is being reopened".into()))
+                };
+                if Instant::now() >= at {
                     self.reopen();
-                    continue;
-                }
-                match queue.wait(Some(at - now)) {
-                    Waited::Ready => {
-                        queue.take(&mut batch, self.max_batch, self.linger, false);
-                        batch.drain(..).for_each(|op| self.refuse(op));
-                    }
-                    Waited::TimedOut => {}
-                    Waited::Closed => return,
+                } else if !refuse_until(queue, at, &mut batch, self.max_batch, refusal) {
+                    return;
                 }
                 continue;
             }
@@ -156,15 +153,6 @@ impl Writer {
             queue.take(&mut batch, self.max_batch, self.linger, self.last_batch > 1);
             self.commit_batch(std::mem::take(&mut batch));
         }
-    }
-
-    /// Answers an op that arrived while the store is broken with the failure.
-    fn refuse(&self, op: Op) {
-        let e = self
-            .shared
-            .failure()
-            .unwrap_or_else(|| Error::WriteFailed("the store is being reopened".into()));
-        op.answer.send(Err(e));
     }
 
     fn commit_batch(&mut self, batch: Vec<Op>) {
