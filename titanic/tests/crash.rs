@@ -218,6 +218,17 @@ fn campaign(kind: &str, name: &str) {
             done.len() - before.1,
             closed.len()
         );
+        // Over a long campaign the child would fill the store (`max_bytes`, 1 GiB) and then
+        // acknowledge nothing: past 256 MiB live, everything is expired (an expiry record,
+        // then segments deleted by the next child's writer) and the checks start again
+        // from there (the closed ones must stay gone all the same).
+        if store.stats().unwrap().live_bytes > 256 << 20 {
+            let expired = store.expire(0).unwrap();
+            eprintln!("kill {i}: {expired} requests expired to keep the store small");
+            written.clear();
+            done.clear();
+            closing.clear();
+        }
     }
     assert!(!written.is_empty(), "the child never acknowledged anything");
 }
@@ -233,10 +244,17 @@ fn run_and_kill(kind: &str, path: &std::path::Path, delay: Duration) -> String {
         .env(CHILD_ENV, path)
         .env(STORE_ENV, kind)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    // What the child says on stderr (a panic, an error), shown if it acknowledges nothing.
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut out);
+        out
+    });
     let (first_tx, first_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut out = String::new();
@@ -254,11 +272,22 @@ fn run_and_kill(kind: &str, path: &std::path::Path, delay: Duration) -> String {
         out
     });
     // The child acknowledges within seconds of starting; a minute is a hung child.
-    first_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the child acknowledged nothing within 60 s");
+    if let Err(e) = first_rx.recv_timeout(Duration::from_secs(60)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        let printed = reader.join().unwrap();
+        let said = errors.join().unwrap();
+        let tail = |s: &str| s.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+        panic!(
+            "the child acknowledged nothing within 60 s ({e:?}); its stdout, last lines \
+             first:\n{}\nits stderr, last lines first:\n{}",
+            tail(&printed),
+            tail(&said)
+        );
+    }
     std::thread::sleep(delay);
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
+    drop(errors);
     reader.join().unwrap()
 }

@@ -87,6 +87,57 @@ impl DirectFile {
     }
 }
 
+/// Zeros for the files of segments made ahead, written directly where the file system
+/// takes it.
+pub(super) struct Zeros {
+    mem: Vec<u8>,
+    chunk: usize,
+    /// The file system refused direct I/O: zeros through the page cache.
+    buffered: bool,
+}
+
+impl Zeros {
+    /// Zeros written `chunk` bytes (a multiple of [`ALIGN`]) at a time.
+    pub(super) fn new(chunk: usize) -> Self {
+        let chunk = chunk.div_ceil(ALIGN).max(1) * ALIGN;
+        Self {
+            mem: vec![0; chunk + ALIGN],
+            chunk,
+            buffered: false,
+        }
+    }
+
+    /// Fills `file` (at `path`, opened as usual) with zeros up to at least `size` bytes
+    /// (whole blocks), a chunk at a time, each synced before the next.
+    pub(super) fn fill(&mut self, file: &File, path: &Path, size: u64) -> std::io::Result<()> {
+        if !self.buffered {
+            let direct = OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(path)
+                .and_then(|direct| self.write(&direct, size));
+            match direct {
+                Err(e) if refused(&e) => self.buffered = true,
+                done => return done,
+            }
+        }
+        self.write(file, size)
+    }
+
+    fn write(&self, file: &File, size: u64) -> std::io::Result<()> {
+        let skip = self.mem.as_ptr().align_offset(ALIGN);
+        let zeros = &self.mem[skip..skip + self.chunk];
+        let mut at = 0;
+        while at < size {
+            let n = ((size - at) as usize).min(self.chunk).div_ceil(ALIGN) * ALIGN;
+            file.write_all_at(&zeros[..n], at)?;
+            file.sync_data()?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+}
+
 /// Whether an error says the file system does not take direct I/O (as opposed to a failed
 /// write).
 pub(super) fn refused(e: &std::io::Error) -> bool {
@@ -137,6 +188,19 @@ mod tests {
             assert_eq!(on_disk[..expected.len()], expected[..], "after append {i}");
             assert!(on_disk[expected.len()..].iter().all(|b| *b == 0));
         }
+    }
+
+    /// A file made ahead is zeros over whatever it held, to the whole block past its size.
+    #[test]
+    fn zeros_fill_a_file_to_whole_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, file) = segment(dir.path(), &[0xaa; 30_000]);
+        let mut zeros = Zeros::new(8192);
+        zeros.fill(&file, &path, 20_000).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 30_000, "the file keeps its size");
+        assert!(bytes[..20_480].iter().all(|b| *b == 0));
+        assert!(bytes[20_480..].iter().all(|b| *b == 0xaa));
     }
 
     /// A partial block already on the disk (a restart in the middle of a segment) is read

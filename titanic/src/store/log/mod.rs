@@ -1,4 +1,4 @@
-//! The log store: requests and replies appended to segment files, one `fdatasync` per group
+//! The log store: requests and replies appended to segment files, one synchronous write per group
 //! commit, an index in memory.
 //!
 //! Design (the shape of a message log such as JetStream's file store, with an fsync before
@@ -7,8 +7,9 @@
 //! CRC-32C). The single writer thread takes every queued write (as the redb store's does,
 //! with the same queue and the same answers), checks it against the index, encodes the
 //! batch's records into one buffer, writes it at the end of the newest segment with one
-//! `pwrite`, calls `fdatasync` once, and only then applies the batch to the index and
-//! answers its callers. A request costs its record's bytes and a share of one `fdatasync`;
+//! synchronous write ([`direct`]: `O_DIRECT | O_DSYNC`; `pwrite` and `fdatasync` where the
+//! file system refuses direct I/O), and only then applies the batch to the index and
+//! answers its callers. A request costs its record's bytes and a share of one write;
 //! nothing is rewritten in place (a B-tree store copies its leaf pages at each commit).
 //!
 //! The index ([`index`]) maps each live request to where its bytes and its reply's are, and
@@ -119,7 +120,7 @@ impl Shared {
 
 /// The next segment, made ahead by the preparer thread: its file full of zeros, its header
 /// written, both durable, so that a commit writes over zeros already on the disk and its
-/// `fdatasync` flushes only the data (appending also changes the file's size and extents,
+/// sync flushes only the data (appending also changes the file's size and extents,
 /// which costs the file system a journal commit: measured, about 1.8x the time of an
 /// `fdatasync` at 200 KB), and a rotation costs the writer nothing.
 #[derive(Default)]
@@ -145,7 +146,7 @@ fn spawn_preparer(
     let handle = std::thread::Builder::new()
         .name("titanic-segments".into())
         .spawn(move || {
-            let zeros = vec![0u8; 1 << 20];
+            let mut zeros = direct::Zeros::new(1 << 20);
             while rx.recv().is_ok() {
                 let n = {
                     let p = prepared.lock_unpoisoned();
@@ -163,14 +164,10 @@ fn spawn_preparer(
                         .truncate(true)
                         .open(&tmp)?;
                     // A megabyte at a time, each synced before the next: the commits' own
-                    // syncs never wait behind more than that of it.
-                    let mut at = 0;
-                    while at < size {
-                        let n = (size - at).min(zeros.len() as u64) as usize;
-                        file.write_all_at(&zeros[..n], at)?;
-                        file.sync_data()?;
-                        at += n as u64;
-                    }
+                    // syncs never wait behind more than that of it. Written directly where
+                    // the file system takes it (no copy into the page cache, which the
+                    // commits, written directly too, would not use).
+                    zeros.fill(&file, &tmp, size)?;
                     file.write_all_at(&format::header(), 0)?;
                     file.sync_all()?;
                     Ok(file)
