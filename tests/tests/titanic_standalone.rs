@@ -370,6 +370,7 @@ fn bad_flags_exit_with_status_2_and_an_unusable_data_dir_with_1() {
         &["--broker", "udp://127.0.0.1:1"][..],
         &["--expire-after", "7 weeks"],
         &["--heartbeat", "0s"],
+        &["--store", "sqlite"],
         &["--no-such-flag"],
     ] {
         let status = titanic_bin()
@@ -437,6 +438,9 @@ async fn the_program_serves_exits_1_on_a_locked_store_and_0_on_sigterm() {
         );
         // Its workers said DISCONNECT: the broker forgets the service at once.
         wait_for_service(&ep, "titanic.request", b"404");
+        // The log store by default (segment files in titanic-log), no redb file.
+        assert!(data.join("titanic-log").join("LOCK").is_file());
+        assert!(!data.join("titanic.redb").exists());
     })
     .await;
     broker.stop().await;

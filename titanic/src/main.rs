@@ -15,8 +15,19 @@ use domo_zmtp::curve::{readable_by_others, CurveClient};
 use domo_zmtp::Security;
 use tracing::{error, warn};
 
-/// The store file inside `--data-dir`.
+/// The redb store's file inside `--data-dir`.
 const STORE_FILE: &str = "titanic.redb";
+/// The log store's directory inside `--data-dir` (the broker's name for it too).
+const LOG_DIR: &str = "titanic-log";
+
+/// What `--store` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    /// Segment files in `DATA_DIR/titanic-log`, one synchronous write per group commit.
+    Log,
+    /// The file `DATA_DIR/titanic.redb` (the store of earlier versions).
+    Redb,
+}
 
 /// Titanic (ZeroMQ RFC 9): durable, disconnected request/reply for any MDP broker.
 ///
@@ -36,10 +47,22 @@ struct Args {
     )]
     brokers: Vec<String>,
 
-    /// Directory of the store (file `titanic.redb`); created if missing. Default:
+    /// Directory of the store (see --store); created if missing. Default:
     /// `$STATE_DIRECTORY` (systemd's `StateDirectory=`) if set, else `./titanic-data`.
     #[arg(long, value_name = "PATH")]
     data_dir: Option<PathBuf>,
+
+    /// Where the requests are kept in --data-dir: `log`, segment files in `titanic-log` (a
+    /// `titanic.redb` left there by an earlier version is moved into it at start and renamed
+    /// `titanic.redb.imported`), or `redb`, the file `titanic.redb` (the earlier store).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "STORE",
+        env = "DOMO_TITANIC_STORE",
+        default_value = "log"
+    )]
+    store: StoreKind,
 
     /// Requests never closed are deleted this long after they were submitted, answered or
     /// not (units: ms, s, m, h, d).
@@ -127,6 +150,12 @@ fn config(args: &Args) -> Result<TitanicConfig, String> {
         None => default_data_dir(std::env::var_os("STATE_DIRECTORY")),
     };
     let mut config = TitanicConfig::new(brokers, dir.join(STORE_FILE));
+    if args.store == StoreKind::Log {
+        config.store_path = dir.join(LOG_DIR);
+        config.backend = server::Backend::Log {
+            import: Some(dir.join(STORE_FILE)),
+        };
+    }
     if let Some(keys) = curve_keys(args.server_key.as_deref(), args.key.as_deref())? {
         config.transport.security = Security::CurveClient(keys);
     }
@@ -302,6 +331,24 @@ mod tests {
         ]);
         let security = config(&args).unwrap().transport.security;
         assert!(matches!(security, Security::CurveClient(_)), "{security:?}");
+    }
+
+    #[test]
+    fn the_store_is_the_log_unless_redb_is_asked_for() {
+        let args = Args::parse_from(["domo-titanic", "--data-dir", "/srv/t"]);
+        let log = config(&args).unwrap();
+        assert_eq!(log.store_path, PathBuf::from("/srv/t/titanic-log"));
+        match log.backend {
+            server::Backend::Log { import } => {
+                assert_eq!(import, Some(PathBuf::from("/srv/t/titanic.redb")));
+            }
+            other => panic!("{other:?}"),
+        }
+        let args = Args::parse_from(["domo-titanic", "--data-dir", "/srv/t", "--store", "redb"]);
+        let redb = config(&args).unwrap();
+        assert_eq!(redb.store_path, PathBuf::from("/srv/t/titanic.redb"));
+        assert!(matches!(redb.backend, server::Backend::Redb));
+        assert!(Args::try_parse_from(["domo-titanic", "--store", "postgres"]).is_err());
     }
 
     #[test]
