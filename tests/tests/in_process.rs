@@ -1,7 +1,7 @@
 //! Services the broker serves in process (how the embedded Titanic is served): libzmq clients
 //! reach them like any worker's service, they take `credit` requests at once, they never
-//! expire for lack of heartbeats, and a panicking handler is answered with its failure reply
-//! while the service goes on.
+//! expire for lack of heartbeats, and a panicking handler (in its future, or in the call that
+//! makes it) is answered with its failure reply while the service goes on.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -40,6 +40,12 @@ async fn an_in_process_service_answers_clients_concurrently_outlives_heartbeats_
     let handler: LocalHandler = {
         let (inside, all_in) = (inside.clone(), all_in.clone());
         Arc::new(move |body: Vec<Bytes>| {
+            // A panic in the call itself, before any future (a handler that does its
+            // synchronous part at once, as Titanic's queues its write).
+            assert!(
+                &body[0][..] != b"panic at the call",
+                "the handler fails at once"
+            );
             let (inside, all_in) = (inside.clone(), all_in.clone());
             Box::pin(async move {
                 match &body[0][..] {
@@ -99,6 +105,14 @@ async fn an_in_process_service_answers_clients_concurrently_outlives_heartbeats_
             c.request("local.echo", &[b"after"]),
             vec![b"after".to_vec()]
         );
+        assert_eq!(
+            c.request("local.echo", &[b"panic at the call"]),
+            vec![b"failed".to_vec()]
+        );
+        assert_eq!(
+            c.request("local.echo", &[b"after that"]),
+            vec![b"after that".to_vec()]
+        );
 
         // Ten liveness windows without a request: still registered, still served.
         std::thread::sleep(Duration::from_secs(3));
@@ -118,5 +132,5 @@ async fn an_in_process_service_answers_clients_concurrently_outlives_heartbeats_
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(stats.core.requests.replied, 8, "{:?}", stats.core.requests);
+    assert_eq!(stats.core.requests.replied, 10, "{:?}", stats.core.requests);
 }

@@ -420,49 +420,61 @@ impl InProcess {
     /// group commit and await it without holding a thread; `titanic.reply` reads on a
     /// blocking thread. Once Titanic is shutting down: `[500]` ("retry later", RFC 9).
     pub fn handle(&self, service: TitanicService, body: Vec<Bytes>) -> ReplyFuture {
-        let pass = Gate::enter(&self.gate);
-        let wake = self.wake.clone();
-        Box::pin(async move {
-            let Some(pass) = pass else {
-                return vec![Bytes::from_static(service::ERROR)];
-            };
-            let store = pass.store.clone();
-            match service {
-                TitanicService::Request => match service::decode_request(body) {
-                    Ok(submission) => {
-                        let stored = match submission.key {
-                            Some(key) => {
-                                store
-                                    .put_keyed_async(key, submission.service, submission.body)
-                                    .await
-                            }
-                            None => {
-                                store
-                                    .put_request_async(submission.service, submission.body)
-                                    .await
-                            }
-                        };
+        let Some(pass) = Gate::enter(&self.gate) else {
+            return Box::pin(std::future::ready(vec![Bytes::from_static(service::ERROR)]));
+        };
+        // Writes are queued for the store's group commit here, at the call, not at the
+        // future's first poll: the requests a broker hands over together reach one commit
+        // however late their futures are first polled. The future holds the pass (the gate
+        // waits for it at shutdown) until it has the outcome.
+        match service {
+            TitanicService::Request => match service::decode_request(body) {
+                Ok(submission) => {
+                    let stored = match submission.key {
+                        Some(key) => {
+                            pass.store
+                                .put_keyed_async(key, submission.service, submission.body)
+                        }
+                        None => pass
+                            .store
+                            .put_request_async(submission.service, submission.body),
+                    };
+                    let wake = self.wake.clone();
+                    Box::pin(async move {
+                        let stored = stored.await;
                         if let (Ok(_), Some(wake)) = (&stored, &wake) {
                             wake.notify_one();
                         }
+                        drop(pass);
                         service::request_outcome(stored)
-                    }
-                    Err(reply) => reply,
-                },
-                TitanicService::Close => match service::decode_close(&body) {
-                    Ok(id) => service::close_outcome(store.close_async(id).await),
-                    Err(reply) => reply,
-                },
-                TitanicService::Reply => {
+                    })
+                }
+                Err(reply) => Box::pin(std::future::ready(reply)),
+            },
+            TitanicService::Close => match service::decode_close(&body) {
+                Ok(id) => {
+                    let closed = pass.store.close_async(id);
+                    Box::pin(async move {
+                        let closed = closed.await;
+                        drop(pass);
+                        service::close_outcome(closed)
+                    })
+                }
+                Err(reply) => Box::pin(std::future::ready(reply)),
+            },
+            TitanicService::Reply => Box::pin(async move {
+                let store = pass.store.clone();
+                let reply =
                     tokio::task::spawn_blocking(move || service::handle(&*store, service, body))
                         .await
                         .unwrap_or_else(|e| {
                             warn!(error = %e, "titanic.reply failed");
                             vec![Bytes::from_static(service::ERROR)]
-                        })
-                }
-            }
-        })
+                        });
+                drop(pass);
+                reply
+            }),
+        }
     }
 }
 

@@ -106,18 +106,12 @@ impl Shell {
                         }
                     }
                 }
-                done = self.local.next(), if self.local.busy() => {
+                // Every answer ready now goes to the core before the next flush, so the
+                // replies of one group commit leave together.
+                done = self.local.finished(BATCH), if self.local.busy() => {
                     let now = now();
-                    if let Some(done) = done {
+                    for done in done {
                         self.local.finish(&mut self.core, now, done);
-                    }
-                    // Every answer ready now goes to the core before the next flush, so the
-                    // replies of one group commit leave together.
-                    for _ in 1..BATCH {
-                        match self.local.try_next() {
-                            Some(done) => self.local.finish(&mut self.core, now, done),
-                            None => break,
-                        }
                     }
                     flow::apply(&self.router, &mut self.core, &mut self.stats);
                 }

@@ -5,9 +5,12 @@
 //! which RFC 23 reserves: a peer that asks for an identity starting with zero gets a
 //! generated one). The shell says READY for it with a worker credit, and the core dispatches
 //! to it, queues for it, counts it and applies every rule as for any worker. The REQUESTs the
-//! core sends it never reach the router: the shell calls the service's handler with the body,
-//! as a task of the broker's runtime, and hands the core a REPLY when the handler's future
-//! completes. The shell says HEARTBEAT for it often enough that it never expires.
+//! core sends it never reach the router: the shell calls the service's handler with the body
+//! and hands the core a REPLY when the handler's future completes. The futures are polled in
+//! the event loop's own task (a `FuturesUnordered`), not spawned: a group commit answering 30
+//! of them then wakes the loop once from the store's thread (one syscall on this runtime), not
+//! 30 tasks, and no task is made and freed per request. The shell says HEARTBEAT for it
+//! often enough that it never expires.
 //!
 //! Compared with the same service as an MDP worker over `inproc://`, this skips per request
 //! two ZMTP encodings and decodings, two copies through the in-memory pipe, and the worker
@@ -18,9 +21,11 @@
 //! on. A DISCONNECT from the core (a drain ending) ends the service; it is not registered
 //! again.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,7 +33,7 @@ use domo_mdp::extensions::Announced;
 use domo_mdp::sync::CatchUnwind;
 use domo_mdp::worker::{self, WorkerCommand};
 use domo_mdp::{Credit, PeerId, ServiceName};
-use tokio::task::JoinSet;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tracing::{debug, error, info};
 
 use crate::core::Broker;
@@ -57,11 +62,14 @@ struct LocalWorker {
 /// the handler panicked).
 type Done = (usize, PeerId, Option<Vec<Bytes>>);
 
+/// A handler's future, with what to do with its outcome.
+type Running = Pin<Box<dyn Future<Output = Done> + Send>>;
+
 /// The shell's in-process services and their requests in progress.
 #[derive(Default)]
 pub(super) struct Local {
     workers: Vec<LocalWorker>,
-    running: JoinSet<Done>,
+    running: FuturesUnordered<Running>,
     last_heartbeat: Option<Instant>,
 }
 
@@ -156,9 +164,18 @@ impl Local {
         };
         match worker::decode_from_broker(frames) {
             Ok(WorkerCommand::Request { client, body }) => {
-                let reply = CatchUnwind::new((self.workers[index].handler)(body));
-                self.running
-                    .spawn(async move { (index, client, reply.await.ok()) });
+                // A panic in the handler's call (its synchronous part) or in its future is
+                // answered with the failure reply alike.
+                let handler = &self.workers[index].handler;
+                let started = std::panic::catch_unwind(AssertUnwindSafe(|| handler(body)));
+                let running: Running = match started {
+                    Ok(reply) => {
+                        let reply = CatchUnwind::new(reply);
+                        Box::pin(async move { (index, client, reply.await.ok()) })
+                    }
+                    Err(_) => Box::pin(std::future::ready((index, client, None))),
+                };
+                self.running.push(running);
             }
             Ok(WorkerCommand::Disconnect) => {
                 let w = &mut self.workers[index];
@@ -171,25 +188,25 @@ impl Local {
         }
     }
 
-    /// Waits for a handler to finish.
-    pub(super) async fn next(&mut self) -> Option<Done> {
-        loop {
-            match self.running.join_next().await? {
-                Ok(done) => return Some(done),
-                // Only on a runtime shutting down: the handler tasks are not aborted.
-                Err(e) => debug!(error = %e, "In-process request task ended"),
+    /// Waits for handlers to finish: every one finished by the time it polls, up to `most`
+    /// (at least one). Polls the handlers themselves (they run in the caller's task).
+    pub(super) async fn finished(&mut self, most: usize) -> Vec<Done> {
+        let mut done = Vec::new();
+        poll_fn(|cx| {
+            while done.len() < most.max(1) {
+                match self.running.poll_next_unpin(cx) {
+                    Poll::Ready(Some(finished)) => done.push(finished),
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
             }
-        }
-    }
-
-    /// A finished handler whose result is ready without waiting, if any.
-    pub(super) fn try_next(&mut self) -> Option<Done> {
-        loop {
-            match self.running.try_join_next()? {
-                Ok(done) => return Some(done),
-                Err(e) => debug!(error = %e, "In-process request task ended"),
+            if done.is_empty() {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
             }
-        }
+        })
+        .await;
+        done
     }
 
     /// Hands a finished handler's reply (or, if it panicked, the failure reply) to the core.
