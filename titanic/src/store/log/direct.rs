@@ -15,6 +15,12 @@
 //! partial block that were already durable are written unchanged, as the page cache's
 //! writeback of that page would write them.
 //!
+//! Reads stay buffered (`pread` through the page cache). A direct write drops the cached pages
+//! of its range once it completes, before the call returns (a clean page a reader brought in
+//! meanwhile included), and the index sends readers to a commit's records only after that;
+//! the earlier bytes of the partial block are written unchanged, so a reader of an earlier
+//! record sees the same bytes either way.
+//!
 //! A file system that refuses direct I/O (`EINVAL` when the file is opened or at the first
 //! write) makes the log go back to `pwrite` + `fdatasync` for good, which it logs once.
 
